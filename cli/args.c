@@ -1,0 +1,74 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+int cli_fail(const char *cmd, int code, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "pvf %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return code;
+}
+
+int cli_int64(const char *cmd, const char *flag, const char *s, int64_t min, int64_t max,
+              int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || errno || v < min || v > max) {
+        cli_fail(cmd, 2, "%s: '%s' is not an integer in %" PRId64 "..%" PRId64, flag, s, min,
+                 max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_uint64(const char *cmd, const char *flag, const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (*s == '\0' || *s == '-' || *end != '\0' || errno) {
+        cli_fail(cmd, 2, "%s: '%s' is not a non-negative integer", flag, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_format(const char *cmd, const char *s, pvf_format *out) {
+    if (pvf_format_parse(s, out) == 0)
+        return 0;
+    cli_fail(cmd, 2, "--format: unknown format '%s' (expected fp32, fp16, bf16, fp8-e4m3, int8, "
+                     "int4)",
+             s);
+    return -1;
+}
+
+int cli_fault(const char *cmd, const char *s, pvf_fault_model *out) {
+    pvf_err err;
+    if (pvf_fault_model_parse(s, out, &err) == 0)
+        return 0;
+    cli_fail(cmd, 2, "--fault: %s", err.msg);
+    return -1;
+}
+
+int cli_bad_flag(const char *cmd, int opt, char **argv) {
+    if (opt == ':')
+        return cli_fail(cmd, 2, "%s needs a value", argv[optind - 1]);
+    return cli_fail(cmd, 2, "unknown flag '%s' (see pvf help)", argv[optind - 1]);
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}

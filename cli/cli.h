@@ -1,0 +1,32 @@
+/* cli.h - the pvf subcommands and the flag parsing they share. Errors are
+ * printed here, at the top: one line "pvf CMD: what is wrong", exit 2 for a
+ * usage error, 1 for a failure. */
+#ifndef PVF_CLI_H
+#define PVF_CLI_H
+
+#include "fault.h"
+#include "format.h"
+
+#include <stdint.h>
+
+int pvf_cmd_infer(int argc, char **argv);
+int pvf_cmd_inject(int argc, char **argv);
+int pvf_cmd_sweep(int argc, char **argv);
+
+/* Prints "pvf CMD: message" to stderr; returns the exit code given. */
+int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Flag values: 0 on success, else prints the error and returns -1. */
+int cli_int64(const char *cmd, const char *flag, const char *s, int64_t min, int64_t max,
+              int64_t *out);
+int cli_uint64(const char *cmd, const char *flag, const char *s, uint64_t *out);
+int cli_format(const char *cmd, const char *s, pvf_format *out);
+int cli_fault(const char *cmd, const char *s, pvf_fault_model *out);
+
+/* Monotonic seconds. */
+double cli_now(void);
+
+/* getopt_long error for argv[optind-1]. */
+int cli_bad_flag(const char *cmd, int opt, char **argv);
+
+#endif

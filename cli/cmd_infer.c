@@ -1,0 +1,154 @@
+/* pvf infer: golden inference over an eval set, checked against its labels
+ * and against the training framework's reference outputs. */
+#include "cli.h"
+#include "runner.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define CMD "infer"
+/* Parity: max |output - reference| within this fraction of max |reference|. */
+#define PVF_PARITY_REL 1e-4
+
+int pvf_cmd_infer(int argc, char **argv) {
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"data", required_argument, 0, 'd'},
+                                         {"format", required_argument, 0, 'f'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"dump-outputs", required_argument, 0, 'o'},
+                                         {0, 0, 0, 0}};
+    const char *model = NULL, *data = NULL, *dump = NULL;
+    pvf_format format = PVF_FMT_FP32;
+    int json = 0, opt;
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'm': model = optarg; break;
+        case 'd': data = optarg; break;
+        case 'f':
+            if (cli_format(CMD, optarg, &format))
+                return 2;
+            break;
+        case 'j': json = 1; break;
+        case 'o': dump = optarg; break;
+        default: return cli_bad_flag(CMD, opt, argv);
+        }
+    }
+    if (optind < argc)
+        return cli_fail(CMD, 2, "unexpected argument '%s'", argv[optind]);
+    if (!model)
+        return cli_fail(CMD, 2, "--model DIR is required");
+
+    pvf_err err;
+    pvf_runner r;
+    double t0 = cli_now();
+    if (pvf_runner_open(&r, model, data, format, &err))
+        return cli_fail(CMD, 1, "%s", err.msg);
+    double elapsed = cli_now() - t0;
+    const pvf_model *m = &r.model;
+    const int64_t n = r.golden.n, k = m->out_size;
+    int rc = 0;
+
+    /* Accuracy against labels, when the eval set has them. */
+    pvf_tensor labels, ref;
+    int has_labels = pvf_evalset_get(&r.eval, "labels", 0, &labels, &err);
+    int64_t correct = 0;
+    if (has_labels > 0 && labels.dtype != PVF_DT_I64 && labels.dtype != PVF_DT_I32) {
+        rc = cli_fail(CMD, 1, "%s: 'labels' must be I64 or I32, not %s", r.eval.file.path,
+                      pvf_dtype_name(labels.dtype));
+        goto done;
+    }
+    if (has_labels < 0) {
+        rc = cli_fail(CMD, 1, "%s", err.msg);
+        goto done;
+    }
+    if (has_labels > 0)
+        for (int64_t i = 0; i < n; i++)
+            correct += pvf_tensor_get_i64(&labels, i) == r.golden.top1[i];
+
+    /* Agreement with the reference outputs of this storage format. */
+    char ref_name[64];
+    int has_ref =
+        pvf_evalset_reference(&r.eval, pvf_format_name(format), &ref, ref_name, sizeof ref_name,
+                              &err);
+    if (has_ref < 0) {
+        rc = cli_fail(CMD, 1, "%s", err.msg);
+        goto done;
+    }
+    if (has_ref > 0 && (ref.dtype != PVF_DT_F32 || pvf_tensor_numel(&ref) != n * k)) {
+        rc = cli_fail(CMD, 1, "%s: '%s' must be F32 [%" PRId64 ", %" PRId64 "]", r.eval.file.path,
+                      ref_name, n, k);
+        goto done;
+    }
+    int64_t agree = 0;
+    double max_diff = 0.0, max_ref = 0.0;
+    if (has_ref > 0) {
+        for (int64_t i = 0; i < n; i++) {
+            const float *out = r.golden.out + i * k;
+            int64_t best = 0;
+            for (int64_t j = 0; j < k; j++) {
+                double v = pvf_tensor_get_f64(&ref, i * k + j);
+                if (v > pvf_tensor_get_f64(&ref, i * k + best))
+                    best = j;
+                max_diff = fmax(max_diff, fabs((double)out[j] - v));
+                max_ref = fmax(max_ref, fabs(v));
+            }
+            agree += best == r.golden.top1[i];
+        }
+    }
+    int within = has_ref > 0 && max_diff <= PVF_PARITY_REL * max_ref;
+
+    if (dump) {
+        int64_t shape[2] = {n, k};
+        pvf_st_out t = {"outputs", PVF_DT_F32, 2, shape, r.golden.out};
+        if (pvf_st_write(dump, &t, 1, NULL, 0, &err)) {
+            rc = cli_fail(CMD, 1, "%s", err.msg);
+            goto done;
+        }
+    }
+
+    if (json) {
+        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f}", "model", model, "architecture",
+                              m->arch->name, "format", pvf_format_name(format), "parameters",
+                              (json_int_t)pvf_model_param_count(m), "inputs", (json_int_t)n,
+                              "seconds", elapsed);
+        json_object_set_new(o, "data", json_string(r.eval.file.path));
+        if (has_labels > 0)
+            json_object_set_new(o, "accuracy", json_real((double)correct / (double)n));
+        if (has_ref > 0) {
+            json_object_set_new(o, "reference", json_string(ref_name));
+            json_object_set_new(o, "agreement", json_real((double)agree / (double)n));
+            json_object_set_new(o, "max_abs_diff", json_real(max_diff));
+            json_object_set_new(o, "max_abs_reference", json_real(max_ref));
+            json_object_set_new(o, "within_tolerance", json_boolean(within));
+        }
+        char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+        puts(s);
+        free(s);
+        json_decref(o);
+    } else {
+        printf("model       %s (%s, %" PRId64 " parameters, format %s)\n", model, m->arch->name,
+               pvf_model_param_count(m), pvf_format_name(format));
+        printf("eval set    %s (%" PRId64 " inputs)\n", r.eval.file.path, n);
+        if (has_labels > 0)
+            printf("accuracy    %.4f (%" PRId64 "/%" PRId64 " match labels)\n",
+                   (double)correct / (double)n, correct, n);
+        if (has_ref > 0)
+            printf("reference   %s: top-1 agreement %.4f (%" PRId64 "/%" PRId64
+                   "), max |diff| %.3g = %.3g x max |ref| (%s)\n",
+                   ref_name, (double)agree / (double)n, agree, n, max_diff,
+                   max_ref > 0 ? max_diff / max_ref : 0.0,
+                   within ? "within 1e-4" : "OUTSIDE 1e-4");
+        else
+            printf("reference   none for format %s in the eval set\n", pvf_format_name(format));
+        printf("time        %.1f ms (load, golden pass)\n", elapsed * 1e3);
+    }
+done:
+    pvf_runner_close(&r);
+    return rc;
+}

@@ -1,0 +1,177 @@
+/* pvf inject: one trial at a fault site the user names. */
+#include "cli.h"
+#include "runner.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CMD "inject"
+
+/* "3,7,12" -> bit positions. */
+static int parse_bits(const char *s, int *bits, int cap, int *n) {
+    *n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long b = strtol(p, &end, 10);
+        if (end == p || b < 0 || b > 31 || *n == cap || (*end != ',' && *end != '\0'))
+            return -1;
+        bits[(*n)++] = (int)b;
+        p = *end == ',' ? end + 1 : end;
+        if (*end == ',' && *p == '\0')
+            return -1;
+    }
+    return *n ? 0 : -1;
+}
+
+/* The bit mask the fault model acts on, from the --bit positions. */
+static int site_mask(const pvf_fault_model *fm, const int *bits, int nbits, int width,
+                     uint32_t *mask) {
+    *mask = 0;
+    if (fm->kind == PVF_FAULT_BURST) {
+        if (nbits != 1)
+            return cli_fail(CMD, 2, "--bit: a burst takes its first bit only");
+        if (bits[0] + fm->k > width)
+            return cli_fail(CMD, 2, "--bit: a burst of %d from bit %d leaves the %d-bit word",
+                            fm->k, bits[0], width);
+        *mask = (fm->k == 32 ? 0xFFFFFFFFu : ((1u << fm->k) - 1u)) << bits[0];
+        return 0;
+    }
+    if (fm->kind == PVF_FAULT_KBIT && nbits != fm->k)
+        return cli_fail(CMD, 2, "--bit: kbit:%d needs %d distinct bits", fm->k, fm->k);
+    if (fm->kind != PVF_FAULT_KBIT && nbits != 1)
+        return cli_fail(CMD, 2, "--bit: this fault model takes one bit (use kbit:K for more)");
+    for (int i = 0; i < nbits; i++) {
+        if (bits[i] >= width)
+            return cli_fail(CMD, 2, "--bit: bit %d outside the %d-bit word", bits[i], width);
+        if (*mask & (1u << bits[i]))
+            return cli_fail(CMD, 2, "--bit: bit %d given twice", bits[i]);
+        *mask |= 1u << bits[i];
+    }
+    return 0;
+}
+
+int pvf_cmd_inject(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
+        {"format", required_argument, 0, 'f'}, {"fault", required_argument, 0, 'F'},
+        {"tensor", required_argument, 0, 't'}, {"index", required_argument, 0, 'i'},
+        {"bit", required_argument, 0, 'b'},    {"json", no_argument, 0, 'j'},
+        {0, 0, 0, 0}};
+    const char *model = NULL, *data = NULL, *tensor = NULL, *bit_arg = NULL;
+    pvf_format format = PVF_FMT_FP32;
+    pvf_fault_model fm = {PVF_FAULT_BITFLIP, -1, 1};
+    int64_t index = -1;
+    int json = 0, opt, bits[32], nbits = 0;
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'm': model = optarg; break;
+        case 'd': data = optarg; break;
+        case 't': tensor = optarg; break;
+        case 'b': bit_arg = optarg; break;
+        case 'j': json = 1; break;
+        case 'f':
+            if (cli_format(CMD, optarg, &format))
+                return 2;
+            break;
+        case 'F':
+            if (cli_fault(CMD, optarg, &fm))
+                return 2;
+            break;
+        case 'i':
+            if (cli_int64(CMD, "--index", optarg, 0, INT64_MAX, &index))
+                return 2;
+            break;
+        default: return cli_bad_flag(CMD, opt, argv);
+        }
+    }
+    if (optind < argc)
+        return cli_fail(CMD, 2, "unexpected argument '%s'", argv[optind]);
+    if (!model || !tensor || index < 0)
+        return cli_fail(CMD, 2, "--model, --tensor and --index are required");
+    if (bit_arg && parse_bits(bit_arg, bits, 32, &nbits))
+        return cli_fail(CMD, 2, "--bit: '%s' is not a list of bit positions 0..31", bit_arg);
+    if (!bit_arg) {
+        if (fm.bit < 0)
+            return cli_fail(CMD, 2, "--bit is required (or a fault model with a fixed bit)");
+        bits[nbits++] = fm.bit;
+    } else if (fm.bit >= 0 && (nbits != 1 || bits[0] != fm.bit)) {
+        return cli_fail(CMD, 2, "--bit %s contradicts --fault fixing bit %d", bit_arg, fm.bit);
+    }
+
+    pvf_err err;
+    pvf_runner r;
+    if (pvf_runner_open(&r, model, data, format, &err))
+        return cli_fail(CMD, 1, "%s", err.msg);
+    int rc = 0;
+    const pvf_model *m = &r.model;
+    pvf_fault_site site = {.target = pvf_model_find_target(m, tensor), .element = index};
+    if (site.target < 0) {
+        rc = cli_fail(CMD, 2, "--tensor: '%s' is not a fault target of %s in %s (see pvf sweep)",
+                      tensor, model, pvf_format_name(format));
+        goto done;
+    }
+    const pvf_target *t = &m->targets[site.target];
+    if (index >= t->numel) {
+        rc = cli_fail(CMD, 2, "--index: %" PRId64 " outside '%s' (%" PRId64 " elements)", index,
+                      tensor, t->numel);
+        goto done;
+    }
+    if (site_mask(&fm, bits, nbits, t->bits, &site.mask)) {
+        rc = 2;
+        goto done;
+    }
+    pvf_trial_result res;
+    if (pvf_trial_run(&r.exec, &r.golden, fm.kind, &site, r.out, &res, &err)) {
+        rc = cli_fail(CMD, 1, "%s", err.msg);
+        goto done;
+    }
+    char fault[32];
+    pvf_fault_model_format(&fm, fault, sizeof fault);
+    const pvf_fault_effect *e = &res.effect;
+    int hex = (t->bits + 3) / 4;
+    if (json) {
+        char ow[16], nw[16];
+        snprintf(ow, sizeof ow, "0x%0*" PRIx32, hex, e->old_word);
+        snprintf(nw, sizeof nw, "0x%0*" PRIx32, hex, e->new_word);
+        json_t *o = json_pack(
+            "{s:s, s:s, s:s, s:I, s:I, s:i, s:s, s:s, s:f, s:f, s:I, s:I, s:I, s:f, s:b, s:b, "
+            "s:b}",
+            "tensor", tensor, "format", pvf_format_name(format), "fault", fault, "index",
+            (json_int_t)index, "mask", (json_int_t)site.mask, "bits", t->bits, "old_word", ow,
+            "new_word", nw, "old_value", (double)e->old_value, "new_value", (double)e->new_value,
+            "inputs", (json_int_t)r.golden.n, "incorrect", (json_int_t)res.incorrect, "nonfinite",
+            (json_int_t)res.nonfinite, "value", res.value, "masked",
+            (res.flags & PVF_TRIAL_MASKED) != 0, "nonfinite_flag",
+            (res.flags & PVF_TRIAL_NONFINITE) != 0, "unchanged",
+            (res.flags & PVF_TRIAL_UNCHANGED) != 0);
+        char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+        puts(s);
+        free(s);
+        json_decref(o);
+    } else {
+        printf("site        %s[%" PRId64 "], %d-bit word, mask 0x%0*" PRIx32 ", fault %s, format %s\n",
+               tensor, index, t->bits, hex, site.mask, fault, pvf_format_name(format));
+        printf("stored      0x%0*" PRIx32 " -> 0x%0*" PRIx32 "\n", hex, e->old_word, hex,
+               e->new_word);
+        printf("value       %.9g -> %.9g%s\n", (double)e->old_value, (double)e->new_value,
+               t->is_scale ? " (scale)" : "");
+        printf("incorrect   %" PRId64 "/%" PRId64 " eval inputs (value %.6f)\n", res.incorrect,
+               r.golden.n, res.value);
+        printf("flags      %s%s%s%s\n", res.flags & PVF_TRIAL_MASKED ? " masked" : "",
+               res.flags & PVF_TRIAL_NONFINITE ? " nonfinite" : "",
+               res.flags & PVF_TRIAL_UNCHANGED ? " unchanged" : "",
+               res.flags ? "" : " -");
+        if (res.nonfinite)
+            printf("nonfinite   %" PRId64 " eval inputs with NaN/Inf outputs\n", res.nonfinite);
+    }
+done:
+    pvf_runner_close(&r);
+    return rc;
+}

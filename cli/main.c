@@ -1,0 +1,45 @@
+/* pvf - Parameter Vulnerability Factor by statistical fault injection. */
+#include "cli.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: pvf COMMAND [flags]\n"
+    "\n"
+    "  infer   --model DIR [--data FILE] [--format F] [--json] [--dump-outputs FILE]\n"
+    "          accuracy, and agreement with the reference logits of the eval set\n"
+    "  inject  --model DIR [--data FILE] --tensor NAME --index I --bit B[,B...]\n"
+    "          [--fault MODEL] [--format F] [--json]\n"
+    "          one trial at a given fault site\n"
+    "  sweep   --model DIR [--data FILE] --trials N [--seed S] [--format F] [--fault MODEL]\n"
+    "          [--tensor NAME]... [--json]\n"
+    "          N trials per tensor: per-tensor and whole-model PVF with 95% Wilson intervals\n"
+    "\n"
+    "formats:      fp32 fp16 bf16 fp8-e4m3 int8 int4 (scaled formats quantize weights of 2+\n"
+    "              dims; their scales are fault targets NAME_scale)\n"
+    "fault models: bit, bit:B, kbit:K, burst:L, stuck0[:B], stuck1[:B]\n";
+
+int main(int argc, char **argv) {
+    /* One executor per core: OpenBLAS must not spawn threads of its own. */
+    openblas_set_num_threads(1);
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "infer") == 0)
+        return pvf_cmd_infer(argc - 1, argv + 1);
+    if (strcmp(cmd, "inject") == 0)
+        return pvf_cmd_inject(argc - 1, argv + 1);
+    if (strcmp(cmd, "sweep") == 0)
+        return pvf_cmd_sweep(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        puts("pvf 0.1.0");
+        return 0;
+    }
+    fprintf(stderr, "pvf: unknown command '%s' (see pvf help)\n", cmd);
+    return 2;
+}

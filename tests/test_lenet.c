@@ -1,0 +1,232 @@
+/* The LeNet architecture end to end: random weights against PyTorch, the
+ * bundled model against its reference logits in every storage format,
+ * starting at any stage, F16/BF16 and sharded checkpoints. */
+#include "fixture.h"
+#include "kernels.h"
+#include "runner.h"
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LENET PVF_SOURCE_DIR "/models/fmnist-lenet"
+
+static const char *const names[] = {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
+                                    "fc1.weight",   "fc1.bias",   "fc2.weight",   "fc2.bias",
+                                    "fc3.weight",   "fc3.bias"};
+enum { NNAMES = sizeof names / sizeof *names };
+
+static char tmp[256];
+
+static int copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    int rc = a && b ? 0 : -1;
+    char buf[65536];
+    size_t n;
+    while (rc == 0 && (n = fread(buf, 1, sizeof buf, a)) > 0)
+        rc = fwrite(buf, 1, n, b) == n ? 0 : -1;
+    if (a)
+        fclose(a);
+    if (b)
+        fclose(b);
+    return rc;
+}
+
+/* Writes DIR/config.json (the bundled one) and the fixture's random weights
+ * in dtype dt, optionally split over two shards with an index. */
+static int write_random_model(const char *dir, const pvf_st_file *fx, pvf_dtype dt, int sharded) {
+    char path[512];
+    pvf_err err;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (copy_file(LENET "/config.json", path))
+        return -1;
+    pvf_st_out outs[NNAMES];
+    void *bufs[NNAMES] = {0};
+    int64_t shapes[NNAMES][4];
+    for (int i = 0; i < NNAMES; i++) {
+        pvf_tensor t;
+        long k = pvf_st_find(fx, names[i]);
+        if (k < 0)
+            return -1;
+        pvf_st_view(fx, (size_t)k, &t);
+        int64_t n = pvf_tensor_numel(&t);
+        bufs[i] = malloc((size_t)n * 4);
+        for (int64_t j = 0; j < n; j++) {
+            float v = (float)pvf_tensor_get_f64(&t, j);
+            if (dt == PVF_DT_F32)
+                ((float *)bufs[i])[j] = v;
+            else if (dt == PVF_DT_F16)
+                ((uint16_t *)bufs[i])[j] = pvf_f32_to_f16(v);
+            else
+                ((uint16_t *)bufs[i])[j] = pvf_f32_to_bf16(v);
+        }
+        memcpy(shapes[i], t.shape, sizeof shapes[i]);
+        outs[i] = (pvf_st_out){names[i], dt, t.ndim, shapes[i], bufs[i]};
+    }
+    int rc;
+    if (!sharded) {
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        rc = pvf_st_write(path, outs, NNAMES, NULL, 0, &err);
+    } else {
+        snprintf(path, sizeof path, "%s/model-00001-of-00002.safetensors", dir);
+        rc = pvf_st_write(path, outs, 4, NULL, 0, &err);
+        snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
+        rc |= pvf_st_write(path, outs + 4, NNAMES - 4, NULL, 0, &err);
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+        FILE *f = fopen(path, "w");
+        fprintf(f, "{\"metadata\": {\"total_size\": 0}, \"weight_map\": {");
+        for (int i = 0; i < NNAMES; i++)
+            fprintf(f, "%s\"%s\": \"model-0000%d-of-00002.safetensors\"", i ? ", " : "",
+                    names[i], i < 4 ? 1 : 2);
+        fprintf(f, "}}\n");
+        fclose(f);
+    }
+    for (int i = 0; i < NNAMES; i++)
+        free(bufs[i]);
+    return rc;
+}
+
+static int write_eval(const char *path, const pvf_st_file *fx) {
+    int64_t n;
+    float *x = fixture_f32(fx, "lenet_x", &n), *y = fixture_f32(fx, "lenet_y", NULL);
+    int64_t xs[4] = {3, 1, 28, 28}, ys[2] = {3, 10};
+    pvf_st_out outs[2] = {{"pixel_values", PVF_DT_F32, 4, xs, x}, {"logits", PVF_DT_F32, 2, ys, y}};
+    pvf_err err;
+    int rc = pvf_st_write(path, outs, 2, NULL, 0, &err);
+    free(x);
+    free(y);
+    return rc;
+}
+
+static double max_rel_diff(const float *out, const pvf_tensor *ref, int64_t n) {
+    double diff = 0, scale = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double r = pvf_tensor_get_f64(ref, i);
+        diff = fmax(diff, fabs((double)out[i] - r));
+        scale = fmax(scale, fabs(r));
+    }
+    return diff / scale;
+}
+
+static void check_random_model(pvf_dtype dt, int sharded, double tol) {
+    pvf_st_file fx;
+    if (fixture_open(&fx, "tests/fixtures/kernels.safetensors")) {
+        CHECK(0);
+        return;
+    }
+    char dir[300], eval[320];
+    snprintf(dir, sizeof dir, "%s/m%d%d", tmp, (int)dt, sharded);
+    mkdir(dir, 0700);
+    snprintf(eval, sizeof eval, "%s/eval.safetensors", dir);
+    CHECK(write_random_model(dir, &fx, dt, sharded) == 0);
+    CHECK(write_eval(eval, &fx) == 0);
+    pvf_runner r;
+    pvf_err err;
+    int rc = pvf_runner_open(&r, dir, NULL, PVF_FMT_FP32, &err);
+    if (rc)
+        fprintf(stderr, "  %s\n", err.msg);
+    CHECK(rc == 0);
+    if (rc == 0) {
+        pvf_tensor ref;
+        CHECK(pvf_evalset_get(&r.eval, "logits", 1, &ref, &err) == 1);
+        double d = max_rel_diff(r.golden.out, &ref, 30);
+        fprintf(stderr, "  dtype %s%s: max |diff| / max |ref| = %.3g\n", pvf_dtype_name(dt),
+                sharded ? ", 2 shards" : "", d);
+        CHECK(d <= tol);
+        pvf_runner_close(&r);
+    }
+    pvf_st_close(&fx);
+}
+
+static void test_random_weights_match_pytorch(void) {
+    check_random_model(PVF_DT_F32, 0, 1e-5);
+}
+
+static void test_sharded_checkpoint(void) {
+    check_random_model(PVF_DT_F32, 1, 1e-5);
+}
+
+static void test_half_checkpoints(void) {
+    /* weights rounded to F16/BF16 on disk: close to the fp32 reference */
+    check_random_model(PVF_DT_F16, 0, 5e-3);
+    check_random_model(PVF_DT_BF16, 0, 3e-2);
+}
+
+static void test_bundled_every_format(void) {
+    for (int f = 0; f < PVF_FMT_COUNT; f++) {
+        pvf_runner r;
+        pvf_err err;
+        CHECK(pvf_runner_open(&r, LENET, NULL, (pvf_format)f, &err) == 0);
+        pvf_tensor ref, labels;
+        char name[64];
+        CHECK(pvf_evalset_reference(&r.eval, pvf_format_name((pvf_format)f), &ref, name,
+                                    sizeof name, &err) == 1);
+        CHECK(pvf_evalset_get(&r.eval, "labels", 1, &labels, &err) == 1);
+        int64_t n = r.golden.n, k = r.model.out_size, agree = 0, correct = 0;
+        CHECK(n == 1000 && k == 10);
+        for (int64_t i = 0; i < n; i++) {
+            float row[10];
+            for (int j = 0; j < 10; j++)
+                row[j] = (float)pvf_tensor_get_f64(&ref, i * 10 + j);
+            agree += pvf_argmax(row, 10) == r.golden.top1[i];
+            correct += pvf_tensor_get_i64(&labels, i) == r.golden.top1[i];
+        }
+        double d = max_rel_diff(r.golden.out, &ref, n * k);
+        fprintf(stderr, "  %-8s accuracy %.3f, agreement %lld/1000, max |diff| / max |ref| %.3g\n",
+                pvf_format_name((pvf_format)f), (double)correct / 1000.0, (long long)agree, d);
+        CHECK(agree == n);
+        CHECK(d <= 1e-4);
+        CHECK(correct >= 880);
+        pvf_runner_close(&r);
+    }
+}
+
+static void test_forward_from_any_stage(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open(&r, LENET, NULL, PVF_FMT_INT8, &err) == 0);
+    CHECK(r.model.nstages == 5);
+    size_t bytes = (size_t)(r.golden.n * r.model.out_size) * sizeof(float);
+    for (int s = 0; s < r.model.nstages; s++) {
+        memset(r.out, 0xFF, bytes);
+        CHECK(pvf_forward_from(&r.exec, &r.golden, s, r.out, &err) == 0);
+        CHECK(memcmp(r.out, r.golden.out, bytes) == 0); /* bit-identical to golden */
+    }
+    CHECK(pvf_forward_from(&r.exec, &r.golden, 5, r.out, &err) == -1);
+    pvf_runner_close(&r);
+}
+
+static void test_parameters_and_targets(void) {
+    pvf_model m;
+    pvf_err err;
+    CHECK(pvf_model_load(&m, LENET, PVF_FMT_INT4, &err) == 0);
+    CHECK(pvf_model_param_count(&m) == 61706);
+    CHECK(m.nparams == 10 && m.ntargets == 15); /* 10 tensors + 5 weight scales */
+    int t = pvf_model_find_target(&m, "conv2.weight");
+    CHECK(m.targets[t].bits == 4 && m.targets[t].numel == 2400);
+    t = pvf_model_find_target(&m, "conv2.weight_scale");
+    CHECK(m.targets[t].bits == 32 && m.targets[t].numel == 16 * 2); /* rows of 150: 128 + 22 */
+    t = pvf_model_find_target(&m, "conv2.bias");
+    CHECK(m.targets[t].bits == 32); /* biases stay fp32 */
+    CHECK(pvf_model_find_target(&m, "conv2.bias_scale") == -1);
+    pvf_model_free(&m);
+}
+
+int main(void) {
+    snprintf(tmp, sizeof tmp, "/tmp/pvf-test-lenet-XXXXXX");
+    if (!mkdtemp(tmp))
+        return 1;
+    RUN(test_random_weights_match_pytorch);
+    RUN(test_sharded_checkpoint);
+    RUN(test_half_checkpoints);
+    RUN(test_bundled_every_format);
+    RUN(test_forward_from_any_stage);
+    RUN(test_parameters_and_targets);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmp);
+    return test_summary();
+}

@@ -1,0 +1,149 @@
+/* model.h - a model: named parameters in a storage format, and a sequence of
+ * stages that a forward pass runs in order.
+ *
+ * Every stage maps a fixed number of floats per eval input to another; a
+ * forward pass can start at any stage from that stage's cached golden input
+ * (pvf_golden), so a fault in stage k never recomputes stages 0..k-1.
+ *
+ * Parameters are shared read-only by all executors. An executor (pvf_exec)
+ * sees a fault through its own overlay: kernels ask pvf_exec_weights() for a
+ * parameter's values and get the executor's private copy while a fault on
+ * that parameter is active. Applying and undoing a fault writes only the
+ * affected elements of that copy, never the shared weights. */
+#ifndef PVF_MODEL_H
+#define PVF_MODEL_H
+
+#include "config.h"
+#include "evalset.h"
+#include "format.h"
+#include "pvf_common.h"
+#include "safetensors.h"
+#include "tensor.h"
+
+#include <stdint.h>
+
+/* Eval inputs per pass through the stages (bounds every workspace). */
+#define PVF_CHUNK 64
+
+typedef struct pvf_model pvf_model;
+typedef struct pvf_exec pvf_exec;
+
+typedef struct pvf_param {
+    char *name; /* Hugging Face tensor name */
+    int ndim;
+    int64_t shape[PVF_MAX_DIMS];
+    int64_t numel;
+    pvf_qtensor store; /* stored codes and scales: what faults flip */
+    float *value;      /* fp32 compute copy derived from store */
+    int stage;         /* the stage that reads it */
+} pvf_param;
+
+/* A fault target: a parameter's codes, or its scales. */
+typedef struct pvf_target {
+    char *name; /* the parameter name, or name + "_scale" */
+    int param;
+    int is_scale;
+    int64_t numel; /* stored words */
+    int bits;      /* width of one word */
+} pvf_target;
+
+typedef int (*pvf_stage_fn)(const pvf_model *m, int stage, pvf_exec *ex, int64_t first, int64_t n,
+                            const float *in, float *out);
+
+typedef struct pvf_stage {
+    char name[48];
+    int64_t in_size, out_size; /* floats per eval input */
+    pvf_stage_fn run;
+    int layer; /* the architecture's own index */
+} pvf_stage;
+
+/* An architecture builds a model from config.json and the weights. */
+typedef struct pvf_arch {
+    const char *name; /* config "model_type" (or "architectures"[0]) */
+    const char *hf_class;
+    /* Declares parameters (pvf_model_add_param) and stages. */
+    int (*build)(pvf_model *m, const pvf_config *cfg, const pvf_st_set *weights, pvf_err *err);
+    /* Checks that the eval set fits and returns the stage-0 input (floats,
+     * n x stages[0].in_size) through *input, or NULL when stage 0 reads the
+     * eval tensors itself. */
+    int (*bind_eval)(const pvf_model *m, const pvf_evalset *e, const float **input, pvf_err *err);
+} pvf_arch;
+
+struct pvf_model {
+    char *dir;
+    const pvf_arch *arch;
+    pvf_config config;
+    pvf_format format;
+    pvf_param *params;
+    int nparams, cap_params;
+    pvf_stage *stages;
+    int nstages, cap_stages;
+    pvf_target *targets;
+    int ntargets;
+    int64_t out_size;       /* outputs per eval input (logits) */
+    int64_t scratch_floats; /* per-executor workspace a chunk of inputs needs */
+    void *arch_state;       /* owned by the architecture */
+    void (*arch_free)(void *);
+};
+
+/* Loads DIR/config.json and DIR's weights, stores every parameter in
+ * `format` (fp8/int8/int4 apply to tensors of 2 or more dims; 1-D tensors
+ * stay fp32) and derives the compute copies. */
+int pvf_model_load(pvf_model *m, const char *dir, pvf_format format, pvf_err *err);
+void pvf_model_free(pvf_model *m);
+
+/* For architectures: fetches `name` from the weights, checks its shape,
+ * stores it in the model's format. Returns the parameter index or -1. */
+int pvf_model_add_param(pvf_model *m, const pvf_st_set *weights, const char *name, int ndim,
+                        const int64_t *shape, int stage, pvf_err *err);
+/* Appends a stage; returns its index or -1. */
+int pvf_model_add_stage(pvf_model *m, const char *name, int64_t in_size, int64_t out_size,
+                        pvf_stage_fn run, int layer, pvf_err *err);
+int pvf_model_find_target(const pvf_model *m, const char *name);
+int64_t pvf_model_param_count(const pvf_model *m);
+const pvf_arch *pvf_arch_find(const char *name);
+/* "lenet, ..." for error messages. */
+const char *pvf_arch_names(void);
+
+/* Cached golden activations: the input of every stage for every eval input,
+ * and the golden outputs. */
+typedef struct pvf_golden {
+    int64_t n;
+    const float *input0; /* stage 0 input as bound in the eval set (not owned) */
+    float **stage_in;    /* [nstages], owned; stage_in[0] NULL when stage 0 reads the eval set */
+    float *out;          /* [n, out_size] */
+    int64_t *top1;       /* [n] */
+} pvf_golden;
+
+/* One trial executor: its workspace and its fault overlay. */
+struct pvf_exec {
+    const pvf_model *m;
+    const pvf_evalset *eval;
+    int64_t chunk;    /* eval inputs per pass through the stages */
+    float *act[2];    /* ping-pong activations, chunk x widest stage */
+    float *scratch;   /* architecture workspace */
+    int fault_param;  /* parameter whose values the overlay replaces, or -1 */
+    int copy_param;   /* parameter held in `copy`, or -1 */
+    float *copy;      /* private copy of one parameter's compute values */
+    int64_t fault_lo, fault_hi;
+};
+
+int pvf_exec_init(pvf_exec *ex, const pvf_model *m, const pvf_evalset *eval, pvf_err *err);
+void pvf_exec_free(pvf_exec *ex);
+/* The values a kernel must use for param: the overlay when faulted. */
+const float *pvf_exec_weights(const pvf_exec *ex, int param);
+/* Activates the overlay for param and returns its compute values [lo, hi)
+ * for the caller to overwrite: a change seen by this executor only. NULL
+ * (and err) for a span outside the parameter. */
+float *pvf_exec_fault_span(pvf_exec *ex, int param, int64_t lo, int64_t hi, pvf_err *err);
+/* Restores the shared values: the overlay becomes clean again. */
+void pvf_exec_fault_undo(pvf_exec *ex);
+
+int pvf_golden_compute(pvf_golden *g, pvf_exec *ex, pvf_err *err);
+void pvf_golden_free(pvf_golden *g, const pvf_model *m);
+
+/* Runs stages start..end over all eval inputs from g->stage_in[start] and
+ * writes the outputs to out[n, out_size]. */
+int pvf_forward_from(pvf_exec *ex, const pvf_golden *g, int start, float *out, pvf_err *err);
+
+#endif

@@ -1,0 +1,36 @@
+/* trial.h - one fault-injection trial: corrupt the stored bits, run the
+ * faulty inference over the eval set from the faulty parameter's stage,
+ * judge every output against golden, undo.
+ *
+ * Outcome rule (classifiers): an eval input's output is incorrect when its
+ * top-1 class differs from golden, or when any of its outputs is NaN/Inf
+ * (counted separately too: in practice a detectable error, not a silent
+ * one). The trial's value is the fraction of eval inputs that are incorrect. */
+#ifndef PVF_TRIAL_H
+#define PVF_TRIAL_H
+
+#include "fault.h"
+#include "model.h"
+
+enum {
+    PVF_TRIAL_MASKED = 1u << 0,    /* no eval output incorrect */
+    PVF_TRIAL_NONFINITE = 1u << 1, /* some output NaN or Inf */
+    PVF_TRIAL_UNCHANGED = 1u << 2, /* the stored word did not change (stuck-at) */
+};
+
+typedef struct pvf_trial_result {
+    double value;        /* fraction of eval inputs incorrect */
+    int64_t incorrect;   /* eval inputs whose output is incorrect */
+    int64_t nonfinite;   /* of which with a non-finite output */
+    unsigned flags;
+    pvf_fault_effect effect;
+} pvf_trial_result;
+
+/* Judges outputs out[n, out_size] against golden. */
+void pvf_judge(const pvf_model *m, const pvf_golden *g, const float *out, pvf_trial_result *r);
+
+/* Runs one trial; out is scratch for n x out_size outputs. Leaves ex clean. */
+int pvf_trial_run(pvf_exec *ex, const pvf_golden *g, pvf_fault_kind kind,
+                  const pvf_fault_site *site, float *out, pvf_trial_result *r, pvf_err *err);
+
+#endif
