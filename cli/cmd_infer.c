@@ -58,9 +58,12 @@ int pvf_cmd_infer(int argc, char **argv) {
     pvf_tensor labels, ref;
     int has_labels = pvf_evalset_get(&r.eval, "labels", 0, &labels, &err);
     int64_t correct = 0;
-    if (has_labels > 0 && labels.dtype != PVF_DT_I64 && labels.dtype != PVF_DT_I32) {
-        rc = cli_fail(CMD, 1, "%s: 'labels' must be I64 or I32, not %s", r.eval.file.path,
-                      pvf_dtype_name(labels.dtype));
+    if (has_labels > 0 &&
+        ((labels.dtype != PVF_DT_I64 && labels.dtype != PVF_DT_I32) || labels.ndim != 1)) {
+        char shape[128];
+        pvf_shape_format(labels.shape, labels.ndim, shape, sizeof shape);
+        rc = cli_fail(CMD, 1, "%s: 'labels' must be I64 or I32 [%" PRId64 "], not %s %s",
+                      r.eval.file.path, n, pvf_dtype_name(labels.dtype), shape);
         goto done;
     }
     if (has_labels < 0) {

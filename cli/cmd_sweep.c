@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "pvf_stats.h"
 #include "runner.h"
+#include "pool.h"
 #include "sampler.h"
 
 #include <getopt.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CMD "sweep"
 #define MAX_FILTER 64
@@ -36,7 +38,7 @@ static int selected(const char *name, char **filter, int nfilter) {
 
 static void print_table(const pvf_runner *r, const sweep_row *rows, int nrows,
                         const sweep_row *total, const char *fault, int64_t trials, uint64_t seed,
-                        double secs) {
+                        double secs, int executors) {
     const pvf_model *m = &r->model;
     printf("pvf sweep: %s, format %s, fault %s, %" PRId64 " trials per target, seed %" PRIu64
            ", %" PRId64 " eval inputs\n\n",
@@ -49,17 +51,20 @@ static void print_table(const pvf_runner *r, const sweep_row *rows, int nrows,
         printf("%-22s %10" PRId64 " %4d %7" PRId64 " %9.5f  [%8.5f, %8.5f] %9.4f %8.4f\n", t->name,
                t->numel, t->bits, w->trials, w->pvf, w->lo, w->hi, w->p_any, w->p_nonfinite);
     }
+    int64_t elements = 0;
+    for (int i = 0; i < nrows; i++)
+        elements += m->targets[rows[i].target].numel;
     printf("%-22s %10" PRId64 " %4s %7" PRId64 " %9.5f  [%8.5f, %8.5f] %9.4f %8.4f\n",
-           "model (site-weighted)", pvf_model_param_count(m), "", total->trials, total->pvf,
-           total->lo, total->hi, total->p_any, total->p_nonfinite);
-    printf("\n%" PRId64 " trials in %.2f s: %.1f trials/s (one core, full forward from the faulty "
-           "stage)\n",
-           total->trials, secs, (double)total->trials / secs);
+           nrows == m->ntargets ? "model (site-weighted)" : "selected (site-weighted)", elements,
+           "", total->trials, total->pvf, total->lo, total->hi, total->p_any, total->p_nonfinite);
+    printf("\n%" PRId64 " trials in %.2f s: %.1f trials/s on %d executor%s (full forward from "
+           "the faulty stage)\n",
+           total->trials, secs, (double)total->trials / secs, executors, executors > 1 ? "s" : "");
 }
 
 static void print_json(const pvf_runner *r, const sweep_row *rows, int nrows,
                        const sweep_row *total, const char *fault, int64_t trials, uint64_t seed,
-                       double secs) {
+                       double secs, int executors) {
     const pvf_model *m = &r->model;
     json_t *targets = json_array();
     for (int i = 0; i < nrows; i++) {
@@ -83,6 +88,7 @@ static void print_json(const pvf_runner *r, const sweep_row *rows, int nrows,
                           total->p_any, "p_nonfinite", total->p_nonfinite, "trials",
                           (json_int_t)total->trials, "seconds", secs, "trials_per_second",
                           (double)total->trials / secs);
+    json_object_set_new(o, "executors", json_integer(executors));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
     puts(s);
     free(s);
@@ -95,13 +101,14 @@ int pvf_cmd_sweep(int argc, char **argv) {
         {"format", required_argument, 0, 'f'}, {"fault", required_argument, 0, 'F'},
         {"trials", required_argument, 0, 'n'}, {"seed", required_argument, 0, 's'},
         {"tensor", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
-        {0, 0, 0, 0}};
+        {"executors", required_argument, 0, 'e'}, {0, 0, 0, 0}};
     const char *model = NULL, *data = NULL;
     char *filter[MAX_FILTER];
     int nfilter = 0;
     pvf_format format = PVF_FMT_FP32;
     pvf_fault_model fm = {PVF_FAULT_BITFLIP, -1, 1};
     int64_t trials = -1;
+    int64_t executors = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     uint64_t seed = 1;
     int json = 0, opt;
     opterr = 0;
@@ -125,6 +132,10 @@ int pvf_cmd_sweep(int argc, char **argv) {
             break;
         case 's':
             if (cli_uint64(CMD, "--seed", optarg, &seed))
+                return 2;
+            break;
+        case 'e':
+            if (cli_int64(CMD, "--executors", optarg, 1, 256, &executors))
                 return 2;
             break;
         case 't':
@@ -159,29 +170,45 @@ int pvf_cmd_sweep(int argc, char **argv) {
     }
     int nrows = 0;
     sweep_row total = {0};
-    double t0 = cli_now();
     for (int t = 0; t < m->ntargets; t++) {
         uint64_t pop = pvf_stratum_population(m, &t, 1, &fm);
         if (!selected(m->targets[t].name, filter, nfilter) || pop == 0)
             continue; /* the fault model cannot hit this target (e.g. bit 20 of an int8 code) */
-        sweep_row *w = &rows[nrows++];
-        w->target = t;
-        w->population = pop;
+        rows[nrows].target = t;
+        rows[nrows++].population = pop;
+    }
+    size_t ntrials = (size_t)nrows * (size_t)trials;
+    pvf_trial_spec *specs = calloc(ntrials ? ntrials : 1, sizeof *specs);
+    pvf_trial_result *results = calloc(ntrials ? ntrials : 1, sizeof *results);
+    if (!specs || !results) {
+        free(specs);
+        free(results);
+        free(rows);
+        rc = cli_fail(CMD, 1, "out of memory for %zu trials", ntrials);
+        goto done;
+    }
+    /* stratum = target index: the same seed gives the same sites in any run */
+    for (int k = 0; k < nrows; k++)
+        for (int64_t i = 0; i < trials; i++)
+            specs[(size_t)k * (size_t)trials + (size_t)i] =
+                (pvf_trial_spec){&rows[k].target, 1, (uint64_t)rows[k].target, (uint64_t)i};
+    double t0 = cli_now();
+    if (pvf_pool_run(&r, &fm, seed, specs, ntrials, (int)executors, results, &err)) {
+        free(specs);
+        free(results);
+        free(rows);
+        rc = cli_fail(CMD, 1, "%s", err.msg);
+        goto done;
+    }
+    for (int k = 0; k < nrows; k++) {
+        sweep_row *w = &rows[k];
         for (int64_t i = 0; i < trials; i++) {
-            pvf_fault_site site;
-            pvf_trial_result res;
-            /* stratum = target index: the same seed gives the same sites in any run */
-            if (pvf_sample_site(m, &t, 1, &fm, seed, (uint64_t)t, (uint64_t)i, &site, &err) ||
-                pvf_trial_run(&r.exec, &r.golden, fm.kind, &site, r.out, &res, &err)) {
-                rc = cli_fail(CMD, 1, "%s: %s", m->targets[t].name, err.msg);
-                free(rows);
-                goto done;
-            }
+            const pvf_trial_result *res = &results[(size_t)k * (size_t)trials + (size_t)i];
             w->trials++;
-            w->sum += res.value;
-            w->any_wrong += res.incorrect > 0;
-            w->nonfinite += res.nonfinite > 0;
-            w->unchanged += (res.flags & PVF_TRIAL_UNCHANGED) != 0;
+            w->sum += res->value;
+            w->any_wrong += res->incorrect > 0;
+            w->nonfinite += res->nonfinite > 0;
+            w->unchanged += (res->flags & PVF_TRIAL_UNCHANGED) != 0;
         }
         w->pvf = w->sum / (double)w->trials;
         w->p_any = (double)w->any_wrong / (double)w->trials;
@@ -191,14 +218,17 @@ int pvf_cmd_sweep(int argc, char **argv) {
          * stored bit equally likely to be hit). Weighting each target's
          * interval bounds gives an interval that holds whenever all of the
          * per-target ones do. */
-        total.population += pop;
+        double pop = (double)w->population;
+        total.population += w->population;
         total.trials += w->trials;
-        total.pvf += (double)pop * w->pvf;
-        total.lo += (double)pop * w->lo;
-        total.hi += (double)pop * w->hi;
-        total.p_any += (double)pop * w->p_any;
-        total.p_nonfinite += (double)pop * w->p_nonfinite;
+        total.pvf += pop * w->pvf;
+        total.lo += pop * w->lo;
+        total.hi += pop * w->hi;
+        total.p_any += pop * w->p_any;
+        total.p_nonfinite += pop * w->p_nonfinite;
     }
+    free(specs);
+    free(results);
     double secs = cli_now() - t0;
     if (nrows == 0) {
         rc = cli_fail(CMD, 2, "--fault: the fault model fits no selected target");
@@ -214,9 +244,9 @@ int pvf_cmd_sweep(int argc, char **argv) {
     char fault[32];
     pvf_fault_model_format(&fm, fault, sizeof fault);
     if (json)
-        print_json(&r, rows, nrows, &total, fault, trials, seed, secs);
+        print_json(&r, rows, nrows, &total, fault, trials, seed, secs, (int)executors);
     else
-        print_table(&r, rows, nrows, &total, fault, trials, seed, secs);
+        print_table(&r, rows, nrows, &total, fault, trials, seed, secs, (int)executors);
     free(rows);
 done:
     pvf_runner_close(&r);

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,8 +15,9 @@ static const char usage[] =
     "          [--fault MODEL] [--format F] [--json]\n"
     "          one trial at a given fault site\n"
     "  sweep   --model DIR [--data FILE] --trials N [--seed S] [--format F] [--fault MODEL]\n"
-    "          [--tensor NAME]... [--json]\n"
-    "          N trials per tensor: per-tensor and whole-model PVF with 95% Wilson intervals\n"
+    "          [--tensor NAME]... [--executors N] [--json]\n"
+    "          N trials per tensor: per-tensor and whole-model PVF with 95% Wilson intervals;\n"
+    "          N executor threads (default: one per core) share the weights\n"
     "\n"
     "formats:      fp32 fp16 bf16 fp8-e4m3 int8 int4 (scaled formats quantize weights of 2+\n"
     "              dims; their scales are fault targets NAME_scale)\n"
@@ -30,16 +32,19 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
+    int rc;
     if (strcmp(cmd, "infer") == 0)
-        return pvf_cmd_infer(argc - 1, argv + 1);
-    if (strcmp(cmd, "inject") == 0)
-        return pvf_cmd_inject(argc - 1, argv + 1);
-    if (strcmp(cmd, "sweep") == 0)
-        return pvf_cmd_sweep(argc - 1, argv + 1);
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        puts("pvf 0.1.0");
-        return 0;
-    }
-    fprintf(stderr, "pvf: unknown command '%s' (see pvf help)\n", cmd);
-    return 2;
+        rc = pvf_cmd_infer(argc - 1, argv + 1);
+    else if (strcmp(cmd, "inject") == 0)
+        rc = pvf_cmd_inject(argc - 1, argv + 1);
+    else if (strcmp(cmd, "sweep") == 0)
+        rc = pvf_cmd_sweep(argc - 1, argv + 1);
+    else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+        rc = puts("pvf 0.1.0") < 0;
+    else
+        return cli_fail(cmd, 2, "unknown command (see pvf help)");
+    /* Results that could not be written are lost results: say so. */
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return cli_fail(cmd, 1, "cannot write the output: %s", strerror(errno));
+    return rc;
 }

@@ -12,7 +12,9 @@
  *   clang -g -fsanitize=fuzzer,address,undefined -Icommon -Iworker/engine \
  *       common/err.c worker/engine/tensor.c worker/engine/safetensors.c \
  *       tests/fuzz_safetensors.c -ljansson -o /tmp/fuzz_st
- *   /tmp/fuzz_st -max_total_time=120 tests/fuzz/safetensors */
+ *   mkdir -p tests/fuzz-corpus-work
+ *   /tmp/fuzz_st -max_total_time=120 tests/fuzz-corpus-work tests/fuzz/safetensors
+ * (libFuzzer adds new inputs to the first directory: keep the seeds read-only.) */
 #define _GNU_SOURCE /* memfd_create */
 
 #include "safetensors.h"

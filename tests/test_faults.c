@@ -1,6 +1,7 @@
 /* Fault models, applying and undoing faults through an executor's overlay,
  * isolation between executors, and trial outcomes against a reference that
  * corrupts a whole second copy of the model and reruns it from stage 0. */
+#include "pool.h"
 #include "runner.h"
 #include "sampler.h"
 #include "test.h"
@@ -260,6 +261,39 @@ static void test_executors_isolated(void) {
     pvf_runner_close(&r);
 }
 
+/* The pool: the same results with 1 and 3 executors, slot by slot. */
+static void test_pool_deterministic(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open(&r, LENET, NULL, PVF_FMT_INT8, &err) == 0);
+    pvf_fault_model fm = {PVF_FAULT_BITFLIP, -1, 1};
+    enum { N = 120 };
+    pvf_trial_spec specs[N];
+    int targets[64];
+    for (int t = 0; t < r.model.ntargets; t++)
+        targets[t] = t;
+    for (int i = 0; i < N; i++)
+        specs[i] = (pvf_trial_spec){&targets[i % r.model.ntargets], 1,
+                                    (uint64_t)(i % r.model.ntargets), (uint64_t)(i / 3)};
+    pvf_trial_result one[N], three[N];
+    CHECK(pvf_pool_run(&r, &fm, 11, specs, N, 1, one, &err) == 0);
+    CHECK(pvf_pool_run(&r, &fm, 11, specs, N, 3, three, &err) == 0);
+    int same = 1, wrong = 0;
+    for (int i = 0; i < N; i++) {
+        same &= one[i].value == three[i].value && one[i].flags == three[i].flags &&
+                one[i].effect.new_word == three[i].effect.new_word;
+        wrong += one[i].incorrect > 0;
+    }
+    CHECK(same);
+    CHECK(wrong > 0);
+    /* an impossible site is reported, not crashed on */
+    pvf_fault_model big = {PVF_FAULT_BITFLIP, 20, 1};
+    int code = pvf_model_find_target(&r.model, "fc1.weight");
+    pvf_trial_spec bad = {&code, 1, 0, 0};
+    CHECK(pvf_pool_run(&r, &big, 11, &bad, 1, 2, one, &err) == -1);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     RUN(test_parse);
     RUN(test_word_ops);
@@ -268,5 +302,6 @@ int main(void) {
     RUN(test_unchanged);
     RUN(test_trials_match_full_rerun);
     RUN(test_executors_isolated);
+    RUN(test_pool_deterministic);
     return test_summary();
 }

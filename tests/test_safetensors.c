@@ -537,6 +537,10 @@ static void test_truncated_files(void) {
 
     EXPECT_OPEN_FAIL(P("does-not-exist.safetensors"), "No such file");
     EXPECT_OPEN_FAIL(tmpdir, "not a regular file");
+    /* A FIFO is refused without blocking. */
+    CHECK(mkfifo(P("fifo"), 0600) == 0);
+    EXPECT_OPEN_FAIL(P("fifo"), "not a regular file");
+    unlink(P("fifo"));
 }
 
 static void test_bad_json(void) {
@@ -899,7 +903,7 @@ static void test_dir_errors(void) {
     /* An index that is a directory. */
     unlink(ipath);
     mkdir_p(ipath);
-    CHECK(dir_fails(dir, ipath, "JSON"));
+    CHECK(dir_fails(dir, ipath, "not a regular file"));
 }
 
 int main(void) {

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,12 +9,13 @@
 int pvf_config_load(pvf_config *c, const char *path, pvf_err *err) {
     memset(c, 0, sizeof *c);
     json_error_t je;
-    c->root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!c->root) {
-        if (je.line < 0)
-            return pvf_err_set(err, "%s: %s", path, je.text);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return pvf_err_set(err, "%s: %s", path, strerror(errno));
+    c->root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
+    fclose(f);
+    if (!c->root)
         return pvf_err_set(err, "%s: line %d: %s", path, je.line, je.text);
-    }
     if (!json_is_object(c->root)) {
         json_decref(c->root);
         c->root = NULL;
@@ -35,9 +37,9 @@ void pvf_config_free(pvf_config *c) {
 }
 
 const char *pvf_config_arch(const pvf_config *c) {
-    const char *s = json_string_value(json_object_get(c->root, "model_type"));
-    if (s)
-        return s;
+    json_t *type = json_object_get(c->root, "model_type");
+    if (type)
+        return json_string_value(type); /* NULL when not a string: no architecture */
     json_t *a = json_object_get(c->root, "architectures");
     return json_string_value(json_array_get(a, 0));
 }

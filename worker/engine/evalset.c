@@ -21,11 +21,13 @@ int pvf_evalset_open(pvf_evalset *e, const char *path, pvf_err *err) {
     }
     const pvf_st_entry *a = &e->file.hdr.entries[idx];
     if (a->ndim < 1 || a->shape[0] < 1) {
-        pvf_st_close(&e->file);
-        return pvf_err_set(err, "%s: tensor '%s' must have a first dimension of eval inputs", path,
-                           a->name);
+        pvf_err_set(err, "%s: tensor '%s' must have a first dimension of 1 or more eval inputs",
+                    path, a->name);
+        pvf_st_close(&e->file); /* after the message: it names a tensor of the file */
+        return -1;
     }
     e->n = a->shape[0];
+    e->anchor = a->name;
     return 0;
 }
 
@@ -44,8 +46,11 @@ int pvf_evalset_get(const pvf_evalset *e, const char *name, int required, pvf_te
     }
     pvf_st_view(&e->file, (size_t)i, out);
     if (out->ndim < 1 || out->shape[0] != e->n)
-        return pvf_err_set(err, "%s: tensor '%s' must have %" PRId64 " rows (one per eval input)",
-                           e->file.path, name, e->n);
+        return pvf_err_set(err,
+                           "%s: tensor '%s' has %" PRId64 " rows but '%s' has %" PRId64
+                           " (one row per eval input)",
+                           e->file.path, name, out->ndim < 1 ? 0 : out->shape[0], e->anchor,
+                           e->n);
     return 1;
 }
 

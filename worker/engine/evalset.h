@@ -11,7 +11,8 @@
 
 typedef struct pvf_evalset {
     pvf_st_file file;
-    int64_t n; /* eval inputs (dim 0 of every per-input tensor) */
+    int64_t n;          /* eval inputs (dim 0 of every per-input tensor) */
+    const char *anchor; /* the tensor n was read from: labels, logits or the first */
 } pvf_evalset;
 
 int pvf_evalset_open(pvf_evalset *e, const char *path, pvf_err *err);

@@ -19,9 +19,9 @@ void pvf_linear(const float *x, int64_t n, int64_t in, const float *w, const flo
 }
 
 void pvf_relu(float *x, int64_t n) {
+    /* branch-free so it vectorizes; x < 0 is false for NaN: NaN passes, as in torch.relu */
     for (int64_t i = 0; i < n; i++)
-        if (x[i] < 0.0f) /* false for NaN: NaN passes, as in torch.relu */
-            x[i] = 0.0f;
+        x[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
 int pvf_conv2d_init(pvf_conv2d *c, int64_t cin, int64_t h, int64_t w, int64_t cout, int64_t k,
@@ -53,6 +53,12 @@ static void im2col(const pvf_conv2d *c, const float *x, float *col) {
         for (int64_t ky = 0; ky < c->k; ky++) {
             for (int64_t kx = 0; kx < c->k; kx++) {
                 float *row = col + ((ci * c->k + ky) * c->k + kx) * p;
+                /* output columns whose input column kx - pad + ox*stride is inside */
+                int64_t ox_lo = 0, ox_hi = c->ow;
+                while (ox_lo < ox_hi && ox_lo * c->stride + kx - c->pad < 0)
+                    ox_lo++;
+                while (ox_hi > ox_lo && (ox_hi - 1) * c->stride + kx - c->pad >= c->w)
+                    ox_hi--;
                 for (int64_t oy = 0; oy < c->oh; oy++) {
                     int64_t iy = oy * c->stride + ky - c->pad;
                     float *dst = row + oy * c->ow;
@@ -60,10 +66,16 @@ static void im2col(const pvf_conv2d *c, const float *x, float *col) {
                         memset(dst, 0, (size_t)c->ow * sizeof *dst);
                         continue;
                     }
-                    for (int64_t ox = 0; ox < c->ow; ox++) {
-                        int64_t ix = ox * c->stride + kx - c->pad;
-                        dst[ox] = (ix < 0 || ix >= c->w) ? 0.0f : plane[iy * c->w + ix];
-                    }
+                    const float *src = plane + iy * c->w + kx - c->pad;
+                    for (int64_t ox = 0; ox < ox_lo; ox++)
+                        dst[ox] = 0.0f;
+                    if (c->stride == 1)
+                        memcpy(dst + ox_lo, src + ox_lo, (size_t)(ox_hi - ox_lo) * sizeof *dst);
+                    else
+                        for (int64_t ox = ox_lo; ox < ox_hi; ox++)
+                            dst[ox] = src[ox * c->stride];
+                    for (int64_t ox = ox_hi; ox < c->ow; ox++)
+                        dst[ox] = 0.0f;
                 }
             }
         }
@@ -90,9 +102,37 @@ void pvf_conv2d_run(const pvf_conv2d *c, const float *x, int64_t n, const float 
     }
 }
 
+/* max(a, b) where a NaN wins, as PyTorch's max-pool; branch-free. */
+static inline float nanmax(float a, float b) {
+    return ((b > a) | (b != b)) ? b : a; /* | not ||: no branch */
+}
+
+static void maxpool2x2(const float *x, int64_t planes, int64_t h, int64_t w, float *y) {
+    const int64_t oh = h / 2, ow = w / 2;
+    for (int64_t plane = 0; plane < planes; plane++) {
+        const float *xp = x + plane * h * w;
+        float *yp = y + plane * oh * ow;
+        for (int64_t oy = 0; oy < oh; oy++) {
+            const float *r0 = xp + 2 * oy * w, *r1 = r0 + w;
+            float *out = yp + oy * ow;
+            /* plain max (vectorizes), then NaN wherever an input was NaN */
+            for (int64_t ox = 0; ox < ow; ox++) {
+                float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+                float ab = a > b ? a : b, cd = c > d ? c : d;
+                int nan = (a != a) | (b != b) | (c != c) | (d != d);
+                out[ox] = nan ? NAN : (ab > cd ? ab : cd);
+            }
+        }
+    }
+}
+
 void pvf_maxpool2d(const float *x, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
                    float *y) {
     const int64_t oh = h / k, ow = w / k;
+    if (k == 2) {
+        maxpool2x2(x, n * c, h, w, y);
+        return;
+    }
     for (int64_t plane = 0; plane < n * c; plane++) {
         const float *xp = x + plane * h * w;
         float *yp = y + plane * oh * ow;
@@ -102,8 +142,7 @@ void pvf_maxpool2d(const float *x, int64_t n, int64_t c, int64_t h, int64_t w, i
                 for (int64_t dy = 0; dy < k; dy++) {
                     for (int64_t dx = 0; dx < k; dx++) {
                         float v = xp[(oy * k + dy) * w + ox * k + dx];
-                        if (v > m || isnan(v)) /* NaN wins, as in PyTorch */
-                            m = v;
+                        m = nanmax(m, v);
                     }
                 }
                 yp[oy * ow + ox] = m;

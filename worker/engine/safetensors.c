@@ -190,6 +190,9 @@ static int parse_entry(const char *name, json_t *v, uint64_t data_len, pvf_st_en
                            "they begin",
                            q, e->begin, e->end);
 
+    /* A partial product that overflows is an error even if a later dim is 0
+     * (as in the reference implementation). An accepted byte count equals a
+     * span of JSON integers, so numel always fits in int64. */
     pvf_shape_format(e->shape, e->ndim, shp, sizeof shp);
     uint64_t need = pvf_dtype_size(e->dtype);
     for (int i = 0; i < e->ndim; i++) {
@@ -199,9 +202,6 @@ static int parse_entry(const char *name, json_t *v, uint64_t data_len, pvf_st_en
                                pvf_dtype_name(e->dtype));
         need *= d;
     }
-    /* A partial product that overflows is an error even if a later dim is 0
-     * (as in the reference implementation), so every accepted shape has a
-     * numel that fits in int64 for pvf_tensor_numel. */
     if (need != e->end - e->begin)
         return pvf_err_set(err,
                            "tensor '%s': shape %s x %s needs %" PRIu64 " bytes but "
@@ -315,7 +315,8 @@ void pvf_st_close(pvf_st_file *f) {
 
 /* Maps path and validates it into f; errors do not name the path yet. */
 static int st_map(pvf_st_file *f, const char *path, pvf_err *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not hang (it is then refused below). */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return pvf_err_set(err, "cannot open: %s", strerror(errno));
     struct stat st;
@@ -504,6 +505,24 @@ out:
     return rc;
 }
 
+static int open_index(pvf_st_set *s, const char *dir, const char *ipath, const struct stat *st,
+                      pvf_err *err) {
+    if (!S_ISREG(st->st_mode)) /* a FIFO would block json_load_file */
+        return pvf_err_set(err, "%s: not a regular file", ipath);
+    json_error_t jerr;
+    json_t *root = json_load_file(ipath, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        char q[QNAME_MAX * 2];
+        if (jerr.line < 0) /* I/O error */
+            return pvf_err_set(err, "%s: cannot read: %s", ipath, quote(jerr.text, q, sizeof q));
+        return pvf_err_set(err, "%s: invalid JSON at line %d column %d: %s", ipath, jerr.line,
+                           jerr.column, quote(jerr.text, q, sizeof q));
+    }
+    int rc = open_shards(s, dir, ipath, root, err);
+    json_decref(root);
+    return rc;
+}
+
 int pvf_st_set_open_dir(pvf_st_set *s, const char *dir, pvf_err *err) {
     memset(s, 0, sizeof *s);
     struct stat st;
@@ -517,16 +536,7 @@ int pvf_st_set_open_dir(pvf_st_set *s, const char *dir, pvf_err *err) {
     if (!ipath || !spath) {
         rc = pvf_err_set(err, "out of memory");
     } else if (stat(ipath, &st) == 0) {
-        json_error_t jerr;
-        json_t *root = json_load_file(ipath, JSON_REJECT_DUPLICATES, &jerr);
-        if (!root) {
-            char q[QNAME_MAX * 2];
-            rc = pvf_err_set(err, "%s: invalid JSON at line %d column %d: %s", ipath, jerr.line,
-                             jerr.column, quote(jerr.text, q, sizeof q));
-        } else {
-            rc = open_shards(s, dir, ipath, root, err);
-            json_decref(root);
-        }
+        rc = open_index(s, dir, ipath, &st, err);
     } else if (errno != ENOENT) {
         rc = pvf_err_set(err, "%s: %s", ipath, strerror(errno));
     } else if (stat(spath, &st) < 0 && errno == ENOENT) {
@@ -705,7 +715,7 @@ int pvf_st_write(const char *path, const pvf_st_out *tensors, size_t n, const pv
     sprintf(tmp, "%s.tmp", path);
 
     int rc = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) {
         rc = pvf_err_set(err, "%s: cannot create: %s", tmp, strerror(errno));
         goto out;

@@ -32,8 +32,9 @@ static int conv_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first
     float *col = ex->scratch, *maps = ex->scratch + pvf_conv2d_scratch(c);
     pvf_conv2d_run(c, in, n, pvf_exec_weights(ex, l->w[stage]), pvf_exec_weights(ex, l->b[stage]),
                    maps, col);
-    pvf_relu(maps, n * c->cout * c->oh * c->ow);
+    /* ReLU commutes with max-pool (both monotone, NaN kept): pool first, 4x less work */
     pvf_maxpool2d(maps, n, c->cout, c->oh, c->ow, l->pool, out);
+    pvf_relu(out, n * c->cout * (c->oh / l->pool) * (c->ow / l->pool));
     return 0;
 }
 
