@@ -254,12 +254,14 @@ static void test_element_access(void) {
     static const unsigned char i16[] = {0xfe, 0xff, 0x34, 0x12};
     t = view1(PVF_DT_I16, i16, sizeof i16);
     CHECK(pvf_tensor_get_i64(&t, 0) == -2 && pvf_tensor_get_i64(&t, 1) == 0x1234);
+    CHECK(pvf_tensor_get_f64(&t, 0) == -2.0);
     t = view1(PVF_DT_U16, i16, sizeof i16);
     CHECK(pvf_tensor_get_i64(&t, 0) == 0xfffe);
 
     static const unsigned char i32[] = {0xfd, 0xff, 0xff, 0xff, 0x78, 0x56, 0x34, 0x12};
     t = view1(PVF_DT_I32, i32, sizeof i32);
     CHECK(pvf_tensor_get_i64(&t, 0) == -3 && pvf_tensor_get_i64(&t, 1) == 0x12345678);
+    CHECK(pvf_tensor_get_f64(&t, 0) == -3.0);
     t = view1(PVF_DT_U32, i32, sizeof i32);
     CHECK(pvf_tensor_get_i64(&t, 0) == 0xfffffffd);
     CHECK(pvf_tensor_get_f64(&t, 0) == 4294967293.0);
@@ -268,6 +270,7 @@ static void test_element_access(void) {
                                         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
     t = view1(PVF_DT_I64, i64, sizeof i64);
     CHECK(pvf_tensor_get_i64(&t, 0) == -4 && pvf_tensor_get_i64(&t, 1) == INT64_MAX);
+    CHECK(pvf_tensor_get_f64(&t, 0) == -4.0);
     t = view1(PVF_DT_U64, i64, sizeof i64);
     CHECK(pvf_tensor_get_i64(&t, 0) == INT64_MAX); /* 2^64 - 4 saturates */
     CHECK(pvf_tensor_get_f64(&t, 0) == 18446744073709551612.0);
@@ -437,6 +440,14 @@ static void test_write_errors(void) {
     pvf_err err = {{0}};
     CHECK(pvf_st_write(P("nodir/x.safetensors"), &o, 1, NULL, 0, &err) == -1);
     CHECK(contains(err.msg, "nodir/x.safetensors") && contains(err.msg, "No such file"));
+
+    /* The target is a directory: the rename fails and the temp file goes. */
+    const char *dpath = P("adir.safetensors");
+    mkdir(dpath, 0755);
+    CHECK(pvf_st_write(dpath, &o, 1, NULL, 0, &err) == -1);
+    CHECK(contains(err.msg, dpath) && contains(err.msg, "rename"));
+    CHECK(access(P("adir.safetensors.tmp"), F_OK) == -1);
+    rmdir(dpath);
 }
 
 /* ---- hand-crafted files that are valid ------------------------------------ */
@@ -827,6 +838,37 @@ static const char *make_sharded(const char *name, int single) {
     return dir;
 }
 
+/* Many shards: a missing tensor's error counts them instead of listing all. */
+static void test_dir_many_shards(void) {
+    const char *dir = P("many");
+    mkdir_p(dir);
+    char json[4096], *j = json, p[PATH_MAX];
+    j += sprintf(j, "{\"weight_map\":{");
+    for (int i = 0; i < 12; i++) {
+        char shard[96], n1[16], n2[16];
+        snprintf(shard, sizeof shard, "model-with-a-rather-long-name-%05d-of-00012.safetensors", i);
+        snprintf(n1, sizeof n1, "l%d.w", i);
+        snprintf(n2, sizeof n2, "l%d.b", i);
+        snprintf(p, sizeof p, "%s/%s", dir, shard);
+        write_shard(p, n1, n2, (float)i);
+        j += sprintf(j, "%s\"%s\":\"%s\",\"%s\":\"%s\"", i ? "," : "", n1, shard, n2, shard);
+    }
+    sprintf(j, "}}");
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    put_text(p, json);
+
+    pvf_st_set s;
+    pvf_err err = {{0}};
+    CHECK(pvf_st_set_open_dir(&s, dir, &err) == 0);
+    CHECK(s.nfiles == 12 && pvf_st_set_count(&s) == 24);
+    pvf_tensor t;
+    CHECK(pvf_st_set_get(&s, "l11.w", &t, &err) == 0 && pvf_tensor_get_f64(&t, 0) == 11.0);
+    CHECK(pvf_st_set_get(&s, "nope", &t, &err) == -1);
+    CHECK(contains(err.msg, "'nope'") && contains(err.msg, "-00000-of-00012.safetensors") &&
+          contains(err.msg, "and 11 other files"));
+    pvf_st_set_close(&s);
+}
+
 static void test_dir_sharded(void) {
     const char *dir = make_sharded("sharded", 1);
     pvf_st_set s;
@@ -928,6 +970,7 @@ int main(void) {
     RUN(test_header_parse_direct);
     RUN(test_dir_single);
     RUN(test_dir_sharded);
+    RUN(test_dir_many_shards);
     RUN(test_dir_errors);
     rm_rf(tmpdir);
     return test_summary();
