@@ -34,8 +34,7 @@ int main(int argc, char **argv) {
     openblas_set_num_threads(1);
     printf("model %s, %d trials x %d repeats per format, bit flips uniform over all stored bits\n",
            dir, trials, repeats);
-    printf("%-9s %10s %12s %12s %12s\n", "format", "trials/s", "ms/trial", "golden ms",
-           "masked");
+    printf("%-9s %10s %12s %12s %12s\n", "format", "trials/s", "ms/trial", "golden ms", "masked");
     for (int f = 0; f < PVF_FMT_COUNT; f++) {
         pvf_runner r;
         pvf_err err;

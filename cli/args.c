@@ -24,8 +24,7 @@ int cli_int64(const char *cmd, const char *flag, const char *s, int64_t min, int
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (*s == '\0' || *end != '\0' || errno || v < min || v > max) {
-        cli_fail(cmd, 2, "%s: '%s' is not an integer in %" PRId64 "..%" PRId64, flag, s, min,
-                 max);
+        cli_fail(cmd, 2, "%s: '%s' is not an integer in %" PRId64 "..%" PRId64, flag, s, min, max);
         return -1;
     }
     *out = v;
@@ -47,8 +46,9 @@ int cli_uint64(const char *cmd, const char *flag, const char *s, uint64_t *out) 
 int cli_format(const char *cmd, const char *s, pvf_format *out) {
     if (pvf_format_parse(s, out) == 0)
         return 0;
-    cli_fail(cmd, 2, "--format: unknown format '%s' (expected fp32, fp16, bf16, fp8-e4m3, int8, "
-                     "int4)",
+    cli_fail(cmd, 2,
+             "--format: unknown format '%s' (expected fp32, fp16, bf16, fp8-e4m3, int8, "
+             "int4)",
              s);
     return -1;
 }

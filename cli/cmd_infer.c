@@ -15,12 +15,10 @@
 #define PVF_PARITY_REL 1e-4
 
 int pvf_cmd_infer(int argc, char **argv) {
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
-                                         {"data", required_argument, 0, 'd'},
-                                         {"format", required_argument, 0, 'f'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"dump-outputs", required_argument, 0, 'o'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},        {"data", required_argument, 0, 'd'},
+        {"format", required_argument, 0, 'f'},       {"json", no_argument, 0, 'j'},
+        {"dump-outputs", required_argument, 0, 'o'}, {0, 0, 0, 0}};
     const char *model = NULL, *data = NULL, *dump = NULL;
     pvf_format format = PVF_FMT_FP32;
     int json = 0, opt;
@@ -28,15 +26,24 @@ int pvf_cmd_infer(int argc, char **argv) {
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (opt) {
-        case 'm': model = optarg; break;
-        case 'd': data = optarg; break;
+        case 'm':
+            model = optarg;
+            break;
+        case 'd':
+            data = optarg;
+            break;
         case 'f':
             if (cli_format(CMD, optarg, &format))
                 return 2;
             break;
-        case 'j': json = 1; break;
-        case 'o': dump = optarg; break;
-        default: return cli_bad_flag(CMD, opt, argv);
+        case 'j':
+            json = 1;
+            break;
+        case 'o':
+            dump = optarg;
+            break;
+        default:
+            return cli_bad_flag(CMD, opt, argv);
         }
     }
     if (optind < argc)
@@ -76,9 +83,8 @@ int pvf_cmd_infer(int argc, char **argv) {
 
     /* Agreement with the reference outputs of this storage format. */
     char ref_name[64];
-    int has_ref =
-        pvf_evalset_reference(&r.eval, pvf_format_name(format), &ref, ref_name, sizeof ref_name,
-                              &err);
+    int has_ref = pvf_evalset_reference(&r.eval, pvf_format_name(format), &ref, ref_name,
+                                        sizeof ref_name, &err);
     if (has_ref < 0) {
         rc = cli_fail(CMD, 1, "%s", err.msg);
         goto done;
@@ -145,8 +151,7 @@ int pvf_cmd_infer(int argc, char **argv) {
             printf("reference   %s: top-1 agreement %.4f (%" PRId64 "/%" PRId64
                    "), max |diff| %.3g = %.3g x max |ref| (%s)\n",
                    ref_name, (double)agree / (double)n, agree, n, max_diff,
-                   max_ref > 0 ? max_diff / max_ref : 0.0,
-                   within ? "within 1e-4" : "OUTSIDE 1e-4");
+                   max_ref > 0 ? max_diff / max_ref : 0.0, within ? "within 1e-4" : "OUTSIDE 1e-4");
         else
             printf("reference   none for format %s in the eval set\n", pvf_format_name(format));
         printf("time        %.1f ms (load, golden pass)\n", elapsed * 1e3);

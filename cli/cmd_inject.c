@@ -56,12 +56,15 @@ static int site_mask(const pvf_fault_model *fm, const int *bits, int nbits, int 
 }
 
 int pvf_cmd_inject(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
-        {"format", required_argument, 0, 'f'}, {"fault", required_argument, 0, 'F'},
-        {"tensor", required_argument, 0, 't'}, {"index", required_argument, 0, 'i'},
-        {"bit", required_argument, 0, 'b'},    {"json", no_argument, 0, 'j'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"data", required_argument, 0, 'd'},
+                                         {"format", required_argument, 0, 'f'},
+                                         {"fault", required_argument, 0, 'F'},
+                                         {"tensor", required_argument, 0, 't'},
+                                         {"index", required_argument, 0, 'i'},
+                                         {"bit", required_argument, 0, 'b'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {0, 0, 0, 0}};
     const char *model = NULL, *data = NULL, *tensor = NULL, *bit_arg = NULL;
     pvf_format format = PVF_FMT_FP32;
     pvf_fault_model fm = {PVF_FAULT_BITFLIP, -1, 1};
@@ -71,11 +74,21 @@ int pvf_cmd_inject(int argc, char **argv) {
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (opt) {
-        case 'm': model = optarg; break;
-        case 'd': data = optarg; break;
-        case 't': tensor = optarg; break;
-        case 'b': bit_arg = optarg; break;
-        case 'j': json = 1; break;
+        case 'm':
+            model = optarg;
+            break;
+        case 'd':
+            data = optarg;
+            break;
+        case 't':
+            tensor = optarg;
+            break;
+        case 'b':
+            bit_arg = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
         case 'f':
             if (cli_format(CMD, optarg, &format))
                 return 2;
@@ -88,7 +101,8 @@ int pvf_cmd_inject(int argc, char **argv) {
             if (cli_int64(CMD, "--index", optarg, 0, INT64_MAX, &index))
                 return 2;
             break;
-        default: return cli_bad_flag(CMD, opt, argv);
+        default:
+            return cli_bad_flag(CMD, opt, argv);
         }
     }
     if (optind < argc)
@@ -156,7 +170,8 @@ int pvf_cmd_inject(int argc, char **argv) {
         free(s);
         json_decref(o);
     } else {
-        printf("site        %s[%" PRId64 "], %d-bit word, mask 0x%0*" PRIx32 ", fault %s, format %s\n",
+        printf("site        %s[%" PRId64 "], %d-bit word, mask 0x%0*" PRIx32
+               ", fault %s, format %s\n",
                tensor, index, t->bits, hex, site.mask, fault, pvf_format_name(format));
         printf("stored      0x%0*" PRIx32 " -> 0x%0*" PRIx32 "\n", hex, e->old_word, hex,
                e->new_word);
@@ -166,8 +181,7 @@ int pvf_cmd_inject(int argc, char **argv) {
                r.golden.n, res.value);
         printf("flags      %s%s%s%s\n", res.flags & PVF_TRIAL_MASKED ? " masked" : "",
                res.flags & PVF_TRIAL_NONFINITE ? " nonfinite" : "",
-               res.flags & PVF_TRIAL_UNCHANGED ? " unchanged" : "",
-               res.flags ? "" : " -");
+               res.flags & PVF_TRIAL_UNCHANGED ? " unchanged" : "", res.flags ? "" : " -");
         if (res.nonfinite)
             printf("nonfinite   %" PRId64 " eval inputs with NaN/Inf outputs\n", res.nonfinite);
     }

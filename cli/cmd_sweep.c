@@ -2,9 +2,9 @@
  * process; per-target PVF with 95% Wilson intervals and the whole-model PVF
  * weighted by each target's share of the stored bits. */
 #include "cli.h"
+#include "pool.h"
 #include "pvf_stats.h"
 #include "runner.h"
-#include "pool.h"
 #include "sampler.h"
 
 #include <getopt.h>
@@ -15,15 +15,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CMD "sweep"
+#define CMD        "sweep"
 #define MAX_FILTER 64
 
 typedef struct sweep_row {
     int target;
     uint64_t population; /* fault sites of the target under the fault model */
     int64_t trials, any_wrong, nonfinite, unchanged;
-    double sum;          /* of trial values */
-    double pvf, lo, hi;  /* mean trial value and its Wilson interval */
+    double sum;                /* of trial values */
+    double pvf, lo, hi;        /* mean trial value and its Wilson interval */
     double p_any, p_nonfinite; /* shares of trials with any wrong / non-finite output */
 } sweep_row;
 
@@ -79,15 +79,14 @@ static void print_json(const pvf_runner *r, const sweep_row *rows, int nrows,
                       "p_any_wrong", w->p_any, "p_nonfinite", w->p_nonfinite, "unchanged",
                       (json_int_t)w->unchanged));
     }
-    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:{s:f, s:f, s:f, s:f, s:f}, s:I, "
-                          "s:f, s:f}",
-                          "model", m->dir, "format", pvf_format_name(m->format), "fault", fault,
-                          "trials_per_target", (json_int_t)trials, "seed", (json_int_t)seed,
-                          "inputs", (json_int_t)r->golden.n, "targets", targets, "model_pvf",
-                          "pvf", total->pvf, "low", total->lo, "high", total->hi, "p_any_wrong",
-                          total->p_any, "p_nonfinite", total->p_nonfinite, "trials",
-                          (json_int_t)total->trials, "seconds", secs, "trials_per_second",
-                          (double)total->trials / secs);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:I, s:I, s:I, s:o, s:{s:f, s:f, s:f, s:f, s:f}, s:I, "
+        "s:f, s:f}",
+        "model", m->dir, "format", pvf_format_name(m->format), "fault", fault, "trials_per_target",
+        (json_int_t)trials, "seed", (json_int_t)seed, "inputs", (json_int_t)r->golden.n, "targets",
+        targets, "model_pvf", "pvf", total->pvf, "low", total->lo, "high", total->hi, "p_any_wrong",
+        total->p_any, "p_nonfinite", total->p_nonfinite, "trials", (json_int_t)total->trials,
+        "seconds", secs, "trials_per_second", (double)total->trials / secs);
     json_object_set_new(o, "executors", json_integer(executors));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
     puts(s);
@@ -97,10 +96,10 @@ static void print_json(const pvf_runner *r, const sweep_row *rows, int nrows,
 
 int pvf_cmd_sweep(int argc, char **argv) {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},  {"data", required_argument, 0, 'd'},
-        {"format", required_argument, 0, 'f'}, {"fault", required_argument, 0, 'F'},
-        {"trials", required_argument, 0, 'n'}, {"seed", required_argument, 0, 's'},
-        {"tensor", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
+        {"model", required_argument, 0, 'm'},     {"data", required_argument, 0, 'd'},
+        {"format", required_argument, 0, 'f'},    {"fault", required_argument, 0, 'F'},
+        {"trials", required_argument, 0, 'n'},    {"seed", required_argument, 0, 's'},
+        {"tensor", required_argument, 0, 't'},    {"json", no_argument, 0, 'j'},
         {"executors", required_argument, 0, 'e'}, {0, 0, 0, 0}};
     const char *model = NULL, *data = NULL;
     char *filter[MAX_FILTER];
@@ -115,9 +114,15 @@ int pvf_cmd_sweep(int argc, char **argv) {
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (opt) {
-        case 'm': model = optarg; break;
-        case 'd': data = optarg; break;
-        case 'j': json = 1; break;
+        case 'm':
+            model = optarg;
+            break;
+        case 'd':
+            data = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
         case 'f':
             if (cli_format(CMD, optarg, &format))
                 return 2;
@@ -143,7 +148,8 @@ int pvf_cmd_sweep(int argc, char **argv) {
                 return cli_fail(CMD, 2, "--tensor: at most %d", MAX_FILTER);
             filter[nfilter++] = optarg;
             break;
-        default: return cli_bad_flag(CMD, opt, argv);
+        default:
+            return cli_bad_flag(CMD, opt, argv);
         }
     }
     if (optind < argc)

@@ -16,11 +16,9 @@ typedef struct pvf_err {
 
 /* Sets err->msg (if err is non-NULL) and returns -1, so callers can write
  * `return pvf_err_set(err, "...", ...);`. */
-int pvf_err_set(pvf_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int pvf_err_set(pvf_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prepends "prefix: " to an error already set, keeping the cause. Returns -1. */
-int pvf_err_prefix(pvf_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int pvf_err_prefix(pvf_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -42,7 +42,7 @@ static int test_ran_;
         test_checks_++;                                                                            \
         if (!(fabs(a_ - b_) <= (tol))) {                                                           \
             test_failures_++;                                                                      \
-            fprintf(stderr, "%s:%d: |%s - %s| <= %g failed: %.9g vs %.9g\n", __FILE__, __LINE__,  \
+            fprintf(stderr, "%s:%d: |%s - %s| <= %g failed: %.9g vs %.9g\n", __FILE__, __LINE__,   \
                     #a, #b, (double)(tol), a_, b_);                                                \
         }                                                                                          \
     } while (0)

@@ -13,7 +13,7 @@
 #define LENET PVF_SOURCE_DIR "/models/fmnist-lenet"
 
 static void test_parse(void) {
-    static const char *const good[] = {"bit",   "bit:0",   "bit:31",  "kbit:2",  "kbit:32",
+    static const char *const good[] = {"bit",     "bit:0",   "bit:31", "kbit:2",   "kbit:32",
                                        "burst:2", "burst:8", "stuck0", "stuck0:5", "stuck1:31"};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         pvf_fault_model fm;
@@ -23,8 +23,9 @@ static void test_parse(void) {
         pvf_fault_model_format(&fm, back, sizeof back);
         CHECK(strcmp(back, good[i]) == 0);
     }
-    static const char *const bad[] = {"", "bits", "bit:", "bit:32", "bit:-1", "bit:3x", "kbit",
-                                      "kbit:1", "kbit:33", "burst", "burst:1", "stuck2", "bit:1:2"};
+    static const char *const bad[] = {"",        "bits",   "bit:",   "bit:32",  "bit:-1",
+                                      "bit:3x",  "kbit",   "kbit:1", "kbit:33", "burst",
+                                      "burst:1", "stuck2", "bit:1:2"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         pvf_fault_model fm;
         pvf_err err;
@@ -188,9 +189,9 @@ static void check_against_reference(pvf_format fmt, const char *fault, int trial
         CHECK(pvf_trial_run(&r.exec, &r.golden, fm.kind, &s, r.out, &res, &err) == 0);
         double want = reference_trial(&ref, &r, fm.kind, &s);
         if (res.value != want)
-            fprintf(stderr, "  %s %s: %s[%lld] mask %x: %g vs reference %g\n",
-                    pvf_format_name(fmt), fault, r.model.targets[s.target].name,
-                    (long long)s.element, s.mask, res.value, want);
+            fprintf(stderr, "  %s %s: %s[%lld] mask %x: %g vs reference %g\n", pvf_format_name(fmt),
+                    fault, r.model.targets[s.target].name, (long long)s.element, s.mask, res.value,
+                    want);
         CHECK(res.value == want);
         nonzero += res.value > 0;
     }
@@ -229,9 +230,8 @@ static void *worker_main(void *p) {
         pvf_fault_site s;
         pvf_trial_result res;
         pvf_sample_site(&a->r->model, &a->target, 1, &fm, 3, 0, (uint64_t)i, &s, &err);
-        a->values[i] = pvf_trial_run(&ex, &a->r->golden, fm.kind, &s, out, &res, &err) == 0
-                           ? res.value
-                           : -1;
+        a->values[i] =
+            pvf_trial_run(&ex, &a->r->golden, fm.kind, &s, out, &res, &err) == 0 ? res.value : -1;
     }
     pvf_exec_free(&ex);
     free(out);

@@ -78,8 +78,8 @@ static int write_random_model(const char *dir, const pvf_st_file *fx, pvf_dtype 
         FILE *f = fopen(path, "w");
         fprintf(f, "{\"metadata\": {\"total_size\": 0}, \"weight_map\": {");
         for (int i = 0; i < NNAMES; i++)
-            fprintf(f, "%s\"%s\": \"model-0000%d-of-00002.safetensors\"", i ? ", " : "",
-                    names[i], i < 4 ? 1 : 2);
+            fprintf(f, "%s\"%s\": \"model-0000%d-of-00002.safetensors\"", i ? ", " : "", names[i],
+                    i < 4 ? 1 : 2);
         fprintf(f, "}}\n");
         fclose(f);
     }

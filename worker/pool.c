@@ -3,8 +3,8 @@
 #include "sampler.h"
 
 #include <pthread.h>
-#include <stdio.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +23,7 @@ typedef struct pool {
 
 typedef struct executor {
     pool *p;
-    pvf_exec exec;   /* own workspace and overlay (unused for executor 0) */
+    pvf_exec exec; /* own workspace and overlay (unused for executor 0) */
     pvf_exec *use;
     float *outputs;
 } executor;

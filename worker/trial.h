@@ -19,9 +19,9 @@ enum {
 };
 
 typedef struct pvf_trial_result {
-    double value;        /* fraction of eval inputs incorrect */
-    int64_t incorrect;   /* eval inputs whose output is incorrect */
-    int64_t nonfinite;   /* of which with a non-finite output */
+    double value;      /* fraction of eval inputs incorrect */
+    int64_t incorrect; /* eval inputs whose output is incorrect */
+    int64_t nonfinite; /* of which with a non-finite output */
     unsigned flags;
     pvf_fault_effect effect;
 } pvf_trial_result;

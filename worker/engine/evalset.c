@@ -49,8 +49,7 @@ int pvf_evalset_get(const pvf_evalset *e, const char *name, int required, pvf_te
         return pvf_err_set(err,
                            "%s: tensor '%s' has %" PRId64 " rows but '%s' has %" PRId64
                            " (one row per eval input)",
-                           e->file.path, name, out->ndim < 1 ? 0 : out->shape[0], e->anchor,
-                           e->n);
+                           e->file.path, name, out->ndim < 1 ? 0 : out->shape[0], e->anchor, e->n);
     return 1;
 }
 

@@ -15,10 +15,10 @@ void pvf_linear(const float *x, int64_t n, int64_t in, const float *w, const flo
 void pvf_relu(float *x, int64_t n);
 
 typedef struct pvf_conv2d {
-    int64_t cin, h, w;  /* input */
-    int64_t cout, k;    /* square kernel k x k */
+    int64_t cin, h, w; /* input */
+    int64_t cout, k;   /* square kernel k x k */
     int64_t stride, pad;
-    int64_t oh, ow;     /* derived by pvf_conv2d_init */
+    int64_t oh, ow; /* derived by pvf_conv2d_init */
 } pvf_conv2d;
 
 /* Derives oh, ow; returns -1 when the geometry is empty. */

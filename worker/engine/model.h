@@ -119,12 +119,12 @@ typedef struct pvf_golden {
 struct pvf_exec {
     const pvf_model *m;
     const pvf_evalset *eval;
-    int64_t chunk;    /* eval inputs per pass through the stages */
-    float *act[2];    /* ping-pong activations, chunk x widest stage */
-    float *scratch;   /* architecture workspace */
-    int fault_param;  /* parameter whose values the overlay replaces, or -1 */
-    int copy_param;   /* parameter held in `copy`, or -1 */
-    float *copy;      /* private copy of one parameter's compute values */
+    int64_t chunk;   /* eval inputs per pass through the stages */
+    float *act[2];   /* ping-pong activations, chunk x widest stage */
+    float *scratch;  /* architecture workspace */
+    int fault_param; /* parameter whose values the overlay replaces, or -1 */
+    int copy_param;  /* parameter held in `copy`, or -1 */
+    float *copy;     /* private copy of one parameter's compute values */
     int64_t fault_lo, fault_hi;
 };
 

@@ -82,8 +82,8 @@ int pvf_fault_apply(pvf_exec *ex, pvf_fault_kind kind, const pvf_fault_site *sit
         return pvf_err_set(err, "fault site: no target %d", site->target);
     const pvf_target *t = &m->targets[site->target];
     if (site->element < 0 || site->element >= t->numel)
-        return pvf_err_set(err, "fault site: element %" PRId64 " outside '%s' (%" PRId64
-                                " elements)",
+        return pvf_err_set(err,
+                           "fault site: element %" PRId64 " outside '%s' (%" PRId64 " elements)",
                            site->element, t->name, t->numel);
     uint32_t width_mask = t->bits == 32 ? 0xFFFFFFFFu : ((1u << t->bits) - 1u);
     if (site->mask == 0 || (site->mask & ~width_mask))

@@ -47,9 +47,9 @@ uint64_t pvf_stratum_population(const pvf_model *m, const int *targets, int ntar
     return total;
 }
 
-int pvf_sample_site(const pvf_model *m, const int *targets, int ntargets,
-                    const pvf_fault_model *fm, uint64_t seed, uint64_t stratum, uint64_t trial,
-                    pvf_fault_site *site, pvf_err *err) {
+int pvf_sample_site(const pvf_model *m, const int *targets, int ntargets, const pvf_fault_model *fm,
+                    uint64_t seed, uint64_t stratum, uint64_t trial, pvf_fault_site *site,
+                    pvf_err *err) {
     uint64_t total = pvf_stratum_population(m, targets, ntargets, fm);
     if (total == 0)
         return pvf_err_set(err, "the fault model fits no word of this stratum");

@@ -26,8 +26,8 @@ uint64_t pvf_rng(uint64_t seed, uint64_t stratum, uint64_t trial, uint64_t i);
 uint64_t pvf_stratum_population(const pvf_model *m, const int *targets, int ntargets,
                                 const pvf_fault_model *fm);
 
-int pvf_sample_site(const pvf_model *m, const int *targets, int ntargets,
-                    const pvf_fault_model *fm, uint64_t seed, uint64_t stratum, uint64_t trial,
-                    pvf_fault_site *site, pvf_err *err);
+int pvf_sample_site(const pvf_model *m, const int *targets, int ntargets, const pvf_fault_model *fm,
+                    uint64_t seed, uint64_t stratum, uint64_t trial, pvf_fault_site *site,
+                    pvf_err *err);
 
 #endif

@@ -41,7 +41,7 @@ typedef enum pvf_format {
 const char *pvf_format_name(pvf_format f); /* "fp32", "fp8-e4m3", ... */
 /* Accepts the names above (and "fp8" for fp8-e4m3). */
 int pvf_format_parse(const char *s, pvf_format *out);
-int pvf_format_bits(pvf_format f);      /* width of one stored code */
+int pvf_format_bits(pvf_format f); /* width of one stored code */
 int pvf_format_has_scales(pvf_format f);
 
 /* Scalar conversions, bit-exact. */
@@ -61,13 +61,13 @@ typedef struct pvf_qtensor {
     void *codes;   /* owned; packed for int4 */
     float *scales; /* owned; NULL when the format has none */
     int64_t nscales;
-    int64_t group;         /* elements of a row per scale (cols, or 128 for int4) */
+    int64_t group; /* elements of a row per scale (cols, or 128 for int4) */
     int64_t groups_per_row;
 } pvf_qtensor;
 
 /* Encodes rows x cols fp32 weights. */
-int pvf_qtensor_encode(pvf_qtensor *q, pvf_format fmt, const float *w, int64_t rows,
-                       int64_t cols, pvf_err *err);
+int pvf_qtensor_encode(pvf_qtensor *q, pvf_format fmt, const float *w, int64_t rows, int64_t cols,
+                       pvf_err *err);
 void pvf_qtensor_free(pvf_qtensor *q);
 
 /* Stored code of element i (zero-extended to 32 bits; int4 and int8 codes

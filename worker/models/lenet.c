@@ -73,8 +73,9 @@ static int lenet_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *we
         pvf_config_int(cfg, "num_labels", 1, 1 << 20, &labels, err))
         return -1;
     if (nk != l->nconv || np != l->nconv)
-        return pvf_err_set(err, "%s: conv_channels, conv_kernel_sizes and conv_paddings must have "
-                                "the same length",
+        return pvf_err_set(err,
+                           "%s: conv_channels, conv_kernel_sizes and conv_paddings must have "
+                           "the same length",
                            cfg->path);
     int64_t c = l->channels, h = l->image, w = l->image;
     int64_t scratch = 0;
@@ -82,8 +83,8 @@ static int lenet_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *we
         pvf_conv2d *cv = &l->conv[i];
         if (pvf_conv2d_init(cv, c, h, w, channels[i], kernels[i], 1, pads[i]) ||
             cv->oh / l->pool < 1 || cv->ow / l->pool < 1)
-            return pvf_err_set(err, "%s: conv layer %d does not fit a %" PRId64 "x%" PRId64
-                                    " input",
+            return pvf_err_set(err,
+                               "%s: conv layer %d does not fit a %" PRId64 "x%" PRId64 " input",
                                cfg->path, i + 1, h, w);
         int64_t need = pvf_conv2d_scratch(cv) + PVF_CHUNK * cv->cout * cv->oh * cv->ow;
         if (need > scratch)
