@@ -72,3 +72,35 @@ double cli_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+void cli_common_init(cli_common *c) {
+    *c = (cli_common){.format = PVF_FMT_FP32, .fault = {PVF_FAULT_BITFLIP, -1, 1}};
+}
+
+int cli_common_flag(const char *cmd, int opt, const char *arg, cli_common *c) {
+    switch (opt) {
+    case 'm':
+        c->model = arg;
+        return 1;
+    case 'd':
+        c->data = arg;
+        return 1;
+    case 'j':
+        c->json = 1;
+        return 1;
+    case 'f':
+        return cli_format(cmd, arg, &c->format) ? -1 : 1;
+    case 'F':
+        return cli_fault(cmd, arg, &c->fault) ? -1 : 1;
+    default:
+        return 0;
+    }
+}
+
+int cli_common_done(const char *cmd, int argc, char **argv, const cli_common *c) {
+    if (optind < argc)
+        return cli_fail(cmd, 2, "unexpected argument '%s'", argv[optind]);
+    if (!c->model)
+        return cli_fail(cmd, 2, "--model DIR is required");
+    return 0;
+}

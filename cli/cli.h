@@ -13,6 +13,29 @@ int pvf_cmd_infer(int argc, char **argv);
 int pvf_cmd_inject(int argc, char **argv);
 int pvf_cmd_sweep(int argc, char **argv);
 
+/* The flags every model command shares. */
+typedef struct cli_common {
+    const char *model;     /* --model DIR */
+    const char *data;      /* --data FILE, NULL: DIR/eval.safetensors */
+    pvf_format format;     /* --format */
+    pvf_fault_model fault; /* --fault (commands that inject) */
+    int json;              /* --json */
+} cli_common;
+
+#define CLI_COMMON_OPTIONS                                                                         \
+    {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},                     \
+        {"format", required_argument, 0, 'f'}, {                                                   \
+        "json", no_argument, 0, 'j'                                                                \
+    }
+#define CLI_FAULT_OPTION                                                                           \
+    { "fault", required_argument, 0, 'F' }
+
+void cli_common_init(cli_common *c);
+/* Takes a shared flag: 1 taken, 0 not a shared flag, -1 bad value (printed). */
+int cli_common_flag(const char *cmd, int opt, const char *arg, cli_common *c);
+/* After getopt: 0, or the usage error for a positional argument / no --model. */
+int cli_common_done(const char *cmd, int argc, char **argv, const cli_common *c);
+
 /* Prints "pvf CMD: message" to stderr; returns the exit code given. */
 int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

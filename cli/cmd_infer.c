@@ -16,45 +16,32 @@
 
 int pvf_cmd_infer(int argc, char **argv) {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},        {"data", required_argument, 0, 'd'},
-        {"format", required_argument, 0, 'f'},       {"json", no_argument, 0, 'j'},
-        {"dump-outputs", required_argument, 0, 'o'}, {0, 0, 0, 0}};
-    const char *model = NULL, *data = NULL, *dump = NULL;
-    pvf_format format = PVF_FMT_FP32;
-    int json = 0, opt;
+        CLI_COMMON_OPTIONS, {"dump-outputs", required_argument, 0, 'o'}, {0, 0, 0, 0}};
+    cli_common c;
+    const char *dump = NULL;
+    int opt, taken;
+    cli_common_init(&c);
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'm':
-            model = optarg;
-            break;
-        case 'd':
-            data = optarg;
-            break;
-        case 'f':
-            if (cli_format(CMD, optarg, &format))
+        if ((taken = cli_common_flag(CMD, opt, optarg, &c)) != 0) {
+            if (taken < 0)
                 return 2;
-            break;
-        case 'j':
-            json = 1;
-            break;
-        case 'o':
+        } else if (opt == 'o') {
             dump = optarg;
-            break;
-        default:
+        } else {
             return cli_bad_flag(CMD, opt, argv);
         }
     }
-    if (optind < argc)
-        return cli_fail(CMD, 2, "unexpected argument '%s'", argv[optind]);
-    if (!model)
-        return cli_fail(CMD, 2, "--model DIR is required");
+    if (cli_common_done(CMD, argc, argv, &c))
+        return 2;
+    const char *model = c.model;
+    const pvf_format format = c.format;
 
     pvf_err err;
     pvf_runner r;
     double t0 = cli_now();
-    if (pvf_runner_open(&r, model, data, format, &err))
+    if (pvf_runner_open(&r, model, c.data, format, &err))
         return cli_fail(CMD, 1, "%s", err.msg);
     double elapsed = cli_now() - t0;
     const pvf_model *m = &r.model;
@@ -121,7 +108,7 @@ int pvf_cmd_infer(int argc, char **argv) {
         }
     }
 
-    if (json) {
+    if (c.json) {
         json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f}", "model", model, "architecture",
                               m->arch->name, "format", pvf_format_name(format), "parameters",
                               (json_int_t)pvf_model_param_count(m), "inputs", (json_int_t)n,

@@ -56,59 +56,41 @@ static int site_mask(const pvf_fault_model *fm, const int *bits, int nbits, int 
 }
 
 int pvf_cmd_inject(int argc, char **argv) {
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
-                                         {"data", required_argument, 0, 'd'},
-                                         {"format", required_argument, 0, 'f'},
-                                         {"fault", required_argument, 0, 'F'},
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         CLI_FAULT_OPTION,
                                          {"tensor", required_argument, 0, 't'},
                                          {"index", required_argument, 0, 'i'},
                                          {"bit", required_argument, 0, 'b'},
-                                         {"json", no_argument, 0, 'j'},
                                          {0, 0, 0, 0}};
-    const char *model = NULL, *data = NULL, *tensor = NULL, *bit_arg = NULL;
-    pvf_format format = PVF_FMT_FP32;
-    pvf_fault_model fm = {PVF_FAULT_BITFLIP, -1, 1};
+    cli_common c;
+    const char *tensor = NULL, *bit_arg = NULL;
     int64_t index = -1;
-    int json = 0, opt, bits[32], nbits = 0;
+    int opt, taken, bits[32], nbits = 0;
+    cli_common_init(&c);
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'm':
-            model = optarg;
-            break;
-        case 'd':
-            data = optarg;
-            break;
-        case 't':
+        if ((taken = cli_common_flag(CMD, opt, optarg, &c)) != 0) {
+            if (taken < 0)
+                return 2;
+        } else if (opt == 't') {
             tensor = optarg;
-            break;
-        case 'b':
+        } else if (opt == 'b') {
             bit_arg = optarg;
-            break;
-        case 'j':
-            json = 1;
-            break;
-        case 'f':
-            if (cli_format(CMD, optarg, &format))
-                return 2;
-            break;
-        case 'F':
-            if (cli_fault(CMD, optarg, &fm))
-                return 2;
-            break;
-        case 'i':
+        } else if (opt == 'i') {
             if (cli_int64(CMD, "--index", optarg, 0, INT64_MAX, &index))
                 return 2;
-            break;
-        default:
+        } else {
             return cli_bad_flag(CMD, opt, argv);
         }
     }
-    if (optind < argc)
-        return cli_fail(CMD, 2, "unexpected argument '%s'", argv[optind]);
-    if (!model || !tensor || index < 0)
-        return cli_fail(CMD, 2, "--model, --tensor and --index are required");
+    if (cli_common_done(CMD, argc, argv, &c))
+        return 2;
+    const char *model = c.model;
+    const pvf_format format = c.format;
+    const pvf_fault_model fm = c.fault;
+    if (!tensor || index < 0)
+        return cli_fail(CMD, 2, "--tensor and --index are required");
     if (bit_arg && parse_bits(bit_arg, bits, 32, &nbits))
         return cli_fail(CMD, 2, "--bit: '%s' is not a list of bit positions 0..31", bit_arg);
     if (!bit_arg) {
@@ -121,7 +103,7 @@ int pvf_cmd_inject(int argc, char **argv) {
 
     pvf_err err;
     pvf_runner r;
-    if (pvf_runner_open(&r, model, data, format, &err))
+    if (pvf_runner_open(&r, model, c.data, format, &err))
         return cli_fail(CMD, 1, "%s", err.msg);
     int rc = 0;
     const pvf_model *m = &r.model;
@@ -150,7 +132,7 @@ int pvf_cmd_inject(int argc, char **argv) {
     pvf_fault_model_format(&fm, fault, sizeof fault);
     const pvf_fault_effect *e = &res.effect;
     int hex = (t->bits + 3) / 4;
-    if (json) {
+    if (c.json) {
         char ow[16], nw[16];
         snprintf(ow, sizeof ow, "0x%0*" PRIx32, hex, e->old_word);
         snprintf(nw, sizeof nw, "0x%0*" PRIx32, hex, e->new_word);

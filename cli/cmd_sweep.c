@@ -95,71 +95,55 @@ static void print_json(const pvf_runner *r, const sweep_row *rows, int nrows,
 }
 
 int pvf_cmd_sweep(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},     {"data", required_argument, 0, 'd'},
-        {"format", required_argument, 0, 'f'},    {"fault", required_argument, 0, 'F'},
-        {"trials", required_argument, 0, 'n'},    {"seed", required_argument, 0, 's'},
-        {"tensor", required_argument, 0, 't'},    {"json", no_argument, 0, 'j'},
-        {"executors", required_argument, 0, 'e'}, {0, 0, 0, 0}};
-    const char *model = NULL, *data = NULL;
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         CLI_FAULT_OPTION,
+                                         {"trials", required_argument, 0, 'n'},
+                                         {"seed", required_argument, 0, 's'},
+                                         {"tensor", required_argument, 0, 't'},
+                                         {"executors", required_argument, 0, 'e'},
+                                         {0, 0, 0, 0}};
+    cli_common c;
     char *filter[MAX_FILTER];
     int nfilter = 0;
-    pvf_format format = PVF_FMT_FP32;
-    pvf_fault_model fm = {PVF_FAULT_BITFLIP, -1, 1};
     int64_t trials = -1;
     int64_t executors = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     uint64_t seed = 1;
-    int json = 0, opt;
+    int opt, taken;
+    cli_common_init(&c);
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'm':
-            model = optarg;
-            break;
-        case 'd':
-            data = optarg;
-            break;
-        case 'j':
-            json = 1;
-            break;
-        case 'f':
-            if (cli_format(CMD, optarg, &format))
+        if ((taken = cli_common_flag(CMD, opt, optarg, &c)) != 0) {
+            if (taken < 0)
                 return 2;
-            break;
-        case 'F':
-            if (cli_fault(CMD, optarg, &fm))
-                return 2;
-            break;
-        case 'n':
+        } else if (opt == 'n') {
             if (cli_int64(CMD, "--trials", optarg, 1, INT64_C(1) << 40, &trials))
                 return 2;
-            break;
-        case 's':
+        } else if (opt == 's') {
             if (cli_uint64(CMD, "--seed", optarg, &seed))
                 return 2;
-            break;
-        case 'e':
+        } else if (opt == 'e') {
             if (cli_int64(CMD, "--executors", optarg, 1, 256, &executors))
                 return 2;
-            break;
-        case 't':
+        } else if (opt == 't') {
             if (nfilter == MAX_FILTER)
                 return cli_fail(CMD, 2, "--tensor: at most %d", MAX_FILTER);
             filter[nfilter++] = optarg;
-            break;
-        default:
+        } else {
             return cli_bad_flag(CMD, opt, argv);
         }
     }
-    if (optind < argc)
-        return cli_fail(CMD, 2, "unexpected argument '%s'", argv[optind]);
-    if (!model || trials < 0)
-        return cli_fail(CMD, 2, "--model DIR and --trials N are required");
+    if (cli_common_done(CMD, argc, argv, &c))
+        return 2;
+    if (trials < 0)
+        return cli_fail(CMD, 2, "--trials N is required");
+    const char *model = c.model;
+    const pvf_format format = c.format;
+    const pvf_fault_model fm = c.fault;
 
     pvf_err err;
     pvf_runner r;
-    if (pvf_runner_open(&r, model, data, format, &err))
+    if (pvf_runner_open(&r, model, c.data, format, &err))
         return cli_fail(CMD, 1, "%s", err.msg);
     const pvf_model *m = &r.model;
     int rc = 0;
@@ -249,7 +233,7 @@ int pvf_cmd_sweep(int argc, char **argv) {
     total.p_nonfinite /= popd;
     char fault[32];
     pvf_fault_model_format(&fm, fault, sizeof fault);
-    if (json)
+    if (c.json)
         print_json(&r, rows, nrows, &total, fault, trials, seed, secs, (int)executors);
     else
         print_table(&r, rows, nrows, &total, fault, trials, seed, secs, (int)executors);

@@ -1,6 +1,8 @@
 /* tensor.c - dtype tables, shapes and element access for tensor views. */
 #include "tensor.h"
 
+#include "format.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -83,18 +85,6 @@ static uint64_t load_le(const unsigned char *p, size_t size) {
     return v;
 }
 
-static double f16_to_f64(uint16_t h) {
-    int sign = h >> 15, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    double v;
-    if (exp == 0)
-        v = ldexp((double)man, -24); /* zero or subnormal */
-    else if (exp == 31)
-        v = man ? NAN : INFINITY;
-    else
-        v = ldexp((double)(man | 0x400), exp - 25);
-    return sign ? -v : v;
-}
-
 static double f32_bits_to_f64(uint32_t bits) {
     float f;
     memcpy(&f, &bits, sizeof f);
@@ -119,9 +109,9 @@ double pvf_tensor_get_f64(const pvf_tensor *t, int64_t i) {
     case PVF_DT_F32:
         return f32_bits_to_f64((uint32_t)v);
     case PVF_DT_F16:
-        return f16_to_f64((uint16_t)v);
+        return (double)pvf_f16_to_f32((uint16_t)v);
     case PVF_DT_BF16:
-        return f32_bits_to_f64((uint32_t)v << 16);
+        return (double)pvf_bf16_to_f32((uint16_t)v);
     case PVF_DT_F64: {
         double d;
         memcpy(&d, &v, sizeof d);
