@@ -7,7 +7,6 @@
 #include "runner.h"
 #include "sampler.h"
 
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -31,7 +30,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_trials [MODEL_DIR] [TRIALS>0] [REPEATS 1..100]\n");
         return 2;
     }
-    openblas_set_num_threads(1);
     printf("model %s, %d trials x %d repeats per format, bit flips uniform over all stored bits\n",
            dir, trials, repeats);
     printf("%-9s %10s %12s %12s %12s\n", "format", "trials/s", "ms/trial", "golden ms", "masked");

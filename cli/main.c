@@ -1,7 +1,6 @@
 /* pvf - Parameter Vulnerability Factor by statistical fault injection. */
 #include "cli.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,8 +23,6 @@ static const char usage[] =
     "fault models: bit, bit:B, kbit:K, burst:L, stuck0[:B], stuck1[:B]\n";
 
 int main(int argc, char **argv) {
-    /* One executor per core: OpenBLAS must not spawn threads of its own. */
-    openblas_set_num_threads(1);
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "-h") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);

@@ -2,6 +2,8 @@
 
 #include "kernels.h"
 
+#include <cblas.h>
+
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -231,6 +233,9 @@ int64_t pvf_model_param_count(const pvf_model *m) {
 /* ---- executors ---- */
 
 int pvf_exec_init(pvf_exec *ex, const pvf_model *m, const pvf_evalset *eval, pvf_err *err) {
+    /* One executor per core: OpenBLAS threads of its own would only contend
+     * with the other executors (and busy-wait on a loaded machine). */
+    openblas_set_num_threads(1);
     memset(ex, 0, sizeof *ex);
     ex->m = m;
     ex->eval = eval;

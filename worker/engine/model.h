@@ -128,6 +128,8 @@ struct pvf_exec {
     int64_t fault_lo, fault_hi;
 };
 
+/* Also sets OpenBLAS to one thread (a process-wide setting): parallelism
+ * comes from running one executor per core. */
 int pvf_exec_init(pvf_exec *ex, const pvf_model *m, const pvf_evalset *eval, pvf_err *err);
 void pvf_exec_free(pvf_exec *ex);
 /* The values a kernel must use for param: the overlay when faulted. */
