@@ -23,8 +23,12 @@ const pvf_arch *pvf_arch_find(const char *name) {
     return NULL;
 }
 
-const char *pvf_arch_names(void) {
-    return "lenet (LeNetForImageClassification)";
+void pvf_arch_names(char *buf, size_t n) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof arches / sizeof *arches && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%s (%s)", i ? ", " : "", arches[i]->name,
+                                 arches[i]->hf_class);
 }
 
 static int add_targets(pvf_model *m, pvf_err *err) {
@@ -34,7 +38,8 @@ static int add_targets(pvf_model *m, pvf_err *err) {
         return pvf_err_set(err, "%s: out of memory", m->dir);
     for (int i = 0; i < m->nparams; i++) {
         const pvf_qtensor *q = &m->params[i].store;
-        for (int scale = 0; scale <= (q->scales != NULL); scale++) {
+        int kinds = q->scales ? 2 : 1; /* codes, then scales when the format has them */
+        for (int scale = 0; scale < kinds; scale++) {
             pvf_target *t = &m->targets[m->ntargets];
             size_t len = strlen(m->params[i].name) + 8;
             t->name = malloc(len);
@@ -64,8 +69,10 @@ int pvf_model_load(pvf_model *m, const char *dir, pvf_format format, pvf_err *er
     const char *arch = pvf_config_arch(&m->config);
     m->arch = pvf_arch_find(arch);
     if (!m->arch) {
+        char known[256];
+        pvf_arch_names(known, sizeof known);
         pvf_err_set(err, "%s: unknown architecture '%s' (known: %s)", path, arch ? arch : "(none)",
-                    pvf_arch_names());
+                    known);
         goto fail;
     }
     pvf_st_set weights;

@@ -102,8 +102,8 @@ int pvf_model_add_stage(pvf_model *m, const char *name, int64_t in_size, int64_t
 int pvf_model_find_target(const pvf_model *m, const char *name);
 int64_t pvf_model_param_count(const pvf_model *m);
 const pvf_arch *pvf_arch_find(const char *name);
-/* "lenet, ..." for error messages. */
-const char *pvf_arch_names(void);
+/* "lenet (LeNetForImageClassification), ..." for error messages. */
+void pvf_arch_names(char *buf, size_t n);
 
 /* Cached golden activations: the input of every stage for every eval input,
  * and the golden outputs. */
