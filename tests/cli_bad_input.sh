@@ -6,19 +6,8 @@
 # at fault and says what is wrong (a word of the cause), with no sanitizer
 # report. The broken inputs are built in a temp dir from models/fmnist-lenet,
 # each damaged in one way. PVF_TEST_VERBOSE=1 shows each exit code and stderr.
-set -u
-
-PVF=${1:?usage: cli_bad_input.sh PVF REPO_ROOT}
-ROOT=${2:?usage: cli_bad_input.sh PVF REPO_ROOT}
+source "$(dirname "$0")/lib_cli.sh" cli_bad_input.sh "$@"
 SRC=$ROOT/models/fmnist-lenet
-PY=/usr/bin/python3
-T=$(mktemp -d "${TMPDIR:-/tmp}/pvf_bad_input.XXXXXX") || exit 1
-trap 'rm -rf "$T"' EXIT
-
-passed=0
-failed=0
-ok() { echo "ok  $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
 
 # ---- build the broken inputs ----------------------------------------------
 # Model dirs: $T/m_NAME (config.json + model.safetensors, eval set linked);
@@ -312,5 +301,4 @@ if [ -w /dev/full ]; then
     STDOUT_TO=/dev/full expect_fail stdout_full "" 'write|output|stdout|space|full' infer --model "$M" --json
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

@@ -4,19 +4,8 @@
 #
 # Every pvf run here must exit 0 with nothing on stderr; the JSON it prints
 # is checked with python3 (assertion messages become the FAIL reason).
-set -u
-
-PVF=${1:?usage: cli_commands.sh PVF REPO_ROOT}
-ROOT=${2:?usage: cli_commands.sh PVF REPO_ROOT}
+source "$(dirname "$0")/lib_cli.sh" cli_commands.sh "$@"
 M=$ROOT/models/fmnist-lenet
-PY=/usr/bin/python3
-T=$(mktemp -d "${TMPDIR:-/tmp}/pvf_commands.XXXXXX") || exit 1
-trap 'rm -rf "$T"' EXIT
-
-passed=0
-failed=0
-ok() { echo "ok  $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
 
 # run NAME OUT PVF_ARGS... - runs pvf with stdout to OUT; on anything but a
 # clean exit 0 (empty stderr) prints FAIL NAME and returns 1.
@@ -302,5 +291,4 @@ for t in r["targets"] + [dict(r["model_pvf"], name="model")]:
 assert any(t["pvf"] == 0 for t in r["targets"]), "no target with PVF 0 to test the edge"
 EOF
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary
