@@ -61,23 +61,14 @@ int cli_fault(const char *cmd, const char *s, pvf_fault_model *out) {
     return -1;
 }
 
-int cli_bad_flag(const char *cmd, int opt, char **argv) {
-    if (opt == ':')
-        return cli_fail(cmd, 2, "%s needs a value", argv[optind - 1]);
-    return cli_fail(cmd, 2, "unknown flag '%s' (see pvf help)", argv[optind - 1]);
-}
-
 double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-void cli_common_init(cli_common *c) {
-    *c = (cli_common){.format = PVF_FMT_FP32, .fault = {PVF_FAULT_BITFLIP, -1, 1}};
-}
-
-int cli_common_flag(const char *cmd, int opt, const char *arg, cli_common *c) {
+/* A shared flag: 1 taken, 0 not shared, -1 bad value (printed). */
+static int common_flag(const char *cmd, int opt, const char *arg, cli_common *c) {
     switch (opt) {
     case 'm':
         c->model = arg;
@@ -97,7 +88,23 @@ int cli_common_flag(const char *cmd, int opt, const char *arg, cli_common *c) {
     }
 }
 
-int cli_common_done(const char *cmd, int argc, char **argv, const cli_common *c) {
+int cli_parse(const char *cmd, int argc, char **argv, const struct option *opts, cli_common *c,
+              cli_flag_fn own, void *ctx) {
+    *c = (cli_common){.format = PVF_FMT_FP32, .fault = {PVF_FAULT_BITFLIP, -1, 1}};
+    int opt;
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (opt == ':')
+            return cli_fail(cmd, 2, "%s needs a value", argv[optind - 1]);
+        int taken = opt == '?' ? 0 : common_flag(cmd, opt, optarg, c);
+        if (taken == 0 && opt != '?' && own)
+            taken = own(cmd, opt, optarg, ctx);
+        if (taken < 0)
+            return 2;
+        if (taken == 0)
+            return cli_fail(cmd, 2, "unknown flag '%s' (see pvf help)", argv[optind - 1]);
+    }
     if (optind < argc)
         return cli_fail(cmd, 2, "unexpected argument '%s'", argv[optind]);
     if (!c->model)

@@ -7,6 +7,8 @@
 #include "fault.h"
 #include "format.h"
 
+#include <getopt.h>
+
 #include <stdint.h>
 
 int pvf_cmd_infer(int argc, char **argv);
@@ -30,11 +32,15 @@ typedef struct cli_common {
 #define CLI_FAULT_OPTION                                                                           \
     { "fault", required_argument, 0, 'F' }
 
-void cli_common_init(cli_common *c);
-/* Takes a shared flag: 1 taken, 0 not a shared flag, -1 bad value (printed). */
-int cli_common_flag(const char *cmd, int opt, const char *arg, cli_common *c);
-/* After getopt: 0, or the usage error for a positional argument / no --model. */
-int cli_common_done(const char *cmd, int argc, char **argv, const cli_common *c);
+/* A command's own flag: 1 taken, 0 not one of its flags, -1 bad value
+ * (already printed). */
+typedef int (*cli_flag_fn)(const char *cmd, int opt, const char *arg, void *ctx);
+
+/* Parses argv with getopt_long: the shared flags into *c, the others through
+ * own(ctx) (NULL when the command has none). Returns 0, or 2 after printing
+ * the usage error (unknown flag, bad value, positional argument, no --model). */
+int cli_parse(const char *cmd, int argc, char **argv, const struct option *opts, cli_common *c,
+              cli_flag_fn own, void *ctx);
 
 /* Prints "pvf CMD: message" to stderr; returns the exit code given. */
 int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -48,8 +54,5 @@ int cli_fault(const char *cmd, const char *s, pvf_fault_model *out);
 
 /* Monotonic seconds. */
 double cli_now(void);
-
-/* getopt_long error for argv[optind-1]. */
-int cli_bad_flag(const char *cmd, int opt, char **argv);
 
 #endif

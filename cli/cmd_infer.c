@@ -14,34 +14,26 @@
 /* Parity: max |output - reference| within this fraction of max |reference|. */
 #define PVF_PARITY_REL 1e-4
 
+static int dump_flag(const char *cmd, int opt, const char *arg, void *ctx) {
+    (void)cmd;
+    if (opt != 'o')
+        return 0;
+    *(const char **)ctx = arg;
+    return 1;
+}
+
 int pvf_cmd_infer(int argc, char **argv) {
     static const struct option opts[] = {
         CLI_COMMON_OPTIONS, {"dump-outputs", required_argument, 0, 'o'}, {0, 0, 0, 0}};
     cli_common c;
     const char *dump = NULL;
-    int opt, taken;
-    cli_common_init(&c);
-    opterr = 0;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        if ((taken = cli_common_flag(CMD, opt, optarg, &c)) != 0) {
-            if (taken < 0)
-                return 2;
-        } else if (opt == 'o') {
-            dump = optarg;
-        } else {
-            return cli_bad_flag(CMD, opt, argv);
-        }
-    }
-    if (cli_common_done(CMD, argc, argv, &c))
+    if (cli_parse(CMD, argc, argv, opts, &c, dump_flag, &dump))
         return 2;
-    const char *model = c.model;
-    const pvf_format format = c.format;
 
     pvf_err err;
     pvf_runner r;
     double t0 = cli_now();
-    if (pvf_runner_open(&r, model, c.data, format, &err))
+    if (pvf_runner_open(&r, c.model, c.data, c.format, &err))
         return cli_fail(CMD, 1, "%s", err.msg);
     double elapsed = cli_now() - t0;
     const pvf_model *m = &r.model;
@@ -70,7 +62,7 @@ int pvf_cmd_infer(int argc, char **argv) {
 
     /* Agreement with the reference outputs of this storage format. */
     char ref_name[64];
-    int has_ref = pvf_evalset_reference(&r.eval, pvf_format_name(format), &ref, ref_name,
+    int has_ref = pvf_evalset_reference(&r.eval, pvf_format_name(c.format), &ref, ref_name,
                                         sizeof ref_name, &err);
     if (has_ref < 0) {
         rc = cli_fail(CMD, 1, "%s", err.msg);
@@ -87,10 +79,13 @@ int pvf_cmd_infer(int argc, char **argv) {
         for (int64_t i = 0; i < n; i++) {
             const float *out = r.golden.out + i * k;
             int64_t best = 0;
+            double best_v = -INFINITY;
             for (int64_t j = 0; j < k; j++) {
                 double v = pvf_tensor_get_f64(&ref, i * k + j);
-                if (v > pvf_tensor_get_f64(&ref, i * k + best))
+                if (v > best_v) { /* first maximum, as pvf_argmax */
                     best = j;
+                    best_v = v;
+                }
                 max_diff = fmax(max_diff, fabs((double)out[j] - v));
                 max_ref = fmax(max_ref, fabs(v));
             }
@@ -109,8 +104,8 @@ int pvf_cmd_infer(int argc, char **argv) {
     }
 
     if (c.json) {
-        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f}", "model", model, "architecture",
-                              m->arch->name, "format", pvf_format_name(format), "parameters",
+        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f}", "model", c.model, "architecture",
+                              m->arch->name, "format", pvf_format_name(c.format), "parameters",
                               (json_int_t)pvf_model_param_count(m), "inputs", (json_int_t)n,
                               "seconds", elapsed);
         json_object_set_new(o, "data", json_string(r.eval.file.path));
@@ -128,8 +123,8 @@ int pvf_cmd_infer(int argc, char **argv) {
         free(s);
         json_decref(o);
     } else {
-        printf("model       %s (%s, %" PRId64 " parameters, format %s)\n", model, m->arch->name,
-               pvf_model_param_count(m), pvf_format_name(format));
+        printf("model       %s (%s, %" PRId64 " parameters, format %s)\n", c.model, m->arch->name,
+               pvf_model_param_count(m), pvf_format_name(c.format));
         printf("eval set    %s (%" PRId64 " inputs)\n", r.eval.file.path, n);
         if (has_labels > 0)
             printf("accuracy    %.4f (%" PRId64 "/%" PRId64 " match labels)\n",
@@ -140,7 +135,7 @@ int pvf_cmd_infer(int argc, char **argv) {
                    ref_name, (double)agree / (double)n, agree, n, max_diff,
                    max_ref > 0 ? max_diff / max_ref : 0.0, within ? "within 1e-4" : "OUTSIDE 1e-4");
         else
-            printf("reference   none for format %s in the eval set\n", pvf_format_name(format));
+            printf("reference   none for format %s in the eval set\n", pvf_format_name(c.format));
         printf("time        %.1f ms (load, golden pass)\n", elapsed * 1e3);
     }
 done:

@@ -55,6 +55,27 @@ static int site_mask(const pvf_fault_model *fm, const int *bits, int nbits, int 
     return 0;
 }
 
+typedef struct inject_args {
+    const char *tensor, *bits;
+    int64_t index;
+} inject_args;
+
+static int inject_flag(const char *cmd, int opt, const char *arg, void *ctx) {
+    inject_args *a = ctx;
+    switch (opt) {
+    case 't':
+        a->tensor = arg;
+        return 1;
+    case 'b':
+        a->bits = arg;
+        return 1;
+    case 'i':
+        return cli_int64(cmd, "--index", arg, 0, INT64_MAX, &a->index) ? -1 : 1;
+    default:
+        return 0;
+    }
+}
+
 int pvf_cmd_inject(int argc, char **argv) {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          CLI_FAULT_OPTION,
@@ -63,73 +84,51 @@ int pvf_cmd_inject(int argc, char **argv) {
                                          {"bit", required_argument, 0, 'b'},
                                          {0, 0, 0, 0}};
     cli_common c;
-    const char *tensor = NULL, *bit_arg = NULL;
-    int64_t index = -1;
-    int opt, taken, bits[32], nbits = 0;
-    cli_common_init(&c);
-    opterr = 0;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        if ((taken = cli_common_flag(CMD, opt, optarg, &c)) != 0) {
-            if (taken < 0)
-                return 2;
-        } else if (opt == 't') {
-            tensor = optarg;
-        } else if (opt == 'b') {
-            bit_arg = optarg;
-        } else if (opt == 'i') {
-            if (cli_int64(CMD, "--index", optarg, 0, INT64_MAX, &index))
-                return 2;
-        } else {
-            return cli_bad_flag(CMD, opt, argv);
-        }
-    }
-    if (cli_common_done(CMD, argc, argv, &c))
+    inject_args a = {.index = -1};
+    int bits[32], nbits = 0;
+    if (cli_parse(CMD, argc, argv, opts, &c, inject_flag, &a))
         return 2;
-    const char *model = c.model;
-    const pvf_format format = c.format;
-    const pvf_fault_model fm = c.fault;
-    if (!tensor || index < 0)
+    if (!a.tensor || a.index < 0)
         return cli_fail(CMD, 2, "--tensor and --index are required");
-    if (bit_arg && parse_bits(bit_arg, bits, 32, &nbits))
-        return cli_fail(CMD, 2, "--bit: '%s' is not a list of bit positions 0..31", bit_arg);
-    if (!bit_arg) {
-        if (fm.bit < 0)
+    if (a.bits && parse_bits(a.bits, bits, 32, &nbits))
+        return cli_fail(CMD, 2, "--bit: '%s' is not a list of bit positions 0..31", a.bits);
+    if (!a.bits) {
+        if (c.fault.bit < 0)
             return cli_fail(CMD, 2, "--bit is required (or a fault model with a fixed bit)");
-        bits[nbits++] = fm.bit;
-    } else if (fm.bit >= 0 && (nbits != 1 || bits[0] != fm.bit)) {
-        return cli_fail(CMD, 2, "--bit %s contradicts --fault fixing bit %d", bit_arg, fm.bit);
+        bits[nbits++] = c.fault.bit;
+    } else if (c.fault.bit >= 0 && (nbits != 1 || bits[0] != c.fault.bit)) {
+        return cli_fail(CMD, 2, "--bit %s contradicts --fault fixing bit %d", a.bits, c.fault.bit);
     }
 
     pvf_err err;
     pvf_runner r;
-    if (pvf_runner_open(&r, model, c.data, format, &err))
+    if (pvf_runner_open(&r, c.model, c.data, c.format, &err))
         return cli_fail(CMD, 1, "%s", err.msg);
     int rc = 0;
     const pvf_model *m = &r.model;
-    pvf_fault_site site = {.target = pvf_model_find_target(m, tensor), .element = index};
+    pvf_fault_site site = {.target = pvf_model_find_target(m, a.tensor), .element = a.index};
     if (site.target < 0) {
         rc = cli_fail(CMD, 2, "--tensor: '%s' is not a fault target of %s in %s (see pvf sweep)",
-                      tensor, model, pvf_format_name(format));
+                      a.tensor, c.model, pvf_format_name(c.format));
         goto done;
     }
     const pvf_target *t = &m->targets[site.target];
-    if (index >= t->numel) {
-        rc = cli_fail(CMD, 2, "--index: %" PRId64 " outside '%s' (%" PRId64 " elements)", index,
-                      tensor, t->numel);
+    if (a.index >= t->numel) {
+        rc = cli_fail(CMD, 2, "--index: %" PRId64 " outside '%s' (%" PRId64 " elements)", a.index,
+                      a.tensor, t->numel);
         goto done;
     }
-    if (site_mask(&fm, bits, nbits, t->bits, &site.mask)) {
+    if (site_mask(&c.fault, bits, nbits, t->bits, &site.mask)) {
         rc = 2;
         goto done;
     }
     pvf_trial_result res;
-    if (pvf_trial_run(&r.exec, &r.golden, fm.kind, &site, r.out, &res, &err)) {
+    if (pvf_trial_run(&r.exec, &r.golden, c.fault.kind, &site, r.out, &res, &err)) {
         rc = cli_fail(CMD, 1, "%s", err.msg);
         goto done;
     }
     char fault[32];
-    pvf_fault_model_format(&fm, fault, sizeof fault);
+    pvf_fault_model_format(&c.fault, fault, sizeof fault);
     const pvf_fault_effect *e = &res.effect;
     int hex = (t->bits + 3) / 4;
     if (c.json) {
@@ -139,8 +138,8 @@ int pvf_cmd_inject(int argc, char **argv) {
         json_t *o = json_pack(
             "{s:s, s:s, s:s, s:I, s:I, s:i, s:s, s:s, s:f, s:f, s:I, s:I, s:I, s:f, s:b, s:b, "
             "s:b}",
-            "tensor", tensor, "format", pvf_format_name(format), "fault", fault, "index",
-            (json_int_t)index, "mask", (json_int_t)site.mask, "bits", t->bits, "old_word", ow,
+            "tensor", a.tensor, "format", pvf_format_name(c.format), "fault", fault, "index",
+            (json_int_t)a.index, "mask", (json_int_t)site.mask, "bits", t->bits, "old_word", ow,
             "new_word", nw, "old_value", (double)e->old_value, "new_value", (double)e->new_value,
             "inputs", (json_int_t)r.golden.n, "incorrect", (json_int_t)res.incorrect, "nonfinite",
             (json_int_t)res.nonfinite, "value", res.value, "masked",
@@ -154,7 +153,7 @@ int pvf_cmd_inject(int argc, char **argv) {
     } else {
         printf("site        %s[%" PRId64 "], %d-bit word, mask 0x%0*" PRIx32
                ", fault %s, format %s\n",
-               tensor, index, t->bits, hex, site.mask, fault, pvf_format_name(format));
+               a.tensor, a.index, t->bits, hex, site.mask, fault, pvf_format_name(c.format));
         printf("stored      0x%0*" PRIx32 " -> 0x%0*" PRIx32 "\n", hex, e->old_word, hex,
                e->new_word);
         printf("value       %.9g -> %.9g%s\n", (double)e->old_value, (double)e->new_value,

@@ -27,7 +27,7 @@ typedef struct sweep_row {
     double p_any, p_nonfinite; /* shares of trials with any wrong / non-finite output */
 } sweep_row;
 
-static int selected(const char *name, char **filter, int nfilter) {
+static int selected(const char *name, char *const *filter, int nfilter) {
     if (nfilter == 0)
         return 1;
     for (int i = 0; i < nfilter; i++)
@@ -94,6 +94,72 @@ static void print_json(const pvf_runner *r, const sweep_row *rows, int nrows,
     json_decref(o);
 }
 
+/* Per-target figures from the results (rows x trials, row-major), and the
+ * whole-model ones: targets weighted by their share of fault sites (every
+ * stored bit equally likely to be hit). Weighting each target's interval
+ * bounds gives an interval that holds whenever all of the per-target ones do. */
+static void summarize(sweep_row *rows, int nrows, const pvf_trial_result *results, int64_t trials,
+                      sweep_row *total) {
+    *total = (sweep_row){0};
+    for (int k = 0; k < nrows; k++) {
+        sweep_row *w = &rows[k];
+        for (int64_t i = 0; i < trials; i++) {
+            const pvf_trial_result *res = &results[(size_t)k * (size_t)trials + (size_t)i];
+            w->sum += res->value;
+            w->any_wrong += res->incorrect > 0;
+            w->nonfinite += res->nonfinite > 0;
+            w->unchanged += (res->flags & PVF_TRIAL_UNCHANGED) != 0;
+        }
+        w->trials = trials;
+        w->pvf = w->sum / (double)trials;
+        w->p_any = (double)w->any_wrong / (double)trials;
+        w->p_nonfinite = (double)w->nonfinite / (double)trials;
+        pvf_wilson(w->pvf, trials, PVF_Z95, &w->lo, &w->hi);
+        double pop = (double)w->population;
+        total->population += w->population;
+        total->trials += trials;
+        total->pvf += pop * w->pvf;
+        total->lo += pop * w->lo;
+        total->hi += pop * w->hi;
+        total->p_any += pop * w->p_any;
+        total->p_nonfinite += pop * w->p_nonfinite;
+    }
+    double all = (double)total->population;
+    total->pvf /= all;
+    total->lo /= all;
+    total->hi /= all;
+    total->p_any /= all;
+    total->p_nonfinite /= all;
+}
+
+typedef struct sweep_args {
+    int64_t trials, executors;
+    uint64_t seed;
+    char *filter[MAX_FILTER]; /* --tensor, repeatable */
+    int nfilter;
+} sweep_args;
+
+static int sweep_flag(const char *cmd, int opt, const char *arg, void *ctx) {
+    sweep_args *a = ctx;
+    switch (opt) {
+    case 'n':
+        return cli_int64(cmd, "--trials", arg, 1, INT64_C(1) << 40, &a->trials) ? -1 : 1;
+    case 's':
+        return cli_uint64(cmd, "--seed", arg, &a->seed) ? -1 : 1;
+    case 'e':
+        return cli_int64(cmd, "--executors", arg, 1, 256, &a->executors) ? -1 : 1;
+    case 't':
+        if (a->nfilter == MAX_FILTER) {
+            cli_fail(cmd, 2, "--tensor: at most %d", MAX_FILTER);
+            return -1;
+        }
+        a->filter[a->nfilter++] = (char *)arg;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 int pvf_cmd_sweep(int argc, char **argv) {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          CLI_FAULT_OPTION,
@@ -103,142 +169,74 @@ int pvf_cmd_sweep(int argc, char **argv) {
                                          {"executors", required_argument, 0, 'e'},
                                          {0, 0, 0, 0}};
     cli_common c;
-    char *filter[MAX_FILTER];
-    int nfilter = 0;
-    int64_t trials = -1;
-    int64_t executors = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
-    uint64_t seed = 1;
-    int opt, taken;
-    cli_common_init(&c);
-    opterr = 0;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        if ((taken = cli_common_flag(CMD, opt, optarg, &c)) != 0) {
-            if (taken < 0)
-                return 2;
-        } else if (opt == 'n') {
-            if (cli_int64(CMD, "--trials", optarg, 1, INT64_C(1) << 40, &trials))
-                return 2;
-        } else if (opt == 's') {
-            if (cli_uint64(CMD, "--seed", optarg, &seed))
-                return 2;
-        } else if (opt == 'e') {
-            if (cli_int64(CMD, "--executors", optarg, 1, 256, &executors))
-                return 2;
-        } else if (opt == 't') {
-            if (nfilter == MAX_FILTER)
-                return cli_fail(CMD, 2, "--tensor: at most %d", MAX_FILTER);
-            filter[nfilter++] = optarg;
-        } else {
-            return cli_bad_flag(CMD, opt, argv);
-        }
-    }
-    if (cli_common_done(CMD, argc, argv, &c))
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    sweep_args a = {.trials = -1, .executors = cores > 0 ? cores : 1, .seed = 1};
+    if (cli_parse(CMD, argc, argv, opts, &c, sweep_flag, &a))
         return 2;
-    if (trials < 0)
+    if (a.trials < 0)
         return cli_fail(CMD, 2, "--trials N is required");
-    const char *model = c.model;
-    const pvf_format format = c.format;
-    const pvf_fault_model fm = c.fault;
-
     pvf_err err;
     pvf_runner r;
-    if (pvf_runner_open(&r, model, c.data, format, &err))
+    if (pvf_runner_open(&r, c.model, c.data, c.format, &err))
         return cli_fail(CMD, 1, "%s", err.msg);
     const pvf_model *m = &r.model;
     int rc = 0;
-    for (int i = 0; i < nfilter; i++)
-        if (pvf_model_find_target(m, filter[i]) < 0) {
-            rc = cli_fail(CMD, 2, "--tensor: '%s' is not a fault target of %s in %s", filter[i],
-                          model, pvf_format_name(format));
+    sweep_row *rows = NULL;
+    pvf_trial_spec *specs = NULL;
+    pvf_trial_result *results = NULL;
+    for (int i = 0; i < a.nfilter; i++)
+        if (pvf_model_find_target(m, a.filter[i]) < 0) {
+            rc = cli_fail(CMD, 2, "--tensor: '%s' is not a fault target of %s in %s", a.filter[i],
+                          c.model, pvf_format_name(c.format));
             goto done;
         }
-    sweep_row *rows = calloc((size_t)m->ntargets, sizeof *rows);
+    rows = calloc((size_t)m->ntargets, sizeof *rows);
     if (!rows) {
         rc = cli_fail(CMD, 1, "out of memory");
         goto done;
     }
     int nrows = 0;
-    sweep_row total = {0};
     for (int t = 0; t < m->ntargets; t++) {
-        uint64_t pop = pvf_stratum_population(m, &t, 1, &fm);
-        if (!selected(m->targets[t].name, filter, nfilter) || pop == 0)
+        uint64_t pop = pvf_stratum_population(m, &t, 1, &c.fault);
+        if (!selected(m->targets[t].name, a.filter, a.nfilter) || pop == 0)
             continue; /* the fault model cannot hit this target (e.g. bit 20 of an int8 code) */
         rows[nrows].target = t;
         rows[nrows++].population = pop;
     }
-    size_t ntrials = (size_t)nrows * (size_t)trials;
-    pvf_trial_spec *specs = calloc(ntrials ? ntrials : 1, sizeof *specs);
-    pvf_trial_result *results = calloc(ntrials ? ntrials : 1, sizeof *results);
+    if (nrows == 0) {
+        rc = cli_fail(CMD, 2, "--fault: the fault model fits no selected target");
+        goto done;
+    }
+    size_t ntrials = (size_t)nrows * (size_t)a.trials;
+    specs = calloc(ntrials, sizeof *specs);
+    results = calloc(ntrials, sizeof *results);
     if (!specs || !results) {
-        free(specs);
-        free(results);
-        free(rows);
         rc = cli_fail(CMD, 1, "out of memory for %zu trials", ntrials);
         goto done;
     }
     /* stratum = target index: the same seed gives the same sites in any run */
     for (int k = 0; k < nrows; k++)
-        for (int64_t i = 0; i < trials; i++)
-            specs[(size_t)k * (size_t)trials + (size_t)i] =
+        for (int64_t i = 0; i < a.trials; i++)
+            specs[(size_t)k * (size_t)a.trials + (size_t)i] =
                 (pvf_trial_spec){&rows[k].target, 1, (uint64_t)rows[k].target, (uint64_t)i};
     double t0 = cli_now();
-    if (pvf_pool_run(&r, &fm, seed, specs, ntrials, (int)executors, results, &err)) {
-        free(specs);
-        free(results);
-        free(rows);
+    if (pvf_pool_run(&r, &c.fault, a.seed, specs, ntrials, (int)a.executors, results, &err)) {
         rc = cli_fail(CMD, 1, "%s", err.msg);
         goto done;
     }
-    for (int k = 0; k < nrows; k++) {
-        sweep_row *w = &rows[k];
-        for (int64_t i = 0; i < trials; i++) {
-            const pvf_trial_result *res = &results[(size_t)k * (size_t)trials + (size_t)i];
-            w->trials++;
-            w->sum += res->value;
-            w->any_wrong += res->incorrect > 0;
-            w->nonfinite += res->nonfinite > 0;
-            w->unchanged += (res->flags & PVF_TRIAL_UNCHANGED) != 0;
-        }
-        w->pvf = w->sum / (double)w->trials;
-        w->p_any = (double)w->any_wrong / (double)w->trials;
-        w->p_nonfinite = (double)w->nonfinite / (double)w->trials;
-        pvf_wilson(w->pvf, w->trials, PVF_Z95, &w->lo, &w->hi);
-        /* Whole model: targets weighted by their share of fault sites (every
-         * stored bit equally likely to be hit). Weighting each target's
-         * interval bounds gives an interval that holds whenever all of the
-         * per-target ones do. */
-        double pop = (double)w->population;
-        total.population += w->population;
-        total.trials += w->trials;
-        total.pvf += pop * w->pvf;
-        total.lo += pop * w->lo;
-        total.hi += pop * w->hi;
-        total.p_any += pop * w->p_any;
-        total.p_nonfinite += pop * w->p_nonfinite;
-    }
+    double secs = cli_now() - t0;
+    sweep_row total;
+    summarize(rows, nrows, results, a.trials, &total);
+    char fault[32];
+    pvf_fault_model_format(&c.fault, fault, sizeof fault);
+    if (c.json)
+        print_json(&r, rows, nrows, &total, fault, a.trials, a.seed, secs, (int)a.executors);
+    else
+        print_table(&r, rows, nrows, &total, fault, a.trials, a.seed, secs, (int)a.executors);
+done:
     free(specs);
     free(results);
-    double secs = cli_now() - t0;
-    if (nrows == 0) {
-        rc = cli_fail(CMD, 2, "--fault: the fault model fits no selected target");
-        free(rows);
-        goto done;
-    }
-    double popd = (double)total.population;
-    total.pvf /= popd;
-    total.lo /= popd;
-    total.hi /= popd;
-    total.p_any /= popd;
-    total.p_nonfinite /= popd;
-    char fault[32];
-    pvf_fault_model_format(&fm, fault, sizeof fault);
-    if (c.json)
-        print_json(&r, rows, nrows, &total, fault, trials, seed, secs, (int)executors);
-    else
-        print_table(&r, rows, nrows, &total, fault, trials, seed, secs, (int)executors);
     free(rows);
-done:
     pvf_runner_close(&r);
     return rc;
 }

@@ -171,8 +171,10 @@ int pvf_model_add_param(pvf_model *m, const pvf_st_set *weights, const char *nam
     float *w = malloc((size_t)numel * sizeof *w);
     p->value = malloc((size_t)numel * sizeof *p->value);
     p->name = strdup(name);
-    if (!w || !p->value || !p->name)
-        goto oom;
+    if (!w || !p->value || !p->name) {
+        pvf_err_set(err, "%s: tensor '%s': out of memory", m->dir, name);
+        goto fail;
+    }
     to_f32(&t, w, numel);
     /* Scaled formats quantize weights; 1-D tensors (biases, norms) stay fp32. */
     pvf_format fmt = m->format;
@@ -183,10 +185,7 @@ int pvf_model_add_param(pvf_model *m, const pvf_st_set *weights, const char *nam
         rows = 1;
     if (pvf_qtensor_encode(&p->store, fmt, w, rows, numel / rows, err)) {
         pvf_err_prefix(err, "%s: tensor '%s'", m->dir, name);
-        free(w);
-        free(p->value);
-        free(p->name);
-        return -1;
+        goto fail;
     }
     free(w);
     pvf_qtensor_decode(&p->store, p->value);
@@ -195,11 +194,11 @@ int pvf_model_add_param(pvf_model *m, const pvf_st_set *weights, const char *nam
     p->numel = numel;
     p->stage = stage;
     return m->nparams++;
-oom:
+fail:
     free(w);
     free(p->value);
     free(p->name);
-    return pvf_err_set(err, "%s: tensor '%s': out of memory", m->dir, name);
+    return -1;
 }
 
 int pvf_model_add_stage(pvf_model *m, const char *name, int64_t in_size, int64_t out_size,
@@ -359,7 +358,8 @@ int pvf_golden_compute(pvf_golden *g, pvf_exec *ex, pvf_err *err) {
     const pvf_model *m = ex->m;
     memset(g, 0, sizeof *g);
     g->n = ex->eval->n;
-    if (m->arch->bind_eval(m, ex->eval, &g->input0, err))
+    const float *input0 = NULL; /* in the eval set's mapping, maybe unaligned */
+    if (m->arch->bind_eval(m, ex->eval, &input0, err))
         return -1;
     g->stage_in = calloc((size_t)m->nstages, sizeof *g->stage_in);
     g->out = malloc((size_t)(g->n * m->out_size) * sizeof *g->out);
@@ -367,14 +367,14 @@ int pvf_golden_compute(pvf_golden *g, pvf_exec *ex, pvf_err *err) {
     if (!g->stage_in || !g->out || !g->top1)
         goto oom;
     for (int s = 0; s < m->nstages; s++) {
-        if (s == 0 && !g->input0)
+        if (s == 0 && !input0)
             continue; /* stage 0 reads the eval tensors itself */
         g->stage_in[s] = malloc((size_t)(g->n * m->stages[s].in_size) * sizeof(float));
         if (!g->stage_in[s])
             goto oom;
     }
-    if (g->input0) /* copied: tensors in a safetensors file need not be aligned */
-        memcpy(g->stage_in[0], g->input0, (size_t)(g->n * m->stages[0].in_size) * sizeof(float));
+    if (input0) /* copied: tensors in a safetensors file need not be aligned */
+        memcpy(g->stage_in[0], input0, (size_t)(g->n * m->stages[0].in_size) * sizeof(float));
     for (int64_t first = 0; first < g->n; first += ex->chunk) {
         int64_t n = g->n - first < ex->chunk ? g->n - first : ex->chunk;
         const float *in = g->stage_in[0] ? g->stage_in[0] + first * m->stages[0].in_size : NULL;

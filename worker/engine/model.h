@@ -109,10 +109,9 @@ void pvf_arch_names(char *buf, size_t n);
  * and the golden outputs. */
 typedef struct pvf_golden {
     int64_t n;
-    const float *input0; /* stage 0 input as bound in the eval set (not owned) */
-    float **stage_in;    /* [nstages], owned; stage_in[0] NULL when stage 0 reads the eval set */
-    float *out;          /* [n, out_size] */
-    int64_t *top1;       /* [n] */
+    float **stage_in; /* [nstages], owned; stage_in[0] NULL when stage 0 reads the eval set */
+    float *out;       /* [n, out_size] */
+    int64_t *top1;    /* [n] */
 } pvf_golden;
 
 /* One trial executor: its workspace and its fault overlay. */
