@@ -5,6 +5,10 @@
 #include <string.h>
 
 void pvf_judge(const pvf_model *m, const pvf_golden *g, const float *out, pvf_trial_result *r) {
+    if (m->arch->judge) {
+        m->arch->judge(m, g, out, r);
+        return;
+    }
     r->incorrect = 0;
     r->nonfinite = 0;
     for (int64_t i = 0; i < g->n; i++) {

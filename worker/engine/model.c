@@ -193,6 +193,8 @@ int pvf_model_add_param(pvf_model *m, const pvf_st_set *weights, const char *nam
     memcpy(p->shape, shape, (size_t)ndim * sizeof *shape);
     p->numel = numel;
     p->stage = stage;
+    snprintf(p->component, sizeof p->component, "%s",
+             stage >= 0 && stage < m->nstages ? m->stages[stage].name : "");
     return m->nparams++;
 fail:
     free(w);
@@ -227,6 +229,10 @@ int pvf_model_find_target(const pvf_model *m, const char *name) {
         if (strcmp(m->targets[i].name, name) == 0)
             return i;
     return -1;
+}
+
+void pvf_model_set_component(pvf_model *m, int param, const char *component) {
+    snprintf(m->params[param].component, sizeof m->params[param].component, "%s", component);
 }
 
 int64_t pvf_model_param_count(const pvf_model *m) {

@@ -26,6 +26,8 @@
 #define PVF_CHUNK 64
 
 typedef struct pvf_model pvf_model;
+struct pvf_golden;
+struct pvf_trial_result;
 typedef struct pvf_exec pvf_exec;
 
 typedef struct pvf_param {
@@ -36,6 +38,7 @@ typedef struct pvf_param {
     pvf_qtensor store; /* stored codes and scales: what faults flip */
     float *value;      /* fp32 compute copy derived from store */
     int stage;         /* the stage that reads it */
+    char component[48]; /* group for component strata; defaults to the stage name */
 } pvf_param;
 
 /* A fault target: a parameter's codes, or its scales. */
@@ -67,6 +70,9 @@ typedef struct pvf_arch {
      * n x stages[0].in_size) through *input, or NULL when stage 0 reads the
      * eval tensors itself. */
     int (*bind_eval)(const pvf_model *m, const pvf_evalset *e, const float **input, pvf_err *err);
+    /* Outcome rule; NULL: classification, top-1 against golden (trial.h). */
+    void (*judge)(const pvf_model *m, const struct pvf_golden *g, const float *out,
+                  struct pvf_trial_result *r);
 } pvf_arch;
 
 struct pvf_model {
@@ -100,6 +106,8 @@ int pvf_model_add_param(pvf_model *m, const pvf_st_set *weights, const char *nam
 int pvf_model_add_stage(pvf_model *m, const char *name, int64_t in_size, int64_t out_size,
                         pvf_stage_fn run, int layer, pvf_err *err);
 int pvf_model_find_target(const pvf_model *m, const char *name);
+/* Puts parameter `param` in a named component (router, shared expert, ...). */
+void pvf_model_set_component(pvf_model *m, int param, const char *component);
 int64_t pvf_model_param_count(const pvf_model *m);
 const pvf_arch *pvf_arch_find(const char *name);
 /* "lenet (LeNetForImageClassification), ..." for error messages. */
