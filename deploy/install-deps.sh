@@ -10,6 +10,7 @@ pkgs=(
   libopenblas-dev                      # GEMM kernels
   libjansson-dev                       # JSON: safetensors headers, config.json, --json output
   libzmq3-dev libmsgpack-dev libuv1-dev libpq-dev   # distributed runtime
+  libsodium-dev                        # sha256 of model files and eval sets sent to workers
   python3                              # CLI tests parse --json output
 )
 if [ "${1:-}" = "--train" ]; then
