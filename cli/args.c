@@ -88,6 +88,25 @@ static int common_flag(const char *cmd, int opt, const char *arg, cli_common *c)
     }
 }
 
+int cli_parse_own(const char *cmd, int argc, char **argv, const struct option *opts,
+                  cli_flag_fn own, void *ctx) {
+    int opt;
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (opt == ':')
+            return cli_fail(cmd, 2, "%s needs a value", argv[optind - 1]);
+        int taken = opt == '?' ? 0 : own(cmd, opt, optarg, ctx);
+        if (taken < 0)
+            return 2;
+        if (taken == 0)
+            return cli_fail(cmd, 2, "unknown flag '%s' (see pvf help)", argv[optind - 1]);
+    }
+    if (optind < argc)
+        return cli_fail(cmd, 2, "unexpected argument '%s'", argv[optind]);
+    return 0;
+}
+
 int cli_parse(const char *cmd, int argc, char **argv, const struct option *opts, cli_common *c,
               cli_flag_fn own, void *ctx) {
     *c = (cli_common){.format = PVF_FMT_FP32, .fault = {PVF_FAULT_BITFLIP, -1, 1}};

@@ -14,6 +14,15 @@
 int pvf_cmd_infer(int argc, char **argv);
 int pvf_cmd_inject(int argc, char **argv);
 int pvf_cmd_sweep(int argc, char **argv);
+int pvf_cmd_run(int argc, char **argv);
+int pvf_cmd_campaign_create(int argc, char **argv);
+int pvf_cmd_coordinator(int argc, char **argv);
+int pvf_cmd_worker(int argc, char **argv);
+int pvf_cmd_keygen(int argc, char **argv);
+int pvf_cmd_report(int argc, char **argv);
+/* --db, else $PVF_DB, else the private server under the default home
+ * (started, created only when `create`). 0, or prints and returns -1. */
+int cli_resolve_dsn(const char *cmd, const char *flag, int create, char *dsn, size_t n);
 
 /* The flags every model command shares. */
 typedef struct cli_common {
@@ -41,6 +50,10 @@ typedef int (*cli_flag_fn)(const char *cmd, int opt, const char *arg, void *ctx)
  * the usage error (unknown flag, bad value, positional argument, no --model). */
 int cli_parse(const char *cmd, int argc, char **argv, const struct option *opts, cli_common *c,
               cli_flag_fn own, void *ctx);
+
+/* The same for commands without the shared model flags: only own(). */
+int cli_parse_own(const char *cmd, int argc, char **argv, const struct option *opts,
+                  cli_flag_fn own, void *ctx);
 
 /* Prints "pvf CMD: message" to stderr; returns the exit code given. */
 int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

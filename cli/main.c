@@ -36,6 +36,16 @@ int main(int argc, char **argv) {
         rc = pvf_cmd_inject(argc - 1, argv + 1);
     else if (strcmp(cmd, "sweep") == 0)
         rc = pvf_cmd_sweep(argc - 1, argv + 1);
+    else if (strcmp(cmd, "run") == 0)
+        rc = pvf_cmd_run(argc - 1, argv + 1);
+    else if (strcmp(cmd, "coordinator") == 0)
+        rc = pvf_cmd_coordinator(argc - 1, argv + 1);
+    else if (strcmp(cmd, "worker") == 0)
+        rc = pvf_cmd_worker(argc - 1, argv + 1);
+    else if (strcmp(cmd, "keygen") == 0)
+        rc = pvf_cmd_keygen(argc - 1, argv + 1);
+    else if (strcmp(cmd, "campaign") == 0 && argc > 2 && strcmp(argv[2], "create") == 0)
+        rc = pvf_cmd_campaign_create(argc - 2, argv + 2);
     else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
         rc = puts("pvf 0.1.0") < 0;
     else

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Distributed campaigns end to end, against a real PostgreSQL this test
+# starts and stops: pvf run on the bundled CNN, then the same campaign spec
+# with 1 worker, 4 workers, workers killed every few seconds, the
+# coordinator killed and restarted, and PostgreSQL restarted mid-run. Every
+# stratum's stopping count and estimate must be identical in all of them.
+#
+# usage: cli_run_campaign.sh PVF SOURCE_DIR
+set -eo pipefail
+source "$(dirname "$0")/lib_cli.sh" cli_run_campaign.sh "$@"
+pvf=$PVF
+src=$ROOT
+work=$T
+check() { # NAME COMMAND...
+    local name=$1
+    shift
+    if "$@"; then ok "$name"; else fail "$name" "'$*' failed"; fi
+}
+check_eq() { # NAME WANT GOT
+    if [ "$2" = "$3" ]; then ok "$1"; else fail "$1" "$(diff <(echo "$2") <(echo "$3") | head -5)"; fi
+}
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    bash "$src/tests/pg_stop.sh" "$work/pg" >/dev/null 2>&1 || true
+    rm -rf "$work"
+    return 0
+}
+trap cleanup EXIT
+bash "$src/tests/pg_start.sh" "$work/pg" >/dev/null
+base=$(cat "$work/pg/dsn")
+export PVF_CACHE=$work/cache PVF_HOME=$work/home
+model=$src/models/fmnist-lenet
+# A spec that finishes in seconds: margin 0.04 over the CNN's 10 tensors.
+spec=(--model "$model" --strata tensor --margin 0.04 --max-trials 3000 --seed 11)
+
+newdb() { # name -> DSN of a fresh database
+    psql "$base" -qc "CREATE DATABASE $1" >/dev/null
+    echo "${base/dbname=postgres/dbname=$1}"
+}
+estimates() { # DSN -> the stopping point and estimate of every stratum
+    psql "$1" -At -c "SELECT stratum, trials_used, estimate, lo, hi, stop_reason
+                      FROM estimates ORDER BY stratum"
+}
+no_duplicates() { # DSN
+    local n
+    n=$(psql "$1" -At -c "SELECT count(*) - count(DISTINCT (campaign_id, stratum, trial)) FROM trials")
+    check "no duplicate trial rows" test "$n" = 0
+}
+
+# --- pvf run, one worker ------------------------------------------------------
+db1=$(newdb one)
+out=$("$pvf" run "${spec[@]}" --workers 1 --db "$db1" 2>"$work/run1.err")
+check "pvf run finishes" test -n "$out"
+ref=$(estimates "$db1")
+check "every stratum stopped on the margin" \
+    test "$(psql "$db1" -At -c "SELECT count(*) FROM estimates WHERE stopped AND converged
+                                 AND (hi - lo) / 2 <= 0.04 + 1e-12")" = 10
+check "campaign done" test "$(psql "$db1" -At -c "SELECT state FROM campaigns")" = done
+no_duplicates "$db1"
+# The same command again: the finished campaign, nothing new.
+rows=$(psql "$db1" -At -c "SELECT count(*) FROM trials")
+"$pvf" run "${spec[@]}" --workers 1 --db "$db1" >/dev/null 2>"$work/rerun.err"
+check "same spec again finds the campaign" grep -q "already finished" "$work/rerun.err"
+check "same spec again adds no trials" \
+    test "$(psql "$db1" -At -c "SELECT count(*) FROM trials")" = "$rows"
+check "one campaign" test "$(psql "$db1" -At -c "SELECT count(*) FROM campaigns")" = 1
+
+# --- four workers -------------------------------------------------------------
+db4=$(newdb four)
+"$pvf" run "${spec[@]}" --workers 4 --db "$db4" >/dev/null 2>"$work/run4.err"
+check_eq "4 workers: identical stopping counts and estimates" "$ref" "$(estimates "$db4")"
+no_duplicates "$db4"
+
+# --- interrupted pvf run, then the same command resumes -----------------------
+dbi=$(newdb interrupted)
+"$pvf" run "${spec[@]}" --workers 2 --db "$dbi" >/dev/null 2>"$work/runi.err" &
+runpid=$!
+sleep 4
+kill -INT "$runpid"
+wait "$runpid" && status=0 || status=$?
+check "SIGINT stops pvf run with an error status" test "$status" -ne 0
+check "SIGINT says how to resume" grep -q "run the same command again" "$work/runi.err"
+"$pvf" run "${spec[@]}" --workers 2 --db "$dbi" >/dev/null 2>"$work/runi2.err"
+check "the rerun resumes the campaign" grep -q "resumed" "$work/runi2.err"
+check_eq "interrupted and resumed: identical" "$ref" "$(estimates "$dbi")"
+
+# --- separate coordinator and workers, with things killed ---------------------
+start_coordinator() { # DSN ID
+    "$pvf" coordinator --db "$1" --bind "ipc://$work/co.sock" --campaign "$2" --exit-when-done \
+        --heartbeat-ms 300 >>"$work/co.log" 2>&1 &
+    copid=$!
+}
+start_worker() { # index
+    "$pvf" worker --connect "ipc://$work/co.sock" --executors 1 --name "w$1" \
+        --heartbeat-ms 300 >>"$work/w$1.log" 2>&1 &
+    wpid[$1]=$!
+    pids+=("${wpid[$1]}")
+}
+campaign() { # DSN -> campaign id
+    "$pvf" campaign create "${spec[@]}" --db "$1"
+}
+wait_done() { # DSN; the coordinator exits when the campaign is done
+    local n=0
+    while kill -0 "$copid" 2>/dev/null; do
+        sleep 0.5
+        n=$((n + 1))
+        [ "$n" -lt 600 ] || { echo "campaign did not finish" >&2; return 1; }
+    done
+    wait "$copid"
+}
+
+# Kill -9 one of 3 workers every 2 s (and start a new one in its place).
+dbk=$(newdb killed)
+id=$(campaign "$dbk")
+start_coordinator "$dbk" "$id"
+pids+=("$copid")
+for i in 0 1 2; do start_worker $i; done
+kills=0
+while kill -0 "$copid" 2>/dev/null; do
+    sleep 2
+    kill -0 "$copid" 2>/dev/null || break
+    v=$((kills % 3))
+    kill -9 "${wpid[$v]}" 2>/dev/null || true
+    wait "${wpid[$v]}" 2>/dev/null || true
+    start_worker $v
+    kills=$((kills + 1))
+done
+wait "$copid" || true
+for i in 0 1 2; do wait "${wpid[$i]}" 2>/dev/null || true; done
+check "workers were killed during the run ($kills)" test "$kills" -ge 2
+check_eq "workers killed: identical" "$ref" "$(estimates "$dbk")"
+no_duplicates "$dbk"
+
+# Kill -9 the coordinator mid-run; start it again.
+dbc=$(newdb coordinator)
+id=$(campaign "$dbc")
+: >"$work/co.log"
+start_coordinator "$dbc" "$id"
+pids+=("$copid")
+for i in 0 1 2; do start_worker $i; done
+sleep 3
+check "coordinator still running when killed" kill -0 "$copid"
+kill -9 "$copid"
+wait "$copid" 2>/dev/null || true
+sleep 1
+start_coordinator "$dbc" "$id"
+pids+=("$copid")
+wait_done "$dbc"
+for i in 0 1 2; do wait "${wpid[$i]}" 2>/dev/null || true; done
+check "the new coordinator resumed" grep -q "already stopped" "$work/co.log"
+check_eq "coordinator killed: identical" "$ref" "$(estimates "$dbc")"
+no_duplicates "$dbc"
+
+# Restart PostgreSQL mid-run.
+dbp=$(newdb restarted)
+id=$(campaign "$dbp")
+: >"$work/co.log"
+start_coordinator "$dbp" "$id"
+pids+=("$copid")
+for i in 0 1 2; do start_worker $i; done
+sleep 3
+check "coordinator still running at the restart" kill -0 "$copid"
+data=$(cat "$work/pg/datadir")
+as=()
+[ "$(id -u)" -ne 0 ] || as=(runuser -u postgres --)
+"${as[@]}" "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl" -D "$data/db" \
+    -m fast -w restart -l "$data/log" >/dev/null
+wait_done "$dbp"
+for i in 0 1 2; do wait "${wpid[$i]}" 2>/dev/null || true; done
+check "the coordinator saw the database go" grep -q "database unavailable\|write failed" "$work/co.log"
+check_eq "PostgreSQL restarted: identical" "$ref" "$(estimates "$dbp")"
+no_duplicates "$dbp"
+
+summary
