@@ -88,6 +88,13 @@ static int common_flag(const char *cmd, int opt, const char *arg, cli_common *c)
     }
 }
 
+static int has_flag(const struct option *opts, int val) {
+    for (; opts->name; opts++)
+        if (opts->val == val)
+            return 1;
+    return 0;
+}
+
 int cli_parse(const char *cmd, int argc, char **argv, const struct option *opts, cli_common *c,
               cli_flag_fn own, void *ctx) {
     *c = (cli_common){.format = PVF_FMT_FP32, .fault = {PVF_FAULT_BITFLIP, -1, 1}};
@@ -107,7 +114,7 @@ int cli_parse(const char *cmd, int argc, char **argv, const struct option *opts,
     }
     if (optind < argc)
         return cli_fail(cmd, 2, "unexpected argument '%s'", argv[optind]);
-    if (!c->model)
+    if (!c->model && has_flag(opts, 'm')) /* the model commands */
         return cli_fail(cmd, 2, "--model DIR is required");
     return 0;
 }

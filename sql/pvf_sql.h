@@ -61,6 +61,8 @@ int pvf_db_insert_trials(pvf_db *db, const pvf_trial_row *rows, size_t n, size_t
 typedef struct pvf_table {
     int nrows, ncols;
     char **names;  /* ncols column names */
+    char *kinds;   /* ncols column kinds: 'i' integer, 'f' float, 'b' bool ("t"/"f"),
+                      'j' json, 's' anything else */
     char **cells;  /* nrows * ncols, row-major; NULL = SQL NULL */
     void *result_; /* the PGresult that owns the strings */
 } pvf_table;
