@@ -340,8 +340,9 @@ static int server_start(const pg_user *u, const pg_paths *p, pvf_err *err) {
     snprintf(log, sizeof log, "%s/log", p->data);
     const char *args[] = {"-D", p->data, "-l", log, "-w", "-t", "60", "start", NULL};
     /* After a crash the old server's children may hold its shared memory for
-     * a moment; a second try after they exit succeeds. */
-    for (int attempt = 0; attempt < 3; attempt++) {
+     * a moment (the new postmaster refuses to start); a later try after they
+     * exit succeeds. */
+    for (int attempt = 0; attempt < 10; attempt++) {
         int rc = pg_tool(u, p, "pg_ctl", args, err);
         if (rc < 0)
             return -1;
