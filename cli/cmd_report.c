@@ -103,26 +103,37 @@ void cli_print_rows(const pvf_table *t, cli_out out, const char *level) {
         }
         return;
     }
-    /* table: columns as wide as their widest cell, numbers right-aligned */
+    /* table: columns as wide as their widest cell, numbers right-aligned;
+     * columns with nothing in them left out (w = -1) */
     int *w = calloc((size_t)t->ncols + 1, sizeof *w);
     if (!w)
         return;
     char buf[64];
+    int last = -1;
     for (int c = 0; c < t->ncols; c++) {
+        int any = t->nrows == 0;
         w[c] = (int)strlen(t->names[c]);
         for (int r = 0; r < t->nrows; r++) {
+            any |= pvf_table_get(t, r, c) != NULL;
             int n = (int)strlen(cell_text(t, r, c, buf, sizeof buf));
             if (n > w[c])
                 w[c] = n;
         }
+        if (!any)
+            w[c] = -1;
+        else
+            last = c;
     }
-    for (int c = 0; c < t->ncols; c++)
-        printf("%-*s%s", c + 1 < t->ncols ? w[c] : 0, t->names[c], c + 1 < t->ncols ? "  " : "\n");
+    for (int c = 0; c <= last; c++)
+        if (w[c] >= 0)
+            printf("%-*s%s", c < last ? w[c] : 0, t->names[c], c < last ? "  " : "\n");
     for (int r = 0; r < t->nrows; r++)
-        for (int c = 0; c < t->ncols; c++) {
+        for (int c = 0; c <= last; c++) {
+            if (w[c] < 0)
+                continue;
             int right = t->kinds[c] == 'i' || t->kinds[c] == 'f';
             const char *s = cell_text(t, r, c, buf, sizeof buf);
-            if (c + 1 == t->ncols)
+            if (c == last)
                 printf("%*s\n", right ? w[c] : 0, s);
             else
                 printf(right ? "%*s  " : "%-*s  ", w[c], s);
