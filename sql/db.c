@@ -62,8 +62,10 @@ int pvf_db_open(pvf_db **out, const char *dsn, pvf_err *err) {
         return pvf_err_set(err, "database: out of memory");
     describe_dsn(dsn, db->name, sizeof db->name);
     db->insert_method = PVF_INSERT_DIRECT; /* faster for fresh batches: sql/README.md */
-    const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *const vals[] = {dsn, "pvf", NULL};
+    /* Tensor names are UTF-8; a client_encoding in the DSN (expanded from
+     * dbname, later) still wins. */
+    const char *const keys[] = {"client_encoding", "dbname", "fallback_application_name", NULL};
+    const char *const vals[] = {"UTF8", dsn, "pvf", NULL};
     db->conn = PQconnectdbParams(keys, vals, 1);
     if (!db->conn || PQstatus(db->conn) != CONNECTION_OK) {
         char line[256];
