@@ -283,6 +283,61 @@ static void check_inserts(pvf_insert_method method, int32_t stratum) {
     pvf_db_close(db);
 }
 
+/* Batches inside the caller's transaction: committed or rolled back with
+ * it; a failed batch leaves the transaction usable. */
+static void check_caller_tx(pvf_insert_method method, int32_t stratum) {
+    pvf_db *db = open_db(dsn);
+    CHECK(db != NULL);
+    if (!db)
+        return;
+    pvf_db_set_insert_method(db, method);
+    int64_t c = new_campaign(db, "tensor");
+    char id[24];
+    snprintf(id, sizeof id, "%" PRId64, c);
+    const char *p[] = {id};
+    pvf_trial_row rows[20];
+    size_t ins = 99;
+    pvf_err err;
+    make_rows(rows, 10, c, stratum, 0);
+    CHECK(exec_ok(db, "BEGIN"));
+    CHECK(pvf_db_insert_trials(db, rows, 10, &ins, &err) == 0);
+    CHECK_EQ_U64(ins, 10);
+    CHECK(pvf_db_insert_trials(db, rows, 10, &ins, &err) == 0);
+    CHECK_EQ_U64(ins, 0);
+    CHECK(exec_ok(db, "ROLLBACK"));
+    CHECK_EQ_U64(sql1(db, "SELECT count(*) FROM trials WHERE campaign_id = $1", 1, p), 0);
+
+    CHECK(exec_ok(db, "BEGIN"));
+    CHECK(pvf_db_insert_trials(db, rows, 10, &ins, &err) == 0);
+    CHECK_EQ_U64(ins, 10);
+    CHECK(sql1(db, "UPDATE campaigns SET state = 'done' WHERE id = $1", 1, p) != -1e300);
+    /* a batch the server rejects (not UTF-8) fails alone */
+    pvf_trial_row bad[2];
+    make_rows(bad, 2, c, stratum, 100);
+    bad[1].tensor = "bad\xff";
+    CHECK(pvf_db_insert_trials(db, bad, 2, &ins, &err) == -1);
+    CHECK(strstr(err.msg, "UTF8") != NULL);
+    make_rows(rows, 20, c, stratum, 5);
+    CHECK(pvf_db_insert_trials(db, rows, 20, &ins, &err) == 0);
+    CHECK_EQ_U64(ins, 15);
+    CHECK(exec_ok(db, "COMMIT"));
+    CHECK_EQ_U64(sql1(db, "SELECT count(*) FROM trials WHERE campaign_id = $1", 1, p), 25);
+    pvf_table t;
+    CHECK(pvf_db_query(db, "SELECT state FROM campaigns WHERE id = $1", 1, p, &t, &err) == 0);
+    CHECK(t.nrows == 1 && strcmp(pvf_table_get(&t, 0, 0), "done") == 0);
+    pvf_table_free(&t);
+    /* and on its own again afterwards */
+    make_rows(rows, 20, c, stratum, 20);
+    CHECK(pvf_db_insert_trials(db, rows, 20, &ins, &err) == 0);
+    CHECK_EQ_U64(ins, 15);
+    pvf_db_close(db);
+}
+
+static void test_insert_caller_tx(void) {
+    check_caller_tx(PVF_INSERT_DIRECT, 0);
+    check_caller_tx(PVF_INSERT_STAGE, 1);
+}
+
 static void test_insert_direct(void) {
     check_inserts(PVF_INSERT_DIRECT, 3);
 }
@@ -702,6 +757,7 @@ int main(void) {
     RUN(test_insert_direct);
     RUN(test_insert_stage);
     RUN(test_insert_denied);
+    RUN(test_insert_caller_tx);
     RUN(test_views_tensor_bit);
     RUN(test_views_component_trials);
     RUN(test_views_missing_estimates);
