@@ -93,36 +93,39 @@ int main(int argc, char **argv) {
     int64_t campaign = strtoll(pvf_table_get(&t, 0, 0), NULL, 10);
     pvf_table_free(&t);
     pvf_trial_row *rows = calloc(batch, sizeof *rows);
-    double *rate = calloc((size_t)repeats, sizeof *rate);
+    double *rate = calloc((size_t)repeats * 6, sizeof *rate);
+    size_t inserted[6] = {0};
     int rc = 0;
-    printf("bench_store: %zu rows per batch, %d batches per run, median of %d runs\n", batch,
-           batches, repeats);
-    printf("%-8s %-20s %12s %14s\n", "method", "batches", "rows/s", "inserted/run");
     static const char *const methods[] = {"stage", "direct"};
     static const char *const kinds[] = {"fresh", "replayed", "half-overlapping"};
+    /* Every repeat runs each (method, kind) once, interleaved, so a change
+     * in the machine's load falls on all of them alike. */
     int32_t stratum = 0;
-    for (int m = 0; m < 2 && rc == 0; m++) {
-        pvf_db_set_insert_method(db, (pvf_insert_method)m);
-        for (int k = 0; k < 3 && rc == 0; k++) {
-            size_t inserted = 0;
-            for (int r = 0; r < repeats && rc == 0; r++) {
+    for (int r = 0; r < repeats && rc == 0; r++)
+        for (int m = 0; m < 2 && rc == 0; m++)
+            for (int k = 0; k < 3 && rc == 0; k++) {
+                pvf_db_set_insert_method(db, (pvf_insert_method)m);
                 int32_t s = stratum++;
-                size_t dummy = 0;
+                size_t dummy = 0, ins = 0;
                 /* replayed: every batch stored first, untimed; half: the
                  * first half of every batch */
                 size_t pre = k == 1 ? batch : batch / 2;
                 if (k > 0 && run(db, rows, pre, batch, batches, campaign, s, &dummy, &err) < 0)
                     rc = 1;
-                size_t ins = 0;
-                rate[r] = rc ? 0 : run(db, rows, batch, batch, batches, campaign, s, &ins, &err);
-                if (rate[r] < 0)
+                double x = rc ? -1 : run(db, rows, batch, batch, batches, campaign, s, &ins, &err);
+                if (x < 0)
                     rc = 1;
-                inserted = ins;
+                rate[(m * 3 + k) * repeats + r] = x;
+                inserted[m * 3 + k] = ins;
             }
-            if (rc)
-                break;
-            qsort(rate, (size_t)repeats, sizeof *rate, cmp_double);
-            printf("%-8s %-20s %12.0f %14zu\n", methods[m], kinds[k], rate[repeats / 2], inserted);
+    if (rc == 0) {
+        printf("bench_store: %zu rows per batch, %d batches per run, median of %d runs\n", batch,
+               batches, repeats);
+        printf("%-8s %-20s %12s %14s\n", "method", "batches", "rows/s", "inserted/run");
+        for (int i = 0; i < 6; i++) {
+            qsort(rate + i * repeats, (size_t)repeats, sizeof *rate, cmp_double);
+            printf("%-8s %-20s %12.0f %14zu\n", methods[i / 3], kinds[i % 3],
+                   rate[i * repeats + repeats / 2], inserted[i]);
         }
     }
     if (rc)

@@ -88,35 +88,24 @@ static int common_flag(const char *cmd, int opt, const char *arg, cli_common *c)
     }
 }
 
-int cli_parse_own(const char *cmd, int argc, char **argv, const struct option *opts,
-                  cli_flag_fn own, void *ctx) {
-    int opt;
-    opterr = 0;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        if (opt == ':')
-            return cli_fail(cmd, 2, "%s needs a value", argv[optind - 1]);
-        int taken = opt == '?' ? 0 : own(cmd, opt, optarg, ctx);
-        if (taken < 0)
-            return 2;
-        if (taken == 0)
-            return cli_fail(cmd, 2, "unknown flag '%s' (see pvf help)", argv[optind - 1]);
-    }
-    if (optind < argc)
-        return cli_fail(cmd, 2, "unexpected argument '%s'", argv[optind]);
+static int has_flag(const struct option *opts, int val) {
+    for (; opts->name; opts++)
+        if (opts->val == val)
+            return 1;
     return 0;
 }
 
 int cli_parse(const char *cmd, int argc, char **argv, const struct option *opts, cli_common *c,
               cli_flag_fn own, void *ctx) {
     *c = (cli_common){.format = PVF_FMT_FP32, .fault = {PVF_FAULT_BITFLIP, -1, 1}};
+    const int model_cmd = has_flag(opts, 'm'); /* only they take the shared flags */
     int opt;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         if (opt == ':')
             return cli_fail(cmd, 2, "%s needs a value", argv[optind - 1]);
-        int taken = opt == '?' ? 0 : common_flag(cmd, opt, optarg, c);
+        int taken = opt == '?' || !model_cmd ? 0 : common_flag(cmd, opt, optarg, c);
         if (taken == 0 && opt != '?' && own)
             taken = own(cmd, opt, optarg, ctx);
         if (taken < 0)
@@ -126,7 +115,7 @@ int cli_parse(const char *cmd, int argc, char **argv, const struct option *opts,
     }
     if (optind < argc)
         return cli_fail(cmd, 2, "unexpected argument '%s'", argv[optind]);
-    if (!c->model)
+    if (!c->model && model_cmd) /* the model commands */
         return cli_fail(cmd, 2, "--model DIR is required");
     return 0;
 }

@@ -15,14 +15,13 @@ int pvf_cmd_infer(int argc, char **argv);
 int pvf_cmd_inject(int argc, char **argv);
 int pvf_cmd_sweep(int argc, char **argv);
 int pvf_cmd_run(int argc, char **argv);
-int pvf_cmd_campaign_create(int argc, char **argv);
 int pvf_cmd_coordinator(int argc, char **argv);
 int pvf_cmd_worker(int argc, char **argv);
 int pvf_cmd_keygen(int argc, char **argv);
+int pvf_cmd_db(int argc, char **argv);
 int pvf_cmd_report(int argc, char **argv);
-/* --db, else $PVF_DB, else the private server under the default home
- * (started, created only when `create`). 0, or prints and returns -1. */
-int cli_resolve_dsn(const char *cmd, const char *flag, int create, char *dsn, size_t n);
+int pvf_cmd_campaign(int argc, char **argv);
+int pvf_cmd_campaign_create(int argc, char **argv); /* argv[0] = "create" */
 
 /* The flags every model command shares. */
 typedef struct cli_common {
@@ -51,10 +50,6 @@ typedef int (*cli_flag_fn)(const char *cmd, int opt, const char *arg, void *ctx)
 int cli_parse(const char *cmd, int argc, char **argv, const struct option *opts, cli_common *c,
               cli_flag_fn own, void *ctx);
 
-/* The same for commands without the shared model flags: only own(). */
-int cli_parse_own(const char *cmd, int argc, char **argv, const struct option *opts,
-                  cli_flag_fn own, void *ctx);
-
 /* Prints "pvf CMD: message" to stderr; returns the exit code given. */
 int cli_fail(const char *cmd, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -64,6 +59,26 @@ int cli_int64(const char *cmd, const char *flag, const char *s, int64_t min, int
 int cli_uint64(const char *cmd, const char *flag, const char *s, uint64_t *out);
 int cli_format(const char *cmd, const char *s, pvf_format *out);
 int cli_fault(const char *cmd, const char *s, pvf_fault_model *out);
+
+/* The database a command uses: --db DSN (flag, may be NULL), else $PVF_DB,
+ * else the private server under the default pvf home, started if it is
+ * stopped (and created first when `create`: pvf run). Returns 0, or the
+ * exit code after printing the error (no server yet: "no database: pass
+ * --db, set PVF_DB or run pvf run first"). */
+int cli_db_dsn(const char *cmd, const char *flag, int create, char *dsn, size_t len);
+
+/* Output formats of the database commands (--format table|csv|json). */
+typedef enum cli_out { CLI_OUT_TABLE, CLI_OUT_CSV, CLI_OUT_JSON } cli_out;
+int cli_out_parse(const char *cmd, const char *s, cli_out *out);
+
+/* Query results (pvf_sql.h) printed in an output format: table (aligned,
+ * floats to 4 significant digits), csv (full precision; `level`, if not
+ * NULL, is a first column with that value on every row), json (an array of
+ * objects). cli_row_json: one row as a new JSON object (NaN/Inf as null). */
+struct pvf_table;
+struct json_t;
+void cli_print_rows(const struct pvf_table *t, cli_out out, const char *level);
+struct json_t *cli_row_json(const struct pvf_table *t, int r);
 
 /* Monotonic seconds. */
 double cli_now(void);

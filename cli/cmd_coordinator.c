@@ -63,6 +63,7 @@ static int coord_flag(const char *cmd, int opt, const char *arg, void *ctx) {
 }
 
 int pvf_cmd_coordinator(int argc, char **argv) {
+    cli_common common;
     static const struct option opts[] = {{"db", required_argument, 0, 'd'},
                                          {"bind", required_argument, 0, 'b'},
                                          {"key", required_argument, 0, 'k'},
@@ -74,7 +75,7 @@ int pvf_cmd_coordinator(int argc, char **argv) {
                                          {"quiet", no_argument, 0, 'q'},
                                          {0, 0, 0, 0}};
     coord_flags f = {0};
-    int rc = cli_parse_own("coordinator", argc, argv, opts, coord_flag, &f);
+    int rc = cli_parse("coordinator", argc, argv, opts, &common, coord_flag, &f);
     if (rc)
         return rc;
     if (!f.cfg.bind)
@@ -91,8 +92,8 @@ int pvf_cmd_coordinator(int argc, char **argv) {
         f.cfg.secret_key = sec;
     }
     char dsn[4096];
-    if (cli_resolve_dsn("coordinator", f.db, 0, dsn, sizeof dsn))
-        return 1;
+    if ((rc = cli_db_dsn("coordinator", f.db, 0, dsn, sizeof dsn)))
+        return rc;
     pvf_db *db;
     int applied;
     if (pvf_db_open(&db, dsn, &err))

@@ -73,9 +73,10 @@ static int keygen_flag(const char *cmd, int opt, const char *arg, void *ctx) {
 }
 
 int pvf_cmd_keygen(int argc, char **argv) {
+    cli_common common;
     static const struct option opts[] = {{"out", required_argument, 0, 'o'}, {0, 0, 0, 0}};
     keygen_flags k = {0};
-    int rc = cli_parse_own("keygen", argc, argv, opts, keygen_flag, &k);
+    int rc = cli_parse("keygen", argc, argv, opts, &common, keygen_flag, &k);
     if (rc)
         return rc;
     if (!k.out)

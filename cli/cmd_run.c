@@ -126,8 +126,9 @@ static int parse_spec(const char *cmd, int argc, char **argv, const struct optio
 /* Opens the database (migrated) and creates or finds the campaign. */
 static int open_campaign(const char *cmd, run_flags *f, int create_db, pvf_db **db, int64_t *id,
                          int *existing, char *dsn, size_t dsn_len) {
-    if (cli_resolve_dsn(cmd, f->db, create_db, dsn, dsn_len))
-        return 1;
+    int rc = cli_db_dsn(cmd, f->db, create_db, dsn, dsn_len);
+    if (rc)
+        return rc;
     pvf_err err;
     int applied;
     if (pvf_db_open(db, dsn, &err))

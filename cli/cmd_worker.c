@@ -60,6 +60,7 @@ static int worker_flag(const char *cmd, int opt, const char *arg, void *ctx) {
 }
 
 int pvf_cmd_worker(int argc, char **argv) {
+    cli_common common;
     static const struct option opts[] = {{"connect", required_argument, 0, 'c'},
                                          {"executors", required_argument, 0, 'e'},
                                          {"name", required_argument, 0, 'n'},
@@ -72,7 +73,7 @@ int pvf_cmd_worker(int argc, char **argv) {
     worker_flags f = {0};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     f.cfg.executors = cores > 0 ? (int)cores : 1;
-    int rc = cli_parse_own("worker", argc, argv, opts, worker_flag, &f);
+    int rc = cli_parse("worker", argc, argv, opts, &common, worker_flag, &f);
     if (rc)
         return rc;
     if (!f.cfg.endpoint)

@@ -17,7 +17,17 @@ static const char usage[] =
     "          [--tensor NAME]... [--executors N] [--json]\n"
     "          N trials per tensor: per-tensor and whole-model PVF with 95% Wilson intervals;\n"
     "          N executor threads (default: one per core) share the weights\n"
+    "  db      migrate [--db DSN] | start | stop | status | dsn\n"
+    "          apply the schema migrations; the private PostgreSQL server under the pvf home\n"
+    "          ($PVF_HOME, else /var/lib/pvf for root, else ~/.local/share/pvf); status exits\n"
+    "          3 when it is stopped\n"
+    "  report  --campaign ID [--by stratum|tensor|component|bit] [--format table|csv|json]\n"
+    "          [--db DSN]\n"
+    "          estimates with intervals, stopped/converged, and the model-level PVF\n"
+    "  campaign list | show ID | cancel ID | extend ID --max-trials N  [--db DSN]\n"
+    "          [--format table|csv|json] (list, show)\n"
     "\n"
+    "database:     --db DSN, else $PVF_DB, else the private server (pvf db start)\n"
     "formats:      fp32 fp16 bf16 fp8-e4m3 int8 int4 (scaled formats quantize weights of 2+\n"
     "              dims; their scales are fault targets NAME_scale)\n"
     "fault models: bit, bit:B, kbit:K, burst:L, stuck0[:B], stuck1[:B]\n";
@@ -44,8 +54,12 @@ int main(int argc, char **argv) {
         rc = pvf_cmd_worker(argc - 1, argv + 1);
     else if (strcmp(cmd, "keygen") == 0)
         rc = pvf_cmd_keygen(argc - 1, argv + 1);
-    else if (strcmp(cmd, "campaign") == 0 && argc > 2 && strcmp(argv[2], "create") == 0)
-        rc = pvf_cmd_campaign_create(argc - 2, argv + 2);
+    else if (strcmp(cmd, "db") == 0)
+        rc = pvf_cmd_db(argc - 1, argv + 1);
+    else if (strcmp(cmd, "report") == 0)
+        rc = pvf_cmd_report(argc - 1, argv + 1);
+    else if (strcmp(cmd, "campaign") == 0)
+        rc = pvf_cmd_campaign(argc - 1, argv + 1);
     else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
         rc = puts("pvf 0.1.0") < 0;
     else

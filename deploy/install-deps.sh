@@ -11,6 +11,9 @@ pkgs=(
   libjansson-dev                       # JSON: safetensors headers, config.json, --json output
   libzmq3-dev libmsgpack-dev libuv1-dev libpq-dev   # distributed runtime
   libsodium-dev                        # sha256 of model files and eval sets sent to workers
+  postgresql postgresql-client         # the store: pvf's private server (initdb/pg_ctl under
+                                       # /usr/lib/postgresql/*/bin), psql for the tests; the
+                                       # package's own default cluster is not used
   python3                              # CLI tests parse --json output
 )
 if [ "${1:-}" = "--train" ]; then

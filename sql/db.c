@@ -62,8 +62,10 @@ int pvf_db_open(pvf_db **out, const char *dsn, pvf_err *err) {
         return pvf_err_set(err, "database: out of memory");
     describe_dsn(dsn, db->name, sizeof db->name);
     db->insert_method = PVF_INSERT_DIRECT; /* faster for fresh batches: sql/README.md */
-    const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-    const char *const vals[] = {dsn, "pvf", NULL};
+    /* Tensor names are UTF-8; a client_encoding in the DSN (expanded from
+     * dbname, later) still wins. */
+    const char *const keys[] = {"client_encoding", "dbname", "fallback_application_name", NULL};
+    const char *const vals[] = {"UTF8", dsn, "pvf", NULL};
     db->conn = PQconnectdbParams(keys, vals, 1);
     if (!db->conn || PQstatus(db->conn) != CONNECTION_OK) {
         char line[256];
@@ -118,6 +120,28 @@ void pvf_db_rollback(pvf_db *db) {
         PQclear(PQexec(db->conn, "ROLLBACK"));
 }
 
+/* Built-in type OIDs (pg_type.h, stable across releases). */
+static char column_kind(Oid type) {
+    switch (type) {
+    case 20: /* int8 */
+    case 21: /* int2 */
+    case 23: /* int4 */
+    case 26: /* oid */
+        return 'i';
+    case 700:  /* float4 */
+    case 701:  /* float8 */
+    case 1700: /* numeric */
+        return 'f';
+    case 16: /* bool */
+        return 'b';
+    case 114:  /* json */
+    case 3802: /* jsonb */
+        return 'j';
+    default:
+        return 's';
+    }
+}
+
 int pvf_db_query(pvf_db *db, const char *sql, int nparams, const char *const *params, pvf_table *t,
                  pvf_err *err) {
     memset(t, 0, sizeof *t);
@@ -130,16 +154,20 @@ int pvf_db_query(pvf_db *db, const char *sql, int nparams, const char *const *pa
     }
     int nr = PQntuples(res), nc = PQnfields(res);
     t->names = calloc((size_t)nc + 1, sizeof *t->names);
+    t->kinds = calloc((size_t)nc + 1, 1);
     t->cells = calloc((size_t)nr * (size_t)nc + 1, sizeof *t->cells);
-    if (!t->names || !t->cells) {
+    if (!t->names || !t->kinds || !t->cells) {
         free(t->names);
+        free(t->kinds);
         free(t->cells);
         PQclear(res);
         memset(t, 0, sizeof *t);
         return pvf_err_set(err, "query: out of memory");
     }
-    for (int c = 0; c < nc; c++)
+    for (int c = 0; c < nc; c++) {
         t->names[c] = PQfname(res, c);
+        t->kinds[c] = column_kind(PQftype(res, c));
+    }
     for (int r = 0; r < nr; r++)
         for (int c = 0; c < nc; c++)
             t->cells[(size_t)r * nc + c] = PQgetisnull(res, r, c) ? NULL : PQgetvalue(res, r, c);
@@ -153,6 +181,7 @@ void pvf_table_free(pvf_table *t) {
     if (!t)
         return;
     free(t->names);
+    free(t->kinds);
     free(t->cells);
     PQclear(t->result_);
     memset(t, 0, sizeof *t);

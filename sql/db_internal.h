@@ -15,7 +15,8 @@ struct pvf_db {
     PGconn *conn;
     char name[256]; /* "host H database D" */
     pvf_insert_method insert_method;
-    int stage_ready; /* the session's temp stage table exists */
+    int stage_ready;  /* the session's temp stage table exists */
+    int in_caller_tx; /* this insert runs in the caller's transaction */
 };
 
 /* Fills err with "WHAT: <libpq's first line> (host H database D)"; res may be

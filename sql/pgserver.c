@@ -307,7 +307,10 @@ static int do_initdb(const pg_user *u, const pg_paths *p, pvf_err *err) {
     FILE *f = fopen(conf, "a");
     if (!f)
         return pvf_err_set(err, "cannot append to %s: %s", conf, strerror(errno));
+    /* Bulk trial inserts: fewer checkpoints (each makes the next writes of
+     * a page log the whole page), and those page images compressed. */
     fprintf(f, "\n# pvf private server\nlisten_addresses = ''\nport = " PG_PORT
+               "\nmax_wal_size = '4GB'\ncheckpoint_timeout = '15min'\nwal_compression = on"
                "\nunix_socket_directories = '");
     for (const char *s = p->data; *s; s++)
         fputs(*s == '\'' ? "''" : (char[]){*s, 0}, f);
@@ -337,8 +340,9 @@ static int server_start(const pg_user *u, const pg_paths *p, pvf_err *err) {
     snprintf(log, sizeof log, "%s/log", p->data);
     const char *args[] = {"-D", p->data, "-l", log, "-w", "-t", "60", "start", NULL};
     /* After a crash the old server's children may hold its shared memory for
-     * a moment; a second try after they exit succeeds. */
-    for (int attempt = 0; attempt < 3; attempt++) {
+     * a moment (the new postmaster refuses to start); a later try after they
+     * exit succeeds. */
+    for (int attempt = 0; attempt < 10; attempt++) {
         int rc = pg_tool(u, p, "pg_ctl", args, err);
         if (rc < 0)
             return -1;

@@ -53,7 +53,11 @@ typedef struct pvf_trial_row {
 /* Inserts rows in one transaction, idempotent on (campaign, stratum, trial):
  * rows already stored are skipped (a replayed batch inserts 0 and is no
  * error). *inserted = rows actually added. A row that cannot be stored
- * (index or count out of range) fails the whole batch, naming it. */
+ * (index or count out of range) fails the whole batch, naming it. When the
+ * connection is already in a transaction (the caller's BEGIN), the rows are
+ * written in it under a savepoint and the caller commits: so a job's last
+ * batch and its state change can commit together; on failure the caller's
+ * transaction is left as it was before the call. */
 int pvf_db_insert_trials(pvf_db *db, const pvf_trial_row *rows, size_t n, size_t *inserted,
                          pvf_err *err);
 
@@ -61,6 +65,8 @@ int pvf_db_insert_trials(pvf_db *db, const pvf_trial_row *rows, size_t n, size_t
 typedef struct pvf_table {
     int nrows, ncols;
     char **names;  /* ncols column names */
+    char *kinds;   /* ncols column kinds: 'i' integer, 'f' float, 'b' bool ("t"/"f"),
+                      'j' json, 's' anything else */
     char **cells;  /* nrows * ncols, row-major; NULL = SQL NULL */
     void *result_; /* the PGresult that owns the strings */
 } pvf_table;

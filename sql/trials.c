@@ -170,13 +170,16 @@ static int copy_rows(pvf_db *db, const char *table, const pvf_trial_row *rows, s
  * caller's transaction; the stage empties at commit. */
 static int insert_staged(pvf_db *db, const pvf_trial_row *rows, size_t n, size_t *inserted,
                          pvf_err *err) {
-    if (!db->stage_ready) {
+    /* In a caller's transaction the table may have been created in that
+     * transaction and then rolled back: always make sure of it there. */
+    if (!db->stage_ready || db->in_caller_tx) {
         if (pvf_db_exec(db,
                         "CREATE TEMP TABLE IF NOT EXISTS pvf_trials_stage "
                         "(LIKE trials INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
                         "insert trials: creating the stage table", err))
             return -1;
-        db->stage_ready = 1; /* reset if the transaction fails */
+        /* known to last only if this transaction is ours and commits */
+        db->stage_ready = !db->in_caller_tx;
     }
     size_t copied = 0;
     char st[6];
@@ -191,6 +194,11 @@ static int insert_staged(pvf_db *db, const pvf_trial_row *rows, size_t n, size_t
     }
     *inserted = strtoull(PQcmdTuples(res), NULL, 10);
     PQclear(res);
+    /* The stage empties at commit; a caller's transaction may hold more
+     * batches before it. */
+    if (db->in_caller_tx &&
+        pvf_db_exec(db, "DELETE FROM pvf_trials_stage", "insert trials: emptying the stage", err))
+        return -1;
     return 0;
 }
 
@@ -202,7 +210,11 @@ int pvf_db_insert_trials(pvf_db *db, const pvf_trial_row *rows, size_t n, size_t
             return -1;
     if (n == 0)
         return 0;
-    if (pvf_db_exec(db, "BEGIN", "insert trials", err))
+    /* Inside a caller's transaction (to commit the rows with, say, the job
+     * state) the batch runs under a savepoint and the caller commits; else
+     * in a transaction of its own. */
+    db->in_caller_tx = PQtransactionStatus(db->conn) == PQTRANS_INTRANS;
+    if (pvf_db_exec(db, db->in_caller_tx ? "SAVEPOINT pvf_batch" : "BEGIN", "insert trials", err))
         return -1;
     size_t count = 0;
     int rc;
@@ -225,9 +237,16 @@ int pvf_db_insert_trials(pvf_db *db, const pvf_trial_row *rows, size_t n, size_t
         rc = insert_staged(db, rows, n, &count, err);
     }
     if (rc == 0)
-        rc = pvf_db_exec(db, "COMMIT", "insert trials: commit", err);
+        rc = pvf_db_exec(db, db->in_caller_tx ? "RELEASE SAVEPOINT pvf_batch" : "COMMIT",
+                         "insert trials: commit", err);
     if (rc) {
-        pvf_db_rollback(db);
+        if (db->in_caller_tx) {
+            /* the caller's transaction stays usable */
+            PQclear(PQexec(db->conn, "ROLLBACK TO SAVEPOINT pvf_batch"));
+            PQclear(PQexec(db->conn, "RELEASE SAVEPOINT pvf_batch"));
+        } else {
+            pvf_db_rollback(db);
+        }
         /* A temp table created in a rolled-back transaction is gone. */
         db->stage_ready = 0;
         return -1;
