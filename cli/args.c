@@ -90,14 +90,15 @@ static int common_flag(const char *cmd, int opt, const char *arg, cli_common *c)
 
 int cli_parse(const char *cmd, int argc, char **argv, const struct option *opts, cli_common *c,
               cli_flag_fn own, void *ctx) {
-    *c = (cli_common){.format = PVF_FMT_FP32, .fault = {PVF_FAULT_BITFLIP, -1, 1}};
+    if (c)
+        *c = (cli_common){.format = PVF_FMT_FP32, .fault = {PVF_FAULT_BITFLIP, -1, 1}};
     int opt;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         if (opt == ':')
             return cli_fail(cmd, 2, "%s needs a value", argv[optind - 1]);
-        int taken = opt == '?' ? 0 : common_flag(cmd, opt, optarg, c);
+        int taken = opt == '?' || !c ? 0 : common_flag(cmd, opt, optarg, c);
         if (taken == 0 && opt != '?' && own)
             taken = own(cmd, opt, optarg, ctx);
         if (taken < 0)
@@ -107,7 +108,7 @@ int cli_parse(const char *cmd, int argc, char **argv, const struct option *opts,
     }
     if (optind < argc)
         return cli_fail(cmd, 2, "unexpected argument '%s'", argv[optind]);
-    if (!c->model)
+    if (c && !c->model)
         return cli_fail(cmd, 2, "--model DIR is required");
     return 0;
 }

@@ -17,6 +17,9 @@ static const char usage[] =
     "          [--tensor NAME]... [--executors N] [--json]\n"
     "          N trials per tensor: per-tensor and whole-model PVF with 95% Wilson intervals;\n"
     "          N executor threads (default: one per core) share the weights\n"
+    "  stats simulate --p P --margin E --confidence C --runs R [--seed S] [--max-trials N]\n"
+    "          [--values binary|fraction [--inputs M]] [--json]\n"
+    "          coverage and trials of the anytime-valid stopping rule on simulated strata\n"
     "\n"
     "formats:      fp32 fp16 bf16 fp8-e4m3 int8 int4 (scaled formats quantize weights of 2+\n"
     "              dims; their scales are fault targets NAME_scale)\n"
@@ -36,6 +39,8 @@ int main(int argc, char **argv) {
         rc = pvf_cmd_inject(argc - 1, argv + 1);
     else if (strcmp(cmd, "sweep") == 0)
         rc = pvf_cmd_sweep(argc - 1, argv + 1);
+    else if (strcmp(cmd, "stats") == 0)
+        rc = pvf_cmd_stats(argc - 1, argv + 1);
     else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
         rc = puts("pvf 0.1.0") < 0;
     else
