@@ -97,8 +97,10 @@ static int has_flag(const struct option *opts, int val) {
 
 int cli_parse(const char *cmd, int argc, char **argv, const struct option *opts, cli_common *c,
               cli_flag_fn own, void *ctx) {
-    *c = (cli_common){.format = PVF_FMT_FP32, .fault = {PVF_FAULT_BITFLIP, -1, 1}};
-    const int model_cmd = has_flag(opts, 'm'); /* only they take the shared flags */
+    if (c)
+        *c = (cli_common){.format = PVF_FMT_FP32, .fault = {PVF_FAULT_BITFLIP, -1, 1}};
+    /* Only the model commands take the shared flags (c may be NULL otherwise). */
+    const int model_cmd = c && has_flag(opts, 'm');
     int opt;
     opterr = 0;
     optind = 1;
@@ -115,7 +117,7 @@ int cli_parse(const char *cmd, int argc, char **argv, const struct option *opts,
     }
     if (optind < argc)
         return cli_fail(cmd, 2, "unexpected argument '%s'", argv[optind]);
-    if (!c->model && model_cmd) /* the model commands */
+    if (model_cmd && !c->model)
         return cli_fail(cmd, 2, "--model DIR is required");
     return 0;
 }

@@ -22,6 +22,7 @@ int pvf_cmd_db(int argc, char **argv);
 int pvf_cmd_report(int argc, char **argv);
 int pvf_cmd_campaign(int argc, char **argv);
 int pvf_cmd_campaign_create(int argc, char **argv); /* argv[0] = "create" */
+int pvf_cmd_stats(int argc, char **argv);
 
 /* The flags every model command shares. */
 typedef struct cli_common {
@@ -46,7 +47,8 @@ typedef int (*cli_flag_fn)(const char *cmd, int opt, const char *arg, void *ctx)
 
 /* Parses argv with getopt_long: the shared flags into *c, the others through
  * own(ctx) (NULL when the command has none). Returns 0, or 2 after printing
- * the usage error (unknown flag, bad value, positional argument, no --model). */
+ * the usage error (unknown flag, bad value, positional argument, no --model).
+ * c NULL: a command without a model (no shared flags, no --model needed). */
 int cli_parse(const char *cmd, int argc, char **argv, const struct option *opts, cli_common *c,
               cli_flag_fn own, void *ctx);
 

@@ -26,6 +26,9 @@ static const char usage[] =
     "          estimates with intervals, stopped/converged, and the model-level PVF\n"
     "  campaign list | show ID | cancel ID | extend ID --max-trials N  [--db DSN]\n"
     "          [--format table|csv|json] (list, show)\n"
+    "  stats simulate --p P --margin E --confidence C --runs R [--seed S] [--max-trials N]\n"
+    "          [--values binary|fraction [--inputs M]] [--json]\n"
+    "          coverage and trials of the anytime-valid stopping rule on simulated strata\n"
     "\n"
     "database:     --db DSN, else $PVF_DB, else the private server (pvf db start)\n"
     "formats:      fp32 fp16 bf16 fp8-e4m3 int8 int4 (scaled formats quantize weights of 2+\n"
@@ -60,6 +63,8 @@ int main(int argc, char **argv) {
         rc = pvf_cmd_report(argc - 1, argv + 1);
     else if (strcmp(cmd, "campaign") == 0)
         rc = pvf_cmd_campaign(argc - 1, argv + 1);
+    else if (strcmp(cmd, "stats") == 0)
+        rc = pvf_cmd_stats(argc - 1, argv + 1);
     else if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
         rc = puts("pvf 0.1.0") < 0;
     else

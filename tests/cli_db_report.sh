@@ -249,7 +249,10 @@ refuse show_unknown 1 "^pvf campaign show: no campaign 999$" campaign show 999 -
 refuse extend_unknown 1 "^pvf campaign extend: no campaign 999$" campaign extend 999 --max-trials 5 --db "$DB"
 refuse show_no_id 2 "expected a campaign ID after 'show'" campaign show --db "$DB"
 refuse campaign_unknown_sub 2 "unknown subcommand 'frob'" campaign frob
-refuse campaign_create_stub 1 "campaign create: not available in this build" campaign create
+refuse campaign_create_no_model 2 "campaign create: --model DIR is required" campaign create --db "$DB"
+refuse campaign_create_bad_strata 2 "--strata: .frob. is not" campaign create --model "$ROOT/models/fmnist-lenet" --strata frob --db "$DB"
+refuse campaign_create_bad_margin 2 "--margin: .2. is not a number in" campaign create --model "$ROOT/models/fmnist-lenet" --margin 2 --db "$DB"
+refuse campaign_create_bitstrata_kbit 1 "needs a fault model with a uniform bit" campaign create --model "$ROOT/models/fmnist-lenet" --strata tensor-bit --fault kbit:2 --db "$DB"
 sql -c "UPDATE campaigns SET state = 'done' WHERE id = 102"
 refuse cancel_done 1 "campaign 102 is done" campaign cancel 102 --db "$DB"
 refuse db_unknown_sub 2 "unknown subcommand 'frob'" db frob
