@@ -1,0 +1,300 @@
+/* The coordinator against hostile and unauthenticated peers, with a real
+ * PostgreSQL (the ctest fixture "pg", DSN in $PVF_TEST_DSN_FILE) and real
+ * ZeroMQ sockets:
+ *   - malformed, truncated, oversized and wrongly typed messages are dropped
+ *     with a log line and the coordinator keeps serving;
+ *   - with CURVE, a worker whose key is on the allow-list is served and an
+ *     unknown key is refused. */
+#include "pvf_coordinator.h"
+#include "pvf_proto.h"
+#include "pvf_sql.h"
+#include "test.h"
+
+#include <zmq.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dsn[1200];
+
+typedef struct running {
+    pthread_t thread;
+    pvf_coord_config cfg;
+    volatile sig_atomic_t stop;
+    pvf_err err;
+    int rc;
+} running;
+
+static void *coord_main(void *arg) {
+    running *r = arg;
+    r->rc = pvf_coord_run(&r->cfg, &r->err);
+    return NULL;
+}
+
+static void start(running *r) {
+    r->stop = 0;
+    r->cfg.dsn = dsn;
+    r->cfg.heartbeat_ms = 100;
+    r->cfg.stop = &r->stop;
+    pthread_create(&r->thread, NULL, coord_main, r);
+    usleep(300000);
+}
+
+static void stop(running *r) {
+    r->stop = 1;
+    pthread_join(r->thread, NULL);
+    CHECK(r->rc == 0);
+    if (r->rc)
+        fprintf(stderr, "coordinator: %s\n", r->err.msg);
+}
+
+static void *dealer(void *ctx, const char *endpoint) {
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_connect(s, endpoint);
+    return s;
+}
+
+static void send_frames(void *s, const void *a, size_t alen, const void *b, size_t blen) {
+    if (b) {
+        zmq_send(s, a, alen, ZMQ_SNDMORE);
+        zmq_send(s, b, blen, 0);
+    } else {
+        zmq_send(s, a, alen, 0);
+    }
+}
+
+static void send_body(void *s, const void *body, size_t len) {
+    send_frames(s, PVF_PROTO_HEADER, strlen(PVF_PROTO_HEADER), body, len);
+}
+
+static void send_msg(void *s, const pvf_msg *m) {
+    uint8_t *body;
+    size_t len;
+    pvf_err err;
+    if (pvf_msg_encode(m, &body, &len, &err) == 0) {
+        send_body(s, body, len);
+        free(body);
+    }
+}
+
+/* Waits up to ms for a message; returns its type, or 0. */
+static int receive(void *s, int ms) {
+    zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, ms) <= 0)
+        return 0;
+    zmq_msg_t f[2];
+    int n = 0, more = 1;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, s, 0) < 0)
+            break;
+        more = zmq_msg_more(&part);
+        if (n < 2)
+            f[n++] = part;
+        else
+            zmq_msg_close(&part);
+    }
+    int type = 0;
+    pvf_msg m;
+    pvf_err err;
+    if (n == 2 && pvf_proto_header_ok(zmq_msg_data(&f[0]), zmq_msg_size(&f[0])) &&
+        pvf_msg_decode(zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), &m, &err) == 0) {
+        type = (int)m.type;
+        pvf_msg_free(&m);
+    }
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&f[i]);
+    return type;
+}
+
+static void hello(void *s, const char *name) {
+    pvf_msg m = {.type = PVF_MSG_HELLO};
+    m.u.hello.version = PVF_PROTO_VERSION;
+    m.u.hello.name = (char *)name;
+    m.u.hello.executors = 1;
+    send_msg(s, &m);
+}
+
+/* Served: after HELLO the coordinator sends heartbeats. */
+static int served(void *s) {
+    for (int i = 0; i < 10; i++) {
+        int t = receive(s, 300);
+        if (t == PVF_MSG_HEARTBEAT)
+            return 1;
+    }
+    return 0;
+}
+
+static void test_bad_messages(void) {
+    char endpoint[128], logpath[128];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/pvf-test-coord-%d", (int)getpid());
+    snprintf(logpath, sizeof logpath, "/tmp/pvf-test-coord-%d.log", (int)getpid());
+    /* The coordinator logs to stderr: capture it to check the log lines. */
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *log = freopen(logpath, "w", stderr);
+    running r = {.cfg = {.bind = endpoint}};
+    start(&r);
+    void *ctx = zmq_ctx_new();
+    void *s = dealer(ctx, endpoint);
+
+    const uint8_t bomb[] = {0xdd, 0x04, 0x00, 0x00, 0x00}; /* array32 of 2^26, no elements */
+    const uint8_t c1[] = {0xc1};
+    const uint8_t two[] = {0x01, 0x02};
+    uint8_t *good;
+    size_t good_len;
+    pvf_err err;
+    pvf_msg h = {.type = PVF_MSG_HELLO};
+    h.u.hello.version = PVF_PROTO_VERSION;
+    h.u.hello.name = "x";
+    h.u.hello.executors = 1;
+    CHECK(pvf_msg_encode(&h, &good, &good_len, &err) == 0);
+
+    send_frames(s, "just one frame", 14, NULL, 0);
+    send_frames(s, "PVF/0", 5, good, good_len); /* wrong protocol frame */
+    send_body(s, bomb, sizeof bomb);
+    send_body(s, c1, sizeof c1);
+    send_body(s, two, sizeof two); /* trailing bytes */
+    for (size_t cut = 1; cut < good_len; cut += 3)
+        send_body(s, good, cut); /* truncated */
+    /* {"t": "HELLO", "v": "1", ...}: a string where a number belongs */
+    const uint8_t typed[] = {0x84, 0xa1, 't',  0xa5, 'H', 'E', 'L', 'L', 'O', 0xa1, 'v',  0xa1,
+                             '1',  0xa4, 'n',  'a',  'm', 'e', 0xa1, 'x', 0xa9, 'e',  'x',  'e',
+                             'c',  'u',  't',  'o',  'r', 's', 0x01};
+    send_body(s, typed, sizeof typed);
+    /* Oversized (past ZMQ_MAXMSGSIZE): libzmq drops the connection itself. */
+    void *big_sock = dealer(ctx, endpoint);
+    size_t big_len = PVF_PROTO_MAX_MSG + 16;
+    uint8_t *big = calloc(1, big_len);
+    send_body(big_sock, big, big_len);
+    free(big);
+    /* A RESULT from a peer that never said HELLO: told to say HELLO. */
+    pvf_msg res = {.type = PVF_MSG_RESULT};
+    res.u.result.job = 1;
+    res.u.result.final = 1;
+    send_msg(s, &res);
+    int got_disconnect = 0;
+    for (int i = 0; i < 20 && !got_disconnect; i++)
+        got_disconnect = receive(s, 200) == PVF_MSG_DISCONNECT;
+    CHECK(got_disconnect);
+
+    /* Still serving: a proper HELLO is answered with heartbeats. */
+    send_body(s, good, good_len);
+    CHECK(served(s));
+    free(good);
+    zmq_close(s);
+    zmq_close(big_sock);
+    zmq_ctx_term(ctx);
+    stop(&r);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    (void)log;
+    FILE *f = fopen(logpath, "r");
+    char text[65536] = "";
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    text[n] = '\0';
+    if (f)
+        fclose(f);
+    unlink(logpath);
+    CHECK(strstr(text, "dropped a message of 2 frames") || strstr(text, "of 1 frames"));
+    CHECK(strstr(text, "dropped a message without the PVF/1 frame") != NULL);
+    CHECK(strstr(text, "dropped a bad message") != NULL);
+    CHECK(strstr(text, "'v'") != NULL); /* the wrongly typed field is named */
+    CHECK(strstr(text, "worker x joined") != NULL);
+}
+
+static void test_curve_allow_list(void) {
+    char server_pub[41], server_sec[41], good_pub[41], good_sec[41], bad_pub[41], bad_sec[41];
+    CHECK(zmq_curve_keypair(server_pub, server_sec) == 0);
+    CHECK(zmq_curve_keypair(good_pub, good_sec) == 0);
+    CHECK(zmq_curve_keypair(bad_pub, bad_sec) == 0);
+    char allow[128];
+    snprintf(allow, sizeof allow, "/tmp/pvf-test-allow-%d", (int)getpid());
+    FILE *f = fopen(allow, "w");
+    fprintf(f, "# workers admitted\n%s rack1-node7\n", good_pub);
+    fclose(f);
+    char bind[64], endpoint[64];
+    int port = 20000 + (int)(getpid() % 20000);
+    snprintf(bind, sizeof bind, "tcp://127.0.0.1:%d", port);
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+
+    /* TCP without keys is refused outright. */
+    pvf_coord_config plain = {.dsn = dsn, .bind = bind, .quiet = 1};
+    pvf_err err;
+    CHECK(pvf_coord_run(&plain, &err) != 0);
+    CHECK(strstr(err.msg, "CURVE") != NULL);
+
+    running r = {.cfg = {.bind = bind, .secret_key = server_sec, .allow_file = allow}};
+    start(&r);
+    void *ctx = zmq_ctx_new();
+    void *good = zmq_socket(ctx, ZMQ_DEALER), *bad = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(good, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(bad, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(good, ZMQ_CURVE_SERVERKEY, server_pub, 40);
+    zmq_setsockopt(good, ZMQ_CURVE_PUBLICKEY, good_pub, 40);
+    zmq_setsockopt(good, ZMQ_CURVE_SECRETKEY, good_sec, 40);
+    zmq_setsockopt(bad, ZMQ_CURVE_SERVERKEY, server_pub, 40);
+    zmq_setsockopt(bad, ZMQ_CURVE_PUBLICKEY, bad_pub, 40);
+    zmq_setsockopt(bad, ZMQ_CURVE_SECRETKEY, bad_sec, 40);
+    zmq_socket_monitor(bad, "inproc://bad-monitor", ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
+    void *mon = zmq_socket(ctx, ZMQ_PAIR);
+    zmq_connect(mon, "inproc://bad-monitor");
+    zmq_connect(good, endpoint);
+    zmq_connect(bad, endpoint);
+    hello(good, "good");
+    hello(bad, "bad");
+    CHECK(served(good));
+    CHECK(receive(bad, 1500) == 0); /* nothing for the unknown key */
+    /* The handshake itself failed on authentication. */
+    zmq_pollitem_t it = {mon, 0, ZMQ_POLLIN, 0};
+    int refused = 0;
+    if (zmq_poll(&it, 1, 2000) > 0) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, mon, 0) >= 6) {
+            uint16_t id;
+            memcpy(&id, zmq_msg_data(&ev), 2);
+            refused = id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+        }
+        zmq_msg_close(&ev);
+    }
+    CHECK(refused);
+    zmq_socket_monitor(bad, NULL, 0);
+    zmq_close(mon);
+    zmq_close(good);
+    zmq_close(bad);
+    zmq_ctx_term(ctx);
+    stop(&r);
+    unlink(allow);
+}
+
+int main(void) {
+    const char *file = getenv("PVF_TEST_DSN_FILE");
+    FILE *f = file ? fopen(file, "r") : NULL;
+    if (!f || !fgets(dsn, sizeof dsn, f)) {
+        fprintf(stderr, "test_db_coordinator: run under ctest (fixture pg: PVF_TEST_DSN_FILE)\n");
+        return 1;
+    }
+    fclose(f);
+    dsn[strcspn(dsn, "\n")] = '\0';
+    pvf_db *db;
+    pvf_err err;
+    int applied;
+    if (pvf_db_open(&db, dsn, &err) || pvf_db_migrate(db, &applied, &err)) {
+        fprintf(stderr, "test_db_coordinator: %s\n", err.msg);
+        return 1;
+    }
+    pvf_db_close(db);
+    signal(SIGPIPE, SIG_IGN);
+    RUN(test_bad_messages);
+    RUN(test_curve_allow_list);
+    return test_summary();
+}
