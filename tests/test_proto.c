@@ -949,6 +949,33 @@ static void test_sha256(void) {
     CHECK(pvf_sha256_parse(longer, &t) == -1);
 }
 
+/* The committed fuzz seeds are today's encodings (rewrite them with
+ * `test_proto --write-seeds tests/fuzz/proto` after a protocol change). */
+static void test_committed_seeds(void) {
+    for (size_t i = 0; i < NTYPES; i++) {
+        for (int v = 0; v < SAMPLE_VARIANTS; v++) {
+            if (v == SAMPLE_MAX)
+                continue;
+            char path[4096];
+            snprintf(path, sizeof path, "%s/tests/fuzz/proto/%s-%s", PVF_SOURCE_DIR,
+                     pvf_msg_type_name(all_types[i]), sample_variant_names[v]);
+            FILE *f = fopen(path, "rb");
+            CHECK(f != NULL);
+            if (!f)
+                continue;
+            uint8_t seed[4096];
+            size_t n = fread(seed, 1, sizeof seed, f);
+            fclose(f);
+            pvf_msg m = sample_msg(all_types[i], v, store);
+            uint8_t *buf;
+            size_t len;
+            CHECK(encode(&m, &buf, &len) == 0);
+            CHECK(n == len && memcmp(seed, buf, len) == 0);
+            free(buf);
+        }
+    }
+}
+
 /* ---- speed (printed, not asserted) ---- */
 
 static double now(void) {
@@ -995,8 +1022,53 @@ static void test_decode_rate(void) {
     free(buf);
 }
 
-int main(void) {
+/* `test_proto --write-seeds DIR`: the fuzzer's seeds, one valid message of
+ * every type (typical and all-zero) plus a few hostile ones. */
+static int write_seeds(const char *dir) {
+    char path[4096];
+    int failed = 0;
+    for (size_t i = 0; i < NTYPES; i++) {
+        for (int v = 0; v < SAMPLE_VARIANTS; v++) {
+            if (v == SAMPLE_MAX)
+                continue; /* megabytes: slows the fuzzer down */
+            pvf_msg m = sample_msg(all_types[i], v, store);
+            uint8_t *buf;
+            size_t len;
+            if (encode(&m, &buf, &len) < 0)
+                return 1;
+            snprintf(path, sizeof path, "%s/%s-%s", dir, pvf_msg_type_name(all_types[i]),
+                     sample_variant_names[v]);
+            FILE *f = fopen(path, "wb");
+            failed |= !f || fwrite(buf, 1, len, f) != len || fclose(f) != 0;
+            free(buf);
+        }
+    }
+    static const struct {
+        const char *name;
+        const char *bytes;
+        size_t len;
+    } bad[] = {
+        {"hostile-array32", "\x81\xa1t\xdd\x04\x00\x00\x00", 8},
+        {"hostile-str32", "\x81\xa1t\xdb\xff\xff\xff\xff\x41", 9},
+        {"hostile-nested", "\x81\xa1t\x91\x91\x91\x91\x91\x00", 9},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, bad[i].name);
+        FILE *f = fopen(path, "wb");
+        failed |= !f || fwrite(bad[i].bytes, 1, bad[i].len, f) != bad[i].len || fclose(f) != 0;
+    }
+    if (failed)
+        fprintf(stderr, "test_proto: cannot write seeds to %s\n", dir);
+    return failed;
+}
+
+int main(int argc, char **argv) {
     store = calloc(1, sizeof *store);
+    if (argc == 3 && strcmp(argv[1], "--write-seeds") == 0) {
+        int rc = write_seeds(argv[2]);
+        free(store);
+        return rc;
+    }
     RUN(test_type_names);
     RUN(test_round_trip);
     RUN(test_optional_fields);
@@ -1006,6 +1078,7 @@ int main(void) {
     RUN(test_encode_caps);
     RUN(test_hostile);
     RUN(test_sha256);
+    RUN(test_committed_seeds);
     RUN(test_decode_rate);
     free(store);
     return test_summary();
