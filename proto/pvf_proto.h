@@ -46,14 +46,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PVF_PROTO_HEADER         "PVF/1"
-#define PVF_PROTO_VERSION        1
-#define PVF_PROTO_MAX_MSG        (4u << 20) /* ZMQ_MAXMSGSIZE on every socket */
-#define PVF_PROTO_MAX_TRIALS     4096       /* trial records per RESULT */
-#define PVF_PROTO_MAX_TARGETS    4096       /* targets per JOB */
-#define PVF_PROTO_MAX_FILES      64         /* model files per JOB */
-#define PVF_PROTO_MAX_STR        1024       /* any string */
-#define PVF_PROTO_CHUNK          (1u << 20) /* artifact bytes per ARTIFACT */
+#define PVF_PROTO_HEADER "PVF/1"
+#define PVF_PROTO_VERSION 1
+#define PVF_PROTO_MAX_MSG (4u << 20)       /* ZMQ_MAXMSGSIZE on every socket */
+#define PVF_PROTO_MAX_TRIALS 4096          /* trial records per RESULT */
+#define PVF_PROTO_MAX_TARGETS 4096         /* targets per JOB */
+#define PVF_PROTO_MAX_FILES 64             /* model files per JOB */
+#define PVF_PROTO_MAX_STR 1024             /* any string */
+#define PVF_PROTO_CHUNK (1u << 20)         /* artifact bytes per ARTIFACT */
 #define PVF_PROTO_MAX_JOB_TRIALS (1u << 20) /* hi - lo of one JOB */
 
 typedef enum pvf_msg_type {
