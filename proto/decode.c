@@ -4,6 +4,7 @@
 #include "proto_internal.h"
 
 #include <msgpack.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,56 +34,81 @@ static const char *printable(const char *p, size_t n, char out[48]) {
     return out;
 }
 
-static int fail(pvf_decoder *d, const char *field, const char *what) {
-    return pvf_err_set(d->err, "%s: field '%s': %s", d->type, field, what);
+/* Where a value sits: "key", "key[i]", "key[i].sub" or "key.sub". Rendered
+ * only for an error, so the hot path (4096 records of 12) formats nothing. */
+typedef struct pvf_path {
+    const char *key;
+    long long index; /* -1: none */
+    const char *sub; /* NULL: none */
+} pvf_path;
+
+static pvf_path path_at(const char *key, long long index, const char *sub) {
+    pvf_path p = {key, index, sub};
+    return p;
 }
 
-static int get_uint(pvf_decoder *d, const msgpack_object *o, uint64_t max, const char *field,
+static int failf(pvf_decoder *d, const pvf_path *p, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int failf(pvf_decoder *d, const pvf_path *p, const char *fmt, ...) {
+    char name[96], what[256];
+    if (p->index >= 0)
+        snprintf(name, sizeof name, "%s[%lld]%s%s", p->key, p->index, p->sub ? "." : "",
+                 p->sub ? p->sub : "");
+    else
+        snprintf(name, sizeof name, "%s%s%s", p->key, p->sub ? "." : "", p->sub ? p->sub : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return pvf_err_set(d->err, "%s: field '%s': %s", d->type, name, what);
+}
+
+static int get_uint(pvf_decoder *d, const msgpack_object *o, uint64_t max, const pvf_path *p,
                     uint64_t *out) {
     if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return fail(d, field, "expected an unsigned integer");
+        return failf(d, p, "expected an unsigned integer");
     if (o->via.u64 > max)
-        return pvf_err_set(d->err, "%s: field '%s': %llu is larger than %llu", d->type, field,
-                           (unsigned long long)o->via.u64, (unsigned long long)max);
+        return failf(d, p, "%llu is larger than %llu", (unsigned long long)o->via.u64,
+                     (unsigned long long)max);
     *out = o->via.u64;
     return 0;
 }
 
-static int get_u32(pvf_decoder *d, const msgpack_object *o, const char *field, uint32_t *out) {
-    uint64_t v;
-    if (get_uint(d, o, UINT32_MAX, field, &v) < 0)
+static int get_u32(pvf_decoder *d, const msgpack_object *o, const pvf_path *p, uint32_t *out) {
+    uint64_t v = 0;
+    if (get_uint(d, o, UINT32_MAX, p, &v) < 0)
         return -1;
     *out = (uint32_t)v;
     return 0;
 }
 
-static int get_float(pvf_decoder *d, const msgpack_object *o, const char *field, double *out) {
+static int get_float(pvf_decoder *d, const msgpack_object *o, const pvf_path *p, double *out) {
     if (o->type != MSGPACK_OBJECT_FLOAT32 && o->type != MSGPACK_OBJECT_FLOAT64)
-        return fail(d, field, "expected a float");
+        return failf(d, p, "expected a float");
     *out = o->via.f64;
     return 0;
 }
 
-static int get_bool(pvf_decoder *d, const msgpack_object *o, const char *field, int *out) {
+static int get_bool(pvf_decoder *d, const msgpack_object *o, const pvf_path *p, int *out) {
     if (o->type != MSGPACK_OBJECT_BOOLEAN)
-        return fail(d, field, "expected a boolean");
+        return failf(d, p, "expected a boolean");
     *out = o->via.boolean ? 1 : 0;
     return 0;
 }
 
 /* A copy of a string in the arena: at most PVF_PROTO_MAX_STR, no NUL. */
-static int get_str(pvf_decoder *d, const msgpack_object *o, const char *field, char **out) {
+static int get_str(pvf_decoder *d, const msgpack_object *o, const pvf_path *p, char **out) {
     if (o->type != MSGPACK_OBJECT_STR)
-        return fail(d, field, "expected a string");
+        return failf(d, p, "expected a string");
     uint32_t n = o->via.str.size;
     if (n > PVF_PROTO_MAX_STR)
-        return pvf_err_set(d->err, "%s: field '%s': string of %u bytes, at most %u", d->type, field,
-                           (unsigned)n, PVF_PROTO_MAX_STR);
+        return failf(d, p, "string of %u bytes, at most %u", (unsigned)n, PVF_PROTO_MAX_STR);
     if (n && memchr(o->via.str.ptr, '\0', n))
-        return fail(d, field, "string contains a NUL byte");
+        return failf(d, p, "string contains a NUL byte");
     char *s = pvf_arena_alloc(&d->arena, (size_t)n + 1);
     if (!s)
-        return fail(d, field, "out of memory");
+        return failf(d, p, "out of memory");
     if (n)
         memcpy(s, o->via.str.ptr, n);
     s[n] = '\0';
@@ -90,25 +116,23 @@ static int get_str(pvf_decoder *d, const msgpack_object *o, const char *field, c
     return 0;
 }
 
-static int get_sha(pvf_decoder *d, const msgpack_object *o, const char *field, pvf_sha256 *out) {
+static int get_sha(pvf_decoder *d, const msgpack_object *o, const pvf_path *p, pvf_sha256 *out) {
     if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != sizeof out->b)
-        return fail(d, field, "expected a binary of 32 bytes");
+        return failf(d, p, "expected a binary of 32 bytes");
     memcpy(out->b, o->via.bin.ptr, sizeof out->b);
     return 0;
 }
 
 /* An array of at most max elements (exactly max when exact). */
-static int get_array(pvf_decoder *d, const msgpack_object *o, const char *field, uint32_t max,
+static int get_array(pvf_decoder *d, const msgpack_object *o, const pvf_path *p, uint32_t max,
                      int exact) {
-    if (o->type != MSGPACK_OBJECT_ARRAY || (exact && o->via.array.size != max)) {
-        char what[64];
-        snprintf(what, sizeof what, exact ? "expected an array of %u" : "expected an array",
-                 (unsigned)max);
-        return fail(d, field, what);
-    }
+    if (o->type != MSGPACK_OBJECT_ARRAY)
+        return exact ? failf(d, p, "expected an array of %u", (unsigned)max)
+                     : failf(d, p, "expected an array");
+    if (exact && o->via.array.size != max)
+        return failf(d, p, "expected an array of %u", (unsigned)max);
     if (o->via.array.size > max)
-        return pvf_err_set(d->err, "%s: field '%s': %u elements, at most %u", d->type, field,
-                           (unsigned)o->via.array.size, (unsigned)max);
+        return failf(d, p, "%u elements, at most %u", (unsigned)o->via.array.size, (unsigned)max);
     return 0;
 }
 
@@ -117,9 +141,8 @@ static void *alloc_array(pvf_decoder *d, uint32_t n, size_t size) {
 }
 
 static int get_trial(pvf_decoder *d, const msgpack_object *o, uint32_t i, pvf_trial_rec *r) {
-    char field[48];
-    snprintf(field, sizeof field, "trials[%u]", (unsigned)i);
-    if (get_array(d, o, field, PVF_PROTO_TRIAL_FIELDS, 1) < 0)
+    pvf_path p = path_at("trials", i, NULL);
+    if (get_array(d, o, &p, PVF_PROTO_TRIAL_FIELDS, 1) < 0)
         return -1;
     const msgpack_object *v = o->via.array.ptr;
     uint32_t *u32[PVF_PROTO_TRIAL_FIELDS] = {
@@ -129,16 +152,16 @@ static int get_trial(pvf_decoder *d, const msgpack_object *o, uint32_t i, pvf_tr
     double *f64[PVF_PROTO_TRIAL_FIELDS] = {
         [6] = &r->old_value, [7] = &r->new_value, [8] = &r->value};
     for (int k = 0; k < PVF_PROTO_TRIAL_FIELDS; k++) {
-        snprintf(field, sizeof field, "trials[%u].%s", (unsigned)i, trial_names[k]);
+        p.sub = trial_names[k];
         int rc;
         if (k == 0)
-            rc = get_uint(d, &v[k], UINT64_MAX, field, &r->trial);
+            rc = get_uint(d, &v[k], UINT64_MAX, &p, &r->trial);
         else if (k == 2)
-            rc = get_uint(d, &v[k], UINT64_MAX, field, &r->element);
+            rc = get_uint(d, &v[k], UINT64_MAX, &p, &r->element);
         else if (u32[k])
-            rc = get_u32(d, &v[k], field, u32[k]);
+            rc = get_u32(d, &v[k], &p, u32[k]);
         else
-            rc = get_float(d, &v[k], field, f64[k]);
+            rc = get_float(d, &v[k], &p, f64[k]);
         if (rc < 0)
             return -1;
     }
@@ -146,51 +169,49 @@ static int get_trial(pvf_decoder *d, const msgpack_object *o, uint32_t i, pvf_tr
 }
 
 static int get_file(pvf_decoder *d, const msgpack_object *o, uint32_t i, pvf_file_ref *f) {
-    char field[48];
-    snprintf(field, sizeof field, "files[%u]", (unsigned)i);
-    if (get_array(d, o, field, 3, 1) < 0)
+    pvf_path p = path_at("files", i, NULL);
+    if (get_array(d, o, &p, 3, 1) < 0)
         return -1;
     const msgpack_object *v = o->via.array.ptr;
-    snprintf(field, sizeof field, "files[%u].name", (unsigned)i);
-    if (get_str(d, &v[0], field, &f->name) < 0)
+    p.sub = "name";
+    if (get_str(d, &v[0], &p, &f->name) < 0)
         return -1;
-    snprintf(field, sizeof field, "files[%u].sha", (unsigned)i);
-    if (get_sha(d, &v[1], field, &f->sha) < 0)
+    p.sub = "sha";
+    if (get_sha(d, &v[1], &p, &f->sha) < 0)
         return -1;
-    snprintf(field, sizeof field, "files[%u].size", (unsigned)i);
-    return get_uint(d, &v[2], UINT64_MAX, field, &f->size);
+    p.sub = "size";
+    return get_uint(d, &v[2], UINT64_MAX, &p, &f->size);
 }
 
 static int get_field(pvf_decoder *d, const pvf_field *f, const msgpack_object *o, pvf_msg *m) {
-    const char *key = f->key;
+    pvf_path p = path_at(f->key, -1, NULL);
     switch (f->kind) {
     case PVF_FK_U32:
-        return get_u32(d, o, key, AT(m, f->off, uint32_t));
+        return get_u32(d, o, &p, AT(m, f->off, uint32_t));
     case PVF_FK_U64:
-        return get_uint(d, o, UINT64_MAX, key, AT(m, f->off, uint64_t));
+        return get_uint(d, o, UINT64_MAX, &p, AT(m, f->off, uint64_t));
     case PVF_FK_BOOL:
-        return get_bool(d, o, key, AT(m, f->off, int));
+        return get_bool(d, o, &p, AT(m, f->off, int));
     case PVF_FK_STR:
-        return get_str(d, o, key, AT(m, f->off, char *));
+        return get_str(d, o, &p, AT(m, f->off, char *));
     case PVF_FK_SHA:
-        return get_sha(d, o, key, AT(m, f->off, pvf_sha256));
+        return get_sha(d, o, &p, AT(m, f->off, pvf_sha256));
     case PVF_FK_DATA:
         if (o->type != MSGPACK_OBJECT_BIN)
-            return fail(d, key, "expected a binary");
+            return failf(d, &p, "expected a binary");
         if (o->via.bin.size > PVF_PROTO_CHUNK)
-            return pvf_err_set(d->err, "%s: field '%s': %u bytes, at most %u", d->type, key,
-                               (unsigned)o->via.bin.size, PVF_PROTO_CHUNK);
+            return failf(d, &p, "%u bytes, at most %u", (unsigned)o->via.bin.size, PVF_PROTO_CHUNK);
         /* msgpack-c points bin objects into the input: no copy. */
         *AT(m, f->off, const uint8_t *) = (const uint8_t *)o->via.bin.ptr;
         *AT(m, f->off2, uint32_t) = o->via.bin.size;
         return 0;
     case PVF_FK_TRIALS: {
-        if (get_array(d, o, key, PVF_PROTO_MAX_TRIALS, 0) < 0)
+        if (get_array(d, o, &p, PVF_PROTO_MAX_TRIALS, 0) < 0)
             return -1;
         uint32_t n = o->via.array.size;
         pvf_trial_rec *t = alloc_array(d, n, sizeof *t);
         if (n && !t)
-            return fail(d, key, "out of memory");
+            return failf(d, &p, "out of memory");
         for (uint32_t i = 0; i < n; i++)
             if (get_trial(d, &o->via.array.ptr[i], i, &t[i]) < 0)
                 return -1;
@@ -199,12 +220,12 @@ static int get_field(pvf_decoder *d, const pvf_field *f, const msgpack_object *o
         return 0;
     }
     case PVF_FK_FILES: {
-        if (get_array(d, o, key, PVF_PROTO_MAX_FILES, 0) < 0)
+        if (get_array(d, o, &p, PVF_PROTO_MAX_FILES, 0) < 0)
             return -1;
         uint32_t n = o->via.array.size;
         pvf_file_ref *fr = alloc_array(d, n, sizeof *fr);
         if (n && !fr)
-            return fail(d, key, "out of memory");
+            return failf(d, &p, "out of memory");
         for (uint32_t i = 0; i < n; i++)
             if (get_file(d, &o->via.array.ptr[i], i, &fr[i]) < 0)
                 return -1;
@@ -213,26 +234,24 @@ static int get_field(pvf_decoder *d, const pvf_field *f, const msgpack_object *o
         return 0;
     }
     case PVF_FK_EVAL: {
-        if (get_array(d, o, key, 2, 1) < 0)
+        if (get_array(d, o, &p, 2, 1) < 0)
             return -1;
-        char field[32];
-        snprintf(field, sizeof field, "%s.sha", key);
-        if (get_sha(d, &o->via.array.ptr[0], field, AT(m, f->off, pvf_sha256)) < 0)
+        p.sub = "sha";
+        if (get_sha(d, &o->via.array.ptr[0], &p, AT(m, f->off, pvf_sha256)) < 0)
             return -1;
-        snprintf(field, sizeof field, "%s.size", key);
-        return get_uint(d, &o->via.array.ptr[1], UINT64_MAX, field, AT(m, f->off2, uint64_t));
+        p.sub = "size";
+        return get_uint(d, &o->via.array.ptr[1], UINT64_MAX, &p, AT(m, f->off2, uint64_t));
     }
     case PVF_FK_TARGETS: {
-        if (get_array(d, o, key, PVF_PROTO_MAX_TARGETS, 0) < 0)
+        if (get_array(d, o, &p, PVF_PROTO_MAX_TARGETS, 0) < 0)
             return -1;
         uint32_t n = o->via.array.size;
         char **t = alloc_array(d, n, sizeof *t);
         if (n && !t)
-            return fail(d, key, "out of memory");
+            return failf(d, &p, "out of memory");
         for (uint32_t i = 0; i < n; i++) {
-            char field[32];
-            snprintf(field, sizeof field, "%s[%u]", key, (unsigned)i);
-            if (get_str(d, &o->via.array.ptr[i], field, &t[i]) < 0)
+            p.index = i;
+            if (get_str(d, &o->via.array.ptr[i], &p, &t[i]) < 0)
                 return -1;
         }
         *AT(m, f->off, char **) = t;
@@ -240,7 +259,7 @@ static int get_field(pvf_decoder *d, const pvf_field *f, const msgpack_object *o
         return 0;
     }
     }
-    return fail(d, key, "unsupported field kind");
+    return failf(d, &p, "unsupported field kind");
 }
 
 static int key_is(const msgpack_object *k, const char *s) {
@@ -287,15 +306,18 @@ static int extract(pvf_decoder *d, const msgpack_object *root, pvf_msg *m) {
         if (j == s->nfields)
             return pvf_err_set(d->err, "%s: unknown field '%s'", d->type,
                                printable(k->via.str.ptr, k->via.str.size, buf));
+        pvf_path p = path_at(s->fields[j].key, -1, NULL);
         if (seen & (1u << j))
-            return fail(d, s->fields[j].key, "given twice");
+            return failf(d, &p, "given twice");
         seen |= 1u << j;
         if (get_field(d, &s->fields[j], &kv[i].val, m) < 0)
             return -1;
     }
-    for (size_t j = 0; j < s->nfields; j++)
+    for (size_t j = 0; j < s->nfields; j++) {
+        pvf_path p = path_at(s->fields[j].key, -1, NULL);
         if (!s->fields[j].optional && !(seen & (1u << j)))
-            return fail(d, s->fields[j].key, "missing");
+            return failf(d, &p, "missing");
+    }
     return pvf_proto_check(m, d->err);
 }
 

@@ -67,7 +67,7 @@ static int pack_field(msgpack_packer *pk, const pvf_msg *m, const pvf_field *f) 
     case PVF_FK_DATA: {
         uint32_t n = *AT(m, f->off2, uint32_t);
         return msgpack_pack_bin(pk, n) ||
-               (n && msgpack_pack_bin_body(pk, *AT(m, f->off, const uint8_t *), n));
+               (n && msgpack_pack_bin_body(pk, *AT(m, f->off, uint8_t *), n));
     }
     case PVF_FK_TRIALS: {
         const pvf_trial_rec *t = *AT(m, f->off, pvf_trial_rec *);

@@ -47,14 +47,14 @@ int pvf_proto_prevalidate(const uint8_t *buf, size_t len, pvf_err *err) {
         uint64_t skip = 0; /* payload bytes after the type byte */
         int lenbytes = 0;  /* size of the length field of str/bin/array/map */
         if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-            skip = 0;
-        } else if (b >= 0x80 && b <= 0x8f) {
+            skip = 0; /* fixint, nil, bool */
+        } else if (b <= 0x8f) {
             is_container = 1;
             count = 2u * (b & 0x0f);
-        } else if (b >= 0x90 && b <= 0x9f) {
+        } else if (b <= 0x9f) {
             is_container = 1;
             count = b & 0x0f;
-        } else if (b >= 0xa0 && b <= 0xbf) {
+        } else if (b <= 0xbf) {
             skip = b & 0x1f;
         } else {
             switch (b) {

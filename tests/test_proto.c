@@ -674,6 +674,232 @@ static void test_decode_ranges(void) {
     expect_altered_rejected(PVF_MSG_ARTIFACT, data, &o, "field 'data'");
 }
 
+/* ---- messages written by hand, field by field, independent of the encoder:
+ * each wire key lands in its own struct field ---- */
+
+static void pk_s(msgpack_packer *pk, const char *s) {
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+static void pk_kv_u(msgpack_packer *pk, const char *k, uint64_t v) {
+    pk_s(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+static void pk_kv_s(msgpack_packer *pk, const char *k, const char *v) {
+    pk_s(pk, k);
+    pk_s(pk, v);
+}
+
+static void pk_sha(msgpack_packer *pk, uint8_t seed) {
+    pvf_sha256 s = sample_sha(seed);
+    msgpack_pack_bin(pk, 32);
+    msgpack_pack_bin_body(pk, s.b, 32);
+}
+
+/* Decodes what pk built and compares with want. */
+static void check_hand_built(msgpack_sbuffer *sb, const pvf_msg *want) {
+    pvf_msg d;
+    pvf_err err = {{0}};
+    int rc = pvf_msg_decode((const uint8_t *)sb->data, sb->size, &d, &err);
+    CHECK(rc == 0);
+    if (rc < 0) {
+        fprintf(stderr, "  %s\n", err.msg);
+        return;
+    }
+    const char *why = "";
+    int eq = msg_eq(want, &d, &why);
+    CHECK(eq);
+    if (!eq)
+        fprintf(stderr, "  %s: field %s differs\n", pvf_msg_type_name(want->type), why);
+    pvf_msg_free(&d);
+}
+
+static void test_hand_built(void) {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    pvf_msg w;
+#define BEGIN(type, n)                                                                             \
+    msgpack_sbuffer_init(&sb);                                                                     \
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);                                          \
+    msgpack_pack_map(&pk, n);                                                                      \
+    pk_kv_s(&pk, "t", type);                                                                       \
+    memset(&w, 0, sizeof w)
+#define END()                                                                                      \
+    check_hand_built(&sb, &w);                                                                     \
+    msgpack_sbuffer_destroy(&sb)
+
+    /* keys in an order the encoder does not use */
+    BEGIN("HELLO", 4);
+    pk_kv_u(&pk, "executors", 3);
+    pk_kv_s(&pk, "name", "w1");
+    pk_kv_u(&pk, "v", 1);
+    w.type = PVF_MSG_HELLO;
+    w.u.hello.version = 1, w.u.hello.name = "w1", w.u.hello.executors = 3;
+    END();
+
+    BEGIN("READY", 2);
+    pk_kv_u(&pk, "slots", 5);
+    w.type = PVF_MSG_READY;
+    w.u.ready.slots = 5;
+    END();
+
+    BEGIN("RESULT", 8);
+    pk_kv_u(&pk, "seq", 4);
+    pk_kv_u(&pk, "epoch", 3);
+    pk_kv_u(&pk, "attempt", 2);
+    pk_kv_u(&pk, "job", 1);
+    pk_s(&pk, "final");
+    msgpack_pack_true(&pk);
+    pk_kv_s(&pk, "error", "oom");
+    pk_s(&pk, "trials");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 12);
+    for (uint64_t v = 11; v <= 16; v++) /* trial .. new_word */
+        msgpack_pack_uint64(&pk, v);
+    msgpack_pack_float(&pk, 0.25f);     /* old_value as float32 */
+    msgpack_pack_double(&pk, -3.5);     /* new_value */
+    msgpack_pack_double(&pk, 0.75);     /* value */
+    for (uint64_t v = 20; v <= 22; v++) /* incorrect, nonfinite, flags */
+        msgpack_pack_uint64(&pk, v);
+    w.type = PVF_MSG_RESULT;
+    pvf_trial_rec rec = {11, 12, 13, 14, 15, 16, 0.25, -3.5, 0.75, 20, 21, 22};
+    w.u.result.job = 1, w.u.result.attempt = 2, w.u.result.epoch = 3, w.u.result.seq = 4;
+    w.u.result.final = 1;
+    w.u.result.trials = &rec;
+    w.u.result.ntrials = 1;
+    w.u.result.error = "oom";
+    END();
+
+    BEGIN("FETCH", 4);
+    pk_kv_u(&pk, "len", 7);
+    pk_kv_u(&pk, "off", 6);
+    pk_s(&pk, "sha");
+    pk_sha(&pk, 5);
+    w.type = PVF_MSG_FETCH;
+    w.u.fetch.sha = sample_sha(5), w.u.fetch.off = 6, w.u.fetch.len = 7;
+    END();
+
+    BEGIN("HEARTBEAT", 3);
+    pk_kv_u(&pk, "busy", 9);
+    pk_kv_u(&pk, "slots", 8);
+    w.type = PVF_MSG_HEARTBEAT;
+    w.u.heartbeat.slots = 8, w.u.heartbeat.busy = 9;
+    END();
+    BEGIN("HEARTBEAT", 2); /* one of the optional pair */
+    pk_kv_u(&pk, "busy", 9);
+    w.type = PVF_MSG_HEARTBEAT;
+    w.u.heartbeat.busy = 9;
+    END();
+
+    BEGIN("BYE", 2);
+    pk_kv_s(&pk, "reason", "bye now");
+    w.type = PVF_MSG_BYE;
+    w.u.bye.reason = "bye now";
+    END();
+    BEGIN("DISCONNECT", 2);
+    pk_kv_s(&pk, "reason", "go");
+    w.type = PVF_MSG_DISCONNECT;
+    w.u.disconnect.reason = "go";
+    END();
+
+    BEGIN("JOB", 16);
+    pk_kv_u(&pk, "hi", 120);
+    pk_kv_u(&pk, "lo", 100);
+    pk_s(&pk, "targets");
+    msgpack_pack_array(&pk, 2);
+    pk_s(&pk, "fc1.weight");
+    pk_s(&pk, "fc1.weight_scale");
+    pk_kv_u(&pk, "stratum", 10);
+    pk_kv_u(&pk, "seed", 9);
+    pk_kv_s(&pk, "fault", "burst:3");
+    pk_kv_s(&pk, "format", "int4");
+    pk_s(&pk, "eval");
+    msgpack_pack_array(&pk, 2);
+    pk_sha(&pk, 8);
+    msgpack_pack_uint64(&pk, 7);
+    pk_s(&pk, "files");
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 3);
+    pk_s(&pk, "model.safetensors");
+    pk_sha(&pk, 6);
+    msgpack_pack_uint64(&pk, 6000);
+    pk_kv_u(&pk, "deadline_ms", 5);
+    pk_kv_u(&pk, "campaign", 4);
+    pk_kv_u(&pk, "epoch", 3);
+    pk_kv_u(&pk, "attempt", 2);
+    pk_kv_u(&pk, "job", 1);
+    pk_s(&pk, "naive");
+    msgpack_pack_true(&pk);
+    w.type = PVF_MSG_JOB;
+    pvf_file_ref file = {"model.safetensors", sample_sha(6), 6000};
+    char *tg[] = {"fc1.weight", "fc1.weight_scale"};
+    w.u.job.job = 1, w.u.job.attempt = 2, w.u.job.epoch = 3, w.u.job.campaign = 4;
+    w.u.job.deadline_ms = 5;
+    w.u.job.files = &file, w.u.job.nfiles = 1;
+    w.u.job.eval_sha = sample_sha(8), w.u.job.eval_size = 7;
+    w.u.job.format = "int4", w.u.job.fault = "burst:3";
+    w.u.job.seed = 9, w.u.job.stratum = 10;
+    w.u.job.targets = tg, w.u.job.ntargets = 2;
+    w.u.job.lo = 100, w.u.job.hi = 120, w.u.job.naive = 1;
+    END();
+
+    BEGIN("ACK", 4);
+    pk_kv_u(&pk, "seq", 3);
+    pk_kv_u(&pk, "attempt", 2);
+    pk_kv_u(&pk, "job", 1);
+    w.type = PVF_MSG_ACK;
+    w.u.ack.job = 1, w.u.ack.attempt = 2, w.u.ack.seq = 3;
+    END();
+
+    BEGIN("CANCEL", 2);
+    pk_kv_u(&pk, "job", 77);
+    w.type = PVF_MSG_CANCEL;
+    w.u.cancel.job = 77;
+    END();
+
+    BEGIN("ARTIFACT", 5);
+    pk_s(&pk, "data");
+    msgpack_pack_bin(&pk, 3);
+    msgpack_pack_bin_body(&pk, "xyz", 3);
+    pk_kv_u(&pk, "total", 10);
+    pk_kv_u(&pk, "off", 7);
+    pk_s(&pk, "sha");
+    pk_sha(&pk, 4);
+    w.type = PVF_MSG_ARTIFACT;
+    w.u.artifact.sha = sample_sha(4), w.u.artifact.off = 7, w.u.artifact.total = 10;
+    w.u.artifact.data = (const uint8_t *)"xyz", w.u.artifact.len = 3;
+    END();
+#undef BEGIN
+#undef END
+
+    /* and the encoder's bytes for one small message, exactly */
+    pvf_msg ack = {.type = PVF_MSG_ACK};
+    ack.u.ack.job = 1, ack.u.ack.attempt = 2, ack.u.ack.seq = 300;
+    uint8_t *buf;
+    size_t len;
+    CHECK(encode(&ack, &buf, &len) == 0);
+    static const uint8_t want[] = {0x84, 0xa1, 't',  0xa3, 'A', 'C',  'K',  0xa3, 'j', 'o',
+                                   'b',  0x01, 0xa7, 'a',  't', 't',  'e',  'm',  'p', 't',
+                                   0x02, 0xa3, 's',  'e',  'q', 0xcd, 0x01, 0x2c};
+    CHECK(len == sizeof want && memcmp(buf, want, len) == 0);
+    free(buf);
+
+    /* the error format the coordinator logs */
+    parsed p;
+    CHECK(parse_sample(PVF_MSG_RESULT, SAMPLE_TYPICAL, &p) == 0);
+    msgpack_object s = obj_str("2", 1);
+    alter a = {.depth = 1, .idx = {key_index(PVF_MSG_RESULT, "attempt")}, .with = &s};
+    uint8_t *bad = altered(&p.u.data, &a, &len);
+    pvf_msg d;
+    pvf_err err;
+    CHECK(pvf_msg_decode(bad, len, &d, &err) == -1);
+    CHECK(strcmp(err.msg, "RESULT: field 'attempt': expected an unsigned integer") == 0);
+    free(bad);
+    parsed_free(&p);
+}
+
 /* ---- the encoder refuses what the decoder would reject ---- */
 
 static void expect_encode_fails(const pvf_msg *m, const char *want) {
@@ -949,6 +1175,33 @@ static void test_sha256(void) {
     CHECK(pvf_sha256_parse(longer, &t) == -1);
 }
 
+/* The committed fuzz seeds are today's encodings (rewrite them with
+ * `test_proto --write-seeds tests/fuzz/proto` after a protocol change). */
+static void test_committed_seeds(void) {
+    for (size_t i = 0; i < NTYPES; i++) {
+        for (int v = 0; v < SAMPLE_VARIANTS; v++) {
+            if (v == SAMPLE_MAX)
+                continue;
+            char path[4096];
+            snprintf(path, sizeof path, "%s/tests/fuzz/proto/%s-%s", PVF_SOURCE_DIR,
+                     pvf_msg_type_name(all_types[i]), sample_variant_names[v]);
+            FILE *f = fopen(path, "rb");
+            CHECK(f != NULL);
+            if (!f)
+                continue;
+            uint8_t seed[4096];
+            size_t n = fread(seed, 1, sizeof seed, f);
+            fclose(f);
+            pvf_msg m = sample_msg(all_types[i], v, store);
+            uint8_t *buf;
+            size_t len;
+            CHECK(encode(&m, &buf, &len) == 0);
+            CHECK(n == len && memcmp(seed, buf, len) == 0);
+            free(buf);
+        }
+    }
+}
+
 /* ---- speed (printed, not asserted) ---- */
 
 static double now(void) {
@@ -995,17 +1248,64 @@ static void test_decode_rate(void) {
     free(buf);
 }
 
-int main(void) {
+/* `test_proto --write-seeds DIR`: the fuzzer's seeds, one valid message of
+ * every type (typical and all-zero) plus a few hostile ones. */
+static int write_seeds(const char *dir) {
+    char path[4096];
+    int failed = 0;
+    for (size_t i = 0; i < NTYPES; i++) {
+        for (int v = 0; v < SAMPLE_VARIANTS; v++) {
+            if (v == SAMPLE_MAX)
+                continue; /* megabytes: slows the fuzzer down */
+            pvf_msg m = sample_msg(all_types[i], v, store);
+            uint8_t *buf;
+            size_t len;
+            if (encode(&m, &buf, &len) < 0)
+                return 1;
+            snprintf(path, sizeof path, "%s/%s-%s", dir, pvf_msg_type_name(all_types[i]),
+                     sample_variant_names[v]);
+            FILE *f = fopen(path, "wb");
+            failed |= !f || fwrite(buf, 1, len, f) != len || fclose(f) != 0;
+            free(buf);
+        }
+    }
+    static const struct {
+        const char *name;
+        const char *bytes;
+        size_t len;
+    } bad[] = {
+        {"hostile-array32", "\x81\xa1t\xdd\x04\x00\x00\x00", 8},
+        {"hostile-str32", "\x81\xa1t\xdb\xff\xff\xff\xff\x41", 9},
+        {"hostile-nested", "\x81\xa1t\x91\x91\x91\x91\x91\x00", 9},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, bad[i].name);
+        FILE *f = fopen(path, "wb");
+        failed |= !f || fwrite(bad[i].bytes, 1, bad[i].len, f) != bad[i].len || fclose(f) != 0;
+    }
+    if (failed)
+        fprintf(stderr, "test_proto: cannot write seeds to %s\n", dir);
+    return failed;
+}
+
+int main(int argc, char **argv) {
     store = calloc(1, sizeof *store);
+    if (argc == 3 && strcmp(argv[1], "--write-seeds") == 0) {
+        int rc = write_seeds(argv[2]);
+        free(store);
+        return rc;
+    }
     RUN(test_type_names);
     RUN(test_round_trip);
     RUN(test_optional_fields);
     RUN(test_wrong_types);
     RUN(test_keys);
     RUN(test_decode_ranges);
+    RUN(test_hand_built);
     RUN(test_encode_caps);
     RUN(test_hostile);
     RUN(test_sha256);
+    RUN(test_committed_seeds);
     RUN(test_decode_rate);
     free(store);
     return test_summary();
