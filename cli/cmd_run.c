@@ -25,7 +25,8 @@ typedef struct run_flags {
     const char *db;
     int workers, executors;
     int json, quiet;
-    int fault_set;
+    int heartbeat_ms;
+    uint32_t trial_deadline_ms;
 } run_flags;
 
 static int run_flag(const char *cmd, int opt, const char *arg, void *ctx) {
@@ -91,6 +92,16 @@ static int run_flag(const char *cmd, int opt, const char *arg, void *ctx) {
         return 1;
     case 'q':
         f->quiet = 1;
+        return 1;
+    case 'h':
+        if (cli_int64(cmd, "--heartbeat-ms", arg, 10, 60000, &v))
+            return -1;
+        f->heartbeat_ms = (int)v;
+        return 1;
+    case 't':
+        if (cli_int64(cmd, "--trial-deadline-ms", arg, 100, 86400000, &v))
+            return -1;
+        f->trial_deadline_ms = (uint32_t)v;
         return 1;
     default:
         return 0;
@@ -169,6 +180,7 @@ typedef struct local {
     char cache[4096], logs[4096];
     char exe[4096];
     int n, executors;
+    char heartbeat[16];
     pid_t *pids;
     int finishing;
     int tty, quiet;
@@ -190,8 +202,9 @@ static pid_t spawn_worker(local *l, int i) {
             dup2(fd, 2);
             close(fd);
         }
-        char *args[] = {l->exe,    "worker", "--connect", l->endpoint, "--executors", ex,
-                        "--name",  name,     "--cache",   l->cache,    NULL};
+        char *args[] = {l->exe,    "worker", "--connect", l->endpoint, "--executors",    ex,
+                        "--name",  name,     "--cache",   l->cache,    "--heartbeat-ms", l->heartbeat,
+                        NULL};
         execv(l->exe, args);
         _exit(127);
     }
@@ -270,6 +283,8 @@ int pvf_cmd_run(int argc, char **argv) {
                                          {"workers", required_argument, 0, 'w'},
                                          {"executors", required_argument, 0, 'e'},
                                          {"quiet", no_argument, 0, 'q'},
+                                         {"heartbeat-ms", required_argument, 0, 'h'},
+                                         {"trial-deadline-ms", required_argument, 0, 't'},
                                          {0, 0, 0, 0}};
     run_flags f;
     char fault[32], format[32], dsn[4096];
@@ -287,6 +302,7 @@ int pvf_cmd_run(int argc, char **argv) {
                 existing == 2 ? "already finished" : existing ? "resumed" : "created");
 
     local l = {.executors = f.executors ? f.executors : 1, .quiet = f.quiet, .tty = isatty(2)};
+    snprintf(l.heartbeat, sizeof l.heartbeat, "%d", f.heartbeat_ms ? f.heartbeat_ms : 1000);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     l.n = f.workers ? f.workers : (int)(cores > 0 ? cores : 1);
     if (existing != 2) {
@@ -316,6 +332,8 @@ int pvf_cmd_run(int argc, char **argv) {
                                 .only_campaign = id,
                                 .exit_when_done = 1,
                                 .stop = &run_stop,
+                                .heartbeat_ms = f.heartbeat_ms,
+                                .trial_deadline_ms = f.trial_deadline_ms,
                                 .progress = progress,
                                 .progress_ctx = &l,
                                 .quiet = 1};

@@ -429,7 +429,10 @@ static void on_hello(coord *co, const uint8_t *rid, size_t rid_len, const pvf_ms
         snprintf(name, sizeof name, "%s", m->u.hello.name);
     for (worker *w = co->workers; w; w = w->next)
         if (strcmp(w->name, name) == 0 || (w->rid_len == rid_len && !memcmp(w->rid, rid, rid_len))) {
-            drop_worker(co, w, 0); /* the same worker reconnected: its leases are void */
+            /* The same worker again: restarted (its leases died with it) or
+             * reconnected (it keeps running them; their records are still
+             * taken). Count a kill either way: it only splits ranges sooner. */
+            drop_worker(co, w, 1);
             break;
         }
     worker *w = calloc(1, sizeof *w);
@@ -743,6 +746,13 @@ static void on_poll_rows(coord *co, const co_write *it) {
         if (p->cancelled && !c->finished) {
             c->cancelled = 1;
             c->finished = 1;
+            for (int k = 0; k < c->nstrata; k++)
+                if (!c->strata[k].stopped) {
+                    c->strata[k].stopped = 1;
+                    c->strata[k].stop_reason = "cancelled";
+                    c->strata[k].dirty = 1;
+                }
+            queue_estimates(co, c, 0);
             for (job *j = co->jobs, *next; j; j = next) {
                 next = j->next;
                 if (j->c == c)

@@ -107,8 +107,14 @@ static void advance(co_stratum *s, const co_campaign *c) {
         s->ahead_set[slot] = 0;
         if (c->value_any)
             x = x > 0 ? 1.0 : 0.0;
-        pvf_cs_push(&s->cs, x, NULL);
         s->dirty = 1;
+        if (pvf_cs_push(&s->cs, x, NULL)) {
+            /* Cannot happen for values the protocol admits (finite, in
+             * [0, 1]); if it does, stop visibly rather than stall. */
+            s->stopped = 1;
+            s->stop_reason = "cancelled";
+            break;
+        }
         check_stop(s, c);
     }
 }

@@ -296,7 +296,7 @@ static int write_campaign(co_writer *w, const co_write *it, pvf_err *err) {
     const char *p[4] = {id, it->state, epoch, it->error[0] ? it->error : NULL};
     return exec_params(w,
                        "UPDATE campaigns SET state = $2, finished_at = now(), "
-                       "error = coalesce($4, error) WHERE id = $1 AND epoch = $3",
+                       "error = coalesce($4, error) WHERE id = $1 AND epoch = $3 AND state = 'running'",
                        4, p, NULL, err);
 }
 

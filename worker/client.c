@@ -75,6 +75,7 @@ typedef struct job {
     pvf_msg msg; /* the decoded JOB, owned */
     model_ctx *ctx;
     atomic_int cancel;
+    double cancelled_at; /* main thread: when CANCEL arrived while it ran */
     struct job *next;
 } job;
 
@@ -138,6 +139,12 @@ struct client {
     double last_heard, last_sent;
     int backoff_ms;
     int draining;
+    int stuck; /* an executor ignored a CANCEL: leave without joining it */
+    /* Test hooks (environment): this trial aborts the process, or hangs. */
+    struct {
+        int64_t stratum;
+        uint64_t trial;
+    } crash_at, hang_at;
     double drain_started;
 };
 
@@ -355,6 +362,10 @@ static void run_job(executor *e, job *j) {
     }
     double sent_at = now_s();
     for (uint64_t t = jm->lo; !failed && t < jm->hi && !atomic_load(&j->cancel); t++) {
+        if ((int64_t)jm->stratum == c->crash_at.stratum && t == c->crash_at.trial)
+            abort();
+        while ((int64_t)jm->stratum == c->hang_at.stratum && t == c->hang_at.trial)
+            sleep(1);
         pvf_trial_rec *r = &b->trials[b->n];
         if (c->cfg->fake) {
             fake_trial(j, t, r);
@@ -679,8 +690,11 @@ static void on_job(client *c, pvf_msg *m) {
 static void on_cancel(client *c, uint64_t id) {
     pthread_mutex_lock(&c->qlock);
     for (int i = 0; i < c->nex; i++)
-        if (c->ex[i].current && c->ex[i].current->msg.u.job.job == id)
+        if (c->ex[i].current && c->ex[i].current->msg.u.job.job == id) {
             atomic_store(&c->ex[i].current->cancel, 1);
+            if (c->ex[i].current->cancelled_at == 0)
+                c->ex[i].current->cancelled_at = now_s();
+        }
     for (job *j = c->queue; j; j = j->next)
         if (j->msg.u.job.job == id)
             atomic_store(&j->cancel, 1);
@@ -826,11 +840,26 @@ static uint32_t busy_count(client *c) {
     return n;
 }
 
+/* An executor that has not left a cancelled job after `grace` seconds is
+ * stuck in a trial: a thread cannot be stopped, the process can. */
+static int stuck_executor(client *c, double now, double grace) {
+    int stuck = 0;
+    pthread_mutex_lock(&c->qlock);
+    for (int i = 0; i < c->nex; i++) {
+        const job *j = c->ex[i].current;
+        stuck |= j && j->cancelled_at > 0 && now - j->cancelled_at > grace;
+    }
+    pthread_mutex_unlock(&c->qlock);
+    return stuck;
+}
+
 static void client_free(client *c) {
     pthread_mutex_lock(&c->qlock);
     c->quit = 1;
     pthread_cond_broadcast(&c->qcond);
     pthread_mutex_unlock(&c->qlock);
+    if (c->stuck)
+        return; /* a thread is stuck in a trial: the process exit ends it */
     for (int i = 0; i < c->nex; i++)
         if (c->ex[i].thread)
             pthread_join(c->ex[i].thread, NULL);
@@ -885,6 +914,13 @@ int pvf_client_run(const pvf_client_config *cfg, pvf_err *err) {
         gethostname(host, sizeof host - 1);
         snprintf(c->name, sizeof c->name, "%s:%d", host, (int)getpid());
     }
+    c->crash_at.stratum = c->hang_at.stratum = -1;
+    const char *hook = getenv("PVF_TEST_CRASH_TRIAL");
+    if (hook && sscanf(hook, "%" SCNd64 ":%" SCNu64, &c->crash_at.stratum, &c->crash_at.trial) != 2)
+        c->crash_at.stratum = -1;
+    hook = getenv("PVF_TEST_HANG_TRIAL");
+    if (hook && sscanf(hook, "%" SCNd64 ":%" SCNu64, &c->hang_at.stratum, &c->hang_at.trial) != 2)
+        c->hang_at.stratum = -1;
     if (cfg->cache_dir)
         snprintf(c->cache, sizeof c->cache, "%s", cfg->cache_dir);
     else
@@ -956,6 +992,12 @@ int pvf_client_run(const pvf_client_config *cfg, pvf_err *err) {
             bye.u.bye.reason = "drained";
             send_msg(c, &bye);
             break;
+        }
+        if (stuck_executor(c, now, hb * dead_after)) {
+            c->stuck = 1;
+            pvf_err_set(err, "an executor is stuck in a trial after its job was cancelled: "
+                             "leaving so that a supervisor restarts the worker");
+            goto out;
         }
         if (now - c->last_sent >= hb) {
             pvf_msg h = {.type = PVF_MSG_HEARTBEAT};

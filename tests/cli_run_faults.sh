@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Workers that crash, hang or are told to stop, with a real PostgreSQL this
+# test starts and stops:
+#   - a trial that aborts its worker every time is split out of its job and
+#     recorded as a crash outcome; the campaign completes;
+#   - a trial that hangs is caught by the progress deadline, its worker
+#     leaves (a thread cannot be stopped) and the campaign completes;
+#   - SIGTERM drains a worker: it finishes its job, says BYE, exits 0.
+# The test hooks PVF_TEST_CRASH_TRIAL / PVF_TEST_HANG_TRIAL=STRATUM:TRIAL
+# make a worker abort or hang at that trial.
+#
+# usage: cli_run_faults.sh PVF SOURCE_DIR
+set -eo pipefail
+source "$(dirname "$0")/lib_cli.sh" cli_run_faults.sh "$@"
+check() {
+    local name=$1
+    shift
+    if "$@"; then ok "$name"; else fail "$name" "'$*' failed"; fi
+}
+trap 'bash "$ROOT/tests/pg_stop.sh" "$T/pg" >/dev/null 2>&1; rm -rf "$T"' EXIT
+bash "$ROOT/tests/pg_start.sh" "$T/pg" >/dev/null
+base=$(cat "$T/pg/dsn")
+export PVF_CACHE=$T/cache PVF_HOME=$T/home
+newdb() {
+    psql "$base" -qc "CREATE DATABASE $1" >/dev/null
+    echo "${base/dbname=postgres/dbname=$1}"
+}
+# Small strata that run to their cap: every trial index below it is needed.
+spec=(--model "$ROOT/models/fmnist-lenet" --strata tensor --margin 0.000001 --max-trials 120
+      --seed 5 --heartbeat-ms 200)
+
+# --- a trial that kills its worker ------------------------------------------------
+db=$(newdb crash)
+PVF_TEST_CRASH_TRIAL=9:37 timeout 300 "$PVF" run "${spec[@]}" --workers 2 --db "$db" \
+    >/dev/null 2>"$T/crash.err" && rc=0 || rc=$?
+check "campaign with a crashing trial completes" test "$rc" = 0
+check "the crashing trial is recorded as a crash outcome (flag 256, value 1)" \
+    test "$(psql "$db" -At -c "SELECT flags, value FROM trials WHERE stratum = 9 AND trial = 37")" = "256|1"
+check "every other trial of the stratum ran" \
+    test "$(psql "$db" -At -c "SELECT count(*) FROM trials WHERE stratum = 9 AND flags & 256 = 0")" = 119
+check "all strata ran to the cap" \
+    test "$(psql "$db" -At -c "SELECT count(*) FROM estimates WHERE trials_used = 120 AND stop_reason = 'cap'")" = 10
+
+# --- a trial that hangs -------------------------------------------------------------
+db=$(newdb hang)
+PVF_TEST_HANG_TRIAL=4:11 timeout 300 "$PVF" run "${spec[@]}" --workers 2 --trial-deadline-ms 1500 \
+    --db "$db" >/dev/null 2>"$T/hang.err" && rc=0 || rc=$?
+check "campaign with a hanging trial completes" test "$rc" = 0
+check "the hanging trial is recorded as a crash outcome" \
+    test "$(psql "$db" -At -c "SELECT flags FROM trials WHERE stratum = 4 AND trial = 11")" = 256
+check "a stuck worker left to be restarted" grep -q "stuck in a trial" "$T"/home/logs/worker-*.log
+
+# --- SIGTERM drains a worker --------------------------------------------------------
+db=$(newdb drain)
+id=$("$PVF" campaign create "${spec[@]:0:10}" --db "$db")
+"$PVF" coordinator --db "$db" --bind "ipc://$T/co.sock" --campaign "$id" --exit-when-done \
+    --heartbeat-ms 200 >"$T/co.log" 2>&1 &
+co=$!
+"$PVF" worker --connect "ipc://$T/co.sock" --executors 1 --name drained --heartbeat-ms 200 \
+    >"$T/w1.log" 2>&1 &
+w1=$!
+sleep 2
+kill -TERM "$w1"
+wait "$w1" && rc=0 || rc=$?
+check "SIGTERM: the worker exits 0" test "$rc" = 0
+check "SIGTERM: the worker drained" grep -q "draining" "$T/w1.log"
+check "SIGTERM: the coordinator saw it leave" grep -q "worker drained left: drained" "$T/co.log"
+"$PVF" worker --connect "ipc://$T/co.sock" --executors 1 --name second --heartbeat-ms 200 \
+    >"$T/w2.log" 2>&1 &
+w2=$!
+wait "$co" && rc=0 || rc=$?
+wait "$w2" || true
+check "SIGTERM: another worker finished the campaign" test "$rc" = 0
+check "SIGTERM: no trial lost" \
+    test "$(psql "$db" -At -c "SELECT count(*) FROM trials")" = 1200
+
+summary
