@@ -7,8 +7,9 @@
 /* Generated from sql/NNN_*.sql (embed_sql.cmake), ended by {0, 0, 0}. */
 extern const pvf_migration pvf_migrations_table_[];
 
-/* pg_advisory_xact_lock key of the migrator: "pvfmigr" in ASCII. */
-#define PVF_MIGRATE_LOCK "31655379685959538"
+/* pg_advisory_xact_lock key of the migrator: ("pvfm" in ASCII, 0), in the
+ * two-int key space, apart from single bigint keys such as campaign ids. */
+#define PVF_MIGRATE_LOCK "1886807661, 0"
 
 const pvf_migration *pvf_migrations(size_t *n) {
     size_t k = 0;

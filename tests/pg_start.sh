@@ -27,10 +27,12 @@ cd /
     { cat "$data/initdb.log" >&2; exit 1; }
 cat >>"$data/db/postgresql.conf" <<CONF
 listen_addresses = ''
+port = 5432
 unix_socket_directories = '$data'
 fsync = off
 max_connections = 50
 CONF
 "${as[@]}" "$bin/pg_ctl" -D "$data/db" -l "$data/log" -w -t 60 start >/dev/null ||
     { cat "$data/log" >&2; exit 1; }
-echo "host=$data dbname=postgres user=pvf" >"$dir/dsn"
+# the port names the socket; fixed on both sides, whatever PGPORT says
+echo "host=$data port=5432 dbname=postgres user=pvf" >"$dir/dsn"
