@@ -167,8 +167,18 @@ static void test_fast_check_equals_exact(void) {
         CHECK(pvf_cs_init(&cs, PVF_CS_BETA, s % 4 ? 0.05 : 0.005, &err) == 0);
         pvf_stop fast = PVF_CONTINUE, exact = PVF_CONTINUE;
         int mismatches = 0;
-        for (uint64_t i = 0; i < 20000000 && fast == PVF_CONTINUE; i++) {
-            CHECK(pvf_cs_push(&cs, uniform01(11, s, i + 1, 0) < p ? 1.0 : 0.0, &err) == 0);
+        /* a third of the streams are not i.i.d. but sticky (long runs of 0s
+         * and 1s): the mean, and with it rel_margin * mean, swings while a
+         * certificate stands */
+        int sticky = s % 3 == 1;
+        double x = 0.0;
+        for (uint64_t i = 0; i < 20000000 && fast == PVF_CONTINUE && exact == PVF_CONTINUE; i++) {
+            double u = uniform01(11, s, i + 1, 0);
+            if (!sticky)
+                x = u < p ? 1.0 : 0.0;
+            else if (u < 0.002)
+                x = 1.0 - x;
+            CHECK(pvf_cs_push(&cs, x, &err) == 0);
             exact = pvf_cs_check_exact(&cs, &rule);
             fast = pvf_cs_check(&cs, &rule);
             mismatches += fast != exact;
@@ -208,6 +218,38 @@ static void test_fast_check_sparse(void) {
     }
     CHECK(checks > 1000);
     CHECK(mismatches == 0);
+}
+
+/* The rule may change between checks (a campaign's margin edited while it
+ * runs): a certificate placed under one rule must not answer for another. */
+static void test_fast_check_rule_change(void) {
+    pvf_err err;
+    int mismatches = 0, stops = 0;
+    for (uint64_t s = 0; s < 40; s++) {
+        pvf_cs cs;
+        CHECK(pvf_cs_init(&cs, PVF_CS_BETA, 0.05, &err) == 0);
+        pvf_stop_rule tight = {0.001, 0, 0, 0};
+        for (uint64_t i = 0; i < 3000; i++) {
+            CHECK(pvf_cs_push(&cs, uniform01(15, s, i, 0) < 0.2 ? 1.0 : 0.0, &err) == 0);
+            CHECK(pvf_cs_check(&cs, &tight) == PVF_CONTINUE);
+        }
+        double lo, hi;
+        pvf_cs_bounds(&cs, &lo, &hi);
+        double half = 0.5 * (hi - lo);
+        /* margins from just below to just above the current half-width, as
+         * absolute and as relative margins */
+        for (int j = 0; j < 8; j++) {
+            double m = half * (0.9 + 0.03 * j);
+            pvf_stop_rule abs_r = {m, 0, 0, 0}, rel_r = {0, m / pvf_cs_mean(&cs), 0, 0};
+            pvf_stop e1 = pvf_cs_check_exact(&cs, &abs_r), f1 = pvf_cs_check(&cs, &abs_r);
+            pvf_stop e2 = pvf_cs_check_exact(&cs, &rel_r), f2 = pvf_cs_check(&cs, &rel_r);
+            mismatches += (e1 != f1) + (e2 != f2);
+            stops += (e1 != PVF_CONTINUE) + (e2 != PVF_CONTINUE);
+            CHECK(pvf_cs_check(&cs, &tight) == PVF_CONTINUE); /* back to the tight rule */
+        }
+    }
+    CHECK(mismatches == 0);
+    CHECK(stops > 100 && stops < 40 * 16 - 100); /* both answers were exercised */
 }
 
 static void test_stop_rule(void) {
@@ -437,6 +479,7 @@ int main(void) {
     RUN(test_eb_path);
     RUN(test_fast_check_equals_exact);
     RUN(test_fast_check_sparse);
+    RUN(test_fast_check_rule_change);
     RUN(test_stop_rule);
     RUN(test_reproducible);
     RUN(test_rejects);
