@@ -169,6 +169,10 @@ static void eb_push(pvf_cs *cs, double x) {
     double margin = (cs->log_level + cs->sum_vpsi) / cs->sum_lambda;
     cs->eb_lo = fmax(cs->eb_lo, fmax(0.0, centre - margin));
     cs->eb_hi = fmin(cs->eb_hi, fmin(1.0, centre + margin));
+    /* An empty intersection means the CS has already failed (probability
+     * <= alpha); keep a point interval so lo <= hi still holds downstream. */
+    if (cs->eb_lo > cs->eb_hi)
+        cs->eb_lo = cs->eb_hi = 0.5 * (cs->eb_lo + cs->eb_hi);
 }
 
 int pvf_cs_push(pvf_cs *cs, double x, pvf_err *err) {
