@@ -133,6 +133,55 @@ static void test_eb_path(void) {
     CHECK(half_width(&eb) < 0.004);
 }
 
+/* One side of §4 D written out directly, at level a: the lower bound after
+ * each of the n values (mu^_0 = 1/2, see estimator.c). */
+static void eb_lower_direct(const double *x, int n, double a, double *out) {
+    double sum = 0, sq = 0, sl = 0, slx = 0, svp = 0;
+    for (int i = 1; i <= n; i++) {
+        double s2_prev = (0.25 + sq) / i;
+        double lam = fmin(0.5, sqrt(2 * log(1 / a) / (s2_prev * i * log(1.0 + i))));
+        double mu_prev = i == 1 ? 0.5 : sum / (i - 1);
+        double xi = x[i - 1];
+        sl += lam;
+        slx += lam * xi;
+        svp += (xi - mu_prev) * (xi - mu_prev) * (-log(1 - lam) - lam);
+        sum += xi;
+        double mu_tilde = (0.5 + sum) / (i + 1);
+        sq += (xi - mu_tilde) * (xi - mu_tilde);
+        out[i - 1] = slx / sl - (log(1 / a) + svp) / sl;
+    }
+}
+
+/* The EB state (one set of sums for both sides) against both sides computed
+ * separately, the upper one on 1 - X, with the running intersection. */
+static void test_eb_matches_direct(void) {
+    enum { N = 5000 };
+    static double xs[N], ys[N], low[N], low_y[N];
+    for (int i = 0; i < N; i++) {
+        int c = 0;
+        for (uint64_t j = 0; j < 5; j++)
+            c += uniform01(16, 0, (uint64_t)i, j) < 0.07;
+        xs[i] = c / 5.0;
+        ys[i] = 1.0 - xs[i];
+    }
+    eb_lower_direct(xs, N, 0.025, low);
+    eb_lower_direct(ys, N, 0.025, low_y);
+    pvf_cs cs;
+    pvf_err err;
+    CHECK(pvf_cs_init(&cs, PVF_CS_EB, 0.05, &err) == 0);
+    double run_lo = 0, run_hi = 1, worst = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK(pvf_cs_push(&cs, xs[i], &err) == 0);
+        run_lo = fmax(run_lo, fmax(0, low[i]));
+        run_hi = fmin(run_hi, fmin(1, 1 - low_y[i]));
+        double lo, hi;
+        pvf_cs_bounds(&cs, &lo, &hi);
+        worst = fmax(worst, fmax(fabs(lo - run_lo), fabs(hi - run_hi)));
+    }
+    CHECK(worst < 1e-12);
+    CHECK(run_lo > 0.05 && run_hi < 0.09); /* narrowed around 0.07 */
+}
+
 /* The fast check returns what the exact one returns at every trial, on many
  * random streams and rules, so the stopping times agree exactly. */
 static void test_fast_check_equals_exact(void) {
@@ -477,6 +526,7 @@ int main(void) {
     RUN(test_width_table);
     RUN(test_zero_failures);
     RUN(test_eb_path);
+    RUN(test_eb_matches_direct);
     RUN(test_fast_check_equals_exact);
     RUN(test_fast_check_sparse);
     RUN(test_fast_check_rule_change);
