@@ -182,6 +182,48 @@ static void test_eb_matches_direct(void) {
     CHECK(run_lo > 0.05 && run_hi < 0.09); /* narrowed around 0.07 */
 }
 
+/* Time-uniform coverage (statistics.md §3): the share of streams whose
+ * interval ever excludes the true p, looking every 10 trials up to 3,000,
+ * stays below alpha = 0.05 (expected ~0.02-0.035; 400 streams, so the bar
+ * is 0.07), while a 95 % Wilson interval looked at the same way misses far
+ * more often (so this test can tell a CS from a fixed-n interval). */
+static void test_time_uniform_coverage(void) {
+    enum { STREAMS = 400, T = 3000, EVERY = 10 };
+    pvf_err err;
+    int beta_miss = 0, eb_miss = 0, wilson_miss = 0;
+    for (uint64_t s = 0; s < STREAMS; s++) {
+        pvf_cs beta, eb;
+        CHECK(pvf_cs_init(&beta, PVF_CS_BETA, 0.05, &err) == 0);
+        CHECK(pvf_cs_init(&eb, PVF_CS_EB, 0.05, &err) == 0);
+        int bm = 0, em = 0, wm = 0;
+        for (uint64_t i = 0; i < T; i++) {
+            double b = uniform01(17, s, i, 0) < 0.1 ? 1.0 : 0.0;
+            int c = 0; /* a fraction of 4 inputs, each wrong with p = 0.1 */
+            for (uint64_t j = 1; j <= 4; j++)
+                c += uniform01(17, s, i, j) < 0.1;
+            CHECK(pvf_cs_push(&beta, b, &err) == 0);
+            CHECK(pvf_cs_push(&eb, c / 4.0, &err) == 0);
+            double lo, hi;
+            pvf_cs_bounds(&eb, &lo, &hi);
+            em |= lo > 0.1 || hi < 0.1;
+            if ((i + 1) % EVERY)
+                continue;
+            pvf_cs_bounds(&beta, &lo, &hi);
+            bm |= lo > 0.1 || hi < 0.1;
+            pvf_wilson(pvf_cs_mean(&beta), (int64_t)(i + 1), PVF_Z95, &lo, &hi);
+            wm |= i + 1 >= 30 && (lo > 0.1 || hi < 0.1);
+        }
+        beta_miss += bm;
+        eb_miss += em;
+        wilson_miss += wm;
+    }
+    fprintf(stderr, "    ever excluded p: Beta %d, EB %d, Wilson %d of %d streams\n", beta_miss,
+            eb_miss, wilson_miss, STREAMS);
+    CHECK(beta_miss < 0.07 * STREAMS);
+    CHECK(eb_miss < 0.07 * STREAMS);
+    CHECK(wilson_miss > 0.2 * STREAMS);
+}
+
 /* The fast check returns what the exact one returns at every trial, on many
  * random streams and rules, so the stopping times agree exactly. */
 static void test_fast_check_equals_exact(void) {
@@ -527,6 +569,7 @@ int main(void) {
     RUN(test_zero_failures);
     RUN(test_eb_path);
     RUN(test_eb_matches_direct);
+    RUN(test_time_uniform_coverage);
     RUN(test_fast_check_equals_exact);
     RUN(test_fast_check_sparse);
     RUN(test_fast_check_rule_change);
