@@ -56,7 +56,7 @@ static int sim_flag(const char *cmd, int opt, const char *arg, void *ctx) {
     case 'c':
         return parse_real("--confidence", arg, 0.0, 1.0, 1, &a->confidence) ? -1 : 1;
     case 'r':
-        return cli_int64(cmd, "--runs", arg, 1, 100000000, &a->runs) ? -1 : 1;
+        return cli_int64(cmd, "--runs", arg, 1, 10000000, &a->runs) ? -1 : 1;
     case 'n':
         return cli_int64(cmd, "--max-trials", arg, 1, INT64_C(1) << 40, &a->max_trials) ? -1 : 1;
     case 'm':
@@ -198,7 +198,7 @@ static int cmd_simulate(int argc, char **argv) {
                   .runs = -1,
                   .seed = 1,
                   .max_trials = 10000000,
-                  .inputs = 10};
+                  .inputs = -1};
     if (cli_parse(CMD, argc, argv, opts, NULL, sim_flag, &a))
         return 2;
     if (a.p < 0)
@@ -209,6 +209,10 @@ static int cmd_simulate(int argc, char **argv) {
         return cli_fail(CMD, 2, "--confidence C is required (e.g. 0.95)");
     if (a.runs < 0)
         return cli_fail(CMD, 2, "--runs R is required");
+    if (a.inputs > 0 && !a.fraction)
+        return cli_fail(CMD, 2, "--inputs M needs --values fraction");
+    if (a.inputs < 0)
+        a.inputs = 10;
     double t0 = cli_now();
     sim_result r;
     int rc = simulate(&a, &r);

@@ -169,6 +169,10 @@ static void eb_push(pvf_cs *cs, double x) {
     double margin = (cs->log_level + cs->sum_vpsi) / cs->sum_lambda;
     cs->eb_lo = fmax(cs->eb_lo, fmax(0.0, centre - margin));
     cs->eb_hi = fmin(cs->eb_hi, fmin(1.0, centre + margin));
+    /* An empty intersection means the CS has already failed (probability
+     * <= alpha); keep a point interval so lo <= hi still holds downstream. */
+    if (cs->eb_lo > cs->eb_hi)
+        cs->eb_lo = cs->eb_hi = 0.5 * (cs->eb_lo + cs->eb_hi);
 }
 
 int pvf_cs_push(pvf_cs *cs, double x, pvf_err *err) {
@@ -287,8 +291,10 @@ static pvf_stop margin_reached(const pvf_stop_rule *rule, double mean, double lo
  * and (t-k)|ln(1-m)| <= (t-k) ln(t/(t-k)) <= t/e, so scale(m) <=
  * scale(q1) + t/e; for t >= 10, t/e <= lgamma(a+b+t) <= scale(q1), and for
  * t < 10, EPS_F t/e < DELTA_ABS / 100. So EPS_F scale(m) < 2 EPS_F scale(q1)
- * + DELTA_ABS / 100 < exact f(m): no such m exists, every left bracket (and
- * the returned lo) is < q1 (or lo = 0 <= q1 when k = 0).
+ * + DELTA_ABS / 100 < exact f(m) (f(k/t) >= ln(1/alpha) exceeds that bound
+ * too while scale < ~1e13 ln(1/alpha), i.e. t up to ~1e11 trials per
+ * stratum): no such m exists, every left bracket (and the returned lo) is
+ * < q1 (or lo = 0 <= q1 when k = 0).
  * The rounded (q2 - q1)/2 is <= the rounded (hi - lo)/2 (rounding is
  * monotone), and T is computed by the same expressions as in the exact
  * rule, so "rounded (q2 - q1)/2 > T" implies the exact check continues.

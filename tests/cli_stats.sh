@@ -151,6 +151,7 @@ bad max_trials_zero     "--max-trials"   $S $OKF --max-trials 0
 bad seed_negative       "--seed"         $S $OKF --seed -1
 bad values_nope         "--values"       $S $OKF --values nope
 bad inputs_zero         "--inputs"       $S $OKF --values fraction --inputs 0
+bad inputs_binary       "--inputs"       $S $OKF --inputs 5
 bad missing_value       "--runs"         $S --p 0.1 --margin 0.05 --confidence 0.95 --runs
 
 summary

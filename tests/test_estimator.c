@@ -133,6 +133,97 @@ static void test_eb_path(void) {
     CHECK(half_width(&eb) < 0.004);
 }
 
+/* One side of §4 D written out directly, at level a: the lower bound after
+ * each of the n values (mu^_0 = 1/2, see estimator.c). */
+static void eb_lower_direct(const double *x, int n, double a, double *out) {
+    double sum = 0, sq = 0, sl = 0, slx = 0, svp = 0;
+    for (int i = 1; i <= n; i++) {
+        double s2_prev = (0.25 + sq) / i;
+        double lam = fmin(0.5, sqrt(2 * log(1 / a) / (s2_prev * i * log(1.0 + i))));
+        double mu_prev = i == 1 ? 0.5 : sum / (i - 1);
+        double xi = x[i - 1];
+        sl += lam;
+        slx += lam * xi;
+        svp += (xi - mu_prev) * (xi - mu_prev) * (-log(1 - lam) - lam);
+        sum += xi;
+        double mu_tilde = (0.5 + sum) / (i + 1);
+        sq += (xi - mu_tilde) * (xi - mu_tilde);
+        out[i - 1] = slx / sl - (log(1 / a) + svp) / sl;
+    }
+}
+
+/* The EB state (one set of sums for both sides) against both sides computed
+ * separately, the upper one on 1 - X, with the running intersection. */
+static void test_eb_matches_direct(void) {
+    enum { N = 5000 };
+    static double xs[N], ys[N], low[N], low_y[N];
+    for (int i = 0; i < N; i++) {
+        int c = 0;
+        for (uint64_t j = 0; j < 5; j++)
+            c += uniform01(16, 0, (uint64_t)i, j) < 0.07;
+        xs[i] = c / 5.0;
+        ys[i] = 1.0 - xs[i];
+    }
+    eb_lower_direct(xs, N, 0.025, low);
+    eb_lower_direct(ys, N, 0.025, low_y);
+    pvf_cs cs;
+    pvf_err err;
+    CHECK(pvf_cs_init(&cs, PVF_CS_EB, 0.05, &err) == 0);
+    double run_lo = 0, run_hi = 1, worst = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK(pvf_cs_push(&cs, xs[i], &err) == 0);
+        run_lo = fmax(run_lo, fmax(0, low[i]));
+        run_hi = fmin(run_hi, fmin(1, 1 - low_y[i]));
+        double lo, hi;
+        pvf_cs_bounds(&cs, &lo, &hi);
+        worst = fmax(worst, fmax(fabs(lo - run_lo), fabs(hi - run_hi)));
+    }
+    CHECK(worst < 1e-12);
+    CHECK(run_lo > 0.05 && run_hi < 0.09); /* narrowed around 0.07 */
+}
+
+/* Time-uniform coverage (statistics.md §3): the share of streams whose
+ * interval ever excludes the true p, looking every 10 trials up to 3,000,
+ * stays below alpha = 0.05 (expected ~0.02-0.035; 400 streams, so the bar
+ * is 0.07), while a 95 % Wilson interval looked at the same way misses far
+ * more often (so this test can tell a CS from a fixed-n interval). */
+static void test_time_uniform_coverage(void) {
+    enum { STREAMS = 400, T = 3000, EVERY = 10 };
+    pvf_err err;
+    int beta_miss = 0, eb_miss = 0, wilson_miss = 0;
+    for (uint64_t s = 0; s < STREAMS; s++) {
+        pvf_cs beta, eb;
+        CHECK(pvf_cs_init(&beta, PVF_CS_BETA, 0.05, &err) == 0);
+        CHECK(pvf_cs_init(&eb, PVF_CS_EB, 0.05, &err) == 0);
+        int bm = 0, em = 0, wm = 0;
+        for (uint64_t i = 0; i < T; i++) {
+            double b = uniform01(17, s, i, 0) < 0.1 ? 1.0 : 0.0;
+            int c = 0; /* a fraction of 4 inputs, each wrong with p = 0.1 */
+            for (uint64_t j = 1; j <= 4; j++)
+                c += uniform01(17, s, i, j) < 0.1;
+            CHECK(pvf_cs_push(&beta, b, &err) == 0);
+            CHECK(pvf_cs_push(&eb, c / 4.0, &err) == 0);
+            double lo, hi;
+            pvf_cs_bounds(&eb, &lo, &hi);
+            em |= lo > 0.1 || hi < 0.1;
+            if ((i + 1) % EVERY)
+                continue;
+            pvf_cs_bounds(&beta, &lo, &hi);
+            bm |= lo > 0.1 || hi < 0.1;
+            pvf_wilson(pvf_cs_mean(&beta), (int64_t)(i + 1), PVF_Z95, &lo, &hi);
+            wm |= i + 1 >= 30 && (lo > 0.1 || hi < 0.1);
+        }
+        beta_miss += bm;
+        eb_miss += em;
+        wilson_miss += wm;
+    }
+    fprintf(stderr, "    ever excluded p: Beta %d, EB %d, Wilson %d of %d streams\n", beta_miss,
+            eb_miss, wilson_miss, STREAMS);
+    CHECK(beta_miss < 0.07 * STREAMS);
+    CHECK(eb_miss < 0.07 * STREAMS);
+    CHECK(wilson_miss > 0.2 * STREAMS);
+}
+
 /* The fast check returns what the exact one returns at every trial, on many
  * random streams and rules, so the stopping times agree exactly. */
 static void test_fast_check_equals_exact(void) {
@@ -167,8 +258,18 @@ static void test_fast_check_equals_exact(void) {
         CHECK(pvf_cs_init(&cs, PVF_CS_BETA, s % 4 ? 0.05 : 0.005, &err) == 0);
         pvf_stop fast = PVF_CONTINUE, exact = PVF_CONTINUE;
         int mismatches = 0;
-        for (uint64_t i = 0; i < 20000000 && fast == PVF_CONTINUE; i++) {
-            CHECK(pvf_cs_push(&cs, uniform01(11, s, i + 1, 0) < p ? 1.0 : 0.0, &err) == 0);
+        /* a third of the streams are not i.i.d. but sticky (long runs of 0s
+         * and 1s): the mean, and with it rel_margin * mean, swings while a
+         * certificate stands */
+        int sticky = s % 3 == 1;
+        double x = 0.0;
+        for (uint64_t i = 0; i < 20000000 && fast == PVF_CONTINUE && exact == PVF_CONTINUE; i++) {
+            double u = uniform01(11, s, i + 1, 0);
+            if (!sticky)
+                x = u < p ? 1.0 : 0.0;
+            else if (u < 0.002)
+                x = 1.0 - x;
+            CHECK(pvf_cs_push(&cs, x, &err) == 0);
             exact = pvf_cs_check_exact(&cs, &rule);
             fast = pvf_cs_check(&cs, &rule);
             mismatches += fast != exact;
@@ -208,6 +309,38 @@ static void test_fast_check_sparse(void) {
     }
     CHECK(checks > 1000);
     CHECK(mismatches == 0);
+}
+
+/* The rule may change between checks (a campaign's margin edited while it
+ * runs): a certificate placed under one rule must not answer for another. */
+static void test_fast_check_rule_change(void) {
+    pvf_err err;
+    int mismatches = 0, stops = 0;
+    for (uint64_t s = 0; s < 40; s++) {
+        pvf_cs cs;
+        CHECK(pvf_cs_init(&cs, PVF_CS_BETA, 0.05, &err) == 0);
+        pvf_stop_rule tight = {0.001, 0, 0, 0};
+        for (uint64_t i = 0; i < 3000; i++) {
+            CHECK(pvf_cs_push(&cs, uniform01(15, s, i, 0) < 0.2 ? 1.0 : 0.0, &err) == 0);
+            CHECK(pvf_cs_check(&cs, &tight) == PVF_CONTINUE);
+        }
+        double lo, hi;
+        pvf_cs_bounds(&cs, &lo, &hi);
+        double half = 0.5 * (hi - lo);
+        /* margins from just below to just above the current half-width, as
+         * absolute and as relative margins */
+        for (int j = 0; j < 8; j++) {
+            double m = half * (0.9 + 0.03 * j);
+            pvf_stop_rule abs_r = {m, 0, 0, 0}, rel_r = {0, m / pvf_cs_mean(&cs), 0, 0};
+            pvf_stop e1 = pvf_cs_check_exact(&cs, &abs_r), f1 = pvf_cs_check(&cs, &abs_r);
+            pvf_stop e2 = pvf_cs_check_exact(&cs, &rel_r), f2 = pvf_cs_check(&cs, &rel_r);
+            mismatches += (e1 != f1) + (e2 != f2);
+            stops += (e1 != PVF_CONTINUE) + (e2 != PVF_CONTINUE);
+            CHECK(pvf_cs_check(&cs, &tight) == PVF_CONTINUE); /* back to the tight rule */
+        }
+    }
+    CHECK(mismatches == 0);
+    CHECK(stops > 100 && stops < 40 * 16 - 100); /* both answers were exercised */
 }
 
 static void test_stop_rule(void) {
@@ -435,8 +568,11 @@ int main(void) {
     RUN(test_width_table);
     RUN(test_zero_failures);
     RUN(test_eb_path);
+    RUN(test_eb_matches_direct);
+    RUN(test_time_uniform_coverage);
     RUN(test_fast_check_equals_exact);
     RUN(test_fast_check_sparse);
+    RUN(test_fast_check_rule_change);
     RUN(test_stop_rule);
     RUN(test_reproducible);
     RUN(test_rejects);
