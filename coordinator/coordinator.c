@@ -317,6 +317,7 @@ static int lease(coord *co, worker *w, co_campaign *c, co_stratum *s) {
         clog_(co, "campaign %" PRId64 " stratum %s trial %" PRIu64 " killed %d workers: "
               "recorded as a crash outcome", c->id, s->name, r.lo, r.kills);
         co_stratum_complete(s, c, r.lo, 1.0);
+        check_finished(co, c);
         return 1;
     }
     job *j = calloc(1, sizeof *j);

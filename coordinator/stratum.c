@@ -192,8 +192,10 @@ int co_stratum_take(co_stratum *s, uint64_t size, co_range *out) {
             len = (len + 1) / 2;
         if (len > size)
             len = size;
+        /* Only the front half is suspect: deaths without progress point at
+         * the first unreported trial. */
         if (r.lo + len < r.hi)
-            co_stratum_requeue(s, r.lo + len, r.hi, r.kills);
+            co_stratum_requeue(s, r.lo + len, r.hi, r.kills >= 2 ? 0 : r.kills);
         *out = (co_range){r.lo, r.lo + len, r.kills};
         return 1;
     }
