@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -194,6 +195,10 @@ static pid_t spawn_worker(local *l, int i) {
     snprintf(ex, sizeof ex, "%d", l->executors);
     pid_t pid = fork();
     if (pid == 0) {
+        /* A local worker does not outlive pvf run, however it ends. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() == 1)
+            _exit(0);
         /* Local workers log to HOME/logs/worker-I.log, not over the progress bar. */
         char log[4200];
         snprintf(log, sizeof log, "%s/worker-%d.log", l->logs, i);

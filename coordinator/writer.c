@@ -181,7 +181,7 @@ static int write_trials(co_writer *w, co_write *items, pvf_err *err) {
         return pvf_err_set(err, "out of memory");
     size_t k = 0;
     for (co_write *it = items; it; it = it->next)
-        if (it->kind == CO_W_TRIALS) {
+        if (it->kind == CO_W_TRIALS && it->nrows) {
             memcpy(rows + k, it->rows, it->nrows * sizeof *rows);
             k += it->nrows;
         }

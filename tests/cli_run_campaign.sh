@@ -50,7 +50,7 @@ no_duplicates() { # DSN
 
 # --- pvf run, one worker ------------------------------------------------------
 db1=$(newdb one)
-out=$("$pvf" run "${spec[@]}" --workers 1 --db "$db1" 2>"$work/run1.err")
+out=$(timeout 900 "$pvf" run "${spec[@]}" --workers 1 --db "$db1" 2>"$work/run1.err")
 check "pvf run finishes" test -n "$out"
 ref=$(estimates "$db1")
 check "every stratum stopped on the margin" \
@@ -60,7 +60,7 @@ check "campaign done" test "$(psql "$db1" -At -c "SELECT state FROM campaigns")"
 no_duplicates "$db1"
 # The same command again: the finished campaign, nothing new.
 rows=$(psql "$db1" -At -c "SELECT count(*) FROM trials")
-"$pvf" run "${spec[@]}" --workers 1 --db "$db1" >/dev/null 2>"$work/rerun.err"
+timeout 900 "$pvf" run "${spec[@]}" --workers 1 --db "$db1" >/dev/null 2>"$work/rerun.err"
 check "same spec again finds the campaign" grep -q "already finished" "$work/rerun.err"
 check "same spec again adds no trials" \
     test "$(psql "$db1" -At -c "SELECT count(*) FROM trials")" = "$rows"
@@ -68,20 +68,20 @@ check "one campaign" test "$(psql "$db1" -At -c "SELECT count(*) FROM campaigns"
 
 # --- four workers -------------------------------------------------------------
 db4=$(newdb four)
-"$pvf" run "${spec[@]}" --workers 4 --db "$db4" >/dev/null 2>"$work/run4.err"
+timeout 900 "$pvf" run "${spec[@]}" --workers 4 --db "$db4" >/dev/null 2>"$work/run4.err"
 check_eq "4 workers: identical stopping counts and estimates" "$ref" "$(estimates "$db4")"
 no_duplicates "$db4"
 
 # --- interrupted pvf run, then the same command resumes -----------------------
 dbi=$(newdb interrupted)
-"$pvf" run "${spec[@]}" --workers 2 --db "$dbi" >/dev/null 2>"$work/runi.err" &
+timeout 900 "$pvf" run "${spec[@]}" --workers 2 --db "$dbi" >/dev/null 2>"$work/runi.err" &
 runpid=$!
 sleep 4
 kill -INT "$runpid"
 wait "$runpid" && status=0 || status=$?
 check "SIGINT stops pvf run with an error status" test "$status" -ne 0
 check "SIGINT says how to resume" grep -q "run the same command again" "$work/runi.err"
-"$pvf" run "${spec[@]}" --workers 2 --db "$dbi" >/dev/null 2>"$work/runi2.err"
+timeout 900 "$pvf" run "${spec[@]}" --workers 2 --db "$dbi" >/dev/null 2>"$work/runi2.err"
 check "the rerun resumes the campaign" grep -q "resumed" "$work/runi2.err"
 check_eq "interrupted and resumed: identical" "$ref" "$(estimates "$dbi")"
 

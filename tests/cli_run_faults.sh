@@ -53,10 +53,10 @@ check "a stuck worker left to be restarted" grep -q "stuck in a trial" "$T"/home
 # --- SIGTERM drains a worker --------------------------------------------------------
 db=$(newdb drain)
 id=$("$PVF" campaign create "${spec[@]:0:10}" --db "$db")
-"$PVF" coordinator --db "$db" --bind "ipc://$T/co.sock" --campaign "$id" --exit-when-done \
+timeout 900 "$PVF" coordinator --db "$db" --bind "ipc://$T/co.sock" --campaign "$id" --exit-when-done \
     --heartbeat-ms 200 >"$T/co.log" 2>&1 &
 co=$!
-"$PVF" worker --connect "ipc://$T/co.sock" --executors 1 --name drained --heartbeat-ms 200 \
+timeout 900 "$PVF" worker --connect "ipc://$T/co.sock" --executors 1 --name drained --heartbeat-ms 200 \
     >"$T/w1.log" 2>&1 &
 w1=$!
 sleep 2
@@ -65,7 +65,7 @@ wait "$w1" && rc=0 || rc=$?
 check "SIGTERM: the worker exits 0" test "$rc" = 0
 check "SIGTERM: the worker drained" grep -q "draining" "$T/w1.log"
 check "SIGTERM: the coordinator saw it leave" grep -q "worker drained left: drained" "$T/co.log"
-"$PVF" worker --connect "ipc://$T/co.sock" --executors 1 --name second --heartbeat-ms 200 \
+timeout 900 "$PVF" worker --connect "ipc://$T/co.sock" --executors 1 --name second --heartbeat-ms 200 \
     >"$T/w2.log" 2>&1 &
 w2=$!
 wait "$co" && rc=0 || rc=$?
