@@ -111,11 +111,8 @@ int main(int argc, char **argv) {
                                             .stop = &never};
             pthread_create(&fw[i].thread, NULL, worker_main, &fw[i]);
         }
-        pvf_coord_config cfg = {.dsn = dsn,
-                                .bind = endpoint,
-                                .only_campaign = id,
-                                .exit_when_done = 1,
-                                .quiet = 1};
+        pvf_coord_config cfg = {
+            .dsn = dsn, .bind = endpoint, .only_campaign = id, .exit_when_done = 1, .quiet = 1};
         double t0 = now_s();
         if (pvf_coord_run(&cfg, &err)) {
             fprintf(stderr, "bench_coordinator: %s\n", err.msg);

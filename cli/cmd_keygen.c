@@ -33,8 +33,9 @@ int cli_read_keypair(const char *path, char pub[41], char sec[41], pvf_err *err)
     }
     fclose(f);
     if (!pub[0] || !sec[0])
-        return pvf_err_set(err, "%s: not a key pair file (expected 'public KEY' and 'secret KEY' "
-                                "lines of 40 Z85 characters; see pvf keygen)",
+        return pvf_err_set(err,
+                           "%s: not a key pair file (expected 'public KEY' and 'secret KEY' "
+                           "lines of 40 Z85 characters; see pvf keygen)",
                            path);
     return 0;
 }

@@ -9,13 +9,13 @@
 #include "pvf_sql.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -38,8 +38,10 @@ static int run_flag(const char *cmd, int opt, const char *arg, void *ctx) {
     case 'S':
         if (strcmp(arg, "tensor") && strcmp(arg, "tensor-bit") && strcmp(arg, "component") &&
             strcmp(arg, "component-bit")) {
-            cli_fail(cmd, 2, "--strata: '%s' is not tensor, tensor-bit, component or "
-                             "component-bit", arg);
+            cli_fail(cmd, 2,
+                     "--strata: '%s' is not tensor, tensor-bit, component or "
+                     "component-bit",
+                     arg);
             return -1;
         }
         f->spec.strata = arg;
@@ -54,8 +56,9 @@ static int run_flag(const char *cmd, int opt, const char *arg, void *ctx) {
             cli_fail(cmd, 2, "%s: '%s' is not a number in (0, 1)", flag, arg);
             return -1;
         }
-        *(opt == 'E' ? &f->spec.margin : opt == 'R' ? &f->spec.rel_margin : &f->spec.confidence) =
-            d;
+        *(opt == 'E'   ? &f->spec.margin
+          : opt == 'R' ? &f->spec.rel_margin
+                       : &f->spec.confidence) = d;
         return 1;
     }
     case 'N':
@@ -114,7 +117,9 @@ static int run_flag(const char *cmd, int opt, const char *arg, void *ctx) {
         {"margin", required_argument, 0, 'E'}, {"rel-margin", required_argument, 0, 'R'},          \
         {"confidence", required_argument, 0, 'C'}, {"max-trials", required_argument, 0, 'N'},      \
         {"seed", required_argument, 0, 's'}, {"db", required_argument, 0, 'D'},                    \
-        {"value", required_argument, 0, 'V'}, {"naive", no_argument, 0, 'n'}
+        {"value", required_argument, 0, 'V'}, {                                                    \
+        "naive", no_argument, 0, 'n'                                                               \
+    }
 
 static int parse_spec(const char *cmd, int argc, char **argv, const struct option *opts,
                       run_flags *f, char *fault, char *format) {
@@ -207,9 +212,9 @@ static pid_t spawn_worker(local *l, int i) {
             dup2(fd, 2);
             close(fd);
         }
-        char *args[] = {l->exe,    "worker", "--connect", l->endpoint, "--executors",    ex,
-                        "--name",  name,     "--cache",   l->cache,    "--heartbeat-ms", l->heartbeat,
-                        NULL};
+        char *args[] = {
+            l->exe, "worker",  "--connect", l->endpoint,      "--executors", ex,  "--name",
+            name,   "--cache", l->cache,    "--heartbeat-ms", l->heartbeat,  NULL};
         execv(l->exe, args);
         _exit(127);
     }
@@ -304,7 +309,9 @@ int pvf_cmd_run(int argc, char **argv) {
     pvf_db_close(db);
     if (!f.quiet && !f.json)
         fprintf(stderr, "pvf run: campaign %" PRId64 " %s\n", id,
-                existing == 2 ? "already finished" : existing ? "resumed" : "created");
+                existing == 2 ? "already finished"
+                : existing    ? "resumed"
+                              : "created");
 
     local l = {.executors = f.executors ? f.executors : 1, .quiet = f.quiet, .tty = isatty(2)};
     snprintf(l.heartbeat, sizeof l.heartbeat, "%d", f.heartbeat_ms ? f.heartbeat_ms : 1000);
@@ -368,7 +375,11 @@ int pvf_cmd_run(int argc, char **argv) {
     }
     char sid[32];
     snprintf(sid, sizeof sid, "%" PRId64, id);
-    char *rargv[] = {"report", "--campaign", sid, "--db", dsn, "--format",
-                     f.json ? "json" : "table", NULL};
-    return pvf_cmd_report(7, rargv);
+    /* The table per tensor or component (per stratum for bit strata and for
+     * JSON, which carries every stratum's estimate and interval). */
+    const char *by = f.json || strstr(f.spec.strata, "-bit") ? "stratum" : f.spec.strata;
+    char *rargv[] = {
+        "report", "--campaign", sid, "--db", dsn, "--format", f.json ? "json" : "table",
+        "--by",   (char *)by,   NULL};
+    return pvf_cmd_report(9, rargv);
 }

@@ -7,8 +7,8 @@
 #include "sampler.h"
 
 #include <jansson.h>
-#include <sodium.h>
 #include <libpq-fe.h>
+#include <sodium.h>
 
 #include <inttypes.h>
 #include <libgen.h>
@@ -80,10 +80,11 @@ static int plan_strata(const pvf_model *m, const pvf_fault_model *fm, const char
                        pvf_err *err) {
     int by_bit = strstr(kind, "-bit") != NULL;
     int by_component = strncmp(kind, "component", 9) == 0;
-    if (by_bit && (fm->bit >= 0 || (fm->kind != PVF_FAULT_BITFLIP &&
-                                    fm->kind != PVF_FAULT_STUCK0 && fm->kind != PVF_FAULT_STUCK1)))
-        return pvf_err_set(err, "--strata %s: needs a fault model with a uniform bit (bit, stuck0, "
-                                "stuck1): each stratum fixes the bit",
+    if (by_bit && (fm->bit >= 0 || (fm->kind != PVF_FAULT_BITFLIP && fm->kind != PVF_FAULT_STUCK0 &&
+                                    fm->kind != PVF_FAULT_STUCK1)))
+        return pvf_err_set(err,
+                           "--strata %s: needs a fault model with a uniform bit (bit, stuck0, "
+                           "stuck1): each stratum fixes the bit",
                            kind);
     int maxbits = 0;
     for (int t = 0; t < m->ntargets; t++)
@@ -146,8 +147,8 @@ static int add_file(json_t *files, const char *path, pvf_err *err) {
     char hex[65], copy[4096];
     pvf_sha256_hex(&sha, hex);
     snprintf(copy, sizeof copy, "%s", path);
-    json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "name", basename(copy), "sha256",
-                                           hex, "size", (json_int_t)st.st_size));
+    json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "name", basename(copy), "sha256", hex,
+                                           "size", (json_int_t)st.st_size));
     return 0;
 }
 
@@ -241,8 +242,7 @@ int pvf_campaign_create(pvf_db *db, const pvf_campaign_spec *spec, int64_t *id, 
     if (plan_strata(&m, &fm, spec->strata, &p, err))
         goto out;
     if (p.n == 0) {
-        pvf_err_set(err, "fault model '%s' hits no parameter of %s", spec->fault,
-                    spec->model_dir);
+        pvf_err_set(err, "fault model '%s' hits no parameter of %s", spec->fault, spec->model_dir);
         goto out;
     }
     if (!(files = model_files(spec->model_dir, err)))
@@ -258,15 +258,14 @@ int pvf_campaign_create(pvf_db *db, const pvf_campaign_spec *spec, int64_t *id, 
     pvf_fault_model_format(&fm, fault_name, sizeof fault_name);
     /* The spec: everything that decides the trials and the stopping. Its
      * hash finds the campaign again when the same command runs twice. */
-    spec_json = json_pack("{s:o, s:{s:s, s:I}, s:s, s:s, s:s, s:s, s:I, s:f, s:f, s:f, s:I, "
-                          "s:s, s:b}",
-                          "files", json_incref(files), "eval", "sha256", eval_hex, "size",
-                          (json_int_t)st.st_size, "arch", m.arch->name, "format",
-                          pvf_format_name(format), "fault", fault_name, "strata", spec->strata,
-                          "seed", (json_int_t)spec->seed, "confidence", spec->confidence,
-                          "margin", spec->margin, "rel_margin", spec->rel_margin, "max_trials",
-                          (json_int_t)spec->max_trials, "value", spec->value_any ? "any" : "fraction",
-                          "naive", spec->naive);
+    spec_json = json_pack(
+        "{s:o, s:{s:s, s:I}, s:s, s:s, s:s, s:s, s:I, s:f, s:f, s:f, s:I, "
+        "s:s, s:b}",
+        "files", json_incref(files), "eval", "sha256", eval_hex, "size", (json_int_t)st.st_size,
+        "arch", m.arch->name, "format", pvf_format_name(format), "fault", fault_name, "strata",
+        spec->strata, "seed", (json_int_t)spec->seed, "confidence", spec->confidence, "margin",
+        spec->margin, "rel_margin", spec->rel_margin, "max_trials", (json_int_t)spec->max_trials,
+        "value", spec->value_any ? "any" : "fraction", "naive", spec->naive);
     spec_text = spec_json ? json_dumps(spec_json, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     if (!spec_text) {
         pvf_err_set(err, "out of memory");
@@ -310,9 +309,20 @@ int pvf_campaign_create(pvf_db *db, const pvf_campaign_spec *spec, int64_t *id, 
     snprintf(smar, sizeof smar, "%.17g", spec->margin);
     snprintf(srel, sizeof srel, "%.17g", spec->rel_margin);
     snprintf(smax, sizeof smax, "%" PRIu64, spec->max_trials);
-    const char *cp[15] = {spec_hex,        spec_text,      spec->model_dir, model_hex, eval_path,
-                          eval_hex,        m.arch->name,   pvf_format_name(format),   fault_name,
-                          spec->strata,    ssed,           sconf,           smar,      srel,
+    const char *cp[15] = {spec_hex,
+                          spec_text,
+                          spec->model_dir,
+                          model_hex,
+                          eval_path,
+                          eval_hex,
+                          m.arch->name,
+                          pvf_format_name(format),
+                          fault_name,
+                          spec->strata,
+                          ssed,
+                          sconf,
+                          smar,
+                          srel,
                           smax};
     char value_kind[16];
     snprintf(value_kind, sizeof value_kind, "%s", spec->value_any ? "any" : "fraction");
@@ -341,8 +351,15 @@ int pvf_campaign_create(pvf_db *db, const pvf_campaign_spec *spec, int64_t *id, 
         snprintf(pop, sizeof pop, "%" PRIu64, p.s[i].population);
         snprintf(w, sizeof w, "%.17g", (double)p.s[i].population / (double)total);
         char *targets = pg_text_array(&m, &p.s[i]);
-        const char *sp[9] = {sh,  idx, p.s[i].name, p.s[i].tensor, p.s[i].component,
-                             p.s[i].bit >= 0 ? bit : NULL,         targets, pop, w};
+        const char *sp[9] = {sh,
+                             idx,
+                             p.s[i].name,
+                             p.s[i].tensor,
+                             p.s[i].component,
+                             p.s[i].bit >= 0 ? bit : NULL,
+                             targets,
+                             pop,
+                             w};
         const char *params[10];
         memcpy(params, sp, sizeof sp);
         params[9] = smax;

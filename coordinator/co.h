@@ -62,7 +62,7 @@ typedef struct co_campaign {
     uint64_t max_trials;
     co_stratum *strata;
     int nstrata;
-    int rr; /* next stratum to consider */
+    int rr;                       /* next stratum to consider */
     double job_seconds_per_trial; /* measured per slot; sizes jobs */
     int failed_jobs;
     int finished; /* all strata stopped, final writes queued */
@@ -155,7 +155,7 @@ int co_writer_start(co_writer **w, const char *dsn, int quiet, void (*notify)(vo
 void co_writer_stop(co_writer *w);
 void co_writer_push(co_writer *w, co_write *item);
 co_write *co_writer_take(co_writer *w); /* answers, in order; NULL when none */
-size_t co_writer_backlog(co_writer *w);  /* rows queued, not yet committed */
+size_t co_writer_backlog(co_writer *w); /* rows queued, not yet committed */
 void co_write_free(co_write *item);
 
 /* ---- campaign.c ---- */

@@ -17,11 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ZMQ_ZAP_ENFORCE_DOMAIN_ 93 /* draft in 4.3.4's header, handled by the library */
-#define DRAIN_BUDGET 512           /* messages per wake-up before yielding to timers */
-#define BACKLOG_LIMIT 400000       /* rows waiting for the database: stop leasing */
-#define JOB_SECONDS 1.0            /* work per job a lease aims at */
-#define MAX_FAILED_JOBS 10         /* job errors before a campaign is given up */
+#define ZMQ_ZAP_ENFORCE_DOMAIN_ 93     /* draft in 4.3.4's header, handled by the library */
+#define DRAIN_BUDGET            512    /* messages per wake-up before yielding to timers */
+#define BACKLOG_LIMIT           400000 /* rows waiting for the database: stop leasing */
+#define JOB_SECONDS             1.0    /* work per job a lease aims at */
+#define MAX_FAILED_JOBS         10     /* job errors before a campaign is given up */
 
 typedef struct worker {
     char name[256];
@@ -104,8 +104,8 @@ static int send_to(coord *co, const uint8_t *rid, size_t rid_len, const pvf_msg 
     }
     int rc = 0;
     if (zmq_send(co->sock, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(co->sock, PVF_PROTO_HEADER, strlen(PVF_PROTO_HEADER),
-                 ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(co->sock, PVF_PROTO_HEADER, strlen(PVF_PROTO_HEADER), ZMQ_SNDMORE | ZMQ_DONTWAIT) <
+            0 ||
         zmq_send(co->sock, body, len, ZMQ_DONTWAIT) < 0)
         rc = -1; /* EHOSTUNREACH: the peer is gone; heartbeats will tell */
     free(body);
@@ -304,18 +304,20 @@ static int lease(coord *co, worker *w, co_campaign *c, co_stratum *s) {
         if (it && (it->rows = calloc(1, sizeof *it->rows))) {
             it->kind = CO_W_TRIALS;
             it->nrows = 1;
-            it->rows[0] = (pvf_trial_row){.campaign = c->id,
-                                          .stratum = s->index,
-                                          .tensor = s->targets[0],
-                                          .rec = {.trial = r.lo, .value = 1.0,
-                                                  .flags = CO_CRASH_FLAG},
-                                          .attempt = (uint32_t)r.kills};
+            it->rows[0] =
+                (pvf_trial_row){.campaign = c->id,
+                                .stratum = s->index,
+                                .tensor = s->targets[0],
+                                .rec = {.trial = r.lo, .value = 1.0, .flags = CO_CRASH_FLAG},
+                                .attempt = (uint32_t)r.kills};
             co_writer_push(co->writer, it);
         } else {
             free(it);
         }
-        clog_(co, "campaign %" PRId64 " stratum %s trial %" PRIu64 " killed %d workers: "
-              "recorded as a crash outcome", c->id, s->name, r.lo, r.kills);
+        clog_(co,
+              "campaign %" PRId64 " stratum %s trial %" PRIu64 " killed %d workers: "
+              "recorded as a crash outcome",
+              c->id, s->name, r.lo, r.kills);
         co_stratum_complete(s, c, r.lo, 1.0);
         check_finished(co, c);
         return 1;
@@ -429,7 +431,8 @@ static void on_hello(coord *co, const uint8_t *rid, size_t rid_len, const pvf_ms
     else
         snprintf(name, sizeof name, "%s", m->u.hello.name);
     for (worker *w = co->workers; w; w = w->next)
-        if (strcmp(w->name, name) == 0 || (w->rid_len == rid_len && !memcmp(w->rid, rid, rid_len))) {
+        if (strcmp(w->name, name) == 0 ||
+            (w->rid_len == rid_len && !memcmp(w->rid, rid, rid_len))) {
             /* The same worker again: restarted (its leases died with it) or
              * reconnected (it keeps running them; their records are still
              * taken). Count a kill either way: it only splits ranges sooner. */
@@ -483,14 +486,16 @@ static void on_result(coord *co, worker *w, const pvf_msg *m) {
     for (uint32_t i = 0; i < m->u.result.ntrials; i++) {
         const pvf_trial_rec *r = &m->u.result.trials[i];
         if (r->trial < j->lo || r->trial >= j->hi || r->target >= j->s->ntargets) {
-            clog_(co, "worker %s: RESULT for job %" PRIu64 " has a record outside its lease; "
-                  "dropped", w->name, j->id);
+            clog_(co,
+                  "worker %s: RESULT for job %" PRIu64 " has a record outside its lease; "
+                  "dropped",
+                  w->name, j->id);
             return;
         }
     }
     co_write *it = calloc(1, sizeof *it);
-    if (!it || (m->u.result.ntrials &&
-                !(it->rows = calloc(m->u.result.ntrials, sizeof *it->rows)))) {
+    if (!it ||
+        (m->u.result.ntrials && !(it->rows = calloc(m->u.result.ntrials, sizeof *it->rows)))) {
         free(it);
         return; /* not acknowledged: the worker sends it again */
     }
@@ -522,9 +527,8 @@ static void on_result(coord *co, worker *w, const pvf_msg *m) {
     uint64_t now = now_ms(co);
     if (m->u.result.ntrials) {
         double per = (double)(now - j->progress_ms) / 1000.0 / m->u.result.ntrials;
-        c->job_seconds_per_trial = c->job_seconds_per_trial > 0
-                                       ? 0.8 * c->job_seconds_per_trial + 0.2 * per
-                                       : per;
+        c->job_seconds_per_trial =
+            c->job_seconds_per_trial > 0 ? 0.8 * c->job_seconds_per_trial + 0.2 * per : per;
         j->progress_ms = now;
     }
     if (m->u.result.error) {
@@ -591,7 +595,7 @@ static void on_message(coord *co, zmq_msg_t *f, int n) {
     }
     const uint8_t *rid = zmq_msg_data(&f[0]);
     size_t rid_len = zmq_msg_size(&f[0]);
-    if (rid_len > sizeof ((worker *)0)->rid)
+    if (rid_len > sizeof((worker *)0)->rid)
         return;
     if (!pvf_proto_header_ok(zmq_msg_data(&f[1]), zmq_msg_size(&f[1]))) {
         clog_(co, "dropped a message without the %s frame", PVF_PROTO_HEADER);
@@ -918,8 +922,7 @@ static void on_timer(uv_timer_t *h) {
 static int open_socket(coord *co, pvf_err *err) {
     const pvf_coord_config *cfg = co->cfg;
     if (strncmp(cfg->bind, "tcp://", 6) == 0 && !cfg->secret_key)
-        return pvf_err_set(err, "%s: TCP endpoints need CURVE: pass --key and --allow",
-                           cfg->bind);
+        return pvf_err_set(err, "%s: TCP endpoints need CURVE: pass --key and --allow", cfg->bind);
     if (cfg->secret_key && co_zap_start(&co->zap, co->zctx, cfg->allow_file, cfg->quiet, err))
         return -1;
     co->sock = zmq_socket(co->zctx, ZMQ_ROUTER);
@@ -964,7 +967,8 @@ int pvf_coord_run(const pvf_coord_config *cfg_in, pvf_err *err) {
     }
     /* Job ids from this run differ from any earlier run's (a restarted
      * coordinator must not mistake an old lease for a new one). */
-    co->epoch_tag = (int64_t)(((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16)) & 0x3fffff); /* ids stay below 2^62: bigint */
+    co->epoch_tag = (int64_t)(((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16)) &
+                              0x3fffff); /* ids stay below 2^62: bigint */
     if (open_socket(co, err))
         goto out;
     if (co_writer_start(&co->writer, cfg.dsn, cfg.quiet, notify, &co->async, err))

@@ -30,12 +30,12 @@ typedef struct pvf_coord_progress {
 
 typedef struct pvf_coord_config {
     const char *dsn;
-    const char *bind;           /* endpoint: tcp://HOST:PORT (needs secret_key), ipc://, inproc:// */
-    void *zmq_context;          /* share with in-process workers (inproc://); NULL: own */
-    const char *secret_key;     /* CURVE server secret key (Z85), NULL: no CURVE */
-    const char *allow_file;     /* worker public keys admitted (one Z85 key [name] per line) */
-    int heartbeat_ms;           /* 1000 */
-    int dead_after;             /* heartbeats of silence before a worker is dead: 5 */
+    const char *bind;       /* endpoint: tcp://HOST:PORT (needs secret_key), ipc://, inproc:// */
+    void *zmq_context;      /* share with in-process workers (inproc://); NULL: own */
+    const char *secret_key; /* CURVE server secret key (Z85), NULL: no CURVE */
+    const char *allow_file; /* worker public keys admitted (one Z85 key [name] per line) */
+    int heartbeat_ms;       /* 1000 */
+    int dead_after;         /* heartbeats of silence before a worker is dead: 5 */
     uint32_t trial_deadline_ms; /* a job making no progress this long is stuck: 60000 */
     int64_t only_campaign;      /* serve only this one (0: every running campaign) */
     int exit_when_done;         /* return once only_campaign is done (and tell workers to stop) */

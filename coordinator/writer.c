@@ -230,7 +230,8 @@ static int write_estimates(co_writer *w, const co_write *it, pvf_err *err) {
             sb_printf(&col[2], "%s%" PRIu64, sep, e->done) ||
             sb_printf(&col[3], "%s%" PRIu64, sep, e->used) ||
             sb_printf(&col[4], "%s%.17g", sep, e->mean) ||
-            sb_printf(&col[5], "%s%.17g", sep, e->lo) || sb_printf(&col[6], "%s%.17g", sep, e->hi) ||
+            sb_printf(&col[5], "%s%.17g", sep, e->lo) ||
+            sb_printf(&col[6], "%s%.17g", sep, e->hi) ||
             sb_printf(&col[7], "%s%.17g", sep, e->wlo) ||
             sb_printf(&col[8], "%s%.17g", sep, e->whi) ||
             sb_printf(&col[9], "%s%s", sep, e->stopped ? "t" : "f") ||
@@ -277,8 +278,8 @@ static int write_job(co_writer *w, const co_write *it, pvf_err *err) {
     snprintf(p[4], 40, "%" PRIu64, it->hi);
     snprintf(p[5], 40, "%u", it->attempt);
     snprintf(p[6], 40, "%" PRId64, it->epoch);
-    const char *params[9] = {p[0], p[1], p[2], p[3], p[4], it->state, p[5], p[6],
-                             it->worker[0] ? it->worker : NULL};
+    const char *params[9] = {
+        p[0], p[1], p[2], p[3], p[4], it->state, p[5], p[6], it->worker[0] ? it->worker : NULL};
     return exec_params(
         w,
         "INSERT INTO jobs (campaign_id, job_id, stratum, trial_lo, trial_hi, state, attempt, "
@@ -294,10 +295,11 @@ static int write_campaign(co_writer *w, const co_write *it, pvf_err *err) {
     snprintf(id, sizeof id, "%" PRId64, it->campaign);
     snprintf(epoch, sizeof epoch, "%" PRId64, it->epoch);
     const char *p[4] = {id, it->state, epoch, it->error[0] ? it->error : NULL};
-    return exec_params(w,
-                       "UPDATE campaigns SET state = $2, finished_at = now(), "
-                       "error = coalesce($4, error) WHERE id = $1 AND epoch = $3 AND state = 'running'",
-                       4, p, NULL, err);
+    return exec_params(
+        w,
+        "UPDATE campaigns SET state = $2, finished_at = now(), "
+        "error = coalesce($4, error) WHERE id = $1 AND epoch = $3 AND state = 'running'",
+        4, p, NULL, err);
 }
 
 static int write_worker(co_writer *w, const co_write *it, pvf_err *err) {

@@ -50,9 +50,24 @@ no_duplicates() { # DSN
 
 # --- pvf run, one worker ------------------------------------------------------
 db1=$(newdb one)
-out=$(timeout 900 "$pvf" run "${spec[@]}" --workers 1 --db "$db1" 2>"$work/run1.err")
+out=$(timeout 900 "$pvf" run "${spec[@]}" --workers 1 --db "$db1" --json 2>"$work/run1.err")
 check "pvf run finishes" test -n "$out"
 ref=$(estimates "$db1")
+# What pvf run printed is what the view holds.
+view=$(psql "$db1" -At -F ' ' -c "SELECT stratum, trials_used, estimate, lo, hi, stopped, converged
+                                   FROM pvf_stratum_estimate ORDER BY stratum")
+printed=$(echo "$out" | $PY -c '
+import json, sys
+d = json.load(sys.stdin)
+for r in d["rows"]:
+    print(r["stratum"], r["trials_used"], repr(r["estimate"]), repr(r["lo"]), repr(r["hi"]),
+          "t" if r["stopped"] else "f", "t" if r["converged"] else "f")')
+check_eq "the printed JSON equals the view pvf_stratum_estimate" \
+    "$(echo "$view" | $PY -c '
+import sys
+for l in sys.stdin:
+    s, u, e, lo, hi, st, cv = l.split()
+    print(s, u, repr(float(e)), repr(float(lo)), repr(float(hi)), st, cv)')" "$printed"
 check "every stratum stopped on the margin" \
     test "$(psql "$db1" -At -c "SELECT count(*) FROM estimates WHERE stopped AND converged
                                  AND (hi - lo) / 2 <= 0.04 + 1e-12")" = 10

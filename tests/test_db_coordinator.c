@@ -164,9 +164,9 @@ static void test_bad_messages(void) {
     for (size_t cut = 1; cut < good_len; cut += 3)
         send_body(s, good, cut); /* truncated */
     /* {"t": "HELLO", "v": "1", ...}: a string where a number belongs */
-    const uint8_t typed[] = {0x84, 0xa1, 't',  0xa5, 'H', 'E', 'L', 'L', 'O', 0xa1, 'v',  0xa1,
-                             '1',  0xa4, 'n',  'a',  'm', 'e', 0xa1, 'x', 0xa9, 'e',  'x',  'e',
-                             'c',  'u',  't',  'o',  'r', 's', 0x01};
+    const uint8_t typed[] = {0x84, 0xa1, 't',  0xa5, 'H', 'E', 'L', 'L',  'O', 0xa1, 'v',
+                             0xa1, '1',  0xa4, 'n',  'a', 'm', 'e', 0xa1, 'x', 0xa9, 'e',
+                             'x',  'e',  'c',  'u',  't', 'o', 'r', 's',  0x01};
     send_body(s, typed, sizeof typed);
     /* Oversized (past ZMQ_MAXMSGSIZE): libzmq drops the connection itself. */
     void *big_sock = dealer(ctx, endpoint);

@@ -11,9 +11,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH_TRIALS 256     /* records per RESULT while a job runs */
-#define BATCH_SECONDS 0.25   /* ... or this often, whichever comes first */
-#define DRAIN_SECONDS 15.0   /* SIGTERM: longest wait for acknowledgements */
+#define BATCH_TRIALS        256  /* records per RESULT while a job runs */
+#define BATCH_SECONDS       0.25 /* ... or this often, whichever comes first */
+#define DRAIN_SECONDS       15.0 /* SIGTERM: longest wait for acknowledgements */
 #define FETCH_RETRY_SECONDS 5.0
 
 static double now_s(void) {
@@ -356,8 +356,7 @@ static void run_job(executor *e, job *j) {
         for (uint32_t i = 0; !failed && i < jm->ntargets; i++) {
             targets[i] = pvf_model_find_target(&j->ctx->runner.model, jm->targets[i]);
             if (targets[i] < 0)
-                failed = pvf_err_set(&err, "%s: no fault target '%s'", j->ctx->dir,
-                                     jm->targets[i]);
+                failed = pvf_err_set(&err, "%s: no fault target '%s'", j->ctx->dir, jm->targets[i]);
         }
     }
     double sent_at = now_s();
@@ -373,8 +372,8 @@ static void run_job(executor *e, job *j) {
             const pvf_runner *run = &j->ctx->runner;
             pvf_fault_site site;
             pvf_trial_result res;
-            if (pvf_sample_site(&run->model, targets, (int)jm->ntargets, &fm, jm->seed,
-                                jm->stratum, t, &site, &err) ||
+            if (pvf_sample_site(&run->model, targets, (int)jm->ntargets, &fm, jm->seed, jm->stratum,
+                                t, &site, &err) ||
                 pvf_trial_run(&e->exec, &run->golden, fm.kind, &site, e->out, &res, &err)) {
                 failed = 1;
                 break;
@@ -985,8 +984,8 @@ int pvf_client_run(const pvf_client_config *cfg, pvf_err *err) {
             send_msg(c, &r);
             log_line("draining: finishing running jobs");
         }
-        if (c->draining && ((executors_idle(c) && !c->unacked) ||
-                            now - c->drain_started > DRAIN_SECONDS)) {
+        if (c->draining &&
+            ((executors_idle(c) && !c->unacked) || now - c->drain_started > DRAIN_SECONDS)) {
             drain_executors(c);
             pvf_msg bye = {.type = PVF_MSG_BYE};
             bye.u.bye.reason = "drained";
