@@ -971,8 +971,15 @@ int pvf_coord_run(const pvf_coord_config *cfg_in, pvf_err *err) {
                               0x3fffff); /* ids stay below 2^62: bigint */
     if (open_socket(co, err))
         goto out;
-    if (co_writer_start(&co->writer, cfg.dsn, cfg.quiet, notify, &co->async, err))
+    /* The writer thread notifies through the async handle: it exists first
+     * and outlives the thread. */
+    uv_async_init(&co->loop, &co->async, on_async);
+    co->async.data = co;
+    if (co_writer_start(&co->writer, cfg.dsn, cfg.quiet, notify, &co->async, err)) {
+        uv_close((uv_handle_t *)&co->async, NULL);
+        uv_run(&co->loop, UV_RUN_DEFAULT);
         goto out;
+    }
     int fd;
     size_t fdlen = sizeof fd;
     zmq_getsockopt(co->sock, ZMQ_FD, &fd, &fdlen);
@@ -984,10 +991,10 @@ int pvf_coord_run(const pvf_coord_config *cfg_in, pvf_err *err) {
     uv_timer_start(&co->timer, on_timer, 100, 100);
     uv_idle_init(&co->loop, &co->idle);
     co->idle.data = co;
-    uv_async_init(&co->loop, &co->async, on_async);
-    co->async.data = co;
     uv_run(&co->loop, UV_RUN_DEFAULT);
     rc = co->failed ? pvf_err_set(err, "%s", co->err.msg) : 0;
+    co_writer_stop(co->writer); /* flushes what is queued; no notify after this */
+    co->writer = NULL;
     uv_close((uv_handle_t *)&co->poll, NULL);
     uv_close((uv_handle_t *)&co->timer, NULL);
     uv_close((uv_handle_t *)&co->idle, NULL);
