@@ -74,4 +74,15 @@ check "SIGTERM: another worker finished the campaign" test "$rc" = 0
 check "SIGTERM: no trial lost" \
     test "$(psql "$db" -At -c "SELECT count(*) FROM trials")" = 1200
 
+# --- a model changed after the campaign was created ----------------------------------
+db=$(newdb changed)
+cp -r "$ROOT/models/fmnist-lenet" "$T/model"
+id=$("$PVF" campaign create --model "$T/model" --strata tensor --db "$db")
+printf '\0' | dd of="$T/model/model.safetensors" bs=1 seek=5000 conv=notrunc status=none
+timeout 60 "$PVF" coordinator --db "$db" --bind "ipc://$T/co2.sock" --campaign "$id" \
+    --exit-when-done >"$T/co2.out" 2>"$T/co2.err" && rc=0 || rc=$?
+check "changed model: the coordinator refuses the campaign (exit 1)" test "$rc" = 1
+check "changed model: the error names the file" \
+    grep -q "model.safetensors: changed since the campaign was created" "$T/co2.err"
+
 summary
