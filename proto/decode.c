@@ -192,6 +192,8 @@ static int get_field(pvf_decoder *d, const pvf_field *f, const msgpack_object *o
         return get_uint(d, o, UINT64_MAX, &p, AT(m, f->off, uint64_t));
     case PVF_FK_BOOL:
         return get_bool(d, o, &p, AT(m, f->off, int));
+    case PVF_FK_F64:
+        return get_float(d, o, &p, AT(m, f->off, double));
     case PVF_FK_STR:
         return get_str(d, o, &p, AT(m, f->off, char *));
     case PVF_FK_SHA:

@@ -45,6 +45,8 @@ static int is_zero(const pvf_msg *m, const pvf_field *f) {
         return *AT(m, f->off, uint64_t) == 0;
     case PVF_FK_BOOL:
         return *AT(m, f->off, int) == 0;
+    case PVF_FK_F64:
+        return *AT(m, f->off, double) == 0;
     case PVF_FK_STR:
         return *AT(m, f->off, char *) == NULL;
     default:
@@ -60,6 +62,8 @@ static int pack_field(msgpack_packer *pk, const pvf_msg *m, const pvf_field *f) 
         return msgpack_pack_uint64(pk, *AT(m, f->off, uint64_t));
     case PVF_FK_BOOL:
         return *AT(m, f->off, int) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    case PVF_FK_F64:
+        return msgpack_pack_double(pk, *AT(m, f->off, double));
     case PVF_FK_STR:
         return pack_str(pk, *AT(m, f->off, char *));
     case PVF_FK_SHA:

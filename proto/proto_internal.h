@@ -26,6 +26,7 @@ typedef enum pvf_field_kind {
     PVF_FK_U32,     /* uint32_t at off */
     PVF_FK_U64,     /* uint64_t at off */
     PVF_FK_BOOL,    /* int at off, msgpack true/false */
+    PVF_FK_F64,     /* double at off, float32 or float64, finite */
     PVF_FK_STR,     /* char * at off */
     PVF_FK_SHA,     /* pvf_sha256 at off, bin of exactly 32 bytes */
     PVF_FK_DATA,    /* const uint8_t * at off, uint32_t length at off2, bin */

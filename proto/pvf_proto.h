@@ -32,6 +32,7 @@
  *                eval:[sha:bin32, size:uint]
  *                format:str fault:str seed:uint stratum:uint
  *                targets:[str ...] lo:uint hi:uint naive:bool
+ *                threshold:float (optional: e.g. DLRM's |delta p| > threshold)
  *     ACK        job:uint attempt:uint seq:uint
  *     CANCEL     job:uint
  *     ARTIFACT   sha:bin32 off:uint total:uint data:bin
@@ -46,14 +47,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PVF_PROTO_HEADER "PVF/1"
-#define PVF_PROTO_VERSION 1
-#define PVF_PROTO_MAX_MSG (4u << 20)       /* ZMQ_MAXMSGSIZE on every socket */
-#define PVF_PROTO_MAX_TRIALS 4096          /* trial records per RESULT */
-#define PVF_PROTO_MAX_TARGETS 4096         /* targets per JOB */
-#define PVF_PROTO_MAX_FILES 64             /* model files per JOB */
-#define PVF_PROTO_MAX_STR 1024             /* any string */
-#define PVF_PROTO_CHUNK (1u << 20)         /* artifact bytes per ARTIFACT */
+#define PVF_PROTO_HEADER         "PVF/1"
+#define PVF_PROTO_VERSION        1
+#define PVF_PROTO_MAX_MSG        (4u << 20) /* ZMQ_MAXMSGSIZE on every socket */
+#define PVF_PROTO_MAX_TRIALS     4096       /* trial records per RESULT */
+#define PVF_PROTO_MAX_TARGETS    4096       /* targets per JOB */
+#define PVF_PROTO_MAX_FILES      64         /* model files per JOB */
+#define PVF_PROTO_MAX_STR        1024       /* any string */
+#define PVF_PROTO_CHUNK          (1u << 20) /* artifact bytes per ARTIFACT */
 #define PVF_PROTO_MAX_JOB_TRIALS (1u << 20) /* hi - lo of one JOB */
 
 typedef enum pvf_msg_type {
@@ -144,6 +145,7 @@ typedef struct pvf_msg {
             uint32_t ntargets;
             uint64_t lo, hi; /* trials [lo, hi) */
             int naive;
+            double threshold; /* outcome rule parameter (0: the rule's default) */
         } job;
         struct {
             uint64_t job;

@@ -60,6 +60,7 @@ static const pvf_field job_fields[] = {
     F("lo", PVF_FK_U64, u.job.lo),
     F("hi", PVF_FK_U64, u.job.hi),
     F("naive", PVF_FK_BOOL, u.job.naive),
+    FOPT("threshold", PVF_FK_F64, u.job.threshold),
 };
 static const pvf_field ack_fields[] = {
     F("job", PVF_FK_U64, u.ack.job),
@@ -150,6 +151,9 @@ static int check_result(const char *type, const pvf_msg *m, pvf_err *err) {
 
 static int check_job(const char *type, const pvf_msg *m, pvf_err *err) {
     uint32_t nf = m->u.job.nfiles, nt = m->u.job.ntargets;
+    if (!(m->u.job.threshold >= 0 && m->u.job.threshold <= 1e300))
+        return pvf_err_set(err, "%s: field 'threshold': %g is not a finite number >= 0", type,
+                           m->u.job.threshold);
     if (nf > PVF_PROTO_MAX_FILES)
         return pvf_err_set(err, "%s: field 'files': %u files, at most %u", type, (unsigned)nf,
                            PVF_PROTO_MAX_FILES);

@@ -155,6 +155,7 @@ static inline pvf_msg sample_msg(pvf_msg_type t, int variant, sample_store *st) 
         m.u.job.lo = mx ? UINT64_MAX - PVF_PROTO_MAX_JOB_TRIALS : zero ? 0 : 4096;
         m.u.job.hi = mx ? UINT64_MAX : zero ? 0 : 4096 + 512;
         m.u.job.naive = variant == SAMPLE_MAX;
+        m.u.job.threshold = variant == SAMPLE_MAX ? 0.125 : 0;
         break;
     }
     case PVF_MSG_ACK:
@@ -269,6 +270,7 @@ static inline int msg_eq(const pvf_msg *a, const pvf_msg *b, const char **why) {
         SAME(a->u.job.lo == b->u.job.lo, "lo");
         SAME(a->u.job.hi == b->u.job.hi, "hi");
         SAME(a->u.job.naive == b->u.job.naive, "naive");
+        SAME(a->u.job.threshold == b->u.job.threshold, "threshold");
         break;
     case PVF_MSG_ACK:
         SAME(a->u.ack.job == b->u.ack.job, "job");
