@@ -365,6 +365,17 @@ static int lease(coord *co, worker *w, co_campaign *c, co_stratum *s) {
     return 1;
 }
 
+static void rotate_to_back(coord *co, co_campaign *c) {
+    co_campaign **pp = &co->campaigns;
+    while (*pp != c)
+        pp = &(*pp)->next;
+    *pp = c->next;
+    c->next = NULL;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = c;
+}
+
 static void dispatch(coord *co) {
     if (co_writer_backlog(co->writer) > BACKLOG_LIMIT)
         return; /* the database is behind (or away): no new work until it catches up */
@@ -385,6 +396,7 @@ static void dispatch(coord *co) {
                         leased = lease(co, w, c, s);
                 }
                 if (leased) {
+                    rotate_to_back(co, c); /* campaigns take turns */
                     progress = 1;
                     break;
                 }

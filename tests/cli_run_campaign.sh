@@ -21,7 +21,7 @@ check_eq() { # NAME WANT GOT
 }
 pids=()
 cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do kill -9 "$p" && wait "$p"; done 2>/dev/null
     bash "$src/tests/pg_stop.sh" "$work/pg" >/dev/null 2>&1 || true
     rm -rf "$work"
     return 0

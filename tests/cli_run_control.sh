@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Campaigns changed while a coordinator serves them, with a real PostgreSQL
+# this test starts and stops: pvf campaign extend resumes strata stopped by
+# their cap, pvf campaign cancel stops a running campaign for good, and a
+# second coordinator is refused a campaign the first one holds.
+#
+# usage: cli_run_control.sh PVF SOURCE_DIR
+set -eo pipefail
+source "$(dirname "$0")/lib_cli.sh" cli_run_control.sh "$@"
+check() {
+    local name=$1
+    shift
+    if "$@"; then ok "$name"; else fail "$name" "'$*' failed"; fi
+}
+pids=()
+trap 'for p in "${pids[@]}"; do kill -9 "$p" && wait "$p"; done 2>/dev/null
+      bash "$ROOT/tests/pg_stop.sh" "$T/pg" >/dev/null 2>&1; rm -rf "$T"' EXIT
+bash "$ROOT/tests/pg_start.sh" "$T/pg" >/dev/null
+db=$(cat "$T/pg/dsn")
+export PVF_CACHE=$T/cache PVF_HOME=$T/home
+q() { psql "$db" -At -c "$1"; }
+wait_for() { # SQL EXPECTED: polls up to 120 s
+    for _ in $(seq 1 600); do
+        [ "$(q "$1")" = "$2" ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+small=$("$PVF" campaign create --model "$ROOT/models/fmnist-lenet" --strata tensor \
+    --margin 0.000001 --max-trials 40 --seed 3 --db "$db")
+big=$("$PVF" campaign create --model "$ROOT/models/fmnist-lenet" --strata tensor \
+    --margin 0.000001 --max-trials 100000 --seed 4 --db "$db")
+timeout 600 "$PVF" coordinator --db "$db" --bind "ipc://$T/co.sock" --heartbeat-ms 200 \
+    >"$T/co.log" 2>&1 &
+co=$!
+pids+=("$co")
+timeout 600 "$PVF" worker --connect "ipc://$T/co.sock" --executors 2 --heartbeat-ms 200 \
+    >"$T/w.log" 2>&1 &
+pids+=($!)
+
+check "small campaign runs to its cap" \
+    wait_for "SELECT state FROM campaigns WHERE id = $small" done
+check "cap: not converged" \
+    test "$(q "SELECT count(*) FROM estimates WHERE campaign_id = $small AND trials_used = 40
+              AND stop_reason = 'cap' AND NOT converged")" = 10
+
+"$PVF" campaign extend "$small" --max-trials 80 --db "$db" >/dev/null
+check "extend: the campaign runs again to the new cap" \
+    wait_for "SELECT state || ' ' || (SELECT min(trials_used) FROM estimates
+              WHERE campaign_id = $small) FROM campaigns WHERE id = $small" "done 80"
+
+check "the big campaign is running" \
+    wait_for "SELECT sum(trials_done) > 100 FROM estimates WHERE campaign_id = $big" t
+"$PVF" campaign cancel "$big" --db "$db" >/dev/null
+check "cancel: the coordinator stops serving it" grep -q "campaign $big cancelled" <(sleep 3; cat "$T/co.log")
+check "cancel: the state stays cancelled" \
+    test "$(q "SELECT state FROM campaigns WHERE id = $big")" = cancelled
+check "cancel: every stratum says cancelled" \
+    wait_for "SELECT count(*) FROM estimates WHERE campaign_id = $big AND stop_reason = 'cancelled'" 10
+n=$(q "SELECT count(*) FROM trials WHERE campaign_id = $big")
+sleep 2
+check "cancel: no trials after it" test "$(q "SELECT count(*) FROM trials WHERE campaign_id = $big")" -le $((n + 600))
+
+# A second coordinator cannot take a campaign the first one holds.
+third=$("$PVF" campaign create --model "$ROOT/models/fmnist-lenet" --strata tensor \
+    --margin 0.000001 --max-trials 100000 --seed 5 --db "$db")
+check "the first coordinator serves the new campaign" \
+    wait_for "SELECT sum(trials_done) > 0 FROM estimates WHERE campaign_id = $third" t
+timeout 60 "$PVF" coordinator --db "$db" --bind "ipc://$T/co2.sock" --campaign "$third" \
+    --exit-when-done >"$T/co2.out" 2>"$T/co2.err" && rc=0 || rc=$?
+check "a second coordinator is refused the campaign (exit 1)" test "$rc" = 1
+check "... saying another coordinator serves it" \
+    grep -q "served by another coordinator" "$T/co2.err"
+"$PVF" campaign cancel "$third" --db "$db" >/dev/null
+
+summary
