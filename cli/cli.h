@@ -22,6 +22,7 @@ typedef struct cli_common {
     pvf_format format;     /* --format */
     pvf_fault_model fault; /* --fault (commands that inject) */
     int json;              /* --json */
+    double threshold;      /* --threshold (outcome rule |Δ output| > it), 0: the default rule */
 } cli_common;
 
 #define CLI_COMMON_OPTIONS                                                                         \
@@ -31,6 +32,8 @@ typedef struct cli_common {
     }
 #define CLI_FAULT_OPTION                                                                           \
     { "fault", required_argument, 0, 'F' }
+#define CLI_THRESHOLD_OPTION                                                                       \
+    { "threshold", required_argument, 0, 'T' }
 
 /* A command's own flag: 1 taken, 0 not one of its flags, -1 bad value
  * (already printed). */
@@ -51,6 +54,11 @@ int cli_int64(const char *cmd, const char *flag, const char *s, int64_t min, int
 int cli_uint64(const char *cmd, const char *flag, const char *s, uint64_t *out);
 int cli_format(const char *cmd, const char *s, pvf_format *out);
 int cli_fault(const char *cmd, const char *s, pvf_fault_model *out);
+
+/* Puts --threshold into the loaded model; a usage error (printed, -1) when
+ * its architecture's outcome rule has no threshold. */
+struct pvf_model;
+int cli_apply_threshold(const char *cmd, const cli_common *c, struct pvf_model *m);
 
 /* Monotonic seconds. */
 double cli_now(void);

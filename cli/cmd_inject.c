@@ -79,6 +79,7 @@ static int inject_flag(const char *cmd, int opt, const char *arg, void *ctx) {
 int pvf_cmd_inject(int argc, char **argv) {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          CLI_FAULT_OPTION,
+                                         CLI_THRESHOLD_OPTION,
                                          {"tensor", required_argument, 0, 't'},
                                          {"index", required_argument, 0, 'i'},
                                          {"bit", required_argument, 0, 'b'},
@@ -105,6 +106,10 @@ int pvf_cmd_inject(int argc, char **argv) {
     if (pvf_runner_open(&r, c.model, c.data, c.format, &err))
         return cli_fail(CMD, 1, "%s", err.msg);
     int rc = 0;
+    if (cli_apply_threshold(CMD, &c, &r.model)) {
+        rc = 2;
+        goto done;
+    }
     const pvf_model *m = &r.model;
     pvf_fault_site site = {.target = pvf_model_find_target(m, a.tensor), .element = a.index};
     if (site.target < 0) {
