@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,15 @@ static int site_mask(const pvf_fault_model *fm, const int *bits, int nbits, int 
         *mask |= 1u << bits[i];
     }
     return 0;
+}
+
+/* A JSON number, or the string "nan", "inf", "-inf" (JSON has no such numbers). */
+static json_t *json_number(float v) {
+    if (isnan(v))
+        return json_string("nan");
+    if (isinf(v))
+        return json_string(v > 0 ? "inf" : "-inf");
+    return json_real((double)v);
 }
 
 typedef struct inject_args {
@@ -141,14 +151,14 @@ int pvf_cmd_inject(int argc, char **argv) {
         snprintf(ow, sizeof ow, "0x%0*" PRIx32, hex, e->old_word);
         snprintf(nw, sizeof nw, "0x%0*" PRIx32, hex, e->new_word);
         json_t *o = json_pack(
-            "{s:s, s:s, s:s, s:I, s:I, s:i, s:s, s:s, s:f, s:f, s:I, s:I, s:I, s:f, s:b, s:b, "
+            "{s:s, s:s, s:s, s:I, s:I, s:i, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:f, s:b, s:b, "
             "s:b}",
             "tensor", a.tensor, "format", pvf_format_name(c.format), "fault", fault, "index",
             (json_int_t)a.index, "mask", (json_int_t)site.mask, "bits", t->bits, "old_word", ow,
-            "new_word", nw, "old_value", (double)e->old_value, "new_value", (double)e->new_value,
-            "inputs", (json_int_t)r.golden.n, "incorrect", (json_int_t)res.incorrect, "nonfinite",
-            (json_int_t)res.nonfinite, "value", res.value, "masked",
-            (res.flags & PVF_TRIAL_MASKED) != 0, "nonfinite_flag",
+            "new_word", nw, "old_value", json_number(e->old_value), "new_value",
+            json_number(e->new_value), "inputs", (json_int_t)r.golden.n, "incorrect",
+            (json_int_t)res.incorrect, "nonfinite", (json_int_t)res.nonfinite, "value", res.value,
+            "masked", (res.flags & PVF_TRIAL_MASKED) != 0, "nonfinite_flag",
             (res.flags & PVF_TRIAL_NONFINITE) != 0, "unchanged",
             (res.flags & PVF_TRIAL_UNCHANGED) != 0);
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(9));

@@ -88,16 +88,28 @@ def tensors(data, vocab):
     return ids, mask, labels
 
 
-def logits_of(model, ids, mask, batch=256):
+def trim(ids, mask):
+    """Drops the padding columns no text of the batch uses (same outputs, less work)."""
+    n = int(mask.sum(1).max())
+    return ids[:, :n], mask[:, :n]
+
+
+def logits_of(model, ids, mask, batch=256, trimmed=False):
+    """Outputs in eval mode; the exported references use the full 64 positions."""
     model.eval()
+    out = []
     with torch.no_grad():
-        return torch.cat([model(ids[i:i + batch], mask[i:i + batch], torch.zeros_like(ids[i:i + batch]))
-                          for i in range(0, len(ids), batch)])
+        for i in range(0, len(ids), batch):
+            b_ids, b_mask = ids[i:i + batch], mask[i:i + batch]
+            if trimmed:
+                b_ids, b_mask = trim(b_ids, b_mask)
+            out.append(model(b_ids, b_mask, torch.zeros_like(b_ids)))
+    return torch.cat(out)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--out", default=OUT)
@@ -130,7 +142,8 @@ def main():
         loss_sum, correct = 0.0, 0
         for lo in range(0, len(train), args.batch):
             idx = perm[lo:lo + args.batch]
-            out = model(ids_tr[idx], mask_tr[idx], torch.zeros_like(ids_tr[idx]))
+            b_ids, b_mask = trim(ids_tr[idx], mask_tr[idx])
+            out = model(b_ids, b_mask, torch.zeros_like(b_ids))
             loss = F.cross_entropy(out, y_tr[idx])
             opt.zero_grad()
             loss.backward()
@@ -138,7 +151,7 @@ def main():
             sched.step()
             loss_sum += float(loss) * len(idx)
             correct += int((out.argmax(1) == y_tr[idx]).sum())
-        acc = float((logits_of(model, ids_te, mask_te).argmax(1) == y_te).float().mean())
+        acc = float((logits_of(model, ids_te, mask_te, trimmed=True).argmax(1) == y_te).float().mean())
         print(f"epoch {epoch + 1:2d}: loss {loss_sum / len(train):.4f} train acc "
               f"{correct / len(train):.4f} test acc {acc:.4f}", flush=True)
     train_seconds = time.time() - t0
@@ -229,7 +242,8 @@ lower-cased words and single punctuation marks; the vocabulary is the training
 tokens seen at least twice; [CLS] tokens [SEP], truncated and padded to 64.
 PyTorch {torch.__version__} (Debian's `python3-torch`), CPU, `torch.manual_seed(0)`,
 AdamW (weight decay 0.01), one-cycle schedule peaking at {args.lr:g}, {args.epochs}
-epochs, batch {args.batch}, dropout 0.1, cross-entropy. Training took
+epochs, batch {args.batch} (each batch trimmed to its longest text), dropout 0.1,
+cross-entropy. Training took
 {train_seconds:.0f} s wall time on {platform.system()} (Debian 12), 2 CPU cores
 ({platform.machine()}), `torch.set_num_threads(2)`.
 
