@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pvf needs on Debian 12, by package name. Used by the Quick
 # start, by tests/run-all.sh and by CI. Pass --train to add PyTorch for the
-# scripts in tools/ that retrain the bundled models.
+# scripts in tools/ that retrain the bundled models (and their data: Fashion-MNIST,
+# Debian's fortune cookies).
 set -euo pipefail
 
 pkgs=(
@@ -13,7 +14,7 @@ pkgs=(
   python3                              # CLI tests parse --json output
 )
 if [ "${1:-}" = "--train" ]; then
-  pkgs+=(python3-torch python3-numpy dataset-fashion-mnist)
+  pkgs+=(python3-torch python3-numpy dataset-fashion-mnist fortunes fortunes-min)
 fi
 
 missing=()
