@@ -292,7 +292,7 @@ log-loss {oracle[1]:.4f}: the best any model can do on these labels.
 
 PyTorch {torch.__version__} (Debian's `python3-torch`), CPU, seeds fixed.
 Binary cross-entropy; SparseAdam on the embedding tables, Adam on the MLPs,
-learning rate {args.lr:g}, batch {args.batch}, {args.epochs} epochs. Training took
+learning rate {args.lr:g}, batch {args.batch}, {args.epochs} epoch{"s" if args.epochs != 1 else ""}. Training took
 {train_seconds:.0f} s wall time on {platform.system()} (Debian 12), 2 CPU cores
 ({platform.machine()}) shared with other jobs, `torch.set_num_threads({args.threads})`.
 One epoch: the test AUC peaks there (a second epoch overfits the large tables: 0.890
