@@ -49,10 +49,10 @@ static void test_other_shape_matches_pytorch(void) {
     CHECK(d <= 1e-5);
     CHECK(agree == r.golden.n);
     CHECK(r.model.nstages == 7); /* embeddings, 4 layers, pooler, classifier */
-    CHECK(pvf_model_param_count(&r.model) == 120 * 256 + 32 * 256 + 2 * 256 + 2 * 256 +
-                                                 4 * (4 * (256 * 256 + 256) + 2 * (256 * 256 + 256) +
-                                                      4 * 256) +
-                                                 256 * 256 + 256 + 3 * 256 + 3);
+    CHECK(pvf_model_param_count(&r.model) ==
+          120 * 256 + 32 * 256 + 2 * 256 + 2 * 256 +
+              4 * (4 * (256 * 256 + 256) + 2 * (256 * 256 + 256) + 4 * 256) + 256 * 256 + 256 +
+              3 * 256 + 3);
     size_t bytes = (size_t)(r.golden.n * r.model.out_size) * sizeof(float);
     for (int s = 0; s < r.model.nstages; s++) {
         memset(r.out, 0xFF, bytes);

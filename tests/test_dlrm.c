@@ -72,8 +72,9 @@ static void test_bundled_every_format(void) {
         pvf_metric mt[4];
         int k = r.model.arch->metrics(&r.model, r.golden.out, &labels, n, mt, 4);
         CHECK(k == 2 && strcmp(mt[0].name, "auc") == 0 && strcmp(mt[1].name, "log_loss") == 0);
-        fprintf(stderr, "  %-8s AUC %.4f, log-loss %.4f, decisions agree %lld/%lld, max |diff| "
-                        "/ max |ref| %.3g\n",
+        fprintf(stderr,
+                "  %-8s AUC %.4f, log-loss %.4f, decisions agree %lld/%lld, max |diff| "
+                "/ max |ref| %.3g\n",
                 pvf_format_name((pvf_format)f), mt[0].value, mt[1].value, (long long)agree,
                 (long long)n, d);
         CHECK(n == 1000);
@@ -148,7 +149,7 @@ static void test_outcome_rule(void) {
     CHECK(low >= 0 && high >= 0);
     float *out = r.out;
     memcpy(out, r.golden.out, (size_t)n * sizeof *out);
-    out[low] += 0.25f;  /* moves, but stays a no-click */
+    out[low] += 0.25f; /* moves, but stays a no-click */
     out[high] = 0.45f; /* flips to no-click */
     pvf_trial_result res = {0};
     pvf_judge(&r.model, &r.golden, out, &res);

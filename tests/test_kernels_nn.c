@@ -33,7 +33,8 @@ static int64_t *fixture_i64(const char *name, int64_t *n) {
 
 static void test_embedding_bag(void) {
     int64_t ni, nb, ny;
-    float *table = fixture_f32(&fx, "embbag_table", NULL), *want = fixture_f32(&fx, "embbag_y", &ny);
+    float *table = fixture_f32(&fx, "embbag_table", NULL),
+          *want = fixture_f32(&fx, "embbag_y", &ny);
     int64_t *idx = fixture_i64("embbag_idx", &ni), *off = fixture_i64("embbag_offsets", &nb);
     CHECK(table && want && idx && off && ny == nb * 5);
     if (table && want && idx && off) {
