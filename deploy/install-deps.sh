@@ -12,9 +12,10 @@ pkgs=(
   libjansson-dev                       # JSON: safetensors headers, config.json, --json output
   libzmq3-dev libmsgpack-dev libuv1-dev libpq-dev   # distributed runtime
   python3                              # CLI tests parse --json output
+  python3-numpy                        # CLI tests build broken inputs with tools/safetensors_io.py
 )
 if [ "${1:-}" = "--train" ]; then
-  pkgs+=(python3-torch python3-numpy dataset-fashion-mnist fortunes fortunes-min)
+  pkgs+=(python3-torch dataset-fashion-mnist fortunes fortunes-min)
 fi
 
 missing=()
