@@ -21,7 +21,7 @@
 /* A stratum: one target (--by tensor), or the selected targets of one
  * component or one layer (the stage that reads them). */
 typedef struct sweep_row {
-    const char *name;
+    char name[112];
     int *targets;
     int ntargets;
     int64_t elements;
@@ -148,8 +148,8 @@ static void summarize(sweep_row *rows, int nrows, const pvf_trial_result *result
     total->p_nonfinite /= all;
 }
 
-typedef enum { BY_TENSOR, BY_COMPONENT, BY_LAYER } sweep_by;
-static const char *const by_names[] = {"tensor", "component", "layer"};
+typedef enum { BY_TENSOR, BY_COMPONENT, BY_LAYER, BY_LAYER_COMPONENT, BY_COUNT } sweep_by;
+static const char *const by_names[] = {"tensor", "component", "layer", "layer.component"};
 
 typedef struct sweep_args {
     int64_t trials, executors;
@@ -159,14 +159,19 @@ typedef struct sweep_args {
     sweep_by by;
 } sweep_args;
 
-/* The group a target belongs to under --by. */
-static const char *group_of(const pvf_model *m, int target, sweep_by by) {
+/* The group a target belongs to under --by: its name, its component, its
+ * layer (the stage that reads it), or both ("layer.1.attention.q"). */
+static void group_of(const pvf_model *m, int target, sweep_by by, char *out, size_t n) {
     const pvf_param *p = &m->params[m->targets[target].param];
+    const char *stage = m->stages[p->stage].name;
     if (by == BY_COMPONENT)
-        return p->component;
-    if (by == BY_LAYER)
-        return m->stages[p->stage].name;
-    return m->targets[target].name;
+        snprintf(out, n, "%s", p->component);
+    else if (by == BY_LAYER || (by == BY_LAYER_COMPONENT && strcmp(stage, p->component) == 0))
+        snprintf(out, n, "%s", stage);
+    else if (by == BY_LAYER_COMPONENT)
+        snprintf(out, n, "%s.%s", stage, p->component);
+    else
+        snprintf(out, n, "%s", m->targets[target].name);
 }
 
 /* Rows for the selected targets the fault model can hit, in model order:
@@ -178,12 +183,14 @@ static int make_rows(const pvf_model *m, const sweep_args *a, const pvf_fault_mo
         if (!selected(m->targets[t].name, a->filter, a->nfilter) ||
             pvf_stratum_population(m, &t, 1, fm) == 0)
             continue; /* the fault model cannot hit this target (e.g. bit 20 of an int8 code) */
-        const char *g = group_of(m, t, a->by);
+        char g[sizeof rows->name];
+        group_of(m, t, a->by, g, sizeof g);
         int k = 0;
         while (k < nrows && strcmp(rows[k].name, g) != 0)
             k++;
         if (k == nrows) {
-            rows[nrows++] = (sweep_row){.name = g, .bits = m->targets[t].bits};
+            rows[nrows++] = (sweep_row){.bits = m->targets[t].bits};
+            snprintf(rows[k].name, sizeof rows[k].name, "%s", g);
             /* the same seed draws the same sites: stratum = target index per
              * tensor, a stream of its own per group kind */
             rows[k].stratum =
@@ -207,7 +214,8 @@ static int make_rows(const pvf_model *m, const sweep_args *a, const pvf_fault_mo
         if (!selected(m->targets[t].name, a->filter, a->nfilter) ||
             pvf_stratum_population(m, &t, 1, fm) == 0)
             continue;
-        const char *g = group_of(m, t, a->by);
+        char g[sizeof rows->name];
+        group_of(m, t, a->by, g, sizeof g);
         for (int k = 0; k < nrows; k++)
             if (strcmp(rows[k].name, g) == 0) {
                 rows[k].targets[rows[k].ntargets++] = t;
@@ -236,12 +244,12 @@ static int sweep_flag(const char *cmd, int opt, const char *arg, void *ctx) {
         a->filter[a->nfilter++] = (char *)arg;
         return 1;
     case 'B':
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < BY_COUNT; i++)
             if (strcmp(arg, by_names[i]) == 0) {
                 a->by = (sweep_by)i;
                 return 1;
             }
-        cli_fail(cmd, 2, "--by: '%s' is not tensor, component or layer", arg);
+        cli_fail(cmd, 2, "--by: '%s' is not tensor, component, layer or layer.component", arg);
         return -1;
     default:
         return 0;

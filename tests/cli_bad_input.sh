@@ -394,6 +394,6 @@ expect_fail bert_missing_tensor "classifier.bias" 'missing|no tensor|not found|n
 expect_fail threshold_on_lenet  "--threshold"    'dlrm|top-1'                          sweep --model "$L" --trials 1 --threshold 0.1
 expect_fail threshold_range     "--threshold"    'number|\(0, 1\)'                     sweep --model "$D" --trials 1 --threshold 1.5
 expect_fail threshold_abc       "--threshold"    'number|abc'                          inject --model "$D" --tensor emb_l.0.weight --index 0 --bit 3 --threshold abc
-expect_fail sweep_by_nope       "--by"           'tensor|component|layer'              sweep --model "$D" --trials 1 --by nope
+expect_fail sweep_by_nope       "--by"           'tensor|component|layer'             sweep --model "$D" --trials 1 --by nope
 
 summary

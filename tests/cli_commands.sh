@@ -384,4 +384,21 @@ assert names == want, f"{names}"
 assert sum(t["elements"] for t in r["targets"]) == 1689603, "every parameter in one layer group"
 EOF
 
+run sweep_bert_by_layer_component "$T/sb_lc.json" sweep --model "$B" --trials 2 --by layer.component --executors 1 --json &&
+    run sweep_bert_by_layer_component_2x "$T/sb_lc2.json" sweep --model "$B" --trials 2 --by layer.component --executors 2 --json &&
+    check sweep_bert_by_layer_component "$T/sb_lc.json" "$T/sb_lc2.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+names = [t["name"] for t in a["targets"]]
+want = ["embeddings", "embeddings.layernorm"] + [f"layer.{i}.{c}" for i in range(4) for c in
+        ("attention.q", "attention.k", "attention.v", "attention.o", "layernorm", "ffn")] + ["pooler", "classifier"]
+assert names == want, f"{names}"
+q = next(t for t in a["targets"] if t["name"] == "layer.2.attention.q")
+assert q["members"] == ["bert.encoder.layer.2.attention.self.query.weight",
+                        "bert.encoder.layer.2.attention.self.query.bias"], q["members"]
+# the same sites and results on one executor or two
+assert [(t["name"], t["pvf"], t["p_any_wrong"]) for t in a["targets"]] == \
+       [(t["name"], t["pvf"], t["p_any_wrong"]) for t in b["targets"]], "executors changed the results"
+EOF
+
 summary
