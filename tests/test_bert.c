@@ -153,10 +153,71 @@ static void test_components_and_layers(void) {
     pvf_model_free(&m);
 }
 
+/* Runs a flip of `bit` in word-embedding row `row` (element 7) of the L=4
+ * fixture; *changed: bit mask of the eval inputs whose logits changed. */
+static void flip_word_row(pvf_runner *r, int64_t row, int bit, unsigned *changed) {
+    pvf_err err;
+    pvf_fault_site site = {
+        .target = pvf_model_find_target(&r->model, "bert.embeddings.word_embeddings.weight"),
+        .element = row * 256 + 7,
+        .mask = 1u << bit};
+    pvf_trial_result res;
+    CHECK(pvf_trial_run(&r->exec, &r->golden, PVF_FAULT_BITFLIP, &site, r->out, &res, &err) == 0);
+    *changed = 0;
+    const int64_t k = r->model.out_size;
+    for (int64_t i = 0; i < r->golden.n; i++)
+        if (memcmp(r->out + i * k, r->golden.out + i * k, (size_t)k * sizeof(float)) != 0)
+            *changed |= 1u << i;
+}
+
+/* A fault in a word's embedding changes exactly the inputs that hold the word
+ * at a real (unmasked) position: padding is masked, as in Hugging Face, until
+ * the fault makes it NaN (a row of 1e37 overflows LayerNorm): then 0 x NaN
+ * in the attention poisons every padded input, as it does in PyTorch. */
+static void test_faults_follow_the_tokens(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (pvf_runner_open(&r, L4, NULL, PVF_FMT_FP32, &err)) {
+        CHECK(0);
+        return;
+    }
+    pvf_tensor ids, mask;
+    CHECK(pvf_evalset_get(&r.eval, "input_ids", 1, &ids, &err) == 1);
+    CHECK(pvf_evalset_get(&r.eval, "attention_mask", 1, &mask, &err) == 1);
+    const int64_t n = r.golden.n, s = ids.shape[1];
+    int64_t word = pvf_tensor_get_i64(&ids, 2 * s + 1); /* a word of input 2 */
+    unsigned readers = 0, padded = 0, seen = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t t = 0; t < s; t++) {
+            int64_t id = pvf_tensor_get_i64(&ids, i * s + t);
+            int real = pvf_tensor_get_i64(&mask, i * s + t) == 1;
+            seen |= id == 1;
+            if (id == word && real)
+                readers |= 1u << i;
+            if (!real)
+                padded |= 1u << i;
+        }
+    CHECK(!seen && padded != 0 && readers != 0);
+    unsigned changed;
+    flip_word_row(&r, 1, 30, &changed); /* [UNK]: in no input */
+    CHECK(changed == 0);
+    flip_word_row(&r, 0, 23, &changed); /* [PAD] x 2: only at masked positions */
+    CHECK(changed == 0);
+    flip_word_row(&r, 0, 30, &changed); /* [PAD] x 1e38: NaN keys and values */
+    CHECK(changed == padded);
+    CHECK(isnan(r.out[r.model.out_size * (int64_t)__builtin_ctz(padded)]));
+    flip_word_row(&r, word, 30, &changed);
+    fprintf(stderr, "  word %lld: inputs reading it 0x%x, changed 0x%x\n", (long long)word, readers,
+            changed);
+    CHECK(changed == readers);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     RUN(test_other_shape_matches_pytorch);
     RUN(test_bundled_every_format);
     RUN(test_forward_from_any_stage);
     RUN(test_components_and_layers);
+    RUN(test_faults_follow_the_tokens);
     return test_summary();
 }

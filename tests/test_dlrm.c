@@ -170,11 +170,67 @@ static void test_outcome_rule(void) {
     pvf_runner_close(&r);
 }
 
+/* A fault in an embedding row changes exactly the eval rows whose bags read
+ * it; a row no bag reads is masked, bit for bit. */
+static void test_embedding_faults(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (pvf_runner_open(&r, SYNTH, NULL, PVF_FMT_FP32, &err)) {
+        CHECK(0);
+        return;
+    }
+    pvf_tensor off, idx;
+    CHECK(pvf_evalset_get(&r.eval, "sparse_offsets", 1, &off, &err) == 1);
+    long j = pvf_st_find(&r.eval.file, "sparse_indices");
+    CHECK(j >= 0);
+    pvf_st_view(&r.eval.file, (size_t)j, &idx);
+    const int64_t n = r.golden.n, tables = off.shape[1], total = idx.shape[0];
+    /* table 5 (5,000 rows): the row of input 0, and one no input reads */
+    const int k = 5;
+    char *used = calloc(5000, 1);
+    int64_t row0 = pvf_tensor_get_i64(&idx, pvf_tensor_get_i64(&off, k));
+    int64_t readers = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t at = i * tables + k, lo = pvf_tensor_get_i64(&off, at);
+        int64_t hi = at + 1 < n * tables ? pvf_tensor_get_i64(&off, at + 1) : total;
+        int reads = 0;
+        for (int64_t t = lo; t < hi; t++) {
+            int64_t id = pvf_tensor_get_i64(&idx, t);
+            used[id] = 1;
+            reads |= id == row0;
+        }
+        readers += reads;
+    }
+    int64_t unused = 0;
+    while (used[unused])
+        unused++;
+    free(used);
+    pvf_fault_site site = {.target = pvf_model_find_target(&r.model, "emb_l.5.weight"),
+                           .element = unused * 16 + 3,
+                           .mask = 1u << 30};
+    pvf_trial_result res;
+    CHECK(pvf_trial_run(&r.exec, &r.golden, PVF_FAULT_BITFLIP, &site, r.out, &res, &err) == 0);
+    CHECK(memcmp(r.out, r.golden.out, (size_t)n * sizeof *r.out) == 0);
+    CHECK(res.incorrect == 0 && (res.flags & PVF_TRIAL_MASKED));
+    /* the row input 0 reads: with |dp| > 0 every reader moves, no one else */
+    r.model.outcome_threshold = 1e-12;
+    site.element = row0 * 16 + 3;
+    CHECK(pvf_trial_run(&r.exec, &r.golden, PVF_FAULT_BITFLIP, &site, r.out, &res, &err) == 0);
+    fprintf(stderr, "  emb_l.5 row %lld (read by %lld inputs), bit 30: %lld moved\n",
+            (long long)row0, (long long)readers, (long long)res.incorrect);
+    CHECK(res.incorrect >= 1 && res.incorrect <= readers);
+    /* the fault left nothing behind: a forward pass is golden again */
+    CHECK(pvf_forward_from(&r.exec, &r.golden, 0, r.out, &err) == 0);
+    CHECK(memcmp(r.out, r.golden.out, (size_t)n * sizeof *r.out) == 0);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     RUN(test_fixtures_match_pytorch);
     RUN(test_bundled_every_format);
     RUN(test_forward_from_any_stage);
     RUN(test_components);
     RUN(test_outcome_rule);
+    RUN(test_embedding_faults);
     return test_summary();
 }

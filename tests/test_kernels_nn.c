@@ -102,6 +102,28 @@ static void test_layernorm(void) {
     free(y5);
 }
 
+/* Faulty rows: 1e19 stays finite (as PyTorch), 1e21, 1e37 and Inf give NaN (as PyTorch). */
+static void test_layernorm_overflow(void) {
+    int64_t n;
+    float *x = fixture_f32(&fx, "ln_big_x", &n), *w = fixture_f32(&fx, "ln_big_w", NULL),
+          *b = fixture_f32(&fx, "ln_big_b", NULL), *want = fixture_f32(&fx, "ln_big_y", NULL);
+    CHECK(n == 4 * 128);
+    pvf_layernorm(x, 4, 128, w, b, 1e-12f);
+    double d = 0;
+    for (int j = 0; j < 128; j++)
+        d = fmax(d, fabs((double)x[j] - want[j]) / fmax(1.0, fabs((double)want[j])));
+    fprintf(stderr, "  layernorm row with 1e19: max rel diff %.3g\n", d);
+    CHECK(d <= 1e-5);
+    int nan = 0;
+    for (int j = 128; j < 4 * 128; j++)
+        nan += isnan(x[j]) && isnan(want[j]);
+    CHECK(nan == 3 * 128);
+    free(x);
+    free(w);
+    free(b);
+    free(want);
+}
+
 static void test_activations(void) {
     int64_t n;
     float *x = fixture_f32(&fx, "act_x", &n);
@@ -160,6 +182,7 @@ int main(void) {
     RUN(test_embedding_bag);
     RUN(test_interaction);
     RUN(test_layernorm);
+    RUN(test_layernorm_overflow);
     RUN(test_activations);
     RUN(test_attention);
     pvf_st_close(&fx);

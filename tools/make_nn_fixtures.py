@@ -64,6 +64,13 @@ def kernels():
     out.update(ln_x=x, ln_w=w, ln_b=b,
                ln_y=F.layer_norm(x, (16,), w, b, 1e-12),
                ln_y_eps5=F.layer_norm(x, (16,), w, b, 1e-5))
+    # Faulty rows of 128: a value of 1e19 (finite in PyTorch), 1e21, 1e37 and Inf (NaN there)
+    big = randn(g, 4, 128)
+    for r, v in enumerate((1e19, 1e21, 1e37, float("inf"))):
+        big[r, 5] = v
+    wb, bb = randn(g, 128), randn(g, 128)
+    out.update(ln_big_x=big, ln_big_w=wb, ln_big_b=bb, ln_big_y=F.layer_norm(big, (128,), wb, bb, 1e-12))
+    assert torch.isfinite(out["ln_big_y"][0]).all() and torch.isnan(out["ln_big_y"][1:]).all()
 
     a = torch.cat([randn(g, 60) * 4, torch.tensor([0.0, -0.0, 30.0, -30.0, 100.0, -100.0, 1e-8, -9.0])])
     out.update(act_x=a, gelu_y=F.gelu(a), tanh_y=torch.tanh(a), sigmoid_y=torch.sigmoid(a))

@@ -22,7 +22,10 @@ int64_t pvf_interaction_dot_size(int64_t f, int64_t d, int itself);
 void pvf_interaction_dot(const float *t, int64_t n, int64_t f, int64_t d, int itself, float *y);
 
 /* torch.nn.LayerNorm over the last dim, in place: (x - mean) / sqrt(var +
- * eps) * w + b with the biased variance. */
+ * eps) * w + b with the biased variance. A row whose variance overflows fp32
+ * (a value above ~1e20, Inf, NaN) becomes NaN, as PyTorch's CPU kernel makes
+ * it for values from ~1e21 (between ~2e19 and ~1e20 PyTorch returns the bias,
+ * depending on the row length and the CPU's vector width; pvf normalizes). */
 void pvf_layernorm(float *x, int64_t rows, int64_t cols, const float *w, const float *b, float eps);
 
 /* GELU, erf form (torch.nn.functional.gelu, approximate="none"). */
