@@ -4,7 +4,8 @@ PyTorch's reference outputs for fp32 and every storage format.
 
 DLRM (facebookresearch/dlrm): the state dict as dlrm_s_pytorch.py saves it
 (torch.save of a dict with "state_dict", or the state dict itself), the same
---arch-* values as the training run, and eval inputs as a torch.save'd dict
+--arch-* values as the training run (--arch-mlp-top without the interaction's
+width, which dlrm and this tool prepend), and eval inputs as a torch.save'd dict
 or .npz with dense_x [N, 13], lS_o (per-table offsets, [T, N] or a list),
 lS_i (per-table indices, a list of 1-D tensors or [T, N] for one-hot) and
 optionally labels [N]:
@@ -81,9 +82,13 @@ def import_dlrm(args):
     ck = torch.load(args.state_dict, map_location="cpu")
     sd = ck.get("state_dict", ck) if isinstance(ck, dict) else ck
     state = {k: as_np(v, F32) for k, v in sd.items()}
-    cfg = pvf_dlrm.config_of(args.arch_sparse_feature_size, sizes(args.arch_embedding_size),
-                             sizes(args.arch_mlp_bot), sizes(args.arch_mlp_top),
-                             args.arch_interaction_op, args.arch_interaction_itself)
+    # dlrm_s_pytorch.py prepends the interaction's width to --arch-mlp-top; so does config.json
+    emb = sizes(args.arch_embedding_size)
+    top = [pvf_dlrm.interaction_size(args.arch_sparse_feature_size, len(emb),
+                                     args.arch_interaction_op, args.arch_interaction_itself)]
+    cfg = pvf_dlrm.config_of(args.arch_sparse_feature_size, emb, sizes(args.arch_mlp_bot),
+                             top + sizes(args.arch_mlp_top), args.arch_interaction_op,
+                             args.arch_interaction_itself)
     inp = load_inputs(args.inputs)
     dense = as_np(inp.get("dense_x", inp.get("X")), F32)
     lS_o = [torch.as_tensor(as_np(o, np.int64)) for o in inp["lS_o"]]

@@ -9,7 +9,9 @@ loads as it is:
 
 config.json carries dlrm_s_pytorch.py's own flag names (--arch-sparse-feature-
 size, --arch-embedding-size, --arch-mlp-bot, --arch-mlp-top,
---arch-interaction-op, --arch-interaction-itself) as lists and values.
+--arch-interaction-op, --arch-interaction-itself) as lists and values;
+arch_mlp_top starts with the interaction's width, as dlrm's ln_top does once
+it has prepended it to the flag's sizes.
 
 pvf's eval-set layout for the sparse features (one row per eval input):
 

@@ -5,7 +5,9 @@
  *
  * Tensor names as that state dict has them: emb_l.{k}.weight,
  * bot_l.{2i}.weight/.bias, top_l.{2i}.weight/.bias (the MLPs are Sequentials
- * of Linear, ReLU pairs). config.json uses dlrm's --arch-* flag names.
+ * of Linear, ReLU pairs). config.json uses dlrm's --arch-* flag names;
+ * arch_mlp_top starts with the interaction's width (dlrm's ln_top, which
+ * dlrm_s_pytorch.py builds by prepending it to the flag's sizes).
  *
  * Stages: bot_l.0, bot_l.2, ... (stage 0 reads dense_x), "embeddings" (the
  * bottom output followed by the 26 pooled embeddings, read from the eval set's
