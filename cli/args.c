@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include "model.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -67,6 +69,20 @@ double cli_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+int cli_apply_threshold(const char *cmd, const cli_common *c, pvf_model *m) {
+    if (c->threshold <= 0.0)
+        return 0;
+    if (!m->arch->has_threshold) {
+        cli_fail(cmd, 2,
+                 "--threshold: architecture '%s' judges the top-1 class; a probability "
+                 "threshold applies to dlrm only",
+                 m->arch->name);
+        return -1;
+    }
+    m->outcome_threshold = c->threshold;
+    return 0;
+}
+
 /* A shared flag: 1 taken, 0 not shared, -1 bad value (printed). */
 static int common_flag(const char *cmd, int opt, const char *arg, cli_common *c) {
     switch (opt) {
@@ -83,6 +99,17 @@ static int common_flag(const char *cmd, int opt, const char *arg, cli_common *c)
         return cli_format(cmd, arg, &c->format) ? -1 : 1;
     case 'F':
         return cli_fault(cmd, arg, &c->fault) ? -1 : 1;
+    case 'T': {
+        char *end;
+        errno = 0;
+        double t = strtod(arg, &end);
+        if (*arg == '\0' || *end != '\0' || errno || !(t > 0.0 && t < 1.0)) {
+            cli_fail(cmd, 2, "--threshold: '%s' is not a number in (0, 1)", arg);
+            return -1;
+        }
+        c->threshold = t;
+        return 1;
+    }
     default:
         return 0;
     }

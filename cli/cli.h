@@ -31,6 +31,7 @@ typedef struct cli_common {
     pvf_format format;     /* --format */
     pvf_fault_model fault; /* --fault (commands that inject) */
     int json;              /* --json */
+    double threshold;      /* --threshold (outcome rule |Δ output| > it), 0: the default rule */
 } cli_common;
 
 #define CLI_COMMON_OPTIONS                                                                         \
@@ -40,6 +41,8 @@ typedef struct cli_common {
     }
 #define CLI_FAULT_OPTION                                                                           \
     { "fault", required_argument, 0, 'F' }
+#define CLI_THRESHOLD_OPTION                                                                       \
+    { "threshold", required_argument, 0, 'T' }
 
 /* A command's own flag: 1 taken, 0 not one of its flags, -1 bad value
  * (already printed). */
@@ -81,6 +84,11 @@ struct pvf_table;
 struct json_t;
 void cli_print_rows(const struct pvf_table *t, cli_out out, const char *level);
 struct json_t *cli_row_json(const struct pvf_table *t, int r);
+
+/* Puts --threshold into the loaded model; a usage error (printed, -1) when
+ * its architecture's outcome rule has no threshold. */
+struct pvf_model;
+int cli_apply_threshold(const char *cmd, const cli_common *c, struct pvf_model *m);
 
 /* Monotonic seconds. */
 double cli_now(void);

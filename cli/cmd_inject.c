@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,15 @@ static int site_mask(const pvf_fault_model *fm, const int *bits, int nbits, int 
     return 0;
 }
 
+/* A JSON number, or the string "nan", "inf", "-inf" (JSON has no such numbers). */
+static json_t *json_number(float v) {
+    if (isnan(v))
+        return json_string("nan");
+    if (isinf(v))
+        return json_string(v > 0 ? "inf" : "-inf");
+    return json_real((double)v);
+}
+
 typedef struct inject_args {
     const char *tensor, *bits;
     int64_t index;
@@ -79,6 +89,7 @@ static int inject_flag(const char *cmd, int opt, const char *arg, void *ctx) {
 int pvf_cmd_inject(int argc, char **argv) {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          CLI_FAULT_OPTION,
+                                         CLI_THRESHOLD_OPTION,
                                          {"tensor", required_argument, 0, 't'},
                                          {"index", required_argument, 0, 'i'},
                                          {"bit", required_argument, 0, 'b'},
@@ -105,6 +116,10 @@ int pvf_cmd_inject(int argc, char **argv) {
     if (pvf_runner_open(&r, c.model, c.data, c.format, &err))
         return cli_fail(CMD, 1, "%s", err.msg);
     int rc = 0;
+    if (cli_apply_threshold(CMD, &c, &r.model)) {
+        rc = 2;
+        goto done;
+    }
     const pvf_model *m = &r.model;
     pvf_fault_site site = {.target = pvf_model_find_target(m, a.tensor), .element = a.index};
     if (site.target < 0) {
@@ -136,14 +151,14 @@ int pvf_cmd_inject(int argc, char **argv) {
         snprintf(ow, sizeof ow, "0x%0*" PRIx32, hex, e->old_word);
         snprintf(nw, sizeof nw, "0x%0*" PRIx32, hex, e->new_word);
         json_t *o = json_pack(
-            "{s:s, s:s, s:s, s:I, s:I, s:i, s:s, s:s, s:f, s:f, s:I, s:I, s:I, s:f, s:b, s:b, "
+            "{s:s, s:s, s:s, s:I, s:I, s:i, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:f, s:b, s:b, "
             "s:b}",
             "tensor", a.tensor, "format", pvf_format_name(c.format), "fault", fault, "index",
             (json_int_t)a.index, "mask", (json_int_t)site.mask, "bits", t->bits, "old_word", ow,
-            "new_word", nw, "old_value", (double)e->old_value, "new_value", (double)e->new_value,
-            "inputs", (json_int_t)r.golden.n, "incorrect", (json_int_t)res.incorrect, "nonfinite",
-            (json_int_t)res.nonfinite, "value", res.value, "masked",
-            (res.flags & PVF_TRIAL_MASKED) != 0, "nonfinite_flag",
+            "new_word", nw, "old_value", json_number(e->old_value), "new_value",
+            json_number(e->new_value), "inputs", (json_int_t)r.golden.n, "incorrect",
+            (json_int_t)res.incorrect, "nonfinite", (json_int_t)res.nonfinite, "value", res.value,
+            "masked", (res.flags & PVF_TRIAL_MASKED) != 0, "nonfinite_flag",
             (res.flags & PVF_TRIAL_NONFINITE) != 0, "unchanged",
             (res.flags & PVF_TRIAL_UNCHANGED) != 0);
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(9));

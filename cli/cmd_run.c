@@ -113,11 +113,11 @@ static int run_flag(const char *cmd, int opt, const char *arg, void *ctx) {
 }
 
 #define RUN_OPTIONS                                                                                \
-    CLI_COMMON_OPTIONS, CLI_FAULT_OPTION, {"strata", required_argument, 0, 'S'},                   \
-        {"margin", required_argument, 0, 'E'}, {"rel-margin", required_argument, 0, 'R'},          \
-        {"confidence", required_argument, 0, 'C'}, {"max-trials", required_argument, 0, 'N'},      \
-        {"seed", required_argument, 0, 's'}, {"db", required_argument, 0, 'D'},                    \
-        {"value", required_argument, 0, 'V'}, {                                                    \
+    CLI_COMMON_OPTIONS, CLI_FAULT_OPTION, CLI_THRESHOLD_OPTION,                                    \
+        {"strata", required_argument, 0, 'S'}, {"margin", required_argument, 0, 'E'},              \
+        {"rel-margin", required_argument, 0, 'R'}, {"confidence", required_argument, 0, 'C'},      \
+        {"max-trials", required_argument, 0, 'N'}, {"seed", required_argument, 0, 's'},            \
+        {"db", required_argument, 0, 'D'}, {"value", required_argument, 0, 'V'}, {                 \
         "naive", no_argument, 0, 'n'                                                               \
     }
 
@@ -137,6 +137,7 @@ static int parse_spec(const char *cmd, int argc, char **argv, const struct optio
     f->spec.fault = fault;
     f->spec.format = format;
     f->json = c.json;
+    f->spec.threshold = c.threshold;
     return 0;
 }
 

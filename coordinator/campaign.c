@@ -239,6 +239,13 @@ int pvf_campaign_create(pvf_db *db, const pvf_campaign_spec *spec, int64_t *id, 
     pvf_evalset_close(&ev);
     if (bad)
         goto out;
+    if (spec->threshold > 0 && !m.arch->has_threshold) {
+        pvf_err_set(err,
+                    "--threshold: architecture '%s' judges the top-1 class; a probability "
+                    "threshold applies to dlrm only",
+                    m.arch->name);
+        goto out;
+    }
     if (plan_strata(&m, &fm, spec->strata, &p, err))
         goto out;
     if (p.n == 0) {
@@ -495,6 +502,7 @@ int co_campaign_load(pvf_db *db, int64_t id, int64_t epoch, co_campaign **out, p
     }
     if (load_files(c, spec, err))
         goto fail;
+    c->threshold = json_real_value(json_object_get(spec, "threshold"));
     pvf_fault_model fm;
     if (pvf_fault_model_parse(fault, &fm, err))
         goto fail;

@@ -360,6 +360,7 @@ static int lease(coord *co, worker *w, co_campaign *c, co_stratum *s) {
     m.u.job.lo = r.lo;
     m.u.job.hi = r.hi;
     m.u.job.naive = c->naive;
+    m.u.job.threshold = c->threshold;
     send_worker(co, w, &m);
     queue_job_row(co, j, "leased");
     return 1;

@@ -21,6 +21,7 @@ typedef struct pvf_campaign_spec {
     uint64_t max_trials;   /* per stratum */
     int value_any;         /* trial value = any output incorrect (0/1) instead of the fraction */
     int naive;             /* full forward pass per trial */
+    double threshold;      /* outcome rule |delta output| > it (dlrm); 0: the default rule */
 } pvf_campaign_spec;
 
 /* Creates the campaign, or finds the one with the same spec: *existing is 0

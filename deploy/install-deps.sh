@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pvf needs on Debian 12, by package name. Used by the Quick
 # start, by tests/run-all.sh and by CI. Pass --train to add PyTorch for the
-# scripts in tools/ that retrain the bundled models.
+# scripts in tools/ that retrain the bundled models (and their data: Fashion-MNIST,
+# Debian's fortune cookies).
 set -euo pipefail
 
 pkgs=(
@@ -15,9 +16,10 @@ pkgs=(
                                        # /usr/lib/postgresql/*/bin), psql for the tests; the
                                        # package's own default cluster is not used
   python3                              # CLI tests parse --json output
+  python3-numpy                        # CLI tests build broken inputs with tools/safetensors_io.py
 )
 if [ "${1:-}" = "--train" ]; then
-  pkgs+=(python3-torch python3-numpy dataset-fashion-mnist)
+  pkgs+=(python3-torch dataset-fashion-mnist fortunes fortunes-min)
 fi
 
 missing=()

@@ -301,4 +301,99 @@ if [ -w /dev/full ]; then
     STDOUT_TO=/dev/full expect_fail stdout_full "" 'write|output|stdout|space|full' infer --model "$M" --json
 fi
 
+
+# ---- DLRM and BERT: eval sets and configs of the new architectures -------
+# Built from the small fixtures (fast); D: a DLRM, B: a BERT.
+D=$ROOT/tests/fixtures/dlrm-dot-itself
+B=$ROOT/tests/fixtures/bert-l4
+if ! PYTHONPATH="$ROOT/tools" "$PY" - "$D" "$B" "$T" <<'EOF'; then
+import json, os, shutil, sys
+import numpy as np
+import safetensors_io as st
+
+dlrm, bert, out = sys.argv[1:4]
+def eval_set(name, src, change):
+    ev, meta = st.load(os.path.join(src, "eval.safetensors"))
+    change(ev)
+    st.save(os.path.join(out, "e_" + name + ".safetensors"), ev, meta)
+def model(name, src, cfg_change=None, drop=None):
+    d = os.path.join(out, "m_" + name)
+    os.makedirs(d)
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    if cfg_change:
+        cfg_change(cfg)
+    json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+    w, meta = st.load(os.path.join(src, "model.safetensors"))
+    if drop:
+        del w[drop]
+    st.save(os.path.join(d, "model.safetensors"), w, meta)
+    shutil.copy(os.path.join(src, "eval.safetensors"), d)
+
+def setitem(k, v):
+    def f(ev):
+        ev[k] = v(ev)
+    return f
+def delitem(k):
+    return lambda ev: ev.pop(k)
+def poke(k, at, v):
+    def f(ev):
+        a = ev[k].copy(); a[at] = v; ev[k] = a
+    return f
+
+eval_set("d_no_offsets", dlrm, delitem("sparse_offsets"))
+eval_set("d_no_indices", dlrm, delitem("sparse_indices"))
+eval_set("d_off_beyond", dlrm, poke("sparse_offsets", (8, 3), 10 ** 6))
+eval_set("d_off_decrease", dlrm, poke("sparse_offsets", (4, 1), 0))
+eval_set("d_off_f32", dlrm, setitem("sparse_offsets", lambda ev: ev["sparse_offsets"].astype(np.float32)))
+eval_set("d_off_cols", dlrm, setitem("sparse_offsets", lambda ev: ev["sparse_offsets"][:, :3].copy()))
+eval_set("d_id_big", dlrm, poke("sparse_indices", -1, 100))
+eval_set("d_id_neg", dlrm, poke("sparse_indices", 0, -1))
+eval_set("d_dense_width", dlrm, setitem("dense_x", lambda ev: ev["dense_x"][:, :5].copy()))
+model("d_top_size", dlrm, lambda c: c.update(arch_mlp_top=[9, 8, 1]))
+model("d_op", dlrm, lambda c: c.update(arch_interaction_op="sum"))
+model("d_no_table", dlrm, drop="emb_l.2.weight")
+
+eval_set("b_id_big", bert, poke("input_ids", (2, 3), 120))
+eval_set("b_too_long", bert, setitem("input_ids", lambda ev: np.zeros((6, 33), np.int64)))
+eval_set("b_mask_2", bert, poke("attention_mask", (1, 1), 2))
+eval_set("b_mask_shape", bert, setitem("attention_mask", lambda ev: ev["attention_mask"][:, :8].copy()))
+eval_set("b_type_big", bert, poke("token_type_ids", (0, 0), 2))
+eval_set("b_ids_f32", bert, setitem("input_ids", lambda ev: ev["input_ids"].astype(np.float32)))
+model("b_act", bert, lambda c: c.update(hidden_act="relu"))
+model("b_heads", bert, lambda c: c.update(num_attention_heads=3))
+model("b_no_cls", bert, drop="classifier.bias")
+EOF
+    fail setup_models "could not build the broken DLRM and BERT inputs"
+fi
+L=$ROOT/models/fmnist-lenet
+expect_fail dlrm_eval_of_lenet  "dense_x"        'missing'                             infer --model "$D" --data "$L/eval.safetensors"
+expect_fail dlrm_eval_of_bert   "dense_x"        'missing'                             infer --model "$D" --data "$B/eval.safetensors"
+expect_fail bert_eval_of_dlrm   "input_ids"      'missing'                             infer --model "$B" --data "$D/eval.safetensors"
+expect_fail lenet_eval_of_bert  "pixel_values"   'missing'                             infer --model "$L" --data "$B/eval.safetensors"
+expect_fail dlrm_no_offsets     "sparse_offsets" 'missing'                             infer --model "$D" --data "$T/e_d_no_offsets.safetensors"
+expect_fail dlrm_no_indices     "sparse_indices" 'missing'                             infer --model "$D" --data "$T/e_d_no_indices.safetensors"
+expect_fail dlrm_offset_beyond  "sparse_offsets" 'out of range|1000000'                infer --model "$D" --data "$T/e_d_off_beyond.safetensors"
+expect_fail dlrm_offset_order   "sparse_offsets" 'out of range|decrease'               sweep --model "$D" --data "$T/e_d_off_decrease.safetensors" --trials 1
+expect_fail dlrm_offset_dtype   "sparse_offsets" 'I64|I32|F32'                         infer --model "$D" --data "$T/e_d_off_f32.safetensors"
+expect_fail dlrm_offset_columns "sparse_offsets" 'columns|tables'                      infer --model "$D" --data "$T/e_d_off_cols.safetensors"
+expect_fail dlrm_id_too_big     "emb_l.3.weight" 'outside|rows'                        infer --model "$D" --data "$T/e_d_id_big.safetensors"
+expect_fail dlrm_id_negative    "sparse_indices" 'outside|rows|-1'                     inject --model "$D" --data "$T/e_d_id_neg.safetensors" --tensor emb_l.0.weight --index 0 --bit 3
+expect_fail dlrm_dense_width    "dense_x"        'takes|\[N, 6\]'                      infer --model "$D" --data "$T/e_d_dense_width.safetensors"
+expect_fail dlrm_cfg_top_size   "arch_mlp_top"   'interaction|starts'                  infer --model "$T/m_d_top_size"
+expect_fail dlrm_cfg_op         "arch_interaction_op" 'dot|cat|must'                   infer --model "$T/m_d_op"
+expect_fail dlrm_missing_table  "emb_l.2.weight" 'missing|no tensor|not found|no such' infer --model "$T/m_d_no_table"
+expect_fail bert_id_too_big     "input_ids"      'outside|vocabulary|120'              infer --model "$B" --data "$T/e_b_id_big.safetensors"
+expect_fail bert_too_long       "input_ids"      'max_position_embeddings|33'          infer --model "$B" --data "$T/e_b_too_long.safetensors"
+expect_fail bert_mask_value     "attention_mask" 'outside|mask'                        infer --model "$B" --data "$T/e_b_mask_2.safetensors"
+expect_fail bert_mask_shape     "attention_mask" 'must|length|\[N'                     infer --model "$B" --data "$T/e_b_mask_shape.safetensors"
+expect_fail bert_type_too_big   "token_type_ids" 'outside|type_vocab_size'             sweep --model "$B" --data "$T/e_b_type_big.safetensors" --trials 1
+expect_fail bert_ids_f32        "input_ids"      'I64|I32|F32'                         infer --model "$B" --data "$T/e_b_ids_f32.safetensors"
+expect_fail bert_cfg_act        "hidden_act"     'gelu|supported'                      infer --model "$T/m_b_act"
+expect_fail bert_cfg_heads      "num_attention_heads" 'multiple'                       infer --model "$T/m_b_heads"
+expect_fail bert_missing_tensor "classifier.bias" 'missing|no tensor|not found|no such' infer --model "$T/m_b_no_cls"
+expect_fail threshold_on_lenet  "--threshold"    'dlrm|top-1'                          sweep --model "$L" --trials 1 --threshold 0.1
+expect_fail threshold_range     "--threshold"    'number|\(0, 1\)'                     sweep --model "$D" --trials 1 --threshold 1.5
+expect_fail threshold_abc       "--threshold"    'number|abc'                          inject --model "$D" --tensor emb_l.0.weight --index 0 --bit 3 --threshold abc
+expect_fail sweep_by_nope       "--by"           'tensor|component|layer'             sweep --model "$D" --trials 1 --by nope
+
 summary

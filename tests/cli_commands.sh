@@ -291,4 +291,114 @@ for t in r["targets"] + [dict(r["model_pvf"], name="model")]:
 assert any(t["pvf"] == 0 for t in r["targets"]), "no target with PVF 0 to test the edge"
 EOF
 
+
+# ---- DLRM and BERT ----------------------------------------------------------
+# The bundled models against PyTorch in every storage format; inject and sweep
+# --by on the small fixtures (fast).
+DS=$ROOT/models/dlrm-synth
+TB=$ROOT/models/fortunes-tinybert
+D=$ROOT/tests/fixtures/dlrm-dot-itself
+B=$ROOT/tests/fixtures/bert-l4
+for f in fp32 bf16 int8 int4; do
+    run "infer_dlrm_$f" "$T/infer_dlrm_$f.json" infer --model "$DS" --format "$f" --json &&
+        check "infer_dlrm_$f" "$T/infer_dlrm_$f.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["architecture"] == "dlrm" and r["inputs"] == 1000, f"{r['architecture']} {r['inputs']}"
+assert r["agreement"] == 1.0, f"decision agreement {r['agreement']}"
+assert r["within_tolerance"] is True, f"max_abs_diff {r['max_abs_diff']}"
+assert 0.8 < r["auc"] <= 1.0, f"auc {r.get('auc')}"
+assert 0.0 < r["log_loss"] < 0.6, f"log_loss {r.get('log_loss')}"
+EOF
+    run "infer_bert_$f" "$T/infer_bert_$f.json" infer --model "$TB" --format "$f" --json &&
+        check "infer_bert_$f" "$T/infer_bert_$f.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["architecture"] == "bert", r["architecture"]
+assert r["agreement"] == 1.0, f"top-1 agreement {r['agreement']}"
+assert r["within_tolerance"] is True, f"max_abs_diff {r['max_abs_diff']}"
+assert r["accuracy"] > 0.5, f"accuracy {r['accuracy']}"
+assert "auc" not in r, "a classifier has no AUC"
+EOF
+done
+
+run inject_dlrm "$T/inject_dlrm.json" inject --model "$D" --tensor emb_l.2.weight --index 4 --bit 30 --json &&
+    run inject_dlrm_tau "$T/inject_dlrm_tau.json" inject --model "$D" --tensor emb_l.2.weight --index 4 --bit 30 --threshold 0.001 --json &&
+    check inject_dlrm_threshold "$T/inject_dlrm.json" "$T/inject_dlrm_tau.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert a["bits"] == 32 and int(a["old_word"], 16) ^ int(a["new_word"], 16) == 1 << 30, a
+# -1.53 (0xbfc3cc24) with bit 30 set is a NaN: JSON has no NaN, the value is a string
+assert a["new_value"] == "nan" and a["nonfinite"] > 0, f"new_value {a['new_value']!r}"
+# |dp| > 0.001 counts every input whose decision flipped, and more
+assert b["incorrect"] >= a["incorrect"], f"threshold {b['incorrect']} < decision {a['incorrect']}"
+assert b["incorrect"] > 0, "a bit-30 flip of a used embedding row moved no probability by 0.001"
+EOF
+
+run inject_bert "$T/inject_bert.json" inject --model "$B" --format int8 --tensor bert.encoder.layer.3.attention.self.query.weight_scale --index 0 --bit 30 --json &&
+    check inject_bert "$T/inject_bert.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["bits"] == 32 and r["old_value"] > 0, r
+assert 0.0 <= r["value"] <= 1.0 and r["inputs"] == 6, r
+EOF
+
+for by in component layer; do
+    run "sweep_dlrm_by_$by" "$T/sd_$by.json" sweep --model "$D" --format int8 --trials 6 --by "$by" --json &&
+        check "sweep_dlrm_by_$by" "$T/sd_$by.json" "$by" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+by = sys.argv[2]
+names = [t["name"] for t in r["targets"]]
+want = {"component": ["bottom_mlp", "embeddings", "top_mlp"],
+        "layer": ["bot_l.0", "bot_l.2", "embeddings", "top_l.0", "top_l.2"]}[by]
+assert r["by"] == by and names == want, f"by {r['by']}: {names}, expected {want}"
+members = sorted(m for t in r["targets"] for m in t["members"])
+assert len(members) == len(set(members)) == 12 + 8, f"{len(members)} members: 12 tensors, 8 scales"
+emb = next(t for t in r["targets"] if t["name"] == "embeddings")
+assert "emb_l.3.weight" in emb["members"] and "emb_l.3.weight_scale" in emb["members"], emb["members"]
+assert emb["elements"] == (5 + 7 + 3 + 100) * 4 + (5 + 7 + 3 + 100), emb["elements"]
+for t in r["targets"]:
+    assert t["trials"] == 6 and t["low"] <= t["pvf"] <= t["high"], t
+assert r["trials"] == 6 * len(want), r["trials"]
+EOF
+done
+
+run sweep_bert_by_component "$T/sb_c.txt" sweep --model "$B" --trials 3 --by component
+if [ -s "$T/sb_c.txt" ]; then
+    got=$(awk 'NR > 3 && NF > 6 && $1 ~ /^[a-z]/ && $1 != "model" {print $1}' "$T/sb_c.txt" | tr '\n' ' ')
+    want="embeddings layernorm attention.q attention.k attention.v attention.o ffn pooler classifier "
+    if [ "$got" = "$want" ] && grep -q '^model (site-weighted)' "$T/sb_c.txt"; then
+        ok sweep_bert_by_component
+    else
+        fail sweep_bert_by_component "rows '$got', expected '$want'"
+    fi
+fi
+run sweep_bert_by_layer "$T/sb_l.json" sweep --model "$B" --trials 2 --by layer --seed 5 --json &&
+    check sweep_bert_by_layer "$T/sb_l.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+names = [t["name"] for t in r["targets"]]
+want = ["embeddings", "layer.0", "layer.1", "layer.2", "layer.3", "pooler", "classifier"]
+assert names == want, f"{names}"
+assert sum(t["elements"] for t in r["targets"]) == 1689603, "every parameter in one layer group"
+EOF
+
+run sweep_bert_by_layer_component "$T/sb_lc.json" sweep --model "$B" --trials 2 --by layer.component --executors 1 --json &&
+    run sweep_bert_by_layer_component_2x "$T/sb_lc2.json" sweep --model "$B" --trials 2 --by layer.component --executors 2 --json &&
+    check sweep_bert_by_layer_component "$T/sb_lc.json" "$T/sb_lc2.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+names = [t["name"] for t in a["targets"]]
+want = ["embeddings", "embeddings.layernorm"] + [f"layer.{i}.{c}" for i in range(4) for c in
+        ("attention.q", "attention.k", "attention.v", "attention.o", "layernorm", "ffn")] + ["pooler", "classifier"]
+assert names == want, f"{names}"
+q = next(t for t in a["targets"] if t["name"] == "layer.2.attention.q")
+assert q["members"] == ["bert.encoder.layer.2.attention.self.query.weight",
+                        "bert.encoder.layer.2.attention.self.query.bias"], q["members"]
+# the same sites and results on one executor or two
+assert [(t["name"], t["pvf"], t["p_any_wrong"]) for t in a["targets"]] == \
+       [(t["name"], t["pvf"], t["p_any_wrong"]) for t in b["targets"]], "executors changed the results"
+EOF
+
 summary

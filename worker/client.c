@@ -63,6 +63,7 @@ typedef struct model_ctx {
     char key[65];
     char dir[PATH_MAX], eval[PATH_MAX];
     pvf_format format;
+    double threshold; /* the outcome rule's, from the JOB */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int state; /* 0 not loaded, 1 loading, 2 ready, -1 failed */
@@ -203,6 +204,7 @@ static model_ctx *job_context(client *c, const job *j, pvf_err *err) {
     }
     crypto_hash_sha256_update(&st, jm->eval_sha.b, 32);
     crypto_hash_sha256_update(&st, (const uint8_t *)jm->format, strlen(jm->format) + 1);
+    crypto_hash_sha256_update(&st, (const uint8_t *)&jm->threshold, sizeof jm->threshold);
     pvf_sha256 key;
     crypto_hash_sha256_final(&st, key.b);
     char hex[65];
@@ -223,6 +225,7 @@ static model_ctx *job_context(client *c, const job *j, pvf_err *err) {
     }
     memcpy(m->key, hex, sizeof m->key);
     m->format = format;
+    m->threshold = jm->threshold;
     snprintf(m->dir, sizeof m->dir, "%s/models/%s", c->cache, hex);
     artifact_path(c, &jm->eval_sha, m->eval, sizeof m->eval);
     struct stat sb;
@@ -268,6 +271,15 @@ static int ctx_acquire(model_ctx *m, pvf_err *err) {
         pthread_mutex_unlock(&m->lock);
         pvf_err lerr;
         int rc = pvf_runner_open(&m->runner, m->dir, m->eval, m->format, &lerr);
+        if (rc == 0 && m->threshold > 0) {
+            if (m->runner.model.arch->has_threshold)
+                m->runner.model.outcome_threshold = m->threshold;
+            else {
+                rc = pvf_err_set(&lerr, "%s: architecture '%s' has no outcome threshold", m->dir,
+                                 m->runner.model.arch->name);
+                pvf_runner_close(&m->runner);
+            }
+        }
         pthread_mutex_lock(&m->lock);
         m->state = rc ? -1 : 2;
         if (rc)

@@ -11,8 +11,10 @@
 #include <string.h>
 
 extern const pvf_arch pvf_arch_lenet;
+extern const pvf_arch pvf_arch_dlrm;
+extern const pvf_arch pvf_arch_bert;
 
-static const pvf_arch *const arches[] = {&pvf_arch_lenet};
+static const pvf_arch *const arches[] = {&pvf_arch_lenet, &pvf_arch_dlrm, &pvf_arch_bert};
 
 const pvf_arch *pvf_arch_find(const char *name) {
     if (!name)

@@ -50,6 +50,12 @@ typedef struct pvf_target {
     int bits;      /* width of one word */
 } pvf_target;
 
+/* A task metric for pvf infer (AUC, log-loss, ...). */
+typedef struct pvf_metric {
+    const char *name;
+    double value;
+} pvf_metric;
+
 typedef int (*pvf_stage_fn)(const pvf_model *m, int stage, pvf_exec *ex, int64_t first, int64_t n,
                             const float *in, float *out);
 
@@ -73,6 +79,15 @@ typedef struct pvf_arch {
     /* Outcome rule; NULL: classification, top-1 against golden (trial.h). */
     void (*judge)(const pvf_model *m, const struct pvf_golden *g, const float *out,
                   struct pvf_trial_result *r);
+    /* The decision an output row stands for, compared with labels and the
+     * reference outputs by pvf infer; NULL: the top-1 class. */
+    int64_t (*decide)(const pvf_model *m, const float *row);
+    /* Task metrics of the outputs out[n, out_size] against labels (I64/I32
+     * [n]) for pvf infer; writes up to cap, returns how many. NULL: none. */
+    int (*metrics)(const pvf_model *m, const float *out, const pvf_tensor *labels, int64_t n,
+                   pvf_metric *mt, int cap);
+    /* 1 when judge honours pvf_model.outcome_threshold. */
+    int has_threshold;
 } pvf_arch;
 
 struct pvf_model {
@@ -86,9 +101,10 @@ struct pvf_model {
     int nstages, cap_stages;
     pvf_target *targets;
     int ntargets;
-    int64_t out_size;       /* outputs per eval input (logits) */
-    int64_t scratch_floats; /* per-executor workspace a chunk of inputs needs */
-    void *arch_state;       /* owned by the architecture */
+    int64_t out_size;         /* outputs per eval input (logits) */
+    int64_t scratch_floats;   /* per-executor workspace a chunk of inputs needs */
+    double outcome_threshold; /* campaign: > 0 judges |output - golden| > it (has_threshold) */
+    void *arch_state;         /* owned by the architecture */
     void (*arch_free)(void *);
 };
 

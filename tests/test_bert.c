@@ -1,0 +1,223 @@
+/* The BERT architecture end to end: a BERT of another shape than the bundled
+ * one (L=4, H=256, A=4, F16 checkpoint with Hugging Face names, padded
+ * sequences shorter than max_position_embeddings, two token types) and the
+ * bundled models/fortunes-tinybert against PyTorch in every storage format,
+ * starting at any stage, components and layers. */
+#include "kernels.h"
+#include "runner.h"
+#include "test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TINY PVF_SOURCE_DIR "/models/fortunes-tinybert"
+#define L4   PVF_SOURCE_DIR "/tests/fixtures/bert-l4"
+
+/* max |out - ref| / max |ref|; *agree: top-1 classes equal. */
+static double parity(const pvf_runner *r, const pvf_tensor *ref, int64_t *agree) {
+    const int64_t n = r->golden.n, k = r->model.out_size;
+    double diff = 0, scale = 0;
+    *agree = 0;
+    float *row = malloc((size_t)k * sizeof *row);
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < k; j++) {
+            row[j] = (float)pvf_tensor_get_f64(ref, i * k + j);
+            diff = fmax(diff, fabs((double)r->golden.out[i * k + j] - row[j]));
+            scale = fmax(scale, fabs((double)row[j]));
+        }
+        *agree += pvf_argmax(row, k) == r->golden.top1[i];
+    }
+    free(row);
+    return diff / scale;
+}
+
+static void test_other_shape_matches_pytorch(void) {
+    pvf_runner r;
+    pvf_err err;
+    int rc = pvf_runner_open(&r, L4, NULL, PVF_FMT_FP32, &err);
+    if (rc)
+        fprintf(stderr, "  %s\n", err.msg);
+    CHECK(rc == 0);
+    if (rc)
+        return;
+    pvf_tensor ref;
+    CHECK(pvf_evalset_get(&r.eval, "logits", 1, &ref, &err) == 1);
+    int64_t agree;
+    double d = parity(&r, &ref, &agree);
+    fprintf(stderr, "  L=4 H=256 A=4 (F16 checkpoint): max |diff| / max |ref| = %.3g\n", d);
+    CHECK(d <= 1e-5);
+    CHECK(agree == r.golden.n);
+    CHECK(r.model.nstages == 7); /* embeddings, 4 layers, pooler, classifier */
+    CHECK(pvf_model_param_count(&r.model) ==
+          120 * 256 + 32 * 256 + 2 * 256 + 2 * 256 +
+              4 * (4 * (256 * 256 + 256) + 2 * (256 * 256 + 256) + 4 * 256) + 256 * 256 + 256 +
+              3 * 256 + 3);
+    size_t bytes = (size_t)(r.golden.n * r.model.out_size) * sizeof(float);
+    for (int s = 0; s < r.model.nstages; s++) {
+        memset(r.out, 0xFF, bytes);
+        CHECK(pvf_forward_from(&r.exec, &r.golden, s, r.out, &err) == 0);
+        CHECK(memcmp(r.out, r.golden.out, bytes) == 0);
+    }
+    pvf_runner_close(&r);
+}
+
+static void test_bundled_every_format(void) {
+    for (int f = 0; f < PVF_FMT_COUNT; f++) {
+        pvf_runner r;
+        pvf_err err;
+        int rc = pvf_runner_open(&r, TINY, NULL, (pvf_format)f, &err);
+        if (rc)
+            fprintf(stderr, "  %s\n", err.msg);
+        CHECK(rc == 0);
+        if (rc)
+            continue;
+        pvf_tensor ref, labels;
+        char name[64];
+        CHECK(pvf_evalset_reference(&r.eval, pvf_format_name((pvf_format)f), &ref, name,
+                                    sizeof name, &err) == 1);
+        CHECK(pvf_evalset_get(&r.eval, "labels", 1, &labels, &err) == 1);
+        int64_t agree, correct = 0, n = r.golden.n;
+        for (int64_t i = 0; i < n; i++)
+            correct += pvf_tensor_get_i64(&labels, i) == r.golden.top1[i];
+        double d = parity(&r, &ref, &agree);
+        fprintf(stderr, "  %-8s accuracy %.3f, agreement %lld/%lld, max |diff| / max |ref| %.3g\n",
+                pvf_format_name((pvf_format)f), (double)correct / (double)n, (long long)agree,
+                (long long)n, d);
+        CHECK(agree == n);
+        CHECK(d <= 1e-4);
+        CHECK((double)correct / (double)n > 0.5); /* six classes: chance is 1/6 */
+        pvf_runner_close(&r);
+    }
+}
+
+static void test_forward_from_any_stage(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (pvf_runner_open(&r, TINY, NULL, PVF_FMT_BF16, &err)) {
+        fprintf(stderr, "  %s\n", err.msg);
+        CHECK(0);
+        return;
+    }
+    CHECK(r.model.nstages == 5);
+    size_t bytes = (size_t)(r.golden.n * r.model.out_size) * sizeof(float);
+    for (int s = 0; s < r.model.nstages; s++) {
+        memset(r.out, 0xFF, bytes);
+        CHECK(pvf_forward_from(&r.exec, &r.golden, s, r.out, &err) == 0);
+        CHECK(memcmp(r.out, r.golden.out, bytes) == 0); /* bit-identical to golden */
+    }
+    pvf_runner_close(&r);
+}
+
+static const char *component_of(const pvf_model *m, const char *name) {
+    for (int i = 0; i < m->nparams; i++)
+        if (strcmp(m->params[i].name, name) == 0)
+            return m->params[i].component;
+    return "";
+}
+
+static const char *stage_of(const pvf_model *m, const char *name) {
+    for (int i = 0; i < m->nparams; i++)
+        if (strcmp(m->params[i].name, name) == 0)
+            return m->stages[m->params[i].stage].name;
+    return "";
+}
+
+static void test_components_and_layers(void) {
+    pvf_model m;
+    pvf_err err;
+    if (pvf_model_load(&m, L4, PVF_FMT_INT8, &err)) {
+        CHECK(0);
+        return;
+    }
+    static const char *const want[][3] = {
+        {"bert.embeddings.word_embeddings.weight", "embeddings", "embeddings"},
+        {"bert.embeddings.LayerNorm.bias", "layernorm", "embeddings"},
+        {"bert.encoder.layer.2.attention.self.query.weight", "attention.q", "layer.2"},
+        {"bert.encoder.layer.0.attention.self.key.bias", "attention.k", "layer.0"},
+        {"bert.encoder.layer.3.attention.self.value.weight", "attention.v", "layer.3"},
+        {"bert.encoder.layer.1.attention.output.dense.weight", "attention.o", "layer.1"},
+        {"bert.encoder.layer.1.attention.output.LayerNorm.weight", "layernorm", "layer.1"},
+        {"bert.encoder.layer.3.intermediate.dense.weight", "ffn", "layer.3"},
+        {"bert.encoder.layer.3.output.dense.bias", "ffn", "layer.3"},
+        {"bert.pooler.dense.weight", "pooler", "pooler"},
+        {"classifier.bias", "classifier", "classifier"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        CHECK(strcmp(component_of(&m, want[i][0]), want[i][1]) == 0);
+        CHECK(strcmp(stage_of(&m, want[i][0]), want[i][2]) == 0);
+    }
+    CHECK(m.nparams == 5 + 4 * 16 + 4);
+    CHECK(pvf_model_find_target(&m, "bert.encoder.layer.0.output.LayerNorm.weight_scale") < 0);
+    CHECK(pvf_model_find_target(&m, "bert.embeddings.position_embeddings.weight_scale") >= 0);
+    pvf_model_free(&m);
+}
+
+/* Runs a flip of `bit` in word-embedding row `row` (element 7) of the L=4
+ * fixture; *changed: bit mask of the eval inputs whose logits changed. */
+static void flip_word_row(pvf_runner *r, int64_t row, int bit, unsigned *changed) {
+    pvf_err err;
+    pvf_fault_site site = {
+        .target = pvf_model_find_target(&r->model, "bert.embeddings.word_embeddings.weight"),
+        .element = row * 256 + 7,
+        .mask = 1u << bit};
+    pvf_trial_result res;
+    CHECK(pvf_trial_run(&r->exec, &r->golden, PVF_FAULT_BITFLIP, &site, r->out, &res, &err) == 0);
+    *changed = 0;
+    const int64_t k = r->model.out_size;
+    for (int64_t i = 0; i < r->golden.n; i++)
+        if (memcmp(r->out + i * k, r->golden.out + i * k, (size_t)k * sizeof(float)) != 0)
+            *changed |= 1u << i;
+}
+
+/* A fault in a word's embedding changes exactly the inputs that hold the word
+ * at a real (unmasked) position: padding is masked, as in Hugging Face, until
+ * the fault makes it NaN (a row of 1e37 overflows LayerNorm): then 0 x NaN
+ * in the attention poisons every padded input, as it does in PyTorch. */
+static void test_faults_follow_the_tokens(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (pvf_runner_open(&r, L4, NULL, PVF_FMT_FP32, &err)) {
+        CHECK(0);
+        return;
+    }
+    pvf_tensor ids, mask;
+    CHECK(pvf_evalset_get(&r.eval, "input_ids", 1, &ids, &err) == 1);
+    CHECK(pvf_evalset_get(&r.eval, "attention_mask", 1, &mask, &err) == 1);
+    const int64_t n = r.golden.n, s = ids.shape[1];
+    int64_t word = pvf_tensor_get_i64(&ids, 2 * s + 1); /* a word of input 2 */
+    unsigned readers = 0, padded = 0, seen = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t t = 0; t < s; t++) {
+            int64_t id = pvf_tensor_get_i64(&ids, i * s + t);
+            int real = pvf_tensor_get_i64(&mask, i * s + t) == 1;
+            seen |= id == 1;
+            if (id == word && real)
+                readers |= 1u << i;
+            if (!real)
+                padded |= 1u << i;
+        }
+    CHECK(!seen && padded != 0 && readers != 0);
+    unsigned changed;
+    flip_word_row(&r, 1, 30, &changed); /* [UNK]: in no input */
+    CHECK(changed == 0);
+    flip_word_row(&r, 0, 23, &changed); /* [PAD] x 2: only at masked positions */
+    CHECK(changed == 0);
+    flip_word_row(&r, 0, 30, &changed); /* [PAD] x 1e38: NaN keys and values */
+    CHECK(changed == padded);
+    CHECK(isnan(r.out[r.model.out_size * (int64_t)__builtin_ctz(padded)]));
+    flip_word_row(&r, word, 30, &changed);
+    fprintf(stderr, "  word %lld: inputs reading it 0x%x, changed 0x%x\n", (long long)word, readers,
+            changed);
+    CHECK(changed == readers);
+    pvf_runner_close(&r);
+}
+
+int main(void) {
+    RUN(test_other_shape_matches_pytorch);
+    RUN(test_bundled_every_format);
+    RUN(test_forward_from_any_stage);
+    RUN(test_components_and_layers);
+    RUN(test_faults_follow_the_tokens);
+    return test_summary();
+}
