@@ -267,12 +267,13 @@ int pvf_campaign_create(pvf_db *db, const pvf_campaign_spec *spec, int64_t *id, 
      * hash finds the campaign again when the same command runs twice. */
     spec_json = json_pack(
         "{s:o, s:{s:s, s:I}, s:s, s:s, s:s, s:s, s:I, s:f, s:f, s:f, s:I, "
-        "s:s, s:b}",
+        "s:s, s:b, s:f}",
         "files", json_incref(files), "eval", "sha256", eval_hex, "size", (json_int_t)st.st_size,
         "arch", m.arch->name, "format", pvf_format_name(format), "fault", fault_name, "strata",
         spec->strata, "seed", (json_int_t)spec->seed, "confidence", spec->confidence, "margin",
         spec->margin, "rel_margin", spec->rel_margin, "max_trials", (json_int_t)spec->max_trials,
-        "value", spec->value_any ? "any" : "fraction", "naive", spec->naive);
+        "value", spec->value_any ? "any" : "fraction", "naive", spec->naive, "threshold",
+        spec->threshold);
     spec_text = spec_json ? json_dumps(spec_json, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     if (!spec_text) {
         pvf_err_set(err, "out of memory");
