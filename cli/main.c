@@ -19,7 +19,8 @@ static const char usage[] =
     "          N executor threads (default: one per core) share the weights\n"
     "\n"
     "formats:      fp32 fp16 bf16 fp8-e4m3 int8 int4 (scaled formats quantize weights of 2+\n"
-    "              dims; their scales are fault targets NAME_scale)\n"
+    "              dims; their scales are fault targets NAME_scale); packagings that pick one\n"
+    "              per tensor: llama4-fp8, llama4-int4 (Meta's Llama 4 releases)\n"
     "fault models: bit, bit:B, kbit:K, burst:L, stuck0[:B], stuck1[:B]\n";
 
 int main(int argc, char **argv) {
