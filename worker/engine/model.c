@@ -13,8 +13,7 @@
 extern const pvf_arch pvf_arch_lenet;
 extern const pvf_arch pvf_arch_llama4_text, pvf_arch_llama4;
 
-static const pvf_arch *const arches[] = {&pvf_arch_lenet, &pvf_arch_llama4_text,
-                                         &pvf_arch_llama4};
+static const pvf_arch *const arches[] = {&pvf_arch_lenet, &pvf_arch_llama4_text, &pvf_arch_llama4};
 
 const pvf_arch *pvf_arch_find(const char *name) {
     if (!name)

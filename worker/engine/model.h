@@ -35,9 +35,9 @@ typedef struct pvf_param {
     int ndim;
     int64_t shape[PVF_MAX_DIMS];
     int64_t numel;
-    pvf_qtensor store; /* stored codes and scales: what faults flip */
-    float *value;      /* fp32 compute copy derived from store */
-    int stage;         /* the stage that reads it */
+    pvf_qtensor store;  /* stored codes and scales: what faults flip */
+    float *value;       /* fp32 compute copy derived from store */
+    int stage;          /* the stage that reads it */
     char component[48]; /* group for component strata; defaults to the stage name */
 } pvf_param;
 

@@ -25,9 +25,14 @@
 #include <string.h>
 
 static const char *const format_names[PVF_FMT_END] = {
-    [PVF_FMT_FP32] = "fp32",         [PVF_FMT_FP16] = "fp16", [PVF_FMT_BF16] = "bf16",
-    [PVF_FMT_FP8_E4M3] = "fp8-e4m3", [PVF_FMT_INT8] = "int8", [PVF_FMT_INT4] = "int4",
-    [PVF_FMT_LLAMA4_FP8] = "llama4-fp8", [PVF_FMT_LLAMA4_INT4] = "llama4-int4",
+    [PVF_FMT_FP32] = "fp32",
+    [PVF_FMT_FP16] = "fp16",
+    [PVF_FMT_BF16] = "bf16",
+    [PVF_FMT_FP8_E4M3] = "fp8-e4m3",
+    [PVF_FMT_INT8] = "int8",
+    [PVF_FMT_INT4] = "int4",
+    [PVF_FMT_LLAMA4_FP8] = "llama4-fp8",
+    [PVF_FMT_LLAMA4_INT4] = "llama4-int4",
 };
 
 const char *pvf_format_name(pvf_format f) {

@@ -285,9 +285,8 @@ static int llama4_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *w
             ? "language_model."
             : "";
     int s = pvf_model_add_stage(m, "embed", 1, H, embed_stage, -1, err);
-    if (s < 0 ||
-        (l->embed = add(m, w, pre, "model.embed_tokens.weight", 2, c->vocab, H, s, "embed_tokens",
-                        err)) < 0)
+    if (s < 0 || (l->embed = add(m, w, pre, "model.embed_tokens.weight", 2, c->vocab, H, s,
+                                 "embed_tokens", err)) < 0)
         return -1;
     for (int64_t L = 0; L < c->layers; L++) {
         l4_layer *y = &l->layer[L];
@@ -326,8 +325,8 @@ static int llama4_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *w
         y->down = malloc((size_t)E * sizeof *y->down);
         if (!y->gate_up || !y->down)
             return pvf_err_set(err, "out of memory");
-        snprintf(pn, sizeof pn, "%smodel.layers.%" PRId64 ".feed_forward.experts.gate_up_proj",
-                 pre, L);
+        snprintf(pn, sizeof pn, "%smodel.layers.%" PRId64 ".feed_forward.experts.gate_up_proj", pre,
+                 L);
         if (add_experts(m, w, pn, E, H, 2 * I, s, L, y->gate_up, err))
             return -1;
         snprintf(pn, sizeof pn, "%smodel.layers.%" PRId64 ".feed_forward.experts.down_proj", pre,
@@ -376,10 +375,9 @@ static int llama4_fit_eval(pvf_model *m, const pvf_evalset *e, pvf_err *err) {
         char *end;
         from = strtoll(sf, &end, 10);
         if (*sf == '\0' || *end != '\0' || from < 0 || from >= T)
-            return pvf_err_set(err,
-                               "%s: metadata 'scored_from' is '%s', expected 0..%" PRId64
-                               " (a position)",
-                               e->file.path, sf, T - 1);
+            return pvf_err_set(
+                err, "%s: metadata 'scored_from' is '%s', expected 0..%" PRId64 " (a position)",
+                e->file.path, sf, T - 1);
     }
     l->T = T;
     l->scored_from = from;
@@ -402,8 +400,10 @@ static int llama4_bind_eval(const pvf_model *m, const pvf_evalset *e, const floa
     if (pvf_evalset_get(e, "input_ids", 1, &ids, err) < 0)
         return -1;
     if (ids.ndim != 2 || ids.shape[1] != l->T)
-        return pvf_err_set(err, "%s: 'input_ids' does not have the %" PRId64 " tokens per sequence "
-                           "the model was fitted to", e->file.path, l->T);
+        return pvf_err_set(err,
+                           "%s: 'input_ids' does not have the %" PRId64 " tokens per sequence "
+                           "the model was fitted to",
+                           e->file.path, l->T);
     *input = NULL; /* the embed stage reads input_ids */
     return 0;
 }

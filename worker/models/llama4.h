@@ -22,7 +22,7 @@ typedef struct l4_config {
     int64_t max_positions;
     double attn_scale, eps, theta;
     int qk_norm, temp_tuning;
-    pvf_rope_llama3 scaling; /* factor 0: none */
+    pvf_rope_llama3 scaling;     /* factor 0: none */
     uint8_t moe[L4_MAX_LAYERS];  /* 1: MoE layer, 0: dense */
     uint8_t rope[L4_MAX_LAYERS]; /* 1: RoPE + chunked attention, 0: NoPE + full */
 } l4_config;

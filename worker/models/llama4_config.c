@@ -44,8 +44,8 @@ static int int_list(const pvf_config *c, const char *key, int64_t min, int64_t m
     return 0;
 }
 
-static int positive(const char *path, json_t *obj, const char *name, const char *key,
-                    double *out, pvf_err *err) {
+static int positive(const char *path, json_t *obj, const char *name, const char *key, double *out,
+                    pvf_err *err) {
     json_t *v = json_object_get(obj, key);
     if (!json_is_number(v) || !(json_number_value(v) > 0) || !isfinite(json_number_value(v)))
         return pvf_err_set(err, "%s: '%s.%s' must be a positive number", path, name, key);
@@ -118,14 +118,12 @@ int l4_config_read(l4_config *c, const pvf_config *cfg, pvf_err *err) {
         pvf_config_int(&t, "num_attention_heads", 1, 4096, &c->heads, err) ||
         pvf_config_int(&t, "num_key_value_heads", 1, 4096, &c->kv_heads, err) ||
         pvf_config_int_or(&t, "head_dim", c->hidden / c->heads, 2, 1 << 16, &c->head_dim, err) ||
-        pvf_config_int_or(&t, "max_position_embeddings", 131072, 1, big, &c->max_positions,
-                          err) ||
+        pvf_config_int_or(&t, "max_position_embeddings", 131072, 1, big, &c->max_positions, err) ||
         pvf_config_double_or(&t, "rms_norm_eps", 1e-5, &c->eps, err) ||
         bool_or(&t, "use_qk_norm", 1, &c->qk_norm, err) ||
         bool_or(&t, "attn_temperature_tuning", 1, &c->temp_tuning, err) ||
         pvf_config_int_or(&t, "floor_scale", 8192, 1, big, &c->floor_scale, err) ||
-        pvf_config_double_or(&t, "attn_scale", 0.1, &c->attn_scale, err) ||
-        read_rope(c, &t, err))
+        pvf_config_double_or(&t, "attn_scale", 0.1, &c->attn_scale, err) || read_rope(c, &t, err))
         return -1;
     /* absent: HF's 8192; null: RoPE layers attend full causal too */
     json_t *chunk = json_object_get(t.root, "attention_chunk_size");
@@ -185,8 +183,7 @@ int l4_config_read(l4_config *c, const pvf_config *cfg, pvf_err *err) {
             pvf_config_int_or(&t, "num_experts_per_tok", 1, 1, c->experts, &c->top_k, err))
             return -1;
     }
-    if (any_dense &&
-        pvf_config_int(&t, "intermediate_size_mlp", 1, 1 << 24, &c->inter_mlp, err))
+    if (any_dense && pvf_config_int(&t, "intermediate_size_mlp", 1, 1 << 24, &c->inter_mlp, err))
         return -1;
     return 0;
 }
