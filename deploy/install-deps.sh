@@ -13,7 +13,7 @@ pkgs=(
   python3                              # CLI tests parse --json output
 )
 if [ "${1:-}" = "--train" ]; then
-  pkgs+=(python3-torch python3-numpy dataset-fashion-mnist)
+  pkgs+=(python3-torch python3-numpy dataset-fashion-mnist fortunes fortunes-min)
 fi
 
 missing=()

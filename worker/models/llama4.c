@@ -246,7 +246,7 @@ static int add_experts(pvf_model *m, const pvf_st_set *w, const char *name, int6
                 tr[o * in + i] = all[i * outd + o];
         char pname[300], comp[48];
         snprintf(pname, sizeof pname, "%s[%" PRId64 "]", name, e);
-        snprintf(comp, sizeof comp, "layers.%" PRId64 ".expert.%" PRId64, layer, e);
+        snprintf(comp, sizeof comp, "layers.%d.expert.%d", (int)layer, (int)e); /* < 1024, 512 */
         int64_t shape[2] = {outd, in};
         params[e] = pvf_model_add_param_values(m, pname, 2, shape, tr, stage, err);
         if (params[e] < 0)
