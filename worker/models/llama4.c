@@ -429,6 +429,7 @@ static void llama4_judge(const pvf_model *m, const pvf_golden *g, const float *o
             }
         }
     int64_t scored = g->n * (T - l->scored_from);
+    r->judged = scored;
     r->value = scored ? (double)r->incorrect / (double)scored : 0.0;
     r->flags &= ~(unsigned)(PVF_TRIAL_MASKED | PVF_TRIAL_NONFINITE);
     if (r->incorrect == 0)
