@@ -165,11 +165,12 @@ def main():
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for training")
     ap.add_argument("--out", default=OUT)
     args = ap.parse_args()
 
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
     cfg = ref.text_config(CONFIG)
 
@@ -256,7 +257,7 @@ def main():
         f.write("\n")
     figures.update({
         "torch": torch.__version__, "machine": platform.machine(), "steps": args.steps, "batch": args.batch,
-        "seq": SEQ, "lr": args.lr, "train_seconds": train_seconds, "fortunes": len(fortunes),
+        "seq": SEQ, "lr": args.lr, "threads": args.threads, "train_seconds": train_seconds, "fortunes": len(fortunes),
         "train_tokens": int(len(train_toks)), "held_tokens": int(len(held_toks)),
         "final_train_batch_loss": float(lm), "train_loss": train_loss, "train_acc": train_acc,
         "held_loss": held_loss, "held_acc": held_acc,
