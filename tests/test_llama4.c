@@ -53,7 +53,7 @@ static void check_parity(const char *dir, pvf_format f, int64_t want_n, int64_t 
 }
 
 static void test_bundled_parity(void) {
-    check_parity(BUNDLED, PVF_FMT_FP32, 24, 96);
+    /* fp32 equals bf16 here (BF16 weights): pvf infer's default is checked in cli_llama4.sh */
     check_parity(BUNDLED, PVF_FMT_BF16, 24, 96);
     check_parity(BUNDLED, PVF_FMT_LLAMA4_FP8, 24, 96);
     check_parity(BUNDLED, PVF_FMT_LLAMA4_INT4, 24, 96);
@@ -69,7 +69,8 @@ static void test_second_checkpoint_parity(void) {
 static void test_forward_from_any_stage(void) {
     pvf_runner r;
     pvf_err err;
-    CHECK(pvf_runner_open(&r, BUNDLED, NULL, PVF_FMT_LLAMA4_INT4, &err) == 0);
+    /* the small checkpoint: MoE, dense, RoPE and NoPE layers, quantized experts */
+    CHECK(pvf_runner_open(&r, MM, NULL, PVF_FMT_LLAMA4_INT4, &err) == 0);
     CHECK(r.model.nstages == 2 + 2 * 4); /* embed, attn + ffn per layer, head */
     size_t bytes = (size_t)(r.golden.n * r.model.out_size) * sizeof(float);
     for (int s = 0; s < r.model.nstages; s++) {
@@ -174,9 +175,9 @@ static void test_expert_slices(void) {
 static void test_llm_outcome_rule(void) {
     pvf_runner r;
     pvf_err err;
-    CHECK(pvf_runner_open(&r, BUNDLED, NULL, PVF_FMT_BF16, &err) == 0);
+    CHECK(pvf_runner_open(&r, MM, NULL, PVF_FMT_BF16, &err) == 0);
     const int64_t P = r.model.out_positions, V = r.model.out_size / P, n = r.golden.n;
-    int t = find(&r.model, "model.layers.1.feed_forward.experts.gate_up_proj[0]");
+    int t = find(&r.model, "language_model.model.layers.3.feed_forward.experts.gate_up_proj[0]");
     /* bf16 bit 14: the top exponent bit, a weight becomes ~1e38 */
     pvf_fault_site site = {t, 5, 1u << 14};
     pvf_trial_result res;
@@ -198,7 +199,7 @@ static void test_llm_outcome_rule(void) {
     CHECK(changed > 0 && changed < n * P); /* only tokens routed to expert 0 see it */
     CHECK(((res.flags & PVF_TRIAL_NONFINITE) != 0) == (nonfinite > 0));
     /* NaN in the final norm's weight: every position of every sequence is NaN */
-    t = find(&r.model, "model.norm.weight");
+    t = find(&r.model, "language_model.model.norm.weight");
     pvf_fault_site nan_site = {
         t, 3, 0x7FC0u ^ pvf_qtensor_code(&r.model.params[r.model.targets[t].param].store, 3)};
     CHECK(pvf_trial_run(&r.exec, &r.golden, PVF_FAULT_BITFLIP, &nan_site, r.out, &res, &err) == 0);
