@@ -35,9 +35,9 @@ typedef struct pvf_param {
     int ndim;
     int64_t shape[PVF_MAX_DIMS];
     int64_t numel;
-    pvf_qtensor store;  /* stored codes and scales: what faults flip */
-    float *value;       /* fp32 compute copy derived from store */
-    int stage;          /* the stage that reads it */
+    pvf_qtensor store; /* stored codes and scales: what faults flip */
+    float *value;      /* fp32 compute copy derived from store */
+    int stage;         /* the stage that reads it */
     char component[48]; /* group for component strata; defaults to the stage name */
 } pvf_param;
 
@@ -95,7 +95,8 @@ struct pvf_model {
     int ntargets;
     int64_t out_size;       /* outputs per eval input (logits) */
     int64_t out_positions;  /* rows of out_size / out_positions classes per input (a
-                               language model's positions); 1 for a classifier */
+                               language model's positions; its arch judges them); 1 for a
+                               classifier */
     int64_t scratch_floats; /* per-executor workspace a chunk of inputs needs */
     void *arch_state;       /* owned by the architecture */
     void (*arch_free)(void *);
