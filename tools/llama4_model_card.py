@@ -142,27 +142,27 @@ def main():
         w("the golden pass sends to the expert (PyTorch, same weights, `train.json`).\n")
         pks = [pk for pk in ("bf16", "llama4-fp8", "llama4-int4") if pk in sweeps]
         comp = {pk: {c["name"]: c for c in sweeps[pk]["components"]} for pk in pks}
-        hdr = "| component | bits | " + " | ".join(f"routed ({pk})" for pk in pks) + " | " + \
-              " | ".join(f"PVF {pk} [95 % Wilson]" for pk in pks) + " | " + " | ".join(f"P(wrong) {pk}" for pk in pks) + " |"
-        w(hdr)
-        w("|" + "---|" * (2 + 3 * len(pks)))
+        short = {"bf16": "bf16", "llama4-fp8": "fp8", "llama4-int4": "int4"}
+        w("| component | routed share (" + " / ".join(short[pk] for pk in pks) + ") | " +
+          " | ".join(f"PVF {pk} (95 % Wilson)" for pk in pks) + " | P(wrong) (" +
+          " / ".join(short[pk] for pk in pks) + ") |")
+        w("|" + "---|" * (3 + len(pks)))
         order = [c["name"] for c in sweeps[pks[0]]["components"]]
         for name in order:
-            routed = []
-            for pk in pks:
-                if ".expert." in name:
-                    L, e = int(name.split(".")[1]), int(name.split(".")[3])
+            routed = ""
+            if ".expert." in name:
+                L, e = int(name.split(".")[1]), int(name.split(".")[3])
+                shares = []
+                for pk in pks:
                     cnt = tr["packagings"][pk]["routing"][str(L)]
-                    routed.append(f"{cnt[e] / sum(cnt) * 100:.1f} %")
-                else:
-                    routed.append("")
-            bits = "/".join(sorted({str(comp[pk][name]["bits"] or "mixed") for pk in pks}))
-            pv = [f"{comp[pk][name]['pvf']:.5f} [{comp[pk][name]['low']:.5f}, {comp[pk][name]['high']:.5f}]" for pk in pks]
-            pw = [f"{comp[pk][name]['p_any_wrong']:.3f}" for pk in pks]
-            w(f"| {name} | {bits} | " + " | ".join(routed) + " | " + " | ".join(pv) + " | " + " | ".join(pw) + " |")
-        tot = [f"**{sweeps[pk]['model_pvf']['pvf']:.5f}**" for pk in pks]
-        w("| **whole model** (site-weighted) | | " + " | ".join("" for _ in pks) + " | " + " | ".join(tot) + " | " +
-          " | ".join(f"{sweeps[pk]['model_pvf']['p_any_wrong']:.3f}" for pk in pks) + " |")
+                    shares.append(f"{cnt[e] / sum(cnt) * 100:.1f}")
+                routed = " / ".join(shares) + " %"
+            pv = [f"{comp[pk][name]['pvf']:.4f} ({comp[pk][name]['low']:.4f}-{comp[pk][name]['high']:.4f})" for pk in pks]
+            pw = " / ".join(f"{comp[pk][name]['p_any_wrong']:.2f}" for pk in pks)
+            w(f"| {name} | {routed} | " + " | ".join(pv) + f" | {pw} |")
+        tot = [f"**{sweeps[pk]['model_pvf']['pvf']:.4f}** ({sweeps[pk]['model_pvf']['low']:.4f}-{sweeps[pk]['model_pvf']['high']:.4f})" for pk in pks]
+        w("| **whole model** (site-weighted) | | " + " | ".join(tot) + " | " +
+          " / ".join(f"{sweeps[pk]['model_pvf']['p_any_wrong']:.2f}" for pk in pks) + " |")
         w("")
         w("Reproduce: `build/cli/pvf sweep --model models/fortunes-llama4 --format F --by component "
           f"--trials {first['trials_per_component']} --seed {first['seed']} --json` for F in bf16, llama4-fp8,")
