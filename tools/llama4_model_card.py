@@ -164,6 +164,26 @@ def main():
         w("| **whole model** (site-weighted) | | " + " | ".join(tot) + " | " +
           " / ".join(f"{sweeps[pk]['model_pvf']['p_any_wrong']:.2f}" for pk in pks) + " |")
         w("")
+        w("Exposure: with every stored bit equally likely to flip per unit time, the expected fraction")
+        w("of wrong positions per unit time is proportional to Σ bits x PVF over the components")
+        w("(population x PVF, from the same sweeps):\n")
+        w("| | " + " | ".join(pks) + " |")
+        w("|---|" + "---|" * len(pks))
+
+        def part(pk, pred):
+            cs = [c for c in sweeps[pk]["components"] if pred(c["name"])]
+            bits = sum(c["population"] for c in cs)
+            return bits, sum(c["population"] * c["pvf"] for c in cs)
+
+        rows = [("whole model", lambda n: True), ("routed experts", lambda n: ".expert." in n),
+                ("shared experts", lambda n: n == "shared_expert"), ("routers", lambda n: n == "router")]
+        for label, pred in rows:
+            cells = []
+            for pk in pks:
+                bits, exp = part(pk, pred)
+                cells.append(f"{bits / 1e6:.2f} Mbit, PVF {exp / bits:.4f}, exposure {exp / 1e3:.1f} k")
+            w(f"| {label} | " + " | ".join(cells) + " |")
+        w("")
         w("Reproduce: `build/cli/pvf sweep --model models/fortunes-llama4 --format F --by component "
           f"--trials {first['trials_per_component']} --seed {first['seed']} --json` for F in bf16, llama4-fp8,")
         secs = ", ".join(f"{pk} {sweeps[pk]['seconds']:.0f} s ({sweeps[pk]['trials_per_second']:.1f} trials/s)" for pk in pks)

@@ -152,7 +152,8 @@ int64_t pvf_experts_scratch(const pvf_experts *x, int64_t rows) {
 
 void pvf_experts_run(const pvf_experts *ex, const float *x, int64_t rows, const int32_t *idx,
                      const float *score, int k, float *y, float *scratch) {
-    int32_t *tok = (int32_t *)scratch;
+    void *ints = scratch; /* malloc'd workspace: int32 token list, then floats */
+    int32_t *tok = ints;
     float *xg = scratch + rows;
     float *gu = xg + rows * ex->in;
     float *h = gu + rows * 2 * ex->inter;

@@ -147,8 +147,9 @@ static int ffn_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first,
     const int k = (int)c->top_k;
     float *logits = f + R * H, *score = logits + R * E, *g = score + R * k, *u = g + R * I;
     float *routed = u + R * I;
-    int32_t *idx = (int32_t *)(routed + R * H);
-    float *work = (float *)(idx + R * k);
+    void *ints = routed + R * H; /* malloc'd workspace: int32 routing, then floats */
+    int32_t *idx = ints;
+    float *work = routed + R * H + R * k;
     pvf_linear(f, R, H, pvf_exec_weights(ex, y->router), NULL, E, logits);
     pvf_router_topk(logits, R, E, k, idx, score);
     /* shared expert on the unscaled input */
