@@ -99,7 +99,7 @@ def main():
     w("## Eval set\n")
     w("`eval.safetensors`: 24 windows of the held-out stream, each starting at a fortune, 96 tokens")
     w(f"(3 attention chunks of {cfg['attention_chunk_size']}; temperature tuning active from position")
-    w(f"{cfg['floor_scale'] - 1}). Every position is scored.\n")
+    w(f"{cfg['floor_scale'] - 1}). Every position is scored (`__metadata__` `scored_from` 0).\n")
     w("| tensor | dtype | shape | content |")
     w("|---|---|---|---|")
     w("| `input_ids` | I64 | [24, 96] | tokens |")

@@ -250,7 +250,7 @@ def main():
         "model": "fortunes-llama4",
         "source": "Debian fortunes, every 16th fortune (held out), windows starting at a fortune",
         "tokens": "bytes 0-255, 256 <|begin_of_text|>, 257 <|end_of_text|>",
-        "scored_positions": "all",
+        "scored_from": "0",  # every position is scored
     })
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(CONFIG, f, indent=2)
