@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BUNDLED PVF_SOURCE_DIR "/models/fortunes-llama4"
 #define MM      PVF_SOURCE_DIR "/tests/fixtures/llama4-mm"
@@ -207,6 +208,42 @@ static void test_llm_outcome_rule(void) {
     pvf_runner_close(&r);
 }
 
+/* __metadata__ scored_from K: only positions K..T-1 are judged. */
+static void test_scored_from(void) {
+    pvf_st_file f;
+    pvf_err err;
+    CHECK(pvf_st_open(&f, MM "/eval.safetensors", &err) == 0);
+    long k = pvf_st_find(&f, "input_ids");
+    CHECK(k >= 0);
+    if (k < 0)
+        return;
+    pvf_tensor ids;
+    pvf_st_view(&f, (size_t)k, &ids);
+    char path[] = "/tmp/pvf-test-llama4-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    pvf_st_meta meta = {"scored_from", "5"};
+    pvf_st_out t = {"input_ids", ids.dtype, ids.ndim, ids.shape, ids.data};
+    CHECK(pvf_st_write(path, &t, 1, &meta, 1, &err) == 0);
+    pvf_runner r;
+    CHECK(pvf_runner_open(&r, MM, path, PVF_FMT_FP32, &err) == 0);
+    int tg = find(&r.model, "language_model.model.norm.weight");
+    pvf_fault_site site = {tg, 0, 1u << 31}; /* sign of a norm weight: changes something */
+    pvf_trial_result res;
+    CHECK(pvf_trial_run(&r.exec, &r.golden, PVF_FAULT_BITFLIP, &site, r.out, &res, &err) == 0);
+    CHECK(res.judged == 5 * (13 - 5));
+    int64_t changed = 0;
+    for (int64_t i = 0; i < 5; i++)
+        for (int64_t p = 5; p < 13; p++)
+            changed += pvf_argmax(r.out + (i * 13 + p) * 50, 50) != r.golden.top1[i * 13 + p];
+    CHECK(res.incorrect == changed && changed > 0);
+    fprintf(stderr, "  scored_from 5: %lld of 40 positions changed\n", (long long)changed);
+    pvf_runner_close(&r);
+    pvf_st_close(&f);
+    unlink(path);
+}
+
 /* config.json schedules, spec section 1.3. */
 static int read_config(const char *json, l4_config *c, pvf_err *err) {
     pvf_config cfg = {"config.json", json_loads(json, 0, NULL)};
@@ -276,6 +313,7 @@ int main(void) {
     RUN(test_packagings_and_components);
     RUN(test_expert_slices);
     RUN(test_llm_outcome_rule);
+    RUN(test_scored_from);
     RUN(test_config_schedules);
     return test_summary();
 }
