@@ -71,7 +71,7 @@ int pvf_model_load(pvf_model *m, const char *dir, pvf_format format, pvf_err *er
     const char *arch = pvf_config_arch(&m->config);
     m->arch = pvf_arch_find(arch);
     if (!m->arch) {
-        char known[256];
+        char known[512];
         pvf_arch_names(known, sizeof known);
         pvf_err_set(err, "%s: unknown architecture '%s' (known: %s)", path, arch ? arch : "(none)",
                     known);
