@@ -50,7 +50,7 @@ int cli_format(const char *cmd, const char *s, pvf_format *out) {
         return 0;
     cli_fail(cmd, 2,
              "--format: unknown format '%s' (expected fp32, fp16, bf16, fp8-e4m3, int8, "
-             "int4)",
+             "int4, or a packaging: llama4-fp8, llama4-int4)",
              s);
     return -1;
 }

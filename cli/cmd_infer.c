@@ -39,6 +39,9 @@ int pvf_cmd_infer(int argc, char **argv) {
     double elapsed = cli_now() - t0;
     const pvf_model *m = &r.model;
     const int64_t n = r.golden.n, k = m->out_size;
+    /* a language model has out_positions rows of classes per input: labels,
+     * agreement and accuracy count positions */
+    const int64_t P = m->out_positions > 0 ? m->out_positions : 1, classes = k / P;
     int rc = 0;
     int64_t *decision = NULL;
     float *ref_row = NULL;
@@ -47,12 +50,16 @@ int pvf_cmd_infer(int argc, char **argv) {
     pvf_tensor labels, ref;
     int has_labels = pvf_evalset_get(&r.eval, "labels", 0, &labels, &err);
     int64_t correct = 0;
-    if (has_labels > 0 &&
-        ((labels.dtype != PVF_DT_I64 && labels.dtype != PVF_DT_I32) || labels.ndim != 1)) {
-        char shape[128];
+    if (has_labels > 0 && ((labels.dtype != PVF_DT_I64 && labels.dtype != PVF_DT_I32) ||
+                           labels.ndim != (P > 1 ? 2 : 1) || pvf_tensor_numel(&labels) != n * P)) {
+        char shape[128], want[64];
         pvf_shape_format(labels.shape, labels.ndim, shape, sizeof shape);
-        rc = cli_fail(CMD, 1, "%s: 'labels' must be I64 or I32 [%" PRId64 "], not %s %s",
-                      r.eval.file.path, n, pvf_dtype_name(labels.dtype), shape);
+        if (P > 1)
+            snprintf(want, sizeof want, "[%" PRId64 ", %" PRId64 "]", n, P);
+        else
+            snprintf(want, sizeof want, "[%" PRId64 "]", n);
+        rc = cli_fail(CMD, 1, "%s: 'labels' must be I64 or I32 %s, not %s %s", r.eval.file.path,
+                      want, pvf_dtype_name(labels.dtype), shape);
         goto done;
     }
     if (has_labels < 0) {
@@ -60,16 +67,17 @@ int pvf_cmd_infer(int argc, char **argv) {
         goto done;
     }
     /* The decision each output stands for: top-1 class, or the architecture's (a click). */
-    decision = malloc((size_t)n * sizeof *decision);
-    ref_row = malloc((size_t)k * sizeof *ref_row);
+    decision = malloc((size_t)(n * P) * sizeof *decision);
+    ref_row = malloc((size_t)classes * sizeof *ref_row);
     if (!decision || !ref_row) {
         rc = cli_fail(CMD, 1, "out of memory");
         goto done;
     }
-    for (int64_t i = 0; i < n; i++)
-        decision[i] = m->arch->decide ? m->arch->decide(m, r.golden.out + i * k) : r.golden.top1[i];
+    for (int64_t i = 0; i < n * P; i++)
+        decision[i] =
+            m->arch->decide ? m->arch->decide(m, r.golden.out + i * classes) : r.golden.top1[i];
     if (has_labels > 0)
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = 0; i < n * P; i++)
             correct += pvf_tensor_get_i64(&labels, i) == decision[i];
     pvf_metric metrics[8];
     int nmetrics = has_labels > 0 && m->arch->metrics
@@ -85,21 +93,28 @@ int pvf_cmd_infer(int argc, char **argv) {
         goto done;
     }
     if (has_ref > 0 && (ref.dtype != PVF_DT_F32 || pvf_tensor_numel(&ref) != n * k)) {
-        rc = cli_fail(CMD, 1, "%s: '%s' must be F32 [%" PRId64 ", %" PRId64 "]", r.eval.file.path,
-                      ref_name, n, k);
+        if (P > 1)
+            rc = cli_fail(CMD, 1,
+                          "%s: '%s' must be F32 [%" PRId64 ", %" PRId64 ", %" PRId64
+                          "] (inputs, positions, classes)",
+                          r.eval.file.path, ref_name, n, P, classes);
+        else
+            rc = cli_fail(CMD, 1, "%s: '%s' must be F32 [%" PRId64 ", %" PRId64 "]",
+                          r.eval.file.path, ref_name, n, k);
         goto done;
     }
     int64_t agree = 0;
     double max_diff = 0.0, max_ref = 0.0;
     if (has_ref > 0) {
-        for (int64_t i = 0; i < n; i++) {
-            const float *out = r.golden.out + i * k;
-            for (int64_t j = 0; j < k; j++) {
-                ref_row[j] = (float)pvf_tensor_get_f64(&ref, i * k + j);
+        for (int64_t i = 0; i < n * P; i++) {
+            const float *out = r.golden.out + i * classes;
+            for (int64_t j = 0; j < classes; j++) {
+                ref_row[j] = (float)pvf_tensor_get_f64(&ref, i * classes + j);
                 max_diff = fmax(max_diff, fabs((double)out[j] - (double)ref_row[j]));
                 max_ref = fmax(max_ref, fabs((double)ref_row[j]));
             }
-            int64_t want = m->arch->decide ? m->arch->decide(m, ref_row) : pvf_argmax(ref_row, k);
+            int64_t want =
+                m->arch->decide ? m->arch->decide(m, ref_row) : pvf_argmax(ref_row, classes);
             agree += want == decision[i];
         }
     }
@@ -120,13 +135,15 @@ int pvf_cmd_infer(int argc, char **argv) {
                               (json_int_t)pvf_model_param_count(m), "inputs", (json_int_t)n,
                               "seconds", elapsed);
         json_object_set_new(o, "data", json_string(r.eval.file.path));
+        if (P > 1)
+            json_object_set_new(o, "positions", json_integer(P));
         if (has_labels > 0)
-            json_object_set_new(o, "accuracy", json_real((double)correct / (double)n));
+            json_object_set_new(o, "accuracy", json_real((double)correct / (double)(n * P)));
         for (int i = 0; i < nmetrics; i++)
             json_object_set_new(o, metrics[i].name, json_real(metrics[i].value));
         if (has_ref > 0) {
             json_object_set_new(o, "reference", json_string(ref_name));
-            json_object_set_new(o, "agreement", json_real((double)agree / (double)n));
+            json_object_set_new(o, "agreement", json_real((double)agree / (double)(n * P)));
             json_object_set_new(o, "max_abs_diff", json_real(max_diff));
             json_object_set_new(o, "max_abs_reference", json_real(max_ref));
             json_object_set_new(o, "within_tolerance", json_boolean(within));
@@ -141,15 +158,15 @@ int pvf_cmd_infer(int argc, char **argv) {
         printf("eval set    %s (%" PRId64 " inputs)\n", r.eval.file.path, n);
         if (has_labels > 0)
             printf("accuracy    %.4f (%" PRId64 "/%" PRId64 " match labels)\n",
-                   (double)correct / (double)n, correct, n);
+                   (double)correct / (double)(n * P), correct, n * P);
         for (int i = 0; i < nmetrics; i++)
             printf("%-11s %.4f\n", metrics[i].name, metrics[i].value);
         if (has_ref > 0)
             printf("reference   %s: %s agreement %.4f (%" PRId64 "/%" PRId64
                    "), max |diff| %.3g = %.3g x max |ref| (%s)\n",
-                   ref_name, m->arch->decide ? "decision" : "top-1", (double)agree / (double)n,
-                   agree, n, max_diff, max_ref > 0 ? max_diff / max_ref : 0.0,
-                   within ? "within 1e-4" : "OUTSIDE 1e-4");
+                   ref_name, m->arch->decide ? "decision" : "top-1",
+                   (double)agree / (double)(n * P), agree, n * P, max_diff,
+                   max_ref > 0 ? max_diff / max_ref : 0.0, within ? "within 1e-4" : "OUTSIDE 1e-4");
         else
             printf("reference   none for format %s in the eval set\n", pvf_format_name(c.format));
         printf("time        %.1f ms (load, golden pass)\n", elapsed * 1e3);

@@ -161,6 +161,7 @@ int pvf_cmd_inject(int argc, char **argv) {
             "masked", (res.flags & PVF_TRIAL_MASKED) != 0, "nonfinite_flag",
             (res.flags & PVF_TRIAL_NONFINITE) != 0, "unchanged",
             (res.flags & PVF_TRIAL_UNCHANGED) != 0);
+        json_object_set_new(o, "judged", json_integer(res.judged ? res.judged : r.golden.n));
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
         puts(s);
         free(s);
@@ -173,13 +174,14 @@ int pvf_cmd_inject(int argc, char **argv) {
                e->new_word);
         printf("value       %.9g -> %.9g%s\n", (double)e->old_value, (double)e->new_value,
                t->is_scale ? " (scale)" : "");
-        printf("incorrect   %" PRId64 "/%" PRId64 " eval inputs (value %.6f)\n", res.incorrect,
-               r.golden.n, res.value);
+        const char *unit = r.model.out_positions > 1 ? "scored positions" : "eval inputs";
+        printf("incorrect   %" PRId64 "/%" PRId64 " %s (value %.6f)\n", res.incorrect,
+               res.judged ? res.judged : r.golden.n, unit, res.value);
         printf("flags      %s%s%s%s\n", res.flags & PVF_TRIAL_MASKED ? " masked" : "",
                res.flags & PVF_TRIAL_NONFINITE ? " nonfinite" : "",
                res.flags & PVF_TRIAL_UNCHANGED ? " unchanged" : "", res.flags ? "" : " -");
         if (res.nonfinite)
-            printf("nonfinite   %" PRId64 " eval inputs with NaN/Inf outputs\n", res.nonfinite);
+            printf("nonfinite   %" PRId64 " %s with NaN/Inf outputs\n", res.nonfinite, unit);
     }
 done:
     pvf_runner_close(&r);

@@ -16,9 +16,9 @@ static const char usage[] =
     "  sweep   --model DIR [--data FILE] --trials N [--seed S] [--format F] [--fault MODEL]\n"
     "          [--tensor NAME]... [--by tensor|component|layer|layer.component]\n"
     "          [--threshold T] [--executors N] [--json]\n"
-    "          N trials per tensor (or component, or layer): PVF per stratum and whole-model\n"
-    "          PVF with 95% Wilson intervals; N executor threads (default: one per core)\n"
-    "          share the weights\n"
+    "          N trials per tensor (or component: router, expert, ...; or layer): PVF per\n"
+    "          stratum and whole-model PVF with 95% Wilson intervals; N executor threads\n"
+    "          (default: one per core) share the weights\n"
     "  run     --model DIR [--data FILE] [--strata tensor|tensor-bit|component|component-bit]\n"
     "          [--fault MODEL] [--format F] [--margin E] [--rel-margin R] [--confidence C]\n"
     "          [--max-trials N] [--value fraction|any] [--seed S] [--workers N] [--executors N]\n"
@@ -51,10 +51,12 @@ static const char usage[] =
     "\n"
     "database:     --db DSN, else $PVF_DB, else the private server (pvf db start)\n"
     "formats:      fp32 fp16 bf16 fp8-e4m3 int8 int4 (scaled formats quantize weights of 2+\n"
-    "              dims; their scales are fault targets NAME_scale)\n"
+    "              dims; their scales are fault targets NAME_scale); packagings that pick one\n"
+    "              per tensor: llama4-fp8, llama4-int4 (Meta's Llama 4 releases)\n"
     "fault models: bit, bit:B, kbit:K, burst:L, stuck0[:B], stuck1[:B]\n"
     "outcome:      top-1 class differs from golden (lenet, bert); dlrm: the click decision\n"
-    "              at 0.5 differs, or with --threshold T: |p - p_golden| > T\n";
+    "              at 0.5 differs, or with --threshold T: |p - p_golden| > T; llama4: the\n"
+    "              greedy next token differs, per scored position\n";
 
 int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||

@@ -8,6 +8,9 @@ the data buffer) and may hold a "__metadata__" object of string values.
 The writer stores tensors ordered by element size (largest first), then by
 name, so every tensor starts at an offset aligned to its element size and the
 buffer has no holes.
+
+bfloat16 (no numpy dtype): save bf16(x) to store float32 x as "BF16" (rounded
+to nearest even); load returns BF16 tensors widened to float32.
 """
 
 import json
@@ -33,6 +36,15 @@ _DTYPES = {
 _TAGS = {dt: tag for tag, dt in _DTYPES.items()}
 
 
+class bf16:
+    """Marks a float32 array to be stored as BF16 (round to nearest even)."""
+
+    def __init__(self, x):
+        import pvf_formats  # noqa: F401  (same directory)
+
+        self.bits = pvf_formats.f32_to_bf16(np.asarray(x, dtype=np.float32))
+
+
 def _tag_of(arr):
     dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
     for tag, d in _DTYPES.items():
@@ -47,6 +59,9 @@ def save(path, tensors, metadata=None):
     for name, value in tensors.items():
         if name == "__metadata__":
             raise ValueError("'__metadata__' is reserved")
+        if isinstance(value, bf16):
+            arrays[name] = ("BF16", np.ascontiguousarray(value.bits, dtype="<u2"))
+            continue
         arr = np.asarray(value)
         tag = _tag_of(arr)
         arrays[name] = (tag, np.ascontiguousarray(arr, dtype=_DTYPES[tag]))
@@ -89,11 +104,13 @@ def load(path):
         begin, end = e["data_offsets"]
         if begin != expect:
             raise ValueError(f"{path}: hole or overlap before {name}")
-        dt = _DTYPES[e["dtype"]]
+        dt = np.dtype("<u2") if e["dtype"] == "BF16" else _DTYPES[e["dtype"]]
         count = int(np.prod(e["shape"], dtype=np.int64))
         if end - begin != count * dt.itemsize:
             raise ValueError(f"{path}: {name} size does not match its shape")
         arr = np.frombuffer(data[begin:end], dtype=dt).reshape(e["shape"])
+        if e["dtype"] == "BF16":
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
         tensors[name] = arr.copy()
         expect = end
     if expect != len(data):

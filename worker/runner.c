@@ -14,7 +14,7 @@ int pvf_runner_open(pvf_runner *r, const char *model_dir, const char *data, pvf_
     }
     if (pvf_model_load(&r->model, model_dir, format, err))
         return -1;
-    if (pvf_evalset_open(&r->eval, data, err))
+    if (pvf_evalset_open(&r->eval, data, err) || pvf_model_fit_eval(&r->model, &r->eval, err))
         goto fail;
     if (pvf_exec_init(&r->exec, &r->model, &r->eval, err))
         goto fail;

@@ -20,6 +20,7 @@ void pvf_judge(const pvf_model *m, const pvf_golden *g, const float *out, pvf_tr
             r->incorrect++;
         }
     }
+    r->judged = g->n;
     r->value = g->n ? (double)r->incorrect / (double)g->n : 0.0;
     r->flags &= ~(unsigned)(PVF_TRIAL_MASKED | PVF_TRIAL_NONFINITE);
     if (r->incorrect == 0)

@@ -22,6 +22,7 @@ typedef struct pvf_trial_result {
     double value;      /* fraction of eval inputs incorrect */
     int64_t incorrect; /* eval inputs whose output is incorrect */
     int64_t nonfinite; /* of which with a non-finite output */
+    int64_t judged;    /* outputs judged: eval inputs (scored positions for an LLM) */
     unsigned flags;
     pvf_fault_effect effect;
 } pvf_trial_result;

@@ -13,8 +13,10 @@
 extern const pvf_arch pvf_arch_lenet;
 extern const pvf_arch pvf_arch_dlrm;
 extern const pvf_arch pvf_arch_bert;
+extern const pvf_arch pvf_arch_llama4_text, pvf_arch_llama4;
 
-static const pvf_arch *const arches[] = {&pvf_arch_lenet, &pvf_arch_dlrm, &pvf_arch_bert};
+static const pvf_arch *const arches[] = {&pvf_arch_lenet, &pvf_arch_dlrm, &pvf_arch_bert,
+                                         &pvf_arch_llama4_text, &pvf_arch_llama4};
 
 const pvf_arch *pvf_arch_find(const char *name) {
     if (!name)
@@ -61,6 +63,7 @@ static int add_targets(pvf_model *m, pvf_err *err) {
 int pvf_model_load(pvf_model *m, const char *dir, pvf_format format, pvf_err *err) {
     memset(m, 0, sizeof *m);
     m->format = format;
+    m->out_positions = 1;
     m->dir = strdup(dir);
     if (!m->dir)
         return pvf_err_set(err, "%s: out of memory", dir);
@@ -71,7 +74,7 @@ int pvf_model_load(pvf_model *m, const char *dir, pvf_format format, pvf_err *er
     const char *arch = pvf_config_arch(&m->config);
     m->arch = pvf_arch_find(arch);
     if (!m->arch) {
-        char known[256];
+        char known[512];
         pvf_arch_names(known, sizeof known);
         pvf_err_set(err, "%s: unknown architecture '%s' (known: %s)", path, arch ? arch : "(none)",
                     known);
@@ -115,32 +118,65 @@ void pvf_model_free(pvf_model *m) {
     memset(m, 0, sizeof *m);
 }
 
-/* Converts a checkpoint tensor of F32, F16 or BF16 to fp32. */
-static int to_f32(const pvf_tensor *t, float *out, int64_t n) {
-    const uint8_t *p = t->data;
-    for (int64_t i = 0; i < n; i++) {
-        switch (t->dtype) {
-        case PVF_DT_F32: {
-            memcpy(&out[i], p + 4 * i, 4);
-            break;
-        }
-        case PVF_DT_F16: {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            out[i] = pvf_f16_to_f32(h);
-            break;
-        }
-        case PVF_DT_BF16: {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            out[i] = pvf_bf16_to_f32(h);
-            break;
-        }
-        default:
-            return -1;
-        }
-    }
+int pvf_model_storage_format(const pvf_model *m, const char *name, int ndim, pvf_format *out,
+                             pvf_err *err) {
+    pvf_format fmt = m->format;
+    if (pvf_format_is_packaging(fmt) &&
+        (!m->arch->packaging || m->arch->packaging(m, name, &fmt) < 0))
+        return pvf_err_set(err, "%s: format '%s' is not a packaging of architecture '%s'", m->dir,
+                           pvf_format_name(m->format), m->arch->name);
+    /* Scaled formats quantize weights; 1-D tensors (biases, norms) stay fp32. */
+    if (pvf_format_has_scales(fmt) && ndim < 2)
+        fmt = PVF_FMT_FP32;
+    *out = fmt;
     return 0;
+}
+
+int pvf_model_add_param_values(pvf_model *m, const char *name, int ndim, const int64_t *shape,
+                               const float *w, int stage, pvf_err *err) {
+    int64_t numel = 1;
+    for (int d = 0; d < ndim; d++)
+        numel *= shape[d];
+    if (numel <= 0)
+        return pvf_err_set(err, "%s: tensor '%s' is empty", m->dir, name);
+    pvf_format fmt;
+    if (pvf_model_storage_format(m, name, ndim, &fmt, err))
+        return -1;
+    if (m->nparams == m->cap_params) {
+        int cap = m->cap_params ? 2 * m->cap_params : 16;
+        pvf_param *p = realloc(m->params, (size_t)cap * sizeof *p);
+        if (!p)
+            return pvf_err_set(err, "%s: out of memory", m->dir);
+        m->params = p;
+        m->cap_params = cap;
+    }
+    pvf_param *p = &m->params[m->nparams];
+    memset(p, 0, sizeof *p);
+    p->value = malloc((size_t)numel * sizeof *p->value);
+    p->name = strdup(name);
+    if (!p->value || !p->name) {
+        pvf_err_set(err, "%s: tensor '%s': out of memory", m->dir, name);
+        goto fail;
+    }
+    int64_t rows = ndim >= 1 ? shape[0] : 1;
+    if (rows < 1)
+        rows = 1;
+    if (pvf_qtensor_encode(&p->store, fmt, w, rows, numel / rows, err)) {
+        pvf_err_prefix(err, "%s: tensor '%s'", m->dir, name);
+        goto fail;
+    }
+    pvf_qtensor_decode(&p->store, p->value);
+    p->ndim = ndim;
+    memcpy(p->shape, shape, (size_t)ndim * sizeof *shape);
+    p->numel = numel;
+    p->stage = stage;
+    snprintf(p->component, sizeof p->component, "%s",
+             stage >= 0 && stage < m->nstages ? m->stages[stage].name : "");
+    return m->nparams++;
+fail:
+    free(p->value);
+    free(p->name);
+    return -1;
 }
 
 int pvf_model_add_param(pvf_model *m, const pvf_st_set *weights, const char *name, int ndim,
@@ -160,49 +196,17 @@ int pvf_model_add_param(pvf_model *m, const pvf_st_set *weights, const char *nam
     int64_t numel = pvf_tensor_numel(&t);
     if (numel <= 0)
         return pvf_err_set(err, "%s: tensor '%s' is empty", m->dir, name);
-    if (m->nparams == m->cap_params) {
-        int cap = m->cap_params ? 2 * m->cap_params : 16;
-        pvf_param *p = realloc(m->params, (size_t)cap * sizeof *p);
-        if (!p)
-            return pvf_err_set(err, "%s: out of memory", m->dir);
-        m->params = p;
-        m->cap_params = cap;
-    }
-    pvf_param *p = &m->params[m->nparams];
-    memset(p, 0, sizeof *p);
     float *w = malloc((size_t)numel * sizeof *w);
-    p->value = malloc((size_t)numel * sizeof *p->value);
-    p->name = strdup(name);
-    if (!w || !p->value || !p->name) {
-        pvf_err_set(err, "%s: tensor '%s': out of memory", m->dir, name);
-        goto fail;
-    }
-    to_f32(&t, w, numel);
-    /* Scaled formats quantize weights; 1-D tensors (biases, norms) stay fp32. */
-    pvf_format fmt = m->format;
-    if (pvf_format_has_scales(fmt) && ndim < 2)
-        fmt = PVF_FMT_FP32;
-    int64_t rows = ndim >= 1 ? shape[0] : 1;
-    if (rows < 1)
-        rows = 1;
-    if (pvf_qtensor_encode(&p->store, fmt, w, rows, numel / rows, err)) {
-        pvf_err_prefix(err, "%s: tensor '%s'", m->dir, name);
-        goto fail;
-    }
+    if (!w)
+        return pvf_err_set(err, "%s: tensor '%s': out of memory", m->dir, name);
+    pvf_tensor_to_f32(&t, w, numel);
+    int rc = pvf_model_add_param_values(m, name, ndim, shape, w, stage, err);
     free(w);
-    pvf_qtensor_decode(&p->store, p->value);
-    p->ndim = ndim;
-    memcpy(p->shape, shape, (size_t)ndim * sizeof *shape);
-    p->numel = numel;
-    p->stage = stage;
-    snprintf(p->component, sizeof p->component, "%s",
-             stage >= 0 && stage < m->nstages ? m->stages[stage].name : "");
-    return m->nparams++;
-fail:
-    free(w);
-    free(p->value);
-    free(p->name);
-    return -1;
+    return rc;
+}
+
+int pvf_model_fit_eval(pvf_model *m, const pvf_evalset *e, pvf_err *err) {
+    return m->arch->fit_eval ? m->arch->fit_eval(m, e, err) : 0;
 }
 
 int pvf_model_add_stage(pvf_model *m, const char *name, int64_t in_size, int64_t out_size,
@@ -371,7 +375,9 @@ int pvf_golden_compute(pvf_golden *g, pvf_exec *ex, pvf_err *err) {
         return -1;
     g->stage_in = calloc((size_t)m->nstages, sizeof *g->stage_in);
     g->out = malloc((size_t)(g->n * m->out_size) * sizeof *g->out);
-    g->top1 = malloc((size_t)g->n * sizeof *g->top1);
+    const int64_t positions = m->out_positions > 0 ? m->out_positions : 1;
+    const int64_t classes = m->out_size / positions;
+    g->top1 = malloc((size_t)(g->n * positions) * sizeof *g->top1);
     if (!g->stage_in || !g->out || !g->top1)
         goto oom;
     for (int s = 0; s < m->nstages; s++) {
@@ -396,7 +402,8 @@ int pvf_golden_compute(pvf_golden *g, pvf_exec *ex, pvf_err *err) {
                         i);
             goto fail;
         }
-        g->top1[i] = pvf_argmax(row, m->out_size);
+        for (int64_t p = 0; p < positions; p++)
+            g->top1[i * positions + p] = pvf_argmax(row + p * classes, classes);
     }
     return 0;
 oom:

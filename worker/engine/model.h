@@ -88,6 +88,13 @@ typedef struct pvf_arch {
                    pvf_metric *mt, int cap);
     /* 1 when judge honours pvf_model.outcome_threshold. */
     int has_threshold;
+    /* Optional: the storage format of parameter `name` under the packaging
+     * m->format (format.h); -1 when the architecture has no such packaging. */
+    int (*packaging)(const pvf_model *m, const char *name, pvf_format *storage);
+    /* Optional: fits the sizes that depend on the eval set (a language
+     * model's sequence length: stage sizes, out_size, scratch) and checks
+     * the eval set; run by pvf_model_fit_eval before executors are made. */
+    int (*fit_eval)(pvf_model *m, const pvf_evalset *e, pvf_err *err);
 } pvf_arch;
 
 struct pvf_model {
@@ -102,6 +109,9 @@ struct pvf_model {
     pvf_target *targets;
     int ntargets;
     int64_t out_size;         /* outputs per eval input (logits) */
+    int64_t out_positions;    /* rows of out_size / out_positions classes per input (a
+                                 language model's positions; its arch judges them); 1 for a
+                                 classifier */
     int64_t scratch_floats;   /* per-executor workspace a chunk of inputs needs */
     double outcome_threshold; /* campaign: > 0 judges |output - golden| > it (has_threshold) */
     void *arch_state;         /* owned by the architecture */
@@ -118,6 +128,16 @@ void pvf_model_free(pvf_model *m);
  * stores it in the model's format. Returns the parameter index or -1. */
 int pvf_model_add_param(pvf_model *m, const pvf_st_set *weights, const char *name, int ndim,
                         const int64_t *shape, int stage, pvf_err *err);
+/* The same for weights the architecture has prepared itself (a slice of a
+ * checkpoint tensor): w[numel] fp32 values, copied. */
+int pvf_model_add_param_values(pvf_model *m, const char *name, int ndim, const int64_t *shape,
+                               const float *w, int stage, pvf_err *err);
+/* The storage format of parameter `name` (ndim dims) under m->format. */
+int pvf_model_storage_format(const pvf_model *m, const char *name, int ndim, pvf_format *out,
+                             pvf_err *err);
+/* Fits the model to an eval set (arch fit_eval); a no-op for architectures
+ * whose sizes do not depend on it. Before pvf_exec_init. */
+int pvf_model_fit_eval(pvf_model *m, const pvf_evalset *e, pvf_err *err);
 /* Appends a stage; returns its index or -1. */
 int pvf_model_add_stage(pvf_model *m, const char *name, int64_t in_size, int64_t out_size,
                         pvf_stage_fn run, int layer, pvf_err *err);
@@ -135,7 +155,7 @@ typedef struct pvf_golden {
     int64_t n;
     float **stage_in; /* [nstages], owned; stage_in[0] NULL when stage 0 reads the eval set */
     float *out;       /* [n, out_size] */
-    int64_t *top1;    /* [n] */
+    int64_t *top1;    /* [n * out_positions]: argmax of each position's classes */
 } pvf_golden;
 
 /* One trial executor: its workspace and its fault overlay. */

@@ -181,3 +181,30 @@ int64_t pvf_tensor_get_i64(const pvf_tensor *t, int64_t i) {
     }
     return 0;
 }
+
+int pvf_tensor_to_f32(const pvf_tensor *t, float *out, int64_t n) {
+    const uint8_t *p = t->data;
+    for (int64_t i = 0; i < n; i++) {
+        switch (t->dtype) {
+        case PVF_DT_F32: {
+            memcpy(&out[i], p + 4 * i, 4);
+            break;
+        }
+        case PVF_DT_F16: {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            out[i] = pvf_f16_to_f32(h);
+            break;
+        }
+        case PVF_DT_BF16: {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            out[i] = pvf_bf16_to_f32(h);
+            break;
+        }
+        default:
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -51,5 +51,7 @@ void pvf_shape_format(const int64_t *shape, int ndim, char *buf, size_t n);
  * converted, integer types widened). i must be < numel. */
 double pvf_tensor_get_f64(const pvf_tensor *t, int64_t i);
 int64_t pvf_tensor_get_i64(const pvf_tensor *t, int64_t i);
+/* All n elements of an F32, F16 or BF16 tensor as fp32; -1 for other dtypes. */
+int pvf_tensor_to_f32(const pvf_tensor *t, float *out, int64_t n);
 
 #endif

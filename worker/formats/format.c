@@ -24,22 +24,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const format_names[PVF_FMT_COUNT] = {
-    [PVF_FMT_FP32] = "fp32",         [PVF_FMT_FP16] = "fp16", [PVF_FMT_BF16] = "bf16",
-    [PVF_FMT_FP8_E4M3] = "fp8-e4m3", [PVF_FMT_INT8] = "int8", [PVF_FMT_INT4] = "int4",
+static const char *const format_names[PVF_FMT_END] = {
+    [PVF_FMT_FP32] = "fp32",
+    [PVF_FMT_FP16] = "fp16",
+    [PVF_FMT_BF16] = "bf16",
+    [PVF_FMT_FP8_E4M3] = "fp8-e4m3",
+    [PVF_FMT_INT8] = "int8",
+    [PVF_FMT_INT4] = "int4",
+    [PVF_FMT_LLAMA4_FP8] = "llama4-fp8",
+    [PVF_FMT_LLAMA4_INT4] = "llama4-int4",
 };
 
 const char *pvf_format_name(pvf_format f) {
-    if ((int)f < 0 || f >= PVF_FMT_COUNT)
+    if ((int)f < 0 || f >= PVF_FMT_END || !format_names[f])
         return "unknown";
     return format_names[f];
+}
+
+int pvf_format_is_packaging(pvf_format f) {
+    return f > PVF_FMT_COUNT && f < PVF_FMT_END;
 }
 
 int pvf_format_parse(const char *s, pvf_format *out) {
     if (!s || !out)
         return -1;
-    for (int f = 0; f < PVF_FMT_COUNT; f++) {
-        if (strcmp(s, format_names[f]) == 0) {
+    for (int f = 0; f < PVF_FMT_END; f++) {
+        if (format_names[f] && strcmp(s, format_names[f]) == 0) {
             *out = (pvf_format)f;
             return 0;
         }

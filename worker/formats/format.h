@@ -33,14 +33,21 @@ typedef enum pvf_format {
     PVF_FMT_FP8_E4M3,
     PVF_FMT_INT8,
     PVF_FMT_INT4,
-    PVF_FMT_COUNT
+    PVF_FMT_COUNT, /* the storage formats above */
+    /* Packagings: campaign formats that choose a storage format per parameter
+     * through the architecture's packaging hook (model.h), as a vendor's
+     * quantized release does. Never the format of a qtensor. */
+    PVF_FMT_LLAMA4_FP8 = PVF_FMT_COUNT + 1, /* Meta's Llama 4 FP8 (Maverick) */
+    PVF_FMT_LLAMA4_INT4,                    /* Meta's Llama 4 int4 (Scout) */
+    PVF_FMT_END
 } pvf_format;
 
 #define PVF_INT4_GROUP 128
 
-const char *pvf_format_name(pvf_format f); /* "fp32", "fp8-e4m3", ... */
-/* Accepts the names above (and "fp8" for fp8-e4m3). */
+const char *pvf_format_name(pvf_format f); /* "fp32", "fp8-e4m3", "llama4-fp8", ... */
+/* Accepts the names above (and "fp8" for fp8-e4m3), packagings included. */
 int pvf_format_parse(const char *s, pvf_format *out);
+int pvf_format_is_packaging(pvf_format f);
 int pvf_format_bits(pvf_format f); /* width of one stored code */
 int pvf_format_has_scales(pvf_format f);
 

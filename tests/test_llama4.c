@@ -1,0 +1,319 @@
+/* The Llama 4 architecture end to end: the bundled model and a second,
+ * differently shaped checkpoint against PyTorch (tools/llama4_ref.py) in bf16
+ * and both Meta packagings, starting at any stage, the per-expert parameters
+ * and their layout, components, packaging rules, the LLM outcome rule, and
+ * the config schedules. */
+#include "fault.h"
+#include "kernels.h"
+#include "llama4.h"
+#include "runner.h"
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BUNDLED PVF_SOURCE_DIR "/models/fortunes-llama4"
+#define MM      PVF_SOURCE_DIR "/tests/fixtures/llama4-mm"
+
+/* Parity as pvf infer: greedy token agreement at every position and max
+ * |diff| <= 1e-4 x max |reference|. */
+static void check_parity(const char *dir, pvf_format f, int64_t want_n, int64_t want_t) {
+    pvf_runner r;
+    pvf_err err;
+    int rc = pvf_runner_open(&r, dir, NULL, f, &err);
+    if (rc)
+        fprintf(stderr, "  %s\n", err.msg);
+    CHECK(rc == 0);
+    if (rc)
+        return;
+    pvf_tensor ref;
+    char name[64];
+    CHECK(pvf_evalset_reference(&r.eval, pvf_format_name(f), &ref, name, sizeof name, &err) == 1);
+    const int64_t n = r.golden.n, P = r.model.out_positions, V = r.model.out_size / P;
+    CHECK(n == want_n && P == want_t);
+    CHECK(pvf_tensor_numel(&ref) == n * P * V);
+    int64_t agree = 0;
+    double diff = 0, scale = 0;
+    float *row = malloc((size_t)V * sizeof *row);
+    for (int64_t i = 0; i < n * P; i++) {
+        for (int64_t j = 0; j < V; j++) {
+            row[j] = (float)pvf_tensor_get_f64(&ref, i * V + j);
+            diff = fmax(diff, fabs((double)r.golden.out[i * V + j] - row[j]));
+            scale = fmax(scale, fabs(row[j]));
+        }
+        agree += pvf_argmax(row, V) == r.golden.top1[i];
+    }
+    free(row);
+    fprintf(stderr, "  %s %-11s agreement %lld/%lld, max |diff| / max |ref| %.3g\n",
+            strrchr(dir, '/') + 1, pvf_format_name(f), (long long)agree, (long long)(n * P),
+            diff / scale);
+    CHECK(agree == n * P);
+    CHECK(diff <= 1e-4 * scale);
+    pvf_runner_close(&r);
+}
+
+static void test_bundled_parity(void) {
+    /* fp32 equals bf16 here (BF16 weights): pvf infer's default is checked in cli_llama4.sh */
+    check_parity(BUNDLED, PVF_FMT_BF16, 24, 96);
+    check_parity(BUNDLED, PVF_FMT_LLAMA4_FP8, 24, 96);
+    check_parity(BUNDLED, PVF_FMT_LLAMA4_INT4, 24, 96);
+}
+
+static void test_second_checkpoint_parity(void) {
+    /* language_model. prefix, text_config, explicit moe_layers / no_rope_layers, top-2 */
+    check_parity(MM, PVF_FMT_FP32, 5, 13);
+    check_parity(MM, PVF_FMT_LLAMA4_FP8, 5, 13);
+    check_parity(MM, PVF_FMT_LLAMA4_INT4, 5, 13);
+}
+
+static void test_forward_from_any_stage(void) {
+    pvf_runner r;
+    pvf_err err;
+    /* the small checkpoint: MoE, dense, RoPE and NoPE layers, quantized experts */
+    CHECK(pvf_runner_open(&r, MM, NULL, PVF_FMT_LLAMA4_INT4, &err) == 0);
+    CHECK(r.model.nstages == 2 + 2 * 4); /* embed, attn + ffn per layer, head */
+    size_t bytes = (size_t)(r.golden.n * r.model.out_size) * sizeof(float);
+    for (int s = 0; s < r.model.nstages; s++) {
+        memset(r.out, 0xFF, bytes);
+        CHECK(pvf_forward_from(&r.exec, &r.golden, s, r.out, &err) == 0);
+        CHECK(memcmp(r.out, r.golden.out, bytes) == 0); /* bit-identical to golden */
+    }
+    pvf_runner_close(&r);
+}
+
+static int find(const pvf_model *m, const char *name) {
+    int t = pvf_model_find_target(m, name);
+    if (t < 0)
+        fprintf(stderr, "  no target '%s'\n", name);
+    return t;
+}
+
+static void test_packagings_and_components(void) {
+    pvf_model m;
+    pvf_err err;
+    /* FP8: routed experts of MoE layers but the first and last (layer 3) */
+    CHECK(pvf_model_load(&m, BUNDLED, PVF_FMT_LLAMA4_FP8, &err) == 0);
+    const char *x1 = "model.layers.1.feed_forward.experts.gate_up_proj[5]";
+    int t = find(&m, x1);
+    CHECK(t >= 0 && m.targets[t].bits == 8 && m.targets[t].numel == 256 * 64);
+    CHECK(t >= 0 && strcmp(m.params[m.targets[t].param].component, "layers.1.expert.5") == 0);
+    t = find(&m, "model.layers.1.feed_forward.experts.gate_up_proj[5]_scale");
+    CHECK(t >= 0 && m.targets[t].bits == 32 && m.targets[t].numel == 256); /* one per row */
+    t = find(&m, "model.layers.3.feed_forward.experts.down_proj[0]");
+    CHECK(t >= 0 && m.targets[t].bits == 16); /* last layer stays bf16 */
+    CHECK(pvf_model_find_target(&m, "model.layers.3.feed_forward.experts.down_proj[0]_scale") < 0);
+    t = find(&m, "model.layers.1.feed_forward.shared_expert.up_proj.weight");
+    CHECK(t >= 0 && m.targets[t].bits == 16);
+    t = find(&m, "model.layers.0.input_layernorm.weight");
+    CHECK(t >= 0 && m.targets[t].bits == 16 &&
+          strcmp(m.params[m.targets[t].param].component, "norms") == 0);
+    pvf_model_free(&m);
+
+    /* int4: routed and shared experts, groups of 128 along the input */
+    CHECK(pvf_model_load(&m, BUNDLED, PVF_FMT_LLAMA4_INT4, &err) == 0);
+    t = find(&m, "model.layers.3.feed_forward.experts.down_proj[7]");
+    CHECK(t >= 0 && m.targets[t].bits == 4 && m.targets[t].numel == 64 * 128);
+    t = find(&m, "model.layers.3.feed_forward.experts.down_proj[7]_scale");
+    CHECK(t >= 0 && m.targets[t].numel == 64); /* [64, 128]: one group per row */
+    t = find(&m, "model.layers.1.feed_forward.shared_expert.gate_proj.weight");
+    CHECK(t >= 0 && m.targets[t].bits == 4 &&
+          strcmp(m.params[m.targets[t].param].component, "shared_expert") == 0);
+    t = find(&m, "model.layers.1.feed_forward.router.weight");
+    CHECK(t >= 0 && m.targets[t].bits == 16 &&
+          strcmp(m.params[m.targets[t].param].component, "router") == 0);
+    t = find(&m, "model.layers.3.self_attn.q_proj.weight");
+    CHECK(t >= 0 && strcmp(m.params[m.targets[t].param].component, "attention.nope") == 0);
+    t = find(&m, "model.layers.2.self_attn.q_proj.weight");
+    CHECK(t >= 0 && strcmp(m.params[m.targets[t].param].component, "attention.rope") == 0);
+    t = find(&m, "model.layers.2.feed_forward.up_proj.weight");
+    CHECK(t >= 0 && m.targets[t].bits == 16 &&
+          strcmp(m.params[m.targets[t].param].component, "dense_mlp") == 0);
+    t = find(&m, "lm_head.weight");
+    CHECK(t >= 0 && strcmp(m.params[m.targets[t].param].component, "lm_head") == 0);
+    t = find(&m, "model.embed_tokens.weight");
+    CHECK(t >= 0 && strcmp(m.params[m.targets[t].param].component, "embed_tokens") == 0);
+    pvf_model_free(&m);
+
+    /* a packaging is refused by an architecture without one */
+    CHECK(pvf_model_load(&m, PVF_SOURCE_DIR "/models/fmnist-lenet", PVF_FMT_LLAMA4_FP8, &err) ==
+          -1);
+    CHECK(strstr(err.msg, "llama4-fp8") && strstr(err.msg, "lenet"));
+}
+
+/* Expert e's parameter is the checkpoint's [e, in, out] slice transposed:
+ * element r * in + c is [e, c, r]. */
+static void test_expert_slices(void) {
+    pvf_model m;
+    pvf_err err;
+    CHECK(pvf_model_load(&m, MM, PVF_FMT_FP32, &err) == 0);
+    pvf_st_file f;
+    CHECK(pvf_st_open(&f, MM "/model.safetensors", &err) == 0);
+    long k = pvf_st_find(&f, "language_model.model.layers.1.feed_forward.experts.gate_up_proj");
+    CHECK(k >= 0);
+    pvf_tensor fused;
+    pvf_st_view(&f, (size_t)k, &fused);
+    CHECK(fused.shape[0] == 4 && fused.shape[1] == 32 && fused.shape[2] == 48);
+    int t = find(&m, "language_model.model.layers.1.feed_forward.experts.gate_up_proj[2]");
+    CHECK(t >= 0);
+    if (t >= 0 && k >= 0) {
+        const pvf_param *p = &m.params[m.targets[t].param];
+        CHECK(p->ndim == 2 && p->shape[0] == 48 && p->shape[1] == 32);
+        int same = 1;
+        for (int64_t r = 0; r < 48; r++)
+            for (int64_t c = 0; c < 32; c++)
+                same &= p->value[r * 32 + c] ==
+                        (float)pvf_tensor_get_f64(&fused, (2 * 32 + c) * 48 + r);
+        CHECK(same);
+    }
+    CHECK(pvf_model_find_target(&m, "vision_model.patch_embedding.linear.weight") < 0);
+    pvf_st_close(&f);
+    pvf_model_free(&m);
+}
+
+/* The outcome rule: the fraction of positions whose greedy token changed,
+ * recounted here from the faulty outputs; NaN outputs flagged. */
+static void test_llm_outcome_rule(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open(&r, MM, NULL, PVF_FMT_BF16, &err) == 0);
+    const int64_t P = r.model.out_positions, V = r.model.out_size / P, n = r.golden.n;
+    int t = find(&r.model, "language_model.model.layers.3.feed_forward.experts.gate_up_proj[0]");
+    /* bf16 bit 14: the top exponent bit, a weight becomes ~1e38 */
+    pvf_fault_site site = {t, 5, 1u << 14};
+    pvf_trial_result res;
+    CHECK(pvf_trial_run(&r.exec, &r.golden, PVF_FAULT_BITFLIP, &site, r.out, &res, &err) == 0);
+    int64_t changed = 0, nonfinite = 0;
+    for (int64_t i = 0; i < n * P; i++) {
+        const float *row = r.out + i * V;
+        if (!pvf_all_finite(row, V)) {
+            nonfinite++;
+            changed++;
+        } else if (pvf_argmax(row, V) != r.golden.top1[i]) {
+            changed++;
+        }
+    }
+    fprintf(stderr, "  expert fault: %lld of %lld positions changed, %lld non-finite\n",
+            (long long)changed, (long long)(n * P), (long long)nonfinite);
+    CHECK(res.incorrect == changed && res.nonfinite == nonfinite);
+    CHECK_NEAR(res.value, (double)changed / (double)(n * P), 1e-12);
+    CHECK(changed > 0 && changed < n * P); /* only tokens routed to expert 0 see it */
+    CHECK(((res.flags & PVF_TRIAL_NONFINITE) != 0) == (nonfinite > 0));
+    /* NaN in the final norm's weight: every position of every sequence is NaN */
+    t = find(&r.model, "language_model.model.norm.weight");
+    pvf_fault_site nan_site = {
+        t, 3, 0x7FC0u ^ pvf_qtensor_code(&r.model.params[r.model.targets[t].param].store, 3)};
+    CHECK(pvf_trial_run(&r.exec, &r.golden, PVF_FAULT_BITFLIP, &nan_site, r.out, &res, &err) == 0);
+    CHECK(res.nonfinite == n * P && res.value == 1.0 && (res.flags & PVF_TRIAL_NONFINITE));
+    pvf_runner_close(&r);
+}
+
+/* __metadata__ scored_from K: only positions K..T-1 are judged. */
+static void test_scored_from(void) {
+    pvf_st_file f;
+    pvf_err err;
+    CHECK(pvf_st_open(&f, MM "/eval.safetensors", &err) == 0);
+    long k = pvf_st_find(&f, "input_ids");
+    CHECK(k >= 0);
+    if (k < 0)
+        return;
+    pvf_tensor ids;
+    pvf_st_view(&f, (size_t)k, &ids);
+    char path[] = "/tmp/pvf-test-llama4-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    pvf_st_meta meta = {"scored_from", "5"};
+    pvf_st_out t = {"input_ids", ids.dtype, ids.ndim, ids.shape, ids.data};
+    CHECK(pvf_st_write(path, &t, 1, &meta, 1, &err) == 0);
+    pvf_runner r;
+    CHECK(pvf_runner_open(&r, MM, path, PVF_FMT_FP32, &err) == 0);
+    int tg = find(&r.model, "language_model.model.norm.weight");
+    pvf_fault_site site = {tg, 0, 1u << 31}; /* sign of a norm weight: changes something */
+    pvf_trial_result res;
+    CHECK(pvf_trial_run(&r.exec, &r.golden, PVF_FAULT_BITFLIP, &site, r.out, &res, &err) == 0);
+    CHECK(res.judged == 5 * (13 - 5));
+    int64_t changed = 0;
+    for (int64_t i = 0; i < 5; i++)
+        for (int64_t p = 5; p < 13; p++)
+            changed += pvf_argmax(r.out + (i * 13 + p) * 50, 50) != r.golden.top1[i * 13 + p];
+    CHECK(res.incorrect == changed && changed > 0);
+    fprintf(stderr, "  scored_from 5: %lld of 40 positions changed\n", (long long)changed);
+    pvf_runner_close(&r);
+    pvf_st_close(&f);
+    unlink(path);
+}
+
+/* config.json schedules, spec section 1.3. */
+static int read_config(const char *json, l4_config *c, pvf_err *err) {
+    pvf_config cfg = {"config.json", json_loads(json, 0, NULL)};
+    if (!cfg.root)
+        return pvf_err_set(err, "bad test json");
+    int rc = l4_config_read(c, &cfg, err);
+    json_decref(cfg.root);
+    return rc;
+}
+
+#define BASE                                                                                       \
+    "\"vocab_size\": 10, \"hidden_size\": 8, \"num_hidden_layers\": 8, "                           \
+    "\"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"num_local_experts\": 4, "           \
+    "\"intermediate_size\": 4, \"intermediate_size_mlp\": 6"
+
+static void test_config_schedules(void) {
+    l4_config c;
+    pvf_err err;
+    /* moe_layers absent: every step-th layer; no_rope_layers absent: interval 4 */
+    CHECK(read_config("{" BASE ", \"interleave_moe_layer_step\": 2}", &c, &err) == 0);
+    CHECK(c.moe[0] == 0 && c.moe[1] == 1 && c.moe[6] == 0 && c.moe[7] == 1);
+    CHECK(c.rope[0] == 1 && c.rope[2] == 1 && c.rope[3] == 0 && c.rope[7] == 0);
+    CHECK(c.head_dim == 4 && c.chunk == 8192 && c.floor_scale == 8192 && c.qk_norm &&
+          c.temp_tuning);
+    /* explicit empty lists: [] moe_layers means no MoE layer, [] no_rope_layers the default */
+    CHECK(read_config("{" BASE ", \"moe_layers\": [], \"no_rope_layers\": []}", &c, &err) == 0);
+    int any = 0;
+    for (int L = 0; L < 8; L++)
+        any |= c.moe[L];
+    CHECK(!any && c.rope[3] == 0 && c.rope[4] == 1);
+    /* explicit lists, null chunk (full causal), text_config nesting, int temperature flag */
+    CHECK(read_config("{\"model_type\": \"llama4\", \"text_config\": {" BASE
+                      ", \"moe_layers\": [2, 5], \"no_rope_layers\": [1,0,1,1,1,1,1,0], "
+                      "\"attention_chunk_size\": null, \"attn_temperature_tuning\": 0, "
+                      "\"head_dim\": 6}}",
+                      &c, &err) == 0);
+    CHECK(c.moe[2] && c.moe[5] && !c.moe[1] && c.rope[1] == 0 && c.rope[3] == 1 && c.rope[7] == 0);
+    CHECK(c.chunk == 0 && !c.temp_tuning && c.head_dim == 6);
+    /* rope spellings: rope_scaling.type, and v5's rope_parameters */
+    CHECK(read_config("{" BASE ", \"rope_scaling\": {\"type\": \"llama3\", \"factor\": 16, "
+                      "\"low_freq_factor\": 1, \"high_freq_factor\": 1, "
+                      "\"original_max_position_embeddings\": 8192}}",
+                      &c, &err) == 0);
+    CHECK(c.scaling.factor == 16 && c.scaling.original_max_position == 8192 && c.theta == 500000);
+    CHECK(read_config("{" BASE ", \"rope_parameters\": {\"rope_type\": \"llama3\", "
+                      "\"rope_theta\": 1000.0, \"factor\": 8, \"low_freq_factor\": 1, "
+                      "\"high_freq_factor\": 4, \"original_max_position_embeddings\": 64}}",
+                      &c, &err) == 0);
+    CHECK(c.scaling.factor == 8 && c.scaling.high_freq_factor == 4 && c.theta == 1000);
+    /* errors name the field */
+    CHECK(read_config("{" BASE ", \"rope_scaling\": {\"rope_type\": \"yarn\"}}", &c, &err) == -1);
+    CHECK(strstr(err.msg, "yarn") != NULL);
+    CHECK(read_config("{\"vocab_size\": 10}", &c, &err) == -1);
+    CHECK(strstr(err.msg, "hidden_size") != NULL);
+    CHECK(read_config("{" BASE ", \"no_rope_layers\": [1, 0]}", &c, &err) == -1);
+    CHECK(strstr(err.msg, "no_rope_layers") != NULL);
+    CHECK(read_config("{" BASE ", \"moe_layers\": [9]}", &c, &err) == -1);
+    CHECK(strstr(err.msg, "moe_layers") != NULL);
+    CHECK(read_config("{" BASE ", \"num_key_value_heads\": 3}", &c, &err) == -1);
+    CHECK(read_config("{" BASE ", \"tie_word_embeddings\": true}", &c, &err) == -1);
+}
+
+int main(void) {
+    RUN(test_bundled_parity);
+    RUN(test_second_checkpoint_parity);
+    RUN(test_forward_from_any_stage);
+    RUN(test_packagings_and_components);
+    RUN(test_expert_slices);
+    RUN(test_llm_outcome_rule);
+    RUN(test_scored_from);
+    RUN(test_config_schedules);
+    return test_summary();
+}
