@@ -235,7 +235,7 @@ int pvf_campaign_create(pvf_db *db, const pvf_campaign_spec *spec, int64_t *id, 
     if (pvf_evalset_open(&ev, eval_path, err))
         goto out;
     const float *input;
-    int bad = m.arch->bind_eval(&m, &ev, &input, err);
+    int bad = pvf_model_fit_eval(&m, &ev, err) || m.arch->bind_eval(&m, &ev, &input, err);
     pvf_evalset_close(&ev);
     if (bad)
         goto out;
