@@ -74,4 +74,17 @@ check "... saying another coordinator serves it" \
     grep -q "served by another coordinator" "$T/co2.err"
 "$PVF" campaign cancel "$third" --db "$db" >/dev/null
 
+# The outcome threshold is part of a campaign (DLRM only).
+"$PVF" campaign create --model "$ROOT/models/fmnist-lenet" --threshold 0.1 --db "$db" \
+    >/dev/null 2>"$T/thr.err" && rc=0 || rc=$?
+check "--threshold on a classifier is refused (exit 1)" test "$rc" = 1
+check "... naming the architecture" grep -q "architecture 'lenet' judges the top-1 class" "$T/thr.err"
+a=$("$PVF" campaign create --model "$ROOT/models/dlrm-synth" --strata component --db "$db")
+b=$("$PVF" campaign create --model "$ROOT/models/dlrm-synth" --strata component --threshold 0.05 \
+    --db "$db")
+check "a threshold makes a different campaign" test "$a" != "$b"
+check "... that carries it" test "$(q "SELECT (spec->>'threshold')::float8 = 0.05 FROM campaigns WHERE id = $b")" = t
+"$PVF" campaign cancel "$a" --db "$db" >/dev/null
+"$PVF" campaign cancel "$b" --db "$db" >/dev/null
+
 summary
