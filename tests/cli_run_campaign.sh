@@ -21,6 +21,7 @@ check_eq() { # NAME WANT GOT
 }
 pids=()
 cleanup() {
+    set +e # the exit status is the tests'
     for p in "${pids[@]}"; do kill -9 "$p" && wait "$p"; done 2>/dev/null
     bash "$src/tests/pg_stop.sh" "$work/pg" >/dev/null 2>&1 || true
     rm -rf "$work"

@@ -13,7 +13,8 @@ check() {
     if "$@"; then ok "$name"; else fail "$name" "'$*' failed"; fi
 }
 pids=()
-trap 'for p in "${pids[@]}"; do kill -9 "$p" && wait "$p"; done 2>/dev/null
+trap 'set +e
+      for p in "${pids[@]}"; do kill -9 "$p" && wait "$p"; done 2>/dev/null
       bash "$ROOT/tests/pg_stop.sh" "$T/pg" >/dev/null 2>&1; rm -rf "$T"' EXIT
 bash "$ROOT/tests/pg_start.sh" "$T/pg" >/dev/null
 db=$(cat "$T/pg/dsn")

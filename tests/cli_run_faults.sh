@@ -17,7 +17,8 @@ check() {
     shift
     if "$@"; then ok "$name"; else fail "$name" "'$*' failed"; fi
 }
-trap 'bash "$ROOT/tests/pg_stop.sh" "$T/pg" >/dev/null 2>&1; rm -rf "$T"' EXIT
+trap 'set +e
+      bash "$ROOT/tests/pg_stop.sh" "$T/pg" >/dev/null 2>&1; rm -rf "$T"' EXIT
 bash "$ROOT/tests/pg_start.sh" "$T/pg" >/dev/null
 base=$(cat "$T/pg/dsn")
 export PVF_CACHE=$T/cache PVF_HOME=$T/home
