@@ -7,7 +7,6 @@
 #include "sampler.h"
 
 #include <jansson.h>
-#include <libpq-fe.h>
 #include <sodium.h>
 
 #include <inttypes.h>
@@ -181,23 +180,6 @@ fail:
 
 /* ---- create ----------------------------------------------------------- */
 
-static int query(PGconn *c, const char *sql, int n, const char *const *p, PGresult **out,
-                 pvf_err *err) {
-    PGresult *r = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        const char *msg = PQresultErrorMessage(r);
-        pvf_err_set(err, "database: %.*s", (int)strcspn(msg, "\n"), msg);
-        PQclear(r);
-        return -1;
-    }
-    if (out)
-        *out = r;
-    else
-        PQclear(r);
-    return 0;
-}
-
 static char *pg_text_array(const pvf_model *m, const plan_stratum *s) {
     json_t *a = json_array();
     for (int i = 0; i < s->ntargets; i++)
@@ -229,7 +211,6 @@ int pvf_campaign_create(pvf_db *db, const pvf_campaign_spec *spec, int64_t *id, 
     json_t *files = NULL, *spec_json = NULL;
     char *spec_text = NULL;
     int rc = -1;
-    PGconn *conn = pvf_db_conn(db);
     /* The eval set must fit the model: check it here, not on every worker. */
     pvf_evalset ev;
     if (pvf_evalset_open(&ev, eval_path, err))
@@ -284,25 +265,26 @@ int pvf_campaign_create(pvf_db *db, const pvf_campaign_spec *spec, int64_t *id, 
     char spec_hex[65];
     pvf_sha256_hex(&h, spec_hex);
 
-    if (query(conn, "BEGIN", 0, NULL, NULL, err))
+    if (pvf_db_command(db, "BEGIN", 0, NULL, err))
         goto out;
     /* Serialize creators of the same spec. */
     const char *hp[1] = {spec_hex};
-    PGresult *r;
-    if (query(conn, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", 1, hp, NULL, err) ||
-        query(conn,
-              "SELECT id, state FROM campaigns WHERE spec_hash = $1 AND state <> 'cancelled' "
-              "ORDER BY id DESC LIMIT 1",
-              1, hp, &r, err))
+    pvf_table r;
+    if (pvf_db_command(db, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", 1, hp, err) ||
+        pvf_db_query(
+            db,
+            "SELECT id, state FROM campaigns WHERE spec_hash = $1 AND state <> 'cancelled' "
+            "ORDER BY id DESC LIMIT 1",
+            1, hp, &r, err))
         goto rollback;
-    if (PQntuples(r) == 1) {
-        *id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        *existing = strcmp(PQgetvalue(r, 0, 1), "running") == 0 ? 1 : 2;
-        PQclear(r);
-        rc = query(conn, "COMMIT", 0, NULL, NULL, err);
+    if (r.nrows == 1) {
+        *id = strtoll(pvf_table_get(&r, 0, 0), NULL, 10);
+        *existing = strcmp(pvf_table_get(&r, 0, 1), "running") == 0 ? 1 : 2;
+        pvf_table_free(&r);
+        rc = pvf_db_command(db, "COMMIT", 0, NULL, err);
         goto out;
     }
-    PQclear(r);
+    pvf_table_free(&r);
     char sh[32], ssed[32], sconf[40], smar[40], srel[40], smax[32];
     char model_hex[65];
     {
@@ -338,16 +320,17 @@ int pvf_campaign_create(pvf_db *db, const pvf_campaign_spec *spec, int64_t *id, 
     memcpy(cp2, cp, sizeof cp);
     cp2[15] = value_kind;
     cp2[16] = spec->naive ? "t" : "f";
-    if (query(conn,
-              "INSERT INTO campaigns (spec_hash, spec, model_dir, model_sha256, eval_path, "
-              "eval_sha256, arch, format, fault, strata_kind, seed, confidence, margin, "
-              "rel_margin, max_trials, value_kind, naive) VALUES ($1, $2::jsonb, $3, $4, $5, $6, "
-              "$7, $8, $9, $10, $11, $12, nullif($13::float8, 0), nullif($14::float8, 0), $15, "
-              "$16, $17) RETURNING id",
-              17, cp2, &r, err))
+    if (pvf_db_query(
+            db,
+            "INSERT INTO campaigns (spec_hash, spec, model_dir, model_sha256, eval_path, "
+            "eval_sha256, arch, format, fault, strata_kind, seed, confidence, margin, "
+            "rel_margin, max_trials, value_kind, naive) VALUES ($1, $2::jsonb, $3, $4, $5, $6, "
+            "$7, $8, $9, $10, $11, $12, nullif($13::float8, 0), nullif($14::float8, 0), $15, "
+            "$16, $17) RETURNING id",
+            17, cp2, &r, err))
         goto rollback;
-    *id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
+    *id = strtoll(pvf_table_get(&r, 0, 0), NULL, 10);
+    pvf_table_free(&r);
     snprintf(sh, sizeof sh, "%" PRId64, *id);
     uint64_t total = 0;
     for (int i = 0; i < p.n; i++)
@@ -371,25 +354,26 @@ int pvf_campaign_create(pvf_db *db, const pvf_campaign_spec *spec, int64_t *id, 
         const char *params[10];
         memcpy(params, sp, sizeof sp);
         params[9] = smax;
-        int qrc = query(conn,
-                        "INSERT INTO strata (campaign_id, stratum, name, tensor, component, bit, "
-                        "targets, population, weight, max_trials) VALUES ($1, $2, $3, $4, $5, $6, "
-                        "ARRAY(SELECT json_array_elements_text($7::json)), $8, $9, $10)",
-                        10, params, NULL, err);
+        int qrc = pvf_db_command(
+            db,
+            "INSERT INTO strata (campaign_id, stratum, name, tensor, component, bit, "
+            "targets, population, weight, max_trials) VALUES ($1, $2, $3, $4, $5, $6, "
+            "ARRAY(SELECT json_array_elements_text($7::json)), $8, $9, $10)",
+            10, params, err);
         free(targets);
         if (qrc)
             goto rollback;
     }
-    if (query(conn,
-              "INSERT INTO estimates (campaign_id, stratum) SELECT campaign_id, stratum FROM "
-              "strata WHERE campaign_id = $1",
-              1, (const char *const[]){sh}, NULL, err) ||
-        query(conn, "COMMIT", 0, NULL, NULL, err))
+    if (pvf_db_command(db,
+                       "INSERT INTO estimates (campaign_id, stratum) SELECT campaign_id, stratum "
+                       "FROM strata WHERE campaign_id = $1",
+                       1, (const char *const[]){sh}, err) ||
+        pvf_db_command(db, "COMMIT", 0, NULL, err))
         goto rollback;
     rc = 0;
     goto out;
 rollback:
-    PQclear(PQexec(conn, "ROLLBACK"));
+    pvf_db_command(db, "ROLLBACK", 0, NULL, NULL);
 out:
     free(spec_text);
     json_decref(spec_json);
@@ -460,43 +444,45 @@ static int load_files(co_campaign *c, json_t *spec, pvf_err *err) {
 }
 
 int co_campaign_load(pvf_db *db, int64_t id, int64_t epoch, co_campaign **out, pvf_err *err) {
-    PGconn *conn = pvf_db_conn(db);
     char sid[32];
     snprintf(sid, sizeof sid, "%" PRId64, id);
     const char *p[1] = {sid};
-    PGresult *r = NULL;
+    pvf_table r = {0};
     co_campaign *c = calloc(1, sizeof *c);
     json_t *spec = NULL;
     if (!c)
         return pvf_err_set(err, "out of memory");
     c->id = id;
     c->epoch = epoch;
-    if (query(conn,
-              "SELECT model_dir, eval_path, format, fault, seed, naive, value_kind, confidence, "
-              "coalesce(margin, 0), coalesce(rel_margin, 0), coalesce(max_trials, 0), "
-              "spec::text FROM campaigns WHERE id = $1",
-              1, p, &r, err))
+    if (pvf_db_query(
+            db,
+            /* Every column non-NULL: a hand-made row is refused, not a crash. */
+            "SELECT coalesce(model_dir, ''), coalesce(eval_path, ''), coalesce(format, ''), "
+            "coalesce(fault, ''), coalesce(seed, 0), coalesce(naive, false), "
+            "coalesce(value_kind, 'fraction'), coalesce(confidence, 0.95), coalesce(margin, 0), "
+            "coalesce(rel_margin, 0), coalesce(max_trials, 0), spec::text FROM campaigns "
+            "WHERE id = $1",
+            1, p, &r, err))
         goto fail;
-    if (PQntuples(r) != 1) {
+    if (r.nrows != 1) {
         pvf_err_set(err, "campaign %" PRId64 " does not exist", id);
         goto fail;
     }
-    c->model_dir = strdup(PQgetvalue(r, 0, 0));
-    c->eval_path = strdup(PQgetvalue(r, 0, 1));
-    snprintf(c->format, sizeof c->format, "%s", PQgetvalue(r, 0, 2));
+    c->model_dir = strdup(pvf_table_get(&r, 0, 0));
+    c->eval_path = strdup(pvf_table_get(&r, 0, 1));
+    snprintf(c->format, sizeof c->format, "%s", pvf_table_get(&r, 0, 2));
     char fault[32];
-    snprintf(fault, sizeof fault, "%s", PQgetvalue(r, 0, 3));
-    c->seed = strtoull(PQgetvalue(r, 0, 4), NULL, 10);
-    c->naive = strcmp(PQgetvalue(r, 0, 5), "t") == 0;
-    c->value_any = strcmp(PQgetvalue(r, 0, 6), "any") == 0;
-    c->confidence = strtod(PQgetvalue(r, 0, 7), NULL);
-    c->margin = strtod(PQgetvalue(r, 0, 8), NULL);
-    c->rel_margin = strtod(PQgetvalue(r, 0, 9), NULL);
-    c->max_trials = strtoull(PQgetvalue(r, 0, 10), NULL, 10);
+    snprintf(fault, sizeof fault, "%s", pvf_table_get(&r, 0, 3));
+    c->seed = strtoull(pvf_table_get(&r, 0, 4), NULL, 10);
+    c->naive = strcmp(pvf_table_get(&r, 0, 5), "t") == 0;
+    c->value_any = strcmp(pvf_table_get(&r, 0, 6), "any") == 0;
+    c->confidence = strtod(pvf_table_get(&r, 0, 7), NULL);
+    c->margin = strtod(pvf_table_get(&r, 0, 8), NULL);
+    c->rel_margin = strtod(pvf_table_get(&r, 0, 9), NULL);
+    c->max_trials = strtoull(pvf_table_get(&r, 0, 10), NULL, 10);
     json_error_t jerr;
-    spec = json_loads(PQgetvalue(r, 0, 11), 0, &jerr);
-    PQclear(r);
-    r = NULL;
+    spec = json_loads(pvf_table_get(&r, 0, 11), 0, &jerr);
+    pvf_table_free(&r);
     if (!c->model_dir || !c->eval_path || !spec) {
         pvf_err_set(err, "campaign %" PRId64 ": unreadable spec", id);
         goto fail;
@@ -508,13 +494,14 @@ int co_campaign_load(pvf_db *db, int64_t id, int64_t epoch, co_campaign **out, p
     if (pvf_fault_model_parse(fault, &fm, err))
         goto fail;
 
-    if (query(conn,
-              "SELECT stratum, name, array_to_json(targets)::text, population, weight, "
-              "coalesce(max_trials, 0), coalesce(bit, -1) FROM strata WHERE campaign_id = $1 "
-              "ORDER BY stratum",
-              1, p, &r, err))
+    if (pvf_db_query(
+            db,
+            "SELECT stratum, name, array_to_json(targets)::text, population, weight, "
+            "coalesce(max_trials, 0), coalesce(bit, -1) FROM strata WHERE campaign_id = $1 "
+            "ORDER BY stratum",
+            1, p, &r, err))
         goto fail;
-    c->nstrata = PQntuples(r);
+    c->nstrata = r.nrows;
     c->strata = calloc((size_t)(c->nstrata ? c->nstrata : 1), sizeof *c->strata);
     if (!c->strata) {
         pvf_err_set(err, "out of memory");
@@ -523,26 +510,26 @@ int co_campaign_load(pvf_db *db, int64_t id, int64_t epoch, co_campaign **out, p
     double alpha = (1.0 - c->confidence) / (c->nstrata ? c->nstrata : 1);
     for (int i = 0; i < c->nstrata; i++) {
         co_stratum *s = &c->strata[i];
-        s->index = atoi(PQgetvalue(r, i, 0));
+        s->index = atoi(pvf_table_get(&r, i, 0));
         if (s->index != i) {
             pvf_err_set(err, "campaign %" PRId64 ": strata are not numbered 0..%d", id,
                         c->nstrata - 1);
             goto fail;
         }
-        s->name = strdup(PQgetvalue(r, i, 1));
-        json_t *t = json_loads(PQgetvalue(r, i, 2), 0, &jerr);
+        s->name = strdup(pvf_table_get(&r, i, 1));
+        json_t *t = json_loads(pvf_table_get(&r, i, 2), 0, &jerr);
         s->ntargets = (uint32_t)json_array_size(t);
         s->targets = calloc(s->ntargets ? s->ntargets : 1, sizeof *s->targets);
         for (uint32_t k = 0; s->targets && k < s->ntargets; k++)
             s->targets[k] = strdup(json_string_value(json_array_get(t, k)));
         json_decref(t);
-        s->population = strtoull(PQgetvalue(r, i, 3), NULL, 10);
-        s->weight = strtod(PQgetvalue(r, i, 4), NULL);
-        s->max_trials = strtoull(PQgetvalue(r, i, 5), NULL, 10);
+        s->population = strtoull(pvf_table_get(&r, i, 3), NULL, 10);
+        s->weight = strtod(pvf_table_get(&r, i, 4), NULL);
+        s->max_trials = strtoull(pvf_table_get(&r, i, 5), NULL, 10);
         if (s->max_trials == 0)
             s->max_trials = c->max_trials;
         pvf_fault_model f = fm;
-        int bit = atoi(PQgetvalue(r, i, 6));
+        int bit = atoi(pvf_table_get(&r, i, 6));
         if (bit >= 0)
             f.bit = bit;
         pvf_fault_model_format(&f, s->fault, sizeof s->fault);
@@ -553,28 +540,26 @@ int co_campaign_load(pvf_db *db, int64_t id, int64_t epoch, co_campaign **out, p
         if (co_stratum_init(s, c, alpha, err))
             goto fail;
     }
-    PQclear(r);
-    r = NULL;
+    pvf_table_free(&r);
     /* The trials stored so far, in index order: the estimator replays the
      * prefix exactly as it first ran. */
-    if (query(conn,
-              "SELECT stratum, trial, value FROM trials WHERE campaign_id = $1 "
-              "ORDER BY stratum, trial",
-              1, p, &r, err))
+    if (pvf_db_query(db,
+                     "SELECT stratum, trial, value FROM trials WHERE campaign_id = $1 "
+                     "ORDER BY stratum, trial",
+                     1, p, &r, err))
         goto fail;
-    int n = PQntuples(r);
+    int n = r.nrows;
     for (int k = 0; k < n; k++) {
-        int si = atoi(PQgetvalue(r, k, 0));
-        uint64_t t = strtoull(PQgetvalue(r, k, 1), NULL, 10);
+        int si = atoi(pvf_table_get(&r, k, 0));
+        uint64_t t = strtoull(pvf_table_get(&r, k, 1), NULL, 10);
         if (si < 0 || si >= c->nstrata)
             continue;
         co_stratum *s = &c->strata[si];
-        co_stratum_complete(s, c, t, strtod(PQgetvalue(r, k, 2), NULL));
+        co_stratum_complete(s, c, t, strtod(pvf_table_get(&r, k, 2), NULL));
         if (t + 1 > s->next)
             s->next = t + 1 < s->max_trials ? t + 1 : s->max_trials;
     }
-    PQclear(r);
-    r = NULL;
+    pvf_table_free(&r);
     for (int i = 0; i < c->nstrata; i++) {
         co_stratum *s = &c->strata[i];
         /* Gaps below the highest stored trial were leased and lost. */
@@ -594,8 +579,7 @@ int co_campaign_load(pvf_db *db, int64_t id, int64_t epoch, co_campaign **out, p
     *out = c;
     return 0;
 fail:
-    if (r)
-        PQclear(r);
+    pvf_table_free(&r);
     json_decref(spec);
     co_campaign_free(c);
     return -1;

@@ -104,24 +104,6 @@ static void answer(co_writer *w, co_write *it) {
     w->notify(w->ctx);
 }
 
-/* Runs one statement with text parameters; 0 or -1 (err set). */
-static int exec_params(co_writer *w, const char *sql, int n, const char *const *params,
-                       PGresult **keep, pvf_err *err) {
-    PGresult *r = PQexecParams(pvf_db_conn(w->db), sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        const char *msg = PQresultErrorMessage(r);
-        pvf_err_set(err, "%s: %.*s", pvf_db_name(w->db), (int)strcspn(msg, "\n"), msg);
-        PQclear(r);
-        return -1;
-    }
-    if (keep)
-        *keep = r;
-    else
-        PQclear(r);
-    return 0;
-}
-
 static int connection_ok(co_writer *w) {
     return w->db && PQstatus(pvf_db_conn(w->db)) == CONNECTION_OK;
 }
@@ -131,11 +113,12 @@ static int lock_campaign(co_writer *w, int64_t id, int *got, pvf_err *err) {
     snprintf(cls, sizeof cls, "%d", LOCK_CLASS);
     snprintf(obj, sizeof obj, "%" PRId64, id);
     const char *p[2] = {cls, obj};
-    PGresult *r;
-    if (exec_params(w, "SELECT pg_try_advisory_lock($1::int, $2::int)", 2, p, &r, err))
+    pvf_table r;
+    if (pvf_db_query(w->db, "SELECT pg_try_advisory_lock($1::int, $2::int)", 2, p, &r, err))
         return -1;
-    *got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-    PQclear(r);
+    const char *v = pvf_table_get(&r, 0, 0);
+    *got = v && strcmp(v, "t") == 0;
+    pvf_table_free(&r);
     return 0;
 }
 
@@ -249,8 +232,8 @@ static int write_estimates(co_writer *w, const co_write *it, pvf_err *err) {
         }
         params[i] = col[i].s;
     }
-    rc = exec_params(
-        w,
+    rc = pvf_db_command(
+        w->db,
         "INSERT INTO estimates (campaign_id, stratum, trials_done, trials_used, estimate, lo, hi, "
         "wilson_lo, wilson_hi, stopped, converged, stop_reason, updated_at) "
         "SELECT c, s, d, u, e, l, h, wl, wh, st, cv, r, now() FROM unnest($1::bigint[], "
@@ -262,7 +245,7 @@ static int write_estimates(co_writer *w, const co_write *it, pvf_err *err) {
         "hi = excluded.hi, wilson_lo = excluded.wilson_lo, wilson_hi = excluded.wilson_hi, "
         "stopped = excluded.stopped, converged = excluded.converged, "
         "stop_reason = excluded.stop_reason, updated_at = now()",
-        12, params, NULL, err);
+        12, params, err);
 out:
     for (int i = 0; i < 12; i++)
         free(col[i].s);
@@ -280,14 +263,14 @@ static int write_job(co_writer *w, const co_write *it, pvf_err *err) {
     snprintf(p[6], 40, "%" PRId64, it->epoch);
     const char *params[9] = {
         p[0], p[1], p[2], p[3], p[4], it->state, p[5], p[6], it->worker[0] ? it->worker : NULL};
-    return exec_params(
-        w,
+    return pvf_db_command(
+        w->db,
         "INSERT INTO jobs (campaign_id, job_id, stratum, trial_lo, trial_hi, state, attempt, "
         "epoch, worker_id, leased_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
         "(SELECT id FROM workers WHERE name = $9), now(), CASE WHEN $6 = 'leased' THEN NULL "
         "ELSE now() END) ON CONFLICT (campaign_id, job_id) DO UPDATE SET state = excluded.state, "
         "finished_at = excluded.finished_at",
-        9, params, NULL, err);
+        9, params, err);
 }
 
 static int write_campaign(co_writer *w, const co_write *it, pvf_err *err) {
@@ -295,21 +278,22 @@ static int write_campaign(co_writer *w, const co_write *it, pvf_err *err) {
     snprintf(id, sizeof id, "%" PRId64, it->campaign);
     snprintf(epoch, sizeof epoch, "%" PRId64, it->epoch);
     const char *p[4] = {id, it->state, epoch, it->error[0] ? it->error : NULL};
-    return exec_params(
-        w,
+    return pvf_db_command(
+        w->db,
         "UPDATE campaigns SET state = $2, finished_at = now(), "
         "error = coalesce($4, error) WHERE id = $1 AND epoch = $3 AND state = 'running'",
-        4, p, NULL, err);
+        4, p, err);
 }
 
 static int write_worker(co_writer *w, const co_write *it, pvf_err *err) {
     char ex[32];
     snprintf(ex, sizeof ex, "%u", it->attempt); /* executors travel in attempt */
     const char *p[2] = {it->worker, ex};
-    return exec_params(w,
-                       "INSERT INTO workers (name, executors) VALUES ($1, $2) ON CONFLICT (name) "
-                       "DO UPDATE SET executors = excluded.executors, last_seen = now()",
-                       2, p, NULL, err);
+    return pvf_db_command(
+        w->db,
+        "INSERT INTO workers (name, executors) VALUES ($1, $2) ON CONFLICT (name) "
+        "DO UPDATE SET executors = excluded.executors, last_seen = now()",
+        2, p, err);
 }
 
 static void load(co_writer *w, co_write *it) {
@@ -321,12 +305,13 @@ static void load(co_writer *w, co_write *it) {
         char id[32];
         snprintf(id, sizeof id, "%" PRId64, it->campaign);
         const char *p[1] = {id};
-        PGresult *r = NULL;
+        pvf_table r;
         int64_t epoch = 0;
-        if (exec_params(w, "UPDATE campaigns SET epoch = epoch + 1 WHERE id = $1 RETURNING epoch",
-                        1, p, &r, &err) == 0) {
-            epoch = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
-            PQclear(r);
+        if (pvf_db_query(w->db,
+                         "UPDATE campaigns SET epoch = epoch + 1 WHERE id = $1 RETURNING epoch", 1,
+                         p, &r, &err) == 0) {
+            epoch = r.nrows ? strtoll(pvf_table_get(&r, 0, 0), NULL, 10) : 0;
+            pvf_table_free(&r);
             if (co_campaign_load(w->db, it->campaign, epoch, &it->loaded, &err) == 0) {
                 int64_t *l = realloc(w->locked, (w->nlocked + 1) * sizeof *l);
                 if (l) {
@@ -344,29 +329,29 @@ static void load(co_writer *w, co_write *it) {
 
 static void poll_campaigns(co_writer *w) {
     pvf_err err;
-    PGresult *r;
-    if (exec_params(w, "SELECT id, state, coalesce(max_trials, 0) FROM campaigns ORDER BY id", 0,
-                    NULL, &r, &err))
+    pvf_table r;
+    if (pvf_db_query(w->db, "SELECT id, state, coalesce(max_trials, 0) FROM campaigns ORDER BY id",
+                     0, NULL, &r, &err))
         return;
     co_write *it = calloc(1, sizeof *it);
-    int n = PQntuples(r);
+    int n = r.nrows;
     if (it && n > 0)
         it->poll = calloc((size_t)n, sizeof *it->poll);
     if (!it || (n > 0 && !it->poll)) {
         free(it);
-        PQclear(r);
+        pvf_table_free(&r);
         return;
     }
     it->kind = CO_W_POLL;
     for (int i = 0; i < n; i++) {
         co_poll_row *p = &it->poll[i];
-        p->id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
-        p->running = strcmp(PQgetvalue(r, i, 1), "running") == 0;
-        p->cancelled = strcmp(PQgetvalue(r, i, 1), "cancelled") == 0;
-        p->max_trials = strtoull(PQgetvalue(r, i, 2), NULL, 10);
+        p->id = strtoll(pvf_table_get(&r, i, 0), NULL, 10);
+        p->running = strcmp(pvf_table_get(&r, i, 1), "running") == 0;
+        p->cancelled = strcmp(pvf_table_get(&r, i, 1), "cancelled") == 0;
+        p->max_trials = strtoull(pvf_table_get(&r, i, 2), NULL, 10);
     }
     it->npoll = (size_t)n;
-    PQclear(r);
+    pvf_table_free(&r);
     answer(w, it);
 }
 
@@ -388,7 +373,7 @@ static int round_trip(co_writer *w, co_write *items, pvf_err *err) {
     for (co_write *it = items; it; it = it->next)
         others += it->kind != CO_W_TRIALS && it->kind != CO_W_LOAD;
     if (others) {
-        if (exec_params(w, "BEGIN", 0, NULL, NULL, err))
+        if (pvf_db_command(w->db, "BEGIN", 0, NULL, err))
             return -1;
         for (co_write *it = items; it; it = it->next) {
             int rc = 0;
@@ -409,12 +394,11 @@ static int round_trip(co_writer *w, co_write *items, pvf_err *err) {
                 break;
             }
             if (rc) {
-                PGresult *r = PQexec(pvf_db_conn(w->db), "ROLLBACK");
-                PQclear(r);
+                pvf_db_command(w->db, "ROLLBACK", 0, NULL, NULL);
                 return -1;
             }
         }
-        if (exec_params(w, "COMMIT", 0, NULL, NULL, err))
+        if (pvf_db_command(w->db, "COMMIT", 0, NULL, err))
             return -1;
     }
     return 0;

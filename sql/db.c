@@ -177,6 +177,15 @@ int pvf_db_query(pvf_db *db, const char *sql, int nparams, const char *const *pa
     return 0;
 }
 
+int pvf_db_command(pvf_db *db, const char *sql, int nparams, const char *const *params,
+                   pvf_err *err) {
+    pvf_table t;
+    if (pvf_db_query(db, sql, nparams, params, &t, err))
+        return -1;
+    pvf_table_free(&t);
+    return 0;
+}
+
 void pvf_table_free(pvf_table *t) {
     if (!t)
         return;

@@ -74,6 +74,10 @@ void pvf_table_free(pvf_table *t);
 /* Cell (r, c), or NULL. */
 const char *pvf_table_get(const pvf_table *t, int r, int c);
 
+/* Runs a statement with text parameters whose rows, if any, are not needed. */
+int pvf_db_command(pvf_db *db, const char *sql, int nparams, const char *const *params,
+                   pvf_err *err);
+
 /* Runs a query with text parameters into *t. */
 int pvf_db_query(pvf_db *db, const char *sql, int nparams, const char *const *params, pvf_table *t,
                  pvf_err *err);
