@@ -26,12 +26,6 @@
 #define PVF_SOURCE_DIR "."
 #endif
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 typedef struct fake_worker {
     pthread_t thread;
     pvf_client_config cfg;
@@ -113,12 +107,12 @@ int main(int argc, char **argv) {
         }
         pvf_coord_config cfg = {
             .dsn = dsn, .bind = endpoint, .only_campaign = id, .exit_when_done = 1, .quiet = 1};
-        double t0 = now_s();
+        double t0 = pvf_now();
         if (pvf_coord_run(&cfg, &err)) {
             fprintf(stderr, "bench_coordinator: %s\n", err.msg);
             return 1;
         }
-        double el = now_s() - t0;
+        double el = pvf_now() - t0;
         for (int i = 0; i < workers; i++)
             pthread_join(fw[i].thread, NULL);
         free(fw);

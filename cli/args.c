@@ -63,12 +63,6 @@ int cli_fault(const char *cmd, const char *s, pvf_fault_model *out) {
     return -1;
 }
 
-double cli_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 int cli_apply_threshold(const char *cmd, const cli_common *c, pvf_model *m) {
     if (c->threshold <= 0.0)
         return 0;

@@ -90,7 +90,5 @@ struct json_t *cli_row_json(const struct pvf_table *t, int r);
 struct pvf_model;
 int cli_apply_threshold(const char *cmd, const cli_common *c, struct pvf_model *m);
 
-/* Monotonic seconds. */
-double cli_now(void);
 
 #endif

@@ -33,10 +33,10 @@ int pvf_cmd_infer(int argc, char **argv) {
 
     pvf_err err;
     pvf_runner r;
-    double t0 = cli_now();
+    double t0 = pvf_now();
     if (pvf_runner_open(&r, c.model, c.data, c.format, &err))
         return cli_fail(CMD, 1, "%s", err.msg);
-    double elapsed = cli_now() - t0;
+    double elapsed = pvf_now() - t0;
     const pvf_model *m = &r.model;
     const int64_t n = r.golden.n, k = m->out_size;
     /* a language model has out_positions rows of classes per input: labels,

@@ -238,7 +238,7 @@ static void progress(const pvf_coord_progress *p, void *ctx) {
     supervise(l);
     if (!l->tty || l->quiet)
         return;
-    double el = cli_now() - l->started;
+    double el = pvf_now() - l->started;
     double frac = p->trials_planned ? (double)p->trials_done / (double)p->trials_planned : 0;
     if (frac > 1)
         frac = 1;
@@ -265,7 +265,7 @@ static void on_signal(int sig) {
 
 static void stop_workers(local *l) {
     l->finishing = 1;
-    double until = cli_now() + 10;
+    double until = pvf_now() + 10;
     for (;;) {
         int alive = 0;
         for (int i = 0; i < l->n; i++) {
@@ -279,11 +279,11 @@ static void stop_workers(local *l) {
         }
         if (!alive)
             return;
-        if (cli_now() > until) {
+        if (pvf_now() > until) {
             for (int i = 0; i < l->n; i++)
                 if (l->pids[i] > 0)
                     kill(l->pids[i], SIGKILL);
-            until = cli_now() + 1e9;
+            until = pvf_now() + 1e9;
         }
         usleep(20000);
     }
@@ -350,7 +350,7 @@ int pvf_cmd_run(int argc, char **argv) {
                                 .progress = progress,
                                 .progress_ctx = &l,
                                 .quiet = 1};
-        l.started = cli_now();
+        l.started = pvf_now();
         fflush(NULL);
         for (int i = 0; i < l.n; i++)
             l.pids[i] = spawn_worker(&l, i);

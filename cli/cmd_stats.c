@@ -213,12 +213,12 @@ static int cmd_simulate(int argc, char **argv) {
         return cli_fail(CMD, 2, "--inputs M needs --values fraction");
     if (a.inputs < 0)
         a.inputs = 10;
-    double t0 = cli_now();
+    double t0 = pvf_now();
     sim_result r;
     int rc = simulate(&a, &r);
     if (rc)
         return rc;
-    double secs = cli_now() - t0;
+    double secs = pvf_now() - t0;
     if (a.json)
         print_json(&a, &r, secs);
     else

@@ -315,12 +315,12 @@ int pvf_cmd_sweep(int argc, char **argv) {
         for (int64_t i = 0; i < a.trials; i++)
             specs[(size_t)k * (size_t)a.trials + (size_t)i] =
                 (pvf_trial_spec){rows[k].targets, rows[k].ntargets, rows[k].stratum, (uint64_t)i};
-    double t0 = cli_now();
+    double t0 = pvf_now();
     if (pvf_pool_run(&r, &c.fault, a.seed, specs, ntrials, (int)a.executors, results, &err)) {
         rc = cli_fail(CMD, 1, "%s", err.msg);
         goto done;
     }
-    double secs = cli_now() - t0;
+    double secs = pvf_now() - t0;
     sweep_row total;
     summarize(rows, nrows, results, a.trials, &total);
     char fault[32];

@@ -21,4 +21,7 @@ int pvf_err_set(pvf_err *err, const char *fmt, ...) __attribute__((format(printf
 /* Prepends "prefix: " to an error already set, keeping the cause. Returns -1. */
 int pvf_err_prefix(pvf_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Seconds on the monotonic clock (for durations and timeouts). */
+double pvf_now(void);
+
 #endif

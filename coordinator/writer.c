@@ -355,12 +355,6 @@ static void poll_campaigns(co_writer *w) {
     answer(w, it);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* One round: all trial rows in one transaction, then everything else in a
  * second. Returns -1 (items untouched) when the connection failed. */
 static int round_trip(co_writer *w, co_write *items, pvf_err *err) {
@@ -411,7 +405,7 @@ static void *writer_main(void *arg) {
     co_write *retry = NULL; /* a round that failed: done again first */
     for (;;) {
         pthread_mutex_lock(&w->lock);
-        while (!w->in && !retry && !w->quit && now_s() < next_poll) {
+        while (!w->in && !retry && !w->quit && pvf_now() < next_poll) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += 200 * 1000000L;
@@ -481,9 +475,9 @@ static void *writer_main(void *arg) {
         pthread_mutex_lock(&w->lock);
         w->backlog -= rows;
         pthread_mutex_unlock(&w->lock);
-        if (now_s() >= next_poll && !quit) {
+        if (pvf_now() >= next_poll && !quit) {
             poll_campaigns(w);
-            next_poll = now_s() + 1.0;
+            next_poll = pvf_now() + 1.0;
         }
     }
     while (retry) {

@@ -27,12 +27,6 @@
 #define DRAIN_SECONDS       15.0 /* SIGTERM: longest wait for acknowledgements */
 #define FETCH_RETRY_SECONDS 5.0
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void log_line(const char *fmt, ...) {
     va_list ap;
@@ -371,7 +365,7 @@ static void run_job(executor *e, job *j) {
                 failed = pvf_err_set(&err, "%s: no fault target '%s'", j->ctx->dir, jm->targets[i]);
         }
     }
-    double sent_at = now_s();
+    double sent_at = pvf_now();
     for (uint64_t t = jm->lo; !failed && t < jm->hi && !atomic_load(&j->cancel); t++) {
         if ((int64_t)jm->stratum == c->crash_at.stratum && t == c->crash_at.trial)
             abort();
@@ -407,9 +401,9 @@ static void run_job(executor *e, job *j) {
                                  .flags = res.flags};
         }
         b->n++;
-        if (b->n == BATCH_TRIALS || now_s() - sent_at >= BATCH_SECONDS) {
+        if (b->n == BATCH_TRIALS || pvf_now() - sent_at >= BATCH_SECONDS) {
             push_batch(e, b);
-            sent_at = now_s();
+            sent_at = pvf_now();
             if (!(b = new_batch(j, seq++)))
                 break;
         }
@@ -466,7 +460,7 @@ static int send_msg(client *c, const pvf_msg *m) {
         rc = zmq_send(c->sock, body, len, ZMQ_DONTWAIT) >= 0 ? 0 : -1;
     free(body);
     if (rc == 0)
-        c->last_sent = now_s();
+        c->last_sent = pvf_now();
     return rc;
 }
 
@@ -475,7 +469,7 @@ static int send_raw(client *c, const uint8_t *body, size_t len) {
             0 ||
         zmq_send(c->sock, body, len, ZMQ_DONTWAIT) < 0)
         return -1;
-    c->last_sent = now_s();
+    c->last_sent = pvf_now();
     return 0;
 }
 
@@ -549,7 +543,7 @@ static int reconnect(client *c, pvf_err *err) {
     if (open_socket(c, err))
         return -1;
     say_hello(c);
-    c->last_heard = now_s();
+    c->last_heard = pvf_now();
     return 0;
 }
 
@@ -598,7 +592,7 @@ static void fetch_next(client *c) {
     m.u.fetch.off = c->fetch.off;
     m.u.fetch.len = PVF_PROTO_CHUNK;
     send_msg(c, &m);
-    c->fetch.asked_at = now_s();
+    c->fetch.asked_at = pvf_now();
 }
 
 /* Moves waiting jobs whose artifacts are all present to the queue. */
@@ -637,7 +631,7 @@ static void on_artifact(client *c, const pvf_msg *m) {
         f.u.fetch.off = c->fetch.off;
         f.u.fetch.len = PVF_PROTO_CHUNK;
         send_msg(c, &f);
-        c->fetch.asked_at = now_s();
+        c->fetch.asked_at = pvf_now();
         return;
     }
     close(c->fetch.fd);
@@ -704,7 +698,7 @@ static void on_cancel(client *c, uint64_t id) {
         if (c->ex[i].current && c->ex[i].current->msg.u.job.job == id) {
             atomic_store(&c->ex[i].current->cancel, 1);
             if (c->ex[i].current->cancelled_at == 0)
-                c->ex[i].current->cancelled_at = now_s();
+                c->ex[i].current->cancelled_at = pvf_now();
         }
     for (job *j = c->queue; j; j = j->next)
         if (j->msg.u.job.job == id)
@@ -736,7 +730,7 @@ static int on_message(client *c, zmq_msg_t *frames, int nframes) {
         log_line("dropped a bad message: %s", err.msg);
         return 0;
     }
-    c->last_heard = now_s();
+    c->last_heard = pvf_now();
     int stop = 0;
     switch (m.type) {
     case PVF_MSG_JOB:
@@ -967,7 +961,7 @@ int pvf_client_run(const pvf_client_config *cfg, pvf_err *err) {
     if (open_socket(c, err))
         goto out;
     say_hello(c);
-    c->last_heard = now_s();
+    c->last_heard = pvf_now();
     c->backoff_ms = 1000;
     const double hb = (cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : 1000) / 1000.0;
     const int dead_after = cfg->dead_after > 0 ? cfg->dead_after : 5;
@@ -983,7 +977,7 @@ int pvf_client_run(const pvf_client_config *cfg, pvf_err *err) {
         drain_socket(c, &stop);
         if (!c->sock && open_socket(c, err))
             goto out;
-        double now = now_s();
+        double now = pvf_now();
         if (cfg->abort && *cfg->abort)
             break;
         if (stop)
