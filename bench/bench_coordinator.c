@@ -116,6 +116,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < workers; i++)
             pthread_join(fw[i].thread, NULL);
         free(fw);
+        unlink(endpoint + strlen("ipc://"));
         char sql[200];
         snprintf(sql, sizeof sql, "SELECT count(*) FROM trials WHERE campaign_id = %" PRId64, id);
         pvf_table t;

@@ -208,6 +208,7 @@ static void test_bad_messages(void) {
     CHECK(strstr(text, "dropped a bad message") != NULL);
     CHECK(strstr(text, "'v'") != NULL); /* the wrongly typed field is named */
     CHECK(strstr(text, "worker x joined") != NULL);
+    unlink(endpoint + strlen("ipc://"));
 }
 
 static void test_curve_allow_list(void) {
