@@ -54,7 +54,14 @@ check "extend: the campaign runs again to the new cap" \
 check "the big campaign is running" \
     wait_for "SELECT sum(trials_done) > 100 FROM estimates WHERE campaign_id = $big" t
 "$PVF" campaign cancel "$big" --db "$db" >/dev/null
-check "cancel: the coordinator stops serving it" grep -q "campaign $big cancelled" <(sleep 3; cat "$T/co.log")
+wait_log() { # PATTERN: polls the coordinator's log up to 120 s
+    for _ in $(seq 1 600); do
+        grep -q "$1" "$T/co.log" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+check "cancel: the coordinator stops serving it" wait_log "campaign $big cancelled"
 check "cancel: the state stays cancelled" \
     test "$(q "SELECT state FROM campaigns WHERE id = $big")" = cancelled
 check "cancel: every stratum says cancelled" \
