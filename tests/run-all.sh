@@ -17,14 +17,14 @@ cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j"$jobs")
 
-echo "== fuzzing (libFuzzer, ${PVF_FUZZ_SECONDS:-60} s per harness)"
+echo "== fuzzing (libFuzzer, ${PVF_FUZZ_SECONDS:-45} s per harness)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPVF_FUZZ=ON >/dev/null
 for src in tests/fuzz_*.c; do
   name=$(basename "$src" .c)
   cmake --build build-fuzz -j"$jobs" --target "$name"
   corpus=$(mktemp -d)
   cp -r "tests/fuzz/${name#fuzz_}/." "$corpus/" 2>/dev/null || true
-  ./build-fuzz/tests/"$name" -max_total_time="${PVF_FUZZ_SECONDS:-60}" -rss_limit_mb=2048 \
+  ./build-fuzz/tests/"$name" -max_total_time="${PVF_FUZZ_SECONDS:-45}" -rss_limit_mb=2048 \
     -print_final_stats=1 "$corpus" 2>&1 | tail -n 12
   rm -rf "$corpus"
 done
