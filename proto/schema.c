@@ -128,8 +128,16 @@ static int check_file_name(const char *type, uint32_t i, const char *name, pvf_e
     snprintf(field, sizeof field, "files[%u].name", (unsigned)i);
     if (check_str(type, field, name, 0, err) < 0)
         return -1;
-    if (name[0] == '\0' || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-        return pvf_err_set(err, "%s: field '%s': \"%s\" is not a file name", type, field, name);
+    int control = 0;
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+        control |= *c < 0x20 || *c == 0x7f;
+    /* The name is untrusted: it is not echoed into the one-line error. */
+    if (name[0] == '\0' || control || strchr(name, '/') || strcmp(name, ".") == 0 ||
+        strcmp(name, "..") == 0)
+        return pvf_err_set(err,
+                           "%s: field '%s': not a file name (empty, \".\", \"..\", or with '/' "
+                           "or a control character)",
+                           type, field);
     return 0;
 }
 

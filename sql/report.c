@@ -51,8 +51,8 @@ int pvf_report_rows(pvf_db *db, int64_t campaign, pvf_report_by by, pvf_table *t
         [PVF_BY_COMPONENT] = "SELECT component, strata, trials_used, estimate, lo, hi, stopped,"
                              " converged, interval_kind FROM pvf_component_estimate"
                              " WHERE campaign_id = $1 ORDER BY component",
-        [PVF_BY_BIT] = "SELECT bit, strata, trials_used, estimate, lo, hi, stopped, converged,"
-                       " interval_kind FROM pvf_bit_estimate WHERE campaign_id = $1 ORDER BY bit",
+        [PVF_BY_BIT] = ("SELECT bit, strata, trials_used, estimate, lo, hi, stopped, converged,"
+                        " interval_kind FROM pvf_bit_estimate WHERE campaign_id = $1 ORDER BY bit"),
     };
     if ((unsigned)by > PVF_BY_BIT)
         return pvf_err_set(err, "report: unknown grouping %d", (int)by);

@@ -120,10 +120,11 @@ static inline pvf_msg sample_msg(pvf_msg_type t, int variant, sample_store *st) 
         uint32_t nf = zero ? 0 : mx ? PVF_PROTO_MAX_FILES : 2;
         for (uint32_t i = 0; i < nf; i++) {
             if (mx && i == 0) {
-                /* the longest name: every byte value but NUL and '/' */
+                /* the longest name: every byte value but '/' and the control
+                 * characters (NUL, newline, ... and DEL) */
                 for (int k = 0; k < PVF_PROTO_MAX_STR; k++) {
-                    char c = st->long_str[k];
-                    st->file_names[0][k] = c == '/' ? '_' : c;
+                    unsigned char c = (unsigned char)st->long_str[k];
+                    st->file_names[0][k] = c == '/' || c < 0x20 || c == 0x7f ? '_' : (char)c;
                 }
                 st->file_names[0][PVF_PROTO_MAX_STR] = '\0';
             } else if (i == 0) {
