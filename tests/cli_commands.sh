@@ -7,37 +7,6 @@
 source "$(dirname "$0")/lib_cli.sh" cli_commands.sh "$@"
 M=$ROOT/models/fmnist-lenet
 
-# run NAME OUT PVF_ARGS... - runs pvf with stdout to OUT; on anything but a
-# clean exit 0 (empty stderr) prints FAIL NAME and returns 1.
-run() {
-    local name=$1 out=$2 rc
-    shift 2
-    # (subshell with stderr dropped: keeps bash's crash notices out of the log)
-    (timeout 120 "$PVF" "$@" >"$out" 2>"$out.err" </dev/null; exit $?) 2>/dev/null
-    rc=$?
-    if [ "$rc" -ne 0 ]; then
-        fail "$name" "pvf $* exited $rc: $(head -c 300 "$out.err" | tr '\n' '|')"
-        return 1
-    fi
-    if [ -s "$out.err" ]; then
-        fail "$name" "pvf $* wrote to stderr: $(head -c 300 "$out.err" | tr '\n' '|')"
-        return 1
-    fi
-    return 0
-}
-
-# check NAME ARGS... - runs the python program on stdin with ARGS as
-# sys.argv[1:]; ok when it exits 0, else FAIL with its last line of output.
-check() {
-    local name=$1 msg
-    shift
-    if msg=$(PYTHONPATH="$ROOT/tools" "$PY" - "$@" 2>&1); then
-        ok "$name"
-    else
-        fail "$name" "$(printf '%s\n' "$msg" | tail -n 1)"
-    fi
-}
-
 FP32_TARGETS="conv1.weight conv1.bias conv2.weight conv2.bias fc1.weight fc1.bias fc2.weight fc2.bias fc3.weight fc3.bias"
 SCALE_TARGETS="conv1.weight_scale conv2.weight_scale fc1.weight_scale fc2.weight_scale fc3.weight_scale"
 

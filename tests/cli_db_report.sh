@@ -16,18 +16,6 @@ export PVF_HOME=$T/home
 
 sql() { psql "$DB" -qAt -v ON_ERROR_STOP=1 "$@"; }
 
-# run NAME OUT PVF_ARGS... - expects exit 0 and an empty stderr.
-run() {
-    local name=$1 out=$2 rc
-    shift 2
-    (timeout 60 "$PVF" "$@" >"$out" 2>"$out.err" </dev/null; exit $?) 2>/dev/null
-    rc=$?
-    if [ "$rc" -ne 0 ] || [ -s "$out.err" ]; then
-        fail "$name" "pvf $* exited $rc: $(head -c 300 "$out.err" | tr '\n' '|')"
-        return 1
-    fi
-}
-
 # refuse NAME CODE PATTERN PVF_ARGS... - expects exit CODE and one stderr
 # line matching PATTERN (grep -E), nothing on stdout.
 refuse() {
@@ -44,13 +32,6 @@ refuse() {
     else
         ok "$name"
     fi
-}
-
-# check NAME ARGS... - the python program on stdin, ARGS as sys.argv[1:].
-check() {
-    local name=$1 msg
-    shift
-    if msg=$("$PY" - "$@" 2>&1); then ok "$name"; else fail "$name" "$(printf '%s\n' "$msg" | tail -n 1)"; fi
 }
 
 # ---- migrate ----------------------------------------------------------------

@@ -11,7 +11,7 @@ source "$(dirname "$0")/lib_cli.sh" cli_run_campaign.sh "$@"
 pvf=$PVF
 src=$ROOT
 work=$T
-check() { # NAME COMMAND...
+expect() { # NAME COMMAND...
     local name=$1
     shift
     if "$@"; then ok "$name"; else fail "$name" "'$*' failed"; fi
@@ -49,13 +49,13 @@ estimates() { # DSN -> the stopping point and estimate of every stratum
 no_duplicates() { # DSN
     local n
     n=$(psql "$1" -At -c "SELECT count(*) - count(DISTINCT (campaign_id, stratum, trial)) FROM trials")
-    check "no duplicate trial rows" test "$n" = 0
+    expect "no duplicate trial rows" test "$n" = 0
 }
 
 # --- pvf run, one worker ------------------------------------------------------
 db1=$(newdb one)
 out=$(timeout 900 "$pvf" run "${spec[@]}" --workers 1 --db "$db1" --json 2>"$work/run1.err")
-check "pvf run finishes" test -n "$out"
+expect "pvf run finishes" test -n "$out"
 ref=$(estimates "$db1")
 # What pvf run printed is what the view holds.
 view=$(psql "$db1" -At -F ' ' -c "SELECT stratum, trials_used, estimate, lo, hi, stopped, converged
@@ -72,18 +72,18 @@ import sys
 for l in sys.stdin:
     s, u, e, lo, hi, st, cv = l.split()
     print(s, u, repr(float(e)), repr(float(lo)), repr(float(hi)), st, cv)')" "$printed"
-check "every stratum stopped on the margin" \
+expect "every stratum stopped on the margin" \
     test "$(psql "$db1" -At -c "SELECT count(*) FROM estimates WHERE stopped AND converged
                                  AND (hi - lo) / 2 <= $margin + 1e-12")" = 10
-check "campaign done" test "$(psql "$db1" -At -c "SELECT state FROM campaigns")" = done
+expect "campaign done" test "$(psql "$db1" -At -c "SELECT state FROM campaigns")" = done
 no_duplicates "$db1"
 # The same command again: the finished campaign, nothing new.
 rows=$(psql "$db1" -At -c "SELECT count(*) FROM trials")
 timeout 900 "$pvf" run "${spec[@]}" --workers 1 --db "$db1" >/dev/null 2>"$work/rerun.err"
-check "same spec again finds the campaign" grep -q "already finished" "$work/rerun.err"
-check "same spec again adds no trials" \
+expect "same spec again finds the campaign" grep -q "already finished" "$work/rerun.err"
+expect "same spec again adds no trials" \
     test "$(psql "$db1" -At -c "SELECT count(*) FROM trials")" = "$rows"
-check "one campaign" test "$(psql "$db1" -At -c "SELECT count(*) FROM campaigns")" = 1
+expect "one campaign" test "$(psql "$db1" -At -c "SELECT count(*) FROM campaigns")" = 1
 
 # --- four workers -------------------------------------------------------------
 db4=$(newdb four)
@@ -98,10 +98,10 @@ runpid=$!
 sleep 4
 kill -INT "$runpid"
 wait "$runpid" && status=0 || status=$?
-check "SIGINT stops pvf run with an error status" test "$status" -ne 0
-check "SIGINT says how to resume" grep -q "run the same command again" "$work/runi.err"
+expect "SIGINT stops pvf run with an error status" test "$status" -ne 0
+expect "SIGINT says how to resume" grep -q "run the same command again" "$work/runi.err"
 timeout 900 "$pvf" run "${spec[@]}" --workers 2 --db "$dbi" >/dev/null 2>"$work/runi2.err"
-check "the rerun resumes the campaign" grep -q "resumed" "$work/runi2.err"
+expect "the rerun resumes the campaign" grep -q "resumed" "$work/runi2.err"
 check_eq "interrupted and resumed: identical" "$ref" "$(estimates "$dbi")"
 
 # --- separate coordinator and workers, with things killed ---------------------
@@ -147,7 +147,7 @@ while kill -0 "$copid" 2>/dev/null; do
 done
 wait "$copid" || true
 for i in 0 1 2; do wait "${wpid[$i]}" 2>/dev/null || true; done
-check "workers were killed during the run ($kills)" test "$kills" -ge 2
+expect "workers were killed during the run ($kills)" test "$kills" -ge 2
 check_eq "workers killed: identical" "$ref" "$(estimates "$dbk")"
 no_duplicates "$dbk"
 
@@ -159,7 +159,7 @@ start_coordinator "$dbc" "$id"
 pids+=("$copid")
 for i in 0 1 2; do start_worker $i; done
 sleep 3
-check "coordinator still running when killed" kill -0 "$copid"
+expect "coordinator still running when killed" kill -0 "$copid"
 kill -9 "$copid"
 wait "$copid" 2>/dev/null || true
 sleep 1
@@ -167,7 +167,7 @@ start_coordinator "$dbc" "$id"
 pids+=("$copid")
 wait_done "$dbc"
 for i in 0 1 2; do wait "${wpid[$i]}" 2>/dev/null || true; done
-check "the new coordinator resumed" grep -q "already stopped" "$work/co.log"
+expect "the new coordinator resumed" grep -q "already stopped" "$work/co.log"
 check_eq "coordinator killed: identical" "$ref" "$(estimates "$dbc")"
 no_duplicates "$dbc"
 
@@ -179,7 +179,7 @@ start_coordinator "$dbp" "$id"
 pids+=("$copid")
 for i in 0 1 2; do start_worker $i; done
 sleep 3
-check "coordinator still running at the restart" kill -0 "$copid"
+expect "coordinator still running at the restart" kill -0 "$copid"
 data=$(cat "$work/pg/datadir")
 as=()
 [ "$(id -u)" -ne 0 ] || as=(runuser -u postgres --)
@@ -187,7 +187,7 @@ as=()
     -m fast -w restart -l "$data/log" >/dev/null
 wait_done "$dbp"
 for i in 0 1 2; do wait "${wpid[$i]}" 2>/dev/null || true; done
-check "the coordinator saw the database go" grep -q "database unavailable\|write failed" "$work/co.log"
+expect "the coordinator saw the database go" grep -q "database unavailable\|write failed" "$work/co.log"
 check_eq "PostgreSQL restarted: identical" "$ref" "$(estimates "$dbp")"
 no_duplicates "$dbp"
 

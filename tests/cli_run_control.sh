@@ -7,7 +7,7 @@
 # usage: cli_run_control.sh PVF SOURCE_DIR
 set -eo pipefail
 source "$(dirname "$0")/lib_cli.sh" cli_run_control.sh "$@"
-check() {
+expect() {
     local name=$1
     shift
     if "$@"; then ok "$name"; else fail "$name" "'$*' failed"; fi
@@ -40,18 +40,18 @@ timeout 600 "$PVF" worker --connect "ipc://$T/co.sock" --executors 2 --heartbeat
     >"$T/w.log" 2>&1 &
 pids+=($!)
 
-check "small campaign runs to its cap" \
+expect "small campaign runs to its cap" \
     wait_for "SELECT state FROM campaigns WHERE id = $small" done
-check "cap: not converged" \
+expect "cap: not converged" \
     test "$(q "SELECT count(*) FROM estimates WHERE campaign_id = $small AND trials_used = 40
               AND stop_reason = 'cap' AND NOT converged")" = 10
 
 "$PVF" campaign extend "$small" --max-trials 80 --db "$db" >/dev/null
-check "extend: the campaign runs again to the new cap" \
+expect "extend: the campaign runs again to the new cap" \
     wait_for "SELECT state || ' ' || (SELECT min(trials_used) FROM estimates
               WHERE campaign_id = $small) FROM campaigns WHERE id = $small" "done 80"
 
-check "the big campaign is running" \
+expect "the big campaign is running" \
     wait_for "SELECT sum(trials_done) > 100 FROM estimates WHERE campaign_id = $big" t
 "$PVF" campaign cancel "$big" --db "$db" >/dev/null
 wait_log() { # PATTERN: polls the coordinator's log up to 120 s
@@ -61,37 +61,37 @@ wait_log() { # PATTERN: polls the coordinator's log up to 120 s
     done
     return 1
 }
-check "cancel: the coordinator stops serving it" wait_log "campaign $big cancelled"
-check "cancel: the state stays cancelled" \
+expect "cancel: the coordinator stops serving it" wait_log "campaign $big cancelled"
+expect "cancel: the state stays cancelled" \
     test "$(q "SELECT state FROM campaigns WHERE id = $big")" = cancelled
-check "cancel: every stratum says cancelled" \
+expect "cancel: every stratum says cancelled" \
     wait_for "SELECT count(*) FROM estimates WHERE campaign_id = $big AND stop_reason = 'cancelled'" 10
 n=$(q "SELECT count(*) FROM trials WHERE campaign_id = $big")
 sleep 2
-check "cancel: no trials after it" test "$(q "SELECT count(*) FROM trials WHERE campaign_id = $big")" -le $((n + 600))
+expect "cancel: no trials after it" test "$(q "SELECT count(*) FROM trials WHERE campaign_id = $big")" -le $((n + 600))
 
 # A second coordinator cannot take a campaign the first one holds.
 third=$("$PVF" campaign create --model "$ROOT/models/fmnist-lenet" --strata tensor \
     --margin 0.000001 --max-trials 100000 --seed 5 --db "$db")
-check "the first coordinator serves the new campaign" \
+expect "the first coordinator serves the new campaign" \
     wait_for "SELECT sum(trials_done) > 0 FROM estimates WHERE campaign_id = $third" t
 timeout 60 "$PVF" coordinator --db "$db" --bind "ipc://$T/co2.sock" --campaign "$third" \
     --exit-when-done >"$T/co2.out" 2>"$T/co2.err" && rc=0 || rc=$?
-check "a second coordinator is refused the campaign (exit 1)" test "$rc" = 1
-check "... saying another coordinator serves it" \
+expect "a second coordinator is refused the campaign (exit 1)" test "$rc" = 1
+expect "... saying another coordinator serves it" \
     grep -q "served by another coordinator" "$T/co2.err"
 "$PVF" campaign cancel "$third" --db "$db" >/dev/null
 
 # The outcome threshold is part of a campaign (DLRM only).
 "$PVF" campaign create --model "$ROOT/models/fmnist-lenet" --threshold 0.1 --db "$db" \
     >/dev/null 2>"$T/thr.err" && rc=0 || rc=$?
-check "--threshold on a classifier is refused (exit 1)" test "$rc" = 1
-check "... naming the architecture" grep -q "architecture 'lenet' judges the top-1 class" "$T/thr.err"
+expect "--threshold on a classifier is refused (exit 1)" test "$rc" = 1
+expect "... naming the architecture" grep -q "architecture 'lenet' judges the top-1 class" "$T/thr.err"
 a=$("$PVF" campaign create --model "$ROOT/models/dlrm-synth" --strata component --db "$db")
 b=$("$PVF" campaign create --model "$ROOT/models/dlrm-synth" --strata component --threshold 0.05 \
     --db "$db")
-check "a threshold makes a different campaign" test "$a" != "$b"
-check "... that carries it" test "$(q "SELECT (spec->>'threshold')::float8 = 0.05 FROM campaigns WHERE id = $b")" = t
+expect "a threshold makes a different campaign" test "$a" != "$b"
+expect "... that carries it" test "$(q "SELECT (spec->>'threshold')::float8 = 0.05 FROM campaigns WHERE id = $b")" = t
 "$PVF" campaign cancel "$a" --db "$db" >/dev/null
 "$PVF" campaign cancel "$b" --db "$db" >/dev/null
 

@@ -12,7 +12,7 @@
 # usage: cli_run_faults.sh PVF SOURCE_DIR
 set -eo pipefail
 source "$(dirname "$0")/lib_cli.sh" cli_run_faults.sh "$@"
-check() {
+expect() {
     local name=$1
     shift
     if "$@"; then ok "$name"; else fail "$name" "'$*' failed"; fi
@@ -37,22 +37,22 @@ spec=(--model "$ROOT/models/fmnist-lenet" --strata tensor --margin 0.000001 --ma
 db=$(newdb crash)
 PVF_TEST_CRASH_TRIAL=9:37 timeout 300 "$PVF" run "${spec[@]}" --workers 2 --db "$db" \
     >/dev/null 2>"$T/crash.err" && rc=0 || rc=$?
-check "campaign with a crashing trial completes" test "$rc" = 0
-check "the crashing trial is recorded as a crash outcome (flag 256, value 1)" \
+expect "campaign with a crashing trial completes" test "$rc" = 0
+expect "the crashing trial is recorded as a crash outcome (flag 256, value 1)" \
     test "$(psql "$db" -At -c "SELECT flags, value FROM trials WHERE stratum = 9 AND trial = 37")" = "256|1"
-check "every other trial of the stratum ran" \
+expect "every other trial of the stratum ran" \
     test "$(psql "$db" -At -c "SELECT count(*) FROM trials WHERE stratum = 9 AND flags & 256 = 0")" = $((cap - 1))
-check "all strata ran to the cap" \
+expect "all strata ran to the cap" \
     test "$(psql "$db" -At -c "SELECT count(*) FROM estimates WHERE trials_used = $cap AND stop_reason = 'cap'")" = 10
 
 # --- a trial that hangs -------------------------------------------------------------
 db=$(newdb hang)
 PVF_TEST_HANG_TRIAL=4:11 timeout 300 "$PVF" run "${spec[@]}" --workers 2 --trial-deadline-ms 1500 \
     --db "$db" >/dev/null 2>"$T/hang.err" && rc=0 || rc=$?
-check "campaign with a hanging trial completes" test "$rc" = 0
-check "the hanging trial is recorded as a crash outcome" \
+expect "campaign with a hanging trial completes" test "$rc" = 0
+expect "the hanging trial is recorded as a crash outcome" \
     test "$(psql "$db" -At -c "SELECT flags FROM trials WHERE stratum = 4 AND trial = 11")" = 256
-check "a stuck worker left to be restarted" grep -q "stuck in a trial" "$T"/home/logs/worker-*.log
+expect "a stuck worker left to be restarted" grep -q "stuck in a trial" "$T"/home/logs/worker-*.log
 
 # --- SIGTERM drains a worker --------------------------------------------------------
 db=$(newdb drain)
@@ -66,16 +66,16 @@ w1=$!
 sleep 2
 kill -TERM "$w1"
 wait "$w1" && rc=0 || rc=$?
-check "SIGTERM: the worker exits 0" test "$rc" = 0
-check "SIGTERM: the worker drained" grep -q "draining" "$T/w1.log"
-check "SIGTERM: the coordinator saw it leave" grep -q "worker drained left: drained" "$T/co.log"
+expect "SIGTERM: the worker exits 0" test "$rc" = 0
+expect "SIGTERM: the worker drained" grep -q "draining" "$T/w1.log"
+expect "SIGTERM: the coordinator saw it leave" grep -q "worker drained left: drained" "$T/co.log"
 timeout 900 "$PVF" worker --connect "ipc://$T/co.sock" --executors 1 --name second --heartbeat-ms 200 \
     >"$T/w2.log" 2>&1 &
 w2=$!
 wait "$co" && rc=0 || rc=$?
 wait "$w2" || true
-check "SIGTERM: another worker finished the campaign" test "$rc" = 0
-check "SIGTERM: no trial lost" \
+expect "SIGTERM: another worker finished the campaign" test "$rc" = 0
+expect "SIGTERM: no trial lost" \
     test "$(psql "$db" -At -c "SELECT count(*) FROM trials")" = $((10 * cap))
 
 # --- a model changed after the campaign was created ----------------------------------
@@ -85,8 +85,8 @@ id=$("$PVF" campaign create --model "$T/model" --strata tensor --db "$db")
 printf '\0' | dd of="$T/model/model.safetensors" bs=1 seek=5000 conv=notrunc status=none
 timeout 60 "$PVF" coordinator --db "$db" --bind "ipc://$T/co2.sock" --campaign "$id" \
     --exit-when-done >"$T/co2.out" 2>"$T/co2.err" && rc=0 || rc=$?
-check "changed model: the coordinator refuses the campaign (exit 1)" test "$rc" = 1
-check "changed model: the error names the file" \
+expect "changed model: the coordinator refuses the campaign (exit 1)" test "$rc" = 1
+expect "changed model: the error names the file" \
     grep -q "model.safetensors: changed since the campaign was created" "$T/co2.err"
 
 summary

@@ -6,35 +6,6 @@
 # one line and exit 2.
 source "$(dirname "$0")/lib_cli.sh" cli_stats.sh "$@"
 
-# run NAME OUT PVF_ARGS... - pvf with stdout to OUT; FAIL unless exit 0 and
-# an empty stderr.
-run() {
-    local name=$1 out=$2 rc
-    shift 2
-    (timeout 120 "$PVF" "$@" >"$out" 2>"$out.err" </dev/null; exit $?) 2>/dev/null
-    rc=$?
-    if [ "$rc" -ne 0 ]; then
-        fail "$name" "pvf $* exited $rc: $(head -c 300 "$out.err" | tr '\n' '|')"
-        return 1
-    fi
-    if [ -s "$out.err" ]; then
-        fail "$name" "pvf $* wrote to stderr: $(head -c 300 "$out.err" | tr '\n' '|')"
-        return 1
-    fi
-    return 0
-}
-
-# check NAME ARGS... - the python program on stdin, ARGS as sys.argv[1:].
-check() {
-    local name=$1 msg
-    shift
-    if msg=$("$PY" - "$@" 2>&1); then
-        ok "$name"
-    else
-        fail "$name" "$(printf '%s\n' "$msg" | tail -n 1)"
-    fi
-}
-
 # ---- coverage at P = 0.5, 0.05, 0.005 (the acceptance criterion) -----------
 # Margins chosen so that the three take a few seconds together (also under
 # ASan): the stop comes after ~1,300 / ~7,600 / ~24,000 trials per run.
