@@ -32,6 +32,7 @@ typedef struct cli_common {
     pvf_fault_model fault; /* --fault (commands that inject) */
     int json;              /* --json */
     double threshold;      /* --threshold (outcome rule |Δ output| > it), 0: the default rule */
+    int naive;             /* --naive */
 } cli_common;
 
 #define CLI_COMMON_OPTIONS                                                                         \
@@ -43,6 +44,9 @@ typedef struct cli_common {
     { "fault", required_argument, 0, 'F' }
 #define CLI_THRESHOLD_OPTION                                                                       \
     { "threshold", required_argument, 0, 'T' }
+/* --naive: every trial a plain full forward pass (the fast path off). */
+#define CLI_NAIVE_OPTION                                                                           \
+    { "naive", no_argument, 0, 'N' }
 
 /* A command's own flag: 1 taken, 0 not one of its flags, -1 bad value
  * (already printed). */
@@ -89,6 +93,5 @@ struct json_t *cli_row_json(const struct pvf_table *t, int r);
  * its architecture's outcome rule has no threshold. */
 struct pvf_model;
 int cli_apply_threshold(const char *cmd, const cli_common *c, struct pvf_model *m);
-
 
 #endif

@@ -90,6 +90,7 @@ int pvf_cmd_inject(int argc, char **argv) {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          CLI_FAULT_OPTION,
                                          CLI_THRESHOLD_OPTION,
+                                         CLI_NAIVE_OPTION,
                                          {"tensor", required_argument, 0, 't'},
                                          {"index", required_argument, 0, 'i'},
                                          {"bit", required_argument, 0, 'b'},
@@ -115,6 +116,7 @@ int pvf_cmd_inject(int argc, char **argv) {
     pvf_runner r;
     if (pvf_runner_open(&r, c.model, c.data, c.format, &err))
         return cli_fail(CMD, 1, "%s", err.msg);
+    r.exec.naive = c.naive;
     int rc = 0;
     if (cli_apply_threshold(CMD, &c, &r.model)) {
         rc = 2;
@@ -152,7 +154,7 @@ int pvf_cmd_inject(int argc, char **argv) {
         snprintf(nw, sizeof nw, "0x%0*" PRIx32, hex, e->new_word);
         json_t *o = json_pack(
             "{s:s, s:s, s:s, s:I, s:I, s:i, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:f, s:b, s:b, "
-            "s:b}",
+            "s:b, s:b, s:I}",
             "tensor", a.tensor, "format", pvf_format_name(c.format), "fault", fault, "index",
             (json_int_t)a.index, "mask", (json_int_t)site.mask, "bits", t->bits, "old_word", ow,
             "new_word", nw, "old_value", json_number(e->old_value), "new_value",
@@ -160,7 +162,8 @@ int pvf_cmd_inject(int argc, char **argv) {
             (json_int_t)res.incorrect, "nonfinite", (json_int_t)res.nonfinite, "value", res.value,
             "masked", (res.flags & PVF_TRIAL_MASKED) != 0, "nonfinite_flag",
             (res.flags & PVF_TRIAL_NONFINITE) != 0, "unchanged",
-            (res.flags & PVF_TRIAL_UNCHANGED) != 0);
+            (res.flags & PVF_TRIAL_UNCHANGED) != 0, "settled", (res.flags & PVF_TRIAL_SETTLED) != 0,
+            "stage_rows", (json_int_t)res.stage_rows);
         json_object_set_new(o, "judged", json_integer(res.judged ? res.judged : r.golden.n));
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
         puts(s);
@@ -177,9 +180,12 @@ int pvf_cmd_inject(int argc, char **argv) {
         const char *unit = r.model.out_positions > 1 ? "scored positions" : "eval inputs";
         printf("incorrect   %" PRId64 "/%" PRId64 " %s (value %.6f)\n", res.incorrect,
                res.judged ? res.judged : r.golden.n, unit, res.value);
-        printf("flags      %s%s%s%s\n", res.flags & PVF_TRIAL_MASKED ? " masked" : "",
+        printf("flags      %s%s%s%s%s\n", res.flags & PVF_TRIAL_MASKED ? " masked" : "",
                res.flags & PVF_TRIAL_NONFINITE ? " nonfinite" : "",
-               res.flags & PVF_TRIAL_UNCHANGED ? " unchanged" : "", res.flags ? "" : " -");
+               res.flags & PVF_TRIAL_UNCHANGED ? " unchanged" : "",
+               res.flags & PVF_TRIAL_SETTLED ? " settled" : "", res.flags ? "" : " -");
+        printf("work        %" PRId64 " (eval input, stage) evaluations%s\n", res.stage_rows,
+               c.naive ? " (naive)" : "");
         if (res.nonfinite)
             printf("nonfinite   %" PRId64 " %s with NaN/Inf outputs\n", res.nonfinite, unit);
     }

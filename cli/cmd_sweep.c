@@ -260,6 +260,7 @@ int pvf_cmd_sweep(int argc, char **argv) {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
                                          CLI_FAULT_OPTION,
                                          CLI_THRESHOLD_OPTION,
+                                         CLI_NAIVE_OPTION,
                                          {"by", required_argument, 0, 'B'},
                                          {"trials", required_argument, 0, 'n'},
                                          {"seed", required_argument, 0, 's'},
@@ -277,6 +278,7 @@ int pvf_cmd_sweep(int argc, char **argv) {
     pvf_runner r;
     if (pvf_runner_open(&r, c.model, c.data, c.format, &err))
         return cli_fail(CMD, 1, "%s", err.msg);
+    r.exec.naive = c.naive;
     pvf_model *m = &r.model;
     int rc = 0;
     sweep_row *rows = NULL;

@@ -54,6 +54,9 @@ static int worker_flag(const char *cmd, int opt, const char *arg, void *ctx) {
     case 'f':
         f->cfg.fake = 1;
         return 1;
+    case 'N':
+        f->cfg.naive = 1;
+        return 1;
     default:
         return 0;
     }
@@ -69,6 +72,7 @@ int pvf_cmd_worker(int argc, char **argv) {
                                          {"server-key", required_argument, 0, 's'},
                                          {"heartbeat-ms", required_argument, 0, 'h'},
                                          {"fake-trials", no_argument, 0, 'f'},
+                                         {"naive", no_argument, 0, 'N'},
                                          {0, 0, 0, 0}};
     worker_flags f = {0};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);

@@ -365,6 +365,8 @@ static void run_job(executor *e, job *j) {
                 failed = pvf_err_set(&err, "%s: no fault target '%s'", j->ctx->dir, jm->targets[i]);
         }
     }
+    /* The campaign's choice, or the worker's --naive for every campaign. */
+    e->exec.naive = jm->naive || c->cfg->naive;
     double sent_at = pvf_now();
     for (uint64_t t = jm->lo; !failed && t < jm->hi && !atomic_load(&j->cancel); t++) {
         if ((int64_t)jm->stratum == c->crash_at.stratum && t == c->crash_at.trial)

@@ -80,6 +80,7 @@ int pvf_pool_run(pvf_runner *r, const pvf_fault_model *fm, uint64_t seed,
             rc = pvf_err_set(err, "executors: out of memory");
             goto out;
         }
+        ex[i].exec.naive = r->exec.naive;
         ex[i].use = &ex[i].exec;
     }
     for (started = 1; started < executors; started++)

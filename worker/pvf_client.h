@@ -27,6 +27,7 @@ typedef struct pvf_client_config {
     int heartbeat_ms;             /* 1000 */
     int dead_after;               /* heartbeats of silence before reconnecting: 5 */
     int fake;                     /* answer trials without inference (benchmarks only) */
+    int naive;                    /* every trial a full forward pass (fast path off) */
     volatile sig_atomic_t *stop;  /* set by SIGTERM/SIGINT: drain and leave */
     volatile sig_atomic_t *abort; /* set by a second signal: leave now */
 } pvf_client_config;

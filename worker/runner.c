@@ -6,6 +6,11 @@
 
 int pvf_runner_open(pvf_runner *r, const char *model_dir, const char *data, pvf_format format,
                     pvf_err *err) {
+    return pvf_runner_open_limit(r, model_dir, data, format, 0, err);
+}
+
+int pvf_runner_open_limit(pvf_runner *r, const char *model_dir, const char *data, pvf_format format,
+                          int64_t limit, pvf_err *err) {
     memset(r, 0, sizeof *r);
     char path[4096];
     if (!data) {
@@ -18,6 +23,8 @@ int pvf_runner_open(pvf_runner *r, const char *model_dir, const char *data, pvf_
         goto fail;
     if (pvf_exec_init(&r->exec, &r->model, &r->eval, err))
         goto fail;
+    if (limit > 0 && limit < r->exec.n_inputs)
+        r->exec.n_inputs = limit;
     if (pvf_golden_compute(&r->golden, &r->exec, err))
         goto fail;
     r->out = malloc((size_t)(r->golden.n * r->model.out_size) * sizeof *r->out);

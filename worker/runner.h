@@ -18,6 +18,9 @@ typedef struct pvf_runner {
 /* data may be NULL: the model directory's eval.safetensors. */
 int pvf_runner_open(pvf_runner *r, const char *model_dir, const char *data, pvf_format format,
                     pvf_err *err);
+/* The same on the first `limit` eval inputs only (0: all). */
+int pvf_runner_open_limit(pvf_runner *r, const char *model_dir, const char *data, pvf_format format,
+                          int64_t limit, pvf_err *err);
 void pvf_runner_close(pvf_runner *r);
 
 #endif

@@ -16,6 +16,7 @@ enum {
     PVF_TRIAL_MASKED = 1u << 0,    /* no eval output incorrect */
     PVF_TRIAL_NONFINITE = 1u << 1, /* some output NaN or Inf */
     PVF_TRIAL_UNCHANGED = 1u << 2, /* the stored word did not change (stuck-at) */
+    PVF_TRIAL_SETTLED = 1u << 3,   /* judged without running any stage (fast path) */
 };
 
 typedef struct pvf_trial_result {
@@ -24,13 +25,17 @@ typedef struct pvf_trial_result {
     int64_t nonfinite; /* of which with a non-finite output */
     int64_t judged;    /* outputs judged: eval inputs (scored positions for an LLM) */
     unsigned flags;
+    int64_t stage_rows; /* (eval input, stage) evaluations the trial ran */
     pvf_fault_effect effect;
 } pvf_trial_result;
 
 /* Judges outputs out[n, out_size] against golden. */
 void pvf_judge(const pvf_model *m, const pvf_golden *g, const float *out, pvf_trial_result *r);
 
-/* Runs one trial; out is scratch for n x out_size outputs. Leaves ex clean. */
+/* Runs one trial; out is scratch for n x out_size outputs. Leaves ex clean.
+ * With ex->naive, the plain path: a full forward pass from stage 0, out
+ * holds every output. Otherwise the fast path (fast.h): out holds every
+ * output only with ex->want_outputs. */
 int pvf_trial_run(pvf_exec *ex, const pvf_golden *g, pvf_fault_kind kind,
                   const pvf_fault_site *site, float *out, pvf_trial_result *r, pvf_err *err);
 

@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include "fast.h"
 #include "kernels.h"
 
 #include <cblas.h>
@@ -257,6 +258,7 @@ int pvf_exec_init(pvf_exec *ex, const pvf_model *m, const pvf_evalset *eval, pvf
     memset(ex, 0, sizeof *ex);
     ex->m = m;
     ex->eval = eval;
+    ex->n_inputs = eval->n;
     ex->chunk = PVF_CHUNK;
     ex->fault_param = -1;
     ex->copy_param = -1;
@@ -274,7 +276,11 @@ int pvf_exec_init(pvf_exec *ex, const pvf_model *m, const pvf_evalset *eval, pvf
     ex->act[1] = malloc((size_t)(ex->chunk * widest) * sizeof(float));
     ex->scratch = malloc((size_t)(m->scratch_floats > 0 ? m->scratch_floats : 1) * sizeof(float));
     ex->copy = malloc((size_t)biggest * sizeof(float));
-    if (!ex->act[0] || !ex->act[1] || !ex->scratch || !ex->copy) {
+    ex->fast_io[0] = malloc((size_t)(ex->chunk * widest) * sizeof(float));
+    ex->fast_io[1] = malloc((size_t)(ex->chunk * widest) * sizeof(float));
+    ex->fast_rows = malloc((size_t)ex->chunk * sizeof *ex->fast_rows);
+    if (!ex->act[0] || !ex->act[1] || !ex->scratch || !ex->copy || !ex->fast_io[0] ||
+        !ex->fast_io[1] || !ex->fast_rows) {
         pvf_exec_free(ex);
         return pvf_err_set(err, "executor: out of memory");
     }
@@ -286,6 +292,9 @@ void pvf_exec_free(pvf_exec *ex) {
     free(ex->act[1]);
     free(ex->scratch);
     free(ex->copy);
+    free(ex->fast_io[0]);
+    free(ex->fast_io[1]);
+    free(ex->fast_rows);
     memset(ex, 0, sizeof *ex);
 }
 
@@ -369,7 +378,7 @@ int pvf_forward_from(pvf_exec *ex, const pvf_golden *g, int start, float *out, p
 int pvf_golden_compute(pvf_golden *g, pvf_exec *ex, pvf_err *err) {
     const pvf_model *m = ex->m;
     memset(g, 0, sizeof *g);
-    g->n = ex->eval->n;
+    g->n = ex->n_inputs > 0 && ex->n_inputs < ex->eval->n ? ex->n_inputs : ex->eval->n;
     const float *input0 = NULL; /* in the eval set's mapping, maybe unaligned */
     if (m->arch->bind_eval(m, ex->eval, &input0, err))
         return -1;
@@ -405,6 +414,8 @@ int pvf_golden_compute(pvf_golden *g, pvf_exec *ex, pvf_err *err) {
         for (int64_t p = 0; p < positions; p++)
             g->top1[i * positions + p] = pvf_argmax(row + p * classes, classes);
     }
+    if (pvf_fast_golden_init(g, m, err))
+        goto fail;
     return 0;
 oom:
     pvf_err_set(err, "golden pass: out of memory");
@@ -420,5 +431,7 @@ void pvf_golden_free(pvf_golden *g, const pvf_model *m) {
     free(g->stage_in);
     free(g->out);
     free(g->top1);
+    if (g->fast && m->arch->fast_free)
+        m->arch->fast_free(g->fast);
     memset(g, 0, sizeof *g);
 }

@@ -28,6 +28,7 @@
 typedef struct pvf_model pvf_model;
 struct pvf_golden;
 struct pvf_trial_result;
+struct pvf_fault_effect;
 typedef struct pvf_exec pvf_exec;
 
 typedef struct pvf_param {
@@ -35,9 +36,9 @@ typedef struct pvf_param {
     int ndim;
     int64_t shape[PVF_MAX_DIMS];
     int64_t numel;
-    pvf_qtensor store; /* stored codes and scales: what faults flip */
-    float *value;      /* fp32 compute copy derived from store */
-    int stage;         /* the stage that reads it */
+    pvf_qtensor store;  /* stored codes and scales: what faults flip */
+    float *value;       /* fp32 compute copy derived from store */
+    int stage;          /* the stage that reads it */
     char component[48]; /* group for component strata; defaults to the stage name */
 } pvf_param;
 
@@ -95,6 +96,24 @@ typedef struct pvf_arch {
      * model's sequence length: stage sizes, out_size, scratch) and checks
      * the eval set; run by pvf_model_fit_eval before executors are made. */
     int (*fit_eval)(pvf_model *m, const pvf_evalset *e, pvf_err *err);
+    /* Optional, the fast trial path (fast.h). fast_prepare derives what the
+     * fast path needs from the golden pass (read maps, sensitivities,
+     * margins) into *state, freed by fast_free; run once per golden pass. */
+    int (*fast_prepare)(const pvf_model *m, const struct pvf_golden *g, void **state, pvf_err *err);
+    void (*fast_free)(void *state);
+    /* Runs a trial whose fault is installed in ex's overlay (parameter
+     * `param`, compute elements eff->lo..hi changed) computing only what
+     * changed, and judges it through pvf_fast_rows/pvf_fast_finish. Returns
+     * 0 done, 1 not handled here (the caller runs the stages from the faulty
+     * one), -1 error. */
+    int (*fast_trial)(pvf_exec *ex, const struct pvf_golden *g, int param,
+                      const struct pvf_fault_effect *eff, struct pvf_trial_result *r, pvf_err *err);
+    /* Optional: 1 when a sound bound proves that eval input `row`, whose
+     * input to stage `stage` is in[stages[stage].in_size], judges as golden
+     * does (the change that can still reach its outputs is below its
+     * decision margin); 0 when it cannot tell. */
+    int (*fast_bound)(const pvf_exec *ex, const struct pvf_golden *g, int stage, int64_t row,
+                      const float *in);
 } pvf_arch;
 
 struct pvf_model {
@@ -153,22 +172,30 @@ void pvf_arch_names(char *buf, size_t n);
  * and the golden outputs. */
 typedef struct pvf_golden {
     int64_t n;
-    float **stage_in; /* [nstages], owned; stage_in[0] NULL when stage 0 reads the eval set */
-    float *out;       /* [n, out_size] */
-    int64_t *top1;    /* [n * out_positions]: argmax of each position's classes */
+    float **stage_in;       /* [nstages], owned; stage_in[0] NULL when stage 0 reads the eval set */
+    float *out;             /* [n, out_size] */
+    int64_t *top1;          /* [n * out_positions]: argmax of each position's classes */
+    int64_t judged_per_row; /* outputs the outcome rule judges per eval input */
+    void *fast;             /* the architecture's fast_prepare state, or NULL */
 } pvf_golden;
 
 /* One trial executor: its workspace and its fault overlay. */
 struct pvf_exec {
     const pvf_model *m;
     const pvf_evalset *eval;
-    int64_t chunk;   /* eval inputs per pass through the stages */
-    float *act[2];   /* ping-pong activations, chunk x widest stage */
-    float *scratch;  /* architecture workspace */
-    int fault_param; /* parameter whose values the overlay replaces, or -1 */
-    int copy_param;  /* parameter held in `copy`, or -1 */
-    float *copy;     /* private copy of one parameter's compute values */
+    int64_t n_inputs; /* eval inputs the golden pass uses: the first n (all by default) */
+    int64_t chunk;    /* eval inputs per pass through the stages */
+    float *act[2];    /* ping-pong activations, chunk x widest stage */
+    float *scratch;   /* architecture workspace */
+    int fault_param;  /* parameter whose values the overlay replaces, or -1 */
+    int copy_param;   /* parameter held in `copy`, or -1 */
+    float *copy;      /* private copy of one parameter's compute values */
     int64_t fault_lo, fault_hi;
+    int naive;          /* trials run the plain full forward pass from stage 0 */
+    int want_outputs;   /* fast trials also write every output (tests) */
+    float *fast_io[2];  /* pvf_fast_rows ping-pong: chunk x widest */
+    int64_t *fast_rows; /* [chunk] row indices of the rows in flight */
+    float *trial_out;   /* during a fast trial with want_outputs: where outputs go */
 };
 
 /* Also sets OpenBLAS to one thread (a process-wide setting): parallelism

@@ -1,0 +1,129 @@
+#include "fast.h"
+
+#include <string.h>
+
+/* A one-row view of the golden pass, for the architecture's outcome rule. */
+static void judge_one(const pvf_model *m, const pvf_golden *g, int64_t row, const float *out,
+                      pvf_trial_result *one) {
+    const int64_t positions = m->out_positions > 0 ? m->out_positions : 1;
+    pvf_golden view = *g;
+    view.n = 1;
+    view.out = g->out + row * m->out_size;
+    view.top1 = g->top1 + row * positions;
+    memset(one, 0, sizeof *one);
+    pvf_judge(m, &view, out, one);
+}
+
+int pvf_fast_golden_init(pvf_golden *g, const pvf_model *m, pvf_err *err) {
+    pvf_trial_result one;
+    judge_one(m, g, 0, g->out, &one);
+    g->judged_per_row = one.judged > 0 ? one.judged : 1;
+    g->fast = NULL;
+    if (m->arch->fast_prepare && m->arch->fast_prepare(m, g, &g->fast, err))
+        return -1;
+    return 0;
+}
+
+void pvf_fast_begin(pvf_exec *ex, const pvf_golden *g, float *out, pvf_trial_result *r) {
+    r->incorrect = 0;
+    r->nonfinite = 0;
+    r->stage_rows = 0;
+    ex->trial_out = NULL;
+    if (ex->want_outputs && out) {
+        memcpy(out, g->out, (size_t)(g->n * ex->m->out_size) * sizeof *out);
+        ex->trial_out = out;
+    }
+}
+
+void pvf_fast_judge_row(pvf_exec *ex, const pvf_golden *g, int64_t row, const float *out,
+                        pvf_trial_result *r) {
+    const pvf_model *m = ex->m;
+    if (ex->trial_out)
+        memcpy(ex->trial_out + row * m->out_size, out, (size_t)m->out_size * sizeof *out);
+    if (memcmp(out, g->out + row * m->out_size, (size_t)m->out_size * sizeof *out) == 0)
+        return; /* golden's outputs, golden's outcome */
+    pvf_trial_result one;
+    judge_one(m, g, row, out, &one);
+    r->incorrect += one.incorrect;
+    r->nonfinite += one.nonfinite;
+}
+
+/* Runs stage s on rows[0..k) (inputs in, outputs out), one call per run of
+ * consecutive eval inputs: stages index the eval set by their first row. */
+static int run_rows(pvf_exec *ex, int s, const int64_t *rows, int64_t k, const float *in,
+                    float *out) {
+    const pvf_stage *st = &ex->m->stages[s];
+    for (int64_t a = 0; a < k;) {
+        int64_t b = a + 1;
+        while (b < k && rows[b] == rows[b - 1] + 1)
+            b++;
+        if (st->run(ex->m, s, ex, rows[a], b - a, in ? in + a * st->in_size : NULL,
+                    out + a * st->out_size))
+            return -1;
+        a = b;
+    }
+    return 0;
+}
+
+int pvf_fast_rows(pvf_exec *ex, const pvf_golden *g, int stage, const int64_t *rows, int64_t k,
+                  const float *in, pvf_trial_result *r, pvf_err *err) {
+    const pvf_model *m = ex->m;
+    const int faulty = ex->fault_param >= 0 ? m->params[ex->fault_param].stage : -1;
+    const int64_t width0 = stage < m->nstages ? m->stages[stage].in_size : m->out_size;
+    for (int64_t first = 0; first < k; first += ex->chunk) {
+        int64_t n = k - first < ex->chunk ? k - first : ex->chunk;
+        int64_t *ids = ex->fast_rows;
+        memcpy(ids, rows + first, (size_t)n * sizeof *ids);
+        float *cur = ex->fast_io[0], *next = ex->fast_io[1];
+        /* in is NULL only for stage 0 when it reads the eval set itself */
+        int have = in != NULL;
+        if (have)
+            memcpy(cur, in + first * width0, (size_t)(n * width0) * sizeof *cur);
+        for (int s = stage; s < m->nstages && n > 0; s++) {
+            const pvf_stage *st = &m->stages[s];
+            if (s != faulty && have) {
+                /* Drop the rows that are golden again, or provably judged as golden. */
+                int64_t kept = 0;
+                for (int64_t j = 0; j < n; j++) {
+                    const float *row = cur + j * st->in_size;
+                    const float *gold =
+                        g->stage_in[s] ? g->stage_in[s] + ids[j] * st->in_size : NULL;
+                    if (gold && memcmp(row, gold, (size_t)st->in_size * sizeof *row) == 0)
+                        continue;
+                    if (m->arch->fast_bound && m->arch->fast_bound(ex, g, s, ids[j], row))
+                        continue;
+                    if (kept != j) {
+                        ids[kept] = ids[j];
+                        memmove(cur + kept * st->in_size, row, (size_t)st->in_size * sizeof *row);
+                    }
+                    kept++;
+                }
+                n = kept;
+            }
+            if (n == 0)
+                break;
+            if (run_rows(ex, s, ids, n, have ? cur : NULL, next))
+                return pvf_err_set(err, "stage '%s' failed", st->name);
+            r->stage_rows += n;
+            have = 1;
+            float *t = cur;
+            cur = next;
+            next = t;
+        }
+        for (int64_t j = 0; j < n; j++)
+            pvf_fast_judge_row(ex, g, ids[j], cur + j * m->out_size, r);
+    }
+    return 0;
+}
+
+void pvf_fast_finish(const pvf_golden *g, pvf_trial_result *r) {
+    r->judged = g->judged_per_row * g->n;
+    r->value = r->judged ? (double)r->incorrect / (double)r->judged : 0.0;
+    r->flags &= ~(unsigned)(PVF_TRIAL_MASKED | PVF_TRIAL_NONFINITE | PVF_TRIAL_SETTLED);
+    if (r->incorrect == 0)
+        r->flags |= PVF_TRIAL_MASKED;
+    if (r->nonfinite)
+        r->flags |= PVF_TRIAL_NONFINITE;
+    if (r->stage_rows == 0)
+        r->flags |= PVF_TRIAL_SETTLED;
+}

@@ -1,0 +1,41 @@
+/* fast.h - the fast trial path: a trial computes only what its fault changes.
+ *
+ * An architecture's fast_trial (model.h) computes the faulty stage's output
+ * for the eval inputs ("rows") whose output the fault changes, exactly (the
+ * faulty dot products, not golden + delta), and hands those rows to
+ * pvf_fast_rows. That carries each row through the later stages and drops it
+ * as soon as its activations equal golden again, or the architecture's
+ * fast_bound proves its outcome is golden's. Rows never handed over are
+ * golden by construction and judged correct without any work. A trial that
+ * runs no stage at all is "settled" (PVF_TRIAL_SETTLED). */
+#ifndef PVF_FAST_H
+#define PVF_FAST_H
+
+#include "model.h"
+#include "trial.h"
+
+/* Part of the golden pass: the outputs judged per eval input, then the
+ * architecture's fast_prepare. */
+int pvf_fast_golden_init(pvf_golden *g, const pvf_model *m, pvf_err *err);
+
+/* Starts a fast trial's counts; with ex->want_outputs, copies the golden
+ * outputs to out, where pvf_fast_rows then writes every changed row. */
+void pvf_fast_begin(pvf_exec *ex, const pvf_golden *g, float *out, pvf_trial_result *r);
+
+/* Carries k rows (eval input indices rows[], ascending), whose inputs to
+ * stage `stage` are in[k x stages[stage].in_size], through the stages from
+ * `stage` to the last and judges them into r. stage == m->nstages: in holds
+ * final outputs [k x out_size], judged directly. Rows whose input to a stage
+ * after the faulty one equals golden are dropped there. */
+int pvf_fast_rows(pvf_exec *ex, const pvf_golden *g, int stage, const int64_t *rows, int64_t k,
+                  const float *in, pvf_trial_result *r, pvf_err *err);
+
+/* Judges one row's final outputs into r (for a fast_trial that computed
+ * them itself). */
+void pvf_fast_judge_row(pvf_exec *ex, const pvf_golden *g, int64_t row, const float *out,
+                        pvf_trial_result *r);
+
+/* The trial's value, judged count and flags from the counts. */
+void pvf_fast_finish(const pvf_golden *g, pvf_trial_result *r);
+
+#endif
