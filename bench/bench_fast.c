@@ -155,15 +155,24 @@ static double per(int64_t a, int64_t b) {
     return b ? (double)a / (double)b : 0.0;
 }
 
-static const char *HEADER = "%-12s %10s %11s %9s %8s %9s %9s %8s %8s %8s %9s %9s %9s %9s %9s %9s\n";
-static const char *ROW = "%-12s %10.2f %11.1f %9.1f %7.1f%% %9.2f %9.2f %7.1f%% %7.1f%% %8" PRId64
-                         " %9" PRId64 " %9.2f %9.2f %9.3f %9.1f %9.2g\n";
-
-static void print_header(const char *first) {
-    printf(HEADER, first, "naive/s", "fast/s", "fast/nv", "settled", "rows/nv", "rows/fast",
-           "mask/nv", "mask/fst", "naive_n", "fast_n", "golden_ms", "golden_MB", "fast_MB",
-           "peak_MB", "ref_dmax");
+/* The columns both modes share; `width` is the first column's. */
+static void print_header(int width, const char *first, const char *tail) {
+    printf("%-*s %10s %11s %9s %8s %9s %9s %8s %8s %8s %9s%s\n", width, first, "naive/s", "fast/s",
+           "fast/nv", "settled", "rows/nv", "rows/fast", "mask/nv", "mask/fst", "naive_n", "fast_n",
+           tail);
 }
+
+static void print_row(int width, const char *first, const side_stats *naive, const side_stats *fast,
+                      double ratio, int repeats) {
+    printf("%-*s %10.2f %11.1f %9.1f %7.1f%% %9.2f %9.2f %7.1f%% %7.1f%% %8" PRId64 " %9" PRId64,
+           width, first, median(naive->rate, repeats), median(fast->rate, repeats), ratio,
+           pct(fast->settled, fast->trials), per(naive->stage_rows, naive->trials),
+           per(fast->stage_rows, fast->trials), pct(naive->masked, naive->trials),
+           pct(fast->masked, fast->trials), naive->trials, fast->trials);
+}
+
+enum { FORMAT_WIDTH = 12 };
+static const char *FORMAT_TAIL = " golden_ms golden_MB   fast_MB   peak_MB  ref_dmax";
 
 /* The golden pass's memory: every stage's cached input, the outputs, top-1. */
 static double golden_mb(const pvf_runner *r) {
@@ -269,27 +278,27 @@ static int bench_format(const bench_opts *o, pvf_format fmt, pvf_err *err) {
     if (!o->per_tensor) {
         if (run_pair(&r, all, r.model.ntargets, 0, o, &naive, &fast, &ratio, faults, err))
             goto out;
-        printf(ROW, fname, median(naive.rate, o->repeats), median(fast.rate, o->repeats), ratio,
-               pct(fast.settled, fast.trials), per(naive.stage_rows, naive.trials),
-               per(fast.stage_rows, fast.trials), pct(naive.masked, naive.trials),
-               pct(fast.masked, fast.trials), naive.trials, fast.trials, golden_ms, golden_mb(&r),
-               exec_mb + shared_mb, peak_mb(), ref_delta);
+        print_row(FORMAT_WIDTH, fname, &naive, &fast, ratio, o->repeats);
+        printf(" %9.2f %9.2f %9.3f %9.1f %9.2g\n", golden_ms, golden_mb(&r), exec_mb + shared_mb,
+               peak_mb(), ref_delta);
     } else {
-        printf("format %s: %d targets, golden pass %.2f ms, golden %.2f MB, fast path %.3f MB "
-               "per executor + %.3f MB shared\n",
-               fname, r.model.ntargets, golden_ms, golden_mb(&r), exec_mb, shared_mb);
-        print_header("target");
+        printf("\nformat %s: %d targets; golden pass %.2f ms CPU, %.2f MB; fast path %.3f MB per "
+               "executor + %.3f MB shared; golden vs the reference outputs max |d| %.2g\n",
+               fname, r.model.ntargets, golden_ms, golden_mb(&r), exec_mb, shared_mb, ref_delta);
+        int width = 6;
+        for (int t = 0; t < r.model.ntargets; t++) {
+            int len = (int)strlen(r.model.targets[t].name);
+            width = len > width ? len : width;
+        }
+        print_header(width, "target", "   stored_bits");
         for (int t = 0; t < r.model.ntargets; t++) {
             if (run_pair(&r, &t, 1, (uint64_t)t + 1, o, &naive, &fast, &ratio, faults, err))
                 goto out;
-            printf(ROW, r.model.targets[t].name, median(naive.rate, o->repeats),
-                   median(fast.rate, o->repeats), ratio, pct(fast.settled, fast.trials),
-                   per(naive.stage_rows, naive.trials), per(fast.stage_rows, fast.trials),
-                   pct(naive.masked, naive.trials), pct(fast.masked, fast.trials), naive.trials,
-                   fast.trials, golden_ms, golden_mb(&r), exec_mb + shared_mb, peak_mb(),
-                   ref_delta);
+            print_row(width, r.model.targets[t].name, &naive, &fast, ratio, o->repeats);
+            printf(" %14" PRId64 "\n", r.model.targets[t].numel * r.model.targets[t].bits);
             fflush(stdout);
         }
+        printf("peak RSS %.1f MB\n", peak_mb());
     }
     rc = 0;
 out:
@@ -381,7 +390,7 @@ int main(int argc, char **argv) {
     if (o.inputs)
         printf("eval inputs: the first %" PRId64 "\n", o.inputs);
     if (!o.per_tensor)
-        print_header("format");
+        print_header(FORMAT_WIDTH, "format", FORMAT_TAIL);
     fflush(stdout);
     int failed = 0;
     for (int f = 0; f < o.nformats; f++) {
