@@ -33,8 +33,8 @@ void pvf_judge(const pvf_model *m, const pvf_golden *g, const float *out, pvf_tr
 /* The overlay holds the shared values bit for bit: the computation is golden's. */
 static int values_unchanged(const pvf_exec *ex) {
     const pvf_param *p = &ex->m->params[ex->fault_param];
-    return memcmp(ex->copy + ex->fault_lo, p->value + ex->fault_lo,
-                  (size_t)(ex->fault_hi - ex->fault_lo) * sizeof *ex->copy) == 0;
+    return memcmp(ex->patch, p->value + ex->fault_lo,
+                  (size_t)(ex->fault_hi - ex->fault_lo) * sizeof *ex->patch) == 0;
 }
 
 int pvf_trial_run(pvf_exec *ex, const pvf_golden *g, pvf_fault_kind kind,

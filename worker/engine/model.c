@@ -262,16 +262,21 @@ int pvf_exec_init(pvf_exec *ex, const pvf_model *m, const pvf_evalset *eval, pvf
     ex->chunk = PVF_CHUNK;
     ex->fault_param = -1;
     ex->copy_param = -1;
-    int64_t widest = 1, biggest = 1;
+    int64_t widest = 1, biggest = 1, longest_row = 1;
     for (int s = 0; s < m->nstages; s++) {
         if (m->stages[s].in_size > widest)
             widest = m->stages[s].in_size;
         if (m->stages[s].out_size > widest)
             widest = m->stages[s].out_size;
     }
-    for (int i = 0; i < m->nparams; i++)
+    for (int i = 0; i < m->nparams; i++) {
         if (m->params[i].numel > biggest)
             biggest = m->params[i].numel;
+        if (m->params[i].store.cols > longest_row)
+            longest_row = m->params[i].store.cols;
+    }
+    ex->patch_cap = longest_row;
+    ex->patch = malloc((size_t)longest_row * sizeof(float));
     ex->act[0] = malloc((size_t)(ex->chunk * widest) * sizeof(float));
     ex->act[1] = malloc((size_t)(ex->chunk * widest) * sizeof(float));
     ex->scratch = malloc((size_t)(m->scratch_floats > 0 ? m->scratch_floats : 1) * sizeof(float));
@@ -279,7 +284,7 @@ int pvf_exec_init(pvf_exec *ex, const pvf_model *m, const pvf_evalset *eval, pvf
     ex->fast_io[0] = malloc((size_t)(ex->chunk * widest) * sizeof(float));
     ex->fast_io[1] = malloc((size_t)(ex->chunk * widest) * sizeof(float));
     ex->fast_rows = malloc((size_t)ex->chunk * sizeof *ex->fast_rows);
-    if (!ex->act[0] || !ex->act[1] || !ex->scratch || !ex->copy || !ex->fast_io[0] ||
+    if (!ex->act[0] || !ex->act[1] || !ex->scratch || !ex->copy || !ex->patch || !ex->fast_io[0] ||
         !ex->fast_io[1] || !ex->fast_rows) {
         pvf_exec_free(ex);
         return pvf_err_set(err, "executor: out of memory");
@@ -292,14 +297,30 @@ void pvf_exec_free(pvf_exec *ex) {
     free(ex->act[1]);
     free(ex->scratch);
     free(ex->copy);
+    free(ex->patch);
     free(ex->fast_io[0]);
     free(ex->fast_io[1]);
     free(ex->fast_rows);
     memset(ex, 0, sizeof *ex);
 }
 
-const float *pvf_exec_weights(const pvf_exec *ex, int param) {
-    return param == ex->fault_param ? ex->copy : ex->m->params[param].value;
+const float *pvf_exec_weights(const pvf_exec *cex, int param) {
+    if (param != cex->fault_param)
+        return cex->m->params[param].value;
+    pvf_exec *ex = (pvf_exec *)cex; /* the executor is never const itself: a cache fill */
+    if (!ex->copy_patched) {
+        const pvf_param *p = &ex->m->params[param];
+        /* The copy stays equal to the shared values between trials, so a new
+         * parameter costs one copy and every later fault on it only its span. */
+        if (ex->copy_param != param) {
+            memcpy(ex->copy, p->value, (size_t)p->numel * sizeof *ex->copy);
+            ex->copy_param = param;
+        }
+        memcpy(ex->copy + ex->fault_lo, ex->patch,
+               (size_t)(ex->fault_hi - ex->fault_lo) * sizeof *ex->copy);
+        ex->copy_patched = 1;
+    }
+    return ex->copy;
 }
 
 float *pvf_exec_fault_span(pvf_exec *ex, int param, int64_t lo, int64_t hi, pvf_err *err) {
@@ -308,30 +329,28 @@ float *pvf_exec_fault_span(pvf_exec *ex, int param, int64_t lo, int64_t hi, pvf_
         return NULL;
     }
     const pvf_param *p = &ex->m->params[param];
-    if (lo < 0 || hi > p->numel || lo > hi) {
+    if (lo < 0 || hi > p->numel || lo > hi || hi - lo > ex->patch_cap) {
         pvf_err_set(err, "fault outside parameter '%s'", p->name);
         return NULL;
     }
     if (ex->fault_param >= 0)
         pvf_exec_fault_undo(ex);
-    /* The copy stays in sync with the shared values between trials, so a new
-     * parameter costs one copy and every later fault on it only its span. */
-    if (ex->copy_param != param) {
-        memcpy(ex->copy, p->value, (size_t)p->numel * sizeof *ex->copy);
-        ex->copy_param = param;
-    }
     ex->fault_param = param;
     ex->fault_lo = lo;
     ex->fault_hi = hi;
-    return ex->copy + lo;
+    memcpy(ex->patch, p->value + lo, (size_t)(hi - lo) * sizeof *ex->patch);
+    return ex->patch;
 }
 
 void pvf_exec_fault_undo(pvf_exec *ex) {
     if (ex->fault_param < 0)
         return;
-    const pvf_param *p = &ex->m->params[ex->fault_param];
-    memcpy(ex->copy + ex->fault_lo, p->value + ex->fault_lo,
-           (size_t)(ex->fault_hi - ex->fault_lo) * sizeof *ex->copy);
+    if (ex->copy_patched) {
+        const pvf_param *p = &ex->m->params[ex->fault_param];
+        memcpy(ex->copy + ex->fault_lo, p->value + ex->fault_lo,
+               (size_t)(ex->fault_hi - ex->fault_lo) * sizeof *ex->copy);
+        ex->copy_patched = 0;
+    }
     ex->fault_param = -1;
 }
 

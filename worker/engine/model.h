@@ -6,10 +6,13 @@
  * (pvf_golden), so a fault in stage k never recomputes stages 0..k-1.
  *
  * Parameters are shared read-only by all executors. An executor (pvf_exec)
- * sees a fault through its own overlay: kernels ask pvf_exec_weights() for a
- * parameter's values and get the executor's private copy while a fault on
- * that parameter is active. Applying and undoing a fault writes only the
- * affected elements of that copy, never the shared weights. */
+ * sees a fault through its own overlay: applying a fault writes the faulty
+ * values of its span (one element, or the elements one scale multiplies) to
+ * a small patch, never the shared weights. Kernels ask pvf_exec_weights() for
+ * a parameter's values and get the shared ones, or for the faulted parameter
+ * the executor's private copy, which is brought up to date (copied once per
+ * parameter, then patched) only when a kernel actually asks: a fast trial that
+ * needs only the patch never copies anything. */
 #ifndef PVF_MODEL_H
 #define PVF_MODEL_H
 
@@ -188,9 +191,12 @@ struct pvf_exec {
     float *act[2];    /* ping-pong activations, chunk x widest stage */
     float *scratch;   /* architecture workspace */
     int fault_param;  /* parameter whose values the overlay replaces, or -1 */
-    int copy_param;   /* parameter held in `copy`, or -1 */
-    float *copy;      /* private copy of one parameter's compute values */
     int64_t fault_lo, fault_hi;
+    float *patch;       /* the faulty values of [fault_lo, fault_hi) */
+    int64_t patch_cap;  /* the longest span: a row of the widest parameter */
+    int copy_param;     /* parameter held in `copy`, or -1 */
+    int copy_patched;   /* `copy` holds the patch (else it equals the shared values) */
+    float *copy;        /* private copy of one parameter's compute values */
     int naive;          /* trials run the plain full forward pass from stage 0 */
     int want_outputs;   /* fast trials also write every output (tests) */
     float *fast_io[2];  /* pvf_fast_rows ping-pong: chunk x widest */
@@ -202,11 +208,13 @@ struct pvf_exec {
  * comes from running one executor per core. */
 int pvf_exec_init(pvf_exec *ex, const pvf_model *m, const pvf_evalset *eval, pvf_err *err);
 void pvf_exec_free(pvf_exec *ex);
-/* The values a kernel must use for param: the overlay when faulted. */
+/* The values a kernel must use for param: the overlay when faulted (made up
+ * to date on the first call; the overlay is a cache, hence the const). */
 const float *pvf_exec_weights(const pvf_exec *ex, int param);
-/* Activates the overlay for param and returns its compute values [lo, hi)
- * for the caller to overwrite: a change seen by this executor only. NULL
- * (and err) for a span outside the parameter. */
+/* Activates the overlay for param and returns the patch for compute values
+ * [lo, hi) (initialized to the shared ones) for the caller to overwrite: a
+ * change seen by this executor only. NULL (and err) for a span outside the
+ * parameter or longer than one row. */
 float *pvf_exec_fault_span(pvf_exec *ex, int param, int64_t lo, int64_t hi, pvf_err *err);
 /* Restores the shared values: the overlay becomes clean again. */
 void pvf_exec_fault_undo(pvf_exec *ex);
