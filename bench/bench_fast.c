@@ -24,7 +24,8 @@
  * --per-tensor: the same figures per fault target, bit flips uniform within
  * that target alone (default format fp32), one line per target.
  * --faults FILE: writes the fp32 faults the naive side ran, one per line as
- * "target element bit" (the bf16 ones to FILE.bf16) (C target names; a Llama 4 expert's
+ * "target element bit incorrect" (the bf16 ones to FILE.bf16; incorrect:
+ * the outputs pvf judged incorrect, for the replay to compare) (C target names; a Llama 4 expert's
  * "<fused>[e]" element r*in + c is the checkpoint's [e, c, r]), for tools/ bench_torch_loop.py to
  * replay. --inputs N: the first N eval inputs only. */
 #include "config.h"
@@ -116,8 +117,9 @@ static int run_side(pvf_runner *r, const int *targets, int ntargets, uint64_t st
             st->masked += (res.flags & PVF_TRIAL_MASKED) != 0;
             st->stage_rows += res.stage_rows;
             if (faults)
-                fprintf(faults, "%s %" PRId64 " %d\n", r->model.targets[site.target].name,
-                        site.element, bit_of(site.mask));
+                fprintf(faults, "%s %" PRId64 " %d %" PRId64 "\n",
+                        r->model.targets[site.target].name, site.element, bit_of(site.mask),
+                        res.incorrect);
         }
         done += step;
         double now = cpu_now() - c0;

@@ -8,12 +8,15 @@ LeNet of train_fmnist_lenet.py, pvf_dlrm.DLRM_Net, pvf_bert.
 BertForSequenceClassification, llama4_ref.forward), runs the eval set (its
 first N inputs) once for the golden decisions, and checks the forward pass
 against the eval set's reference logits (max |delta| printed). Then, for
-each fault of FAULTS (lines "target element bit", as bench/bench_fast.c
---faults writes them for fp32): flips the bit in place in the weight tensor
+each fault of FAULTS (lines "target element bit [incorrect]", as
+bench/bench_fast.c --faults writes them for fp32): flips the bit in place in the weight tensor
 (viewed as int32, xor), runs the full forward pass over the eval set under
 torch.no_grad(), compares the decisions with golden (top-1; DLRM: the click
 decision p > 0.5; Llama: the greedy next token at every scored position; a
-non-finite output is incorrect), and flips the bit back.
+non-finite output is incorrect), and flips the bit back. When the line has
+pvf's count of incorrect outputs, the faults where PyTorch's count differs
+are counted (and the first few printed): in fp32 these should be none but
+near-ties that float rounding order can flip.
 
 One thread (torch.set_num_threads(1)); trials per CPU-second
 (time.process_time) of R consecutive parts of the list, median; stops early
@@ -175,13 +178,14 @@ def read_faults(path, bench, word_bits):
         for line in f:
             if not line.strip():
                 continue
-            target, element, bit = line.split()
+            target, element, bit, *pvf = line.split()
             t, i = word_index(bench, target, int(element))
             words = t.view(-1).view(int_type)
             mask = 1 << int(bit)
             if mask >= 1 << (word_bits - 1):  # the sign bit, as a signed word
                 mask -= 1 << word_bits
-            faults.append((words, i, torch.tensor(mask, dtype=int_type)))
+            expect = int(pvf[0]) if pvf else None
+            faults.append((words, i, torch.tensor(mask, dtype=int_type), expect, line.split()[:3]))
     return faults
 
 
@@ -242,17 +246,21 @@ def main():
 
     repeats = max(1, min(args.repeats, len(faults)))
     parts = np.array_split(np.arange(len(faults)), repeats)
-    rates, done, masked, wrong_outputs = [], 0, 0, 0
+    rates, done, masked, wrong_outputs, differ = [], 0, 0, 0, 0
     start = time.process_time()
     for part in parts:
         c0, k = time.process_time(), 0
         for i in part:
-            words, e, mask = faults[i]
+            words, e, mask, expect, site = faults[i]
             words[e] ^= mask
             dec, bad = bench.decisions(bench.forward().float())
             words[e] ^= mask
             wrong = int(((dec != gold) | bad).sum())
             masked += wrong == 0
+            if expect is not None and expect != wrong:
+                differ += 1
+                if differ <= 5:
+                    print(f"fault {' '.join(site)}: {wrong} incorrect outputs here, {expect} in pvf")
             wrong_outputs += wrong
             k += 1
             if time.process_time() - start >= args.time:
@@ -266,10 +274,11 @@ def main():
     rate = statistics.median(rates)
     print(f"{done} of {len(faults)} faults, {args.dtype}: {rate:.2f} trials per CPU-second (median "
           f"of {len(rates)} parts), {1e3 / rate:.1f} ms per trial, one forward pass {forward_ms:.1f} ms; "
-          f"masked {100.0 * masked / done:.1f}%")
+          f"masked {100.0 * masked / done:.1f}%; incorrect-output counts differing from pvf's on "
+          f"{differ} faults")
     print(f"RESULT model={args.model_dir} dtype={args.dtype} trials={done} trials_per_s={rate:.4g} "
           f"masked_pct={100.0 * masked / done:.2f} golden_max_delta={diff:.3g} "
-          f"forward_ms={forward_ms:.2f}")
+          f"forward_ms={forward_ms:.2f} differ={differ}")
 
 
 if __name__ == "__main__":
