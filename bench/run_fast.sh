@@ -72,10 +72,11 @@ for m in $MODELS; do
 done
 echo
 echo "Checks (the same faults both ways): masked share of pvf's naive side vs the PyTorch loop in"
-echo "fp32, and the PyTorch forward pass against the eval set's reference logits."
+echo "fp32; faults whose count of incorrect outputs differs (near-ties that rounding order flips);"
+echo "the PyTorch forward pass and pvf's golden pass against the eval set's reference logits."
 echo
-echo "| model | faults replayed | pvf naive masked % | PyTorch masked % | PyTorch golden max abs diff | pvf golden max abs diff (fp32) | pvf stage rows/trial naive → fast (fp32) |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| model | faults replayed | pvf naive masked % | PyTorch masked % | faults judged differently | PyTorch golden max abs diff | pvf golden max abs diff (fp32) | pvf stage rows/trial naive → fast (fp32) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for m in $MODELS; do
     c=$(awk '$1 == "fp32" && NF >= 16 { printf "%s %s %s %s %s", $8, $10, $16, $6, $7 }' "$OUT/$m.c")
     read -r cmask cn cref rn rf <<<"$c"
@@ -83,7 +84,8 @@ for m in $MODELS; do
     tn=$(sed -n 's/.* trials=\([0-9]*\).*/\1/p' "$t")
     tm=$(sed -n 's/.*masked_pct=\([^ ]*\).*/\1/p' "$t")
     td=$(sed -n 's/.*golden_max_delta=\([^ ]*\).*/\1/p' "$t")
-    echo "| $m | $tn of $cn | $cmask | $tm% | $td | $cref | $rn → $rf |"
+    tx=$(sed -n 's/.* differ=\([0-9]*\).*/\1/p' "$t")
+    echo "| $m | $tn of $cn | $cmask | $tm% | $tx | $td | $cref | $rn → $rf |"
 done
 echo
 echo "<details><summary>Raw output</summary>"
