@@ -9,6 +9,8 @@
 #              REPEATS  repeats, median (default 3)
 #              TORCH_TIME  CPU seconds at most per PyTorch loop (default 30)
 #              MODELS  bundled models (default: all four)
+#              PER_TENSOR  when set, CPU seconds per side for a bench_fast --per-tensor run
+#                          of each model (fp32, one repeat) in the raw output
 #
 # bench_fast writes the fp32 (and bf16) faults its naive side ran; the PyTorch
 # loop (tools/bench_torch_loop.py, one thread) replays exactly those, so its
@@ -37,6 +39,11 @@ for m in $MODELS; do
         /usr/bin/python3 "$ROOT/tools/bench_torch_loop.py" "$ROOT/models/$m" "$f" \
             --time "$TORCH_TIME" --repeats "$REPEATS" --dtype "$dt" >"$OUT/$m.$dt.torch"
     done
+    if [ -n "${PER_TENSOR:-}" ]; then
+        "$BENCH" "$ROOT/models/$m" --per-tensor --time "$PER_TENSOR" --repeats 1 >"$OUT/$m.tensors"
+    else
+        : >"$OUT/$m.tensors"
+    fi
 done
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -92,7 +99,7 @@ echo "<details><summary>Raw output</summary>"
 echo
 for m in $MODELS; do
     echo '```'
-    cat "$OUT/$m.c" "$OUT/$m.fp32.torch" "$OUT/$m.bf16.torch"
+    cat "$OUT/$m.c" "$OUT/$m.fp32.torch" "$OUT/$m.bf16.torch" "$OUT/$m.tensors"
     echo '```'
 done
 echo "</details>"
