@@ -23,7 +23,8 @@ int pvf_fast_golden_init(pvf_golden *g, const pvf_model *m, pvf_err *err);
 void pvf_fast_begin(pvf_exec *ex, const pvf_golden *g, float *out, pvf_trial_result *r);
 
 /* Carries k rows (eval input indices rows[], ascending), whose inputs to
- * stage `stage` are in[k x stages[stage].in_size], through the stages from
+ * stage `stage` are in[k x stages[stage].in_size] (NULL: their golden
+ * inputs, for a rerun of the faulty stage), through the stages from
  * `stage` to the last and judges them into r. stage == m->nstages: in holds
  * final outputs [k x out_size], judged directly. Rows whose input to a stage
  * after the faulty one equals golden are dropped there. */

@@ -284,8 +284,10 @@ int pvf_exec_init(pvf_exec *ex, const pvf_model *m, const pvf_evalset *eval, pvf
     ex->fast_io[0] = malloc((size_t)(ex->chunk * widest) * sizeof(float));
     ex->fast_io[1] = malloc((size_t)(ex->chunk * widest) * sizeof(float));
     ex->fast_rows = malloc((size_t)ex->chunk * sizeof *ex->fast_rows);
+    ex->fast_scratch =
+        malloc((size_t)(m->fast_scratch_floats > 0 ? m->fast_scratch_floats : 1) * sizeof(float));
     if (!ex->act[0] || !ex->act[1] || !ex->scratch || !ex->copy || !ex->patch || !ex->fast_io[0] ||
-        !ex->fast_io[1] || !ex->fast_rows) {
+        !ex->fast_io[1] || !ex->fast_rows || !ex->fast_scratch) {
         pvf_exec_free(ex);
         return pvf_err_set(err, "executor: out of memory");
     }
@@ -301,6 +303,7 @@ void pvf_exec_free(pvf_exec *ex) {
     free(ex->fast_io[0]);
     free(ex->fast_io[1]);
     free(ex->fast_rows);
+    free(ex->fast_scratch);
     memset(ex, 0, sizeof *ex);
 }
 

@@ -67,7 +67,8 @@ typedef struct pvf_stage {
     char name[48];
     int64_t in_size, out_size; /* floats per eval input */
     pvf_stage_fn run;
-    int layer; /* the architecture's own index */
+    int layer;    /* the architecture's own index */
+    int row_free; /* reads nothing by eval index: any set of inputs in one call */
 } pvf_stage;
 
 /* An architecture builds a model from config.json and the weights. */
@@ -130,13 +131,14 @@ struct pvf_model {
     int nstages, cap_stages;
     pvf_target *targets;
     int ntargets;
-    int64_t out_size;         /* outputs per eval input (logits) */
-    int64_t out_positions;    /* rows of out_size / out_positions classes per input (a
-                                 language model's positions; its arch judges them); 1 for a
-                                 classifier */
-    int64_t scratch_floats;   /* per-executor workspace a chunk of inputs needs */
-    double outcome_threshold; /* campaign: > 0 judges |output - golden| > it (has_threshold) */
-    void *arch_state;         /* owned by the architecture */
+    int64_t out_size;            /* outputs per eval input (logits) */
+    int64_t out_positions;       /* rows of out_size / out_positions classes per input (a
+                                    language model's positions; its arch judges them); 1 for a
+                                    classifier */
+    int64_t scratch_floats;      /* per-executor workspace a chunk of inputs needs */
+    int64_t fast_scratch_floats; /* per-executor workspace of the arch's fast_trial */
+    double outcome_threshold;    /* campaign: > 0 judges |output - golden| > it (has_threshold) */
+    void *arch_state;            /* owned by the architecture */
     void (*arch_free)(void *);
 };
 
@@ -192,16 +194,17 @@ struct pvf_exec {
     float *scratch;   /* architecture workspace */
     int fault_param;  /* parameter whose values the overlay replaces, or -1 */
     int64_t fault_lo, fault_hi;
-    float *patch;       /* the faulty values of [fault_lo, fault_hi) */
-    int64_t patch_cap;  /* the longest span: a row of the widest parameter */
-    int copy_param;     /* parameter held in `copy`, or -1 */
-    int copy_patched;   /* `copy` holds the patch (else it equals the shared values) */
-    float *copy;        /* private copy of one parameter's compute values */
-    int naive;          /* trials run the plain full forward pass from stage 0 */
-    int want_outputs;   /* fast trials also write every output (tests) */
-    float *fast_io[2];  /* pvf_fast_rows ping-pong: chunk x widest */
-    int64_t *fast_rows; /* [chunk] row indices of the rows in flight */
-    float *trial_out;   /* during a fast trial with want_outputs: where outputs go */
+    float *patch;        /* the faulty values of [fault_lo, fault_hi) */
+    int64_t patch_cap;   /* the longest span: a row of the widest parameter */
+    int copy_param;      /* parameter held in `copy`, or -1 */
+    int copy_patched;    /* `copy` holds the patch (else it equals the shared values) */
+    float *copy;         /* private copy of one parameter's compute values */
+    int naive;           /* trials run the plain full forward pass from stage 0 */
+    int want_outputs;    /* fast trials also write every output (tests) */
+    float *fast_io[2];   /* pvf_fast_rows ping-pong: chunk x widest */
+    int64_t *fast_rows;  /* [chunk] row indices of the rows in flight */
+    float *trial_out;    /* during a fast trial with want_outputs: where outputs go */
+    float *fast_scratch; /* the arch's fast_trial workspace (fast_scratch_floats) */
 };
 
 /* Also sets OpenBLAS to one thread (a process-wide setting): parallelism

@@ -4,6 +4,7 @@
  * Tensor names as the PyTorch module in tools/train_fmnist_lenet.py writes
  * them: conv{i}.weight/.bias (i from 1), fc{j}.weight/.bias (j from 1). One
  * stage per layer, so a fault in fcN starts from fcN's cached input. */
+#include "lenet.h"
 #include "kernels.h"
 #include "model.h"
 
@@ -11,17 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define LENET_MAX_LAYERS 8
-
-typedef struct lenet {
-    int nconv, nfc;
-    pvf_conv2d conv[LENET_MAX_LAYERS];
-    int64_t pool;
-    int64_t fc_in[LENET_MAX_LAYERS + 1], fc_out[LENET_MAX_LAYERS + 1];
-    int w[2 * LENET_MAX_LAYERS + 2], b[2 * LENET_MAX_LAYERS + 2]; /* param index per stage */
-    int64_t channels, image;
-} lenet;
 
 static int conv_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first, int64_t n,
                       const float *in, float *out) {
@@ -95,6 +85,8 @@ static int lenet_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *we
         snprintf(wn, sizeof wn, "conv%d.weight", i + 1);
         snprintf(bn, sizeof bn, "conv%d.bias", i + 1);
         int s = pvf_model_add_stage(m, name, c * h * w, cv->cout * oh * ow, conv_stage, i, err);
+        if (s >= 0)
+            m->stages[s].row_free = 1;
         int64_t wshape[4] = {cv->cout, c, cv->k, cv->k}, bshape[1] = {cv->cout};
         if (s < 0 || (l->w[s] = pvf_model_add_param(m, weights, wn, 4, wshape, s, err)) < 0 ||
             (l->b[s] = pvf_model_add_param(m, weights, bn, 1, bshape, s, err)) < 0)
@@ -113,6 +105,8 @@ static int lenet_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *we
         l->fc_in[j] = in;
         l->fc_out[j] = hidden[j];
         int s = pvf_model_add_stage(m, name, in, hidden[j], fc_stage, j, err);
+        if (s >= 0)
+            m->stages[s].row_free = 1;
         int64_t wshape[2] = {hidden[j], in}, bshape[1] = {hidden[j]};
         if (s < 0 || (l->w[s] = pvf_model_add_param(m, weights, wn, 2, wshape, s, err)) < 0 ||
             (l->b[s] = pvf_model_add_param(m, weights, bn, 1, bshape, s, err)) < 0)
@@ -120,6 +114,21 @@ static int lenet_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *we
         in = hidden[j];
     }
     m->scratch_floats = scratch;
+    /* lenet_fast.c: a chunk of carried rows, a faulty filter or row and one
+     * output channel before and after pooling, then three single rows */
+    int64_t widest = 1, extra = 1;
+    for (int s = 0; s < m->nstages; s++) {
+        widest = m->stages[s].out_size > widest ? m->stages[s].out_size : widest;
+        extra = m->stages[s].in_size > extra ? m->stages[s].in_size : extra;
+    }
+    for (int i = 0; i < l->nconv; i++) {
+        int64_t need =
+            l->conv[i].cin * l->conv[i].k * l->conv[i].k + 2 * l->conv[i].oh * l->conv[i].ow;
+        extra = need > extra ? need : extra;
+    }
+    l->widest = widest;
+    l->fast_tail = PVF_CHUNK * widest + extra;
+    m->fast_scratch_floats = l->fast_tail + 3 * widest;
     return 0;
 }
 
@@ -147,4 +156,8 @@ const pvf_arch pvf_arch_lenet = {
     .hf_class = "LeNetForImageClassification",
     .build = lenet_build,
     .bind_eval = lenet_bind_eval,
+    .fast_prepare = lenet_fast_prepare,
+    .fast_free = lenet_fast_free,
+    .fast_trial = lenet_fast_trial,
+    .fast_bound = lenet_fast_bound,
 };
