@@ -174,7 +174,7 @@ static void print_row(int width, const char *first, const side_stats *naive, con
 }
 
 enum { FORMAT_WIDTH = 12 };
-static const char *FORMAT_TAIL = " golden_ms golden_MB   fast_MB   peak_MB  ref_dmax";
+static const char *FORMAT_TAIL = " golden_ms golden_MB fastex_MB fastsh_MB   peak_MB  ref_dmax";
 
 /* The golden pass's memory: every stage's cached input, the outputs, top-1. */
 static double golden_mb(const pvf_runner *r) {
@@ -201,9 +201,11 @@ static int fast_mb(const pvf_runner *r, double *per_exec, double *shared, pvf_er
         if (m->stages[s].out_size > widest)
             widest = m->stages[s].out_size;
     }
-    *per_exec = ((double)r->exec.chunk * (double)widest * 2 * sizeof(float) +
-                 (double)r->exec.chunk * sizeof(int64_t)) /
-                1048576.0;
+    *per_exec =
+        ((double)r->exec.chunk * (double)widest * 2 * sizeof(float) +
+         (double)r->exec.chunk * sizeof(int64_t) +
+         (double)(m->fast_scratch_floats > 0 ? m->fast_scratch_floats : 1) * sizeof(float)) /
+        1048576.0;
     *shared = 0;
     if (!m->arch->fast_prepare)
         return 0;
@@ -281,8 +283,8 @@ static int bench_format(const bench_opts *o, pvf_format fmt, pvf_err *err) {
         if (run_pair(&r, all, r.model.ntargets, 0, o, &naive, &fast, &ratio, faults, err))
             goto out;
         print_row(FORMAT_WIDTH, fname, &naive, &fast, ratio, o->repeats);
-        printf(" %9.2f %9.2f %9.3f %9.1f %9.2g\n", golden_ms, golden_mb(&r), exec_mb + shared_mb,
-               peak_mb(), ref_delta);
+        printf(" %9.2f %9.2f %9.3f %9.3f %9.1f %9.2g\n", golden_ms, golden_mb(&r), exec_mb,
+               shared_mb, peak_mb(), ref_delta);
     } else {
         printf("\nformat %s: %d targets; golden pass %.2f ms CPU, %.2f MB; fast path %.3f MB per "
                "executor + %.3f MB shared; golden vs the reference outputs max |d| %.2g\n",
@@ -415,7 +417,8 @@ int main(int argc, char **argv) {
     printf("naive/s, fast/s: trials per CPU-second; fast/nv: median of the per-repeat ratios; "
            "settled: fast trials judged without inference; rows: (eval input, stage) "
            "evaluations per trial; mask: masked share; golden_ms: one full forward pass (CPU); "
-           "fast_MB: per-executor fast buffers + the shared fast_prepare state; peak_MB: "
+           "fastex_MB: the fast path's buffers per executor; fastsh_MB: its fast_prepare state, "
+           "shared by the executors (heap measured); peak_MB: "
            "ru_maxrss after the runs; ref_dmax: max |golden - the eval set's reference outputs for "
            "the "
            "format| (nan: none)\n");

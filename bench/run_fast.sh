@@ -69,12 +69,12 @@ for m in $MODELS; do
     awk -v model="$m" -v t32="${torch_fp32:-}" -v t16="${torch_bf16:-}" '
         /^format / { on = 1; next }
         /^naive\/s,/ { on = 0 }
-        on && NF >= 15 {
+        on && NF >= 17 {
             t = ($1 == "fp32") ? t32 : ($1 == "bf16") ? t16 : ""
             tcol = t == "" ? "—" : sprintf("%.3g", t)
             rcol = t == "" ? "—" : sprintf("%.1f", $3 / t)
             printf "| %s | %s | %.3g | %.4g | %.1f | %.1f | %s | %s | %.0f MB |\n",
-                   model, $1, $2, $3, $4, $5 + 0, tcol, rcol, $15
+                   model, $1, $2, $3, $4, $5 + 0, tcol, rcol, $16
         }' "$OUT/$m.c"
 done
 echo
@@ -85,7 +85,7 @@ echo
 echo "| model | faults replayed | pvf naive masked % | PyTorch masked % | faults judged differently | PyTorch golden max abs diff | pvf golden max abs diff (fp32) | pvf stage rows/trial naive → fast (fp32) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for m in $MODELS; do
-    c=$(awk '$1 == "fp32" && NF >= 16 { printf "%s %s %s %s %s", $8, $10, $16, $6, $7 }' "$OUT/$m.c")
+    c=$(awk '$1 == "fp32" && NF >= 17 { printf "%s %s %s %s %s", $8, $10, $17, $6, $7 }' "$OUT/$m.c")
     read -r cmask cn cref rn rf <<<"$c"
     t=$OUT/$m.fp32.torch
     tn=$(sed -n 's/.* trials=\([0-9]*\).*/\1/p' "$t")
