@@ -13,8 +13,9 @@
  * within every repeat, and fast/naive is the median of the per-repeat ratios,
  * so the ratio compares like with like on a noisy machine. Also: the share of
  * fast trials settled without inference, mean (eval input, stage)
- * evaluations per trial both ways, the masked share both ways (the same
- * fault sequence, so they should agree), the golden pass's time and memory,
+ * evaluations per trial both ways, the masked share both ways (one sequence
+ * of sites, the naive side's trials a prefix of the fast side's, so the two
+ * agree up to sampling), the golden pass's time and memory,
  * the fast path's memory (per-executor buffers, and the architecture's
  * shared fast_prepare state, measured on the heap), and the peak RSS.
  *
@@ -23,11 +24,12 @@
  *
  * --per-tensor: the same figures per fault target, bit flips uniform within
  * that target alone (default format fp32), one line per target.
- * --faults FILE: writes the fp32 faults the naive side ran, one per line as
- * "target element bit incorrect" (the bf16 ones to FILE.bf16; incorrect:
- * the outputs pvf judged incorrect, for the replay to compare) (C target names; a Llama 4 expert's
- * "<fused>[e]" element r*in + c is the checkpoint's [e, c, r]), for tools/ bench_torch_loop.py to
- * replay. --inputs N: the first N eval inputs only. */
+ * --faults FILE: writes the fp32 faults the naive side ran (the bf16 ones to
+ * FILE.bf16), one per line as "target element bit incorrect": C target names
+ * (a Llama 4 expert's "<fused>[e]" element r*in + c is the checkpoint's
+ * [e, c, r]) and the outputs pvf judged incorrect, for
+ * tools/bench_torch_loop.py to replay and compare.
+ * --inputs N: the first N eval inputs only. */
 #include "config.h"
 #include "runner.h"
 #include "sampler.h"
