@@ -93,7 +93,7 @@ static int common_flag(const char *cmd, int opt, const char *arg, cli_common *c)
         return cli_format(cmd, arg, &c->format) ? -1 : 1;
     case 'F':
         return cli_fault(cmd, arg, &c->fault) ? -1 : 1;
-    case 'N':
+    case CLI_OPT_NAIVE:
         c->naive = 1;
         return 1;
     case 'T': {

@@ -45,8 +45,9 @@ typedef struct cli_common {
 #define CLI_THRESHOLD_OPTION                                                                       \
     { "threshold", required_argument, 0, 'T' }
 /* --naive: every trial a plain full forward pass (the fast path off). */
+#define CLI_OPT_NAIVE 256 /* not a letter: commands' own letters stay free */
 #define CLI_NAIVE_OPTION                                                                           \
-    { "naive", no_argument, 0, 'N' }
+    { "naive", no_argument, 0, CLI_OPT_NAIVE }
 
 /* A command's own flag: 1 taken, 0 not one of its flags, -1 bad value
  * (already printed). */

@@ -113,6 +113,18 @@ assert r["unchanged"] is False and 0.0 <= r["value"] <= 1.0, f"unchanged {r['unc
 EOF
 fi
 
+# --naive: the same fault, every stage for every input; the same outcome.
+run inject_naive "$T/inject_naive.json" inject --model "$M" --tensor fc1.weight --index 5 --bit 30 --naive --json &&
+    check inject_naive "$T/inject.json" "$T/inject_naive.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+for k in ("incorrect", "nonfinite", "value", "masked"):
+    assert a[k] == b[k], f"{k}: fast {a[k]}, naive {b[k]}"
+assert b["stage_rows"] == 5 * b["inputs"], f"naive ran {b['stage_rows']} (input, stage) pairs"
+assert 0 < a["stage_rows"] < b["stage_rows"], f"fast ran {a['stage_rows']}, naive {b['stage_rows']}"
+assert b["settled"] is False
+EOF
+
 run inject_kbit "$T/kbit.json" inject --model "$M" --tensor conv2.weight --index 17 --fault kbit:2 --bit 3,29 --json &&
     check inject_kbit "$T/kbit.json" <<'EOF'
 import json, sys
@@ -201,6 +213,19 @@ assert b["seed"] == 8, f"seed {b['seed']}"
 assert any(pa[n] != pb[n] for n in pa), "seeds 7 and 8 gave the same pvf on every target"
 EOF
     fi
+fi
+
+# The fast path and the plain full forward pass (--naive) reach the same
+# outcome trial by trial, so the same estimates.
+if run sweep_naive "$T/naive.json" sweep --model "$M" --trials 20 --seed 7 --naive --json; then
+    check sweep_naive_same_result "$T/s7a.json" "$T/naive.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+pa = {t["name"]: (t["pvf"], t["low"], t["high"], t["p_any_wrong"]) for t in a["targets"]}
+pb = {t["name"]: (t["pvf"], t["low"], t["high"], t["p_any_wrong"]) for t in b["targets"]}
+assert pa == pb, "fast and naive differ: " + ", ".join(
+    f"{n} {pa.get(n)} vs {pb.get(n)}" for n in sorted(set(pa) | set(pb)) if pa.get(n) != pb.get(n))
+EOF
 fi
 
 run sweep_int8_targets "$T/int8.json" sweep --model "$M" --format int8 --trials 2 --json &&

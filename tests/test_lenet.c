@@ -1,6 +1,7 @@
 /* The LeNet architecture end to end: random weights against PyTorch, the
  * bundled model against its reference logits in every storage format,
  * starting at any stage, F16/BF16 and sharded checkpoints. */
+#include "fast.h"
 #include "fixture.h"
 #include "kernels.h"
 #include "runner.h"
@@ -214,6 +215,69 @@ static void test_parameters_and_targets(void) {
     pvf_model_free(&m);
 }
 
+/* One fault both ways on r: fast (outputs materialized) and naive. */
+static void both_ways(pvf_runner *r, pvf_fault_kind kind, const pvf_fault_site *s,
+                      pvf_trial_result *fast, pvf_trial_result *naive) {
+    pvf_err err;
+    r->exec.want_outputs = 1;
+    r->exec.naive = 0;
+    CHECK(pvf_trial_run(&r->exec, &r->golden, kind, s, r->out, fast, &err) == 0);
+    r->exec.naive = 1;
+    CHECK(pvf_trial_run(&r->exec, &r->golden, kind, s, r->out, naive, &err) == 0);
+    r->exec.naive = 0;
+    CHECK(fast->incorrect == naive->incorrect && fast->nonfinite == naive->nonfinite);
+}
+
+/* The fast path's three ways out: a weight no eval input reads settles with
+ * no inference; a small change a bound clears settles too; a non-finite
+ * weight is computed (never settled) and agrees with the full pass. */
+static void test_fast_path_settles_and_computes(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open(&r, LENET, NULL, PVF_FMT_FP32, &err) == 0);
+    const pvf_model *m = &r.model;
+    const int t = pvf_model_find_target(m, "fc1.weight");
+    const int s = m->params[m->targets[t].param].stage;
+    const int64_t in = m->stages[s].in_size;
+    pvf_trial_result fast, naive;
+    { /* on the first 4 eval inputs, some fc1 input feature is 0 for all of them */
+        pvf_runner few;
+        CHECK(pvf_runner_open_limit(&few, LENET, NULL, PVF_FMT_FP32, 4, &err) == 0);
+        int64_t dead = -1;
+        for (int64_t k = 0; k < in && dead < 0; k++) {
+            int64_t i = 0;
+            while (i < 4 && few.golden.stage_in[s][i * in + k] == 0.0f)
+                i++;
+            if (i == 4)
+                dead = k;
+        }
+        CHECK(dead >= 0);
+        pvf_fault_site unread = {t, 7 * in + (dead < 0 ? 0 : dead), 1u << 30};
+        both_ways(&few, PVF_FAULT_BITFLIP, &unread, &fast, &naive);
+        CHECK((fast.flags & PVF_TRIAL_SETTLED) && fast.stage_rows == 0);
+        CHECK(naive.stage_rows == 4 * m->nstages);
+        pvf_runner_close(&few);
+    }
+    pvf_fault_site small = {t, 123, 1u << 3}; /* a low mantissa bit */
+    both_ways(&r, PVF_FAULT_BITFLIP, &small, &fast, &naive);
+    CHECK((fast.flags & PVF_TRIAL_SETTLED) && fast.incorrect == 0);
+    /* exponent all ones: Inf or NaN, on a weight some input reads */
+    int64_t read = 0;
+    while (read < in && r.golden.stage_in[s][read] == 0.0f)
+        read++;
+    pvf_fault_site nonfinite = {t, 5 * in + read, 0x7F800000u};
+    both_ways(&r, PVF_FAULT_STUCK1, &nonfinite, &fast, &naive);
+    CHECK(!(fast.flags & PVF_TRIAL_SETTLED) && fast.stage_rows > 0 && fast.incorrect > 0);
+    CHECK(fast.stage_rows < naive.stage_rows);
+    /* a conv weight and a bias, large changes: computed, equal to naive */
+    pvf_fault_site conv = {pvf_model_find_target(m, "conv2.weight"), 77, 1u << 29};
+    both_ways(&r, PVF_FAULT_BITFLIP, &conv, &fast, &naive);
+    pvf_fault_site bias = {pvf_model_find_target(m, "fc2.bias"), 3, 1u << 30};
+    both_ways(&r, PVF_FAULT_BITFLIP, &bias, &fast, &naive);
+    CHECK(fast.incorrect > 0);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/pvf-test-lenet-XXXXXX");
     if (!mkdtemp(tmp))
@@ -224,6 +288,7 @@ int main(void) {
     RUN(test_bundled_every_format);
     RUN(test_forward_from_any_stage);
     RUN(test_parameters_and_targets);
+    RUN(test_fast_path_settles_and_computes);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0)

@@ -46,6 +46,10 @@ typedef struct lenet_fast {
     /* Fc stage s: golden pre-activations [n x out], the base a sparse change
      * of its input is added to. */
     float *pre[LENET_STAGES];
+    /* Conv stage s: golden outputs before pooling [n x cout x oh x ow], and
+     * per eval input the largest |x| over all its input channels [n]. */
+    float *pre_pool[LENET_STAGES], *xmax_all[LENET_STAGES];
+    double *filter_l1[LENET_STAGES]; /* [cout]: sum of |w| of each filter */
 } lenet_fast;
 
 void lenet_fast_free(void *state) {
@@ -61,6 +65,9 @@ void lenet_fast_free(void *state) {
         free(f->xmax_row[s]);
         free(f->xmax[s]);
         free(f->pre[s]);
+        free(f->pre_pool[s]);
+        free(f->xmax_all[s]);
+        free(f->filter_l1[s]);
     }
     free(f);
 }
@@ -178,6 +185,22 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
                         f->sens[s + 1][(co * positions + p) * classes + c];
         if (!(f->chan_max[s] = max_over_classes(f->chan[s], cv->cout, classes)))
             goto oom;
+        const int64_t maps = cv->cout * cv->oh * cv->ow, cols = cv->cin * cv->k * cv->k;
+        f->pre_pool[s] = malloc((size_t)(n * maps) * sizeof(float));
+        f->xmax_all[s] = calloc((size_t)n, sizeof(float));
+        f->filter_l1[s] = calloc((size_t)cv->cout, sizeof(double));
+        float *col = malloc((size_t)pvf_conv2d_scratch(cv) * sizeof(float));
+        if (!f->pre_pool[s] || !f->xmax_all[s] || !f->filter_l1[s] || !col) {
+            free(col);
+            goto oom;
+        }
+        /* image by image, as the stage computes them */
+        pvf_conv2d_run(cv, g->stage_in[s], n, m->params[l->w[s]].value, m->params[l->b[s]].value,
+                       f->pre_pool[s], col);
+        free(col);
+        for (int64_t co = 0; co < cv->cout; co++)
+            for (int64_t e = 0; e < cols; e++)
+                f->filter_l1[s][co] += fabs((double)m->params[l->w[s]].value[co * cols + e]);
         for (int64_t i = 0; i < n; i++)
             for (int64_t ci = 0; ci < cv->cin; ci++) {
                 const float *x = g->stage_in[s] + i * m->stages[s].in_size + ci * plane;
@@ -186,6 +209,7 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
                     mx = fmaxf(mx, fabsf(x[p]));
                 f->xmax_row[s][i * cv->cin + ci] = mx;
                 f->xmax[s][ci] = fmaxf(f->xmax[s][ci], mx);
+                f->xmax_all[s][i] = fmaxf(f->xmax_all[s][i], mx);
             }
     }
     for (int s = l->nconv; s <= last; s++) {
@@ -409,37 +433,50 @@ static int fc_sparse(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, cons
     return fc_tail(ex, g, s + 1, row, y, p, r, err);
 }
 
-/* Bound on the change of the logits' top-1 margin of eval input `row` when
- * weight (co, ci, ky, kx) of conv stage s changes by dw: each pre-pool
- * output changes by dw times the one input it meets there, a pooled cell by
- * at most the largest of its members' changes. */
-static double conv_weight_bound(const lenet *l, const lenet_fast *f, const pvf_conv2d *cv, int s,
-                                const float *x, int64_t co, int64_t ci, int64_t ky, int64_t kx,
-                                double dw, int64_t top1, double *cell) {
+/* Weight (co, ci, ky, kx) of conv stage s changes by dw (a single element).
+ * Each pre-pool output of channel co becomes its golden value plus dw times
+ * the one input it meets there, up to the rounding of a recomputed sum; so
+ * every pooled cell's change is bounded closely (a cell that stays below
+ * zero changes nothing). cell[] gets the bounds; returns the bound on the
+ * top-1 margin through the next stage's sensitivity. */
+static double conv_tight_bound(const lenet *l, const lenet_fast *f, const pvf_conv2d *cv, int s,
+                               int64_t row, const float *x, int64_t co, int64_t ci, int64_t ky,
+                               int64_t kx, double dw, double *cell) {
     const int64_t ph = cv->oh / l->pool, pw = cv->ow / l->pool, classes = f->classes;
     const float *plane = x + ci * cv->h * cv->w;
+    const float *pre = f->pre_pool[s] + (row * cv->cout + co) * cv->oh * cv->ow;
+    /* rounding of a recomputed sum, and of golden's: 2 K u sum|w x| */
+    const double eps = 2.0 * (double)(cv->cin * cv->k * cv->k) * 6e-8 *
+                       (f->filter_l1[s][co] + fabs(dw)) * (double)f->xmax_all[s][row];
+    const int64_t top1 = f->top1[row];
     double bound = 0;
     for (int64_t py = 0; py < ph; py++)
         for (int64_t px = 0; px < pw; px++) {
-            float mx = 0;
+            double before = -INFINITY, after = -INFINITY;
             for (int64_t dy = 0; dy < l->pool; dy++) {
-                const int64_t y = (py * l->pool + dy) * cv->stride - cv->pad + ky;
-                if (y < 0 || y >= cv->h)
-                    continue;
+                const int64_t oy = py * l->pool + dy, y = oy * cv->stride - cv->pad + ky;
                 for (int64_t dx = 0; dx < l->pool; dx++) {
-                    const int64_t xx = (px * l->pool + dx) * cv->stride - cv->pad + kx;
-                    if (xx >= 0 && xx < cv->w)
-                        mx = fmaxf(mx, fabsf(plane[y * cv->w + xx]));
+                    const int64_t ox = px * l->pool + dx, xx = ox * cv->stride - cv->pad + kx;
+                    const double p0 = pre[oy * cv->ow + ox];
+                    const double in = y >= 0 && y < cv->h && xx >= 0 && xx < cv->w
+                                          ? (double)plane[y * cv->w + xx]
+                                          : 0.0;
+                    before = fmax(before, p0);
+                    after = fmax(after, p0 + dw * in);
                 }
             }
-            cell[py * pw + px] = dw * (double)mx;
-            if (mx != 0) {
+            /* ReLU after the pool: |relu(a) - relu(b)| <= |a - b|, 0 when both < 0 */
+            double change = fabs(fmax(after, 0.0) - fmax(before, 0.0));
+            if (after > -eps || before > -eps)
+                change += eps;
+            cell[py * pw + px] = change;
+            if (change > 0) {
                 const int64_t feat = (co * ph + py) * pw + px;
-                bound += (double)mx * pair_factor(f->sens[s + 1] + feat * classes,
-                                                  f->sens_max[s + 1][feat], top1);
+                bound += change * pair_factor(f->sens[s + 1] + feat * classes,
+                                              f->sens_max[s + 1][feat], top1);
             }
         }
-    return dw * bound;
+    return bound;
 }
 
 /* A finer bound for a change of at most cell[c] in features co*chan + c of
@@ -515,6 +552,7 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
     else
         memcpy(w + (ex->fault_lo - co * cols), ex->patch, (size_t)span * sizeof *w);
     const int single = !is_bias && span == 1;
+    const float w_old = m->params[param].value[ex->fault_lo];
     const int64_t e0 = ex->fault_lo % cols, ci0 = e0 / kk, ky0 = e0 % kk / cv->k, kx0 = e0 % cv->k;
     double cell[4096];
     if (chan > 4096)
@@ -532,8 +570,8 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
             const double *ch = f->chan[s] + co * classes;
             double bound = delta * pair_factor(ch, f->chan_max[s][co], g->top1[i]);
             if (single && bound * BOUND_SCALE > f->slack[i]) { /* finer: cell by cell */
-                bound =
-                    conv_weight_bound(l, f, cv, s, x, co, ci0, ky0, kx0, d[0], g->top1[i], cell);
+                bound = conv_tight_bound(l, f, cv, s, i, x, co, ci0, ky0, kx0,
+                                         (double)ex->patch[0] - (double)w_old, cell);
                 if (bound * BOUND_SCALE > f->slack[i] && s + 1 == l->nconv &&
                     s + 2 < m->nstages) /* finer still: through the first fc stage */
                     bound = fc_relu_bound(m, l, f, s + 1, i, co, chan, cell);
