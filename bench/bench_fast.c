@@ -191,10 +191,9 @@ static double golden_mb(const pvf_runner *r) {
     return bytes / 1048576.0;
 }
 
-/* The fast path's memory: per executor its row buffers (pvf_exec_init), plus
- * the architecture's fast_prepare state (shared by all executors), measured
- * as the heap it takes when prepared once more. */
-static int fast_mb(const pvf_runner *r, double *per_exec, double *shared, pvf_err *err) {
+/* The fast path's memory per executor: its row buffers and fast_trial
+ * workspace (pvf_exec_init). */
+static double fast_exec_mb(const pvf_runner *r) {
     const pvf_model *m = &r->model;
     int64_t widest = m->out_size;
     for (int s = 0; s < m->nstages; s++) {
@@ -203,23 +202,24 @@ static int fast_mb(const pvf_runner *r, double *per_exec, double *shared, pvf_er
         if (m->stages[s].out_size > widest)
             widest = m->stages[s].out_size;
     }
-    *per_exec =
-        ((double)r->exec.chunk * (double)widest * 2 * sizeof(float) +
-         (double)r->exec.chunk * sizeof(int64_t) +
-         (double)(m->fast_scratch_floats > 0 ? m->fast_scratch_floats : 1) * sizeof(float)) /
-        1048576.0;
-    *shared = 0;
-    if (!m->arch->fast_prepare)
+    return ((double)r->exec.chunk * (double)widest * 2 * sizeof(float) +
+            (double)r->exec.chunk * sizeof(int64_t) +
+            (double)(m->fast_scratch_floats > 0 ? m->fast_scratch_floats : 1) * sizeof(float)) /
+           1048576.0;
+}
+
+/* The architecture's fast_prepare state (shared by all executors): the heap
+ * its fast_free gives back. Frees it, so only after the runs (and after
+ * reading the peak RSS, which a second copy would have inflated). */
+static double fast_shared_mb_free(pvf_runner *r) {
+    const pvf_model *m = &r->model;
+    if (!r->golden.fast || !m->arch->fast_free)
         return 0;
-    void *state = NULL;
-    size_t h0 = heap_in_use();
-    if (m->arch->fast_prepare(m, &r->golden, &state, err))
-        return -1;
-    size_t h1 = heap_in_use();
-    if (state && m->arch->fast_free)
-        m->arch->fast_free(state);
-    *shared = h1 > h0 ? (double)(h1 - h0) / 1048576.0 : 0.0;
-    return 0;
+    size_t before = heap_in_use();
+    m->arch->fast_free(r->golden.fast);
+    r->golden.fast = NULL;
+    size_t after = heap_in_use();
+    return before > after ? (double)(before - after) / 1048576.0 : 0.0;
 }
 
 /* Max |golden - reference| over the eval set's reference outputs for the
@@ -274,9 +274,7 @@ static int bench_format(const bench_opts *o, pvf_format fmt, pvf_err *err) {
             goto out;
         golden_ms = (cpu_now() - c0) * 1e3;
     }
-    double exec_mb, shared_mb;
-    if (fast_mb(&r, &exec_mb, &shared_mb, err))
-        goto out;
+    const double exec_mb = fast_exec_mb(&r);
     const double ref_delta = reference_delta(&r, fmt, err);
     side_stats naive, fast;
     double ratio;
@@ -284,13 +282,14 @@ static int bench_format(const bench_opts *o, pvf_format fmt, pvf_err *err) {
     if (!o->per_tensor) {
         if (run_pair(&r, all, r.model.ntargets, 0, o, &naive, &fast, &ratio, faults, err))
             goto out;
+        const double peak = peak_mb();
         print_row(FORMAT_WIDTH, fname, &naive, &fast, ratio, o->repeats);
         printf(" %9.2f %9.2f %9.3f %9.3f %9.1f %9.2g\n", golden_ms, golden_mb(&r), exec_mb,
-               shared_mb, peak_mb(), ref_delta);
+               fast_shared_mb_free(&r), peak, ref_delta);
     } else {
-        printf("\nformat %s: %d targets; golden pass %.2f ms CPU, %.2f MB; fast path %.3f MB per "
-               "executor + %.3f MB shared; golden vs the reference outputs max |d| %.2g\n",
-               fname, r.model.ntargets, golden_ms, golden_mb(&r), exec_mb, shared_mb, ref_delta);
+        printf("\nformat %s: %d targets; golden pass %.2f ms CPU, %.2f MB; golden vs the "
+               "reference outputs max |d| %.2g\n",
+               fname, r.model.ntargets, golden_ms, golden_mb(&r), ref_delta);
         int width = 6;
         for (int t = 0; t < r.model.ntargets; t++) {
             int len = (int)strlen(r.model.targets[t].name);
@@ -304,7 +303,9 @@ static int bench_format(const bench_opts *o, pvf_format fmt, pvf_err *err) {
             printf(" %14" PRId64 "\n", r.model.targets[t].numel * r.model.targets[t].bits);
             fflush(stdout);
         }
-        printf("peak RSS %.1f MB\n", peak_mb());
+        const double peak = peak_mb();
+        printf("peak RSS %.1f MB; fast path %.3f MB per executor + %.3f MB shared\n", peak, exec_mb,
+               fast_shared_mb_free(&r));
     }
     rc = 0;
 out:
