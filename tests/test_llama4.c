@@ -177,6 +177,7 @@ static void test_llm_outcome_rule(void) {
     pvf_runner r;
     pvf_err err;
     CHECK(pvf_runner_open(&r, MM, NULL, PVF_FMT_BF16, &err) == 0);
+    r.exec.want_outputs = 1; /* the fast path writes every output only when asked */
     const int64_t P = r.model.out_positions, V = r.model.out_size / P, n = r.golden.n;
     int t = find(&r.model, "language_model.model.layers.3.feed_forward.experts.gate_up_proj[0]");
     /* bf16 bit 14: the top exponent bit, a weight becomes ~1e38 */
@@ -228,6 +229,7 @@ static void test_scored_from(void) {
     CHECK(pvf_st_write(path, &t, 1, &meta, 1, &err) == 0);
     pvf_runner r;
     CHECK(pvf_runner_open(&r, MM, path, PVF_FMT_FP32, &err) == 0);
+    r.exec.want_outputs = 1;
     int tg = find(&r.model, "language_model.model.norm.weight");
     pvf_fault_site site = {tg, 0, 1u << 31}; /* sign of a norm weight: changes something */
     pvf_trial_result res;

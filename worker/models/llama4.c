@@ -32,22 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct l4_layer {
-    int in_norm, q, k, v, o, post_norm;
-    int router, sh_gate, sh_up, sh_down; /* MoE */
-    int *gate_up, *down;                 /* MoE: [E] per-expert params */
-    int gate, up, mlp_down;              /* dense */
-} l4_layer;
-
-typedef struct llama4 {
-    l4_config c;
-    float *inv_freq; /* [head_dim / 2] */
-    l4_layer *layer;
-    int embed, norm, lm_head;
-    int64_t T;           /* tokens per eval input, fitted to the eval set */
-    int64_t scored_from; /* first scored position */
-} llama4;
-
 static void llama4_free(void *p) {
     llama4 *l = p;
     if (!l)
@@ -471,6 +455,9 @@ const pvf_arch pvf_arch_llama4_text = {
     .judge = llama4_judge,
     .packaging = llama4_packaging,
     .fit_eval = llama4_fit_eval,
+    .fast_prepare = l4_fast_prepare,
+    .fast_free = l4_fast_free,
+    .fast_trial = l4_fast_trial,
 };
 
 /* The multimodal checkpoint's text decoder (the vision tower is not loaded). */
@@ -482,4 +469,7 @@ const pvf_arch pvf_arch_llama4 = {
     .judge = llama4_judge,
     .packaging = llama4_packaging,
     .fit_eval = llama4_fit_eval,
+    .fast_prepare = l4_fast_prepare,
+    .fast_free = l4_fast_free,
+    .fast_trial = l4_fast_trial,
 };
