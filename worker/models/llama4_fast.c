@@ -223,6 +223,23 @@ int64_t pvf_llama4_expert_tokens(const pvf_model *m, const pvf_golden *g, int pa
 
 /* ---- trials ---- */
 
+/* Judges position t (sequence * T + position) whose logits are all new, as
+ * llama4_judge does. */
+static void judge_position(const llama4 *l, pvf_exec *ex, const pvf_golden *g, int64_t t,
+                           const float *logits, pvf_trial_result *r) {
+    const int64_t V = l->c.vocab;
+    if (ex->trial_out)
+        memcpy(ex->trial_out + t * V, logits, (size_t)V * sizeof *logits);
+    if (t % l->T < l->scored_from)
+        return;
+    if (!pvf_all_finite(logits, V)) {
+        r->nonfinite++;
+        r->incorrect++;
+    } else if (pvf_argmax(logits, V) != g->top1[t]) {
+        r->incorrect++;
+    }
+}
+
 /* Judges the changed logits of position t (sequence * T + position):
  * new values nv[0..count) of classes v0..v0+count-1, every other logit
  * golden's. */
@@ -405,14 +422,8 @@ static int expert_trial(pvf_exec *ex, const pvf_golden *g, int64_t L, int32_t e,
             float *logits = ex->act[1];
             pvf_linear(hn, changed, H, pvf_exec_weights(ex, l->lm_head), NULL, V, logits);
             r->stage_rows += changed;
-            float *seq_out = ex->fast_io[0];
-            for (int64_t i = 0; i < changed;) {
-                const int64_t seq = tok[i] / T;
-                memcpy(seq_out, g->out + seq * T * V, (size_t)(T * V) * sizeof *seq_out);
-                for (; i < changed && tok[i] / T == seq; i++)
-                    memcpy(seq_out + (tok[i] % T) * V, logits + i * V, (size_t)V * sizeof(float));
-                pvf_fast_judge_row(ex, g, seq, seq_out, r);
-            }
+            for (int64_t i = 0; i < changed; i++)
+                judge_position(l, ex, g, tok[i], logits + i * V, r);
             continue;
         }
         /* earlier layers: the sequences holding a changed token, whole */
