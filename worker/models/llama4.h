@@ -49,6 +49,17 @@ typedef struct llama4 {
     int64_t scored_from; /* first scored position */
 } llama4;
 
+/* Stage pieces on part of the tokens (llama4.c), same arithmetic as the
+ * stages, workspace ex->scratch. Layer L's FFN (post-attention norm, MLP or
+ * MoE, residual) of R token rows: */
+void l4_ffn_rows(pvf_exec *ex, int64_t L, int64_t R, const float *in, float *out);
+/* Final norm and lm_head of R token rows: */
+void l4_head_rows(pvf_exec *ex, int64_t R, const float *in, float *out);
+/* Layer L's attention block of one sequence (in, out [T, hidden]) for the
+ * positions first..T-1 only: out rows first..T-1 (rows before are not
+ * written; they do not change when in's rows before first did not). */
+void l4_attn_tail(pvf_exec *ex, int64_t L, const float *in, int64_t first, float *out);
+
 /* The fast trial path (llama4_fast.c; model.h's fast hooks). */
 int l4_fast_prepare(const pvf_model *m, const struct pvf_golden *g, void **state, pvf_err *err);
 void l4_fast_free(void *state);

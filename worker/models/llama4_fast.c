@@ -291,10 +291,42 @@ static int lm_head_trial(pvf_exec *ex, const pvf_golden *g, const pvf_fault_effe
     return 0;
 }
 
-/* Carries sequences rows[0..k) whose input to stage s is in[k, T*H]. */
-static int carry(pvf_exec *ex, const pvf_golden *g, int s, const int64_t *rows, int64_t k,
-                 const float *in, pvf_trial_result *r, pvf_err *err) {
-    return k ? pvf_fast_rows(ex, g, s, rows, k, in, r, err) : 0;
+/* Carries sequence `seq`, whose input to stage s is x[T, H] and equals
+ * golden's before position p0, through the later stages: causal attention
+ * leaves the positions before the first changed one golden, so each stage
+ * runs positions p0..T-1 only (p0 moves up while rows are golden again),
+ * and the head judges those positions. */
+static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
+                      const float *x, pvf_trial_result *r) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const int64_t T = l->T, H = l->c.hidden, V = l->c.vocab;
+    float *cur = ex->fast_io[0], *next = ex->fast_io[1];
+    memcpy(cur, x, (size_t)(T * H) * sizeof *cur);
+    for (int st = s; st < m->nstages; st++) {
+        const float *gold = g->stage_in[st] + seq * T * H;
+        while (p0 < T && memcmp(cur + p0 * H, gold + p0 * H, (size_t)H * sizeof *cur) == 0)
+            p0++;
+        if (p0 == T)
+            return; /* golden again */
+        r->stage_rows += T - p0;
+        if (st == m->nstages - 1) {
+            float *logits = ex->act[1];
+            l4_head_rows(ex, T - p0, cur + p0 * H, logits);
+            for (int64_t p = p0; p < T; p++)
+                judge_position(l, ex, g, seq * T + p, logits + (p - p0) * V, r);
+            return;
+        }
+        const int64_t L = m->stages[st].layer;
+        if (st == m->params[l->layer[L].q].stage)
+            l4_attn_tail(ex, L, cur, p0, next);
+        else
+            l4_ffn_rows(ex, L, T - p0, cur + p0 * H, next + p0 * H);
+        memcpy(next, g->stage_in[st + 1] + seq * T * H, (size_t)(p0 * H) * sizeof *next);
+        float *t = cur;
+        cur = next;
+        next = t;
+    }
 }
 
 /* Embedding rows [v0, v1] changed: the sequences holding those tokens. */
@@ -309,38 +341,32 @@ static int embed_trial(pvf_exec *ex, const pvf_golden *g, const pvf_fault_effect
     const float *w = pvf_exec_weights(ex, l->embed);
     const float *gold = g->stage_in[1];
     float *in = ex->act[0];
-    int64_t *rows = (int64_t *)(void *)ex->scratch; /* malloc'd: any type */
-    int64_t k = 0;
     for (int64_t i = 0; i < g->n; i++) {
-        int hit = 0;
+        int64_t p0 = -1;
         for (int64_t p = 0; p < T; p++) {
             const int64_t id = pvf_tensor_get_i64(&ids, i * T + p);
             if (id < v0 || id > v1)
                 continue;
-            if (!hit)
-                memcpy(in + k * T * H, gold + i * T * H, (size_t)(T * H) * sizeof *in);
-            hit = 1;
-            memcpy(in + (k * T + p) * H, w + id * H, (size_t)H * sizeof *in);
+            if (p0 < 0) {
+                memcpy(in, gold + i * T * H, (size_t)(T * H) * sizeof *in);
+                p0 = p;
+            }
+            memcpy(in + p * H, w + id * H, (size_t)H * sizeof *in);
         }
-        if (hit)
-            rows[k++] = i;
-        if (k == ex->chunk) {
-            if (carry(ex, g, 1, rows, k, in, r, err))
-                return -1;
-            k = 0;
-        }
+        if (p0 >= 0)
+            carry_seq(ex, g, 1, i, p0, in, r);
     }
-    return carry(ex, g, 1, rows, k, in, r, err);
+    return 0;
 }
 
 /* Workspace floats of expert_trial for `rows` gathered tokens. */
 static int64_t expert_scratch(const l4_config *c, int64_t rows) {
-    return rows * (2 + 4 * c->hidden + 3 * c->inter) + 2 * PVF_CHUNK;
+    return rows * (2 + 4 * c->hidden + 3 * c->inter);
 }
 
 /* Routed expert e of MoE layer L: only the tokens routed to it change. */
 static int expert_trial(pvf_exec *ex, const pvf_golden *g, int64_t L, int32_t e,
-                        pvf_trial_result *r, pvf_err *err) {
+                        pvf_trial_result *r) {
     const pvf_model *m = ex->m;
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
@@ -360,7 +386,7 @@ static int expert_trial(pvf_exec *ex, const pvf_golden *g, int64_t L, int32_t e,
     int64_t *tok = (int64_t *)(void *)ex->scratch; /* malloc'd: any type; changed tokens */
     float *xg = ex->scratch + 2 * per, *gu = xg + per * H, *h = gu + per * 2 * I;
     float *yg = h + per * I, *next = yg + per * H, *hn = next + per * H;
-    int64_t *seqs = (int64_t *)(void *)(hn + per * H); /* sequences to carry */
+    int64_t *firsts = ex->fast_rows; /* first changed token of each sequence to carry */
     const float *gate_up = pvf_exec_weights(ex, y->gate_up[e]);
     const float *down = pvf_exec_weights(ex, y->down[e]);
     const float *post = pvf_exec_weights(ex, y->post_norm);
@@ -426,18 +452,51 @@ static int expert_trial(pvf_exec *ex, const pvf_golden *g, int64_t L, int32_t e,
                 judge_position(l, ex, g, tok[i], logits + i * V, r);
             continue;
         }
-        /* earlier layers: the sequences holding a changed token, whole */
+        /* earlier layers: the sequences holding a changed token, from its
+         * first changed position (their inputs first: carrying uses scratch) */
         int64_t nseq = 0;
         for (int64_t i = 0; i < changed;) {
             const int64_t seq = tok[i] / T;
             float *dst = seq_in + nseq * T * H;
             memcpy(dst, gold_out + seq * T * H, (size_t)(T * H) * sizeof *dst);
+            firsts[nseq++] = tok[i];
             for (; i < changed && tok[i] / T == seq; i++)
                 memcpy(dst + (tok[i] % T) * H, next + i * H, (size_t)H * sizeof *dst);
-            seqs[nseq++] = seq;
         }
-        if (carry(ex, g, s + 1, seqs, nseq, seq_in, r, err))
+        for (int64_t j = 0; j < nseq; j++)
+            carry_seq(ex, g, s + 1, firsts[j] / T, firsts[j] % T, seq_in + j * T * H, r);
+    }
+    return 0;
+}
+
+/* Any other fault of stage s: the stage over every sequence, then each
+ * sequence from its first changed position. */
+static int stage_trial(pvf_exec *ex, const pvf_golden *g, int s, pvf_trial_result *r) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const pvf_stage *st = &m->stages[s];
+    const int64_t T = l->T, H = l->c.hidden, V = l->c.vocab;
+    const int head = s == m->nstages - 1;
+    float *out = ex->act[0];
+    for (int64_t first = 0; first < g->n; first += ex->chunk) {
+        const int64_t n = g->n - first < ex->chunk ? g->n - first : ex->chunk;
+        if (st->run(m, s, ex, first, n, g->stage_in[s] + first * st->in_size, out))
             return -1;
+        r->stage_rows += n * T;
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t seq = first + i;
+            if (head) {
+                for (int64_t p = 0; p < T; p++)
+                    judge_position(l, ex, g, seq * T + p, out + (i * T + p) * V, r);
+                continue;
+            }
+            const float *x = out + i * T * H, *gold = g->stage_in[s + 1] + seq * T * H;
+            int64_t p0 = 0;
+            while (p0 < T && memcmp(x + p0 * H, gold + p0 * H, (size_t)H * sizeof *x) == 0)
+                p0++;
+            if (p0 < T)
+                carry_seq(ex, g, s + 1, seq, p0, x, r);
+        }
     }
     return 0;
 }
@@ -450,10 +509,13 @@ int l4_fast_trial(pvf_exec *ex, const pvf_golden *g, int param, const pvf_fault_
     if (!f || eff->hi <= eff->lo)
         return 1;
     if (f->param_layer[param] >= 0)
-        return expert_trial(ex, g, f->param_layer[param], f->param_expert[param], r, err);
+        return expert_trial(ex, g, f->param_layer[param], f->param_expert[param], r);
     if (param == l->embed)
         return embed_trial(ex, g, eff, r, err);
     if (param == l->lm_head)
         return lm_head_trial(ex, g, eff, r);
-    return 1;
+    const int s = m->params[param].stage;
+    if (s == 0 || !g->stage_in[s])
+        return 1;
+    return stage_trial(ex, g, s, r) ? pvf_err_set(err, "stage '%s' failed", m->stages[s].name) : 0;
 }
