@@ -343,9 +343,9 @@ static pvf_fault_site code_site(const pvf_model *m, int param, int64_t element, 
 /* A routed expert no eval token visits settles without inference, even with
  * a huge or NaN weight (only selected experts run); a visited one costs the
  * tokens it serves, and its outcome is the naive pass's. */
-/* An eval set of the first `tokens` tokens of the bundled one's first two
- * sequences, at path (mkstemp template). */
-static int short_eval(char *path, int64_t tokens) {
+/* An eval set of `seqs` sequences of `tokens` tokens, the bundled one's
+ * sequences cut and repeated, at path (mkstemp template). */
+static int cut_eval(char *path, int64_t seqs, int64_t tokens) {
     pvf_st_file f;
     pvf_err err;
     if (pvf_st_open(&f, BUNDLED "/eval.safetensors", &err))
@@ -356,15 +356,15 @@ static int short_eval(char *path, int64_t tokens) {
         pvf_st_close(&f);
         return -1;
     }
-    int64_t *buf = malloc(2 * (size_t)tokens * sizeof *buf);
-    for (int64_t i = 0; buf && i < 2; i++)
+    int64_t *buf = malloc((size_t)(seqs * tokens) * sizeof *buf);
+    for (int64_t i = 0; buf && i < seqs; i++)
         for (int64_t p = 0; p < tokens; p++)
-            buf[i * tokens + p] = pvf_tensor_get_i64(&ids, i * ids.shape[1] + p);
+            buf[i * tokens + p] = pvf_tensor_get_i64(&ids, i % ids.shape[0] * ids.shape[1] + p);
     int fd = mkstemp(path);
     int rc = -1;
     if (buf && fd >= 0) {
         close(fd);
-        int64_t shape[2] = {2, tokens};
+        int64_t shape[2] = {seqs, tokens};
         pvf_st_out t = {"input_ids", PVF_DT_I64, 2, shape, buf};
         rc = pvf_st_write(path, &t, 1, NULL, 0, &err);
     }
@@ -378,7 +378,7 @@ static void test_fast_routed_experts(void) {
     pvf_err err;
     /* 2 x 6 tokens over 8 experts per MoE layer: some experts stay idle */
     char path[] = "/tmp/pvf-test-llama4-XXXXXX";
-    CHECK(short_eval(path, 6) == 0);
+    CHECK(cut_eval(path, 2, 6) == 0);
     CHECK(pvf_runner_open(&r, BUNDLED, path, PVF_FMT_FP32, &err) == 0);
     unlink(path);
     const llama4 *l = r.model.arch_state;
@@ -463,6 +463,48 @@ static void test_fast_embedding_and_head(void) {
     pvf_runner_close(&r);
 }
 
+/* More sequences than one chunk of the stages (PVF_CHUNK): the golden
+ * replay and the expert gathers follow the chunks; every kind of fault the
+ * fast path handles reaches the naive outcome. */
+static void test_fast_many_chunks(void) {
+    pvf_runner r;
+    pvf_err err;
+    char path[] = "/tmp/pvf-test-llama4-XXXXXX";
+    CHECK(cut_eval(path, PVF_CHUNK + 6, 40) == 0);
+    CHECK(pvf_runner_open(&r, BUNDLED, path, PVF_FMT_INT8, &err) == 0);
+    unlink(path);
+    const llama4 *l = r.model.arch_state;
+    const int64_t H = l->c.hidden;
+    float *naive = malloc((size_t)(r.golden.n * r.model.out_size) * sizeof *naive);
+    CHECK(naive != NULL && r.golden.n > PVF_CHUNK);
+    /* int8: bit 6 of a code is its largest magnitude bit */
+    const int params[] = {l->layer[1].gate_up[2],
+                          l->layer[1].down[5],
+                          l->layer[3].gate_up[0],
+                          l->layer[3].down[7],
+                          l->layer[3].router,
+                          l->layer[2].q,
+                          l->layer[0].mlp_down,
+                          l->embed,
+                          l->lm_head};
+    int64_t incorrect = 0;
+    for (size_t i = 0; i < sizeof params / sizeof *params; i++) {
+        const int64_t element = params[i] == l->embed ? 'e' * H + 9 : 17;
+        pvf_trial_result a =
+            fast_vs_naive(&r, code_site(&r.model, params[i], element, 1u << 6), naive);
+        incorrect += a.incorrect;
+    }
+    /* and a row scale: every element of the row */
+    int t =
+        pvf_model_find_target(&r.model, "model.layers.3.feed_forward.experts.down_proj[4]_scale");
+    CHECK(t >= 0);
+    pvf_fault_site scale = {t, 3, 1u << 29};
+    incorrect += fast_vs_naive(&r, scale, naive).incorrect;
+    CHECK(incorrect > 0);
+    free(naive);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     RUN(test_bundled_parity);
     RUN(test_second_checkpoint_parity);
@@ -474,5 +516,6 @@ int main(void) {
     RUN(test_config_schedules);
     RUN(test_fast_routed_experts);
     RUN(test_fast_embedding_and_head);
+    RUN(test_fast_many_chunks);
     return test_summary();
 }
