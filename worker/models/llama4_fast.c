@@ -13,12 +13,17 @@
  *   (same rows, same order, so the values equal a full recompute bit for
  *   bit), summed with the cached shared and other-slot outputs in the
  *   stage's order. In the last layer a changed token changes only its own
- *   logits (final norm + lm_head per token); earlier, the sequences holding
- *   a changed token are carried through the later stages (pvf_fast_rows).
+ *   logits (final norm + lm_head per token).
  * - An embedding row's fault changes the sequences holding that token only.
  * - An lm_head row's fault changes that one logit at every position: one
  *   dot product per position, judged against golden's top-1.
- * Every other fault runs the stages from the faulty one (return 1). */
+ * - Any other fault runs its stage over every sequence once.
+ * A sequence changed before the last stages is carried from its first
+ * changed position only (causal attention leaves earlier positions golden)
+ * and judged position by position.
+ *
+ * Work (r->stage_rows) counts token rows here, (position, stage) pairs,
+ * where the naive path counts whole sequences: divide by T to compare. */
 #include "fast.h"
 #include "kernels.h"
 #include "llama4.h"
