@@ -177,6 +177,7 @@ static void test_llm_outcome_rule(void) {
     pvf_runner r;
     pvf_err err;
     CHECK(pvf_runner_open(&r, MM, NULL, PVF_FMT_BF16, &err) == 0);
+    r.exec.want_outputs = 1; /* the fast path writes every output only when asked */
     const int64_t P = r.model.out_positions, V = r.model.out_size / P, n = r.golden.n;
     int t = find(&r.model, "language_model.model.layers.3.feed_forward.experts.gate_up_proj[0]");
     /* bf16 bit 14: the top exponent bit, a weight becomes ~1e38 */
@@ -228,6 +229,7 @@ static void test_scored_from(void) {
     CHECK(pvf_st_write(path, &t, 1, &meta, 1, &err) == 0);
     pvf_runner r;
     CHECK(pvf_runner_open(&r, MM, path, PVF_FMT_FP32, &err) == 0);
+    r.exec.want_outputs = 1;
     int tg = find(&r.model, "language_model.model.norm.weight");
     pvf_fault_site site = {tg, 0, 1u << 31}; /* sign of a norm weight: changes something */
     pvf_trial_result res;
@@ -306,6 +308,203 @@ static void test_config_schedules(void) {
     CHECK(read_config("{" BASE ", \"tie_word_embeddings\": true}", &c, &err) == -1);
 }
 
+/* ---- the fast trial path (llama4_fast.c) ---- */
+
+/* Runs the trial at `site` fast (outputs materialized) and naive and checks
+ * that every position's outcome is the same; returns the fast result. */
+static pvf_trial_result fast_vs_naive(pvf_runner *r, pvf_fault_site site, float *naive) {
+    pvf_err err;
+    pvf_trial_result fast, plain;
+    r->exec.want_outputs = 1;
+    r->exec.naive = 0;
+    CHECK(pvf_trial_run(&r->exec, &r->golden, PVF_FAULT_BITFLIP, &site, r->out, &fast, &err) == 0);
+    r->exec.naive = 1;
+    CHECK(pvf_trial_run(&r->exec, &r->golden, PVF_FAULT_BITFLIP, &site, naive, &plain, &err) == 0);
+    r->exec.naive = 0;
+    CHECK(fast.incorrect == plain.incorrect && fast.nonfinite == plain.nonfinite);
+    const int64_t P = r->model.out_positions, V = r->model.out_size / P;
+    int64_t differ = 0;
+    for (int64_t i = 0; i < r->golden.n * P; i++) {
+        const float *a = r->out + i * V, *b = naive + i * V;
+        int fa = pvf_all_finite(a, V), fb = pvf_all_finite(b, V);
+        differ += fa != fb || (fa && pvf_argmax(a, V) != pvf_argmax(b, V));
+    }
+    CHECK(differ == 0);
+    return fast;
+}
+
+/* A target's site on a parameter's code (fp32: bit 30 makes a weight huge). */
+static pvf_fault_site code_site(const pvf_model *m, int param, int64_t element, uint32_t mask) {
+    pvf_fault_site site = {pvf_model_find_target(m, m->params[param].name), element, mask};
+    CHECK(site.target >= 0);
+    return site;
+}
+
+/* A routed expert no eval token visits settles without inference, even with
+ * a huge or NaN weight (only selected experts run); a visited one costs the
+ * tokens it serves, and its outcome is the naive pass's. */
+/* An eval set of `seqs` sequences of `tokens` tokens, the bundled one's
+ * sequences cut and repeated, at path (mkstemp template). */
+static int cut_eval(char *path, int64_t seqs, int64_t tokens) {
+    pvf_st_file f;
+    pvf_err err;
+    if (pvf_st_open(&f, BUNDLED "/eval.safetensors", &err))
+        return -1;
+    long k = pvf_st_find(&f, "input_ids");
+    pvf_tensor ids;
+    if (k < 0 || (pvf_st_view(&f, (size_t)k, &ids), ids.ndim != 2 || ids.shape[1] < tokens)) {
+        pvf_st_close(&f);
+        return -1;
+    }
+    int64_t *buf = malloc((size_t)(seqs * tokens) * sizeof *buf);
+    for (int64_t i = 0; buf && i < seqs; i++)
+        for (int64_t p = 0; p < tokens; p++)
+            buf[i * tokens + p] = pvf_tensor_get_i64(&ids, i % ids.shape[0] * ids.shape[1] + p);
+    int fd = mkstemp(path);
+    int rc = -1;
+    if (buf && fd >= 0) {
+        close(fd);
+        int64_t shape[2] = {seqs, tokens};
+        pvf_st_out t = {"input_ids", PVF_DT_I64, 2, shape, buf};
+        rc = pvf_st_write(path, &t, 1, NULL, 0, &err);
+    }
+    free(buf);
+    pvf_st_close(&f);
+    return rc;
+}
+
+static void test_fast_routed_experts(void) {
+    pvf_runner r;
+    pvf_err err;
+    /* 2 x 6 tokens over 8 experts per MoE layer: some experts stay idle */
+    char path[] = "/tmp/pvf-test-llama4-XXXXXX";
+    CHECK(cut_eval(path, 2, 6) == 0);
+    CHECK(pvf_runner_open(&r, BUNDLED, path, PVF_FMT_FP32, &err) == 0);
+    unlink(path);
+    const llama4 *l = r.model.arch_state;
+    float *naive = malloc((size_t)(r.golden.n * r.model.out_size) * sizeof *naive);
+    CHECK(naive != NULL);
+    int idle = 0, checked_last = 0;
+    for (int64_t L = 0; L < l->c.layers; L++) {
+        if (!l->c.moe[L])
+            continue;
+        int64_t most = -1, least = -1;
+        int64_t most_rows = 0, least_rows = 0;
+        for (int64_t e = 0; e < l->c.experts; e++) {
+            const int gu = l->layer[L].gate_up[e], dn = l->layer[L].down[e];
+            const int64_t tokens = pvf_llama4_expert_tokens(&r.model, &r.golden, gu);
+            CHECK(tokens >= 0 && tokens == pvf_llama4_expert_tokens(&r.model, &r.golden, dn));
+            if (tokens == 0) {
+                idle++;
+                /* huge, then NaN (exponent all ones, mantissa set) */
+                pvf_trial_result a =
+                    fast_vs_naive(&r, code_site(&r.model, gu, 77, 1u << 30), naive);
+                uint32_t code = pvf_qtensor_code(&r.model.params[dn].store, 5);
+                pvf_trial_result b =
+                    fast_vs_naive(&r, code_site(&r.model, dn, 5, (0x7FC00000u ^ code)), naive);
+                CHECK(a.stage_rows == 0 && (a.flags & PVF_TRIAL_SETTLED) && a.incorrect == 0);
+                CHECK(b.stage_rows == 0 && (b.flags & PVF_TRIAL_SETTLED) && b.incorrect == 0);
+                continue;
+            }
+            pvf_trial_result v = fast_vs_naive(&r, code_site(&r.model, gu, 130, 1u << 30), naive);
+            CHECK(!(v.flags & PVF_TRIAL_SETTLED) && v.stage_rows >= tokens);
+            if (L == l->c.layers - 1) {
+                /* last layer: each served token's FFN row, then its logits */
+                CHECK(v.stage_rows <= 2 * tokens);
+                checked_last++;
+            }
+            if (most < 0 || tokens > most) {
+                most = tokens;
+                most_rows = v.stage_rows;
+            }
+            if (least < 0 || tokens < least) {
+                least = tokens;
+                least_rows = v.stage_rows;
+            }
+        }
+        fprintf(stderr,
+                "  layer %lld: experts serve %lld..%lld tokens, trials ran %lld..%lld rows\n",
+                (long long)L, (long long)least, (long long)most, (long long)least_rows,
+                (long long)most_rows);
+        if (L == l->c.layers - 1 && most > 2 * least)
+            CHECK(most_rows > least_rows); /* cost grows with the tokens served */
+    }
+    CHECK(idle > 0 && checked_last > 0);
+    free(naive);
+    pvf_runner_close(&r);
+}
+
+/* An embedding row no eval token reads settles; a read one, and an lm_head
+ * row (one logit per position), reach the naive outcome. */
+static void test_fast_embedding_and_head(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open_limit(&r, BUNDLED, NULL, PVF_FMT_BF16, 2, &err) == 0);
+    const llama4 *l = r.model.arch_state;
+    const int64_t H = l->c.hidden;
+    float *naive = malloc((size_t)(r.golden.n * r.model.out_size) * sizeof *naive);
+    CHECK(naive != NULL);
+    /* bf16: bit 14 is the top exponent bit */
+    pvf_trial_result a =
+        fast_vs_naive(&r, code_site(&r.model, l->embed, 255 * H + 3, 1u << 14), naive);
+    CHECK(a.stage_rows == 0 && (a.flags & PVF_TRIAL_SETTLED)); /* byte 255: not in the text */
+    pvf_trial_result b =
+        fast_vs_naive(&r, code_site(&r.model, l->embed, ' ' * H + 3, 1u << 14), naive);
+    CHECK(b.stage_rows > 0 && b.incorrect > 0);
+    /* the golden top-1 at position 0 loses, then another token wins */
+    const int64_t top = r.golden.top1[0];
+    pvf_trial_result c =
+        fast_vs_naive(&r, code_site(&r.model, l->lm_head, top * H, 1u << 15), naive);
+    pvf_trial_result d =
+        fast_vs_naive(&r, code_site(&r.model, l->lm_head, 7 * H + 1, 1u << 14), naive);
+    fprintf(stderr, "  embedding ' ': %lld incorrect; lm_head rows: %lld, %lld incorrect\n",
+            (long long)b.incorrect, (long long)c.incorrect, (long long)d.incorrect);
+    free(naive);
+    pvf_runner_close(&r);
+}
+
+/* More sequences than one chunk of the stages (PVF_CHUNK): the golden
+ * replay and the expert gathers follow the chunks; every kind of fault the
+ * fast path handles reaches the naive outcome. */
+static void test_fast_many_chunks(void) {
+    pvf_runner r;
+    pvf_err err;
+    char path[] = "/tmp/pvf-test-llama4-XXXXXX";
+    CHECK(cut_eval(path, PVF_CHUNK + 6, 40) == 0);
+    CHECK(pvf_runner_open(&r, BUNDLED, path, PVF_FMT_INT8, &err) == 0);
+    unlink(path);
+    const llama4 *l = r.model.arch_state;
+    const int64_t H = l->c.hidden;
+    float *naive = malloc((size_t)(r.golden.n * r.model.out_size) * sizeof *naive);
+    CHECK(naive != NULL && r.golden.n > PVF_CHUNK);
+    /* int8: bit 6 of a code is its largest magnitude bit */
+    const int params[] = {l->layer[1].gate_up[2],
+                          l->layer[1].down[5],
+                          l->layer[3].gate_up[0],
+                          l->layer[3].down[7],
+                          l->layer[3].router,
+                          l->layer[2].q,
+                          l->layer[0].mlp_down,
+                          l->embed,
+                          l->lm_head};
+    int64_t incorrect = 0;
+    for (size_t i = 0; i < sizeof params / sizeof *params; i++) {
+        const int64_t element = params[i] == l->embed ? 'e' * H + 9 : 17;
+        pvf_trial_result a =
+            fast_vs_naive(&r, code_site(&r.model, params[i], element, 1u << 6), naive);
+        incorrect += a.incorrect;
+    }
+    /* and a row scale: every element of the row */
+    int t =
+        pvf_model_find_target(&r.model, "model.layers.3.feed_forward.experts.down_proj[4]_scale");
+    CHECK(t >= 0);
+    pvf_fault_site scale = {t, 3, 1u << 29};
+    incorrect += fast_vs_naive(&r, scale, naive).incorrect;
+    CHECK(incorrect > 0);
+    free(naive);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     RUN(test_bundled_parity);
     RUN(test_second_checkpoint_parity);
@@ -315,5 +514,8 @@ int main(void) {
     RUN(test_llm_outcome_rule);
     RUN(test_scored_from);
     RUN(test_config_schedules);
+    RUN(test_fast_routed_experts);
+    RUN(test_fast_embedding_and_head);
+    RUN(test_fast_many_chunks);
     return test_summary();
 }

@@ -46,9 +46,14 @@ void pvf_rope_inv_freq(int64_t d, double theta, const pvf_rope_llama3 *s, float 
 }
 
 void pvf_rope_apply(float *x, int64_t T, int64_t heads, int64_t d, const float *inv_freq) {
+    pvf_rope_apply_from(x, 0, T, heads, d, inv_freq);
+}
+
+void pvf_rope_apply_from(float *x, int64_t pos0, int64_t T, int64_t heads, int64_t d,
+                         const float *inv_freq) {
     for (int64_t t = 0; t < T; t++) {
         for (int64_t i = 0; i < d / 2; i++) {
-            float ang = (float)t * inv_freq[i];
+            float ang = (float)(pos0 + t) * inv_freq[i];
             float c = cosf(ang), s = sinf(ang);
             for (int64_t h = 0; h < heads; h++) {
                 float *p = x + (t * heads + h) * d + 2 * i;
@@ -67,12 +72,18 @@ float pvf_attn_temperature(int64_t p, int64_t floor_scale, float attn_scale) {
 
 void pvf_causal_attention(const float *q, const float *k, const float *v, int64_t T, int64_t nh,
                           int64_t nkv, int64_t d, int64_t chunk, float *out, float *scores) {
+    pvf_causal_attention_from(q, k, v, T, 0, nh, nkv, d, chunk, out, scores);
+}
+
+void pvf_causal_attention_from(const float *q, const float *k, const float *v, int64_t T,
+                               int64_t first, int64_t nh, int64_t nkv, int64_t d, int64_t chunk,
+                               float *out, float *scores) {
     const int64_t group = nh / nkv;
     const float scale = 1.0f / sqrtf((float)d);
-    for (int64_t p = 0; p < T; p++) {
+    for (int64_t p = first; p < T; p++) {
         int64_t lo = chunk > 0 ? p / chunk * chunk : 0;
         for (int64_t h = 0; h < nh; h++) {
-            const float *qh = q + (p * nh + h) * d;
+            const float *qh = q + ((p - first) * nh + h) * d;
             const int64_t kvh = h / group;
             float mx = -INFINITY;
             for (int64_t j = lo; j <= p; j++) {
@@ -89,7 +100,7 @@ void pvf_causal_attention(const float *q, const float *k, const float *v, int64_
                 scores[j] = expf(scores[j] - mx);
                 sum += scores[j];
             }
-            float *oh = out + (p * nh + h) * d;
+            float *oh = out + ((p - first) * nh + h) * d;
             memset(oh, 0, (size_t)d * sizeof *oh);
             for (int64_t j = lo; j <= p; j++) {
                 const float a = scores[j] / sum;

@@ -28,6 +28,9 @@ void pvf_rope_inv_freq(int64_t d, double theta, const pvf_rope_llama3 *scaling, 
 /* Rotates the adjacent pairs (2i, 2i+1) of every head of x[T, heads * d] in
  * place; row t is at position t: angle t * inv_freq[i] in fp32. */
 void pvf_rope_apply(float *x, int64_t T, int64_t heads, int64_t d, const float *inv_freq);
+/* The same for rows at positions pos0..pos0+T-1 (a sequence's tail). */
+void pvf_rope_apply_from(float *x, int64_t pos0, int64_t T, int64_t heads, int64_t d,
+                         const float *inv_freq);
 
 /* Attention temperature of a NoPE layer at position p:
  * log(floor((p + 1) / floor_scale) + 1) * attn_scale + 1. */
@@ -40,6 +43,12 @@ float pvf_attn_temperature(int64_t p, int64_t floor_scale, float attn_scale);
  * scores: T floats of workspace. */
 void pvf_causal_attention(const float *q, const float *k, const float *v, int64_t T, int64_t nh,
                           int64_t nkv, int64_t d, int64_t chunk, float *out, float *scores);
+/* The queries of positions first..T-1 only (a sequence whose positions
+ * before `first` are unchanged): q and out hold rows first..T-1, k and v all
+ * T rows (only those a query sees are read). The same arithmetic per query. */
+void pvf_causal_attention_from(const float *q, const float *k, const float *v, int64_t T,
+                               int64_t first, int64_t nh, int64_t nkv, int64_t d, int64_t chunk,
+                               float *out, float *scores);
 
 /* h[j] = silu(gate[j]) * up[j], silu(z) = z * sigmoid(z). */
 void pvf_silu_mul(const float *gate, const float *up, int64_t n, float *h);

@@ -32,22 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct l4_layer {
-    int in_norm, q, k, v, o, post_norm;
-    int router, sh_gate, sh_up, sh_down; /* MoE */
-    int *gate_up, *down;                 /* MoE: [E] per-expert params */
-    int gate, up, mlp_down;              /* dense */
-} l4_layer;
-
-typedef struct llama4 {
-    l4_config c;
-    float *inv_freq; /* [head_dim / 2] */
-    l4_layer *layer;
-    int embed, norm, lm_head;
-    int64_t T;           /* tokens per eval input, fitted to the eval set */
-    int64_t scored_from; /* first scored position */
-} llama4;
-
 static void llama4_free(void *p) {
     llama4 *l = p;
     if (!l)
@@ -84,6 +68,33 @@ static int embed_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t firs
     return 0;
 }
 
+/* Layer L's attention of one sequence from query position `first`: RoPE
+ * (or NoPE temperature) and QK-norm on the queries first..T-1 (q rows) and
+ * keys kv_lo..T-1 (k rows by position), then attention; o rows first..T-1. */
+static void attend(const llama4 *l, int64_t L, int64_t first, int64_t kv_lo, float *q, float *k,
+                   const float *v, float *o, float *scores) {
+    const l4_config *c = &l->c;
+    const int64_t T = l->T, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
+    const int64_t nq = T - first, nk = T - kv_lo;
+    float *kl = k + kv_lo * kd;
+    if (c->rope[L]) {
+        pvf_rope_apply_from(q, first, nq, c->heads, c->head_dim, l->inv_freq);
+        pvf_rope_apply_from(kl, kv_lo, nk, c->kv_heads, c->head_dim, l->inv_freq);
+        if (c->qk_norm) { /* weightless RMS norm per head, after RoPE */
+            pvf_rms_norm(q, nq * c->heads, c->head_dim, NULL, (float)c->eps, q);
+            pvf_rms_norm(kl, nk * c->kv_heads, c->head_dim, NULL, (float)c->eps, kl);
+        }
+    } else if (c->temp_tuning) { /* NoPE: q only, by position */
+        for (int64_t t = first; t < T; t++) {
+            float s = pvf_attn_temperature(t, c->floor_scale, (float)c->attn_scale);
+            for (int64_t j = 0; j < qd; j++)
+                q[(t - first) * qd + j] *= s;
+        }
+    }
+    pvf_causal_attention_from(q, k, v, T, first, c->heads, c->kv_heads, c->head_dim,
+                              c->rope[L] ? c->chunk : 0, o, scores);
+}
+
 static int attn_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first, int64_t n,
                       const float *in, float *out) {
     (void)first;
@@ -98,37 +109,41 @@ static int attn_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first
     pvf_linear(a, R, H, pvf_exec_weights(ex, y->q), NULL, qd, q);
     pvf_linear(a, R, H, pvf_exec_weights(ex, y->k), NULL, kd, k);
     pvf_linear(a, R, H, pvf_exec_weights(ex, y->v), NULL, kd, v);
-    for (int64_t i = 0; i < n; i++) {
-        float *qi = q + i * T * qd, *ki = k + i * T * kd;
-        if (c->rope[L]) {
-            pvf_rope_apply(qi, T, c->heads, c->head_dim, l->inv_freq);
-            pvf_rope_apply(ki, T, c->kv_heads, c->head_dim, l->inv_freq);
-            if (c->qk_norm) { /* weightless RMS norm per head, after RoPE */
-                pvf_rms_norm(qi, T * c->heads, c->head_dim, NULL, (float)c->eps, qi);
-                pvf_rms_norm(ki, T * c->kv_heads, c->head_dim, NULL, (float)c->eps, ki);
-            }
-        } else if (c->temp_tuning) { /* NoPE: q only, by position */
-            for (int64_t t = 0; t < T; t++) {
-                float s = pvf_attn_temperature(t, c->floor_scale, (float)c->attn_scale);
-                for (int64_t j = 0; j < qd; j++)
-                    qi[t * qd + j] *= s;
-            }
-        }
-        pvf_causal_attention(qi, ki, v + i * T * kd, T, c->heads, c->kv_heads, c->head_dim,
-                             c->rope[L] ? c->chunk : 0, o + i * T * qd, scores);
-    }
+    for (int64_t i = 0; i < n; i++)
+        attend(l, L, 0, 0, q + i * T * qd, k + i * T * kd, v + i * T * kd, o + i * T * qd, scores);
     pvf_linear(o, R, qd, pvf_exec_weights(ex, y->o), NULL, H, out);
     for (int64_t j = 0; j < R * H; j++)
         out[j] = in[j] + out[j];
     return 0;
 }
 
-static int ffn_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first, int64_t n,
-                     const float *in, float *out) {
-    (void)first;
+void l4_attn_tail(pvf_exec *ex, int64_t L, const float *in, int64_t first, float *out) {
+    const pvf_model *m = ex->m;
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
-    const int64_t L = m->stages[stage].layer, R = n * l->T, H = c->hidden;
+    const int64_t T = l->T, H = c->hidden;
+    const int64_t qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
+    const l4_layer *y = &l->layer[L];
+    /* the keys the queries first..T-1 see: from first's chunk, or all */
+    const int64_t kv_lo = c->rope[L] && c->chunk > 0 ? first / c->chunk * c->chunk : 0;
+    const int64_t nk = T - kv_lo, nq = T - first;
+    float *a = ex->scratch, *q = a + T * H, *k = q + T * qd, *v = k + T * kd, *o = v + T * kd;
+    float *scores = o + T * qd;
+    pvf_rms_norm(in + kv_lo * H, nk, H, pvf_exec_weights(ex, y->in_norm), (float)c->eps, a);
+    pvf_linear(a + (first - kv_lo) * H, nq, H, pvf_exec_weights(ex, y->q), NULL, qd, q);
+    pvf_linear(a, nk, H, pvf_exec_weights(ex, y->k), NULL, kd, k + kv_lo * kd);
+    pvf_linear(a, nk, H, pvf_exec_weights(ex, y->v), NULL, kd, v + kv_lo * kd);
+    attend(l, L, first, kv_lo, q, k, v, o, scores);
+    pvf_linear(o, nq, qd, pvf_exec_weights(ex, y->o), NULL, H, out + first * H);
+    for (int64_t j = first * H; j < T * H; j++)
+        out[j] = in[j] + out[j];
+}
+
+void l4_ffn_rows(pvf_exec *ex, int64_t L, int64_t R, const float *in, float *out) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const int64_t H = c->hidden;
     const l4_layer *y = &l->layer[L];
     float *f = ex->scratch;
     pvf_rms_norm(in, R, H, pvf_exec_weights(ex, y->post_norm), (float)c->eps, f);
@@ -141,7 +156,7 @@ static int ffn_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first,
         pvf_linear(g, R, I, pvf_exec_weights(ex, y->mlp_down), NULL, H, out);
         for (int64_t j = 0; j < R * H; j++)
             out[j] = in[j] + out[j];
-        return 0;
+        return;
     }
     const int64_t I = c->inter, E = c->experts;
     const int k = (int)c->top_k;
@@ -167,7 +182,22 @@ static int ffn_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first,
     pvf_experts_run(&xp, f, R, idx, score, k, routed, work);
     for (int64_t j = 0; j < R * H; j++)
         out[j] = in[j] + (out[j] + routed[j]);
+}
+
+static int ffn_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first, int64_t n,
+                     const float *in, float *out) {
+    (void)first;
+    const llama4 *l = m->arch_state;
+    l4_ffn_rows(ex, m->stages[stage].layer, n * l->T, in, out);
     return 0;
+}
+
+void l4_head_rows(pvf_exec *ex, int64_t R, const float *in, float *out) {
+    const llama4 *l = ex->m->arch_state;
+    const int64_t H = l->c.hidden;
+    float *f = ex->scratch;
+    pvf_rms_norm(in, R, H, pvf_exec_weights(ex, l->norm), (float)l->c.eps, f);
+    pvf_linear(f, R, H, pvf_exec_weights(ex, l->lm_head), NULL, l->c.vocab, out);
 }
 
 static int head_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first, int64_t n,
@@ -175,10 +205,7 @@ static int head_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first
     (void)stage;
     (void)first;
     const llama4 *l = m->arch_state;
-    const int64_t R = n * l->T, H = l->c.hidden;
-    float *f = ex->scratch;
-    pvf_rms_norm(in, R, H, pvf_exec_weights(ex, l->norm), (float)l->c.eps, f);
-    pvf_linear(f, R, H, pvf_exec_weights(ex, l->lm_head), NULL, l->c.vocab, out);
+    l4_head_rows(ex, n * l->T, in, out);
     return 0;
 }
 
@@ -471,6 +498,9 @@ const pvf_arch pvf_arch_llama4_text = {
     .judge = llama4_judge,
     .packaging = llama4_packaging,
     .fit_eval = llama4_fit_eval,
+    .fast_prepare = l4_fast_prepare,
+    .fast_free = l4_fast_free,
+    .fast_trial = l4_fast_trial,
 };
 
 /* The multimodal checkpoint's text decoder (the vision tower is not loaded). */
@@ -482,4 +512,7 @@ const pvf_arch pvf_arch_llama4 = {
     .judge = llama4_judge,
     .packaging = llama4_packaging,
     .fit_eval = llama4_fit_eval,
+    .fast_prepare = l4_fast_prepare,
+    .fast_free = l4_fast_free,
+    .fast_trial = l4_fast_trial,
 };

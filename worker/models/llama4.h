@@ -1,5 +1,6 @@
 /* llama4.h - the Llama 4 text decoder's configuration (llama4_config.c) and
- * model state (llama4.c), shared by the two files only.
+ * model state (llama4.c) and its fast trial path (llama4_fast.c), shared by
+ * those files, its tests and bench_llama_experts only.
  *
  * Config rules: /work/shared/reference/llama4.md section 1 (text fields at
  * the top level or under "text_config", schedules derived as HF does). */
@@ -8,6 +9,7 @@
 
 #include "config.h"
 #include "kernels_llm.h"
+#include "model.h"
 
 #include <stdint.h>
 
@@ -29,5 +31,44 @@ typedef struct l4_config {
 
 /* Reads and checks the text config of cfg (top level or "text_config"). */
 int l4_config_read(l4_config *c, const pvf_config *cfg, pvf_err *err);
+
+/* Parameter indices of one decoder layer. */
+typedef struct l4_layer {
+    int in_norm, q, k, v, o, post_norm;
+    int router, sh_gate, sh_up, sh_down; /* MoE */
+    int *gate_up, *down;                 /* MoE: [E] per-expert params */
+    int gate, up, mlp_down;              /* dense */
+} l4_layer;
+
+typedef struct llama4 {
+    l4_config c;
+    float *inv_freq; /* [head_dim / 2] */
+    l4_layer *layer;
+    int embed, norm, lm_head;
+    int64_t T;           /* tokens per eval input, fitted to the eval set */
+    int64_t scored_from; /* first scored position */
+} llama4;
+
+/* Stage pieces on part of the tokens (llama4.c), same arithmetic as the
+ * stages, workspace ex->scratch. Layer L's FFN (post-attention norm, MLP or
+ * MoE, residual) of R token rows: */
+void l4_ffn_rows(pvf_exec *ex, int64_t L, int64_t R, const float *in, float *out);
+/* Final norm and lm_head of R token rows: */
+void l4_head_rows(pvf_exec *ex, int64_t R, const float *in, float *out);
+/* Layer L's attention block of one sequence (in, out [T, hidden]) for the
+ * positions first..T-1 only: out rows first..T-1 (rows before are not
+ * written; they do not change when in's rows before first did not). */
+void l4_attn_tail(pvf_exec *ex, int64_t L, const float *in, int64_t first, float *out);
+
+/* The fast trial path (llama4_fast.c; model.h's fast hooks). */
+int l4_fast_prepare(const pvf_model *m, const struct pvf_golden *g, void **state, pvf_err *err);
+void l4_fast_free(void *state);
+int l4_fast_trial(pvf_exec *ex, const struct pvf_golden *g, int param,
+                  const struct pvf_fault_effect *eff, struct pvf_trial_result *r, pvf_err *err);
+
+/* Eval tokens (sequence positions) the golden routing sends to the routed
+ * expert whose parameter is `param`; -1 when param is no routed expert's or
+ * g has no fast-path state. */
+int64_t pvf_llama4_expert_tokens(const pvf_model *m, const struct pvf_golden *g, int param);
 
 #endif

@@ -1,0 +1,526 @@
+/* llama4_fast.c - the Llama 4 fast trial path: a trial computes only the
+ * token rows its fault changes.
+ *
+ * fast_prepare replays the golden pass of every MoE layer once, chunk by
+ * chunk as the stage ran it, and keeps its routing (experts and scores per
+ * token), the shared expert's output and each routed slot's output per
+ * token, and the tokens each expert serves; and the final norm's output per
+ * token for the head.
+ *
+ * - A routed expert's fault changes only the tokens routed to it: none, and
+ *   the trial settles without inference. Otherwise those tokens' FFN rows are
+ *   recomputed: the expert over exactly the token gather the stage makes
+ *   (same rows, same order, so the values equal a full recompute bit for
+ *   bit), summed with the cached shared and other-slot outputs in the
+ *   stage's order. In the last layer a changed token changes only its own
+ *   logits (final norm + lm_head per token).
+ * - An embedding row's fault changes the sequences holding that token only.
+ * - An lm_head row's fault changes that one logit at every position: one
+ *   dot product per position, judged against golden's top-1.
+ * - Any other fault runs its stage over every sequence once.
+ * A sequence changed before the last stages is carried from its first
+ * changed position only (causal attention leaves earlier positions golden)
+ * and judged position by position.
+ *
+ * Work (r->stage_rows) counts token rows here, (position, stage) pairs,
+ * where the naive path counts whole sequences: divide by T to compare. */
+#include "fast.h"
+#include "kernels.h"
+#include "llama4.h"
+#include "trial.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Golden replay of one MoE layer over all n x T tokens. */
+typedef struct l4_moe_gold {
+    int32_t *idx;          /* [tokens, k] routed experts */
+    float *score;          /* [tokens, k] their scores */
+    float *shared;         /* [tokens, H] shared expert output */
+    float *slot_out;       /* [tokens, k, H] each routed slot's output */
+    int64_t *served_start; /* [E + 1] offsets into served */
+    int64_t *served;       /* tokens (sequence * T + position) per expert, ascending */
+} l4_moe_gold;
+
+typedef struct l4_fast {
+    int64_t n, T, layers;
+    l4_moe_gold *moe;  /* [layers]; zeroed for dense layers */
+    float *head_in;    /* [tokens, H] final norm output */
+    int *param_layer;  /* [nparams] routed expert parameter -> layer, or -1 */
+    int *param_expert; /* [nparams] -> expert */
+} l4_fast;
+
+void l4_fast_free(void *state) {
+    l4_fast *f = state;
+    if (!f)
+        return;
+    for (int64_t L = 0; f->moe && L < f->layers; L++) {
+        free(f->moe[L].idx);
+        free(f->moe[L].score);
+        free(f->moe[L].shared);
+        free(f->moe[L].slot_out);
+        free(f->moe[L].served_start);
+        free(f->moe[L].served);
+    }
+    free(f->moe);
+    free(f->head_in);
+    free(f->param_layer);
+    free(f->param_expert);
+    free(f);
+}
+
+/* Workspace of a chunk's golden MoE replay, rows = chunk tokens. */
+typedef struct moe_work {
+    float *f, *logits, *g, *u, *xg, *gu, *h, *yg;
+    int64_t *tok, *slot;
+} moe_work;
+
+static int moe_work_alloc(moe_work *w, const l4_config *c, int64_t rows) {
+    const int64_t H = c->hidden, I = c->inter;
+    memset(w, 0, sizeof *w);
+    w->f = malloc((size_t)(rows * H) * sizeof(float));
+    w->logits = malloc((size_t)(rows * c->experts) * sizeof(float));
+    w->g = malloc((size_t)(rows * I) * sizeof(float));
+    w->u = malloc((size_t)(rows * I) * sizeof(float));
+    w->xg = malloc((size_t)(rows * H) * sizeof(float));
+    w->gu = malloc((size_t)(rows * 2 * I) * sizeof(float));
+    w->h = malloc((size_t)(rows * I) * sizeof(float));
+    w->yg = malloc((size_t)(rows * H) * sizeof(float));
+    w->tok = malloc((size_t)rows * sizeof(int64_t));
+    w->slot = malloc((size_t)rows * sizeof(int64_t));
+    return w->f && w->logits && w->g && w->u && w->xg && w->gu && w->h && w->yg && w->tok && w->slot
+               ? 0
+               : -1;
+}
+
+static void moe_work_free(moe_work *w) {
+    free(w->f);
+    free(w->logits);
+    free(w->g);
+    free(w->u);
+    free(w->xg);
+    free(w->gu);
+    free(w->h);
+    free(w->yg);
+    free(w->tok);
+    free(w->slot);
+}
+
+/* Replays the golden pass of MoE layer L, chunk by chunk as the stage ran. */
+static int moe_prepare(const pvf_model *m, const pvf_golden *g, int64_t L, l4_moe_gold *mg,
+                       moe_work *w) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const l4_layer *y = &l->layer[L];
+    const int64_t H = c->hidden, I = c->inter, E = c->experts, k = c->top_k, T = l->T;
+    const int64_t tokens = g->n * T;
+    const int s = m->params[y->router].stage;
+    mg->idx = malloc((size_t)(tokens * k) * sizeof *mg->idx);
+    mg->score = malloc((size_t)(tokens * k) * sizeof *mg->score);
+    mg->shared = malloc((size_t)(tokens * H) * sizeof *mg->shared);
+    mg->slot_out = malloc((size_t)(tokens * k * H) * sizeof *mg->slot_out);
+    mg->served_start = calloc((size_t)(E + 1), sizeof *mg->served_start);
+    mg->served = malloc((size_t)(tokens * k) * sizeof *mg->served);
+    if (!mg->idx || !mg->score || !mg->shared || !mg->slot_out || !mg->served_start || !mg->served)
+        return -1;
+    for (int64_t first = 0; first < g->n; first += PVF_CHUNK) {
+        const int64_t nc = g->n - first < PVF_CHUNK ? g->n - first : PVF_CHUNK;
+        const int64_t R = nc * T, t0 = first * T;
+        const float *in = g->stage_in[s] + t0 * H;
+        pvf_rms_norm(in, R, H, m->params[y->post_norm].value, (float)c->eps, w->f);
+        pvf_linear(w->f, R, H, m->params[y->router].value, NULL, E, w->logits);
+        pvf_router_topk(w->logits, R, E, (int)k, mg->idx + t0 * k, mg->score + t0 * k);
+        pvf_linear(w->f, R, H, m->params[y->sh_gate].value, NULL, I, w->g);
+        pvf_linear(w->f, R, H, m->params[y->sh_up].value, NULL, I, w->u);
+        pvf_silu_mul(w->g, w->u, R * I, w->g);
+        pvf_linear(w->g, R, I, m->params[y->sh_down].value, NULL, H, mg->shared + t0 * H);
+        /* each expert over its gather, as pvf_experts_run */
+        for (int32_t e = 0; e < (int32_t)E; e++) {
+            int64_t cnt = 0;
+            for (int64_t r = 0; r < R; r++)
+                for (int64_t sl = 0; sl < k; sl++)
+                    if (mg->idx[(t0 + r) * k + sl] == e) {
+                        const float sc = mg->score[(t0 + r) * k + sl];
+                        for (int64_t j = 0; j < H; j++)
+                            w->xg[cnt * H + j] = w->f[r * H + j] * sc;
+                        w->tok[cnt] = r;
+                        w->slot[cnt++] = sl;
+                    }
+            if (cnt == 0)
+                continue;
+            pvf_linear(w->xg, cnt, H, m->params[y->gate_up[e]].value, NULL, 2 * I, w->gu);
+            pvf_swiglu(w->gu, cnt, I, w->h);
+            pvf_linear(w->h, cnt, I, m->params[y->down[e]].value, NULL, H, w->yg);
+            for (int64_t i = 0; i < cnt; i++)
+                memcpy(mg->slot_out + ((t0 + w->tok[i]) * k + w->slot[i]) * H, w->yg + i * H,
+                       (size_t)H * sizeof(float));
+        }
+    }
+    /* the tokens of each expert, ascending */
+    for (int64_t t = 0; t < tokens * k; t++)
+        mg->served_start[mg->idx[t] + 1]++;
+    for (int64_t e = 0; e < E; e++)
+        mg->served_start[e + 1] += mg->served_start[e];
+    int64_t *fill = calloc((size_t)E, sizeof *fill);
+    if (!fill)
+        return -1;
+    for (int64_t t = 0; t < tokens; t++)
+        for (int64_t sl = 0; sl < k; sl++) {
+            int32_t e = mg->idx[t * k + sl];
+            mg->served[mg->served_start[e] + fill[e]++] = t;
+        }
+    free(fill);
+    return 0;
+}
+
+int l4_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_err *err) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const int64_t H = c->hidden, T = l->T, tokens = g->n * T;
+    *state = NULL;
+    l4_fast *f = calloc(1, sizeof *f);
+    if (!f)
+        return pvf_err_set(err, "out of memory");
+    f->n = g->n;
+    f->T = T;
+    f->layers = c->layers;
+    f->moe = calloc((size_t)c->layers, sizeof *f->moe);
+    f->head_in = malloc((size_t)(tokens * H) * sizeof *f->head_in);
+    f->param_layer = malloc((size_t)m->nparams * sizeof *f->param_layer);
+    f->param_expert = malloc((size_t)m->nparams * sizeof *f->param_expert);
+    moe_work w;
+    int rc = moe_work_alloc(&w, c, (g->n < PVF_CHUNK ? g->n : PVF_CHUNK) * T);
+    if (rc || !f->moe || !f->head_in || !f->param_layer || !f->param_expert)
+        goto oom;
+    for (int p = 0; p < m->nparams; p++)
+        f->param_layer[p] = f->param_expert[p] = -1;
+    for (int64_t L = 0; L < c->layers; L++) {
+        if (!c->moe[L])
+            continue;
+        for (int64_t e = 0; e < c->experts; e++) {
+            const l4_layer *y = &l->layer[L];
+            f->param_layer[y->gate_up[e]] = f->param_layer[y->down[e]] = (int)L;
+            f->param_expert[y->gate_up[e]] = f->param_expert[y->down[e]] = (int)e;
+        }
+        if (moe_prepare(m, g, L, &f->moe[L], &w))
+            goto oom;
+    }
+    const int head = m->params[l->lm_head].stage;
+    pvf_rms_norm(g->stage_in[head], tokens, H, m->params[l->norm].value, (float)c->eps, f->head_in);
+    moe_work_free(&w);
+    *state = f;
+    return 0;
+oom:
+    moe_work_free(&w);
+    l4_fast_free(f);
+    return pvf_err_set(err, "%s: fast path state: out of memory", m->dir);
+}
+
+int64_t pvf_llama4_expert_tokens(const pvf_model *m, const pvf_golden *g, int param) {
+    const l4_fast *f = g->fast;
+    if (!f || param < 0 || param >= m->nparams || f->param_layer[param] < 0)
+        return -1;
+    const l4_moe_gold *mg = &f->moe[f->param_layer[param]];
+    const int e = f->param_expert[param];
+    return mg->served_start[e + 1] - mg->served_start[e];
+}
+
+/* ---- trials ---- */
+
+/* Judges position t (sequence * T + position) whose logits are all new, as
+ * llama4_judge does. */
+static void judge_position(const llama4 *l, pvf_exec *ex, const pvf_golden *g, int64_t t,
+                           const float *logits, pvf_trial_result *r) {
+    const int64_t V = l->c.vocab;
+    if (ex->trial_out)
+        memcpy(ex->trial_out + t * V, logits, (size_t)V * sizeof *logits);
+    if (t % l->T < l->scored_from)
+        return;
+    if (!pvf_all_finite(logits, V)) {
+        r->nonfinite++;
+        r->incorrect++;
+    } else if (pvf_argmax(logits, V) != g->top1[t]) {
+        r->incorrect++;
+    }
+}
+
+/* Judges the changed logits of position t (sequence * T + position):
+ * new values nv[0..count) of classes v0..v0+count-1, every other logit
+ * golden's. */
+static void judge_logits(const llama4 *l, pvf_exec *ex, const pvf_golden *g, int64_t t, int64_t v0,
+                         int64_t count, const float *nv, float *row, pvf_trial_result *r) {
+    const int64_t V = l->c.vocab;
+    const float *gold = g->out + t * V;
+    if (ex->trial_out)
+        memcpy(ex->trial_out + t * V + v0, nv, (size_t)count * sizeof *nv);
+    if (t % l->T < l->scored_from)
+        return;
+    const int64_t top = g->top1[t];
+    int rescan = top >= v0 && top < v0 + count;
+    for (int64_t j = 0; j < count; j++) {
+        if (!isfinite(nv[j])) {
+            r->nonfinite++;
+            r->incorrect++;
+            return;
+        }
+        rescan |= nv[j] >= gold[top];
+    }
+    if (!rescan)
+        return; /* top-1 still the first largest */
+    memcpy(row, gold, (size_t)V * sizeof *row);
+    memcpy(row + v0, nv, (size_t)count * sizeof *nv);
+    r->incorrect += pvf_argmax(row, V) != top;
+}
+
+/* lm_head rows [v0, v1]: one logit per row and position changes. */
+static int lm_head_trial(pvf_exec *ex, const pvf_golden *g, const pvf_fault_effect *eff,
+                         pvf_trial_result *r) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const l4_fast *f = g->fast;
+    const int64_t H = l->c.hidden, V = l->c.vocab, tokens = g->n * l->T;
+    const int64_t v0 = eff->lo / H, count = (eff->hi - 1) / H - v0 + 1;
+    const int64_t per = PVF_CHUNK * l->T;
+    if (count * per + V > m->scratch_floats)
+        return 1;
+    const float *w = pvf_exec_weights(ex, l->lm_head) + v0 * H;
+    float *logits = ex->scratch, *row = logits + count * per;
+    for (int64_t t0 = 0; t0 < tokens; t0 += per) {
+        const int64_t R = tokens - t0 < per ? tokens - t0 : per;
+        pvf_linear(f->head_in + t0 * H, R, H, w, NULL, count, logits);
+        r->stage_rows += R;
+        for (int64_t t = 0; t < R; t++)
+            judge_logits(l, ex, g, t0 + t, v0, count, logits + t * count, row, r);
+    }
+    return 0;
+}
+
+/* Carries sequence `seq`, whose input to stage s is x[T, H] and equals
+ * golden's before position p0, through the later stages: causal attention
+ * leaves the positions before the first changed one golden, so each stage
+ * runs positions p0..T-1 only (p0 moves up while rows are golden again),
+ * and the head judges those positions. */
+static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
+                      const float *x, pvf_trial_result *r) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const int64_t T = l->T, H = l->c.hidden, V = l->c.vocab;
+    float *cur = ex->fast_io[0], *next = ex->fast_io[1];
+    memcpy(cur, x, (size_t)(T * H) * sizeof *cur);
+    for (int st = s; st < m->nstages; st++) {
+        const float *gold = g->stage_in[st] + seq * T * H;
+        while (p0 < T && memcmp(cur + p0 * H, gold + p0 * H, (size_t)H * sizeof *cur) == 0)
+            p0++;
+        if (p0 == T)
+            return; /* golden again */
+        r->stage_rows += T - p0;
+        if (st == m->nstages - 1) {
+            float *logits = ex->act[1];
+            l4_head_rows(ex, T - p0, cur + p0 * H, logits);
+            for (int64_t p = p0; p < T; p++)
+                judge_position(l, ex, g, seq * T + p, logits + (p - p0) * V, r);
+            return;
+        }
+        const int64_t L = m->stages[st].layer;
+        if (st == m->params[l->layer[L].q].stage)
+            l4_attn_tail(ex, L, cur, p0, next);
+        else
+            l4_ffn_rows(ex, L, T - p0, cur + p0 * H, next + p0 * H);
+        memcpy(next, g->stage_in[st + 1] + seq * T * H, (size_t)(p0 * H) * sizeof *next);
+        float *t = cur;
+        cur = next;
+        next = t;
+    }
+}
+
+/* Embedding rows [v0, v1] changed: the sequences holding those tokens. */
+static int embed_trial(pvf_exec *ex, const pvf_golden *g, const pvf_fault_effect *eff,
+                       pvf_trial_result *r, pvf_err *err) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const int64_t H = l->c.hidden, T = l->T, v0 = eff->lo / H, v1 = (eff->hi - 1) / H;
+    pvf_tensor ids;
+    if (pvf_evalset_get(ex->eval, "input_ids", 1, &ids, err) != 1)
+        return -1;
+    const float *w = pvf_exec_weights(ex, l->embed);
+    const float *gold = g->stage_in[1];
+    float *in = ex->act[0];
+    for (int64_t i = 0; i < g->n; i++) {
+        int64_t p0 = -1;
+        for (int64_t p = 0; p < T; p++) {
+            const int64_t id = pvf_tensor_get_i64(&ids, i * T + p);
+            if (id < v0 || id > v1)
+                continue;
+            if (p0 < 0) {
+                memcpy(in, gold + i * T * H, (size_t)(T * H) * sizeof *in);
+                p0 = p;
+            }
+            memcpy(in + p * H, w + id * H, (size_t)H * sizeof *in);
+        }
+        if (p0 >= 0)
+            carry_seq(ex, g, 1, i, p0, in, r);
+    }
+    return 0;
+}
+
+/* Workspace floats of expert_trial for `rows` gathered tokens. */
+static int64_t expert_scratch(const l4_config *c, int64_t rows) {
+    return rows * (2 + 4 * c->hidden + 3 * c->inter);
+}
+
+/* Routed expert e of MoE layer L: only the tokens routed to it change. */
+static int expert_trial(pvf_exec *ex, const pvf_golden *g, int64_t L, int32_t e,
+                        pvf_trial_result *r) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const l4_fast *f = g->fast;
+    const l4_moe_gold *mg = &f->moe[L];
+    const l4_layer *y = &l->layer[L];
+    const int64_t H = c->hidden, I = c->inter, k = c->top_k, T = l->T, V = c->vocab;
+    const int s = m->params[y->router].stage;
+    const int last = s + 1 == m->nstages - 1; /* the next stage is the head */
+    const int64_t *served = mg->served + mg->served_start[e];
+    const int64_t nserved = mg->served_start[e + 1] - mg->served_start[e];
+    if (nserved == 0)
+        return 0; /* no eval token reads this expert: golden, without inference */
+    const int64_t per = PVF_CHUNK * T;
+    if (expert_scratch(c, per) > m->scratch_floats)
+        return 1;
+    int64_t *tok = (int64_t *)(void *)ex->scratch; /* malloc'd: any type; changed tokens */
+    float *xg = ex->scratch + 2 * per, *gu = xg + per * H, *h = gu + per * 2 * I;
+    float *yg = h + per * I, *next = yg + per * H, *hn = next + per * H;
+    int64_t *firsts = ex->fast_rows; /* first changed token of each sequence to carry */
+    const float *gate_up = pvf_exec_weights(ex, y->gate_up[e]);
+    const float *down = pvf_exec_weights(ex, y->down[e]);
+    const float *post = pvf_exec_weights(ex, y->post_norm);
+    const float *in = g->stage_in[s], *gold_out = g->stage_in[s + 1];
+    float *seq_in = ex->act[0];
+    int64_t a = 0;
+    for (int64_t first = 0; first < g->n; first += PVF_CHUNK) {
+        /* the tokens of this golden chunk: the stage's gather for expert e */
+        const int64_t t_end = (first + PVF_CHUNK < g->n ? first + PVF_CHUNK : g->n) * T;
+        int64_t b = a;
+        while (b < nserved && served[b] < t_end)
+            b++;
+        const int64_t cnt = b - a;
+        if (cnt == 0)
+            continue;
+        for (int64_t i = 0; i < cnt; i++) {
+            const int64_t t = served[a + i];
+            int64_t sl = 0;
+            while (mg->idx[t * k + sl] != e)
+                sl++;
+            pvf_rms_norm(in + t * H, 1, H, post, (float)c->eps, xg + i * H);
+            const float sc = mg->score[t * k + sl];
+            for (int64_t j = 0; j < H; j++)
+                xg[i * H + j] *= sc;
+        }
+        pvf_linear(xg, cnt, H, gate_up, NULL, 2 * I, gu);
+        pvf_swiglu(gu, cnt, I, h);
+        pvf_linear(h, cnt, I, down, NULL, H, yg);
+        r->stage_rows += cnt;
+        /* each token's FFN output as the stage sums it: routed slots in
+         * expert order from zero, plus the shared output, plus the input */
+        int64_t changed = 0;
+        for (int64_t i = 0; i < cnt; i++) {
+            const int64_t t = served[a + i];
+            float *o = next + changed * H;
+            for (int64_t j = 0; j < H; j++)
+                o[j] = 0.0f;
+            for (int32_t ex_id = 0, done = 0; done < k; ex_id++)
+                for (int64_t sl = 0; sl < k; sl++) {
+                    if (mg->idx[t * k + sl] != ex_id)
+                        continue;
+                    const float *add = ex_id == e ? yg + i * H : mg->slot_out + (t * k + sl) * H;
+                    for (int64_t j = 0; j < H; j++)
+                        o[j] += add[j];
+                    done++;
+                }
+            for (int64_t j = 0; j < H; j++)
+                o[j] = in[t * H + j] + (mg->shared[t * H + j] + o[j]);
+            if (memcmp(o, gold_out + t * H, (size_t)H * sizeof *o) == 0)
+                continue; /* the change vanished */
+            tok[changed++] = t;
+        }
+        a = b;
+        if (changed == 0)
+            continue;
+        if (last) {
+            /* a changed token changes only its own logits */
+            pvf_rms_norm(next, changed, H, pvf_exec_weights(ex, l->norm), (float)c->eps, hn);
+            float *logits = ex->act[1];
+            pvf_linear(hn, changed, H, pvf_exec_weights(ex, l->lm_head), NULL, V, logits);
+            r->stage_rows += changed;
+            for (int64_t i = 0; i < changed; i++)
+                judge_position(l, ex, g, tok[i], logits + i * V, r);
+            continue;
+        }
+        /* earlier layers: the sequences holding a changed token, from its
+         * first changed position (their inputs first: carrying uses scratch) */
+        int64_t nseq = 0;
+        for (int64_t i = 0; i < changed;) {
+            const int64_t seq = tok[i] / T;
+            float *dst = seq_in + nseq * T * H;
+            memcpy(dst, gold_out + seq * T * H, (size_t)(T * H) * sizeof *dst);
+            firsts[nseq++] = tok[i];
+            for (; i < changed && tok[i] / T == seq; i++)
+                memcpy(dst + (tok[i] % T) * H, next + i * H, (size_t)H * sizeof *dst);
+        }
+        for (int64_t j = 0; j < nseq; j++)
+            carry_seq(ex, g, s + 1, firsts[j] / T, firsts[j] % T, seq_in + j * T * H, r);
+    }
+    return 0;
+}
+
+/* Any other fault of stage s: the stage over every sequence, then each
+ * sequence from its first changed position. */
+static int stage_trial(pvf_exec *ex, const pvf_golden *g, int s, pvf_trial_result *r) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const pvf_stage *st = &m->stages[s];
+    const int64_t T = l->T, H = l->c.hidden, V = l->c.vocab;
+    const int head = s == m->nstages - 1;
+    float *out = ex->act[0];
+    for (int64_t first = 0; first < g->n; first += ex->chunk) {
+        const int64_t n = g->n - first < ex->chunk ? g->n - first : ex->chunk;
+        if (st->run(m, s, ex, first, n, g->stage_in[s] + first * st->in_size, out))
+            return -1;
+        r->stage_rows += n * T;
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t seq = first + i;
+            if (head) {
+                for (int64_t p = 0; p < T; p++)
+                    judge_position(l, ex, g, seq * T + p, out + (i * T + p) * V, r);
+                continue;
+            }
+            const float *x = out + i * T * H, *gold = g->stage_in[s + 1] + seq * T * H;
+            int64_t p0 = 0;
+            while (p0 < T && memcmp(x + p0 * H, gold + p0 * H, (size_t)H * sizeof *x) == 0)
+                p0++;
+            if (p0 < T)
+                carry_seq(ex, g, s + 1, seq, p0, x, r);
+        }
+    }
+    return 0;
+}
+
+int l4_fast_trial(pvf_exec *ex, const pvf_golden *g, int param, const pvf_fault_effect *eff,
+                  pvf_trial_result *r, pvf_err *err) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const l4_fast *f = g->fast;
+    if (!f || eff->hi <= eff->lo)
+        return 1;
+    if (f->param_layer[param] >= 0)
+        return expert_trial(ex, g, f->param_layer[param], f->param_expert[param], r);
+    if (param == l->embed)
+        return embed_trial(ex, g, eff, r, err);
+    if (param == l->lm_head)
+        return lm_head_trial(ex, g, eff, r);
+    const int s = m->params[param].stage;
+    if (s == 0 || !g->stage_in[s])
+        return 1;
+    return stage_trial(ex, g, s, r) ? pvf_err_set(err, "stage '%s' failed", m->stages[s].name) : 0;
+}
