@@ -378,6 +378,7 @@ int pvf_forward_from(pvf_exec *ex, const pvf_golden *g, int start, float *out, p
 int pvf_golden_compute(pvf_golden *g, pvf_exec *ex, pvf_err *err) {
     const pvf_model *m = ex->m;
     memset(g, 0, sizeof *g);
+    g->eval = ex->eval;
     g->n = ex->n_inputs > 0 && ex->n_inputs < ex->eval->n ? ex->n_inputs : ex->eval->n;
     const float *input0 = NULL; /* in the eval set's mapping, maybe unaligned */
     if (m->arch->bind_eval(m, ex->eval, &input0, err))
