@@ -191,6 +191,13 @@ struct pvf_exec {
     int fault_param;  /* parameter whose values the overlay replaces, or -1 */
     int copy_param;   /* parameter held in `copy`, or -1 */
     float *copy;      /* private copy of one parameter's compute values */
+
+    /* Who owns the copies: one buffer for one parameter at a time, or for
+     * every parameter (copy_at[p] its offset, copy_made[p] once copied). */
+    float *copy_buf;
+    int64_t *copy_at;
+    unsigned char *copy_made;
+
     int64_t fault_lo, fault_hi;
     int naive;          /* trials run the plain full forward pass from stage 0 */
     int want_outputs;   /* fast trials also write every output (tests) */

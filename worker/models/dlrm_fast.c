@@ -464,6 +464,16 @@ static int mlp_trial(pvf_exec *ex, const pvf_golden *g, dlrm_fast *f, const dlrm
         const float *x = mlp_input(f, g, m, s, row);
         if (c1 - c0 == 1 && x[c0] == 0.0f)
             continue; /* W_ij * 0 = 0 for a finite W_ij: feature i unchanged */
+        const double *sens = NULL;
+        if (!last && rule->enabled) {
+            /* before any arithmetic: |dx_i| <= |db_i| + sum_j |dW_ij| |x_j| */
+            sens = s < d->emb_stage ? f->sens[s] + row * out : f->sens[s];
+            double change = bias ? fabs((double)b[i] - (double)b0[i]) : 0;
+            for (int64_t j = c0; j < c1; j++)
+                change += fabs((double)w[j] - (double)w0[j]) * fabs((double)x[j]);
+            if (change <= DELTA_CAP && settles(rule, row, change * sens[i]))
+                continue;
+        }
         float v = 0.0f;
         for (int64_t j = 0; j < in; j++)
             v += w[j] * x[j];
@@ -476,11 +486,8 @@ static int mlp_trial(pvf_exec *ex, const pvf_golden *g, dlrm_fast *f, const dlrm
         const float gold = last ? g->out[row] : g->stage_in[s + 1][row * out + i];
         if (memcmp(&v, &gold, sizeof v) == 0)
             continue;
-        if (!last && rule->enabled) {
-            const double *sens = s < d->emb_stage ? f->sens[s] + row * out : f->sens[s];
-            if (settles(rule, row, weighted_change(sens + i, &v, &gold, 1)))
-                continue;
-        }
+        if (sens && settles(rule, row, weighted_change(sens + i, &v, &gold, 1)))
+            continue;
         float *slot = carry_push(&c, row, err);
         if (!slot)
             return -1;
