@@ -15,13 +15,15 @@
  * backwards from the logit (ReLU is 1-Lipschitz). The dot interaction is
  * bilinear: a change d_f of one feature vector f changes pair (a, f) by
  * exactly t_a . d_f, so S of vector f is sum_a S_pair(a, f) |t_a| per input
- * (the bottom MLP's S is per input for that reason). Float rounding of both
- * the golden and the faulty pass is covered by a slack proportional to the
- * input's magnitude through the absolute network (>= n u per dot product
- * of n terms). Per rule (decision or threshold), tables of max_r |x_j| S / lim
- * over all but the few inputs of smallest allowance settle most MLP faults in
- * O(1); those few are always computed. A non-finite or huge change is never
- * bounded: it goes the exact way. */
+ * (the bottom MLP's S is per input for that reason). Float rounding: every dot
+ * product of n terms the faulty pass recomputes may round differently from
+ * golden's, by at most 2 gamma_n sum |w x| (gamma_n = n u / (1 - n u), u =
+ * 2^-24); those of the layers after the faulty stage, weighted by S, are taken
+ * off each input's margin (per faulty stage). Per rule (decision or
+ * threshold), tables of max_r |x_j| S / lim over all but the few inputs of
+ * smallest allowance settle most MLP faults in O(1); those few are always
+ * checked one by one. A non-finite or huge change is never bounded: it goes
+ * the exact way. */
 #include "dlrm.h"
 #include "kernels_nn.h"
 
@@ -37,19 +39,20 @@
  * activations up to GOLDEN_CAP: then no carried value can overflow. */
 #define DELTA_CAP  1e6
 #define GOLDEN_CAP 1e4
-/* Relative slack on a bound, and the rounding allowance per unit of an
- * input's absolute magnitude (>= the sum of n * 2^-24 over its dot products,
- * for the golden pass and the faulty one). */
-#define BOUND_SLACK 2e-4
-#define ROUNDING    1e-4
+/* Relative slack on a bound (the rounding of the change's own products and
+ * of the bound itself), and on the margin. */
+#define BOUND_SLACK  2e-4
+#define MARGIN_SLACK 1e-4
 
 /* What the bounds of one outcome rule need (threshold tau; 0: the decision). */
 typedef struct dlrm_rule {
     double tau;
     int enabled;
-    double *lim;      /* [n] largest |dz| that keeps input r's outcome, after slack */
-    int64_t *fragile; /* ascending: inputs left out of q, always computed */
-    int64_t nfragile;
+    /* per faulty stage s: [n] the largest |dz| that keeps input r's outcome,
+     * after the rounding of the layers from s on */
+    double *lim[PVF_DLRM_MAX_STAGES];
+    int64_t *fragile[PVF_DLRM_MAX_STAGES]; /* ascending: inputs left out of q[s] */
+    int64_t nfragile[PVF_DLRM_MAX_STAGES];
     double *q[PVF_DLRM_MAX_STAGES]; /* MLP stage s: [(in + 1) x out], max over the other
                                        inputs of |x_j| S_i / lim (row `in`: the bias) */
     struct dlrm_rule *next;
@@ -64,16 +67,16 @@ typedef struct dlrm_fast {
     int64_t *read_key; /* sorted table_base[k] + row, one per (row, reading input) */
     int64_t *read_input;
     int64_t nread;
-    float *xtop;                       /* [n x top_in] the top MLP's input (the interaction) */
-    int bounds;                        /* 0: nothing is ever bounded */
-    double *sens[PVF_DLRM_MAX_STAGES]; /* S of stage s's outputs: top [out], bottom [n x out] */
-    double *sens_x;                    /* [top_in] S of the top MLP's input */
-    double *G;                         /* [n x nfeat x dim] S of the feature vectors, per input */
-    double *xmax[PVF_DLRM_MAX_STAGES]; /* [in] max over inputs of |x_j| */
-    double *z0;                        /* [n] golden logit */
-    double *mag;                       /* [n] magnitude through the absolute network */
-    pthread_mutex_t lock;              /* serializes building rules */
-    _Atomic(dlrm_rule *) rules;        /* built rules, never changed once published */
+    float *xtop;                        /* [n x top_in] the top MLP's input (the interaction) */
+    int bounds;                         /* 0: nothing is ever bounded */
+    double *sens[PVF_DLRM_MAX_STAGES];  /* S of stage s's outputs: top [out], bottom [n x out] */
+    double *sens_x;                     /* [top_in] S of the top MLP's input */
+    double *G;                          /* [n x nfeat x dim] S of the feature vectors, per input */
+    double *xmax[PVF_DLRM_MAX_STAGES];  /* [in] max over inputs of |x_j| */
+    double *z0;                         /* [n] golden logit */
+    double *allow[PVF_DLRM_MAX_STAGES]; /* [n] rounding allowance of a fault in stage s */
+    pthread_mutex_t lock;               /* serializes building rules */
+    _Atomic(dlrm_rule *) rules;         /* built rules, never changed once published */
 } dlrm_fast;
 
 static void mlp_geometry(const pvf_model *m, int s, int64_t *in, int64_t *out) {
@@ -98,6 +101,12 @@ static int64_t pair_index(int64_t dim, int64_t a, int64_t b) {
     return dim + a * (a - 1) / 2 + b;
 }
 
+/* Worst-case relative rounding of a float sum of n terms. */
+static double gamma_n(int64_t n) {
+    const double u = 0x1p-24;
+    return (double)n * u / (1 - (double)n * u);
+}
+
 static int all_below(const float *x, int64_t n, double cap) {
     for (int64_t i = 0; i < n; i++)
         if (!(fabs((double)x[i]) <= cap))
@@ -108,15 +117,17 @@ static int all_below(const float *x, int64_t n, double cap) {
 /* ---- rules ---------------------------------------------------------------- */
 
 static void rule_free(dlrm_rule *r, int nstages) {
-    free(r->lim);
-    free(r->fragile);
-    for (int s = 0; s < nstages; s++)
+    for (int s = 0; s < nstages; s++) {
+        free(r->lim[s]);
+        free(r->fragile[s]);
         free(r->q[s]);
+    }
     free(r);
 }
 
-/* The largest |dz| input r's outcome allows under rule tau, after slack. */
-static double allowance(const dlrm_fast *f, const pvf_golden *g, int64_t r, double tau) {
+/* The largest |dz| input r's outcome allows under rule tau, after slack for
+ * a fault in stage s. */
+static double allowance(const dlrm_fast *f, const pvf_golden *g, int s, int64_t r, double tau) {
     const double z = f->z0[r], p0 = g->out[r];
     double margin;
     if (tau > 0) {
@@ -133,7 +144,7 @@ static double allowance(const dlrm_fast *f, const pvf_golden *g, int64_t r, doub
     } else {
         margin = (g->out[r] > 0.5f) == (z > 0) ? fabs(z) : 0;
     }
-    double lim = margin * (1 - ROUNDING) - 1e-6 * (1 + fabs(z)) - ROUNDING * f->mag[r];
+    double lim = margin * (1 - MARGIN_SLACK) - 1e-6 * (1 + fabs(z)) - f->allow[s][r];
     return lim > 0 ? lim : 0;
 }
 
@@ -163,28 +174,32 @@ static dlrm_rule *rule_build(const dlrm_fast *f, const pvf_model *m, const pvf_g
     rule->enabled = f->bounds;
     if (!rule->enabled)
         return rule;
-    rule->lim = malloc((size_t)n * sizeof *rule->lim);
-    rule->fragile = malloc((size_t)n * sizeof *rule->fragile);
     ranked *order = malloc((size_t)n * sizeof *order);
-    unsigned char *skip = calloc((size_t)n, 1);
-    if (!rule->lim || !rule->fragile || !order || !skip)
+    unsigned char *skip = malloc((size_t)n);
+    if (!order || !skip)
         goto oom;
-    for (int64_t r = 0; r < n; r++) {
-        rule->lim[r] = allowance(f, g, r, tau);
-        order[r] = (ranked){rule->lim[r], r};
-    }
-    qsort(order, (size_t)n, sizeof *order, by_lim);
-    int64_t positive = 0;
-    for (int64_t t = 0; t < n; t++) {
-        if (order[t].lim > 0 && positive++ >= FRAGILE_INPUTS)
-            break;
-        rule->fragile[rule->nfragile++] = order[t].row;
-        skip[order[t].row] = 1;
-    }
-    qsort(rule->fragile, (size_t)rule->nfragile, sizeof *rule->fragile, by_row);
     for (int s = 0; s < m->nstages; s++) {
+        double *lim = rule->lim[s] = malloc((size_t)n * sizeof *lim);
+        int64_t *fragile = rule->fragile[s] = malloc((size_t)n * sizeof *fragile);
+        if (!lim || !fragile)
+            goto oom;
+        for (int64_t r = 0; r < n; r++) {
+            lim[r] = allowance(f, g, s, r, tau);
+            order[r] = (ranked){lim[r], r};
+        }
         if (s == d->emb_stage)
-            continue;
+            continue; /* embedding faults are bounded input by input */
+        qsort(order, (size_t)n, sizeof *order, by_lim);
+        for (int64_t r = 0; r < n; r++)
+            skip[r] = 0;
+        int64_t positive = 0;
+        for (int64_t t = 0; t < n; t++) {
+            if (order[t].lim > 0 && positive++ >= FRAGILE_INPUTS)
+                break;
+            fragile[rule->nfragile[s]++] = order[t].row;
+            skip[order[t].row] = 1;
+        }
+        qsort(fragile, (size_t)rule->nfragile[s], sizeof *fragile, by_row);
         int64_t in, out;
         mlp_geometry(m, s, &in, &out);
         double *q = rule->q[s] = calloc((size_t)((in + 1) * out), sizeof *q);
@@ -196,7 +211,7 @@ static dlrm_rule *rule_build(const dlrm_fast *f, const pvf_model *m, const pvf_g
             const float *x = mlp_input(f, g, m, s, r);
             const double *sens = s < d->emb_stage ? f->sens[s] + r * out : f->sens[s];
             for (int64_t j = 0; j <= in; j++) {
-                const double a = (j < in ? fabs((double)x[j]) : 1.0) / rule->lim[r];
+                const double a = (j < in ? fabs((double)x[j]) : 1.0) / lim[r];
                 double *qj = q + j * out;
                 for (int64_t i = 0; i < out; i++)
                     qj[i] = fmax(qj[i], a * sens[i]);
@@ -296,8 +311,9 @@ static double top_input_bound(const dlrm_fast *f, const pvf_dlrm *d, int64_t r, 
     return b;
 }
 
-static int settles(const dlrm_rule *rule, int64_t r, double bound) {
-    return bound * (1 + BOUND_SLACK) < rule->lim[r];
+/* The bound proves input r's outcome under a fault in stage s. */
+static int settles(const dlrm_rule *rule, int s, int64_t r, double bound) {
+    return bound * (1 + BOUND_SLACK) < rule->lim[s][r];
 }
 
 int pvf_dlrm_fast_bound(const pvf_exec *ex, const pvf_golden *g, int stage, int64_t row,
@@ -321,7 +337,8 @@ int pvf_dlrm_fast_bound(const pvf_exec *ex, const pvf_golden *g, int stage, int6
         b = weighted_change(f->sens[stage - 1] + row * width, in, gold, width);
     else
         b = weighted_change(f->sens[stage - 1], in, gold, width);
-    return settles(rule, row, b);
+    /* rows come from the stage before: what rounds from here on is its allowance */
+    return settles(rule, stage == d->first_top ? d->emb_stage : stage - 1, row, b);
 }
 
 /* ---- carrying changed rows on ---------------------------------------------- */
@@ -417,7 +434,7 @@ static int embedding_trial(pvf_exec *ex, const pvf_golden *g, dlrm_fast *f, cons
         const float *gold = c.gold + in * c.width + (int64_t)(k + 1) * dim;
         if (memcmp(pooled, gold, (size_t)dim * sizeof *pooled) == 0 ||
             (rule->enabled &&
-             settles(rule, in,
+             settles(rule, d->emb_stage, in,
                      weighted_change(f->G + (in * f->nfeat + k + 1) * dim, pooled, gold, dim))))
             carry_drop(&c);
     }
@@ -451,8 +468,8 @@ static int mlp_trial(pvf_exec *ex, const pvf_golden *g, dlrm_fast *f, const dlrm
             worst += dw * f->xmax[s][j];
         }
         if (ratio * (1 + BOUND_SLACK) < 1 && worst <= DELTA_CAP) {
-            visit = rule->fragile;
-            nvisit = rule->nfragile;
+            visit = rule->fragile[s];
+            nvisit = rule->nfragile[s];
         }
     }
     /* The bottom MLP's output is the first block of the embedding stage's output. */
@@ -471,7 +488,7 @@ static int mlp_trial(pvf_exec *ex, const pvf_golden *g, dlrm_fast *f, const dlrm
             double change = bias ? fabs((double)b[i] - (double)b0[i]) : 0;
             for (int64_t j = c0; j < c1; j++)
                 change += fabs((double)w[j] - (double)w0[j]) * fabs((double)x[j]);
-            if (change <= DELTA_CAP && settles(rule, row, change * sens[i]))
+            if (change <= DELTA_CAP && settles(rule, s, row, change * sens[i]))
                 continue;
         }
         float v = 0.0f;
@@ -486,7 +503,7 @@ static int mlp_trial(pvf_exec *ex, const pvf_golden *g, dlrm_fast *f, const dlrm
         const float gold = last ? g->out[row] : g->stage_in[s + 1][row * out + i];
         if (memcmp(&v, &gold, sizeof v) == 0)
             continue;
-        if (sens && settles(rule, row, weighted_change(sens + i, &v, &gold, 1)))
+        if (sens && settles(rule, s, row, weighted_change(sens + i, &v, &gold, 1)))
             continue;
         float *slot = carry_push(&c, row, err);
         if (!slot)
@@ -638,8 +655,10 @@ static int build_bounds(dlrm_fast *f, const pvf_model *m, const pvf_golden *g) {
     /* S of the feature vectors, per input */
     f->G = malloc((size_t)(n * nf * dim) * sizeof *f->G);
     f->z0 = malloc((size_t)n * sizeof *f->z0);
-    f->mag = calloc((size_t)n, sizeof *f->mag);
-    if (!f->G || !f->z0 || !f->mag)
+    for (int s = 0; s < m->nstages; s++)
+        if (!(f->allow[s] = calloc((size_t)n, sizeof *f->allow[s])))
+            return -1;
+    if (!f->G || !f->z0)
         return -1;
     for (int64_t r = 0; r < n; r++) {
         const float *t = g->stage_in[d->first_top] + r * f->width;
@@ -683,7 +702,7 @@ static int build_bounds(dlrm_fast *f, const pvf_model *m, const pvf_golden *g) {
             }
         }
     }
-    /* golden logit; magnitude of every dot product on the way, weighted by S */
+    /* golden logit; rounding allowances */
     for (int64_t r = 0; r < n; r++) {
         int64_t in, out;
         mlp_geometry(m, (int)last, &in, &out);
@@ -692,38 +711,48 @@ static int build_bounds(dlrm_fast *f, const pvf_model *m, const pvf_golden *g) {
         for (int64_t j = 0; j < in; j++)
             z += (double)w[j] * h[j];
         f->z0[r] = z;
-        const float *t = g->stage_in[d->first_top] + r * f->width;
-        double mag = 0;
-        if (d->dot) {
-            for (int64_t c = 0; c < dim; c++)
-                mag += f->sens_x[c] * fabs((double)t[c]);
-            for (int64_t a = 1; a < nf; a++)
-                for (int64_t o = 0; o < a; o++) {
-                    double dot = 0;
-                    for (int64_t c = 0; c < dim; c++)
-                        dot += fabs((double)t[a * dim + c]) * fabs((double)t[o * dim + c]);
-                    mag += f->sens_x[pair_index(dim, a, o)] * dot;
-                }
-        } else {
-            for (int64_t c = 0; c < f->top_in; c++)
-                mag += f->sens_x[c] * fabs((double)t[c]);
-        }
+        /* rho[s]: what layer s's dot products may round, sum_i S_i gamma (|b_i| +
+         * sum_j |W_ij x_j|); own[s]: its largest term, one faulty feature's */
+        double rho[PVF_DLRM_MAX_STAGES] = {0}, own[PVF_DLRM_MAX_STAGES] = {0}, rho_int = 0;
         for (int s = 0; s < m->nstages; s++) {
             if (s == d->emb_stage)
                 continue;
             mlp_geometry(m, s, &in, &out);
             const float *wb = m->params[d->b[s]].value, *ws = m->params[d->w[s]].value;
             const double *sens = s < d->emb_stage ? f->sens[s] + r * out : f->sens[s];
-            const float *x = g->stage_in[s] + r * m->stages[s].in_size;
+            const float *x = mlp_input(f, g, m, s, r);
             for (int64_t i = 0; i < out; i++) {
                 double a = fabs((double)wb[i]);
-                if (s < d->emb_stage) /* the top MLP's products are in the sum above */
-                    for (int64_t j = 0; j < in; j++)
-                        a += fabs((double)ws[i * in + j]) * fabs((double)x[j]);
-                mag += sens[i] * a;
+                for (int64_t j = 0; j < in; j++)
+                    a += fabs((double)ws[i * in + j] * (double)x[j]);
+                rho[s] += gamma_n(in + 1) * sens[i] * a;
+                own[s] = fmax(own[s], gamma_n(in + 1) * sens[i] * a);
             }
         }
-        f->mag[r] = mag;
+        if (d->dot) {
+            const float *t = g->stage_in[d->first_top] + r * f->width;
+            for (int64_t a = 1; a < nf; a++)
+                for (int64_t o = 0; o < a; o++) {
+                    double dot = 0;
+                    for (int64_t c = 0; c < dim; c++)
+                        dot += fabs((double)t[a * dim + c] * (double)t[o * dim + c]);
+                    rho_int += gamma_n(dim) * f->sens_x[pair_index(dim, a, o)] * dot;
+                }
+        }
+        /* The faulty pass and golden both round (2x) every layer after the
+         * faulty stage, and the faulty feature's own product; z0, the exact
+         * sum of the golden float products, is off golden's float logit by up
+         * to rho[last]. An embedding fault's bag sums are bit-exact. */
+        double after = 0;
+        for (int s = (int)last; s >= 0; s--) {
+            if (s == d->emb_stage) {
+                after += rho_int;
+                f->allow[s][r] = 2 * after + rho[last];
+                continue;
+            }
+            f->allow[s][r] = 2 * (after + own[s]) + rho[last];
+            after += rho[s];
+        }
     }
     for (int s = 0; s < m->nstages; s++) {
         if (s == d->emb_stage)
@@ -766,7 +795,8 @@ void pvf_dlrm_fast_free(void *state) {
     free(f->sens_x);
     free(f->G);
     free(f->z0);
-    free(f->mag);
+    for (int s = 0; s < PVF_DLRM_MAX_STAGES; s++)
+        free(f->allow[s]);
     free(f);
 }
 
