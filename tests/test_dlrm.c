@@ -399,11 +399,11 @@ static void test_fast_mlp_bounds(void) {
                 targets[nt++] = t;
         float *naive = malloc((size_t)r.golden.n * sizeof *naive);
         /* a low mantissa bit of a top-MLP weight: settled by the bound alone */
-        pvf_trial_result fast, plain;
+        pvf_trial_result lf, lp;
         pvf_fault_site low = {pvf_model_find_target(m, "top_l.0.weight"), 5, 1u << 1};
-        CHECK(both_ways(&r, &low, naive, &fast, &plain) == 0);
-        CHECK(fast.effect.new_value != fast.effect.old_value);
-        CHECK((fast.flags & PVF_TRIAL_SETTLED) && fast.stage_rows == 0 && plain.incorrect == 0);
+        CHECK(both_ways(&r, &low, naive, &lf, &lp) == 0);
+        CHECK(lf.effect.new_value != lf.effect.old_value);
+        CHECK((lf.flags & PVF_TRIAL_SETTLED) && lf.stage_rows == 0 && lp.incorrect == 0);
         const double taus[] = {0, 0.02};
         for (int ti = 0; ti < 2; ti++) {
             r.model.outcome_threshold = taus[ti];
