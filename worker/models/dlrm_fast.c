@@ -6,7 +6,7 @@
  * the readers' pooled vectors are recomputed (the same bag sum as the stage).
  * An MLP weight (i, j), bias i or scale fault recomputes output feature i
  * exactly (the faulty row's dot product), for the inputs whose x_j is non-zero.
- * Changed rows are carried on through pvf_fast_rows.
+ * Changed rows are carried on, a chunk at a time, to the logit.
  *
  * Bounds. The logit z decides: p = sigmoid(z) is monotone, so the click
  * decision holds while |dz| < |z0| (a threshold rule allows z in the logit
@@ -343,7 +343,7 @@ int pvf_dlrm_fast_bound(const pvf_exec *ex, const pvf_golden *g, int stage, int6
 
 /* ---- carrying changed rows on ---------------------------------------------- */
 
-/* Up to one chunk of rows, with their inputs to `stage`, for pvf_fast_rows. */
+/* Up to one chunk of changed rows, with their inputs to `stage`. */
 typedef struct carry {
     pvf_exec *ex;
     const pvf_golden *g;
@@ -370,12 +370,60 @@ static void carry_init(carry *c, pvf_exec *ex, const pvf_golden *g, pvf_trial_re
     c->buf = ex->scratch + d->stage_scratch;
 }
 
+/* Carries the rows through the stages from c->stage and judges them, as
+ * pvf_fast_rows does (a row is dropped where its input is golden again or
+ * the bound settles it), but faster for DLRM: an MLP stage reads no eval data,
+ * so it runs all the rows in one call however scattered they are (one GEMM,
+ * not one per row); and the rows of an MLP fault skip the embedding stage,
+ * whose pooled vectors they leave golden: its output is golden's with the
+ * bottom vector replaced. */
 static int carry_flush(carry *c, pvf_err *err) {
-    int rc = 0;
-    if (c->k > 0)
-        rc = pvf_fast_rows(c->ex, c->g, c->stage, c->rows, c->k, c->buf, c->r, err);
+    pvf_exec *ex = c->ex;
+    const pvf_golden *g = c->g;
+    const pvf_model *m = ex->m;
+    const pvf_dlrm *d = m->arch_state;
+    int64_t n = c->k, *rows = c->rows;
     c->k = 0;
-    return rc;
+    float *cur = c->buf;
+    int ping = 0;
+    for (int s = c->stage; s < m->nstages && n > 0; s++) {
+        const pvf_stage *st = &m->stages[s];
+        if (s != c->stage) { /* the rows handed over are changed and unsettled already */
+            int64_t kept = 0;
+            for (int64_t j = 0; j < n; j++) {
+                const float *row = cur + j * st->in_size;
+                const float *gold = g->stage_in[s] + rows[j] * st->in_size;
+                if (memcmp(row, gold, (size_t)st->in_size * sizeof *row) == 0 ||
+                    pvf_dlrm_fast_bound(ex, g, s, rows[j], row))
+                    continue;
+                if (kept != j) {
+                    rows[kept] = rows[j];
+                    memmove(cur + kept * st->in_size, row, (size_t)st->in_size * sizeof *row);
+                }
+                kept++;
+            }
+            n = kept;
+            if (n == 0)
+                break;
+        }
+        float *next = ex->fast_io[ping];
+        if (s == d->emb_stage) {
+            for (int64_t j = 0; j < n; j++) {
+                float *out = next + j * st->out_size;
+                memcpy(out, g->stage_in[s + 1] + rows[j] * st->out_size,
+                       (size_t)st->out_size * sizeof *out);
+                memcpy(out, cur + j * st->in_size, (size_t)st->in_size * sizeof *out);
+            }
+        } else if (st->run(m, s, ex, rows[0], n, cur, next)) {
+            return pvf_err_set(err, "stage '%s' failed", st->name);
+        }
+        c->r->stage_rows += n;
+        cur = next;
+        ping ^= 1;
+    }
+    for (int64_t j = 0; j < n; j++)
+        pvf_fast_judge_row(ex, g, rows[j], cur + j * m->out_size, c->r);
+    return 0;
 }
 
 /* A slot holding golden's input of `row` to the stage, to change; NULL on error. */
