@@ -3,6 +3,7 @@
  * PyTorch in every storage format, starting at any stage, its components and
  * its outcome rule. */
 #include "runner.h"
+#include "sampler.h"
 #include "test.h"
 
 #include <math.h>
@@ -205,6 +206,7 @@ static void test_embedding_faults(void) {
     while (used[unused])
         unused++;
     free(used);
+    r.exec.want_outputs = 1; /* the fast path writes every output only when asked */
     pvf_fault_site site = {.target = pvf_model_find_target(&r.model, "emb_l.5.weight"),
                            .element = unused * 16 + 3,
                            .mask = 1u << 30};
@@ -225,6 +227,221 @@ static void test_embedding_faults(void) {
     pvf_runner_close(&r);
 }
 
+/* ---- the fast trial path (dlrm_fast.c) ---- */
+
+/* Eval inputs whose bags in table k read row `row`. */
+static int64_t readers_of(const pvf_runner *r, int k, int64_t row) {
+    pvf_tensor off, idx;
+    pvf_err err;
+    if (pvf_evalset_get(&r->eval, "sparse_offsets", 1, &off, &err) != 1)
+        return -1;
+    long j = pvf_st_find(&r->eval.file, "sparse_indices");
+    pvf_st_view(&r->eval.file, (size_t)j, &idx);
+    const int64_t n = r->golden.n, tables = off.shape[1], all = off.shape[0] * tables;
+    int64_t readers = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t at = i * tables + k, lo = pvf_tensor_get_i64(&off, at);
+        int64_t hi = at + 1 < all ? pvf_tensor_get_i64(&off, at + 1) : idx.shape[0];
+        int reads = 0;
+        for (int64_t t = lo; t < hi; t++)
+            reads |= pvf_tensor_get_i64(&idx, t) == row;
+        readers += reads;
+    }
+    return readers;
+}
+
+/* Incorrect outputs of eval input i in out (the outcome rule, one row). */
+static int64_t row_incorrect(const pvf_runner *r, int64_t i, const float *out) {
+    pvf_golden view = r->golden;
+    view.n = 1;
+    view.out = r->golden.out + i;
+    view.top1 = r->golden.top1 + i;
+    pvf_trial_result one;
+    memset(&one, 0, sizeof one);
+    pvf_judge(&r->model, &view, out + i, &one);
+    return one.incorrect;
+}
+
+/* Runs `site` the fast way (fast, outputs in r->out) and the naive way
+ * (naive, outputs in naive_out); returns the eval inputs whose outcome
+ * differs. */
+static int64_t both_ways(pvf_runner *r, const pvf_fault_site *site, float *naive_out,
+                         pvf_trial_result *fast, pvf_trial_result *naive) {
+    pvf_err err;
+    r->exec.want_outputs = 1;
+    r->exec.naive = 0;
+    int a = pvf_trial_run(&r->exec, &r->golden, PVF_FAULT_BITFLIP, site, r->out, fast, &err);
+    r->exec.naive = 1;
+    int b = pvf_trial_run(&r->exec, &r->golden, PVF_FAULT_BITFLIP, site, naive_out, naive, &err);
+    r->exec.naive = 0;
+    CHECK(a == 0 && b == 0);
+    int64_t differ = 0;
+    for (int64_t i = 0; i < r->golden.n; i++)
+        differ += row_incorrect(r, i, r->out) != row_incorrect(r, i, naive_out);
+    return differ + (fast->incorrect != naive->incorrect) + (fast->nonfinite != naive->nonfinite);
+}
+
+/* The first row of table k that no eval input reads, and the row input 0 reads. */
+static void table_rows(const pvf_runner *r, int k, int64_t *unread, int64_t *read) {
+    pvf_tensor off, idx;
+    pvf_err err;
+    CHECK(pvf_evalset_get(&r->eval, "sparse_offsets", 1, &off, &err) == 1);
+    long j = pvf_st_find(&r->eval.file, "sparse_indices");
+    pvf_st_view(&r->eval.file, (size_t)j, &idx);
+    *read = pvf_tensor_get_i64(&idx, pvf_tensor_get_i64(&off, k));
+    for (*unread = 0; readers_of(r, k, *unread) > 0; ++*unread)
+        ;
+}
+
+static void test_fast_embedding_rows(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (pvf_runner_open(&r, SYNTH, NULL, PVF_FMT_FP32, &err)) {
+        CHECK(0);
+        return;
+    }
+    const int64_t n = r.golden.n;
+    const pvf_model *m = &r.model;
+    int emb_stage = 0;
+    while (strcmp(m->stages[emb_stage].name, "embeddings") != 0)
+        emb_stage++;
+    float *naive = malloc((size_t)n * sizeof *naive);
+    pvf_trial_result fast, plain;
+    for (int k = 0; k < 26; k += 5) {
+        char name[64];
+        snprintf(name, sizeof name, "emb_l.%d.weight", k);
+        int64_t unread, read;
+        table_rows(&r, k, &unread, &read);
+        const int64_t readers = readers_of(&r, k, read);
+        for (int bit = 0; bit < 32; bit += 6) {
+            pvf_fault_site site = {pvf_model_find_target(m, name), 0, 1u << bit};
+            /* a row nobody reads: no inference at all, and the naive outcome */
+            if (unread < m->params[m->targets[site.target].param].shape[0]) {
+                site.element = unread * 16 + bit % 16;
+                CHECK(both_ways(&r, &site, naive, &fast, &plain) == 0);
+                CHECK(fast.stage_rows == 0 && (fast.flags & PVF_TRIAL_SETTLED));
+                CHECK((fast.flags & PVF_TRIAL_MASKED) && plain.incorrect == 0);
+            }
+            /* a row input 0 reads: its readers' bags and the stages after them only */
+            site.element = read * 16 + bit % 16;
+            CHECK(both_ways(&r, &site, naive, &fast, &plain) == 0);
+            CHECK(fast.stage_rows <= readers * (m->nstages - emb_stage));
+            CHECK(fast.stage_rows >= readers || (fast.flags & PVF_TRIAL_UNCHANGED) ||
+                  fast.effect.new_value == fast.effect.old_value);
+            CHECK(!(fast.flags & PVF_TRIAL_SETTLED) || fast.incorrect == 0);
+            if (k == 5 && bit == 30)
+                fprintf(stderr, "  emb_l.5 row %lld (%lld readers), bit 30: %lld stage rows\n",
+                        (long long)read, (long long)readers, (long long)fast.stage_rows);
+        }
+    }
+    free(naive);
+    pvf_runner_close(&r);
+}
+
+/* The per-row flip that turns element `element` of target t into a NaN. */
+static uint32_t nan_mask(const pvf_model *m, int t, int64_t element) {
+    const pvf_param *p = &m->params[m->targets[t].param];
+    return pvf_qtensor_code(&p->store, element) ^ 0x7fc00000u;
+}
+
+static void test_fast_nonfinite_is_exact(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (pvf_runner_open(&r, SYNTH, NULL, PVF_FMT_FP32, &err)) {
+        CHECK(0);
+        return;
+    }
+    const int64_t n = r.golden.n;
+    float *naive = malloc((size_t)n * sizeof *naive);
+    pvf_trial_result fast, plain;
+    const char *names[] = {"bot_l.0.weight", "bot_l.2.bias",   "top_l.0.weight",
+                           "top_l.2.weight", "top_l.4.weight", "top_l.4.bias"};
+    for (int k = 0; k < 6; k++) {
+        int t = pvf_model_find_target(&r.model, names[k]);
+        CHECK(t >= 0);
+        const int64_t e = r.model.targets[t].numel > 3 ? 3 : 0;
+        pvf_fault_site site = {t, e, nan_mask(&r.model, t, e)};
+        CHECK(both_ways(&r, &site, naive, &fast, &plain) == 0);
+        CHECK(isnan(fast.effect.new_value));
+        CHECK(!(fast.flags & PVF_TRIAL_SETTLED) && fast.stage_rows > 0);
+        CHECK(fast.nonfinite == plain.nonfinite && fast.nonfinite > 0);
+        fprintf(stderr, "  NaN in %s[%lld]: %lld of %lld outputs non-finite both ways\n", names[k],
+                (long long)e, (long long)fast.nonfinite, (long long)n);
+    }
+    /* a NaN in a row some bag reads: exactly its readers */
+    int64_t unread, read;
+    table_rows(&r, 2, &unread, &read);
+    int t = pvf_model_find_target(&r.model, "emb_l.2.weight");
+    pvf_fault_site site = {t, read * 16 + 5, nan_mask(&r.model, t, read * 16 + 5)};
+    CHECK(both_ways(&r, &site, naive, &fast, &plain) == 0);
+    CHECK(fast.nonfinite == readers_of(&r, 2, read) && !(fast.flags & PVF_TRIAL_SETTLED));
+    free(naive);
+    pvf_runner_close(&r);
+}
+
+/* Random single bit flips in the MLPs (where the bounds act), decision rule
+ * and threshold rule: the fast outcome is the naive one on every input, and
+ * bound-settled trials are among them. */
+static void test_fast_mlp_bounds(void) {
+    const int sanitized = getenv("PVF_TEST_SANITIZED") != NULL;
+    const pvf_format formats[] = {PVF_FMT_FP32, PVF_FMT_INT4};
+    for (int fi = 0; fi < 2; fi++) {
+        pvf_runner r;
+        pvf_err err;
+        if (pvf_runner_open_limit(&r, SYNTH, NULL, formats[fi], 400, &err)) {
+            CHECK(0);
+            return;
+        }
+        const pvf_model *m = &r.model;
+        int targets[64], nt = 0;
+        for (int t = 0; t < m->ntargets && nt < 64; t++)
+            if (strncmp(m->targets[t].name, "emb_l.", 6) != 0)
+                targets[nt++] = t;
+        float *naive = malloc((size_t)r.golden.n * sizeof *naive);
+        /* a low mantissa bit of a top-MLP weight: settled by the bound alone */
+        pvf_trial_result lf, lp;
+        pvf_fault_site low = {pvf_model_find_target(m, "top_l.0.weight"), 5, 1u << 1};
+        CHECK(both_ways(&r, &low, naive, &lf, &lp) == 0);
+        CHECK(lf.effect.new_value != lf.effect.old_value);
+        CHECK((lf.flags & PVF_TRIAL_SETTLED) && lf.stage_rows == 0 && lp.incorrect == 0);
+        const double taus[] = {0, 0.02};
+        for (int ti = 0; ti < 2; ti++) {
+            r.model.outcome_threshold = taus[ti];
+            pvf_fault_model fm = {PVF_FAULT_BITFLIP, -1, 1};
+            int64_t trials = sanitized ? 60 : 600, differ = 0, settled = 0, bounded = 0;
+            int64_t work = 0, wrong = 0;
+            for (int64_t i = 0; i < trials; i++) {
+                pvf_fault_site site;
+                pvf_trial_result fast, plain;
+                CHECK(pvf_sample_site(m, targets, nt, &fm, 3, (uint64_t)ti, (uint64_t)i, &site,
+                                      &err) == 0);
+                int64_t d = both_ways(&r, &site, naive, &fast, &plain);
+                differ += d != 0;
+                if (d)
+                    fprintf(stderr, "  differs: %s[%lld] mask 0x%x\n", m->targets[site.target].name,
+                            (long long)site.element, site.mask);
+                const int changed = fast.effect.new_word != fast.effect.old_word &&
+                                    fast.effect.new_value != fast.effect.old_value;
+                settled += changed && (fast.flags & PVF_TRIAL_SETTLED);
+                bounded += changed && fast.stage_rows < r.golden.n;
+                wrong += plain.incorrect > 0;
+                work += fast.stage_rows;
+            }
+            fprintf(stderr,
+                    "  %s tau %g: %lld MLP trials, %lld differ; %lld changed values settled "
+                    "with no inference, %lld on fewer rows than inputs; %lld with wrong "
+                    "outputs; work %.3g of naive\n",
+                    pvf_format_name(formats[fi]), taus[ti], (long long)trials, (long long)differ,
+                    (long long)settled, (long long)bounded, (long long)wrong,
+                    (double)work / (double)(trials * r.golden.n * m->nstages));
+            CHECK(differ == 0);
+            CHECK(settled > trials / 10); /* the bounds do settle faults */
+        }
+        free(naive);
+        pvf_runner_close(&r);
+    }
+}
+
 int main(void) {
     RUN(test_fixtures_match_pytorch);
     RUN(test_bundled_every_format);
@@ -232,5 +449,8 @@ int main(void) {
     RUN(test_components);
     RUN(test_outcome_rule);
     RUN(test_embedding_faults);
+    RUN(test_fast_embedding_rows);
+    RUN(test_fast_nonfinite_is_exact);
+    RUN(test_fast_mlp_bounds);
     return test_summary();
 }

@@ -251,6 +251,10 @@ int64_t pvf_model_param_count(const pvf_model *m) {
 
 /* ---- executors ---- */
 
+/* Models up to this many parameter floats (128 MB) keep one private copy of
+ * every parameter per executor. */
+#define PVF_COPY_ALL_FLOATS (INT64_C(32) << 20)
+
 int pvf_exec_init(pvf_exec *ex, const pvf_model *m, const pvf_evalset *eval, pvf_err *err) {
     /* One executor per core: OpenBLAS threads of its own would only contend
      * with the other executors (and busy-wait on a loaded machine). */
@@ -269,18 +273,35 @@ int pvf_exec_init(pvf_exec *ex, const pvf_model *m, const pvf_evalset *eval, pvf
         if (m->stages[s].out_size > widest)
             widest = m->stages[s].out_size;
     }
+    int64_t total = 0;
     for (int i = 0; i < m->nparams; i++) {
         if (m->params[i].numel > biggest)
             biggest = m->params[i].numel;
+        total += m->params[i].numel;
         if (m->params[i].store.cols > longest_row)
             longest_row = m->params[i].store.cols;
     }
     ex->patch_cap = longest_row;
     ex->patch = malloc((size_t)longest_row * sizeof(float));
+    /* A model that fits gets a private copy of every parameter, each made on
+     * its first fault: trials that switch parameters then copy nothing more
+     * than the faulty span (one shared copy costs a whole table per switch). */
+    if (total <= PVF_COPY_ALL_FLOATS) {
+        ex->copy_at = malloc((size_t)(m->nparams > 0 ? m->nparams : 1) * sizeof *ex->copy_at);
+        ex->copy_made = calloc((size_t)(m->nparams > 0 ? m->nparams : 1), 1);
+        if (!ex->copy_at || !ex->copy_made) {
+            pvf_exec_free(ex);
+            return pvf_err_set(err, "executor: out of memory");
+        }
+        for (int i = 0; i < m->nparams; i++)
+            ex->copy_at[i] = i == 0 ? 0 : ex->copy_at[i - 1] + m->params[i - 1].numel;
+        biggest = total > 0 ? total : 1;
+    }
     ex->act[0] = malloc((size_t)(ex->chunk * widest) * sizeof(float));
     ex->act[1] = malloc((size_t)(ex->chunk * widest) * sizeof(float));
     ex->scratch = malloc((size_t)(m->scratch_floats > 0 ? m->scratch_floats : 1) * sizeof(float));
-    ex->copy = malloc((size_t)biggest * sizeof(float));
+    ex->copy_buf = malloc((size_t)biggest * sizeof(float));
+    ex->copy = ex->copy_buf;
     ex->fast_io[0] = malloc((size_t)(ex->chunk * widest) * sizeof(float));
     ex->fast_io[1] = malloc((size_t)(ex->chunk * widest) * sizeof(float));
     ex->fast_rows = malloc((size_t)ex->chunk * sizeof *ex->fast_rows);
@@ -298,7 +319,9 @@ void pvf_exec_free(pvf_exec *ex) {
     free(ex->act[0]);
     free(ex->act[1]);
     free(ex->scratch);
-    free(ex->copy);
+    free(ex->copy_buf);
+    free(ex->copy_at);
+    free(ex->copy_made);
     free(ex->patch);
     free(ex->fast_io[0]);
     free(ex->fast_io[1]);
@@ -315,10 +338,15 @@ const float *pvf_exec_weights(const pvf_exec *cex, int param) {
         const pvf_param *p = &ex->m->params[param];
         /* The copy stays equal to the shared values between trials, so a new
          * parameter costs one copy and every later fault on it only its span. */
-        if (ex->copy_param != param) {
+        if (ex->copy_at) {
+            ex->copy = ex->copy_buf + ex->copy_at[param];
+            if (!ex->copy_made[param])
+                memcpy(ex->copy, p->value, (size_t)p->numel * sizeof *ex->copy);
+            ex->copy_made[param] = 1;
+        } else if (ex->copy_param != param) {
             memcpy(ex->copy, p->value, (size_t)p->numel * sizeof *ex->copy);
-            ex->copy_param = param;
         }
+        ex->copy_param = param;
         memcpy(ex->copy + ex->fault_lo, ex->patch,
                (size_t)(ex->fault_hi - ex->fault_lo) * sizeof *ex->copy);
         ex->copy_patched = 1;
@@ -400,6 +428,7 @@ int pvf_forward_from(pvf_exec *ex, const pvf_golden *g, int start, float *out, p
 int pvf_golden_compute(pvf_golden *g, pvf_exec *ex, pvf_err *err) {
     const pvf_model *m = ex->m;
     memset(g, 0, sizeof *g);
+    g->eval = ex->eval;
     g->n = ex->n_inputs > 0 && ex->n_inputs < ex->eval->n ? ex->n_inputs : ex->eval->n;
     const float *input0 = NULL; /* in the eval set's mapping, maybe unaligned */
     if (m->arch->bind_eval(m, ex->eval, &input0, err))

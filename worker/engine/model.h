@@ -182,6 +182,7 @@ typedef struct pvf_golden {
     int64_t *top1;          /* [n * out_positions]: argmax of each position's classes */
     int64_t judged_per_row; /* outputs the outcome rule judges per eval input */
     void *fast;             /* the architecture's fast_prepare state, or NULL */
+    const pvf_evalset *eval; /* the eval set it ran on (for fast_prepare's read maps) */
 } pvf_golden;
 
 /* One trial executor: its workspace and its fault overlay. */
@@ -194,11 +195,17 @@ struct pvf_exec {
     float *scratch;   /* architecture workspace */
     int fault_param;  /* parameter whose values the overlay replaces, or -1 */
     int64_t fault_lo, fault_hi;
-    float *patch;        /* the faulty values of [fault_lo, fault_hi) */
-    int64_t patch_cap;   /* the longest span: a row of the widest parameter */
-    int copy_param;      /* parameter held in `copy`, or -1 */
-    int copy_patched;    /* `copy` holds the patch (else it equals the shared values) */
-    float *copy;         /* private copy of one parameter's compute values */
+    float *patch;      /* the faulty values of [fault_lo, fault_hi) */
+    int64_t patch_cap; /* the longest span: a row of the widest parameter */
+    int copy_param;    /* parameter held in `copy`, or -1 */
+    int copy_patched;  /* `copy` holds the patch (else it equals the shared values) */
+    float *copy;       /* private copy of the faulted parameter's compute values */
+    /* Who owns the copies: one buffer for one parameter at a time, or (a model
+     * that fits) one for every parameter: copy_at[p] its offset, copy_made[p]
+     * once copied, so switching parameters costs no copy after the first. */
+    float *copy_buf;
+    int64_t *copy_at;
+    unsigned char *copy_made;
     int naive;           /* trials run the plain full forward pass from stage 0 */
     int want_outputs;    /* fast trials also write every output (tests) */
     float *fast_io[2];   /* pvf_fast_rows ping-pong: chunk x widest */

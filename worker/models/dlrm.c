@@ -13,6 +13,7 @@
  * bottom output followed by the 26 pooled embeddings, read from the eval set's
  * sparse_offsets/sparse_indices), then top_l.0 (interaction + first layer),
  * top_l.2, ... The eval-set layout is documented in tools/pvf_dlrm.py. */
+#include "dlrm.h"
 #include "kernels.h"
 #include "kernels_nn.h"
 #include "model.h"
@@ -24,24 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DLRM_MAX_TABLES 1024
-#define DLRM_MAX_LAYERS 32
-
-typedef struct dlrm {
-    int64_t dim; /* embedding dimension = bottom-MLP output */
-    int ntables, nbot, ntop;
-    int64_t rows[DLRM_MAX_TABLES];
-    int emb[DLRM_MAX_TABLES]; /* param index of emb_l.k.weight */
-    int64_t bot[DLRM_MAX_LAYERS + 1], top[DLRM_MAX_LAYERS + 1];
-    int w[2 * DLRM_MAX_LAYERS + 2], b[2 * DLRM_MAX_LAYERS + 2]; /* per stage */
-    int dot, itself;
-    int first_top; /* stage index of top_l.0 */
-} dlrm;
-
 static int mlp_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first, int64_t n,
                      const float *in, float *out) {
     (void)first;
-    const dlrm *d = m->arch_state;
+    const pvf_dlrm *d = m->arch_state;
     const int j = m->stages[stage].layer; /* layer within its MLP */
     const int is_top = stage >= d->first_top;
     const int64_t *sizes = is_top ? d->top : d->bot;
@@ -79,7 +66,7 @@ static int sparse_tensors(const pvf_evalset *e, pvf_tensor *off, pvf_tensor *idx
 static int embeddings_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first, int64_t n,
                             const float *in, float *out) {
     (void)stage;
-    const dlrm *d = m->arch_state;
+    const pvf_dlrm *d = m->arch_state;
     pvf_tensor off, idx;
     if (sparse_tensors(ex->eval, &off, &idx))
         return -1;
@@ -110,7 +97,7 @@ static int embeddings_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t
 
 /* A required integer array field; copies at most cap. */
 static int mlp_sizes(const pvf_config *cfg, const char *key, int64_t *out, int *n, pvf_err *err) {
-    if (pvf_config_int_array(cfg, key, 1, 1 << 24, out, DLRM_MAX_LAYERS + 1, n, err))
+    if (pvf_config_int_array(cfg, key, 1, 1 << 24, out, PVF_DLRM_MAX_LAYERS + 1, n, err))
         return -1;
     if (*n < 2)
         return pvf_err_set(err, "%s: '%s' needs an input and at least one layer size", cfg->path,
@@ -118,7 +105,7 @@ static int mlp_sizes(const pvf_config *cfg, const char *key, int64_t *out, int *
     return 0;
 }
 
-static int add_mlp(pvf_model *m, const pvf_st_set *weights, dlrm *d, const char *prefix,
+static int add_mlp(pvf_model *m, const pvf_st_set *weights, pvf_dlrm *d, const char *prefix,
                    const int64_t *sizes, int nlayers, int64_t first_in, pvf_err *err) {
     for (int j = 0; j < nlayers; j++) {
         char name[64], wn[80], bn[80];
@@ -140,7 +127,7 @@ static int add_mlp(pvf_model *m, const pvf_st_set *weights, dlrm *d, const char 
 
 static int dlrm_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *weights,
                       pvf_err *err) {
-    dlrm *d = calloc(1, sizeof *d);
+    pvf_dlrm *d = calloc(1, sizeof *d);
     if (!d)
         return pvf_err_set(err, "out of memory");
     m->arch_state = d;
@@ -148,7 +135,7 @@ static int dlrm_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *wei
     int nbot, ntop;
     if (pvf_config_int(cfg, "arch_sparse_feature_size", 1, 1 << 16, &d->dim, err) ||
         pvf_config_int_array(cfg, "arch_embedding_size", 1, INT64_C(1) << 40, d->rows,
-                             DLRM_MAX_TABLES, &d->ntables, err) ||
+                             PVF_DLRM_MAX_TABLES, &d->ntables, err) ||
         mlp_sizes(cfg, "arch_mlp_bot", d->bot, &nbot, err) ||
         mlp_sizes(cfg, "arch_mlp_top", d->top, &ntop, err))
         return -1;
@@ -183,6 +170,7 @@ static int dlrm_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *wei
     int s = pvf_model_add_stage(m, "embeddings", d->dim, f * d->dim, embeddings_stage, 0, err);
     if (s < 0)
         return -1;
+    d->emb_stage = s;
     for (int k = 0; k < d->ntables; k++) {
         char name[64];
         snprintf(name, sizeof name, "emb_l.%d.weight", k);
@@ -193,7 +181,12 @@ static int dlrm_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *wei
     d->first_top = m->nstages;
     if (add_mlp(m, weights, d, "top_l", d->top, d->ntop, f * d->dim, err))
         return -1;
-    m->scratch_floats = d->dot ? PVF_CHUNK * want : 1;
+    /* the interaction's output, then the rows the fast path carries (dlrm_fast.c) */
+    d->stage_scratch = d->dot ? PVF_CHUNK * want : 0;
+    int64_t widest = 1;
+    for (int t = 0; t < m->nstages; t++)
+        widest = m->stages[t].in_size > widest ? m->stages[t].in_size : widest;
+    m->scratch_floats = d->stage_scratch + PVF_CHUNK * widest;
     return 0;
 }
 
@@ -210,7 +203,7 @@ static int int_tensor(const pvf_evalset *e, const pvf_tensor *t, const char *nam
 
 static int dlrm_bind_eval(const pvf_model *m, const pvf_evalset *e, const float **input,
                           pvf_err *err) {
-    const dlrm *d = m->arch_state;
+    const pvf_dlrm *d = m->arch_state;
     pvf_tensor dense, off, idx;
     if (pvf_evalset_get(e, "dense_x", 1, &dense, err) < 0 ||
         pvf_evalset_get(e, "sparse_offsets", 1, &off, err) < 0)
@@ -352,4 +345,8 @@ const pvf_arch pvf_arch_dlrm = {
     .decide = dlrm_decide,
     .metrics = dlrm_metrics,
     .has_threshold = 1,
+    .fast_prepare = pvf_dlrm_fast_prepare,
+    .fast_free = pvf_dlrm_fast_free,
+    .fast_trial = pvf_dlrm_fast_trial,
+    .fast_bound = pvf_dlrm_fast_bound,
 };
