@@ -68,9 +68,9 @@ static void print_table(const pvf_runner *r, const sweep_row *rows, int nrows,
     printf("%-22s %10" PRId64 " %4s %7" PRId64 " %9.5f  [%8.5f, %8.5f] %9.4f %8.4f\n",
            ntargets == m->ntargets ? "model (site-weighted)" : "selected (site-weighted)", elements,
            "", total->trials, total->pvf, total->lo, total->hi, total->p_any, total->p_nonfinite);
-    printf("\n%" PRId64 " trials in %.2f s: %.1f trials/s on %d executor%s (full forward from "
-           "the faulty stage)\n",
-           total->trials, secs, (double)total->trials / secs, executors, executors > 1 ? "s" : "");
+    printf("\n%" PRId64 " trials in %.2f s: %.1f trials/s on %d executor%s (%s)\n", total->trials,
+           secs, (double)total->trials / secs, executors, executors > 1 ? "s" : "",
+           r->exec.naive ? "naive: a full forward pass per trial" : "fast path");
 }
 
 static void print_json(const pvf_runner *r, const sweep_row *rows, int nrows,
