@@ -177,6 +177,7 @@ typedef struct pvf_golden {
     int64_t *top1;          /* [n * out_positions]: argmax of each position's classes */
     int64_t judged_per_row; /* outputs the outcome rule judges per eval input */
     void *fast;             /* the architecture's fast_prepare state, or NULL */
+    const pvf_evalset *eval; /* the eval set the pass ran on (fast_prepare reads its tokens) */
 } pvf_golden;
 
 /* One trial executor: its workspace and its fault overlay. */
