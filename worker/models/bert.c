@@ -350,4 +350,5 @@ const pvf_arch pvf_arch_bert = {
     .fast_prepare = pvf_bert_fast_prepare,
     .fast_free = pvf_bert_fast_free,
     .fast_trial = pvf_bert_fast_trial,
+    .fast_bound = pvf_bert_fast_bound,
 };

@@ -31,5 +31,7 @@ void pvf_bert_fast_free(void *state);
 int pvf_bert_fast_trial(pvf_exec *ex, const pvf_golden *g, int param,
                         const struct pvf_fault_effect *eff, struct pvf_trial_result *r,
                         pvf_err *err);
+int pvf_bert_fast_bound(const pvf_exec *ex, const pvf_golden *g, int stage, int64_t row,
+                        const float *in);
 
 #endif
