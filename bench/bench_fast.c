@@ -25,11 +25,13 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 #define MAX_STAGES 64
+#define MAX_TARGETS 512
 
 /* Trials per second of `trials` trials from index `base`; per-stage CPU
  * seconds and counts are added to stage_s/stage_n when given. */
 static int run(pvf_runner *r, const int *all, int n, int trials, uint64_t base, double *rate,
-               int64_t *settled, double *stage_s, int64_t *stage_n) {
+               int64_t *settled, double *stage_s, int64_t *stage_n, double *target_s,
+               int64_t *target_n) {
     pvf_fault_model fm = {PVF_FAULT_BITFLIP, -1, 1};
     pvf_err err;
     double t0 = cpu_now();
@@ -42,9 +44,14 @@ static int run(pvf_runner *r, const int *all, int n, int trials, uint64_t base, 
         if (pvf_trial_run(&r->exec, &r->golden, fm.kind, &s, r->out, &res, &err))
             goto fail;
         int st = r->model.params[r->model.targets[s.target].param].stage;
+        double spent = cpu_now() - a;
         if (stage_s && st < MAX_STAGES) {
-            stage_s[st] += cpu_now() - a;
+            stage_s[st] += spent;
             stage_n[st]++;
+        }
+        if (target_s && s.target < MAX_TARGETS) {
+            target_s[s.target] += spent;
+            target_n[s.target]++;
         }
         if (settled)
             *settled += (res.flags & PVF_TRIAL_SETTLED) != 0;
@@ -83,16 +90,16 @@ int main(int argc, char **argv) {
         int all[512], n = 0;
         for (int t = 0; t < r.model.ntargets && n < 512; t++)
             all[n++] = t;
-        double fast[100], naive[100], stage_s[MAX_STAGES] = {0};
-        int64_t settled = 0, stage_n[MAX_STAGES] = {0};
+        double fast[100], naive[100], stage_s[MAX_STAGES] = {0}, target_s[MAX_TARGETS] = {0};
+        int64_t settled = 0, stage_n[MAX_STAGES] = {0}, target_n[MAX_TARGETS] = {0};
         for (int rep = 0; rep < repeats; rep++) {
             r.exec.naive = 1;
             if (run(&r, all, n, naive_trials, (uint64_t)rep * (uint64_t)fast_trials, &naive[rep],
-                    NULL, NULL, NULL))
+                    NULL, NULL, NULL, NULL, NULL))
                 return 1;
             r.exec.naive = 0;
             if (run(&r, all, n, fast_trials, (uint64_t)rep * (uint64_t)fast_trials, &fast[rep],
-                    &settled, stage_s, stage_n))
+                    &settled, stage_s, stage_n, target_s, target_n))
                 return 1;
         }
         qsort(fast, (size_t)repeats, sizeof *fast, cmp_double);
@@ -108,6 +115,13 @@ int main(int argc, char **argv) {
                    100.0 * (double)stage_n[s] / ((double)fast_trials * repeats),
                    stage_n[s] ? 1e3 * stage_s[s] / (double)stage_n[s] : 0.0,
                    total > 0 ? 100.0 * stage_s[s] / total : 0.0);
+        if (getenv("BENCH_FAST_TARGETS"))
+            for (int t = 0; t < r.model.ntargets && t < MAX_TARGETS; t++)
+                if (target_n[t])
+                    printf("      %-56s %5lld trials %8.3f ms/trial %5.1f%% of the time\n",
+                           r.model.targets[t].name, (long long)target_n[t],
+                           1e3 * target_s[t] / (double)target_n[t],
+                           total > 0 ? 100.0 * target_s[t] / total : 0.0);
         pvf_runner_close(&r);
     }
     return 0;

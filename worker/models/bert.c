@@ -75,12 +75,9 @@ static void add_in_place(float *y, const float *x, int64_t n) {
         y[i] += x[i];
 }
 
-/* One encoder layer over g inputs packed in xs[g * s, h]; `last`: only the
- * first token of each input goes on past the keys and values. Writes rows
- * of h floats to res (g * s rows, or g rows when last). */
-static void encoder_layer(const bert *b, const pvf_exec *ex, const int *p, const float *xs,
-                          int64_t g, int64_t s, int last, const float *mask_add, float *ws,
-                          float *res) {
+void pvf_bert_encoder_layer(const bert *b, const pvf_exec *ex, const int *p, const float *xs,
+                            int64_t g, int64_t s, int last, const float *mask_add, float *ws,
+                            float *res) {
     const int64_t h = b->hidden, rows = g * s, qrows = last ? g : rows, d = h / b->heads;
     float *q = ws, *k = q + rows * h, *v = k + rows * h, *ctx = v + rows * h, *a = ctx + rows * h,
           *inter = a + rows * h, *scores = inter + rows * b->inter, *xq = scores + s * s;
@@ -129,7 +126,7 @@ static int layer_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t firs
                 madd[i * s + t] = pvf_attention_mask_add(
                     has_mask ? pvf_tensor_get_i64(&mask, (first + i0 + i) * s + t) : 1);
         }
-        encoder_layer(b, ex, b->lp[li], xs, g, s, last, madd, ws, res);
+        pvf_bert_encoder_layer(b, ex, b->lp[li], xs, g, s, last, madd, ws, res);
         for (int64_t i = 0; i < g; i++) {
             if (last) {
                 memcpy(out + (i0 + i) * h, res + i * h, (size_t)h * sizeof *out);

@@ -25,6 +25,15 @@ int64_t pvf_bert_seq_len(const pvf_evalset *e);
 /* Views an integer eval tensor; 0 when the eval set has none. */
 int pvf_bert_eval_int(const pvf_evalset *e, const char *name, pvf_tensor *t);
 
+/* One encoder layer (parameters p = bert.lp[layer]) over g inputs of s
+ * tokens packed in xs[g * s, h], with additive attention masks
+ * mask_add[g * s]; `last`: only the first token of each input goes on past
+ * the keys and values. Writes rows of h floats to res (g * s rows, or g rows
+ * when last). ws: g * s * (5 h + intermediate) + s * s + g * h floats. */
+void pvf_bert_encoder_layer(const bert *b, const pvf_exec *ex, const int *p, const float *xs,
+                            int64_t g, int64_t s, int last, const float *mask_add, float *ws,
+                            float *res);
+
 /* The fast trial path (bert_fast.c): model.h's fast_* hooks. */
 int pvf_bert_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_err *err);
 void pvf_bert_fast_free(void *state);
