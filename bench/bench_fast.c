@@ -24,7 +24,7 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-#define MAX_STAGES 64
+#define MAX_STAGES  64
 #define MAX_TARGETS 512
 
 /* Trials per second of `trials` trials from index `base`; per-stage CPU
@@ -65,7 +65,8 @@ fail:
 
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: bench_fast MODEL_DIR FAST_TRIALS NAIVE_TRIALS REPEATS [FORMAT...]\n");
+        fprintf(stderr,
+                "usage: bench_fast MODEL_DIR FAST_TRIALS NAIVE_TRIALS REPEATS [FORMAT...]\n");
         return 2;
     }
     const char *dir = argv[1];

@@ -285,7 +285,8 @@ static void test_fast_word_rows(void) {
         for (int64_t i = 0; i < n; i++) {
             int differs = memcmp(naive + i * k, r.golden.out + i * k, (size_t)k * sizeof(float));
             int64_t f0;
-            int reads = word_readers(&ids, i + 1, s, rare, &f0) > word_readers(&ids, i, s, rare, &f0);
+            int reads =
+                word_readers(&ids, i + 1, s, rare, &f0) > word_readers(&ids, i, s, rare, &f0);
             changed += differs != 0;
             outside += differs && !reads;
         }
@@ -338,8 +339,8 @@ static void test_fast_encoder_bounds(void) {
             CHECK(fast.stage_rows == 0 && plain.incorrect == 0);
             int moved = memcmp(naive, r.golden.out, (size_t)(n * k) * sizeof *naive) != 0;
             settled_moved += moved;
-            fprintf(stderr, "  %s bit %d: settled by the bounds; naive logits %s\n", names[t],
-                    bit, moved ? "moved, top-1 kept" : "unchanged");
+            fprintf(stderr, "  %s bit %d: settled by the bounds; naive logits %s\n", names[t], bit,
+                    moved ? "moved, top-1 kept" : "unchanged");
         }
         /* all exponent bits set: NaN (the mantissa is not zero) */
         pvf_fault_site site = {.target = target, .element = 77, .mask = 0x7F800000u};

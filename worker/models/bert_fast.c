@@ -19,7 +19,6 @@
 #include "kernels_nn.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,15 +44,15 @@ enum { ST_X, ST_CTX, ST_U1, ST_A, ST_U2, ST_INTER }; /* blocks of h floats; ST_I
 typedef struct bert_fast {
     int64_t n, s; /* sequences, tokens per sequence */
     /* Bound data (see above): per layer and sequence */
-    layer_norms *norms;  /* [layers] */
-    float *qkv_max;      /* [layers, n, 3, heads] */
-    float *ln_scale;     /* [layers, n, 2] */
-    float *feat_max;     /* [layers, n, 5 h + inter] */
-    float *emb_scale;    /* [n, s] embedding LayerNorm scale of each token */
-    int64_t *tokens;     /* [n, s] input_ids, then token_type_ids (all 0 without them) */
-    float *emb_u_max;    /* [n, h] largest |normalized embedding| per feature */
-    double emb_ln;       /* max |embedding LayerNorm weight| */
-    double *pool_row;    /* [h] L2 norm of each pooler row */
+    layer_norms *norms; /* [layers] */
+    float *qkv_max;     /* [layers, n, 3, heads] */
+    float *ln_scale;    /* [layers, n, 2] */
+    float *feat_max;    /* [layers, n, 5 h + inter] */
+    float *emb_scale;   /* [n, s] embedding LayerNorm scale of each token */
+    int64_t *tokens;    /* [n, s] input_ids, then token_type_ids (all 0 without them) */
+    float *emb_u_max;   /* [n, h] largest |normalized embedding| per feature */
+    double emb_ln;      /* max |embedding LayerNorm weight| */
+    double *pool_row;   /* [h] L2 norm of each pooler row */
     /* Readers of each word-embedding row: sequences word_rows[word_start[w]
      * .. word_start[w + 1]), ascending; likewise for token-type rows. */
     int64_t *word_start, *word_rows;
@@ -66,6 +65,12 @@ typedef struct bert_fast {
     /* The unmasked tokens of each sequence: real_tok[real_start[i] ..
      * real_start[i + 1]), ascending. */
     int64_t *real_start, *real_tok;
+    /* Golden feed-forward activations of the layers before the last at the
+     * unmasked tokens (row real_start[i] + u of layer li's block): the first
+     * LayerNorm's output [h], the GELU output [inter], the second LayerNorm's
+     * input [h]. */
+    float *ffn_a, *ffn_inter, *ffn_r;
+    float *att_ctx, *att_z; /* likewise: the attention context, the first LayerNorm's input */
 } bert_fast;
 
 void pvf_bert_fast_free(void *state) {
@@ -94,6 +99,11 @@ void pvf_bert_fast_free(void *state) {
     free(f->tokens);
     free(f->real_start);
     free(f->real_tok);
+    free(f->ffn_a);
+    free(f->ffn_inter);
+    free(f->ffn_r);
+    free(f->att_ctx);
+    free(f->att_z);
     free(f->emb_u_max);
     free(f->pool_row);
     free(f);
@@ -172,7 +182,7 @@ fail:
  * change gives an infinite bound: never settled. */
 
 #define GELU_LIPSCHITZ 1.13
-#define BOUND_INFLATE 1.001 /* rounding of the bound's own arithmetic */
+#define BOUND_INFLATE  1.001 /* rounding of the bound's own arithmetic */
 
 /* Upper bound on the spectral norm of rows r0..r0+nr-1 of w[*, cols]: the
  * largest eigenvalue of the Gram matrix G is at most ||G^(2^k)||_F^(1/2^k),
@@ -180,7 +190,8 @@ fail:
  * double. Returns -1 when out of memory. */
 static double spectral_bound(const float *w, int64_t cols, int64_t r0, int64_t nr) {
     const int64_t dim = nr < cols ? nr : cols;
-    double *g = calloc((size_t)(dim * dim), sizeof *g), *t = malloc((size_t)(dim * dim) * sizeof *t);
+    double *g = calloc((size_t)(dim * dim), sizeof *g),
+           *t = malloc((size_t)(dim * dim) * sizeof *t);
     if (!g || !t) {
         free(g);
         free(t);
@@ -369,14 +380,26 @@ static void layer_stats(const pvf_model *m, const bert *b, bert_fast *f, int li,
     for (int64_t j = 0; j < s * h; j++)
         r[j] += a[j];
     scale[1] = (float)(ln_stats(r, qrows, h, b->eps, fm + ST_U2 * h) / 1.0001);
+    if (!last) {
+        const int64_t R = f->real_start[f->n], base = f->real_start[i];
+        for (int64_t u = base; u < f->real_start[i + 1]; u++) {
+            const int64_t t = f->real_tok[u];
+            memcpy(f->ffn_a + (li * R + u) * h, a + t * h, (size_t)h * sizeof *a);
+            memcpy(f->ffn_r + (li * R + u) * h, r + t * h, (size_t)h * sizeof *r);
+            memcpy(f->att_ctx + (li * R + u) * h, ctx + t * h, (size_t)h * sizeof *r);
+            memcpy(f->att_z + (li * R + u) * h, z + t * h, (size_t)h * sizeof *r);
+            memcpy(f->ffn_inter + (li * R + u) * b->inter, inter + t * b->inter,
+                   (size_t)b->inter * sizeof *inter);
+        }
+    }
 #undef GW
 }
 
 /* Changes injected inside an encoder layer by a fault in it (bounds on the
  * L2 change of one token's row at that point). */
 typedef struct inject {
-    int64_t head;             /* head of a query/key/value change, or -1 */
-    double q, k, v;           /* that head's query/key/value change */
+    int64_t head;              /* head of a query/key/value change, or -1 */
+    double q, k, v;            /* that head's query/key/value change */
     double attn, ln1, ff, ln2; /* attention output, LayerNorm 1 output, FFN output, layer output */
 } inject;
 
@@ -418,8 +441,8 @@ static double layer_bound(const bert *b, const bert_fast *f, int li, int64_t i, 
 
 /* 1 when a change of at most dy in sequence i's [CLS] output of the last
  * layer provably leaves its top-1 class (and finiteness) as golden's. */
-static int head_settles(const pvf_model *m, const pvf_golden *g, const bert *b,
-                        const bert_fast *f, int64_t i, double dy) {
+static int head_settles(const pvf_model *m, const pvf_golden *g, const bert *b, const bert_fast *f,
+                        int64_t i, double dy) {
     if (!(dy < INFINITY))
         return 0;
     const int64_t h = b->hidden, labels = b->labels;
@@ -434,8 +457,8 @@ static int head_settles(const pvf_model *m, const pvf_golden *g, const bert *b,
         if (dz == 0)
             continue;
         /* |z| from the golden tanh output, minus its rounding */
-        double z = atanh(fmax(0.0, fmin(fabs((double)pooled[j]) - 4.0 / 16777216.0,
-                                        1.0 - 1.0 / 16777216.0)));
+        double z = atanh(
+            fmax(0.0, fmin(fabs((double)pooled[j]) - 4.0 / 16777216.0, 1.0 - 1.0 / 16777216.0)));
         double sech2 = z <= dz ? 1.0 : 1.0 - tanh(z - dz) * tanh(z - dz);
         double dp = fmin(2.0, dz * sech2) * BOUND_INFLATE;
         for (int64_t k = 0; k < labels; k++)
@@ -468,12 +491,12 @@ static int settles_from_layer(const pvf_model *m, const pvf_golden *g, const ber
  * the embedding sum moves by at most de at the tokens that read row `row` of
  * embedding table `param` (word, position or token type), or LayerNorm's
  * output directly by dln at every token. */
-static double embedding_bound(const bert *b, const bert_fast *f, int param, int64_t row,
-                              int64_t i, double de, double dln) {
+static double embedding_bound(const bert *b, const bert_fast *f, int param, int64_t row, int64_t i,
+                              double de, double dln) {
     const double rh = 1.0 / sqrt((double)f->hidden);
     double scale = INFINITY; /* the smallest golden scale among the changed tokens */
     for (int64_t t = 0; de > 0 && t < f->s; t++) {
-        int hit = param == b->pos ? t == row
+        int hit = param == b->pos    ? t == row
                   : param == b->word ? f->tokens[i * f->s + t] == row
                                      : f->tokens[(f->n + i) * f->s + t] == row;
         if (hit)
@@ -498,13 +521,20 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     f->ln_scale = malloc((size_t)(L * n * 2) * sizeof *f->ln_scale);
     f->feat_max = malloc((size_t)(L * n * (5 * h + b->inter)) * sizeof *f->feat_max);
     f->emb_scale = malloc((size_t)(n * s) * sizeof *f->emb_scale);
+    const int64_t R = f->real_start[n] * (L - 1);
+    f->ffn_a = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->ffn_a);
+    f->ffn_r = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->ffn_r);
+    f->att_ctx = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_ctx);
+    f->att_z = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_z);
+    f->ffn_inter = malloc((size_t)(R > 0 ? R * b->inter : 1) * sizeof *f->ffn_inter);
     f->tokens = calloc((size_t)(2 * n * s), sizeof *f->tokens);
     f->emb_u_max = calloc((size_t)(n * h), sizeof *f->emb_u_max);
     f->pool_row = malloc((size_t)h * sizeof *f->pool_row);
     float *ws = malloc((size_t)(s * (7 * h + b->inter) + s * s) * sizeof *ws);
     int rc = -1;
     if (!f->norms || !f->qkv_max || !f->ln_scale || !f->feat_max || !f->emb_scale || !f->tokens ||
-        !f->emb_u_max || !f->pool_row || !ws)
+        !f->ffn_a || !f->ffn_r || !f->ffn_inter || !f->att_ctx || !f->att_z || !f->emb_u_max ||
+        !f->pool_row || !ws)
         goto done;
     for (int li = 0; li < L; li++)
         if (layer_norms_init(&f->norms[li], m, b, li))
@@ -531,23 +561,11 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
                 (float)(ln_stats(ws + t * h, 1, h, b->eps, f->emb_u_max + i * h) / 1.0001);
         }
         for (int li = 0; li < L; li++)
-            layer_stats(m, b, f, li, i,
-                        g->stage_in[b->first_layer + li] +
-                            i * m->stages[b->first_layer + li].in_size,
-                        ws);
+            layer_stats(
+                m, b, f, li, i,
+                g->stage_in[b->first_layer + li] + i * m->stages[b->first_layer + li].in_size, ws);
     }
     rc = 0;
-    if (getenv("BERT_FAST_DEBUG")) {
-        for (int li = 0; li < L; li++) {
-            layer_norms *N = &f->norms[li];
-            fprintf(stderr, "layer %d: q %.3g %.3g k %.3g v %.3g o %.3g ff1 %.3g ff2 %.3g ln1 %.3g ln2 %.3g\n", li, N->q[0], N->q[1], N->k[0], N->v[0], N->o, N->ff1, N->ff2, N->ln1, N->ln2);
-            for (int64_t i = 0; i < 3; i++) {
-                const float *qkv = f->qkv_max + (li * n + i) * 3 * b->heads;
-                fprintf(stderr, "  seq %lld: qmax %.3g kmax %.3g vmax %.3g s1 %.3g s2 %.3g gain(1e-6) %.3g\n", (long long)i, qkv[0], qkv[2], qkv[4], f->ln_scale[(li*n+i)*2], f->ln_scale[(li*n+i)*2+1], layer_bound(b, f, li, i, 1e-6, NULL)/1e-6);
-            }
-        }
-        fprintf(stderr, "emb_ln %.3g emb_scale %.3g %.3g\n", f->emb_ln, f->emb_scale[0], f->emb_scale[1]);
-    }
 done:
     free(ws);
     return rc ? pvf_err_set(err, "out of memory") : 0;
@@ -657,7 +675,12 @@ static int layer_inject(const bert *b, const bert_fast *f, int li, int64_t i, in
     memset(in, 0, sizeof *in);
     in->head = -1;
     switch (role) {
-    case Q: case K: case V: case Q_B: case K_B: case V_B: {
+    case Q:
+    case K:
+    case V:
+    case Q_B:
+    case K_B:
+    case V_B: {
         const int bias = role == Q_B || role == K_B || role == V_B;
         double c = bias ? one : delta_dot(fd, fm + ST_X * h);
         in->head = (bias ? fd->lo : fd->row) / d;
@@ -669,27 +692,45 @@ static int layer_inject(const bert *b, const bert_fast *f, int li, int64_t i, in
             in->v = c;
         return 0;
     }
-    case O: in->attn = delta_dot(fd, fm + ST_CTX * h); return 0;
-    case O_B: in->attn = one; return 0;
-    case LN1_W: in->ln1 = one * fm[ST_U1 * h + fd->lo]; return 0;
-    case LN1_B: in->ln1 = one; return 0;
+    case O:
+        in->attn = delta_dot(fd, fm + ST_CTX * h);
+        return 0;
+    case O_B:
+        in->attn = one;
+        return 0;
+    case LN1_W:
+        in->ln1 = one * fm[ST_U1 * h + fd->lo];
+        return 0;
+    case LN1_B:
+        in->ln1 = one;
+        return 0;
     case FF1:
         in->ff = GELU_LIPSCHITZ * delta_dot(fd, fm + ST_A * h) * f->norms[li].ff2_col[fd->row];
         return 0;
-    case FF1_B: in->ff = GELU_LIPSCHITZ * one * f->norms[li].ff2_col[fd->lo]; return 0;
-    case FF2: in->ff = delta_dot(fd, fm + ST_INTER * h); return 0;
-    case FF2_B: in->ff = one; return 0;
-    case LN2_W: in->ln2 = one * fm[ST_U2 * h + fd->lo]; return 0;
-    case LN2_B: in->ln2 = one; return 0;
-    default: return 1;
+    case FF1_B:
+        in->ff = GELU_LIPSCHITZ * one * f->norms[li].ff2_col[fd->lo];
+        return 0;
+    case FF2:
+        in->ff = delta_dot(fd, fm + ST_INTER * h);
+        return 0;
+    case FF2_B:
+        in->ff = one;
+        return 0;
+    case LN2_W:
+        in->ln2 = one * fm[ST_U2 * h + fd->lo];
+        return 0;
+    case LN2_B:
+        in->ln2 = one;
+        return 0;
+    default:
+        return 1;
     }
 }
 
 /* 1 when sequence i provably keeps golden's outcome under a fault in the
  * embeddings (param) or in encoder layer li's parameter of role `role`. */
-static int fault_settles(const pvf_model *m, const pvf_golden *g, const bert *b,
-                         const bert_fast *f, int param, int li, int role, const fault_delta *fd,
-                         int64_t i) {
+static int fault_settles(const pvf_model *m, const pvf_golden *g, const bert *b, const bert_fast *f,
+                         int param, int li, int role, const fault_delta *fd, int64_t i) {
     if (li < 0) { /* embeddings */
         double dx;
         if (param == b->ln_w)
@@ -787,13 +828,96 @@ static int last_layer_trial(pvf_exec *ex, const pvf_golden *g, int role,
  * keep their softmax weight of exactly 0 and only unmasked tokens matter. */
 #define PADDED_SAFE 1e4
 
+/* A fault in the feed-forward part of encoder layer li (role) of sequence
+ * i: that layer's output rows at the L unmasked tokens into x, from the
+ * cached golden activations, recomputing exactly what changed: a first
+ * matrix row (or bias) its GELU feature of every token, then the second
+ * matrix product; a second matrix row its output feature; a LayerNorm
+ * parameter the LayerNorm. ws: L * intermediate floats. */
+static void ffn_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f, int li, int role,
+                           int64_t f0, int64_t f1, int64_t i, int64_t L, float *x, float *ws) {
+    const int *p = b->lp[li];
+    const int64_t h = b->hidden, ni = b->inter, R = f->real_start[f->n];
+    const int64_t base = li * R + f->real_start[i];
+    const float *a = f->ffn_a + base * h, *inter = f->ffn_inter + base * ni,
+                *res = f->ffn_r + base * h;
+#define W(j) pvf_exec_weights(ex, p[j])
+    if (role == FF1 || role == FF1_B) {
+        memcpy(ws, inter, (size_t)(L * ni) * sizeof *ws);
+        const float *w = W(FF1), *bias = W(FF1_B);
+        for (int64_t u = 0; u < L; u++)
+            for (int64_t o = f0; o <= f1; o++) { /* the faulty dot product */
+                float acc = 0.0f;
+                for (int64_t j = 0; j < h; j++)
+                    acc += a[u * h + j] * w[o * h + j];
+                float v = acc + bias[o];
+                pvf_gelu_erf(&v, 1);
+                ws[u * ni + o] = v;
+            }
+        pvf_linear(ws, L, ni, W(FF2), W(FF2_B), h, x);
+        for (int64_t j = 0; j < L * h; j++)
+            x[j] += a[j];
+    } else {
+        memcpy(x, res, (size_t)(L * h) * sizeof *x);
+        if (role == FF2 || role == FF2_B) {
+            const float *w = W(FF2), *bias = W(FF2_B);
+            for (int64_t u = 0; u < L; u++)
+                for (int64_t o = f0; o <= f1; o++) {
+                    float acc = 0.0f;
+                    for (int64_t j = 0; j < ni; j++)
+                        acc += inter[u * ni + j] * w[o * ni + j];
+                    x[u * h + o] = (acc + bias[o]) + a[u * h + o];
+                }
+        }
+    }
+    pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
+#undef W
+}
+
+/* A fault in the attention output dense or the first LayerNorm of encoder
+ * layer li (role) of sequence i: that layer's output rows at its L unmasked
+ * tokens into x, from the cached context and LayerNorm input: an output row
+ * (or bias) its feature of every token, exactly, then the first LayerNorm
+ * and the whole feed-forward part. xin: the layer's golden input rows; ws:
+ * L * (h + intermediate) floats. */
+static void attn_out_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f, int li,
+                                int role, int64_t f0, int64_t f1, int64_t i, int64_t L,
+                                const float *xin, float *x, float *ws) {
+    const int *p = b->lp[li];
+    const int64_t h = b->hidden, R = f->real_start[f->n], base = li * R + f->real_start[i];
+    const float *ctx = f->att_ctx + base * h;
+    float *a = ws, *inter = ws + L * h;
+#define W(j) pvf_exec_weights(ex, p[j])
+    memcpy(a, f->att_z + base * h, (size_t)(L * h) * sizeof *a);
+    if (role == O || role == O_B) {
+        const float *w = W(O), *bias = W(O_B);
+        for (int64_t u = 0; u < L; u++)
+            for (int64_t o = f0; o <= f1; o++) { /* the faulty dot product */
+                float acc = 0.0f;
+                for (int64_t j = 0; j < h; j++)
+                    acc += ctx[u * h + j] * w[o * h + j];
+                a[u * h + o] = (acc + bias[o]) + xin[u * h + o];
+            }
+    }
+    pvf_layernorm(a, L, h, W(LN1_W), W(LN1_B), b->eps);
+    pvf_linear(a, L, h, W(FF1), W(FF1_B), b->inter, inter);
+    pvf_gelu_erf(inter, L * b->inter);
+    pvf_linear(inter, L, b->inter, W(FF2), W(FF2_B), h, x);
+    for (int64_t j = 0; j < L * h; j++)
+        x[j] += a[j];
+    pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
+#undef W
+}
+
 /* Runs sequences rows[0..k) from `stage` (the embeddings or an encoder layer
  * before the last) over their unmasked tokens alone, dropping a sequence
  * whose layer input is golden again (or bounded) at those tokens, and
- * carries the [CLS] rows from the pooler on. Only for faults within
- * PADDED_SAFE. Returns 1 when the scratch is too small. */
-static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, const int64_t *rows,
-                               int64_t k, pvf_trial_result *r, pvf_err *err) {
+ * carries the [CLS] rows from the pooler on. A fault in a layer's
+ * feed-forward part (role) starts from its cached activations. Only for
+ * faults within PADDED_SAFE. Returns 1 when the scratch is too small. */
+static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int role,
+                               const pvf_fault_effect *eff, const int64_t *rows, int64_t k,
+                               pvf_trial_result *r, pvf_err *err) {
     const pvf_model *m = ex->m;
     const bert *b = m->arch_state;
     const bert_fast *f = g->fast;
@@ -807,6 +931,13 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, con
     int64_t carried[PVF_CHUNK], nout = 0;
     const float *word = pvf_exec_weights(ex, b->word), *pos = pvf_exec_weights(ex, b->pos),
                 *type = pvf_exec_weights(ex, b->type);
+    const int ffn = stage != 0 && (role == FF1 || role == FF1_B || role == FF2 || role == FF2_B ||
+                                   role == LN2_W || role == LN2_B);
+    const int attn_out = stage != 0 && (role == O || role == O_B || role == LN1_W || role == LN1_B);
+    const int weight = role == FF1 || role == FF2 || role == O;
+    const int64_t cols = role == FF1 || role == O ? h : b->inter;
+    const int64_t f0 = weight ? eff->lo / cols : eff->lo,
+                  f1 = weight ? (eff->hi - 1) / cols : eff->hi - 1;
     for (int64_t j = 0; j < k; j++) {
         const int64_t i = rows[j], L = f->real_start[i + 1] - f->real_start[i];
         const int64_t *tok = f->real_tok + f->real_start[i];
@@ -822,6 +953,19 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, con
             pvf_layernorm(x, L, h, pvf_exec_weights(ex, b->ln_w), pvf_exec_weights(ex, b->ln_b),
                           b->eps);
             r->stage_rows++;
+        } else if (ffn || attn_out) { /* the faulty layer's output from its cached activations */
+            if (ffn) {
+                ffn_from_cache(ex, b, f, li, role, f0, f1, i, L, x, ws);
+            } else {
+                for (int64_t u = 0; u < L; u++) /* the layer's golden input rows */
+                    memcpy(y + u * h,
+                           g->stage_in[stage] + i * m->stages[stage].in_size + tok[u] * h,
+                           (size_t)h * sizeof *y);
+                attn_out_from_cache(ex, b, f, li, role, f0, f1, i, L, y, x, ws);
+            }
+            r->stage_rows++;
+            li++;
+            fresh = 0;
         } else {
             for (int64_t u = 0; u < L; u++)
                 memcpy(x + u * h, g->stage_in[stage] + i * m->stages[stage].in_size + tok[u] * h,
@@ -898,7 +1042,7 @@ static int bounded_trial(pvf_exec *ex, const pvf_golden *g, int param, int li, i
     if (nk == 0) {
         rc = 0;
     } else if (moderate && li < b->layers - 1 &&
-               (rc = real_tokens_forward(ex, g, stage, kept, nk, r, err)) != 1) {
+               (rc = real_tokens_forward(ex, g, stage, role, eff, kept, nk, r, err)) != 1) {
         /* done over the unmasked tokens */
     } else if (stage == 0) {
         rc = pvf_fast_rows(ex, g, 0, kept, nk, NULL, r, err);
@@ -908,8 +1052,8 @@ static int bounded_trial(pvf_exec *ex, const pvf_golden *g, int param, int li, i
     } else {
         rc = 0; /* golden inputs of the layer, a chunk at a time, through scratch */
         const int64_t width = m->stages[stage].in_size;
-        const int64_t chunk = ex->chunk < m->scratch_floats / width ? ex->chunk
-                                                                     : m->scratch_floats / width;
+        const int64_t chunk =
+            ex->chunk < m->scratch_floats / width ? ex->chunk : m->scratch_floats / width;
         for (int64_t a = 0; a < nk && rc == 0; a += chunk) {
             const int64_t c = nk - a < chunk ? nk - a : chunk;
             for (int64_t j = 0; j < c; j++)
