@@ -65,6 +65,10 @@ typedef struct bert_fast {
     /* The unmasked tokens of each sequence: real_tok[real_start[i] ..
      * real_start[i + 1]), ascending. */
     int64_t *real_start, *real_tok;
+    /* Every sequence's first token ([CLS]) is unmasked: padded keys weigh 0
+     * (otherwise a fully masked row would weigh them all alike), and the
+     * unmasked-token paths and the last layer's key/value statistics hold. */
+    int cls_real;
     /* Golden feed-forward activations of the layers before the last at the
      * unmasked tokens (row real_start[i] + u of layer li's block): the first
      * LayerNorm's output [h], the GELU output [inter], the second LayerNorm's
@@ -358,8 +362,9 @@ static void layer_stats(const pvf_model *m, const bert *b, bert_fast *f, int li,
         qkv[hd] = row_block_max(q, qrows, h, hd * d, d, NULL, 0);
         /* the last layer: padded keys weigh 0 (its input stays finite); earlier
          * layers: every token, which also keeps padded rows bounded */
-        qkv[heads + hd] = row_block_max(k, s, h, hd * d, d, last ? madd : NULL, 1);
-        qkv[2 * heads + hd] = row_block_max(v, s, h, hd * d, d, last ? madd : NULL, 1);
+        const float *keys_used = last && f->cls_real ? madd : NULL;
+        qkv[heads + hd] = row_block_max(k, s, h, hd * d, d, keys_used, 1);
+        qkv[2 * heads + hd] = row_block_max(v, s, h, hd * d, d, keys_used, 1);
     }
     pvf_linear(ctx, s, h, GW(O), GW(O_B), h, z);
     for (int64_t j = 0; j < s * h; j++)
@@ -597,6 +602,7 @@ int pvf_bert_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state,
         build_readers(has_types ? &types : NULL, n, s, b->types, &f->type_start, &f->type_rows))
         return pvf_err_set(err, "out of memory");
     const int *p = b->lp[b->layers - 1];
+    int cls_real = 1;
     for (int64_t i = 0; i < n; i++) {
         f->all_rows[i] = i;
         const float *x = g->stage_in[last] + i * width;
@@ -611,7 +617,9 @@ int pvf_bert_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state,
             if (real)
                 f->real_tok[f->real_start[i + 1]++] = t;
         }
+        cls_real &= f->real_start[i + 1] > f->real_start[i] && f->real_tok[f->real_start[i]] == 0;
     }
+    f->cls_real = cls_real;
     return bound_data_init(m, g, b, f, &ids, has_types ? &types : NULL, err);
 }
 
@@ -1034,7 +1042,7 @@ static int bounded_trial(pvf_exec *ex, const pvf_golden *g, int param, int li, i
             kept[nk++] = rows[j];
     /* the faulty values are moderate: padded tokens cannot matter */
     const float *faulty = pvf_exec_weights(ex, param);
-    int moderate = 1;
+    int moderate = f->cls_real;
     for (int64_t e = eff->lo; e < eff->hi; e++)
         moderate &= fabsf(faulty[e]) <= PADDED_SAFE; /* false for NaN */
     free(fd.deltas);
