@@ -4,15 +4,23 @@
  * - A word-embedding row (or token-type row) is read only by the sequences
  *   that hold its token (at any position: padded positions are computed too,
  *   and a NaN there reaches every query through 0 x NaN): an unread row
- *   settles with no inference, a read one runs those sequences alone, from
- *   the embeddings on (pvf_fast_rows drops each as soon as it is golden).
+ *   settles with no inference; a read one considers those sequences alone.
+ * - Sound bounds (below) settle each candidate sequence whose change cannot
+ *   reach its golden top-1 margin, with no inference.
+ * - The sequences left run exactly. A fault whose values stay moderate
+ *   (PADDED_SAFE) cannot make a padded token non-finite, so padded keys keep
+ *   their softmax weight of exactly 0: those sequences run over their
+ *   unmasked tokens alone, a fault in a layer's attention output, LayerNorms
+ *   or feed-forward part starting from that layer's cached golden
+ *   activations (the faulty row's dot products, then what follows), and a
+ *   sequence drops out once its layer input is golden again or bounded.
+ *   Other faults run every token of those sequences from the faulty stage.
  * - The last encoder layer feeds the pooler only its [CLS] row, which needs
  *   the keys and values of every token: those are cached from the golden
  *   pass, so a fault in that layer recomputes the [CLS] path alone (a key or
  *   value fault first recomputes its changed features of the cached keys or
  *   values, exactly, by their faulty dot products).
- * - Other faults (position rows, embedding LayerNorm, earlier layers, the
- *   pooler and the classifier) run every sequence from the faulty stage. */
+ * - Pooler and classifier faults run every sequence from their (cheap) stage. */
 #include "bert_internal.h"
 #include "fast.h"
 #include "kernels.h"
