@@ -181,6 +181,7 @@ static void test_faults_follow_the_tokens(void) {
         CHECK(0);
         return;
     }
+    r.exec.want_outputs = 1; /* the fast path writes every output */
     pvf_tensor ids, mask;
     CHECK(pvf_evalset_get(&r.eval, "input_ids", 1, &ids, &err) == 1);
     CHECK(pvf_evalset_get(&r.eval, "attention_mask", 1, &mask, &err) == 1);
@@ -213,11 +214,167 @@ static void test_faults_follow_the_tokens(void) {
     pvf_runner_close(&r);
 }
 
+/* ---- The fast trial path (bert_fast.c) on the bundled model ---- */
+
+/* Runs the site both ways: the fast path (outputs materialized) into *fast
+ * and r->out, the naive full forward pass into *plain and naive_out. */
+static void both_ways(pvf_runner *r, pvf_fault_kind kind, const pvf_fault_site *site,
+                      pvf_trial_result *fast, pvf_trial_result *plain, float *naive_out) {
+    pvf_err err;
+    r->exec.want_outputs = 1;
+    r->exec.naive = 0;
+    CHECK(pvf_trial_run(&r->exec, &r->golden, kind, site, r->out, fast, &err) == 0);
+    r->exec.naive = 1;
+    CHECK(pvf_trial_run(&r->exec, &r->golden, kind, site, naive_out, plain, &err) == 0);
+    r->exec.naive = 0;
+}
+
+/* Eval inputs holding word w anywhere (padding included): count, and the
+ * first such input into *first. */
+static int64_t word_readers(const pvf_tensor *ids, int64_t n, int64_t s, int64_t w,
+                            int64_t *first) {
+    int64_t k = 0;
+    *first = -1;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t t = 0; t < s; t++)
+            if (pvf_tensor_get_i64(ids, i * s + t) == w) {
+                if (!k++)
+                    *first = i;
+                break;
+            }
+    return k;
+}
+
+static void test_fast_word_rows(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (pvf_runner_open(&r, TINY, NULL, PVF_FMT_FP32, &err)) {
+        fprintf(stderr, "  %s\n", err.msg);
+        CHECK(0);
+        return;
+    }
+    pvf_tensor ids;
+    CHECK(pvf_evalset_get(&r.eval, "input_ids", 1, &ids, &err) == 1);
+    const int64_t n = r.golden.n, s = ids.shape[1], h = 128, k = r.model.out_size;
+    const int target = pvf_model_find_target(&r.model, "bert.embeddings.word_embeddings.weight");
+    float *naive = malloc((size_t)(n * k) * sizeof *naive);
+    /* an unread row (the last word no eval input holds) and a rare read one */
+    int64_t unread = -1, rare = -1, rare_k = 0, first;
+    for (int64_t w = 7703; w > 100 && (unread < 0 || rare < 0); w--) {
+        int64_t readers = word_readers(&ids, n, s, w, &first);
+        if (readers == 0 && unread < 0)
+            unread = w;
+        if (readers >= 2 && readers <= 4 && rare < 0) {
+            rare = w;
+            rare_k = readers;
+        }
+    }
+    CHECK(unread >= 0 && rare >= 0);
+    /* unread: settled with no inference, even for a huge value */
+    pvf_fault_site site = {.target = target, .element = unread * h + 5, .mask = 1u << 30};
+    pvf_trial_result fast, plain;
+    both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
+    CHECK((fast.flags & PVF_TRIAL_SETTLED) && fast.stage_rows == 0);
+    CHECK(fast.incorrect == 0 && plain.incorrect == 0);
+    CHECK(memcmp(naive, r.golden.out, (size_t)(n * k) * sizeof *naive) == 0);
+    /* read: only its readers are computed, and only their outputs change */
+    for (int bit = 30; bit >= 22; bit -= 8) {
+        site = (pvf_fault_site){.target = target, .element = rare * h + 9, .mask = 1u << bit};
+        both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
+        int64_t changed = 0, outside = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int differs = memcmp(naive + i * k, r.golden.out + i * k, (size_t)k * sizeof(float));
+            int64_t f0;
+            int reads =
+                word_readers(&ids, i + 1, s, rare, &f0) > word_readers(&ids, i, s, rare, &f0);
+            changed += differs != 0;
+            outside += differs && !reads;
+        }
+        fprintf(stderr,
+                "  word %lld (in %lld inputs), bit %d: fast ran %lld (input, stage) pairs, naive "
+                "%lld; outputs changed %lld\n",
+                (long long)rare, (long long)rare_k, bit, (long long)fast.stage_rows,
+                (long long)plain.stage_rows, (long long)changed);
+        CHECK(outside == 0);
+        CHECK(fast.stage_rows <= rare_k * r.model.nstages);
+        CHECK(fast.incorrect == plain.incorrect && fast.nonfinite == plain.nonfinite);
+        for (int64_t i = 0; i < n; i++)
+            CHECK(pvf_argmax(r.out + i * k, k) == pvf_argmax(naive + i * k, k));
+    }
+    free(naive);
+    pvf_runner_close(&r);
+}
+
+/* Low-mantissa flips in encoder weights: both ways agree, and some are
+ * settled by the bounds alone while the naive pass's logits do move (a key
+ * weight touches every input: a few low-margin inputs may stay unsettled);
+ * a NaN weight is never settled and both ways see the same non-finite
+ * outputs. */
+static void test_fast_encoder_bounds(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (pvf_runner_open(&r, TINY, NULL, PVF_FMT_FP32, &err)) {
+        fprintf(stderr, "  %s\n", err.msg);
+        CHECK(0);
+        return;
+    }
+    const int64_t n = r.golden.n, k = r.model.out_size;
+    float *naive = malloc((size_t)(n * k) * sizeof *naive);
+    static const char *const names[] = {"bert.encoder.layer.0.intermediate.dense.weight",
+                                        "bert.encoder.layer.0.attention.self.key.weight",
+                                        "bert.encoder.layer.1.output.dense.weight"};
+    int settled_moved = 0;
+    for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
+        const int target = pvf_model_find_target(&r.model, names[t]);
+        CHECK(target >= 0);
+        int settled_here = 0;
+        for (int bit = 0; bit < 23 && !settled_here; bit++) {
+            pvf_fault_site site = {.target = target, .element = 1000 + bit, .mask = 1u << bit};
+            pvf_trial_result fast, plain;
+            both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
+            CHECK(fast.incorrect == plain.incorrect);
+            if (!(fast.flags & PVF_TRIAL_SETTLED))
+                continue;
+            settled_here = 1;
+            CHECK(fast.stage_rows == 0 && plain.incorrect == 0);
+            int moved = memcmp(naive, r.golden.out, (size_t)(n * k) * sizeof *naive) != 0;
+            settled_moved += moved;
+            fprintf(stderr, "  %s bit %d: settled by the bounds; naive logits %s\n", names[t], bit,
+                    moved ? "moved, top-1 kept" : "unchanged");
+        }
+        /* all exponent bits set: NaN (the mantissa is not zero) */
+        pvf_fault_site site = {.target = target, .element = 77, .mask = 0x7F800000u};
+        pvf_trial_result fast, plain;
+        both_ways(&r, PVF_FAULT_STUCK1, &site, &fast, &plain, naive);
+        CHECK(isnan(fast.effect.new_value));
+        CHECK(!(fast.flags & PVF_TRIAL_SETTLED) && fast.stage_rows > 0);
+        CHECK(fast.nonfinite > 0 && fast.nonfinite == plain.nonfinite);
+        CHECK(fast.incorrect == plain.incorrect);
+    }
+    CHECK(settled_moved > 0); /* the bounds settled a fault that did move the logits */
+    /* a NaN in a read word row */
+    pvf_tensor ids;
+    CHECK(pvf_evalset_get(&r.eval, "input_ids", 1, &ids, &err) == 1);
+    int64_t w = pvf_tensor_get_i64(&ids, 1); /* the second token of input 0 */
+    pvf_fault_site site = {
+        .target = pvf_model_find_target(&r.model, "bert.embeddings.word_embeddings.weight"),
+        .element = w * 128 + 3,
+        .mask = 0x7F800000u};
+    pvf_trial_result fast, plain;
+    both_ways(&r, PVF_FAULT_STUCK1, &site, &fast, &plain, naive);
+    CHECK(!(fast.flags & PVF_TRIAL_SETTLED) && fast.nonfinite > 0);
+    CHECK(fast.nonfinite == plain.nonfinite && fast.incorrect == plain.incorrect);
+    free(naive);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     RUN(test_other_shape_matches_pytorch);
     RUN(test_bundled_every_format);
     RUN(test_forward_from_any_stage);
     RUN(test_components_and_layers);
     RUN(test_faults_follow_the_tokens);
+    RUN(test_fast_word_rows);
+    RUN(test_fast_encoder_bounds);
     return test_summary();
 }

@@ -11,9 +11,9 @@
  * of which the eval set's sequence length is used. The last encoder layer
  * computes only what the pooler reads, the first token: keys and values of
  * every token, the rest for [CLS] alone. */
+#include "bert_internal.h"
 #include "kernels.h"
 #include "kernels_nn.h"
-#include "model.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -21,29 +21,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BERT_MAX_LAYERS 64
 /* Floats of layer workspace to aim for; sets how many inputs a layer stage
  * multiplies at once. */
 #define BERT_WORKSPACE (1 << 22)
 
-enum { Q, K, V, O, Q_B, K_B, V_B, O_B, LN1_W, LN1_B, FF1, FF1_B, FF2, FF2_B, LN2_W, LN2_B, NLP };
-
-typedef struct bert {
-    int64_t vocab, hidden, layers, heads, inter, maxpos, types, labels;
-    float eps;
-    int word, pos, type, ln_w, ln_b;  /* embedding params */
-    int lp[BERT_MAX_LAYERS][NLP];     /* encoder params per layer */
-    int pool_w, pool_b, cls_w, cls_b; /* pooler, classifier */
-    int first_layer;                  /* stage index of layer.0 */
-    int64_t group;                    /* inputs per pass of a layer stage */
-} bert;
-
-static int64_t seq_len(const pvf_exec *ex) {
-    long i = pvf_st_find(&ex->eval->file, "input_ids");
-    return i < 0 ? 0 : ex->eval->file.hdr.entries[i].shape[1];
+int64_t pvf_bert_seq_len(const pvf_evalset *e) {
+    long i = pvf_st_find(&e->file, "input_ids");
+    return i < 0 ? 0 : e->file.hdr.entries[i].shape[1];
 }
 
-static int eval_int(const pvf_evalset *e, const char *name, pvf_tensor *t) {
+static int64_t seq_len(const pvf_exec *ex) {
+    return pvf_bert_seq_len(ex->eval);
+}
+
+int pvf_bert_eval_int(const pvf_evalset *e, const char *name, pvf_tensor *t) {
     long i = pvf_st_find(&e->file, name);
     if (i < 0)
         return 0;
@@ -58,8 +49,8 @@ static int embeddings_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t
     const bert *b = m->arch_state;
     const int64_t h = b->hidden, s = seq_len(ex), width = b->maxpos * h;
     pvf_tensor ids, types;
-    eval_int(ex->eval, "input_ids", &ids);
-    int has_types = eval_int(ex->eval, "token_type_ids", &types);
+    pvf_bert_eval_int(ex->eval, "input_ids", &ids);
+    int has_types = pvf_bert_eval_int(ex->eval, "token_type_ids", &types);
     const float *word = pvf_exec_weights(ex, b->word), *pos = pvf_exec_weights(ex, b->pos),
                 *type = pvf_exec_weights(ex, b->type);
     for (int64_t i = 0; i < n; i++) {
@@ -84,12 +75,9 @@ static void add_in_place(float *y, const float *x, int64_t n) {
         y[i] += x[i];
 }
 
-/* One encoder layer over g inputs packed in xs[g * s, h]; `last`: only the
- * first token of each input goes on past the keys and values. Writes rows
- * of h floats to res (g * s rows, or g rows when last). */
-static void encoder_layer(const bert *b, const pvf_exec *ex, const int *p, const float *xs,
-                          int64_t g, int64_t s, int last, const float *mask_add, float *ws,
-                          float *res) {
+void pvf_bert_encoder_layer(const bert *b, const pvf_exec *ex, const int *p, const float *xs,
+                            int64_t g, int64_t s, int last, const float *mask_add, float *ws,
+                            float *res) {
     const int64_t h = b->hidden, rows = g * s, qrows = last ? g : rows, d = h / b->heads;
     float *q = ws, *k = q + rows * h, *v = k + rows * h, *ctx = v + rows * h, *a = ctx + rows * h,
           *inter = a + rows * h, *scores = inter + rows * b->inter, *xq = scores + s * s;
@@ -124,7 +112,7 @@ static int layer_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t firs
     const int li = m->stages[stage].layer, last = li == b->layers - 1;
     const int64_t h = b->hidden, s = seq_len(ex), width = b->maxpos * h;
     pvf_tensor mask;
-    int has_mask = eval_int(ex->eval, "attention_mask", &mask);
+    int has_mask = pvf_bert_eval_int(ex->eval, "attention_mask", &mask);
     /* workspace: packed input, mask, layer buffers */
     float *xs = ex->scratch, *madd = xs + b->group * b->maxpos * h,
           *ws = madd + b->group * b->maxpos;
@@ -138,7 +126,7 @@ static int layer_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t firs
                 madd[i * s + t] = pvf_attention_mask_add(
                     has_mask ? pvf_tensor_get_i64(&mask, (first + i0 + i) * s + t) : 1);
         }
-        encoder_layer(b, ex, b->lp[li], xs, g, s, last, madd, ws, res);
+        pvf_bert_encoder_layer(b, ex, b->lp[li], xs, g, s, last, madd, ws, res);
         for (int64_t i = 0; i < g; i++) {
             if (last) {
                 memcpy(out + (i0 + i) * h, res + i * h, (size_t)h * sizeof *out);
@@ -338,7 +326,7 @@ static int bert_bind_eval(const pvf_model *m, const pvf_evalset *e, const float 
     if (check_tokens(e, "input_ids", 1, 0, 0, b->vocab, "the vocabulary", err) < 0)
         return -1;
     pvf_tensor ids;
-    eval_int(e, "input_ids", &ids);
+    pvf_bert_eval_int(e, "input_ids", &ids);
     if (ids.shape[1] < 1 || ids.shape[1] > b->maxpos)
         return pvf_err_set(err,
                            "%s: 'input_ids' has sequences of %" PRId64
@@ -356,4 +344,8 @@ const pvf_arch pvf_arch_bert = {
     .hf_class = "BertForSequenceClassification",
     .build = bert_build,
     .bind_eval = bert_bind_eval,
+    .fast_prepare = pvf_bert_fast_prepare,
+    .fast_free = pvf_bert_fast_free,
+    .fast_trial = pvf_bert_fast_trial,
+    .fast_bound = pvf_bert_fast_bound,
 };

@@ -1,0 +1,1135 @@
+/* bert_fast.c - BERT's fast trial path (fast.h): a trial computes only what
+ * its fault changes.
+ *
+ * - A word-embedding row (or token-type row) is read only by the sequences
+ *   that hold its token (at any position: padded positions are computed too,
+ *   and a NaN there reaches every query through 0 x NaN): an unread row
+ *   settles with no inference; a read one considers those sequences alone.
+ * - Sound bounds (below) settle each candidate sequence whose change cannot
+ *   reach its golden top-1 margin, with no inference.
+ * - The sequences left run exactly. A fault whose values stay moderate
+ *   (PADDED_SAFE) cannot make a padded token non-finite, so padded keys keep
+ *   their softmax weight of exactly 0: those sequences run over their
+ *   unmasked tokens alone, a fault in a layer's attention output, LayerNorms
+ *   or feed-forward part starting from that layer's cached golden
+ *   activations (the faulty row's dot products, then what follows), and a
+ *   sequence drops out once its layer input is golden again or bounded.
+ *   Other faults run every token of those sequences from the faulty stage.
+ * - The last encoder layer feeds the pooler only its [CLS] row, which needs
+ *   the keys and values of every token: those are cached from the golden
+ *   pass, so a fault in that layer recomputes the [CLS] path alone (a key or
+ *   value fault first recomputes its changed features of the cached keys or
+ *   values, exactly, by their faulty dot products).
+ * - Pooler and classifier faults run every sequence from their (cheap) stage. */
+#include "bert_internal.h"
+#include "fast.h"
+#include "kernels.h"
+#include "kernels_nn.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Upper bounds on the golden weights' norms in one encoder layer: spectral
+ * norms of the query/key/value rows of each head, of the attention output,
+ * of both feed-forward matrices; max |LayerNorm weight|; the L2 norm of each
+ * column of the second feed-forward matrix. */
+typedef struct layer_norms {
+    double *q, *k, *v; /* [heads] */
+    double o, ff1, ff2, ln1, ln2;
+    double *ff2_col; /* [intermediate] */
+} layer_norms;
+
+/* Per (layer, sequence) golden statistics: the largest query norm and the
+ * largest distance of a key and of a value to their mean, per head (the last
+ * layer: the [CLS] query, unmasked keys and values; earlier layers: every
+ * token), the smallest LayerNorm scale sqrt(var + eps)
+ * of each LayerNorm over the same rows, and per feature the largest
+ * magnitude over all tokens of: the layer input, the attention context, the
+ * normalized LayerNorm inputs, the first LayerNorm's output, the GELU output. */
+enum { ST_X, ST_CTX, ST_U1, ST_A, ST_U2, ST_INTER }; /* blocks of h floats; ST_INTER: inter */
+
+typedef struct bert_fast {
+    int64_t n, s; /* sequences, tokens per sequence */
+    /* Bound data (see above): per layer and sequence */
+    layer_norms *norms; /* [layers] */
+    float *qkv_max;     /* [layers, n, 3, heads] */
+    float *ln_scale;    /* [layers, n, 2] */
+    float *feat_max;    /* [layers, n, 5 h + inter] */
+    float *emb_scale;   /* [n, s] embedding LayerNorm scale of each token */
+    int64_t *tokens;    /* [n, s] input_ids, then token_type_ids (all 0 without them) */
+    float *emb_u_max;   /* [n, h] largest |normalized embedding| per feature */
+    double emb_ln;      /* max |embedding LayerNorm weight| */
+    double *pool_row;   /* [h] L2 norm of each pooler row */
+    /* Readers of each word-embedding row: sequences word_rows[word_start[w]
+     * .. word_start[w + 1]), ascending; likewise for token-type rows. */
+    int64_t *word_start, *word_rows;
+    int64_t *type_start, *type_rows;
+    int64_t *all_rows; /* 0..n-1 */
+    /* The last encoder layer's golden keys and values [n, s, hidden] and
+     * the additive attention mask [n, s]. */
+    float *keys, *values, *mask_add;
+    int64_t layers, hidden;
+    /* The unmasked tokens of each sequence: real_tok[real_start[i] ..
+     * real_start[i + 1]), ascending. */
+    int64_t *real_start, *real_tok;
+    /* Every sequence's first token ([CLS]) is unmasked: padded keys weigh 0
+     * (otherwise a fully masked row would weigh them all alike), and the
+     * unmasked-token paths and the last layer's key/value statistics hold. */
+    int cls_real;
+    /* Golden feed-forward activations of the layers before the last at the
+     * unmasked tokens (row real_start[i] + u of layer li's block): the first
+     * LayerNorm's output [h], the GELU output [inter], the second LayerNorm's
+     * input [h]. */
+    float *ffn_a, *ffn_inter, *ffn_r;
+    float *att_ctx, *att_z; /* likewise: the attention context, the first LayerNorm's input */
+} bert_fast;
+
+void pvf_bert_fast_free(void *state) {
+    bert_fast *f = state;
+    if (!f)
+        return;
+    free(f->word_start);
+    free(f->word_rows);
+    free(f->type_start);
+    free(f->type_rows);
+    free(f->all_rows);
+    free(f->keys);
+    free(f->values);
+    free(f->mask_add);
+    for (int64_t l = 0; f->norms && l < f->layers; l++) {
+        free(f->norms[l].q);
+        free(f->norms[l].k);
+        free(f->norms[l].v);
+        free(f->norms[l].ff2_col);
+    }
+    free(f->norms);
+    free(f->qkv_max);
+    free(f->ln_scale);
+    free(f->feat_max);
+    free(f->emb_scale);
+    free(f->tokens);
+    free(f->real_start);
+    free(f->real_tok);
+    free(f->ffn_a);
+    free(f->ffn_inter);
+    free(f->ffn_r);
+    free(f->att_ctx);
+    free(f->att_z);
+    free(f->emb_u_max);
+    free(f->pool_row);
+    free(f);
+}
+
+/* CSR of the distinct sequences that read each of `nrows` table rows, from
+ * the token tensor t [n, s] (NULL: every token reads row 0). */
+static int build_readers(const pvf_tensor *t, int64_t n, int64_t s, int64_t nrows,
+                         int64_t **start_out, int64_t **rows_out) {
+    int64_t *start = calloc((size_t)nrows + 1, sizeof *start);
+    int64_t *last = malloc((size_t)nrows * sizeof *last); /* last sequence counted per row */
+    int64_t *rows = NULL;
+    if (!start || !last)
+        goto fail;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int64_t w = 0; w < nrows; w++)
+            last[w] = -1;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t p = 0; p < s; p++) {
+                int64_t w = t ? pvf_tensor_get_i64(t, i * s + p) : 0;
+                if (last[w] == i)
+                    continue;
+                last[w] = i;
+                if (pass == 0)
+                    start[w + 1]++;
+                else
+                    rows[start[w]++] = i;
+            }
+        if (pass == 0) {
+            for (int64_t w = 0; w < nrows; w++)
+                start[w + 1] += start[w];
+            rows = malloc((size_t)(start[nrows] > 0 ? start[nrows] : 1) * sizeof *rows);
+            if (!rows)
+                goto fail;
+        } else { /* start[w] advanced to start[w + 1]: shift back */
+            for (int64_t w = nrows; w > 0; w--)
+                start[w] = start[w - 1];
+            start[0] = 0;
+        }
+    }
+    free(last);
+    *start_out = start;
+    *rows_out = rows;
+    return 0;
+fail:
+    free(start);
+    free(last);
+    free(rows);
+    return -1;
+}
+
+/* ---- Sound bounds ------------------------------------------------------
+ *
+ * A fault's change is followed as an upper bound on the L2 norm of the
+ * change of every token's row (one bound for all tokens of a sequence),
+ * through each later operation, from the golden statistics above:
+ *   linear map: times an upper bound of its spectral norm;
+ *   attention: softmax ignores a shift common to a query's scores, so with
+ *     keys and values centred on their mean (radii |k - kbar|, |v - vbar|) the
+ *     scores move by eps = (dq |k - kbar| + |q| dk + dq dk) / sqrt(d) beyond
+ *     a common shift, every softmax weight by at most a factor e^{+-2 eps},
+ *     and the context (sum of weight changes times v - vbar, plus the weighted
+ *     value changes) by at most (e^{2 eps} - 1) max |v - vbar| + dv;
+ *   LayerNorm with golden scale sigma = sqrt(var + eps): its Jacobian at a
+ *     row of scale sigma' has norm <= 1 / sigma' (a projection over sigma'),
+ *     and the scale is 1/sqrt(H)-Lipschitz in the row, so the normalized row
+ *     moves by at most dz / (sigma - dz / sqrt(H)), then times max |weight|;
+ *     no bound when sigma - dz / sqrt(H) <= 0;
+ *   GELU (erf): 1.13-Lipschitz (its derivative lies in [-0.13, 1.129]);
+ *   tanh: |d tanh| <= |dz| max sech^2 over [z - dz, z + dz], and <= 2;
+ *   classifier: |d logit_c| <= sum_i |C_ci| |d pooled_i|.
+ * A sequence settles when, for every class c, the golden top-1 logit minus
+ * logit c exceeds the two logits' bounds plus a rounding slack. Changes are
+ * differences of exact fp32 values, so the bound is on the exact-arithmetic
+ * change; the slack covers both fp32 forward passes' rounding. A non-finite
+ * change gives an infinite bound: never settled. */
+
+#define GELU_LIPSCHITZ 1.13
+#define BOUND_INFLATE  1.001 /* rounding of the bound's own arithmetic */
+
+/* Upper bound on the spectral norm of rows r0..r0+nr-1 of w[*, cols]: the
+ * largest eigenvalue of the Gram matrix G is at most ||G^(2^k)||_F^(1/2^k),
+ * within a factor dim^(1/2^(k+1)) of it; the squarings are normalized in
+ * double. Returns -1 when out of memory. */
+static double spectral_bound(const float *w, int64_t cols, int64_t r0, int64_t nr) {
+    const int64_t dim = nr < cols ? nr : cols;
+    double *g = calloc((size_t)(dim * dim), sizeof *g),
+           *t = malloc((size_t)(dim * dim) * sizeof *t);
+    if (!g || !t) {
+        free(g);
+        free(t);
+        return -1;
+    }
+    /* G = W W^T (nr <= cols) or W^T W */
+    for (int64_t a = 0; a < dim; a++)
+        for (int64_t c = 0; c <= a; c++) {
+            double acc = 0;
+            if (nr <= cols)
+                for (int64_t j = 0; j < cols; j++)
+                    acc += (double)w[(r0 + a) * cols + j] * w[(r0 + c) * cols + j];
+            else
+                for (int64_t i = 0; i < nr; i++)
+                    acc += (double)w[(r0 + i) * cols + a] * w[(r0 + i) * cols + c];
+            g[a * dim + c] = g[c * dim + a] = acc;
+        }
+    double log_lambda = 0, weight = 1; /* log lambda_max(G) <= sum weight_k log F_k */
+    for (int k = 0; k < 8; k++) {
+        double fro = 0;
+        for (int64_t i = 0; i < dim * dim; i++)
+            fro += g[i] * g[i];
+        fro = sqrt(fro);
+        if (!(fro > 0))
+            break; /* a zero matrix */
+        log_lambda += weight * log(fro);
+        for (int64_t i = 0; i < dim * dim; i++)
+            g[i] /= fro;
+        if (k == 7)
+            break; /* lambda_max of the normalized matrix <= its Frobenius norm = 1 */
+        for (int64_t a = 0; a < dim; a++)
+            for (int64_t c = 0; c < dim; c++) {
+                double acc = 0;
+                for (int64_t i = 0; i < dim; i++)
+                    acc += g[a * dim + i] * g[i * dim + c];
+                t[a * dim + c] = acc;
+            }
+        memcpy(g, t, (size_t)(dim * dim) * sizeof *g);
+        weight *= 0.5;
+    }
+    free(g);
+    free(t);
+    return exp(0.5 * log_lambda) * 1.0001; /* sqrt(lambda_max), double rounding */
+}
+
+static double max_abs(const float *x, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)x[i]));
+    return m;
+}
+
+static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, int li) {
+    const int *p = b->lp[li];
+    const int64_t h = b->hidden, d = h / b->heads;
+    L->q = malloc((size_t)b->heads * sizeof *L->q);
+    L->k = malloc((size_t)b->heads * sizeof *L->k);
+    L->v = malloc((size_t)b->heads * sizeof *L->v);
+    L->ff2_col = malloc((size_t)b->inter * sizeof *L->ff2_col);
+    if (!L->q || !L->k || !L->v || !L->ff2_col)
+        return -1;
+    for (int64_t hd = 0; hd < b->heads; hd++) {
+        L->q[hd] = spectral_bound(m->params[p[Q]].value, h, hd * d, d);
+        L->k[hd] = spectral_bound(m->params[p[K]].value, h, hd * d, d);
+        L->v[hd] = spectral_bound(m->params[p[V]].value, h, hd * d, d);
+        if (L->q[hd] < 0 || L->k[hd] < 0 || L->v[hd] < 0)
+            return -1;
+    }
+    L->o = spectral_bound(m->params[p[O]].value, h, 0, h);
+    L->ff1 = spectral_bound(m->params[p[FF1]].value, h, 0, b->inter);
+    L->ff2 = spectral_bound(m->params[p[FF2]].value, b->inter, 0, h);
+    if (L->o < 0 || L->ff1 < 0 || L->ff2 < 0)
+        return -1;
+    L->ln1 = max_abs(m->params[p[LN1_W]].value, h);
+    L->ln2 = max_abs(m->params[p[LN2_W]].value, h);
+    const float *w2 = m->params[p[FF2]].value;
+    for (int64_t j = 0; j < b->inter; j++) {
+        double acc = 0;
+        for (int64_t i = 0; i < h; i++)
+            acc += (double)w2[i * b->inter + j] * w2[i * b->inter + j];
+        L->ff2_col[j] = sqrt(acc) * 1.0001;
+    }
+    return 0;
+}
+
+/* LayerNorm statistics of rows x[rows, h] as pvf_layernorm computes them:
+ * the smallest scale sqrt(var + eps) over the rows, and per feature the
+ * largest |normalized value| into u_max[h] (maxed in). */
+static double ln_stats(const float *x, int64_t rows, int64_t h, float eps, float *u_max) {
+    double smallest = INFINITY;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = x + r * h;
+        double sum = 0, sq = 0;
+        for (int64_t j = 0; j < h; j++)
+            sum += row[j];
+        double mean = sum / (double)h;
+        for (int64_t j = 0; j < h; j++)
+            sq += (row[j] - mean) * (row[j] - mean);
+        double scale = sqrt(sq / (double)h + (double)eps);
+        smallest = fmin(smallest, scale);
+        if (u_max)
+            for (int64_t j = 0; j < h; j++)
+                u_max[j] = fmaxf(u_max[j], (float)(fabs(row[j] - mean) / scale));
+    }
+    return smallest;
+}
+
+/* Largest norm over rows r of x[rows, h]'s columns c0..c0+nc-1, less their
+ * mean when `centred`, over the rows with mask_add[r] == 0 (NULL: all). */
+static float row_block_max(const float *x, int64_t rows, int64_t h, int64_t c0, int64_t nc,
+                           const float *mask_add, int centred) {
+    double mean[1024] = {0}, m = 0;
+    int64_t used = 0;
+    if (nc > 1024)
+        return INFINITY;
+    for (int64_t r = 0; centred && r < rows; r++) {
+        if (mask_add && mask_add[r] != 0)
+            continue;
+        used++;
+        for (int64_t j = 0; j < nc; j++)
+            mean[j] += x[r * h + c0 + j];
+    }
+    for (int64_t j = 0; used && j < nc; j++)
+        mean[j] /= (double)used;
+    for (int64_t r = 0; r < rows; r++) {
+        if (mask_add && mask_add[r] != 0)
+            continue; /* a padded key: weight 0 */
+        double acc = 0;
+        for (int64_t j = 0; j < nc; j++) {
+            double v = (double)x[r * h + c0 + j] - mean[j];
+            acc += v * v;
+        }
+        m = fmax(m, sqrt(acc));
+    }
+    return (float)(m * 1.0001);
+}
+
+static void col_max(const float *x, int64_t rows, int64_t cols, float *out) {
+    for (int64_t j = 0; j < cols; j++)
+        out[j] = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < cols; j++)
+            out[j] = fmaxf(out[j], fabsf(x[r * cols + j]));
+}
+
+/* Golden statistics of encoder layer li for sequence i (input x[s, h]):
+ * the layer recomputed over every token with golden weights. */
+static void layer_stats(const pvf_model *m, const bert *b, bert_fast *f, int li, int64_t i,
+                        const float *x, float *ws) {
+    const int *p = b->lp[li];
+    const int64_t h = b->hidden, s = f->s, d = h / b->heads, heads = b->heads;
+    const int last = li == b->layers - 1;
+    const float *madd = f->mask_add + i * s;
+    float *q = ws, *k = q + s * h, *v = k + s * h, *ctx = v + s * h, *z = ctx + s * h,
+          *a = z + s * h, *r = a + s * h, *inter = r + s * h, *scores = inter + s * b->inter;
+#define GW(j) m->params[p[j]].value
+    pvf_linear(x, s, h, GW(Q), GW(Q_B), h, q);
+    pvf_linear(x, s, h, GW(K), GW(K_B), h, k);
+    pvf_linear(x, s, h, GW(V), GW(V_B), h, v);
+    pvf_attention(q, s, k, v, s, heads, d, madd, ctx, scores);
+    float *qkv = f->qkv_max + (li * f->n + i) * 3 * heads;
+    const int64_t qrows = last ? 1 : s;
+    for (int64_t hd = 0; hd < heads; hd++) {
+        qkv[hd] = row_block_max(q, qrows, h, hd * d, d, NULL, 0);
+        /* the last layer: padded keys weigh 0 (its input stays finite); earlier
+         * layers: every token, which also keeps padded rows bounded */
+        const float *keys_used = last && f->cls_real ? madd : NULL;
+        qkv[heads + hd] = row_block_max(k, s, h, hd * d, d, keys_used, 1);
+        qkv[2 * heads + hd] = row_block_max(v, s, h, hd * d, d, keys_used, 1);
+    }
+    pvf_linear(ctx, s, h, GW(O), GW(O_B), h, z);
+    for (int64_t j = 0; j < s * h; j++)
+        z[j] += x[j];
+    float *fm = f->feat_max + (li * f->n + i) * (5 * h + b->inter);
+    memset(fm, 0, (size_t)(5 * h + b->inter) * sizeof *fm);
+    col_max(x, s, h, fm + ST_X * h);
+    col_max(ctx, s, h, fm + ST_CTX * h);
+    float *scale = f->ln_scale + (li * f->n + i) * 2;
+    scale[0] = (float)(ln_stats(z, qrows, h, b->eps, fm + ST_U1 * h) / 1.0001);
+    memcpy(a, z, (size_t)(s * h) * sizeof *a);
+    pvf_layernorm(a, s, h, GW(LN1_W), GW(LN1_B), b->eps);
+    col_max(a, s, h, fm + ST_A * h);
+    pvf_linear(a, s, h, GW(FF1), GW(FF1_B), b->inter, inter);
+    pvf_gelu_erf(inter, s * b->inter);
+    col_max(inter, s, b->inter, fm + ST_INTER * h);
+    pvf_linear(inter, s, b->inter, GW(FF2), GW(FF2_B), h, r);
+    for (int64_t j = 0; j < s * h; j++)
+        r[j] += a[j];
+    scale[1] = (float)(ln_stats(r, qrows, h, b->eps, fm + ST_U2 * h) / 1.0001);
+    if (!last) {
+        const int64_t R = f->real_start[f->n], base = f->real_start[i];
+        for (int64_t u = base; u < f->real_start[i + 1]; u++) {
+            const int64_t t = f->real_tok[u];
+            memcpy(f->ffn_a + (li * R + u) * h, a + t * h, (size_t)h * sizeof *a);
+            memcpy(f->ffn_r + (li * R + u) * h, r + t * h, (size_t)h * sizeof *r);
+            memcpy(f->att_ctx + (li * R + u) * h, ctx + t * h, (size_t)h * sizeof *r);
+            memcpy(f->att_z + (li * R + u) * h, z + t * h, (size_t)h * sizeof *r);
+            memcpy(f->ffn_inter + (li * R + u) * b->inter, inter + t * b->inter,
+                   (size_t)b->inter * sizeof *inter);
+        }
+    }
+#undef GW
+}
+
+/* Changes injected inside an encoder layer by a fault in it (bounds on the
+ * L2 change of one token's row at that point). */
+typedef struct inject {
+    int64_t head;              /* head of a query/key/value change, or -1 */
+    double q, k, v;            /* that head's query/key/value change */
+    double attn, ln1, ff, ln2; /* attention output, LayerNorm 1 output, FFN output, layer output */
+} inject;
+
+/* Bound on the change of layer li's output rows of sequence i (the [CLS] row
+ * for the last layer) when every input row moves by at most dx and `in`
+ * is injected; INFINITY when none holds. */
+static double layer_bound(const bert *b, const bert_fast *f, int li, int64_t i, double dx,
+                          const inject *in) {
+    const layer_norms *L = &f->norms[li];
+    const int64_t heads = b->heads, h = b->hidden;
+    const float *qkv = f->qkv_max + (li * f->n + i) * 3 * heads;
+    const float *scale = f->ln_scale + (li * f->n + i) * 2;
+    const double rd = 1.0 / sqrt((double)(h / heads)), rh = 1.0 / sqrt((double)h);
+    if (!(dx < INFINITY))
+        return INFINITY;
+    double ctx2 = 0;
+    for (int64_t hd = 0; hd < heads; hd++) {
+        const int here = in && in->head == hd;
+        double dq = L->q[hd] * dx + (here ? in->q : 0), dk = L->k[hd] * dx + (here ? in->k : 0),
+               dv = L->v[hd] * dx + (here ? in->v : 0);
+        double eps = (dq * qkv[heads + hd] + qkv[hd] * dk + dq * dk) * rd;
+        if (!(eps < 20))
+            return INFINITY; /* also keeps every score far below FLT_MAX */
+        double dc = expm1(2 * eps) * qkv[2 * heads + hd] + dv;
+        ctx2 += dc * dc;
+    }
+    double dz = L->o * sqrt(ctx2) + dx + (in ? in->attn : 0);
+    double s1 = scale[0] - dz * rh;
+    if (!(s1 > 0))
+        return INFINITY;
+    double da = L->ln1 * dz / s1 + (in ? in->ln1 : 0);
+    double dr = L->ff2 * GELU_LIPSCHITZ * L->ff1 * da + da + (in ? in->ff : 0);
+    double s2 = scale[1] - dr * rh;
+    if (!(s2 > 0))
+        return INFINITY;
+    double dy = (L->ln2 * dr / s2 + (in ? in->ln2 : 0)) * BOUND_INFLATE;
+    return dy < INFINITY ? dy : INFINITY;
+}
+
+/* 1 when a change of at most dy in sequence i's [CLS] output of the last
+ * layer provably leaves its top-1 class (and finiteness) as golden's. */
+static int head_settles(const pvf_model *m, const pvf_golden *g, const bert *b, const bert_fast *f,
+                        int64_t i, double dy) {
+    if (!(dy < INFINITY))
+        return 0;
+    const int64_t h = b->hidden, labels = b->labels;
+    const int cls_stage = m->nstages - 1;
+    const float *pooled = g->stage_in[cls_stage] + i * h;
+    const float *c = m->params[b->cls_w].value;
+    double dlogit[64] = {0};
+    if (labels > 64)
+        return 0;
+    for (int64_t j = 0; j < h; j++) {
+        double dz = f->pool_row[j] * dy;
+        if (dz == 0)
+            continue;
+        /* |z| from the golden tanh output, minus its rounding */
+        double z = atanh(
+            fmax(0.0, fmin(fabs((double)pooled[j]) - 4.0 / 16777216.0, 1.0 - 1.0 / 16777216.0)));
+        double sech2 = z <= dz ? 1.0 : 1.0 - tanh(z - dz) * tanh(z - dz);
+        double dp = fmin(2.0, dz * sech2) * BOUND_INFLATE;
+        for (int64_t k = 0; k < labels; k++)
+            dlogit[k] += fabs((double)c[k * h + j]) * dp;
+    }
+    const float *logit = g->out + i * m->out_size;
+    const int64_t top = g->top1[i];
+    for (int64_t k = 0; k < labels; k++) {
+        if (k == top)
+            continue;
+        double slack = 1e-4 * (1.0 + fabs((double)logit[top]) + fabs((double)logit[k]));
+        if (!((double)logit[top] - logit[k] > dlogit[top] + dlogit[k] + slack))
+            return 0;
+    }
+    return 1;
+}
+
+/* 1 when sequence i settles with a change of at most dx in every input row
+ * of encoder layer li (li == layers: in the last layer's [CLS] output),
+ * `in` injected in layer li. */
+static int settles_from_layer(const pvf_model *m, const pvf_golden *g, const bert *b,
+                              const bert_fast *f, int64_t li, int64_t i, double dx,
+                              const inject *in) {
+    for (int64_t l = li; l < b->layers && dx < INFINITY; l++)
+        dx = layer_bound(b, f, (int)l, i, dx, l == li ? in : NULL);
+    return head_settles(m, g, b, f, i, dx);
+}
+
+/* Bound on the change of every row of sequence i's embedding output when
+ * the embedding sum moves by at most de at the tokens that read row `row` of
+ * embedding table `param` (word, position or token type), or LayerNorm's
+ * output directly by dln at every token. */
+static double embedding_bound(const bert *b, const bert_fast *f, int param, int64_t row, int64_t i,
+                              double de, double dln) {
+    const double rh = 1.0 / sqrt((double)f->hidden);
+    double scale = INFINITY; /* the smallest golden scale among the changed tokens */
+    for (int64_t t = 0; de > 0 && t < f->s; t++) {
+        int hit = param == b->pos    ? t == row
+                  : param == b->word ? f->tokens[i * f->s + t] == row
+                                     : f->tokens[(f->n + i) * f->s + t] == row;
+        if (hit)
+            scale = fmin(scale, f->emb_scale[i * f->s + t]);
+    }
+    if (de == 0)
+        scale = 1; /* unused */
+    double s0 = scale - de * rh;
+    if (!(s0 > 0) || !(de < INFINITY) || !(dln < INFINITY))
+        return INFINITY;
+    return (f->emb_ln * de / s0 + dln) * BOUND_INFLATE;
+}
+
+/* The golden statistics and weight norms the bounds use. */
+static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *b, bert_fast *f,
+                           const pvf_tensor *ids, const pvf_tensor *types, pvf_err *err) {
+    const int64_t n = f->n, s = f->s, h = b->hidden, L = b->layers;
+    f->layers = L;
+    f->hidden = h;
+    f->norms = calloc((size_t)L, sizeof *f->norms);
+    f->qkv_max = malloc((size_t)(L * n * 3 * b->heads) * sizeof *f->qkv_max);
+    f->ln_scale = malloc((size_t)(L * n * 2) * sizeof *f->ln_scale);
+    f->feat_max = malloc((size_t)(L * n * (5 * h + b->inter)) * sizeof *f->feat_max);
+    f->emb_scale = malloc((size_t)(n * s) * sizeof *f->emb_scale);
+    const int64_t R = f->real_start[n] * (L - 1);
+    f->ffn_a = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->ffn_a);
+    f->ffn_r = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->ffn_r);
+    f->att_ctx = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_ctx);
+    f->att_z = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_z);
+    f->ffn_inter = malloc((size_t)(R > 0 ? R * b->inter : 1) * sizeof *f->ffn_inter);
+    f->tokens = calloc((size_t)(2 * n * s), sizeof *f->tokens);
+    f->emb_u_max = calloc((size_t)(n * h), sizeof *f->emb_u_max);
+    f->pool_row = malloc((size_t)h * sizeof *f->pool_row);
+    float *ws = malloc((size_t)(s * (7 * h + b->inter) + s * s) * sizeof *ws);
+    int rc = -1;
+    if (!f->norms || !f->qkv_max || !f->ln_scale || !f->feat_max || !f->emb_scale || !f->tokens ||
+        !f->ffn_a || !f->ffn_r || !f->ffn_inter || !f->att_ctx || !f->att_z || !f->emb_u_max ||
+        !f->pool_row || !ws)
+        goto done;
+    for (int li = 0; li < L; li++)
+        if (layer_norms_init(&f->norms[li], m, b, li))
+            goto done;
+    f->emb_ln = max_abs(m->params[b->ln_w].value, h);
+    const float *pw = m->params[b->pool_w].value;
+    for (int64_t j = 0; j < h; j++) {
+        double acc = 0;
+        for (int64_t c = 0; c < h; c++)
+            acc += (double)pw[j * h + c] * pw[j * h + c];
+        f->pool_row[j] = sqrt(acc) * 1.0001;
+    }
+    const float *word = m->params[b->word].value, *pos = m->params[b->pos].value,
+                *type = m->params[b->type].value;
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t t = 0; t < s; t++) { /* the embedding sum, as the stage adds it */
+            int64_t *tok = f->tokens + i * s + t;
+            tok[0] = pvf_tensor_get_i64(ids, i * s + t);
+            tok[n * s] = types ? pvf_tensor_get_i64(types, i * s + t) : 0;
+            const float *w = word + tok[0] * h, *ty = type + tok[n * s] * h;
+            for (int64_t j = 0; j < h; j++)
+                ws[t * h + j] = (w[j] + ty[j]) + pos[t * h + j];
+            f->emb_scale[i * s + t] =
+                (float)(ln_stats(ws + t * h, 1, h, b->eps, f->emb_u_max + i * h) / 1.0001);
+        }
+        for (int li = 0; li < L; li++)
+            layer_stats(
+                m, b, f, li, i,
+                g->stage_in[b->first_layer + li] + i * m->stages[b->first_layer + li].in_size, ws);
+    }
+    rc = 0;
+done:
+    free(ws);
+    return rc ? pvf_err_set(err, "out of memory") : 0;
+}
+
+int pvf_bert_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_err *err) {
+    const bert *b = m->arch_state;
+    bert_fast *f = calloc(1, sizeof *f);
+    if (!f)
+        return pvf_err_set(err, "out of memory");
+    *state = f;
+    const int64_t n = g->n, s = pvf_bert_seq_len(g->eval), h = b->hidden;
+    f->n = n;
+    f->s = s;
+    pvf_tensor ids, types, mask;
+    pvf_bert_eval_int(g->eval, "input_ids", &ids);
+    int has_types = pvf_bert_eval_int(g->eval, "token_type_ids", &types);
+    int has_mask = pvf_bert_eval_int(g->eval, "attention_mask", &mask);
+    const int last = b->first_layer + (int)b->layers - 1;
+    const int64_t width = m->stages[last].in_size;
+    f->all_rows = malloc((size_t)n * sizeof *f->all_rows);
+    f->keys = malloc((size_t)(n * s * h) * sizeof *f->keys);
+    f->values = malloc((size_t)(n * s * h) * sizeof *f->values);
+    f->mask_add = malloc((size_t)(n * s) * sizeof *f->mask_add);
+    f->real_start = calloc((size_t)n + 1, sizeof *f->real_start);
+    f->real_tok = malloc((size_t)(n * s > 0 ? n * s : 1) * sizeof *f->real_tok);
+    if (!f->all_rows || !f->keys || !f->values || !f->mask_add || !f->real_start || !f->real_tok ||
+        build_readers(&ids, n, s, b->vocab, &f->word_start, &f->word_rows) ||
+        build_readers(has_types ? &types : NULL, n, s, b->types, &f->type_start, &f->type_rows))
+        return pvf_err_set(err, "out of memory");
+    const int *p = b->lp[b->layers - 1];
+    int cls_real = 1;
+    for (int64_t i = 0; i < n; i++) {
+        f->all_rows[i] = i;
+        const float *x = g->stage_in[last] + i * width;
+        /* as the layer stage computes them (pvf_linear over the sequence's tokens) */
+        pvf_linear(x, s, h, m->params[p[K]].value, m->params[p[K_B]].value, h, f->keys + i * s * h);
+        pvf_linear(x, s, h, m->params[p[V]].value, m->params[p[V_B]].value, h,
+                   f->values + i * s * h);
+        f->real_start[i + 1] = f->real_start[i];
+        for (int64_t t = 0; t < s; t++) {
+            int64_t real = has_mask ? pvf_tensor_get_i64(&mask, i * s + t) : 1;
+            f->mask_add[i * s + t] = pvf_attention_mask_add(real);
+            if (real)
+                f->real_tok[f->real_start[i + 1]++] = t;
+        }
+        cls_real &= f->real_start[i + 1] > f->real_start[i] && f->real_tok[f->real_start[i]] == 0;
+    }
+    f->cls_real = cls_real;
+    return bound_data_init(m, g, b, f, &ids, has_types ? &types : NULL, err);
+}
+
+/* Rows first..last of a [rows, cols] table that elements lo..hi-1 touch; 0
+ * when they span several rows. */
+static int one_table_row(const pvf_fault_effect *eff, int64_t cols, int64_t *row) {
+    *row = eff->lo / cols;
+    return (eff->hi - 1) / cols == *row;
+}
+
+/* A fault's changed compute values: deltas[k] = faulty - golden of elements
+ * lo + k, all in row `row` of the parameter viewed as [rows, cols]. */
+typedef struct fault_delta {
+    int64_t lo, n, row, cols;
+    double *deltas;
+    double l2; /* their L2 norm; INFINITY when any is not finite */
+} fault_delta;
+
+static int fault_delta_init(const pvf_exec *ex, int param, const pvf_fault_effect *eff,
+                            fault_delta *fd) {
+    const pvf_param *p = &ex->m->params[param];
+    fd->cols = p->ndim >= 2 ? p->numel / p->shape[0] : p->numel;
+    fd->lo = eff->lo;
+    fd->n = eff->hi - eff->lo;
+    fd->row = eff->lo / fd->cols;
+    fd->deltas = NULL;
+    fd->l2 = INFINITY;
+    if ((eff->hi - 1) / fd->cols != fd->row)
+        return 1; /* several rows: not bounded here */
+    fd->deltas = malloc((size_t)fd->n * sizeof *fd->deltas);
+    if (!fd->deltas)
+        return -1;
+    const float *faulty = pvf_exec_weights(ex, param);
+    double sq = 0;
+    for (int64_t k = 0; k < fd->n; k++) {
+        fd->deltas[k] = (double)faulty[fd->lo + k] - (double)p->value[fd->lo + k];
+        sq += fd->deltas[k] * fd->deltas[k];
+    }
+    fd->l2 = sq < INFINITY ? sqrt(sq) : INFINITY; /* NaN fails the test too */
+    return 0;
+}
+
+/* sum_k |delta_k| feat[column of k]: a bound on the change of the faulty
+ * row's dot product with any input whose |feature| is at most feat. */
+static double delta_dot(const fault_delta *fd, const float *feat) {
+    if (!(fd->l2 < INFINITY))
+        return INFINITY;
+    double acc = 0;
+    for (int64_t k = 0; k < fd->n; k++)
+        acc += fabs(fd->deltas[k]) * feat[(fd->lo + k) % fd->cols];
+    return acc * BOUND_INFLATE;
+}
+
+/* The change injected into layer li of sequence i by a fault in its
+ * parameter of role `role`; 0, or 1 when this role is not bounded. */
+static int layer_inject(const bert *b, const bert_fast *f, int li, int64_t i, int role,
+                        const fault_delta *fd, inject *in) {
+    const int64_t h = b->hidden, d = h / b->heads;
+    const float *fm = f->feat_max + (li * f->n + i) * (5 * h + b->inter);
+    const double one = fd->l2 < INFINITY ? fabs(fd->deltas[0]) * BOUND_INFLATE : INFINITY;
+    memset(in, 0, sizeof *in);
+    in->head = -1;
+    switch (role) {
+    case Q:
+    case K:
+    case V:
+    case Q_B:
+    case K_B:
+    case V_B: {
+        const int bias = role == Q_B || role == K_B || role == V_B;
+        double c = bias ? one : delta_dot(fd, fm + ST_X * h);
+        in->head = (bias ? fd->lo : fd->row) / d;
+        if (role == Q || role == Q_B)
+            in->q = c;
+        else if (role == K || role == K_B)
+            in->k = c;
+        else
+            in->v = c;
+        return 0;
+    }
+    case O:
+        in->attn = delta_dot(fd, fm + ST_CTX * h);
+        return 0;
+    case O_B:
+        in->attn = one;
+        return 0;
+    case LN1_W:
+        in->ln1 = one * fm[ST_U1 * h + fd->lo];
+        return 0;
+    case LN1_B:
+        in->ln1 = one;
+        return 0;
+    case FF1:
+        in->ff = GELU_LIPSCHITZ * delta_dot(fd, fm + ST_A * h) * f->norms[li].ff2_col[fd->row];
+        return 0;
+    case FF1_B:
+        in->ff = GELU_LIPSCHITZ * one * f->norms[li].ff2_col[fd->lo];
+        return 0;
+    case FF2:
+        in->ff = delta_dot(fd, fm + ST_INTER * h);
+        return 0;
+    case FF2_B:
+        in->ff = one;
+        return 0;
+    case LN2_W:
+        in->ln2 = one * fm[ST_U2 * h + fd->lo];
+        return 0;
+    case LN2_B:
+        in->ln2 = one;
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+/* 1 when sequence i provably keeps golden's outcome under a fault in the
+ * embeddings (param) or in encoder layer li's parameter of role `role`. */
+static int fault_settles(const pvf_model *m, const pvf_golden *g, const bert *b, const bert_fast *f,
+                         int param, int li, int role, const fault_delta *fd, int64_t i) {
+    if (li < 0) { /* embeddings */
+        double dx;
+        if (param == b->ln_w)
+            dx = embedding_bound(b, f, param, 0, i, 0,
+                                 fd->l2 * BOUND_INFLATE * f->emb_u_max[i * b->hidden + fd->lo]);
+        else if (param == b->ln_b)
+            dx = embedding_bound(b, f, param, 0, i, 0, fd->l2 * BOUND_INFLATE);
+        else /* a word, position or token-type row: the sum moves by the row's change */
+            dx = embedding_bound(b, f, param, fd->row, i, fd->l2 * BOUND_INFLATE, 0);
+        return settles_from_layer(m, g, b, f, 0, i, dx, NULL);
+    }
+    inject in;
+    if (layer_inject(b, f, li, i, role, fd, &in))
+        return 0;
+    return settles_from_layer(m, g, b, f, li, i, 0, &in);
+}
+
+/* Floats of executor scratch the last layer's [CLS] path needs. */
+static int64_t cls_scratch(const bert *b, int64_t s) {
+    return PVF_CHUNK * (6 * b->hidden + b->inter) + 2 * s * b->hidden + s;
+}
+
+/* A fault in the last encoder layer: its [CLS] rows, from the cached keys and
+ * values (the faulty features of those recomputed), then pvf_fast_rows from
+ * the pooler on. */
+static int last_layer_trial(pvf_exec *ex, const pvf_golden *g, int role,
+                            const pvf_fault_effect *eff, const int64_t *rows, int64_t k,
+                            pvf_trial_result *r, pvf_err *err) {
+    const pvf_model *m = ex->m;
+    const bert *b = m->arch_state;
+    const bert_fast *f = g->fast;
+    const int last = b->first_layer + (int)b->layers - 1;
+    const int *p = b->lp[b->layers - 1];
+    const int64_t h = b->hidden, s = f->s, d = h / b->heads, width = m->stages[last].in_size;
+    if (m->scratch_floats < cls_scratch(b, s))
+        return 1;
+    float *x = ex->scratch, *q = x + PVF_CHUNK * h, *ctx = q + PVF_CHUNK * h,
+          *a = ctx + PVF_CHUNK * h, *inter = a + PVF_CHUNK * h, *res = inter + PVF_CHUNK * b->inter,
+          *kbuf = res + PVF_CHUNK * h, *vbuf = kbuf + s * h, *scores = vbuf + s * h;
+    /* A key or value fault changes output features f0..f1 of every token. */
+    const int kv = role == K || role == K_B ? K : role == V || role == V_B ? V : -1;
+    const int weight_fault = role == K || role == V;
+    const int64_t f0 = weight_fault ? eff->lo / h : eff->lo,
+                  f1 = weight_fault ? (eff->hi - 1) / h : eff->hi - 1;
+#define W(i) pvf_exec_weights(ex, p[i])
+    for (int64_t first = 0; first < k; first += PVF_CHUNK) {
+        const int64_t c = k - first < PVF_CHUNK ? k - first : PVF_CHUNK;
+        for (int64_t i = 0; i < c; i++)
+            memcpy(x + i * h, g->stage_in[last] + rows[first + i] * width, (size_t)h * sizeof *x);
+        pvf_linear(x, c, h, W(Q), W(Q_B), h, q);
+        for (int64_t i = 0; i < c; i++) {
+            const int64_t row = rows[first + i];
+            const float *keys = f->keys + row * s * h, *values = f->values + row * s * h;
+            if (kv >= 0) {
+                float *buf = kv == K ? kbuf : vbuf;
+                memcpy(buf, kv == K ? keys : values, (size_t)(s * h) * sizeof *buf);
+                const float *w = W(kv), *bias = W(kv == K ? K_B : V_B);
+                const float *xs = g->stage_in[last] + row * width;
+                for (int64_t t = 0; t < s; t++)
+                    for (int64_t o = f0; o <= f1; o++) { /* the faulty dot product */
+                        float acc = 0.0f;
+                        for (int64_t j = 0; j < h; j++)
+                            acc += xs[t * h + j] * w[o * h + j];
+                        buf[t * h + o] = acc + bias[o];
+                    }
+                if (kv == K)
+                    keys = buf;
+                else
+                    values = buf;
+            }
+            pvf_attention(q + i * h, 1, keys, values, s, b->heads, d, f->mask_add + row * s,
+                          ctx + i * h, scores);
+        }
+        pvf_linear(ctx, c, h, W(O), W(O_B), h, a);
+        for (int64_t j = 0; j < c * h; j++)
+            a[j] += x[j];
+        pvf_layernorm(a, c, h, W(LN1_W), W(LN1_B), b->eps);
+        pvf_linear(a, c, h, W(FF1), W(FF1_B), b->inter, inter);
+        pvf_gelu_erf(inter, c * b->inter);
+        pvf_linear(inter, c, b->inter, W(FF2), W(FF2_B), h, res);
+        for (int64_t j = 0; j < c * h; j++)
+            res[j] += a[j];
+        pvf_layernorm(res, c, h, W(LN2_W), W(LN2_B), b->eps);
+        r->stage_rows += c;
+        if (pvf_fast_rows(ex, g, last + 1, rows + first, c, res, r, err))
+            return -1;
+    }
+#undef W
+    return 0;
+}
+
+/* A fault whose faulty values are finite and at most this large keeps every
+ * activation of a padded token finite (far below fp32's range: one faulty
+ * value times golden weights and LayerNorm-bounded rows), so padded keys
+ * keep their softmax weight of exactly 0 and only unmasked tokens matter. */
+#define PADDED_SAFE 1e4
+
+/* A fault in the feed-forward part of encoder layer li (role) of sequence
+ * i: that layer's output rows at the L unmasked tokens into x, from the
+ * cached golden activations, recomputing exactly what changed: a first
+ * matrix row (or bias) its GELU feature of every token, then the second
+ * matrix product; a second matrix row its output feature; a LayerNorm
+ * parameter the LayerNorm. ws: L * intermediate floats. */
+static void ffn_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f, int li, int role,
+                           int64_t f0, int64_t f1, int64_t i, int64_t L, float *x, float *ws) {
+    const int *p = b->lp[li];
+    const int64_t h = b->hidden, ni = b->inter, R = f->real_start[f->n];
+    const int64_t base = li * R + f->real_start[i];
+    const float *a = f->ffn_a + base * h, *inter = f->ffn_inter + base * ni,
+                *res = f->ffn_r + base * h;
+#define W(j) pvf_exec_weights(ex, p[j])
+    if (role == FF1 || role == FF1_B) {
+        memcpy(ws, inter, (size_t)(L * ni) * sizeof *ws);
+        const float *w = W(FF1), *bias = W(FF1_B);
+        for (int64_t u = 0; u < L; u++)
+            for (int64_t o = f0; o <= f1; o++) { /* the faulty dot product */
+                float acc = 0.0f;
+                for (int64_t j = 0; j < h; j++)
+                    acc += a[u * h + j] * w[o * h + j];
+                float v = acc + bias[o];
+                pvf_gelu_erf(&v, 1);
+                ws[u * ni + o] = v;
+            }
+        pvf_linear(ws, L, ni, W(FF2), W(FF2_B), h, x);
+        for (int64_t j = 0; j < L * h; j++)
+            x[j] += a[j];
+    } else {
+        memcpy(x, res, (size_t)(L * h) * sizeof *x);
+        if (role == FF2 || role == FF2_B) {
+            const float *w = W(FF2), *bias = W(FF2_B);
+            for (int64_t u = 0; u < L; u++)
+                for (int64_t o = f0; o <= f1; o++) {
+                    float acc = 0.0f;
+                    for (int64_t j = 0; j < ni; j++)
+                        acc += inter[u * ni + j] * w[o * ni + j];
+                    x[u * h + o] = (acc + bias[o]) + a[u * h + o];
+                }
+        }
+    }
+    pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
+#undef W
+}
+
+/* A fault in the attention output dense or the first LayerNorm of encoder
+ * layer li (role) of sequence i: that layer's output rows at its L unmasked
+ * tokens into x, from the cached context and LayerNorm input: an output row
+ * (or bias) its feature of every token, exactly, then the first LayerNorm
+ * and the whole feed-forward part. xin: the layer's golden input rows; ws:
+ * L * (h + intermediate) floats. */
+static void attn_out_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f, int li,
+                                int role, int64_t f0, int64_t f1, int64_t i, int64_t L,
+                                const float *xin, float *x, float *ws) {
+    const int *p = b->lp[li];
+    const int64_t h = b->hidden, R = f->real_start[f->n], base = li * R + f->real_start[i];
+    const float *ctx = f->att_ctx + base * h;
+    float *a = ws, *inter = ws + L * h;
+#define W(j) pvf_exec_weights(ex, p[j])
+    memcpy(a, f->att_z + base * h, (size_t)(L * h) * sizeof *a);
+    if (role == O || role == O_B) {
+        const float *w = W(O), *bias = W(O_B);
+        for (int64_t u = 0; u < L; u++)
+            for (int64_t o = f0; o <= f1; o++) { /* the faulty dot product */
+                float acc = 0.0f;
+                for (int64_t j = 0; j < h; j++)
+                    acc += ctx[u * h + j] * w[o * h + j];
+                a[u * h + o] = (acc + bias[o]) + xin[u * h + o];
+            }
+    }
+    pvf_layernorm(a, L, h, W(LN1_W), W(LN1_B), b->eps);
+    pvf_linear(a, L, h, W(FF1), W(FF1_B), b->inter, inter);
+    pvf_gelu_erf(inter, L * b->inter);
+    pvf_linear(inter, L, b->inter, W(FF2), W(FF2_B), h, x);
+    for (int64_t j = 0; j < L * h; j++)
+        x[j] += a[j];
+    pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
+#undef W
+}
+
+/* Runs sequences rows[0..k) from `stage` (the embeddings or an encoder layer
+ * before the last) over their unmasked tokens alone, dropping a sequence
+ * whose layer input is golden again (or bounded) at those tokens, and
+ * carries the [CLS] rows from the pooler on. A fault in a layer's
+ * feed-forward part (role) starts from its cached activations. Only for
+ * faults within PADDED_SAFE. Returns 1 when the scratch is too small. */
+static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int role,
+                               const pvf_fault_effect *eff, const int64_t *rows, int64_t k,
+                               pvf_trial_result *r, pvf_err *err) {
+    const pvf_model *m = ex->m;
+    const bert *b = m->arch_state;
+    const bert_fast *f = g->fast;
+    const int64_t h = b->hidden, s = f->s;
+    const int pooler = b->first_layer + (int)b->layers;
+    if (m->scratch_floats < PVF_CHUNK * h + 2 * s * h + s + s * (5 * h + b->inter) + s * s + h)
+        return 1;
+    float *out = ex->scratch, *x = out + PVF_CHUNK * h, *y = x + s * h, *zero_mask = y + s * h,
+          *ws = zero_mask + s;
+    memset(zero_mask, 0, (size_t)s * sizeof *zero_mask); /* every token kept is unmasked */
+    int64_t carried[PVF_CHUNK], nout = 0;
+    const float *word = pvf_exec_weights(ex, b->word), *pos = pvf_exec_weights(ex, b->pos),
+                *type = pvf_exec_weights(ex, b->type);
+    const int ffn = stage != 0 && (role == FF1 || role == FF1_B || role == FF2 || role == FF2_B ||
+                                   role == LN2_W || role == LN2_B);
+    const int attn_out = stage != 0 && (role == O || role == O_B || role == LN1_W || role == LN1_B);
+    const int weight = role == FF1 || role == FF2 || role == O;
+    const int64_t cols = role == FF1 || role == O ? h : b->inter;
+    const int64_t f0 = weight ? eff->lo / cols : eff->lo,
+                  f1 = weight ? (eff->hi - 1) / cols : eff->hi - 1;
+    for (int64_t j = 0; j < k; j++) {
+        const int64_t i = rows[j], L = f->real_start[i + 1] - f->real_start[i];
+        const int64_t *tok = f->real_tok + f->real_start[i];
+        int li = stage == 0 ? 0 : stage - b->first_layer, fresh = stage != 0;
+        if (stage == 0) { /* as the embeddings stage computes them */
+            for (int64_t u = 0; u < L; u++) {
+                const float *w = word + f->tokens[i * s + tok[u]] * h,
+                            *ty = type + f->tokens[(f->n + i) * s + tok[u]] * h,
+                            *ps = pos + tok[u] * h;
+                for (int64_t c = 0; c < h; c++)
+                    x[u * h + c] = (w[c] + ty[c]) + ps[c];
+            }
+            pvf_layernorm(x, L, h, pvf_exec_weights(ex, b->ln_w), pvf_exec_weights(ex, b->ln_b),
+                          b->eps);
+            r->stage_rows++;
+        } else if (ffn || attn_out) { /* the faulty layer's output from its cached activations */
+            if (ffn) {
+                ffn_from_cache(ex, b, f, li, role, f0, f1, i, L, x, ws);
+            } else {
+                for (int64_t u = 0; u < L; u++) /* the layer's golden input rows */
+                    memcpy(y + u * h,
+                           g->stage_in[stage] + i * m->stages[stage].in_size + tok[u] * h,
+                           (size_t)h * sizeof *y);
+                attn_out_from_cache(ex, b, f, li, role, f0, f1, i, L, y, x, ws);
+            }
+            r->stage_rows++;
+            li++;
+            fresh = 0;
+        } else {
+            for (int64_t u = 0; u < L; u++)
+                memcpy(x + u * h, g->stage_in[stage] + i * m->stages[stage].in_size + tok[u] * h,
+                       (size_t)h * sizeof *x);
+        }
+        int dropped = 0;
+        for (; li < b->layers && !dropped; li++, fresh = 0) {
+            const int st = b->first_layer + li;
+            const int last = li == b->layers - 1;
+            if (!fresh) { /* golden again, or bounded: its outcome is golden's */
+                const float *gold = g->stage_in[st] + i * m->stages[st].in_size;
+                double dx = 0;
+                for (int64_t u = 0; u < L; u++) {
+                    double sq = 0;
+                    for (int64_t c = 0; c < h; c++) {
+                        double dv = (double)x[u * h + c] - gold[tok[u] * h + c];
+                        sq += dv * dv;
+                    }
+                    dx = sq < INFINITY ? fmax(dx, sqrt(sq)) : INFINITY;
+                }
+                if (dx == 0 || settles_from_layer(m, g, b, f, li, i, dx * BOUND_INFLATE, NULL)) {
+                    dropped = 1;
+                    break;
+                }
+            }
+            pvf_bert_encoder_layer(b, ex, b->lp[li], x, 1, L, last, zero_mask, ws, y);
+            r->stage_rows++;
+            float *t = x;
+            x = y;
+            y = t;
+        }
+        if (dropped)
+            continue;
+        memcpy(out + nout * h, x, (size_t)h * sizeof *out); /* the [CLS] row */
+        carried[nout++] = i;
+        if (nout == PVF_CHUNK || j == k - 1) {
+            if (pvf_fast_rows(ex, g, pooler, carried, nout, out, r, err))
+                return -1;
+            nout = 0;
+        }
+    }
+    if (nout && pvf_fast_rows(ex, g, pooler, carried, nout, out, r, err))
+        return -1;
+    return 0;
+}
+
+/* A fault in the embeddings or an encoder layer: the candidate sequences
+ * rows[0..k) that no bound settles run exactly from the faulty stage (the
+ * last layer: its [CLS] path). */
+static int bounded_trial(pvf_exec *ex, const pvf_golden *g, int param, int li, int role,
+                         const pvf_fault_effect *eff, const int64_t *rows, int64_t k,
+                         pvf_trial_result *r, pvf_err *err) {
+    const pvf_model *m = ex->m;
+    const bert *b = m->arch_state;
+    const bert_fast *f = g->fast;
+    const int stage = m->params[param].stage;
+    fault_delta fd;
+    int64_t *kept = malloc((size_t)(k > 0 ? k : 1) * sizeof *kept), nk = 0;
+    int rc = kept ? fault_delta_init(ex, param, eff, &fd) : -1;
+    if (rc < 0) {
+        free(kept);
+        return pvf_err_set(err, "out of memory");
+    }
+    for (int64_t j = 0; j < k; j++)
+        if (rc == 1 || !fault_settles(m, g, b, f, param, li, role, &fd, rows[j]))
+            kept[nk++] = rows[j];
+    /* the faulty values are moderate: padded tokens cannot matter */
+    const float *faulty = pvf_exec_weights(ex, param);
+    int moderate = f->cls_real;
+    for (int64_t e = eff->lo; e < eff->hi; e++)
+        moderate &= fabsf(faulty[e]) <= PADDED_SAFE; /* false for NaN */
+    free(fd.deltas);
+    rc = 0;
+    if (nk == 0) {
+        rc = 0;
+    } else if (moderate && li < b->layers - 1 &&
+               (rc = real_tokens_forward(ex, g, stage, role, eff, kept, nk, r, err)) != 1) {
+        /* done over the unmasked tokens */
+    } else if (stage == 0) {
+        rc = pvf_fast_rows(ex, g, 0, kept, nk, NULL, r, err);
+    } else if (li == b->layers - 1 &&
+               (rc = last_layer_trial(ex, g, role, eff, kept, nk, r, err)) != 1) {
+        /* done by the [CLS] path */
+    } else {
+        rc = 0; /* golden inputs of the layer, a chunk at a time, through scratch */
+        const int64_t width = m->stages[stage].in_size;
+        const int64_t chunk =
+            ex->chunk < m->scratch_floats / width ? ex->chunk : m->scratch_floats / width;
+        for (int64_t a = 0; a < nk && rc == 0; a += chunk) {
+            const int64_t c = nk - a < chunk ? nk - a : chunk;
+            for (int64_t j = 0; j < c; j++)
+                memcpy(ex->scratch + j * width, g->stage_in[stage] + kept[a + j] * width,
+                       (size_t)width * sizeof(float));
+            rc = pvf_fast_rows(ex, g, stage, kept + a, c, ex->scratch, r, err);
+        }
+    }
+    free(kept);
+    return rc ? -1 : 0;
+}
+
+int pvf_bert_fast_bound(const pvf_exec *ex, const pvf_golden *g, int stage, int64_t row,
+                        const float *in) {
+    const pvf_model *m = ex->m;
+    const bert *b = m->arch_state;
+    const bert_fast *f = g->fast;
+    const int li = stage - b->first_layer, pooler = b->first_layer + (int)b->layers;
+    if (!f || li < 0 || stage > pooler || ex->fault_param < 0 ||
+        m->params[ex->fault_param].stage >= stage)
+        return 0; /* the bounds assume golden weights from this stage on */
+    const int64_t h = b->hidden, rows = stage == pooler ? 1 : f->s;
+    const float *gold = g->stage_in[stage] + row * m->stages[stage].in_size;
+    double dx = 0;
+    for (int64_t t = 0; t < rows; t++) {
+        double sq = 0;
+        for (int64_t j = 0; j < h; j++) {
+            double d = (double)in[t * h + j] - gold[t * h + j];
+            sq += d * d;
+        }
+        if (!(sq < INFINITY))
+            return 0;
+        dx = fmax(dx, sqrt(sq));
+    }
+    return settles_from_layer(m, g, b, f, li, row, dx * BOUND_INFLATE, NULL);
+}
+
+int pvf_bert_fast_trial(pvf_exec *ex, const pvf_golden *g, int param, const pvf_fault_effect *eff,
+                        pvf_trial_result *r, pvf_err *err) {
+    const pvf_model *m = ex->m;
+    const bert *b = m->arch_state;
+    const bert_fast *f = g->fast;
+    if (!f)
+        return 1;
+    int64_t row;
+    if (param == b->word || param == b->type) {
+        if (!one_table_row(eff, b->hidden, &row))
+            return 1;
+        const int64_t *start = param == b->word ? f->word_start : f->type_start;
+        const int64_t *rows = param == b->word ? f->word_rows : f->type_rows;
+        const int64_t k = start[row + 1] - start[row];
+        if (k == 0)
+            return 0; /* no sequence reads the row: settled, no inference */
+        return bounded_trial(ex, g, param, -1, -1, eff, rows + start[row], k, r, err);
+    }
+    if (param == b->pos || param == b->ln_w || param == b->ln_b)
+        return bounded_trial(ex, g, param, -1, -1, eff, f->all_rows, f->n, r, err);
+    for (int li = 0; li < b->layers; li++)
+        for (int role = 0; role < NLP; role++)
+            if (b->lp[li][role] == param)
+                return bounded_trial(ex, g, param, li, role, eff, f->all_rows, f->n, r, err);
+    return 1;
+}
