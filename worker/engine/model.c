@@ -465,7 +465,6 @@ int pvf_golden_compute(pvf_golden *g, pvf_exec *ex, pvf_err *err) {
         for (int64_t p = 0; p < positions; p++)
             g->top1[i * positions + p] = pvf_argmax(row + p * classes, classes);
     }
-    g->eval = ex->eval;
     if (pvf_fast_golden_init(g, m, err))
         goto fail;
     return 0;
