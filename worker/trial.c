@@ -63,7 +63,7 @@ int pvf_trial_run(pvf_exec *ex, const pvf_golden *g, pvf_fault_kind kind,
     }
     if (rc == 1) { /* every eval input through the stages from `stage` */
         rc = pvf_forward_from(ex, g, stage, out, err);
-        r->stage_rows = g->n * (m->nstages - stage);
+        r->stage_rows = g->n * (m->out_positions > 0 ? m->out_positions : 1) * (m->nstages - stage);
         if (rc == 0)
             pvf_judge(m, g, out, r);
     }

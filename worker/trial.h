@@ -25,7 +25,8 @@ typedef struct pvf_trial_result {
     int64_t nonfinite; /* of which with a non-finite output */
     int64_t judged;    /* outputs judged: eval inputs (scored positions for an LLM) */
     unsigned flags;
-    int64_t stage_rows; /* (eval input, stage) evaluations the trial ran */
+    int64_t stage_rows; /* (eval input, stage) evaluations the trial ran; (token, stage)
+                           for a language model (out_positions > 1) */
     pvf_fault_effect effect;
 } pvf_trial_result;
 

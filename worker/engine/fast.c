@@ -160,7 +160,7 @@ int pvf_fast_rows(pvf_exec *ex, const pvf_golden *g, int stage, const int64_t *r
             if ((as_pass ? run_rows_as_pass(ex, g, s, ids, n, have ? cur : NULL, next)
                          : run_rows(ex, s, ids, n, have ? cur : NULL, next)))
                 return pvf_err_set(err, "stage '%s' failed", st->name);
-            r->stage_rows += n;
+            r->stage_rows += n * (m->out_positions > 0 ? m->out_positions : 1);
             have = 1;
             float *t = cur;
             cur = next;

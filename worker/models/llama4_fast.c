@@ -22,8 +22,8 @@
  * changed position only (causal attention leaves earlier positions golden)
  * and judged position by position.
  *
- * Work (r->stage_rows) counts token rows here, (position, stage) pairs,
- * where the naive path counts whole sequences: divide by T to compare. */
+ * Work (r->stage_rows) counts token rows, (position, stage) pairs, as the
+ * naive path does for a language model. */
 #include "fast.h"
 #include "kernels.h"
 #include "llama4.h"
