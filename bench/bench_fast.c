@@ -13,11 +13,10 @@
  * within every repeat, and fast/naive is the median of the per-repeat ratios,
  * so the ratio compares like with like on a noisy machine. Also: the share of
  * fast trials settled without inference, mean (eval input, stage)
- * evaluations per trial both ways, the masked share both ways (one sequence
- * of sites, the naive side's trials a prefix of the fast side's, so the two
- * agree up to sampling), the golden pass's time and memory,
- * the fast path's memory (per-executor buffers, and the architecture's
- * shared fast_prepare state, measured on the heap), and the peak RSS.
+ * evaluations ((token, stage) for a language model) per trial both ways, the masked share both ways
+ * (one sequence of sites, the naive side's trials a prefix of the fast side's, so the two agree up
+ * to sampling), the golden pass's time and memory, the fast path's memory (per-executor buffers,
+ * and the architecture's shared fast_prepare state, measured on the heap), and the peak RSS.
  *
  * Each format runs in a child process of its own, so its peak RSS
  * (getrusage after the runs) is its own.
@@ -419,7 +418,8 @@ int main(int argc, char **argv) {
     }
     printf("naive/s, fast/s: trials per CPU-second; fast/nv: median of the per-repeat ratios; "
            "settled: fast trials judged without inference; rows: (eval input, stage) "
-           "evaluations per trial; mask: masked share; golden_ms: one full forward pass (CPU); "
+           "evaluations per trial ((token, stage) for a language model); mask: masked share; "
+           "golden_ms: one full forward pass (CPU); "
            "fastex_MB: the fast path's buffers per executor; fastsh_MB: its fast_prepare state, "
            "shared by the executors (heap measured); peak_MB: "
            "ru_maxrss after the runs; ref_dmax: max |golden - the eval set's reference outputs for "
