@@ -116,6 +116,20 @@ start_worker() { # index
     wpid[$1]=$!
     pids+=("${wpid[$1]}")
 }
+# After the coordinator is gone: a worker started just as it finished (the kill
+# loop restarts one every 2 s) would wait for a coordinator forever. Up to 10 s
+# for the others to leave on the coordinator's word, then the rest are stopped.
+stop_workers() {
+    for _ in $(seq 1 50); do
+        kill -0 "${wpid[0]}" 2>/dev/null || kill -0 "${wpid[1]}" 2>/dev/null ||
+            kill -0 "${wpid[2]}" 2>/dev/null || break
+        sleep 0.2
+    done
+    for i in 0 1 2; do
+        kill -9 "${wpid[$i]}" 2>/dev/null || true
+        wait "${wpid[$i]}" 2>/dev/null || true
+    done
+}
 campaign() { # DSN -> campaign id
     "$pvf" campaign create "${spec[@]}" --db "$1"
 }
@@ -146,7 +160,7 @@ while kill -0 "$copid" 2>/dev/null; do
     kills=$((kills + 1))
 done
 wait "$copid" || true
-for i in 0 1 2; do wait "${wpid[$i]}" 2>/dev/null || true; done
+stop_workers
 expect "workers were killed during the run ($kills)" test "$kills" -ge 2
 check_eq "workers killed: identical" "$ref" "$(estimates "$dbk")"
 no_duplicates "$dbk"
@@ -166,7 +180,7 @@ sleep 1
 start_coordinator "$dbc" "$id"
 pids+=("$copid")
 wait_done "$dbc"
-for i in 0 1 2; do wait "${wpid[$i]}" 2>/dev/null || true; done
+stop_workers
 expect "the new coordinator resumed" grep -q "already stopped" "$work/co.log"
 check_eq "coordinator killed: identical" "$ref" "$(estimates "$dbc")"
 no_duplicates "$dbc"
@@ -186,7 +200,7 @@ as=()
 "${as[@]}" "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl" -D "$data/db" \
     -m fast -w restart -l "$data/log" >/dev/null
 wait_done "$dbp"
-for i in 0 1 2; do wait "${wpid[$i]}" 2>/dev/null || true; done
+stop_workers
 expect "the coordinator saw the database go" grep -q "database unavailable\|write failed" "$work/co.log"
 check_eq "PostgreSQL restarted: identical" "$ref" "$(estimates "$dbp")"
 no_duplicates "$dbp"

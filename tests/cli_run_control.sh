@@ -14,7 +14,8 @@ expect() {
 }
 pids=()
 trap 'set +e
-      for p in "${pids[@]}"; do kill -9 "$p" && wait "$p"; done 2>/dev/null
+      # pids are timeout wrappers: their pvf child first, or it outlives the test
+      for p in "${pids[@]}"; do pkill -9 -P "$p"; kill -9 "$p" && wait "$p"; done 2>/dev/null
       bash "$ROOT/tests/pg_stop.sh" "$T/pg" >/dev/null 2>&1; rm -rf "$T"' EXIT
 bash "$ROOT/tests/pg_start.sh" "$T/pg" >/dev/null
 db=$(cat "$T/pg/dsn")

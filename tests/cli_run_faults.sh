@@ -18,6 +18,8 @@ expect() {
     if "$@"; then ok "$name"; else fail "$name" "'$*' failed"; fi
 }
 trap 'set +e
+      # background jobs are timeout wrappers: their pvf child first, or it outlives the test
+      for p in $(jobs -p); do pkill -9 -P "$p"; kill -9 "$p" && wait "$p"; done 2>/dev/null
       bash "$ROOT/tests/pg_stop.sh" "$T/pg" >/dev/null 2>&1; rm -rf "$T"' EXIT
 bash "$ROOT/tests/pg_start.sh" "$T/pg" >/dev/null
 base=$(cat "$T/pg/dsn")
