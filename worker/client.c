@@ -998,6 +998,10 @@ int pvf_client_run(const pvf_client_config *cfg, pvf_err *err) {
             pvf_msg bye = {.type = PVF_MSG_BYE};
             bye.u.bye.reason = "drained";
             send_msg(c, &bye);
+            /* The socket lingers 0 (a dead coordinator must not hold us):
+             * but this last word should get out, so give it a moment. */
+            int linger = 2000;
+            zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
             break;
         }
         if (stuck_executor(c, now, hb * dead_after)) {
