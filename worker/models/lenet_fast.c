@@ -8,10 +8,13 @@
  * never grows through them). A trial is settled without inference when
  * even the largest input the faulty weights meet cannot move any eval
  * input's logits by its golden top-1 margin; otherwise each eval input is
- * bounded on its own, and only those the bound cannot clear are computed:
- * one dot product per input for a fully connected fault (the faulty row,
- * exactly), or the faulty convolution for that input, then the later
- * stages for the inputs whose activations still differ from golden. */
+ * bounded on its own (a conv weight cell by cell from the cached pre-pool
+ * maps, then through the first fc stage's ReLUs), and only those the bound
+ * cannot clear are computed: one dot product per input for a fully
+ * connected fault (the faulty row, exactly), or the faulty output channel
+ * for that input; the change then goes on sparsely into the next fully
+ * connected stage (its cached pre-activations plus the changed columns),
+ * dense from there, for the inputs whose activations still differ. */
 #include "lenet.h"
 
 #include <cblas.h>
