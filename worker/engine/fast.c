@@ -54,7 +54,7 @@ void pvf_fast_judge_row(pvf_exec *ex, const pvf_golden *g, int64_t row, const fl
  * of different batch sizes. */
 #define HUGE_VALUE 1e30f
 
-static int has_two_huge(const float *v, int64_t n) {
+int pvf_fast_overflow_prone(const float *v, int64_t n) {
     int huge = 0;
     for (int64_t i = 0; i < n; i++)
         if (isfinite(v[i]) && fabsf(v[i]) >= HUGE_VALUE && ++huge == 2)
@@ -111,6 +111,27 @@ static int run_rows_as_pass(pvf_exec *ex, const pvf_golden *g, int s, const int6
     return 0;
 }
 
+int64_t pvf_fast_drop_golden(const pvf_exec *ex, const pvf_golden *g, int s, int64_t *rows,
+                             float *in, int64_t n) {
+    const pvf_model *m = ex->m;
+    const int64_t width = m->stages[s].in_size;
+    int64_t kept = 0;
+    for (int64_t j = 0; j < n; j++) {
+        const float *row = in + j * width;
+        const float *gold = g->stage_in[s] ? g->stage_in[s] + rows[j] * width : NULL;
+        if (gold && memcmp(row, gold, (size_t)width * sizeof *row) == 0)
+            continue;
+        if (m->arch->fast_bound && m->arch->fast_bound(ex, g, s, rows[j], row))
+            continue;
+        if (kept != j) {
+            rows[kept] = rows[j];
+            memmove(in + kept * width, row, (size_t)width * sizeof *row);
+        }
+        kept++;
+    }
+    return kept;
+}
+
 int pvf_fast_rows(pvf_exec *ex, const pvf_golden *g, int stage, const int64_t *rows, int64_t k,
                   const float *in, pvf_trial_result *r, pvf_err *err) {
     const pvf_model *m = ex->m;
@@ -132,31 +153,16 @@ int pvf_fast_rows(pvf_exec *ex, const pvf_golden *g, int stage, const int64_t *r
         for (int s = stage; s < m->nstages && n > 0; s++) {
             const pvf_stage *st = &m->stages[s];
             if (s != faulty && have) {
-                /* Drop the rows that are golden again, or provably judged as golden. */
-                int64_t kept = 0;
-                for (int64_t j = 0; j < n; j++) {
-                    const float *row = cur + j * st->in_size;
-                    const float *gold =
-                        g->stage_in[s] ? g->stage_in[s] + ids[j] * st->in_size : NULL;
-                    if (gold && memcmp(row, gold, (size_t)st->in_size * sizeof *row) == 0)
-                        continue;
-                    if (m->arch->fast_bound && m->arch->fast_bound(ex, g, s, ids[j], row))
-                        continue;
-                    if (kept != j) {
-                        ids[kept] = ids[j];
-                        memmove(cur + kept * st->in_size, row, (size_t)st->in_size * sizeof *row);
-                    }
-                    kept++;
-                }
-                n = kept;
+                n = pvf_fast_drop_golden(ex, g, s, ids, cur, n);
             }
             if (n == 0)
                 break;
             /* Overflow-prone sums run as the full pass runs them, so that
              * whether they overflow is decided the same way. */
-            int as_pass = s == faulty ? has_two_huge(ex->patch, ex->fault_hi - ex->fault_lo) : 0;
+            int as_pass =
+                s == faulty ? pvf_fast_overflow_prone(ex->patch, ex->fault_hi - ex->fault_lo) : 0;
             for (int64_t j = 0; have && !as_pass && j < n; j++)
-                as_pass = has_two_huge(cur + j * st->in_size, st->in_size);
+                as_pass = pvf_fast_overflow_prone(cur + j * st->in_size, st->in_size);
             if ((as_pass ? run_rows_as_pass(ex, g, s, ids, n, have ? cur : NULL, next)
                          : run_rows(ex, s, ids, n, have ? cur : NULL, next)))
                 return pvf_err_set(err, "stage '%s' failed", st->name);

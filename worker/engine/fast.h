@@ -31,6 +31,17 @@ void pvf_fast_begin(pvf_exec *ex, const pvf_golden *g, float *out, pvf_trial_res
 int pvf_fast_rows(pvf_exec *ex, const pvf_golden *g, int stage, const int64_t *rows, int64_t k,
                   const float *in, pvf_trial_result *r, pvf_err *err);
 
+/* Drops from rows[0..n), whose inputs to stage s are in[n x in_size], the
+ * rows equal to golden bit for bit or cleared by the architecture's
+ * fast_bound, compacting both; returns how many remain. */
+int64_t pvf_fast_drop_golden(const pvf_exec *ex, const pvf_golden *g, int s, int64_t *rows,
+                             float *in, int64_t n);
+
+/* 1 when v[0..n) holds two or more finite values of magnitude >= 1e30: a
+ * sum of them may overflow or not depending on its order, so it must run as
+ * the full pass runs it. */
+int pvf_fast_overflow_prone(const float *v, int64_t n);
+
 /* Judges one row's final outputs into r (for a fast_trial that computed
  * them itself). */
 void pvf_fast_judge_row(pvf_exec *ex, const pvf_golden *g, int64_t row, const float *out,

@@ -389,20 +389,7 @@ static int carry_flush(carry *c, pvf_err *err) {
     for (int s = c->stage; s < m->nstages && n > 0; s++) {
         const pvf_stage *st = &m->stages[s];
         if (s != c->stage) { /* the rows handed over are changed and unsettled already */
-            int64_t kept = 0;
-            for (int64_t j = 0; j < n; j++) {
-                const float *row = cur + j * st->in_size;
-                const float *gold = g->stage_in[s] + rows[j] * st->in_size;
-                if (memcmp(row, gold, (size_t)st->in_size * sizeof *row) == 0 ||
-                    pvf_dlrm_fast_bound(ex, g, s, rows[j], row))
-                    continue;
-                if (kept != j) {
-                    rows[kept] = rows[j];
-                    memmove(cur + kept * st->in_size, row, (size_t)st->in_size * sizeof *row);
-                }
-                kept++;
-            }
-            n = kept;
+            n = pvf_fast_drop_golden(ex, g, s, rows, cur, n);
             if (n == 0)
                 break;
         }

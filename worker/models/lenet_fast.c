@@ -272,13 +272,6 @@ static int fault_deltas(const pvf_exec *ex, int param, double *d, int64_t cap) {
     return nonfinite;
 }
 
-static int huge_values(const float *v, int64_t n) {
-    int huge = 0;
-    for (int64_t i = 0; i < n; i++)
-        huge += isfinite(v[i]) && fabsf(v[i]) >= 1e30f;
-    return huge;
-}
-
 /* Reruns fc stage s for every eval input that reads columns k0..k0+span. */
 static int rerun_readers(pvf_exec *ex, const pvf_golden *g, int s, int64_t k0, int64_t span,
                          pvf_trial_result *r, pvf_err *err) {
@@ -373,7 +366,7 @@ static int fc_tail(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, const 
                    pending *p, pvf_trial_result *r, pvf_err *err) {
     const pvf_model *m = ex->m;
     const lenet *l = m->arch_state;
-    if (huge_values(x, m->stages[s].in_size) >= 2) /* overflow-prone: as the full pass */
+    if (pvf_fast_overflow_prone(x, m->stages[s].in_size)) /* as the full pass */
         return pending_add(ex, g, p, s, row, x, r, err);
     float *buf[2] = {ex->fast_scratch + l->fast_tail, ex->fast_scratch + l->fast_tail + l->widest};
     const float *cur = x;
@@ -410,7 +403,7 @@ static int fc_sparse(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, cons
     const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size;
     const int last = s == m->nstages - 1;
     float *y = ex->fast_scratch + l->fast_tail + 2 * l->widest;
-    if (huge_values(delta, nf) >= 2) { /* overflow-prone: the dense way, as the full pass */
+    if (pvf_fast_overflow_prone(delta, nf)) { /* the dense way, as the full pass */
         memcpy(y, g->stage_in[s] + row * in, (size_t)in * sizeof *y);
         for (int64_t j = 0; j < nf; j++)
             y[feat[j]] += delta[j];
@@ -519,7 +512,7 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
     if (span > 1024 || cv->cin > 1024)
         return 1;
     const int nonfinite = fault_deltas(ex, param, d, span);
-    if (span > 1 && huge_values(ex->patch, span) >= 2) { /* overflow-prone: as the full pass */
+    if (span > 1 && pvf_fast_overflow_prone(ex->patch, span)) { /* as the full pass */
         int64_t *rows = malloc((size_t)f->n * sizeof *rows);
         if (!rows)
             return pvf_err_set(err, "fast path: out of memory");
@@ -630,7 +623,7 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
     if (span > (int64_t)(sizeof d / sizeof *d))
         return 1;
     const int nonfinite = fault_deltas(ex, param, d, span);
-    if (span > 1 && huge_values(ex->patch, span) >= 2) /* overflow-prone: as the full pass */
+    if (pvf_fast_overflow_prone(ex->patch, span)) /* as the full pass */
         return rerun_readers(ex, g, s, k0, span, r, err);
     /* How a change of feature i moves top-1 against the rest: next stage's
      * sensitivity, or for the logits themselves only that logit moves. */
