@@ -1,7 +1,8 @@
 /* bench_fast - the fast trial path against the plain one, on one core.
  *
  *   bench_fast [MODEL_DIR] [--formats a,b] [--time SECONDS] [--repeats R]
- *              [--per-tensor] [--faults FILE] [--inputs N] [--seed S]
+ *              [--per-tensor | --per-bit [--target NAME]] [--faults FILE]
+ *              [--inputs N] [--seed S]
  *
  * Per storage format (default: every format the model supports, the
  * architecture's packagings included), single bit flips uniform over every
@@ -23,6 +24,9 @@
  *
  * --per-tensor: the same figures per fault target, bit flips uniform within
  * that target alone (default format fp32), one line per target.
+ * --per-bit: the same figures per flipped bit position (default format fp32),
+ * single bit flips of that bit, uniform over the model's targets (or over
+ * --target NAME alone), one line per bit: where a format's cost lies.
  * --faults FILE: writes the fp32 faults the naive side ran (the bf16 ones to
  * FILE.bf16), one per line as "target element bit incorrect": C target names
  * (a Llama 4 expert's "<fused>[e]" element r*in + c is the checkpoint's
@@ -54,6 +58,8 @@ typedef struct bench_opts {
     double seconds; /* CPU seconds per side per repeat */
     int repeats;
     int per_tensor;
+    int per_bit;
+    const char *target; /* --per-bit on this target alone */
     const char *faults;
     int64_t inputs;
     uint64_t seed;
@@ -99,9 +105,10 @@ static int bit_of(uint32_t mask) {
 
 /* Runs trials on one side until it has used `seconds` of CPU; appends the
  * sites to `faults` when given. */
-static int run_side(pvf_runner *r, const int *targets, int ntargets, uint64_t stratum, int naive,
-                    const bench_opts *o, int rep, side_stats *st, FILE *faults, pvf_err *err) {
-    const pvf_fault_model fm = {PVF_FAULT_BITFLIP, -1, 1};
+static int run_side(pvf_runner *r, const int *targets, int ntargets, uint64_t stratum, int bit,
+                    int naive, const bench_opts *o, int rep, side_stats *st, FILE *faults,
+                    pvf_err *err) {
+    const pvf_fault_model fm = {PVF_FAULT_BITFLIP, bit, 1};
     r->exec.naive = naive;
     int64_t done = 0, step = 1;
     const double c0 = cpu_now();
@@ -133,16 +140,17 @@ static int run_side(pvf_runner *r, const int *targets, int ntargets, uint64_t st
     return 0;
 }
 
-/* Both sides, alternating, R repeats; fills naive/fast and the ratios. */
-static int run_pair(pvf_runner *r, const int *targets, int ntargets, uint64_t stratum,
+/* Both sides, alternating, R repeats; fills naive/fast and the ratios. `bit`
+ * is the flipped bit, or -1 for uniform. */
+static int run_pair(pvf_runner *r, const int *targets, int ntargets, uint64_t stratum, int bit,
                     const bench_opts *o, side_stats *naive, side_stats *fast, double *ratio,
                     FILE *faults, pvf_err *err) {
     memset(naive, 0, sizeof *naive);
     memset(fast, 0, sizeof *fast);
     double ratios[MAX_REPEATS];
     for (int rep = 0; rep < o->repeats; rep++) {
-        if (run_side(r, targets, ntargets, stratum, 1, o, rep, naive, faults, err) ||
-            run_side(r, targets, ntargets, stratum, 0, o, rep, fast, NULL, err))
+        if (run_side(r, targets, ntargets, stratum, bit, 1, o, rep, naive, faults, err) ||
+            run_side(r, targets, ntargets, stratum, bit, 0, o, rep, fast, NULL, err))
             return -1;
         ratios[rep] = fast->rate[rep] / naive->rate[rep];
     }
@@ -245,6 +253,37 @@ static double peak_mb(void) {
     return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
 }
 
+/* --per-bit: one line per bit position, flips of that bit uniform over the
+ * targets (all, or o->target) wide enough to have it. `idx` is scratch for
+ * ntargets indices. */
+static int per_bit(pvf_runner *r, const bench_opts *o, int *idx, FILE *faults, pvf_err *err) {
+    const pvf_model *m = &r->model;
+    int only = -1, widest = 0;
+    if (o->target && (only = pvf_model_find_target(m, o->target)) < 0)
+        return pvf_err_set(err, "--target %s: no such target in the model", o->target);
+    for (int t = 0; t < m->ntargets; t++)
+        if ((only < 0 || t == only) && m->targets[t].bits > widest)
+            widest = m->targets[t].bits;
+    printf("flips of one bit position over %s\n", only < 0 ? "all targets" : o->target);
+    print_header(6, "bit", "  targets");
+    for (int bit = 0; bit < widest; bit++) {
+        int n = 0;
+        for (int t = 0; t < m->ntargets; t++)
+            if ((only < 0 || t == only) && m->targets[t].bits > bit)
+                idx[n++] = t;
+        side_stats naive, fast;
+        double ratio;
+        char label[16];
+        snprintf(label, sizeof label, "%d", bit);
+        if (run_pair(r, idx, n, (uint64_t)bit + 1, bit, o, &naive, &fast, &ratio, faults, err))
+            return -1;
+        print_row(6, label, &naive, &fast, ratio, o->repeats);
+        printf(" %8d\n", n);
+        fflush(stdout);
+    }
+    return 0;
+}
+
 static int bench_format(const bench_opts *o, pvf_format fmt, pvf_err *err) {
     pvf_runner r;
     if (pvf_runner_open_limit(&r, o->dir, NULL, fmt, o->inputs, err))
@@ -278,17 +317,20 @@ static int bench_format(const bench_opts *o, pvf_format fmt, pvf_err *err) {
     side_stats naive, fast;
     double ratio;
     const char *fname = pvf_format_name(fmt);
-    if (!o->per_tensor) {
-        if (run_pair(&r, all, r.model.ntargets, 0, o, &naive, &fast, &ratio, faults, err))
+    if (!o->per_tensor && !o->per_bit) {
+        if (run_pair(&r, all, r.model.ntargets, 0, -1, o, &naive, &fast, &ratio, faults, err))
             goto out;
         const double peak = peak_mb();
         print_row(FORMAT_WIDTH, fname, &naive, &fast, ratio, o->repeats);
         printf(" %9.2f %9.2f %9.3f %9.3f %9.1f %9.2g\n", golden_ms, golden_mb(&r), exec_mb,
                fast_shared_mb_free(&r), peak, ref_delta);
-    } else {
-        printf("\nformat %s: %d targets; golden pass %.2f ms CPU, %.2f MB; golden vs the "
-               "reference outputs max |d| %.2g\n",
-               fname, r.model.ntargets, golden_ms, golden_mb(&r), ref_delta);
+        rc = 0;
+        goto out;
+    }
+    printf("\nformat %s: %d targets; golden pass %.2f ms CPU, %.2f MB; golden vs the "
+           "reference outputs max |d| %.2g\n",
+           fname, r.model.ntargets, golden_ms, golden_mb(&r), ref_delta);
+    if (o->per_tensor) {
         int width = 6;
         for (int t = 0; t < r.model.ntargets; t++) {
             int len = (int)strlen(r.model.targets[t].name);
@@ -296,16 +338,17 @@ static int bench_format(const bench_opts *o, pvf_format fmt, pvf_err *err) {
         }
         print_header(width, "target", "   stored_bits");
         for (int t = 0; t < r.model.ntargets; t++) {
-            if (run_pair(&r, &t, 1, (uint64_t)t + 1, o, &naive, &fast, &ratio, faults, err))
+            if (run_pair(&r, &t, 1, (uint64_t)t + 1, -1, o, &naive, &fast, &ratio, faults, err))
                 goto out;
             print_row(width, r.model.targets[t].name, &naive, &fast, ratio, o->repeats);
             printf(" %14" PRId64 "\n", r.model.targets[t].numel * r.model.targets[t].bits);
             fflush(stdout);
         }
-        const double peak = peak_mb();
-        printf("peak RSS %.1f MB; fast path %.3f MB per executor + %.3f MB shared\n", peak, exec_mb,
-               fast_shared_mb_free(&r));
+    } else if (per_bit(&r, o, all, faults, err)) {
+        goto out;
     }
+    printf("peak RSS %.1f MB; fast path %.3f MB per executor + %.3f MB shared\n", peak_mb(),
+           exec_mb, fast_shared_mb_free(&r));
     rc = 0;
 out:
     if (faults && fclose(faults) && rc == 0)
@@ -348,7 +391,8 @@ static int parse_formats(bench_opts *o, const char *list) {
 
 static int usage(void) {
     fprintf(stderr, "usage: bench_fast [MODEL_DIR] [--formats a,b] [--time SECONDS] "
-                    "[--repeats 1..99] [--per-tensor] [--faults FILE] [--inputs N] [--seed S]\n");
+                    "[--repeats 1..99] [--per-tensor | --per-bit [--target NAME]] [--faults FILE] "
+                    "[--inputs N] [--seed S]\n");
     return 2;
 }
 
@@ -359,6 +403,8 @@ int main(int argc, char **argv) {
         const char *v = a + 1 < argc ? argv[a + 1] : NULL;
         if (strcmp(argv[a], "--per-tensor") == 0) {
             o.per_tensor = 1;
+        } else if (strcmp(argv[a], "--per-bit") == 0) {
+            o.per_bit = 1;
         } else if (argv[a][0] != '-') {
             o.dir = argv[a];
         } else if (!v) {
@@ -373,18 +419,21 @@ int main(int argc, char **argv) {
             o.faults = v, a++;
         } else if (strcmp(argv[a], "--inputs") == 0) {
             o.inputs = atoll(v), a++;
+        } else if (strcmp(argv[a], "--target") == 0) {
+            o.target = v, a++;
         } else if (strcmp(argv[a], "--seed") == 0) {
             o.seed = strtoull(v, NULL, 10), a++;
         } else {
             return usage();
         }
     }
-    if (!(o.seconds > 0) || o.repeats < 1 || o.repeats > MAX_REPEATS || o.inputs < 0)
+    if (!(o.seconds > 0) || o.repeats < 1 || o.repeats > MAX_REPEATS || o.inputs < 0 ||
+        (o.per_tensor && o.per_bit) || (o.target && !o.per_bit))
         return usage();
     pvf_err err;
-    if (formats        ? parse_formats(&o, formats)
-        : o.per_tensor ? parse_formats(&o, "fp32")
-                       : default_formats(&o, &err)) {
+    if (formats                     ? parse_formats(&o, formats)
+        : o.per_tensor || o.per_bit ? parse_formats(&o, "fp32")
+                                    : default_formats(&o, &err)) {
         if (!formats)
             fprintf(stderr, "bench_fast: %s\n", err.msg);
         return 2;
@@ -392,10 +441,13 @@ int main(int argc, char **argv) {
     printf("model %s, %s inputs; single bit flips uniform over %s; per side and repeat %.2f "
            "CPU-s on one core, median of %d repeats\n",
            o.dir, o.inputs ? "limited" : "all eval",
-           o.per_tensor ? "each target" : "all stored bits", o.seconds, o.repeats);
+           o.per_tensor ? "each target"
+           : o.per_bit  ? "each bit position"
+                        : "all stored bits",
+           o.seconds, o.repeats);
     if (o.inputs)
         printf("eval inputs: the first %" PRId64 "\n", o.inputs);
-    if (!o.per_tensor)
+    if (!o.per_tensor && !o.per_bit)
         print_header(FORMAT_WIDTH, "format", FORMAT_TAIL);
     fflush(stdout);
     int failed = 0;
