@@ -19,6 +19,7 @@
 
 #define ZMQ_ZAP_ENFORCE_DOMAIN_ 93     /* draft in 4.3.4's header, handled by the library */
 #define DRAIN_BUDGET            512    /* messages per wake-up before yielding to timers */
+#define TIMER_MS                100    /* the coordinator's tick: heartbeats, estimates */
 #define BACKLOG_LIMIT           400000 /* rows waiting for the database: stop leasing */
 #define JOB_SECONDS             1.0    /* work per job a lease aims at */
 #define MAX_FAILED_JOBS         10     /* job errors before a campaign is given up */
@@ -66,8 +67,9 @@ typedef struct coord {
     int64_t epoch_tag; /* job ids carry it: ids from an earlier run are unknown */
     co_range *pending_loads;
     uint64_t last_flush, last_progress, last_dispatch_log;
-    int done_exit;     /* exit_when_done and the campaign is finished and written */
-    int waiting_final; /* final writes queued, waiting for them */
+    uint64_t last_tick; /* ms, uv_now: the timer's last run */
+    int done_exit;      /* exit_when_done and the campaign is finished and written */
+    int waiting_final;  /* final writes queued, waiting for them */
     pvf_err err;
     int failed;
 } coord;
@@ -889,6 +891,25 @@ static void send_heartbeats(coord *co, uint64_t now) {
     }
 }
 
+/* Silence is counted in time the coordinator was awake to hear: when the
+ * loop itself stalled (a loaded machine, a stopped process, a slow call), every
+ * worker's and job's clock moves on by the stall, and what arrived meanwhile is
+ * read before anyone is judged. Otherwise a coordinator that wakes from a
+ * stall longer than dead_after heartbeats drops every worker whose
+ * heartbeats are still queued. */
+static void forgive_stall(coord *co, uint64_t now) {
+    const uint64_t stall =
+        co->last_tick && now - co->last_tick > 2 * TIMER_MS ? now - co->last_tick - TIMER_MS : 0;
+    co->last_tick = now;
+    if (stall) {
+        for (worker *w = co->workers; w; w = w->next)
+            w->last_seen = w->last_seen + stall < now ? w->last_seen + stall : now;
+        for (job *j = co->jobs; j; j = j->next)
+            j->progress_ms = j->progress_ms + stall < now ? j->progress_ms + stall : now;
+    }
+    process_socket(co);
+}
+
 static void on_timer(uv_timer_t *h) {
     coord *co = h->data;
     uint64_t now = now_ms(co);
@@ -896,6 +917,8 @@ static void on_timer(uv_timer_t *h) {
         uv_stop(&co->loop);
         return;
     }
+    forgive_stall(co, now);
+    now = now_ms(co); /* reading the socket took time, and set last_seen */
     send_heartbeats(co, now);
     if (now - co->last_flush >= 500) {
         co->last_flush = now;
@@ -1001,7 +1024,7 @@ int pvf_coord_run(const pvf_coord_config *cfg_in, pvf_err *err) {
     uv_poll_start(&co->poll, UV_READABLE, on_poll);
     uv_timer_init(&co->loop, &co->timer);
     co->timer.data = co;
-    uv_timer_start(&co->timer, on_timer, 100, 100);
+    uv_timer_start(&co->timer, on_timer, TIMER_MS, TIMER_MS);
     uv_idle_init(&co->loop, &co->idle);
     co->idle.data = co;
     uv_run(&co->loop, UV_RUN_DEFAULT);

@@ -5,7 +5,9 @@
 #     recorded as a crash outcome; the campaign completes;
 #   - a trial that hangs is caught by the progress deadline, its worker
 #     leaves (a thread cannot be stopped) and the campaign completes;
-#   - SIGTERM drains a worker: it finishes its job, says BYE, exits 0.
+#   - SIGTERM drains a worker: it finishes its job, says BYE, exits 0;
+#   - a coordinator stopped for longer than its workers' silence limit does
+#     not drop them when it wakes up (their heartbeats were queued).
 # The test hooks PVF_TEST_CRASH_TRIAL / PVF_TEST_HANG_TRIAL=STRATUM:TRIAL
 # make a worker abort or hang at that trial.
 #
@@ -89,6 +91,36 @@ wait "$w2" || true
 expect "SIGTERM: another worker finished the campaign" test "$rc" = 0
 expect "SIGTERM: no trial lost" \
     test "$(psql "$db" -At -c "SELECT count(*) FROM trials")" = $((10 * cap))
+
+# --- a stalled coordinator -----------------------------------------------------------
+db=$(newdb stalled)
+# --naive and a small cap: still running when the coordinator is stopped; silence limit
+# 5 x 200 ms, the stop 3 s
+id=$("$PVF" campaign create "${spec[@]:0:6}" --max-trials 20 --seed 5 --naive --db "$db")
+timeout 900 "$PVF" coordinator --db "$db" --bind "ipc://$T/co3.sock" --campaign "$id" --exit-when-done \
+    --heartbeat-ms 200 >"$T/co3.log" 2>&1 &
+co=$!
+timeout 900 "$PVF" worker --connect "ipc://$T/co3.sock" --executors 1 --name steady --heartbeat-ms 200 \
+    >"$T/w3.log" 2>&1 &
+w3=$!
+joined() {
+    for _ in $(seq 1 100); do
+        grep -q "worker steady joined" "$T/co3.log" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+expect "stalled coordinator: the worker joined" joined
+pkill -STOP -P "$co"
+sleep 3
+pkill -CONT -P "$co"
+wait "$co" && rc=0 || rc=$?
+wait "$w3" || true
+expect "stalled coordinator: the campaign completes" test "$rc" = 0
+expect "stalled coordinator: the worker was not declared silent" \
+    test "$(grep -c "is silent" "$T/co3.log")" = 0
+expect "stalled coordinator: no trial lost" \
+    test "$(psql "$db" -At -c "SELECT count(*) FROM trials")" = 200
 
 # --- a model changed after the campaign was created ----------------------------------
 db=$(newdb changed)
