@@ -83,6 +83,8 @@ int l4_bound_clears(const l4_bound *b, const pvf_model *m, int s, int64_t seq, d
 /* The same for one token (sequence * T + position) whose head input alone
  * differs, by at most d. */
 int l4_bound_head_clears(const l4_bound *b, const pvf_model *m, int64_t token, double d);
+/* The bound's statistics of a golden pass (NULL without fast-path state). */
+const l4_bound *l4_fast_bound(const struct pvf_golden *g);
 
 /* Eval tokens (sequence positions) the golden routing sends to the routed
  * expert whose parameter is `param`; -1 when param is no routed expert's or

@@ -38,7 +38,6 @@
 #include "kernels.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,21 +68,21 @@ typedef struct swiglu_rows {
 
 typedef struct bound_layer {
     /* attention */
-    float *a_rms;          /* [tokens] rms of the attention input */
-    float *qn, *q_rms;     /* [tokens, heads] final |q|, rms of raw q (QK-norm) */
-    float *kn, *k_rms;     /* [tokens, kv] */
-    float *vn;             /* [tokens, kv] */
-    double *sq, *sk, *sv;  /* [heads], [kv], [kv] */
+    float *a_rms;         /* [tokens] rms of the attention input */
+    float *qn, *q_rms;    /* [tokens, heads] final |q|, rms of raw q (QK-norm) */
+    float *kn, *k_rms;    /* [tokens, kv] */
+    float *vn;            /* [tokens, kv] */
+    double *sq, *sk, *sv; /* [heads], [kv], [kv] */
     double so;
     /* FFN */
-    float *f_rms;   /* [tokens] */
-    bound_ffn mlp;  /* dense MLP or shared expert */
-    float *gap;     /* [tokens] MoE: k-th minus (k+1)-th router logit */
-    float *score;   /* [tokens, k] */
-    int32_t *idx;   /* [tokens, k] */
+    float *f_rms;                 /* [tokens] */
+    bound_ffn mlp;                /* dense MLP or shared expert */
+    float *gap;                   /* [tokens] MoE: k-th minus (k+1)-th router logit */
+    float *score;                 /* [tokens, k] */
+    int32_t *idx;                 /* [tokens, k] */
     float *e_silu, *e_up, *e_jac; /* [tokens, k] the routed expert's statistics */
-    double rmax;    /* largest router row norm (norm weight folded) */
-    double *eg, *eu, *ed; /* [E] per expert spectral norms */
+    double rmax;                  /* largest router row norm (norm weight folded) */
+    double *eg, *eu, *ed;         /* [E] per expert spectral norms */
 } bound_layer;
 
 struct l4_bound {
@@ -527,7 +526,8 @@ int l4_bound_prepare(const pvf_model *m, const pvf_golden *g, l4_bound **out) {
     const int64_t qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
     int64_t need = T * (H + qd + 2 * kd);
     const int64_t widest_i = c->inter > c->inter_mlp ? c->inter : c->inter_mlp;
-    const int64_t ffn = tokens * (H + 2 * widest_i) + tokens * (H + c->experts) + 3 * H + 2 * c->inter;
+    const int64_t ffn =
+        tokens * (H + 2 * widest_i) + tokens * (H + c->experts) + 3 * H + 2 * c->inter;
     if (ffn > need)
         need = ffn;
     float *work = malloc((size_t)need * sizeof *work);
@@ -544,15 +544,6 @@ int l4_bound_prepare(const pvf_model *m, const pvf_golden *g, l4_bound **out) {
             goto fail;
     if (head_stats(m, g, b))
         goto fail;
-    if (getenv("L4DBG"))
-        for (int64_t L = 0; L < c->layers; L++) {
-            bound_layer *y = &b->layer[L];
-            int64_t t = 50;
-            fprintf(stderr, "L%lld: a_rms %.3g sq %.3g sk %.3g sv %.3g so %.3g qn %.3g kn %.3g vn %.3g qrms %.3g krms %.3g | f_rms %.3g sg %.3g su %.3g sd %.3g silu %.3g up %.3g\n",
-                    (long long)L, y->a_rms[t], y->sq[0], y->sk[0], y->sv[0], y->so, y->qn[t*c->heads], y->kn[t*c->kv_heads], y->vn[t*c->kv_heads], y->q_rms[t*c->heads], y->k_rms[t*c->kv_heads],
-                    y->f_rms[t], y->mlp.sg, y->mlp.su, y->mlp.sd, y->mlp.silu_max[t], y->mlp.up_max[t]); fprintf(stderr, "  jac_f %.3g normwise %.3g\n", y->mlp.jac_f[t], 1.1*y->mlp.sg*y->mlp.up_max[t] + y->mlp.silu_max[t]*y->mlp.su);
-            if (c->moe[L]) fprintf(stderr, "  rmax %.3g eg %.3g eu %.3g ed %.3g esilu %.3g eup %.3g score %.3g gap %.3g\n", y->rmax, y->eg[0], y->eu[0], y->ed[0], y->e_silu[t], y->e_up[t], y->score[t], y->gap[t]);
-        }
     free(work);
     *out = b;
     return 0;
@@ -679,10 +670,8 @@ static int bound_ffn_stage(const pvf_model *m, const l4_bound *b, int s, int64_t
         if (c->moe[L]) {
             const double dl = y->rmax * dn;
             /* the golden top-k survives when no logit pair can cross */
-            if (!(y->gap[tt] > 2.0 * dl + 2.0 * RHO * y->rmax * sqrt_h)) {
-                if (getenv("L4DBG")) fprintf(stderr, "  router t %lld gap %.3g dl %.3g\n", (long long)t, y->gap[tt], dl);
+            if (!(y->gap[tt] > 2.0 * dl + 2.0 * RHO * y->rmax * sqrt_h))
                 return 0;
-            }
             const double dsc = 0.25 * dl;
             for (int64_t sl = 0; sl < k; sl++) {
                 const int32_t e = y->idx[tt * k + sl];
@@ -719,21 +708,12 @@ int l4_bound_clears(const l4_bound *b, const pvf_model *m, int s, int64_t seq, d
     for (int64_t t = 0; t < T; t++)
         if (!(d[t] >= 0.0 && d[t] < 1e30)) /* NaN, Inf or overflow: the exact way */
             return 0;
-    int dbg = getenv("L4DBG") != NULL;
     for (int st = s; st < m->nstages; st++) {
-        if (dbg) {
-            double mx = 0, sm = 0; int64_t nz = 0;
-            for (int64_t t = 0; t < T; t++) { if (d[t] > mx) mx = d[t]; if (d[t] > 0) nz++; sm += d[t]; }
-            fprintf(stderr, "st %d: max %.3g mean %.3g nz %lld\n", st, mx, sm / T, (long long)nz);
-        }
         if (st == m->nstages - 1) {
-            int ok = 1;
             for (int64_t t = 0; t < T; t++)
-                if (!l4_bound_head_clears(b, m, seq * T + t, d[t])) {
-                    if (dbg) fprintf(stderr, "  head t %lld d %.3g dn %.3g mu %.3g rms %.3g\n", (long long)t, d[t], norm_change(d[t], b->h_rms[seq*T+t], l->c.hidden), b->mu[seq*T+t], b->h_rms[seq*T+t]);
-                    ok = 0;
-                }
-            return ok;
+                if (!l4_bound_head_clears(b, m, seq * T + t, d[t]))
+                    return 0;
+            return 1;
         }
         const int64_t L = m->stages[st].layer;
         if (st == m->params[l->layer[L].q].stage)

@@ -221,6 +221,11 @@ oom:
     return pvf_err_set(err, "%s: fast path state: out of memory", m->dir);
 }
 
+const l4_bound *l4_fast_bound(const pvf_golden *g) {
+    const l4_fast *f = g->fast;
+    return f ? f->bound : NULL;
+}
+
 int64_t pvf_llama4_expert_tokens(const pvf_model *m, const pvf_golden *g, int param) {
     const l4_fast *f = g->fast;
     if (!f || param < 0 || param >= m->nparams || f->param_layer[param] < 0)
