@@ -72,6 +72,7 @@ typedef struct bound_layer {
     float *qn, *q_rms;    /* [tokens, heads] final |q|, rms of raw q (QK-norm) */
     float *kn, *k_rms;    /* [tokens, kv] */
     float *vn;            /* [tokens, kv] */
+    float *vdev;          /* [tokens, heads] max over the window of |v_j - golden output| */
     double *sq, *sk, *sv; /* [heads], [kv], [kv] */
     double so;
     /* FFN */
@@ -111,6 +112,7 @@ void l4_bound_free(l4_bound *b) {
         free(y->kn);
         free(y->k_rms);
         free(y->vn);
+        free(y->vdev);
         free(y->sq);
         free(y->sk);
         free(y->sv);
@@ -264,6 +266,48 @@ static void swiglu_stats(const float *g, const float *u, int64_t I, const swiglu
     *jac_f = (float)sqrt(f2 > 0.0 ? f2 : 0.0);
 }
 
+/* Per query t and head h of one sequence (q, k after RoPE and QK-norm or
+ * temperature, v): the largest distance of a value in t's window from the
+ * golden output o_t,h = sum p_j v_j, in double. A change of the weights moves
+ * the output by sum dp_j (v_j - o) (sum dp_j = 0), at most |dp|_1 times it. */
+static void attn_spread(const l4_config *c, int64_t L, int64_t T, const float *q, const float *k,
+                        const float *v, double *p, double *o, float *spread) {
+    const int64_t d = c->head_dim, nh = c->heads, nkv = c->kv_heads, group = nh / nkv;
+    const int64_t chunk = c->rope[L] ? c->chunk : 0;
+    const double scale = 1.0 / sqrt((double)d);
+    for (int64_t t = 0; t < T; t++) {
+        const int64_t lo = chunk > 0 ? t / chunk * chunk : 0;
+        for (int64_t h = 0; h < nh; h++) {
+            const float *qh = q + (t * nh + h) * d;
+            const int64_t kh = h / group;
+            double mx = -INFINITY, sum = 0.0;
+            memset(o, 0, (size_t)d * sizeof *o);
+            for (int64_t j = lo; j <= t; j++) {
+                double dot = 0.0;
+                for (int64_t i = 0; i < d; i++)
+                    dot += (double)qh[i] * k[(j * nkv + kh) * d + i];
+                p[j - lo] = dot * scale;
+                mx = p[j - lo] > mx ? p[j - lo] : mx;
+            }
+            for (int64_t j = lo; j <= t; j++)
+                sum += (p[j - lo] = exp(p[j - lo] - mx));
+            for (int64_t j = lo; j <= t; j++)
+                for (int64_t i = 0; i < d; i++)
+                    o[i] += p[j - lo] / sum * v[(j * nkv + kh) * d + i];
+            double far = 0.0;
+            for (int64_t j = lo; j <= t; j++) {
+                double ss = 0.0;
+                for (int64_t i = 0; i < d; i++) {
+                    const double dv = v[(j * nkv + kh) * d + i] - o[i];
+                    ss += dv * dv;
+                }
+                far = ss > far ? ss : far;
+            }
+            spread[t * nh + h] = (float)(sqrt(far) * (1.0 + 1e-5));
+        }
+    }
+}
+
 /* Attention statistics of layer L: q/k/v norms per token and head. */
 static int attn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_layer *y,
                       float *work) {
@@ -283,10 +327,12 @@ static int attn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_
     y->sq = malloc((size_t)nh * sizeof(double));
     y->sk = malloc((size_t)nkv * sizeof(double));
     y->sv = malloc((size_t)nkv * sizeof(double));
-    if (!y->a_rms || !y->qn || !y->q_rms || !y->kn || !y->k_rms || !y->vn || !y->sq || !y->sk ||
-        !y->sv)
+    y->vdev = malloc((size_t)(tokens * nh) * sizeof(float));
+    if (!y->vdev || !y->a_rms || !y->qn || !y->q_rms || !y->kn || !y->k_rms || !y->vn || !y->sq ||
+        !y->sk || !y->sv)
         return -1;
     float *a = work, *q = a + T * H, *k = q + T * qd, *v = k + T * kd;
+    double *scores = (double *)(void *)(v + T * kd); /* malloc'd: any type */
     for (int64_t seq = 0; seq < g->n; seq++) {
         const float *xs = x + seq * T * H;
         const int64_t t0 = seq * T;
@@ -324,6 +370,7 @@ static int attn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_
             for (int64_t h = 0; h < nkv; h++)
                 y->kn[(t0 + t) * nkv + h] = norm_of(k + (t * nkv + h) * d, d);
         }
+        attn_spread(c, L, T, q, k, v, scores, scores + T, y->vdev + t0 * nh);
     }
     const float *wq = m->params[p->q].value, *wk = m->params[p->k].value;
     const float *wv = m->params[p->v].value;
@@ -524,7 +571,7 @@ int l4_bound_prepare(const pvf_model *m, const pvf_golden *g, l4_bound **out) {
     b->xnorm = calloc((size_t)m->nstages + 1, sizeof *b->xnorm);
     /* workspace: the widest of the attention and FFN replays */
     const int64_t qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
-    int64_t need = T * (H + qd + 2 * kd);
+    int64_t need = T * (H + qd + 2 * kd) + 2 * (T + c->head_dim);
     const int64_t widest_i = c->inter > c->inter_mlp ? c->inter : c->inter_mlp;
     const int64_t ffn =
         tokens * (H + 2 * widest_i) + tokens * (H + c->experts) + 3 * H + 2 * c->inter;
@@ -614,40 +661,42 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
     int64_t first = 0; /* positions before the first change stay golden */
     while (first < T && d[first] == 0.0)
         first++;
-    for (int64_t i = 0; i < T; i++) {
-        const int64_t lo = chunk > 0 ? i / chunk * chunk : 0;
-        out[i] = d[i];
-        if (i < first) /* nothing before it changed */
-            continue;
-        int touched = d[i] > 0.0;
-        double sum = 0.0;
-        for (int64_t h = 0; h < nh; h++) {
-            const int64_t kh = h / group;
-            double max_k = 0.0, max_dk = 0.0, max_dv = 0.0, max_v = 0.0;
-            for (int64_t j = lo > first ? lo : first; j <= i; j++) {
-                const double dkj = dk[j * nkv + kh];
-                if (dkj > max_dk)
-                    max_dk = dkj;
-                if (dv[j * nkv + kh] > max_dv)
-                    max_dv = dv[j * nkv + kh];
+    /* sum over heads of the squared head-output changes, in out[] first;
+     * window maxima kept running (a window starts at its chunk, or at 0) */
+    for (int64_t i = 0; i < T; i++)
+        out[i] = 0.0;
+    for (int64_t kh = 0; kh < nkv; kh++) {
+        double max_k = 0.0, max_dk = 0.0, max_dv = 0.0, max_v = 0.0;
+        for (int64_t i = 0; i < T; i++) {
+            if (i == (chunk > 0 ? i / chunk * chunk : 0))
+                max_k = max_dk = max_dv = max_v = 0.0;
+            const double kk = y->kn[(t0 + i) * nkv + kh] + dk[i * nkv + kh];
+            max_k = kk > max_k ? kk : max_k;
+            max_dk = dk[i * nkv + kh] > max_dk ? dk[i * nkv + kh] : max_dk;
+            max_dv = dv[i * nkv + kh] > max_dv ? dv[i * nkv + kh] : max_dv;
+            max_v = y->vn[(t0 + i) * nkv + kh] > max_v ? y->vn[(t0 + i) * nkv + kh] : max_v;
+            if (i < first) /* nothing before it changed */
+                continue;
+            for (int64_t h = kh * group; h < (kh + 1) * group; h++) {
+                const double qn = y->qn[(t0 + i) * nh + h];
+                const double e = scale * (dq[i * nh + h] * max_k + qn * max_dk);
+                const double dp = e < 2.0 ? e : 2.0;
+                const double spread = y->vdev[(t0 + i) * nh + h];
+                const double doh = max_dv + dp * (spread < max_v ? spread : max_v);
+                out[i] += doh * doh;
             }
-            for (int64_t j = lo; j <= i; j++) {
-                const double kk = y->kn[(t0 + j) * nkv + kh] + dk[j * nkv + kh];
-                if (kk > max_k)
-                    max_k = kk;
-                if (y->vn[(t0 + j) * nkv + kh] > max_v)
-                    max_v = y->vn[(t0 + j) * nkv + kh];
-            }
-            if (max_dk > 0.0 || max_dv > 0.0)
-                touched = 1;
-            const double qn = y->qn[(t0 + i) * nh + h], dqh = dq[i * nh + h];
-            const double e = scale * (dqh * max_k + qn * max_dk);
-            const double dp = e < 2.0 ? e : 2.0;
-            const double doh = max_dv + dp * max_v;
-            sum += doh * doh;
         }
-        if (touched)
-            out[i] += y->so * sqrt(sum) * STAT_SLACK + slack(b, s, t0 + i);
+    }
+    /* a position changes when it did or a key of its window did */
+    int64_t last_changed = -1;
+    for (int64_t i = 0; i < T; i++) {
+        if (d[i] > 0.0)
+            last_changed = i;
+        const int64_t lo = chunk > 0 ? i / chunk * chunk : 0;
+        const double heads = out[i];
+        out[i] = d[i];
+        if (last_changed >= lo && last_changed >= 0)
+            out[i] += y->so * sqrt(heads) * STAT_SLACK + slack(b, s, t0 + i);
     }
 }
 
