@@ -1,26 +1,30 @@
 /* llama4_bound.c - a sound bound on how far a change of the residual stream
  * at some token positions can move every later scored position's logits, so
- * that a fast trial settles without carrying the change exactly when no
- * scored next-token prediction can flip.
+ * that a fast trial stops carrying a sequence (or a last-layer token) when no
+ * scored next-token prediction of it can flip.
  *
  * Input: per position t of one sequence, d_t >= ||x'_t - x_t||_2 at the
- * input of stage s (exact norms of the changed rows). Each later stage adds
- * to d_t a worst-case bound of its branch's change (the residual passes d_t
- * through unchanged), worked out from golden activations of that token:
+ * input of stage s (exact norms of the changed rows; every stage from s on
+ * has golden weights). Each later stage adds to d_t a worst-case bound of
+ * its branch's change (the residual passes d_t through unchanged), worked out
+ * from golden activations of that token:
  *
  * - RMSNorm n(x) = x / sqrt(|x|^2/H + eps) has Jacobian norm <= 1/rms(x);
  *   along the segment x..x' rms >= rms(x) - d/sqrt(H), so
  *   |dn| <= d / (rms(x) - d/sqrt(H)), and always |dn| < 2 sqrt(H). The norm
  *   weight is folded into the following matrices, whose spectral norms are
- *   bounded above by ||(A^T A)^(2^K)||_F^(1/2^K+1) (double precision).
+ *   bounded above by ||(A^T A)^(2^K)||_F^(1/2^(K+1)) (double precision).
  * - Attention, per query i and head h, window W_i (causal, chunked for RoPE
- *   layers): o = sum p_j v_j, so |do| <= max_W |dv_j| + |dp|_1 max_W |v_j|;
- *   a score change |ds_j| <= e_j = scale (|dq| (|k_j| + |dk_j|) + |q| |dk_j|)
- *   moves the softmax by |dp|_1 <= min(2, range(ds) / 2) <= min(2, max e_j).
- *   RoPE rotates (norm preserving); QK-norm is an RMSNorm without weight;
- *   NoPE temperature scales q.
- * - SwiGLU h = silu(g) u: |dh| <= 1.1 |dg| (max|u| + |du|) + max|silu(g)| |du|
- *   (|silu'| <= 1.0999), with golden max|u| and max|silu(g)| per token.
+ *   layers): o = sum p_j v_j, so |do| <= max_W |dv_j| + |dp|_1 max_W |v_j - o|
+ *   (sum dp_j = 0; o the golden output); a score change
+ *   |ds_j| <= e_j = scale (|dq| (|k_j| + |dk_j|) + |q| |dk_j|) moves the
+ *   softmax by |dp|_1 <= min(2, range(ds) / 2) <= min(2, max e_j). RoPE
+ *   rotates (norm preserving); QK-norm is an RMSNorm without weight; NoPE
+ *   temperature scales q. Positions before the first change stay golden.
+ * - SwiGLU h = silu(g) u: the smaller of
+ *   1.1 |dg| (max|u| + |du|) + max|silu(g)| |du| (|silu'| <= 1.0999) and
+ *   |J|_F |dx| + |dg|^2 max|u| / 4 + 1.1 |dg| |du| (J the golden Jacobian,
+ *   |silu''| <= 1/2), with golden per-token statistics.
  * - Router: logits move by <= max_e |row_e| |dn|; if that could reorder the
  *   golden top-k against the next expert (gap), the bound gives up. Scores
  *   (sigmoid) move by <= 1/4 of that, the expert input is score * n.
@@ -29,10 +33,14 @@
  *   (l_top - l_v - slack) / |(row_top - row_v) w_norm|, cleared iff |dn| < mu_t.
  *
  * Float rounding: a position the change touches is recomputed in float by
- * the exact path (or the naive one), which rounds differently from golden;
- * every stage adds RHO (|x_in| + |x_out|) of slack to a touched position and
- * the head margins RHO-relative slack. RHO is hundreds of unit roundoffs.
- * A non-finite or overflowing change is never cleared. */
+ * the exact path (or the naive one), which rounds differently from golden.
+ * Every stage adds RHO (|x_in| + |x_out|) to a touched position (4 unit
+ * roundoffs of the residual stream: its own rounding and the branch's), the
+ * router gap and the logits RHO-sized slack, and a head margin must also
+ * exceed 1e-5 relative, the near-tie tolerance the exact fast path has
+ * against the naive one. This is an allowance, not a proof: the rounding
+ * of float sums is not bounded worst-case here. A non-finite or overflowing
+ * change is never cleared. */
 #include "llama4.h"
 
 #include "kernels.h"

@@ -20,7 +20,11 @@
  * - Any other fault runs its stage over every sequence once.
  * A sequence changed before the last stages is carried from its first
  * changed position only (causal attention leaves earlier positions golden)
- * and judged position by position.
+ * and judged position by position. Before each carried stage the sound
+ * bound of llama4_bound.c is asked whether the change can still flip any
+ * scored prediction of the sequence: if not, the carry stops there. A
+ * last-layer expert's changed token is bounded the same way at the head, so
+ * a small fault there costs only the tokens the expert serves.
  *
  * Work (r->stage_rows) counts token rows, (position, stage) pairs, as the
  * naive path does for a language model. */
