@@ -81,6 +81,7 @@ typedef struct bound_layer {
     float *kn, *k_rms;    /* [tokens, kv] */
     float *vn;            /* [tokens, kv] */
     float *vdev;          /* [tokens, heads] max over the window of |v_j - golden output| */
+    float *vstd;          /* [tokens, heads] sqrt(sum p_j |v_j - golden output|^2) */
     double *sq, *sk, *sv; /* [heads], [kv], [kv] */
     double so;
     /* FFN */
@@ -121,6 +122,7 @@ void l4_bound_free(l4_bound *b) {
         free(y->k_rms);
         free(y->vn);
         free(y->vdev);
+        free(y->vstd);
         free(y->sq);
         free(y->sk);
         free(y->sv);
@@ -276,10 +278,13 @@ static void swiglu_stats(const float *g, const float *u, int64_t I, const swiglu
 
 /* Per query t and head h of one sequence (q, k after RoPE and QK-norm or
  * temperature, v): the largest distance of a value in t's window from the
- * golden output o_t,h = sum p_j v_j, in double. A change of the weights moves
- * the output by sum dp_j (v_j - o) (sum dp_j = 0), at most |dp|_1 times it. */
+ * golden output o_t,h = sum p_j v_j, and the p-weighted RMS of that
+ * distance, in double. A change of the weights moves the output by
+ * sum dp_j (v_j - o) (sum dp_j = 0), at most |dp|_1 times the first; along
+ * the path s + u ds the output moves at the rate Cov_p(u)(ds, v), at most
+ * max|ds| e^max|ds| times the second (p_j(u) <= e^(2 max|ds|) p_j). */
 static void attn_spread(const l4_config *c, int64_t L, int64_t T, const float *q, const float *k,
-                        const float *v, double *p, double *o, float *spread) {
+                        const float *v, double *p, double *o, float *spread, float *rms) {
     const int64_t d = c->head_dim, nh = c->heads, nkv = c->kv_heads, group = nh / nkv;
     const int64_t chunk = c->rope[L] ? c->chunk : 0;
     const double scale = 1.0 / sqrt((double)d);
@@ -302,7 +307,7 @@ static void attn_spread(const l4_config *c, int64_t L, int64_t T, const float *q
             for (int64_t j = lo; j <= t; j++)
                 for (int64_t i = 0; i < d; i++)
                     o[i] += p[j - lo] / sum * v[(j * nkv + kh) * d + i];
-            double far = 0.0;
+            double far = 0.0, var = 0.0;
             for (int64_t j = lo; j <= t; j++) {
                 double ss = 0.0;
                 for (int64_t i = 0; i < d; i++) {
@@ -310,8 +315,10 @@ static void attn_spread(const l4_config *c, int64_t L, int64_t T, const float *q
                     ss += dv * dv;
                 }
                 far = ss > far ? ss : far;
+                var += p[j - lo] / sum * ss;
             }
             spread[t * nh + h] = (float)(sqrt(far) * (1.0 + 1e-5));
+            rms[t * nh + h] = (float)(sqrt(var) * (1.0 + 1e-5));
         }
     }
 }
@@ -336,8 +343,9 @@ static int attn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_
     y->sk = malloc((size_t)nkv * sizeof(double));
     y->sv = malloc((size_t)nkv * sizeof(double));
     y->vdev = malloc((size_t)(tokens * nh) * sizeof(float));
-    if (!y->vdev || !y->a_rms || !y->qn || !y->q_rms || !y->kn || !y->k_rms || !y->vn || !y->sq ||
-        !y->sk || !y->sv)
+    y->vstd = malloc((size_t)(tokens * nh) * sizeof(float));
+    if (!y->vdev || !y->vstd || !y->a_rms || !y->qn || !y->q_rms || !y->kn || !y->k_rms || !y->vn ||
+        !y->sq || !y->sk || !y->sv)
         return -1;
     float *a = work, *q = a + T * H, *k = q + T * qd, *v = k + T * kd;
     double *scores = (double *)(void *)(v + T * kd); /* malloc'd: any type */
@@ -378,7 +386,7 @@ static int attn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_
             for (int64_t h = 0; h < nkv; h++)
                 y->kn[(t0 + t) * nkv + h] = norm_of(k + (t * nkv + h) * d, d);
         }
-        attn_spread(c, L, T, q, k, v, scores, scores + T, y->vdev + t0 * nh);
+        attn_spread(c, L, T, q, k, v, scores, scores + T, y->vdev + t0 * nh, y->vstd + t0 * nh);
     }
     const float *wq = m->params[p->q].value, *wk = m->params[p->k].value;
     const float *wv = m->params[p->v].value;
@@ -690,7 +698,10 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
                 const double e = scale * (dq[i * nh + h] * max_k + qn * max_dk);
                 const double dp = e < 2.0 ? e : 2.0;
                 const double spread = y->vdev[(t0 + i) * nh + h];
-                const double doh = max_dv + dp * (spread < max_v ? spread : max_v);
+                double soft = dp * (spread < max_v ? spread : max_v);
+                const double path = e < 30.0 ? e * exp(e) * y->vstd[(t0 + i) * nh + h] : INFINITY;
+                soft = path < soft ? path : soft;
+                const double doh = max_dv + soft;
                 out[i] += doh * doh;
             }
         }
