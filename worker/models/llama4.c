@@ -368,6 +368,7 @@ static int llama4_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *w
         return -1;
     m->out_positions = 1;
     m->scratch_floats = scratch_floats(c, PVF_CHUNK);
+    m->fast_scratch_floats = 2 * (l->T + l4_bound_work(m)); /* doubles; refitted by fit_eval */
     return 0;
 }
 
