@@ -601,9 +601,10 @@ static void test_fast_bound(void) {
             trials++;
         }
     }
-    fprintf(stderr, "  bound: %d of %d sequence changes cleared; last-layer expert mantissa "
-            "faults costing only their tokens: %d of %d\n", cleared, cleared + refused,
-            only_tokens, trials);
+    fprintf(stderr,
+            "  bound: %d of %d sequence changes cleared; last-layer expert mantissa "
+            "faults costing only their tokens: %d of %d\n",
+            cleared, cleared + refused, only_tokens, trials);
     CHECK(only_tokens > 0);
     /* first MoE layer: an exponent fault is carried, not settled */
     for (int64_t L = 0; L < l->c.layers; L++) {
