@@ -10,7 +10,10 @@
  *   bench_llama_experts [MODEL_DIR] [FORMAT] [TRIALS_PER_REPEAT] [REPEATS] [INPUTS]
  *
  * INPUTS: the first eval sequences only (0: all); the naive side runs
- * TRIALS / 10 (at least 2) per repeat. */
+ * TRIALS / 10 (at least 2) per repeat.
+ *
+ * Per MoE layer it ends with a least-squares line through (tokens served,
+ * fast us): cost in proportion to the tokens has a small intercept. */
 #include "llama4.h"
 #include "runner.h"
 #include "sampler.h"
@@ -81,8 +84,15 @@ int main(int argc, char **argv) {
     printf("model %s, format %s, %" PRId64 " sequences; %d fast / %d naive trials x %d "
            "repeats per expert parameter, bit flips uniform over its stored bits\n",
            dir, pvf_format_name(fmt), r.golden.n, trials, naive_trials, repeats);
-    printf("%-58s %7s %11s %11s %9s %12s %8s\n", "parameter", "tokens", "fast us", "naive us",
-           "speedup", "rows/trial", "settled");
+    printf("%-58s %7s %11s %11s %9s %12s %8s %9s\n", "parameter", "tokens", "fast us", "naive us",
+           "speedup", "rows/trial", "settled", "us/token");
+    /* per layer sums for the least-squares line us = a + b tokens */
+    double *fit = calloc((size_t)r.model.nstages * 5, sizeof *fit);
+    if (!fit) {
+        fprintf(stderr, "bench_llama_experts: out of memory\n");
+        pvf_runner_close(&r);
+        return 1;
+    }
     for (int t = 0; t < r.model.ntargets; t++) {
         const pvf_target *tg = &r.model.targets[t];
         const int64_t tokens = pvf_llama4_expert_tokens(&r.model, &r.golden, tg->param);
@@ -94,14 +104,33 @@ int main(int argc, char **argv) {
             time_trials(&r, t, 1, naive_trials, repeats, &naive_us, &naive_rows, &naive_settled,
                         &err)) {
             fprintf(stderr, "bench_llama_experts: %s\n", err.msg);
+            free(fit);
             pvf_runner_close(&r);
             return 1;
         }
         const double n = (double)trials * repeats;
-        printf("%-58s %7" PRId64 " %11.1f %11.1f %8.0fx %12.1f %7.1f%%\n", tg->name, tokens,
-               fast_us, naive_us, naive_us / fast_us, (double)rows / n,
-               100.0 * (double)settled / n);
+        printf("%-58s %7" PRId64 " %11.1f %11.1f %8.0fx %12.1f %7.1f%% %9.2f\n", tg->name, tokens,
+               fast_us, naive_us, naive_us / fast_us, (double)rows / n, 100.0 * (double)settled / n,
+               tokens ? fast_us / (double)tokens : 0.0);
+        double *f = fit + 5 * r.model.params[tg->param].stage;
+        f[0] += 1.0;
+        f[1] += (double)tokens;
+        f[2] += fast_us;
+        f[3] += (double)tokens * (double)tokens;
+        f[4] += (double)tokens * fast_us;
     }
+    for (int s = 0; s < r.model.nstages; s++) {
+        const double *f = fit + 5 * s;
+        const double den = f[0] * f[3] - f[1] * f[1];
+        if (f[0] < 2 || den <= 0)
+            continue;
+        const double slope = (f[0] * f[4] - f[1] * f[2]) / den;
+        const double icept = (f[2] - slope * f[1]) / f[0];
+        printf("%s experts: fast us = %.1f + %.3f x tokens (%d parameters, mean %.0f tokens, "
+               "mean %.1f us)\n",
+               r.model.stages[s].name, icept, slope, (int)f[0], f[1] / f[0], f[2] / f[0]);
+    }
+    free(fit);
     pvf_runner_close(&r);
     return 0;
 }

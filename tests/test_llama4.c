@@ -505,6 +505,124 @@ static void test_fast_many_chunks(void) {
     pvf_runner_close(&r);
 }
 
+/* Runs stages s.. of the model on one sequence whose input to stage s is
+ * x[T, H] and counts the scored positions whose top-1 differs from golden
+ * sequence `seq`'s (a non-finite logit counts as differing). */
+static int64_t exact_flips(pvf_runner *r, int s, int64_t seq, const float *x) {
+    const pvf_model *m = &r->model;
+    const llama4 *l = m->arch_state;
+    const int64_t T = l->T, V = l->c.vocab;
+    float *a = malloc((size_t)(T * (V > l->c.hidden ? V : l->c.hidden)) * sizeof *a);
+    float *b = malloc((size_t)(T * (V > l->c.hidden ? V : l->c.hidden)) * sizeof *b);
+    CHECK(a && b);
+    memcpy(a, x, (size_t)(T * l->c.hidden) * sizeof *a);
+    for (int st = s; st < m->nstages; st++) {
+        CHECK(m->stages[st].run(m, st, &r->exec, seq, 1, a, b) == 0);
+        float *t = a;
+        a = b;
+        b = t;
+    }
+    int64_t flips = 0;
+    for (int64_t p = l->scored_from; p < T; p++)
+        flips += !pvf_all_finite(a + p * V, V) ||
+                 pvf_argmax(a + p * V, V) != r->golden.top1[seq * T + p];
+    free(a);
+    free(b);
+    return flips;
+}
+
+/* The sound bound (llama4_bound.c): a change below every decision margin
+ * clears a sequence and the exact stages agree; a large or non-finite one is
+ * never cleared. A last-layer expert's small fault costs only its own tokens
+ * (the bound clears their logits) and reaches the naive outcome; a large
+ * first-MoE-layer fault is carried and reaches it too. */
+static void test_fast_bound(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open_limit(&r, BUNDLED, NULL, PVF_FMT_FP32, 4, &err) == 0);
+    const pvf_model *m = &r.model;
+    const llama4 *l = m->arch_state;
+    const l4_bound *b = l4_fast_bound(&r.golden);
+    CHECK(b != NULL);
+    const int64_t T = l->T, H = l->c.hidden;
+    double *d = malloc((size_t)T * sizeof *d);
+    double *work = malloc((size_t)l4_bound_work(m) * sizeof *work);
+    float *x = malloc((size_t)(T * H) * sizeof *x);
+    float *naive = malloc((size_t)(r.golden.n * m->out_size) * sizeof *naive);
+    CHECK(d && work && x && naive);
+    /* a change of the last layer's attention input at one position, from
+     * tiny to huge: cleared ones must judge as golden when run exactly */
+    const int s = m->params[l->layer[l->c.layers - 1].q].stage;
+    int cleared = 0, refused = 0;
+    for (int64_t seq = 0; seq < r.golden.n; seq++)
+        for (double scale = 1e-7; scale < 1e3; scale *= 10.0) {
+            const float *gold = r.golden.stage_in[s] + seq * T * H;
+            const int64_t p = (seq * 37 + 11) % T;
+            memcpy(x, gold, (size_t)(T * H) * sizeof *x);
+            for (int64_t j = 0; j < H; j++)
+                x[p * H + j] += (float)(scale * ((j % 3) - 1.0));
+            for (int64_t t = 0; t < T; t++) {
+                double ss = 0.0;
+                for (int64_t j = 0; j < H; j++)
+                    ss += ((double)x[t * H + j] - gold[t * H + j]) *
+                          ((double)x[t * H + j] - gold[t * H + j]);
+                d[t] = sqrt(ss);
+            }
+            if (l4_bound_clears(b, m, s, seq, d, work)) {
+                cleared++;
+                CHECK(exact_flips(&r, s, seq, x) == 0);
+            } else {
+                refused++;
+            }
+        }
+    CHECK(cleared > 0 && refused > 0);
+    for (int64_t t = 0; t < T; t++)
+        d[t] = t == 5 ? 1e3 : 0.0;
+    CHECK(l4_bound_clears(b, m, s, 0, d, work) == 0);
+    for (int64_t t = 0; t < T; t++)
+        d[t] = t == 5 ? NAN : 0.0;
+    CHECK(l4_bound_clears(b, m, s, 0, d, work) == 0);
+    CHECK(l4_bound_head_clears(b, m, 5, INFINITY) == 0);
+    CHECK(l4_bound_head_clears(b, m, 5, 0.0) == 1);
+
+    /* last MoE layer: mantissa faults of a visited expert; some settle at
+     * its own tokens' FFN rows (stage_rows == tokens: no logits computed) */
+    const int64_t last = l->c.layers - 1;
+    int only_tokens = 0, trials = 0;
+    for (int64_t e = 0; e < l->c.experts; e++) {
+        const int dn = l->layer[last].down[e];
+        const int64_t tokens = pvf_llama4_expert_tokens(m, &r.golden, dn);
+        if (tokens <= 0)
+            continue;
+        for (int bit = 12; bit < 22; bit += 3) {
+            pvf_trial_result v = fast_vs_naive(&r, code_site(m, dn, 3 * e + 1, 1u << bit), naive);
+            CHECK(v.stage_rows >= tokens && v.stage_rows <= 2 * tokens);
+            only_tokens += v.stage_rows == tokens;
+            trials++;
+        }
+    }
+    fprintf(stderr,
+            "  bound: %d of %d sequence changes cleared; last-layer expert mantissa "
+            "faults costing only their tokens: %d of %d\n",
+            cleared, cleared + refused, only_tokens, trials);
+    CHECK(only_tokens > 0);
+    /* first MoE layer: an exponent fault is carried, not settled */
+    for (int64_t L = 0; L < l->c.layers; L++) {
+        if (!l->c.moe[L])
+            continue;
+        const int gu = l->layer[L].gate_up[1];
+        const int64_t tokens = pvf_llama4_expert_tokens(m, &r.golden, gu);
+        pvf_trial_result v = fast_vs_naive(&r, code_site(m, gu, 40, 1u << 30), naive);
+        CHECK(tokens == 0 || (!(v.flags & PVF_TRIAL_SETTLED) && v.stage_rows > tokens));
+        break;
+    }
+    free(d);
+    free(work);
+    free(x);
+    free(naive);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     RUN(test_bundled_parity);
     RUN(test_second_checkpoint_parity);
@@ -517,5 +635,6 @@ int main(void) {
     RUN(test_fast_routed_experts);
     RUN(test_fast_embedding_and_head);
     RUN(test_fast_many_chunks);
+    RUN(test_fast_bound);
     return test_summary();
 }

@@ -368,6 +368,7 @@ static int llama4_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *w
         return -1;
     m->out_positions = 1;
     m->scratch_floats = scratch_floats(c, PVF_CHUNK);
+    m->fast_scratch_floats = 2 * (l->T + l4_bound_work(m)); /* doubles; refitted by fit_eval */
     return 0;
 }
 
@@ -409,6 +410,7 @@ static int llama4_fit_eval(pvf_model *m, const pvf_evalset *e, pvf_err *err) {
     }
     l->T = T;
     l->scored_from = from;
+    m->fast_scratch_floats = 2 * (T + l4_bound_work(m)); /* doubles */
     const int64_t H = l->c.hidden;
     for (int s = 0; s < m->nstages; s++) {
         m->stages[s].in_size = s == 0 ? T : T * H;

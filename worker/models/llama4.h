@@ -66,6 +66,26 @@ void l4_fast_free(void *state);
 int l4_fast_trial(pvf_exec *ex, const struct pvf_golden *g, int param,
                   const struct pvf_fault_effect *eff, struct pvf_trial_result *r, pvf_err *err);
 
+/* The sound bound of the fast path (llama4_bound.c): golden statistics
+ * made once per golden pass, then per sequence whether a change of the
+ * residual stream at some positions can flip any scored prediction. */
+typedef struct l4_bound l4_bound;
+int l4_bound_prepare(const pvf_model *m, const struct pvf_golden *g, l4_bound **out);
+void l4_bound_free(l4_bound *b);
+/* Doubles of workspace l4_bound_clears needs. */
+int64_t l4_bound_work(const pvf_model *m);
+/* 1 when sequence seq, whose input to stage s (s > the faulty stage)
+ * differs from golden by at most d[t] (2-norm) at each position t, judges
+ * every scored position as golden does; 0 when it cannot tell. d[T] is
+ * overwritten. */
+int l4_bound_clears(const l4_bound *b, const pvf_model *m, int s, int64_t seq, double *d,
+                    double *work);
+/* The same for one token (sequence * T + position) whose head input alone
+ * differs, by at most d. */
+int l4_bound_head_clears(const l4_bound *b, const pvf_model *m, int64_t token, double d);
+/* The bound's statistics of a golden pass (NULL without fast-path state). */
+const l4_bound *l4_fast_bound(const struct pvf_golden *g);
+
 /* Eval tokens (sequence positions) the golden routing sends to the routed
  * expert whose parameter is `param`; -1 when param is no routed expert's or
  * g has no fast-path state. */

@@ -20,7 +20,11 @@
  * - Any other fault runs its stage over every sequence once.
  * A sequence changed before the last stages is carried from its first
  * changed position only (causal attention leaves earlier positions golden)
- * and judged position by position.
+ * and judged position by position. Before each carried stage the sound
+ * bound of llama4_bound.c is asked whether the change can still flip any
+ * scored prediction of the sequence: if not, the carry stops there. A
+ * last-layer expert's changed token is bounded the same way at the head, so
+ * a small fault there costs only the tokens the expert serves.
  *
  * Work (r->stage_rows) counts token rows, (position, stage) pairs, as the
  * naive path does for a language model. */
@@ -49,6 +53,7 @@ typedef struct l4_fast {
     float *head_in;    /* [tokens, H] final norm output */
     int *param_layer;  /* [nparams] routed expert parameter -> layer, or -1 */
     int *param_expert; /* [nparams] -> expert */
+    l4_bound *bound;   /* the sound bound's golden statistics */
 } l4_fast;
 
 void l4_fast_free(void *state) {
@@ -67,6 +72,7 @@ void l4_fast_free(void *state) {
     free(f->head_in);
     free(f->param_layer);
     free(f->param_expert);
+    l4_bound_free(f->bound);
     free(f);
 }
 
@@ -208,6 +214,8 @@ int l4_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_e
     }
     const int head = m->params[l->lm_head].stage;
     pvf_rms_norm(g->stage_in[head], tokens, H, m->params[l->norm].value, (float)c->eps, f->head_in);
+    if (l4_bound_prepare(m, g, &f->bound))
+        goto oom;
     moe_work_free(&w);
     *state = f;
     return 0;
@@ -215,6 +223,11 @@ oom:
     moe_work_free(&w);
     l4_fast_free(f);
     return pvf_err_set(err, "%s: fast path state: out of memory", m->dir);
+}
+
+const l4_bound *l4_fast_bound(const pvf_golden *g) {
+    const l4_fast *f = g->fast;
+    return f ? f->bound : NULL;
 }
 
 int64_t pvf_llama4_expert_tokens(const pvf_model *m, const pvf_golden *g, int param) {
@@ -296,6 +309,31 @@ static int lm_head_trial(pvf_exec *ex, const pvf_golden *g, const pvf_fault_effe
     return 0;
 }
 
+/* Distance (2-norm) of row x[H] from golden row gold[H], in double. */
+static double row_distance(const float *x, const float *gold, int64_t H) {
+    double ss = 0.0;
+    for (int64_t j = 0; j < H; j++) {
+        const double dv = (double)x[j] - gold[j];
+        ss += dv * dv;
+    }
+    return sqrt(ss);
+}
+
+/* 1 when the bound proves that sequence seq, whose input to stage s is
+ * x[T, H] (golden before position p0), judges as golden. */
+static int seq_cleared(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
+                       const float *x) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const l4_fast *f = g->fast;
+    const int64_t T = l->T, H = l->c.hidden;
+    const float *gold = g->stage_in[s] + seq * T * H;
+    double *d = (double *)(void *)ex->fast_scratch, *work = d + T; /* malloc'd: any type */
+    for (int64_t t = 0; t < T; t++)
+        d[t] = t < p0 ? 0.0 : row_distance(x + t * H, gold + t * H, H);
+    return l4_bound_clears(f->bound, m, s, seq, d, work);
+}
+
 /* Carries sequence `seq`, whose input to stage s is x[T, H] and equals
  * golden's before position p0, through the later stages: causal attention
  * leaves the positions before the first changed one golden, so each stage
@@ -314,6 +352,8 @@ static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int
             p0++;
         if (p0 == T)
             return; /* golden again */
+        if (seq_cleared(ex, g, st, seq, p0, cur))
+            return; /* no scored prediction can flip */
         r->stage_rows += T - p0;
         if (st == m->nstages - 1) {
             float *logits = ex->act[1];
@@ -448,7 +488,22 @@ static int expert_trial(pvf_exec *ex, const pvf_golden *g, int64_t L, int32_t e,
         if (changed == 0)
             continue;
         if (last) {
-            /* a changed token changes only its own logits */
+            /* a changed token changes only its own logits: those the bound
+             * cannot clear are computed */
+            int64_t kept = 0;
+            for (int64_t i = 0; i < changed; i++) {
+                const double d = row_distance(next + i * H, gold_out + tok[i] * H, H);
+                if (isfinite(d) && l4_bound_head_clears(f->bound, m, tok[i], d))
+                    continue;
+                if (kept != i) {
+                    tok[kept] = tok[i];
+                    memcpy(next + kept * H, next + i * H, (size_t)H * sizeof *next);
+                }
+                kept++;
+            }
+            changed = kept;
+            if (changed == 0)
+                continue;
             pvf_rms_norm(next, changed, H, pvf_exec_weights(ex, l->norm), (float)c->eps, hn);
             float *logits = ex->act[1];
             pvf_linear(hn, changed, H, pvf_exec_weights(ex, l->lm_head), NULL, V, logits);

@@ -1,0 +1,798 @@
+/* llama4_bound.c - a sound bound on how far a change of the residual stream
+ * at some token positions can move every later scored position's logits, so
+ * that a fast trial stops carrying a sequence (or a last-layer token) when no
+ * scored next-token prediction of it can flip.
+ *
+ * Input: per position t of one sequence, d_t >= ||x'_t - x_t||_2 at the
+ * input of stage s (exact norms of the changed rows; every stage from s on
+ * has golden weights). Each later stage adds to d_t a worst-case bound of
+ * its branch's change (the residual passes d_t through unchanged), worked out
+ * from golden activations of that token:
+ *
+ * - RMSNorm n(x) = x / sqrt(|x|^2/H + eps) has Jacobian norm <= 1/rms(x);
+ *   along the segment x..x' rms >= rms(x) - d/sqrt(H), so
+ *   |dn| <= d / (rms(x) - d/sqrt(H)), and always |dn| < 2 sqrt(H). The norm
+ *   weight is folded into the following matrices, whose spectral norms are
+ *   bounded above by ||(A^T A)^(2^K)||_F^(1/2^(K+1)) (double precision).
+ * - Attention, per query i and head h, window W_i (causal, chunked for RoPE
+ *   layers): o = sum p_j v_j, so |do| <= max_W |dv_j| + |dp|_1 max_W |v_j - o|
+ *   (sum dp_j = 0; o the golden output); a score change
+ *   |ds_j| <= e_j = scale (|dq| (|k_j| + |dk_j|) + |q| |dk_j|) moves the
+ *   softmax by |dp|_1 <= min(2, range(ds) / 2) <= min(2, max e_j). RoPE
+ *   rotates (norm preserving); QK-norm is an RMSNorm without weight; NoPE
+ *   temperature scales q. Positions before the first change stay golden.
+ * - SwiGLU h = silu(g) u: the smaller of
+ *   1.1 |dg| (max|u| + |du|) + max|silu(g)| |du| (|silu'| <= 1.0999) and
+ *   |J|_F |dx| + |dg|^2 max|u| / 4 + 1.1 |dg| |du| (J the golden Jacobian,
+ *   |silu''| <= 1/2), with golden per-token statistics.
+ * - Router: logits move by <= max_e |row_e| |dn|; if that could reorder the
+ *   golden top-k against the next expert (gap), the bound gives up. Scores
+ *   (sigmoid) move by <= 1/4 of that, the expert input is score * n.
+ * - Head: the top-1 of position t stays while for every class v,
+ *   l_top - l_v > |(row_top - row_v) . w_norm| |dn|: mu_t = the smallest
+ *   (l_top - l_v - slack) / |(row_top - row_v) w_norm|, cleared iff |dn| < mu_t.
+ *
+ * Float rounding: a position the change touches is recomputed in float by
+ * the exact path (or the naive one), which rounds differently from golden.
+ * Every stage adds RHO (|x_in| + |x_out|) to a touched position (4 unit
+ * roundoffs of the residual stream: its own rounding and the branch's), the
+ * router gap and the logits RHO-sized slack, and a head margin must also
+ * exceed 1e-5 relative, the near-tie tolerance the exact fast path has
+ * against the naive one. This is an allowance, not a proof: the rounding
+ * of float sums is not bounded worst-case here. A non-finite or overflowing
+ * change is never cleared. */
+#include "llama4.h"
+
+#include "kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Relative float rounding slack per stage (float unit roundoff 6e-8). */
+#define RHO 2.4e-7
+/* Head margins keep the near-tie tolerance the fast path has against the
+ * naive one (test_fast): a top-2 margin below 1e-5 relative may flip by
+ * rounding alone, so it is never cleared. */
+#define HEAD_REL 1e-5
+/* |silu'(x)| <= 1.0999 everywhere. */
+#define SILU_LIP 1.1
+/* Squarings of the Gram matrix in the spectral norm bound. */
+#define GRAM_SQUARINGS 6
+/* The golden statistics are float recomputations (another batch shape than
+ * the golden pass): a relative allowance on every branch bound. */
+#define STAT_SLACK (1.0 + 1e-4)
+
+typedef struct bound_ffn { /* a SwiGLU MLP's golden statistics per token */
+    float *silu_max, *up_max, *jac_f;
+    double sg, su, sd; /* spectral norms: gate, up (norm weight folded), down */
+} bound_ffn;
+
+/* Rows of a SwiGLU's gate and up matrices (norm weight folded): squared
+ * norms and inner products, for the Frobenius norm of its Jacobian. */
+typedef struct swiglu_rows {
+    double *gg, *uu, *gu; /* [I] */
+} swiglu_rows;
+
+typedef struct bound_layer {
+    /* attention */
+    float *a_rms;         /* [tokens] rms of the attention input */
+    float *qn, *q_rms;    /* [tokens, heads] final |q|, rms of raw q (QK-norm) */
+    float *kn, *k_rms;    /* [tokens, kv] */
+    float *vn;            /* [tokens, kv] */
+    float *vdev;          /* [tokens, heads] max over the window of |v_j - golden output| */
+    float *vstd;          /* [tokens, heads] sqrt(sum p_j |v_j - golden output|^2) */
+    double *sq, *sk, *sv; /* [heads], [kv], [kv] */
+    double so;
+    /* FFN */
+    float *f_rms;                 /* [tokens] */
+    bound_ffn mlp;                /* dense MLP or shared expert */
+    float *gap;                   /* [tokens] MoE: k-th minus (k+1)-th router logit */
+    float *score;                 /* [tokens, k] */
+    int32_t *idx;                 /* [tokens, k] */
+    float *e_silu, *e_up, *e_jac; /* [tokens, k] the routed expert's statistics */
+    double rmax;                  /* largest router row norm (norm weight folded) */
+    double *eg, *eu, *ed;         /* [E] per expert spectral norms */
+} bound_layer;
+
+struct l4_bound {
+    int64_t T, tokens, layers;
+    int nstages;
+    bound_layer *layer;
+    float **xnorm; /* [nstages + 1]: |stage input| per token (NULL for stage 0) */
+    float *h_rms;  /* [tokens] rms of the head input */
+    float *mu;     /* [tokens] head clearance, see above */
+};
+
+static void free_ffn(bound_ffn *f) {
+    free(f->silu_max);
+    free(f->up_max);
+    free(f->jac_f);
+}
+
+void l4_bound_free(l4_bound *b) {
+    if (!b)
+        return;
+    for (int64_t L = 0; b->layer && L < b->layers; L++) {
+        bound_layer *y = &b->layer[L];
+        free(y->a_rms);
+        free(y->qn);
+        free(y->q_rms);
+        free(y->kn);
+        free(y->k_rms);
+        free(y->vn);
+        free(y->vdev);
+        free(y->vstd);
+        free(y->sq);
+        free(y->sk);
+        free(y->sv);
+        free(y->f_rms);
+        free_ffn(&y->mlp);
+        free(y->gap);
+        free(y->score);
+        free(y->idx);
+        free(y->e_silu);
+        free(y->e_up);
+        free(y->e_jac);
+        free(y->eg);
+        free(y->eu);
+        free(y->ed);
+    }
+    free(b->layer);
+    for (int s = 0; b->xnorm && s <= b->nstages; s++)
+        free(b->xnorm[s]);
+    free(b->xnorm);
+    free(b->h_rms);
+    free(b->mu);
+    free(b);
+}
+
+/* ---- spectral norms ---- */
+
+/* Upper bound of the largest singular value of A = W[r0 .. r0+nr, :] with
+ * column j scaled by colscale[j] (NULL: 1): lambda_max(G) <= ||G^(2^K)||_F^(2^-K)
+ * for the PSD Gram matrix G of the smaller side; -1 when out of memory. */
+static double sigma_upper(const float *W, int64_t cols, int64_t r0, int64_t nr,
+                          const float *colscale) {
+    const int64_t n = nr < cols ? nr : cols;
+    double *a = malloc((size_t)(nr * cols) * sizeof *a);
+    double *gm = malloc((size_t)(n * n) * sizeof *gm);
+    double *t = malloc((size_t)(n * n) * sizeof *t);
+    double result = -1.0;
+    if (!a || !gm || !t)
+        goto out;
+    for (int64_t i = 0; i < nr; i++)
+        for (int64_t j = 0; j < cols; j++)
+            a[i * cols + j] = (double)W[(r0 + i) * cols + j] * (colscale ? colscale[j] : 1.0);
+    /* G = A A^T (n = nr) or A^T A (n = cols) */
+    for (int64_t p = 0; p < n; p++)
+        for (int64_t q = 0; q <= p; q++) {
+            double s = 0.0;
+            if (n == nr)
+                for (int64_t j = 0; j < cols; j++)
+                    s += a[p * cols + j] * a[q * cols + j];
+            else
+                for (int64_t i = 0; i < nr; i++)
+                    s += a[i * cols + p] * a[i * cols + q];
+            gm[p * n + q] = gm[q * n + p] = s;
+        }
+    double logscale = 0.0; /* G^(2^k) = gm * exp(logscale) */
+    for (int it = 0; it <= GRAM_SQUARINGS; it++) {
+        double fro = 0.0;
+        for (int64_t i = 0; i < n * n; i++)
+            fro += gm[i] * gm[i];
+        fro = sqrt(fro);
+        if (fro == 0.0) {
+            result = 0.0;
+            goto out;
+        }
+        for (int64_t i = 0; i < n * n; i++)
+            gm[i] /= fro;
+        logscale += log(fro);
+        if (it == GRAM_SQUARINGS)
+            break;
+        for (int64_t p = 0; p < n; p++)
+            for (int64_t q = 0; q < n; q++) {
+                double s = 0.0;
+                for (int64_t j = 0; j < n; j++)
+                    s += gm[p * n + j] * gm[j * n + q];
+                t[p * n + q] = s;
+            }
+        memcpy(gm, t, (size_t)(n * n) * sizeof *gm);
+        logscale *= 2.0;
+    }
+    /* lambda_max <= exp(logscale / 2^K); sigma = sqrt; double rounding slack */
+    result = exp(logscale / (double)(1 << GRAM_SQUARINGS) / 2.0) * (1.0 + 1e-9);
+out:
+    free(a);
+    free(gm);
+    free(t);
+    return result;
+}
+
+/* ---- golden statistics ---- */
+
+static float rms_of(const float *x, int64_t n, double eps) {
+    double ss = 0.0;
+    for (int64_t j = 0; j < n; j++)
+        ss += (double)x[j] * x[j];
+    return (float)sqrt(ss / (double)n + eps);
+}
+
+static float norm_of(const float *x, int64_t n) {
+    double ss = 0.0;
+    for (int64_t j = 0; j < n; j++)
+        ss += (double)x[j] * x[j];
+    return (float)sqrt(ss);
+}
+
+/* Row statistics of gate rows wg[I, H] and up rows wu[I, H] (w folded). */
+static int swiglu_rows_make(swiglu_rows *r, const float *wg, const float *wu, int64_t I, int64_t H,
+                            const float *w) {
+    r->gg = malloc((size_t)I * sizeof(double));
+    r->uu = malloc((size_t)I * sizeof(double));
+    r->gu = malloc((size_t)I * sizeof(double));
+    if (!r->gg || !r->uu || !r->gu)
+        return -1;
+    for (int64_t i = 0; i < I; i++) {
+        double gg = 0.0, uu = 0.0, gu = 0.0;
+        for (int64_t j = 0; j < H; j++) {
+            const double a = (double)wg[i * H + j] * w[j], b = (double)wu[i * H + j] * w[j];
+            gg += a * a;
+            uu += b * b;
+            gu += a * b;
+        }
+        r->gg[i] = gg;
+        r->uu[i] = uu;
+        r->gu[i] = gu;
+    }
+    return 0;
+}
+
+static void swiglu_rows_free(swiglu_rows *r) {
+    free(r->gg);
+    free(r->uu);
+    free(r->gu);
+}
+
+/* Golden statistics of one SwiGLU row (gate g[I], up u[I]): maxima of
+ * |silu(g)| and |u|, and the Frobenius norm of the Jacobian of
+ * h = silu(g) u with respect to the input, diag(silu'(g) u) Wg + diag(silu(g)) Wu. */
+static void swiglu_stats(const float *g, const float *u, int64_t I, const swiglu_rows *r,
+                         float *silu_max, float *up_max, float *jac_f) {
+    double sm = 0.0, um = 0.0, f2 = 0.0;
+    for (int64_t j = 0; j < I; j++) {
+        const double x = g[j], sig = 1.0 / (1.0 + exp(-x));
+        const double silu = x * sig, dsilu = sig * (1.0 + x * (1.0 - sig));
+        const double a = dsilu * u[j], b = silu;
+        if (fabs(silu) > sm)
+            sm = fabs(silu);
+        if (fabs((double)u[j]) > um)
+            um = fabs((double)u[j]);
+        f2 += a * a * r->gg[j] + 2.0 * a * b * r->gu[j] + b * b * r->uu[j];
+    }
+    *silu_max = (float)sm;
+    *up_max = (float)um;
+    *jac_f = (float)sqrt(f2 > 0.0 ? f2 : 0.0);
+}
+
+/* Per query t and head h of one sequence (q, k after RoPE and QK-norm or
+ * temperature, v): the largest distance of a value in t's window from the
+ * golden output o_t,h = sum p_j v_j, and the p-weighted RMS of that
+ * distance, in double. A change of the weights moves the output by
+ * sum dp_j (v_j - o) (sum dp_j = 0), at most |dp|_1 times the first; along
+ * the path s + u ds the output moves at the rate Cov_p(u)(ds, v), at most
+ * max|ds| e^max|ds| times the second (p_j(u) <= e^(2 max|ds|) p_j). */
+static void attn_spread(const l4_config *c, int64_t L, int64_t T, const float *q, const float *k,
+                        const float *v, double *p, double *o, float *spread, float *rms) {
+    const int64_t d = c->head_dim, nh = c->heads, nkv = c->kv_heads, group = nh / nkv;
+    const int64_t chunk = c->rope[L] ? c->chunk : 0;
+    const double scale = 1.0 / sqrt((double)d);
+    for (int64_t t = 0; t < T; t++) {
+        const int64_t lo = chunk > 0 ? t / chunk * chunk : 0;
+        for (int64_t h = 0; h < nh; h++) {
+            const float *qh = q + (t * nh + h) * d;
+            const int64_t kh = h / group;
+            double mx = -INFINITY, sum = 0.0;
+            memset(o, 0, (size_t)d * sizeof *o);
+            for (int64_t j = lo; j <= t; j++) {
+                double dot = 0.0;
+                for (int64_t i = 0; i < d; i++)
+                    dot += (double)qh[i] * k[(j * nkv + kh) * d + i];
+                p[j - lo] = dot * scale;
+                mx = p[j - lo] > mx ? p[j - lo] : mx;
+            }
+            for (int64_t j = lo; j <= t; j++)
+                sum += (p[j - lo] = exp(p[j - lo] - mx));
+            for (int64_t j = lo; j <= t; j++)
+                for (int64_t i = 0; i < d; i++)
+                    o[i] += p[j - lo] / sum * v[(j * nkv + kh) * d + i];
+            double far = 0.0, var = 0.0;
+            for (int64_t j = lo; j <= t; j++) {
+                double ss = 0.0;
+                for (int64_t i = 0; i < d; i++) {
+                    const double dv = v[(j * nkv + kh) * d + i] - o[i];
+                    ss += dv * dv;
+                }
+                far = ss > far ? ss : far;
+                var += p[j - lo] / sum * ss;
+            }
+            spread[t * nh + h] = (float)(sqrt(far) * (1.0 + 1e-5));
+            rms[t * nh + h] = (float)(sqrt(var) * (1.0 + 1e-5));
+        }
+    }
+}
+
+/* Attention statistics of layer L: q/k/v norms per token and head. */
+static int attn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_layer *y,
+                      float *work) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const l4_layer *p = &l->layer[L];
+    const int64_t H = c->hidden, T = l->T, tokens = g->n * T, d = c->head_dim;
+    const int64_t nh = c->heads, nkv = c->kv_heads, qd = nh * d, kd = nkv * d;
+    const float *x = g->stage_in[m->params[p->q].stage];
+    const float *w_in = m->params[p->in_norm].value;
+    y->a_rms = malloc((size_t)tokens * sizeof(float));
+    y->qn = malloc((size_t)(tokens * nh) * sizeof(float));
+    y->q_rms = malloc((size_t)(tokens * nh) * sizeof(float));
+    y->kn = malloc((size_t)(tokens * nkv) * sizeof(float));
+    y->k_rms = malloc((size_t)(tokens * nkv) * sizeof(float));
+    y->vn = malloc((size_t)(tokens * nkv) * sizeof(float));
+    y->sq = malloc((size_t)nh * sizeof(double));
+    y->sk = malloc((size_t)nkv * sizeof(double));
+    y->sv = malloc((size_t)nkv * sizeof(double));
+    y->vdev = malloc((size_t)(tokens * nh) * sizeof(float));
+    y->vstd = malloc((size_t)(tokens * nh) * sizeof(float));
+    if (!y->vdev || !y->vstd || !y->a_rms || !y->qn || !y->q_rms || !y->kn || !y->k_rms || !y->vn ||
+        !y->sq || !y->sk || !y->sv)
+        return -1;
+    float *a = work, *q = a + T * H, *k = q + T * qd, *v = k + T * kd;
+    double *scores = (double *)(void *)(v + T * kd); /* malloc'd: any type */
+    for (int64_t seq = 0; seq < g->n; seq++) {
+        const float *xs = x + seq * T * H;
+        const int64_t t0 = seq * T;
+        for (int64_t t = 0; t < T; t++)
+            y->a_rms[t0 + t] = rms_of(xs + t * H, H, c->eps);
+        pvf_rms_norm(xs, T, H, w_in, (float)c->eps, a);
+        pvf_linear(a, T, H, m->params[p->q].value, NULL, qd, q);
+        pvf_linear(a, T, H, m->params[p->k].value, NULL, kd, k);
+        pvf_linear(a, T, H, m->params[p->v].value, NULL, kd, v);
+        if (c->rope[L]) {
+            pvf_rope_apply_from(q, 0, T, nh, d, l->inv_freq);
+            pvf_rope_apply_from(k, 0, T, nkv, d, l->inv_freq);
+        }
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t h = 0; h < nh; h++)
+                y->q_rms[(t0 + t) * nh + h] = rms_of(q + (t * nh + h) * d, d, c->eps);
+            for (int64_t h = 0; h < nkv; h++) {
+                y->k_rms[(t0 + t) * nkv + h] = rms_of(k + (t * nkv + h) * d, d, c->eps);
+                y->vn[(t0 + t) * nkv + h] = norm_of(v + (t * nkv + h) * d, d);
+            }
+        }
+        if (c->rope[L] && c->qk_norm) {
+            pvf_rms_norm(q, T * nh, d, NULL, (float)c->eps, q);
+            pvf_rms_norm(k, T * nkv, d, NULL, (float)c->eps, k);
+        } else if (!c->rope[L] && c->temp_tuning) {
+            for (int64_t t = 0; t < T; t++) {
+                float s = pvf_attn_temperature(t, c->floor_scale, (float)c->attn_scale);
+                for (int64_t j = 0; j < qd; j++)
+                    q[t * qd + j] *= s;
+            }
+        }
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t h = 0; h < nh; h++)
+                y->qn[(t0 + t) * nh + h] = norm_of(q + (t * nh + h) * d, d);
+            for (int64_t h = 0; h < nkv; h++)
+                y->kn[(t0 + t) * nkv + h] = norm_of(k + (t * nkv + h) * d, d);
+        }
+        attn_spread(c, L, T, q, k, v, scores, scores + T, y->vdev + t0 * nh, y->vstd + t0 * nh);
+    }
+    const float *wq = m->params[p->q].value, *wk = m->params[p->k].value;
+    const float *wv = m->params[p->v].value;
+    for (int64_t h = 0; h < nh; h++)
+        if ((y->sq[h] = sigma_upper(wq, H, h * d, d, w_in)) < 0)
+            return -1;
+    for (int64_t h = 0; h < nkv; h++)
+        if ((y->sk[h] = sigma_upper(wk, H, h * d, d, w_in)) < 0 ||
+            (y->sv[h] = sigma_upper(wv, H, h * d, d, w_in)) < 0)
+            return -1;
+    y->so = sigma_upper(m->params[p->o].value, qd, 0, H, NULL);
+    return y->so < 0 ? -1 : 0;
+}
+
+/* A SwiGLU MLP's per-token statistics over rows f[tokens, H] (gate, up
+ * [I, H], down [H, I]). */
+static int mlp_stats(const float *f, int64_t tokens, int64_t H, int64_t I, const float *wg,
+                     const float *wu, const float *wd, const float *w_norm, bound_ffn *b,
+                     float *work) {
+    b->silu_max = malloc((size_t)tokens * sizeof(float));
+    b->up_max = malloc((size_t)tokens * sizeof(float));
+    b->jac_f = malloc((size_t)tokens * sizeof(float));
+    swiglu_rows rows = {NULL, NULL, NULL};
+    if (!b->silu_max || !b->up_max || !b->jac_f || swiglu_rows_make(&rows, wg, wu, I, H, w_norm)) {
+        swiglu_rows_free(&rows);
+        return -1;
+    }
+    float *gg = work, *uu = work + tokens * I;
+    pvf_linear(f, tokens, H, wg, NULL, I, gg);
+    pvf_linear(f, tokens, H, wu, NULL, I, uu);
+    for (int64_t t = 0; t < tokens; t++)
+        swiglu_stats(gg + t * I, uu + t * I, I, &rows, &b->silu_max[t], &b->up_max[t],
+                     &b->jac_f[t]);
+    swiglu_rows_free(&rows);
+    b->sg = sigma_upper(wg, H, 0, I, w_norm);
+    b->su = sigma_upper(wu, H, 0, I, w_norm);
+    b->sd = sigma_upper(wd, I, 0, H, NULL);
+    return b->sg < 0 || b->su < 0 || b->sd < 0 ? -1 : 0;
+}
+
+/* FFN statistics of layer L (dense MLP, or router, shared and routed experts). */
+static int ffn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_layer *y,
+                     float *work) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const l4_layer *p = &l->layer[L];
+    const int64_t H = c->hidden, tokens = g->n * l->T;
+    const float *x = g->stage_in[m->params[p->post_norm].stage];
+    const float *w_post = m->params[p->post_norm].value;
+    y->f_rms = malloc((size_t)tokens * sizeof(float));
+    if (!y->f_rms)
+        return -1;
+    for (int64_t t = 0; t < tokens; t++)
+        y->f_rms[t] = rms_of(x + t * H, H, c->eps);
+    float *f = work, *rest = work + tokens * H;
+    pvf_rms_norm(x, tokens, H, w_post, (float)c->eps, f);
+    if (!c->moe[L])
+        return mlp_stats(f, tokens, H, c->inter_mlp, m->params[p->gate].value,
+                         m->params[p->up].value, m->params[p->mlp_down].value, w_post, &y->mlp,
+                         rest);
+    const int64_t I = c->inter, E = c->experts, k = c->top_k;
+    if (mlp_stats(f, tokens, H, I, m->params[p->sh_gate].value, m->params[p->sh_up].value,
+                  m->params[p->sh_down].value, w_post, &y->mlp, rest))
+        return -1;
+    y->gap = malloc((size_t)tokens * sizeof(float));
+    y->score = malloc((size_t)(tokens * k) * sizeof(float));
+    y->idx = malloc((size_t)(tokens * k) * sizeof(int32_t));
+    y->e_silu = malloc((size_t)(tokens * k) * sizeof(float));
+    y->e_up = malloc((size_t)(tokens * k) * sizeof(float));
+    y->e_jac = malloc((size_t)(tokens * k) * sizeof(float));
+    y->eg = malloc((size_t)E * sizeof(double));
+    y->eu = malloc((size_t)E * sizeof(double));
+    y->ed = malloc((size_t)E * sizeof(double));
+    swiglu_rows *er = calloc((size_t)E, sizeof *er);
+    if (!y->gap || !y->score || !y->idx || !y->e_silu || !y->e_up || !y->e_jac || !y->eg ||
+        !y->eu || !y->ed || !er) {
+        free(er);
+        return -1;
+    }
+    int rc = 0;
+    for (int64_t e = 0; e < E; e++) {
+        const float *wgu = m->params[p->gate_up[e]].value;
+        rc |= swiglu_rows_make(&er[e], wgu, wgu + I * H, I, H, w_post);
+    }
+    float *logits = rest, *xg = logits + tokens * E, *gu = xg + H;
+    const float *wr = m->params[p->router].value;
+    pvf_linear(f, tokens, H, wr, NULL, E, logits);
+    pvf_router_topk(logits, tokens, E, (int)k, y->idx, y->score);
+    for (int64_t t = 0; t < tokens; t++) {
+        const float *lg = logits + t * E;
+        float kth = INFINITY, other = -INFINITY;
+        for (int64_t e = 0; e < E; e++) {
+            int chosen = 0;
+            for (int64_t s = 0; s < k; s++)
+                chosen |= y->idx[t * k + s] == e;
+            if (chosen && lg[e] < kth)
+                kth = lg[e];
+            if (!chosen && lg[e] > other)
+                other = lg[e];
+        }
+        y->gap[t] = E > k ? kth - other : INFINITY; /* NaN when a logit is: never cleared */
+        for (int64_t s = 0; s < k; s++) {
+            const int32_t e = y->idx[t * k + s];
+            for (int64_t j = 0; j < H; j++)
+                xg[j] = f[t * H + j] * y->score[t * k + s];
+            pvf_linear(xg, 1, H, m->params[p->gate_up[e]].value, NULL, 2 * I, gu);
+            if (rc == 0)
+                swiglu_stats(gu, gu + I, I, &er[e], &y->e_silu[t * k + s], &y->e_up[t * k + s],
+                             &y->e_jac[t * k + s]);
+        }
+    }
+    for (int64_t e = 0; e < E; e++)
+        swiglu_rows_free(&er[e]);
+    free(er);
+    if (rc)
+        return -1;
+    y->rmax = 0.0;
+    for (int64_t e = 0; e < E; e++) {
+        double ss = 0.0;
+        for (int64_t j = 0; j < H; j++) {
+            double v = (double)wr[e * H + j] * w_post[j];
+            ss += v * v;
+        }
+        if (sqrt(ss) > y->rmax)
+            y->rmax = sqrt(ss);
+        const float *wgu = m->params[p->gate_up[e]].value;
+        y->eg[e] = sigma_upper(wgu, H, 0, I, w_post);
+        y->eu[e] = sigma_upper(wgu, H, I, I, w_post);
+        y->ed[e] = sigma_upper(m->params[p->down[e]].value, I, 0, H, NULL);
+        if (y->eg[e] < 0 || y->eu[e] < 0 || y->ed[e] < 0)
+            return -1;
+    }
+    y->rmax *= 1.0 + 1e-9;
+    return 0;
+}
+
+/* Head clearance mu_t of every position (see the top). */
+static int head_stats(const pvf_model *m, const pvf_golden *g, l4_bound *b) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const int64_t H = c->hidden, V = c->vocab, tokens = b->tokens;
+    const float *x = g->stage_in[m->params[l->lm_head].stage];
+    const float *w = m->params[l->norm].value, *W = m->params[l->lm_head].value;
+    b->h_rms = malloc((size_t)tokens * sizeof(float));
+    b->mu = malloc((size_t)tokens * sizeof(float));
+    double *rown = malloc((size_t)V * sizeof *rown);
+    if (!b->h_rms || !b->mu || !rown) {
+        free(rown);
+        return -1;
+    }
+    for (int64_t v = 0; v < V; v++) {
+        double ss = 0.0;
+        for (int64_t j = 0; j < H; j++)
+            ss += ((double)W[v * H + j] * w[j]) * ((double)W[v * H + j] * w[j]);
+        rown[v] = sqrt(ss);
+    }
+    const double sqrt_h = sqrt((double)H);
+    for (int64_t t = 0; t < tokens; t++) {
+        b->h_rms[t] = rms_of(x + t * H, H, c->eps);
+        const float *lg = g->out + t * V;
+        const int64_t top = g->top1[t];
+        double mu = INFINITY;
+        for (int64_t v = 0; v < V && mu > 0; v++) {
+            if (v == top)
+                continue;
+            double ss = 0.0;
+            for (int64_t j = 0; j < H; j++) {
+                double dv = ((double)W[top * H + j] - W[v * H + j]) * w[j];
+                ss += dv * dv;
+            }
+            /* |n| <= sqrt(H): a logit rounds by <= RHO |row w| sqrt(H) */
+            double num = (double)lg[top] - lg[v] - RHO * (rown[top] + rown[v]) * sqrt_h -
+                         HEAD_REL * fmax(fabs((double)lg[top]), fabs((double)lg[v]));
+            double ratio = ss > 0 && num > 0 ? num / (sqrt(ss) * (1.0 + 1e-9)) : 0.0;
+            if (!(ratio < mu))
+                ratio = isnan(ratio) ? 0.0 : mu;
+            mu = ratio;
+        }
+        b->mu[t] = (float)(mu * (1.0 - 1e-6));
+    }
+    free(rown);
+    return 0;
+}
+
+int l4_bound_prepare(const pvf_model *m, const pvf_golden *g, l4_bound **out) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const int64_t H = c->hidden, T = l->T, tokens = g->n * T;
+    *out = NULL;
+    l4_bound *b = calloc(1, sizeof *b);
+    if (!b)
+        return -1;
+    b->T = T;
+    b->tokens = tokens;
+    b->layers = c->layers;
+    b->nstages = m->nstages;
+    b->layer = calloc((size_t)c->layers, sizeof *b->layer);
+    b->xnorm = calloc((size_t)m->nstages + 1, sizeof *b->xnorm);
+    /* workspace: the widest of the attention and FFN replays */
+    const int64_t qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
+    int64_t need = T * (H + qd + 2 * kd) + 2 * (T + c->head_dim);
+    const int64_t widest_i = c->inter > c->inter_mlp ? c->inter : c->inter_mlp;
+    const int64_t ffn =
+        tokens * (H + 2 * widest_i) + tokens * (H + c->experts) + 3 * H + 2 * c->inter;
+    if (ffn > need)
+        need = ffn;
+    float *work = malloc((size_t)need * sizeof *work);
+    if (!b->layer || !b->xnorm || !work)
+        goto fail;
+    for (int s = 1; s < m->nstages; s++) {
+        if (!g->stage_in[s] || !(b->xnorm[s] = malloc((size_t)tokens * sizeof(float))))
+            goto fail;
+        for (int64_t t = 0; t < tokens; t++)
+            b->xnorm[s][t] = norm_of(g->stage_in[s] + t * H, H);
+    }
+    for (int64_t L = 0; L < c->layers; L++)
+        if (attn_stats(m, g, L, &b->layer[L], work) || ffn_stats(m, g, L, &b->layer[L], work))
+            goto fail;
+    if (head_stats(m, g, b))
+        goto fail;
+    free(work);
+    *out = b;
+    return 0;
+fail:
+    free(work);
+    l4_bound_free(b);
+    return -1;
+}
+
+/* ---- the bound ---- */
+
+/* Bound on |n(x') - n(x)| for the unit-weight RMSNorm n over dim features,
+ * |x' - x| <= d, golden rms(x) = rms. */
+static double norm_change(double d, double rms, int64_t dim) {
+    if (d == 0.0)
+        return 0.0;
+    const double most = 2.0 * sqrt((double)dim), low = rms - d / sqrt((double)dim);
+    if (low > 0.0 && d / low < most)
+        return d / low * (1.0 + 1e-6); /* rms is stored in float */
+    return most;
+}
+
+/* SwiGLU change for input change din (norm weight folded into sg, su):
+ * the smaller of a norm-wise bound and first order (Frobenius norm of the
+ * golden Jacobian) plus the second-order remainder, |silu''| <= 1/2:
+ * |dh_m - J dx| <= |dg_m|^2 |u_m| / 4 + 1.1 |dg_m| |du_m|. */
+static double swiglu_change(double din, double sg, double su, double silu_max, double up_max,
+                            double jac_f) {
+    const double dg = sg * din, du = su * din;
+    const double normwise = SILU_LIP * dg * (up_max + du) + silu_max * du;
+    const double first = jac_f * (1.0 + 1e-4) * din + 0.26 * up_max * dg * dg + SILU_LIP * dg * du;
+    return first < normwise ? first : normwise;
+}
+
+/* Adds the rounding slack of stage s at touched position t. */
+static double slack(const l4_bound *b, int s, int64_t t) {
+    return RHO * ((double)b->xnorm[s][t] + (double)b->xnorm[s + 1][t]);
+}
+
+/* Attention stage s of layer L: d[T] in, out[T] (both indexed by position). */
+static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, int64_t seq,
+                       const double *d, double *out, double *dq, double *dk, double *dv) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const bound_layer *y = &b->layer[L];
+    const int64_t T = b->T, H = c->hidden, hd = c->head_dim, t0 = seq * T;
+    const int64_t nh = c->heads, nkv = c->kv_heads, group = nh / nkv;
+    const int qkn = c->rope[L] && c->qk_norm, temp = !c->rope[L] && c->temp_tuning;
+    const int64_t chunk = c->rope[L] ? c->chunk : 0;
+    const double scale = 1.0 / sqrt((double)hd);
+    /* per position: q change per head, k and v changes per kv head */
+    for (int64_t t = 0; t < T; t++) {
+        const double da = norm_change(d[t], y->a_rms[t0 + t], H);
+        for (int64_t h = 0; h < nh; h++) {
+            double x = y->sq[h] * da;
+            if (qkn)
+                x = norm_change(x, y->q_rms[(t0 + t) * nh + h], hd);
+            else if (temp)
+                x *= pvf_attn_temperature(t, c->floor_scale, (float)c->attn_scale);
+            dq[t * nh + h] = x;
+        }
+        for (int64_t h = 0; h < nkv; h++) {
+            double x = y->sk[h] * da;
+            dk[t * nkv + h] = qkn ? norm_change(x, y->k_rms[(t0 + t) * nkv + h], hd) : x;
+            dv[t * nkv + h] = y->sv[h] * da;
+        }
+    }
+    int64_t first = 0; /* positions before the first change stay golden */
+    while (first < T && d[first] == 0.0)
+        first++;
+    /* sum over heads of the squared head-output changes, in out[] first;
+     * window maxima kept running (a window starts at its chunk, or at 0) */
+    for (int64_t i = 0; i < T; i++)
+        out[i] = 0.0;
+    for (int64_t kh = 0; kh < nkv; kh++) {
+        double max_k = 0.0, max_dk = 0.0, max_dv = 0.0, max_v = 0.0;
+        for (int64_t i = 0; i < T; i++) {
+            if (i == (chunk > 0 ? i / chunk * chunk : 0))
+                max_k = max_dk = max_dv = max_v = 0.0;
+            const double kk = y->kn[(t0 + i) * nkv + kh] + dk[i * nkv + kh];
+            max_k = kk > max_k ? kk : max_k;
+            max_dk = dk[i * nkv + kh] > max_dk ? dk[i * nkv + kh] : max_dk;
+            max_dv = dv[i * nkv + kh] > max_dv ? dv[i * nkv + kh] : max_dv;
+            max_v = y->vn[(t0 + i) * nkv + kh] > max_v ? y->vn[(t0 + i) * nkv + kh] : max_v;
+            if (i < first) /* nothing before it changed */
+                continue;
+            for (int64_t h = kh * group; h < (kh + 1) * group; h++) {
+                const double qn = y->qn[(t0 + i) * nh + h];
+                const double e = scale * (dq[i * nh + h] * max_k + qn * max_dk);
+                const double dp = e < 2.0 ? e : 2.0;
+                const double spread = y->vdev[(t0 + i) * nh + h];
+                double soft = dp * (spread < max_v ? spread : max_v);
+                const double path = e < 30.0 ? e * exp(e) * y->vstd[(t0 + i) * nh + h] : INFINITY;
+                soft = path < soft ? path : soft;
+                const double doh = max_dv + soft;
+                out[i] += doh * doh;
+            }
+        }
+    }
+    /* a position changes when it did or a key of its window did */
+    int64_t last_changed = -1;
+    for (int64_t i = 0; i < T; i++) {
+        if (d[i] > 0.0)
+            last_changed = i;
+        const int64_t lo = chunk > 0 ? i / chunk * chunk : 0;
+        const double heads = out[i];
+        out[i] = d[i];
+        if (last_changed >= lo && last_changed >= 0)
+            out[i] += y->so * sqrt(heads) * STAT_SLACK + slack(b, s, t0 + i);
+    }
+}
+
+/* FFN stage s of layer L; 0 when the routing might change. */
+static int bound_ffn_stage(const pvf_model *m, const l4_bound *b, int s, int64_t L, int64_t seq,
+                           const double *d, double *out) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const bound_layer *y = &b->layer[L];
+    const int64_t T = b->T, H = c->hidden, t0 = seq * T, k = c->top_k;
+    const double sqrt_h = sqrt((double)H);
+    for (int64_t t = 0; t < T; t++) {
+        out[t] = d[t];
+        if (d[t] == 0.0)
+            continue;
+        const int64_t tt = t0 + t;
+        const double dn = norm_change(d[t], y->f_rms[tt], H);
+        double branch = y->mlp.sd * swiglu_change(dn, y->mlp.sg, y->mlp.su, y->mlp.silu_max[tt],
+                                                  y->mlp.up_max[tt], y->mlp.jac_f[tt]);
+        if (c->moe[L]) {
+            const double dl = y->rmax * dn;
+            /* the golden top-k survives when no logit pair can cross */
+            if (!(y->gap[tt] > 2.0 * dl + 2.0 * RHO * y->rmax * sqrt_h))
+                return 0;
+            const double dsc = 0.25 * dl;
+            for (int64_t sl = 0; sl < k; sl++) {
+                const int32_t e = y->idx[tt * k + sl];
+                const double din = (y->score[tt * k + sl] + dsc) * dn + dsc * sqrt_h;
+                branch += y->ed[e] * swiglu_change(din, y->eg[e], y->eu[e], y->e_silu[tt * k + sl],
+                                                   y->e_up[tt * k + sl], y->e_jac[tt * k + sl]);
+            }
+        }
+        out[t] += branch * STAT_SLACK + slack(b, s, tt);
+    }
+    return 1;
+}
+
+int l4_bound_head_clears(const l4_bound *b, const pvf_model *m, int64_t token, double d) {
+    const llama4 *l = m->arch_state;
+    if (token % b->T < l->scored_from || d == 0.0)
+        return 1;
+    if (!(d < 1e30)) /* NaN, Inf or overflow: the exact way */
+        return 0;
+    return norm_change(d, b->h_rms[token], l->c.hidden) < (double)b->mu[token];
+}
+
+int64_t l4_bound_work(const pvf_model *m) {
+    const llama4 *l = m->arch_state;
+    return l->T * (2 + l->c.heads + 2 * l->c.kv_heads);
+}
+
+int l4_bound_clears(const l4_bound *b, const pvf_model *m, int s, int64_t seq, double *d,
+                    double *work) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const int64_t T = b->T;
+    double *next = work, *dq = next + T, *dk = dq + T * c->heads, *dv = dk + T * c->kv_heads;
+    for (int64_t t = 0; t < T; t++)
+        if (!(d[t] >= 0.0 && d[t] < 1e30)) /* NaN, Inf or overflow: the exact way */
+            return 0;
+    for (int st = s; st < m->nstages; st++) {
+        if (st == m->nstages - 1) {
+            for (int64_t t = 0; t < T; t++)
+                if (!l4_bound_head_clears(b, m, seq * T + t, d[t]))
+                    return 0;
+            return 1;
+        }
+        const int64_t L = m->stages[st].layer;
+        if (st == m->params[l->layer[L].q].stage)
+            bound_attn(m, b, st, L, seq, d, next, dq, dk, dv);
+        else if (!bound_ffn_stage(m, b, st, L, seq, d, next))
+            return 0;
+        for (int64_t t = 0; t < T; t++) {
+            if (!(next[t] < 1e30))
+                return 0;
+            d[t] = next[t];
+        }
+    }
+    return 1;
+}
