@@ -32,6 +32,17 @@
 #define BOUND_SCALE (1.0 + 1e-6)
 #define MARGIN_TOL  1e-4
 
+/* A hint to fetch memory ahead (the bounds walk every eval input's data). */
+#if defined(__GNUC__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
+/* The signed bounds are not tried when the |W| bound exceeds the margin
+ * by this factor: they would not clear the input, only cost time. */
+#define HOPELESS 1e6
+
 /* Pattern radii kept per eval input and conv output channel. */
 #define RADII 32
 
@@ -80,6 +91,8 @@ typedef struct lenet_fast {
     double *unit_eps[LENET_STAGES]; /* hidden fc stage: [n x out] golden rounding bound */
     double *row_l1[LENET_STAGES];   /* fc stage: [out] sum of |w| of each row */
     float *absw[LENET_STAGES];      /* fc stage after the first: |w| */
+    double *in_r, *in_cost;         /* input_radii: [n x RADII] */
+    double *conv_l1;                /* last conv stage: [cout x cin] sum of |w| over each kernel */
     double *chan_l1;                /* first fc stage: [out x last conv's cout] sum of |w|
                                        over each row's columns of one channel */
 } lenet_fast;
@@ -90,6 +103,9 @@ void lenet_fast_free(void *state) {
         return;
     free(f->slack);
     free(f->chan_l1);
+    free(f->conv_l1);
+    free(f->in_r);
+    free(f->in_cost);
     for (int s = 0; s < LENET_STAGES; s++) {
         free(f->sens[s]);
         free(f->sens_max[s]);
@@ -465,6 +481,57 @@ static int pattern_radii(const pvf_model *m, lenet_fast *f, int s) {
     return 0;
 }
 
+/* Per eval input, the radii over rho = max |change| of the first fc
+ * stage's input at which a hidden fc unit may leave golden's pattern, with
+ * their cumulative costs (as pattern_radii). */
+static int input_radii(const pvf_model *m, lenet_fast *f) {
+    const int fc0 = ((const lenet *)m->arch_state)->nconv;
+    const int64_t in = m->stages[fc0].in_size, n = f->n;
+    int64_t total = 0;
+    for (int t = fc0; t < m->nstages - 1; t++)
+        total += m->stages[t].out_size;
+    double *a = malloc((size_t)(in + total) * sizeof *a);
+    f->in_r = malloc((size_t)(n * RADII) * sizeof(double));
+    f->in_cost = malloc((size_t)(n * RADII) * sizeof(double));
+    if (!a || !f->in_r || !f->in_cost) {
+        free(a);
+        return -1;
+    }
+    for (int64_t k = 0; k < in; k++)
+        a[k] = 1;
+    fc_coefficients(m, fc0, a, a + in);
+    for (int64_t i = 0; i < n; i++) {
+        radii_init(f->in_r + i * RADII, f->in_cost + i * RADII);
+        insert_fc_units(m, f, fc0, a + in, i, f->in_r + i * RADII, f->in_cost + i * RADII);
+        radii_cumulate(f->in_cost + i * RADII);
+    }
+    free(a);
+    return 0;
+}
+
+/* The linearized tail from the first fc stage's input changing by at most
+ * |mid| + rad per feature: its margin gradient times that, plus the units
+ * that may leave golden's pattern; INFINITY when too many may. */
+static double input_linear_bound(const pvf_model *m, const lenet_fast *f, int64_t row,
+                                 const double *mid, const double *rad) {
+    const int fc0 = ((const lenet *)m->arch_state)->nconv;
+    const int64_t in = m->stages[fc0].in_size;
+    const float *gq = f->gin[fc0] + row * in;
+    double lin = 0, rho = 0;
+    for (int64_t q = 0; q < in; q++) {
+        const double c = fabs(mid[q]) + rad[q];
+        lin += (double)gq[q] * c;
+        rho = max2(rho, c);
+    }
+    const double *r = f->in_r + row * RADII, *cost = f->in_cost + row * RADII;
+    int k = 0;
+    while (k < RADII && r[k] <= rho)
+        k++;
+    if (k == RADII || !isfinite(lin))
+        return INFINITY;
+    return (lin + rho * (k ? cost[k - 1] : 0.0)) * BOUND_SCALE;
+}
+
 /* The linearized tail of the last two conv stages (see lenet_fast). */
 static int linear_tail_prepare(const pvf_model *m, const pvf_golden *g, lenet_fast *f) {
     const lenet *l = m->arch_state;
@@ -478,15 +545,28 @@ static int linear_tail_prepare(const pvf_model *m, const pvf_golden *g, lenet_fa
         return -1;
     for (int64_t e = 0; e < out * in; e++)
         f->absw[fc0][e] = fabsf(m->params[l->w[fc0]].value[e]);
+    if (!(f->row_l1[fc0] = calloc((size_t)out, sizeof(double))))
+        return -1;
     for (int64_t j = 0; j < out; j++)
-        for (int64_t k = 0; k < in; k++)
-            f->chan_l1[j * cout + k / chan] += fabs((double)m->params[l->w[fc0]].value[j * in + k]);
+        for (int64_t k = 0; k < in; k++) {
+            const double a = fabs((double)m->params[l->w[fc0]].value[j * in + k]);
+            f->chan_l1[j * cout + k / chan] += a;
+            f->row_l1[fc0][j] += a;
+        }
+    const pvf_conv2d *cl = &l->conv[fc0 - 1];
+    const int64_t kk = cl->k * cl->k;
+    if (!(f->conv_l1 = calloc((size_t)(cl->cout * cl->cin), sizeof(double))))
+        return -1;
+    for (int64_t e = 0; e < cl->cout * cl->cin * kk; e++)
+        f->conv_l1[e / kk] += fabs((double)m->params[l->w[fc0 - 1]].value[e]);
     f->lin_first = l->nconv >= 2 ? l->nconv - 1 : l->nconv;
     if (margin_gradients(m, g, f) || unit_rounding(m, g, f))
         return -1;
     for (int s = f->lin_first - 1; s < l->nconv; s++)
         if (s >= 0 && pattern_radii(m, f, s))
             return -1;
+    if (fc0 < m->nstages - 1 && input_radii(m, f))
+        return -1;
     return 0;
 }
 
@@ -855,18 +935,55 @@ static double conv_rounding(const pvf_model *m, const lenet *l, const lenet_fast
     return sum_gamma(cv->cin * kk + 1) * sum;
 }
 
+/* One pooled cell of k pre-pool values v[] changing by dv[]: the largest
+ * and second largest of v (equal on ties), the largest of v + dv and the
+ * spread max dv - min dv; k == 4 (2x2 pooling) with min / max only. */
+static inline void pool_stats(const double *v, const double *dv, int k, double *b1, double *b2,
+                              double *a1, double *spread) {
+    if (k == 4) {
+        const double h01 = max2(v[0], v[1]), l01 = min2(v[0], v[1]);
+        const double h23 = max2(v[2], v[3]), l23 = min2(v[2], v[3]);
+        *b1 = max2(h01, h23);
+        *b2 = max2(min2(h01, h23), max2(l01, l23));
+        *a1 = max2(max2(v[0] + dv[0], v[1] + dv[1]), max2(v[2] + dv[2], v[3] + dv[3]));
+        *spread = max2(max2(dv[0], dv[1]), max2(dv[2], dv[3])) -
+                  min2(min2(dv[0], dv[1]), min2(dv[2], dv[3]));
+        return;
+    }
+    double x1 = -INFINITY, x2 = -INFINITY, y1 = -INFINITY, lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < k; i++) {
+        x2 = max2(x2, min2(x1, v[i]));
+        x1 = max2(x1, v[i]);
+        y1 = max2(y1, v[i] + dv[i]);
+        lo = min2(lo, dv[i]);
+        hi = max2(hi, dv[i]);
+    }
+    *b1 = x1;
+    *b2 = x2;
+    *a1 = y1;
+    *spread = hi - lo;
+}
+
 /* The input that weight (ci, ky, kx) meets at each pre-pool output of a
  * conv stage for input x (0 outside the image). */
 static void conv_taps(const pvf_conv2d *cv, const float *x, int64_t ci, int64_t ky, int64_t kx,
                       double *tap) {
     const float *plane = x + ci * cv->h * cv->w;
+    int64_t lo = 0, hi = cv->ow; /* ox whose input column is inside */
+    while (lo < cv->ow && lo * cv->stride - cv->pad + kx < 0)
+        lo++;
+    while (hi > lo && (hi - 1) * cv->stride - cv->pad + kx >= cv->w)
+        hi--;
     for (int64_t oy = 0; oy < cv->oh; oy++) {
         const int64_t y = oy * cv->stride - cv->pad + ky;
-        for (int64_t ox = 0; ox < cv->ow; ox++) {
-            const int64_t xx = ox * cv->stride - cv->pad + kx;
-            tap[oy * cv->ow + ox] =
-                y >= 0 && y < cv->h && xx >= 0 && xx < cv->w ? (double)plane[y * cv->w + xx] : 0.0;
-        }
+        double *t = tap + oy * cv->ow;
+        for (int64_t ox = 0; ox < cv->ow; ox++)
+            t[ox] = 0.0;
+        if (y < 0 || y >= cv->h)
+            continue;
+        const float *xr = plane + y * cv->w - cv->pad + kx;
+        for (int64_t ox = lo; ox < hi; ox++)
+            t[ox] = (double)xr[ox * cv->stride];
     }
 }
 
@@ -881,34 +998,27 @@ static double cell_changes(const lenet *l, const pvf_conv2d *cv, const float *pr
                            const double *tap, double dw, double eps, double *d, double *cell) {
     const int64_t pw = cv->ow / l->pool, ph = cv->oh / l->pool;
     double dmax = 0;
+    const int k = (int)(l->pool * l->pool); /* <= 64: conv_trial */
+    double v[64], dv[64];
     for (int64_t py = 0; py < ph; py++)
         for (int64_t px = 0; px < pw; px++) {
-            double b1 = -INFINITY, b2 = -INFINITY, a1 = -INFINITY, a2 = -INFINITY;
-            int64_t bi = -1, ai = -1;
             for (int64_t dy = 0; dy < l->pool; dy++)
                 for (int64_t dx = 0; dx < l->pool; dx++) {
                     const int64_t at = (py * l->pool + dy) * cv->ow + px * l->pool + dx;
-                    const double p0 = pre[at], p1 = p0 + dw * tap[at];
-                    if (p0 > b1) {
-                        b2 = b1;
-                        b1 = p0;
-                        bi = at;
-                    } else if (p0 > b2)
-                        b2 = p0;
-                    if (p1 > a1) {
-                        a2 = a1;
-                        a1 = p1;
-                        ai = at;
-                    } else if (p1 > a2)
-                        a2 = p1;
+                    v[dy * l->pool + dx] = pre[at];
+                    dv[dy * l->pool + dx] = dw * tap[at];
                 }
+            double b1, b2, a1, spread;
+            pool_stats(v, dv, k, &b1, &b2, &a1, &spread);
             const int64_t q = py * pw + px;
             /* ReLU after the pool: |relu(a) - relu(b)| <= |a - b|, 0 when both < 0 */
             d[q] = max2(a1, 0.0) - max2(b1, 0.0);
             cell[q] = fabs(d[q]) + (a1 > -eps || b1 > -eps ? eps : 0.0);
+            /* off: stays below zero; on: the winner stays ahead (by more than
+             * the rounding and the spread of the changes) and above zero,
+             * so d is its change exactly */
             const int off = b1 < -eps && a1 < -eps;
-            const int on =
-                b1 > eps && a1 > eps && b1 - b2 > 2 * eps && a1 - a2 > 2 * eps && ai == bi;
+            const int on = b1 > eps && a1 > eps && b1 - b2 > 2 * eps + spread;
             if (!off && !on)
                 dmax = 2 * eps;
         }
@@ -950,48 +1060,23 @@ static void relu_change(double z, double e, double c, double u, double *mid, dou
 
 #define SIGNED_WIDEST 1024
 
-/* A bound for a single weight (co, ci, ky, kx) of the last conv stage s
- * changing by dw, with signs: each pooled cell's change d_q (from golden's
- * pre-pool maps, within 2 eps of the exact one), then through the fc stages
- * as intervals mid +- rad of the change of every unit (the exact change of
- * each linear map up to rounding, each ReLU decided where golden's
- * pre-activation keeps its sign), to the change of the logit margins.
- * INFINITY when it does not apply. */
-static double signed_tail_bound(const pvf_model *m, const lenet_fast *f, const pvf_conv2d *cv,
-                                int s, int64_t row, int64_t co, const double *d, double dmax) {
+/* The change of the logit margins of eval input row when stage t0's input
+ * (t0 an fc stage) changes by mid +- rad (both overwritten): through each
+ * stage as intervals, mid and rad through W and |W| in float with the
+ * rounding of both, each ReLU decided where golden's pre-activation keeps
+ * its sign (relu_change); the last stage linear, in double. */
+static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, int t0, double *mid,
+                        double *rad) {
     const lenet *l = m->arch_state;
-    const int fc0 = l->nconv, last = m->nstages - 1;
-    if (s != fc0 - 1 || fc0 >= last)
-        return INFINITY;
-    const int64_t ph = cv->oh / l->pool, pw = cv->ow / l->pool, chan = ph * pw;
-    for (int t = fc0; t <= last; t++)
-        if (m->stages[t].out_size > SIGNED_WIDEST || (t == fc0 && chan > SIGNED_WIDEST))
-            return INFINITY;
-    double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
-    float midf[SIGNED_WIDEST], radf[SIGNED_WIDEST], y[SIGNED_WIDEST], yr[SIGNED_WIDEST];
+    const int last = m->nstages - 1;
     const int64_t classes = f->classes, top1 = f->top1[row];
-    /* the first fc stage: only channel co's columns, in float (d's
-     * conversion and the sums' rounding go into rad) */
-    int64_t in = m->stages[fc0].in_size, out = m->stages[fc0].out_size;
-    const float *w = m->params[l->w[fc0]].value;
-    double dfmax = 0, dconv = 0;
-    for (int64_t q = 0; q < chan; q++) {
-        midf[q] = (float)d[q];
-        dconv = max2(dconv, fabs(d[q] - (double)midf[q]));
-        dfmax = max2(dfmax, fabs((double)midf[q]));
-    }
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)chan, 1.0f, w + co * chan, (int)in,
-                midf, 1, 0.0f, y, 1);
-    const double slop = dmax + dconv + sum_gamma(chan) * dfmax;
-    for (int64_t j = 0; j < out; j++)
-        relu_change(f->pre[fc0][row * out + j], f->unit_eps[fc0][row * out + j], (double)y[j],
-                    f->chan_l1[(j * cv->cout + co)] * slop * BOUND_SCALE, &mid[j], &rad[j]);
-    /* the later stages: mid and rad through W and |W| in float, with the
-     * rounding of both; the last one linear */
-    for (int t = fc0 + 1; t <= last; t++) {
-        in = out;
-        out = m->stages[t].out_size;
-        w = m->params[l->w[t]].value;
+    float midf[SIGNED_WIDEST], radf[SIGNED_WIDEST], y[SIGNED_WIDEST], yr[SIGNED_WIDEST];
+    for (int t = t0; t <= last; t++)
+        if (m->stages[t].in_size > SIGNED_WIDEST || m->stages[t].out_size > SIGNED_WIDEST)
+            return INFINITY;
+    for (int t = t0; t <= last; t++) {
+        const int64_t in = m->stages[t].in_size, out = m->stages[t].out_size;
+        const float *w = m->params[l->w[t]].value;
         double mmax = 0, rmax = 0;
         for (int64_t k = 0; k < in; k++) {
             midf[k] = (float)mid[k];
@@ -1029,6 +1114,138 @@ static double signed_tail_bound(const pvf_model *m, const lenet_fast *f, const p
         }
     }
     return INFINITY;
+}
+
+/* A bound for a single weight (co, ci, ky, kx) of the last conv stage s
+ * changing by dw, with signs: each pooled cell's change d_q (from golden's
+ * pre-pool maps, within 2 eps of the exact one), then through the fc stages
+ * as intervals mid +- rad of the change of every unit (the exact change of
+ * each linear map up to rounding, each ReLU decided where golden's
+ * pre-activation keeps its sign), to the change of the logit margins.
+ * INFINITY when it does not apply. */
+static double signed_tail_bound(const pvf_model *m, const lenet_fast *f, const pvf_conv2d *cv,
+                                int s, int64_t row, int64_t co, const double *d, double dmax) {
+    const lenet *l = m->arch_state;
+    const int fc0 = l->nconv, last = m->nstages - 1;
+    if (s != fc0 - 1 || fc0 >= last)
+        return INFINITY;
+    const int64_t ph = cv->oh / l->pool, pw = cv->ow / l->pool, chan = ph * pw;
+    for (int t = fc0; t <= last; t++)
+        if (m->stages[t].out_size > SIGNED_WIDEST || (t == fc0 && chan > SIGNED_WIDEST))
+            return INFINITY;
+    double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
+    float midf[SIGNED_WIDEST], y[SIGNED_WIDEST];
+    /* the first fc stage: only channel co's columns, in float (d's
+     * conversion and the sums' rounding go into rad) */
+    const int64_t in = m->stages[fc0].in_size, out = m->stages[fc0].out_size;
+    const float *w = m->params[l->w[fc0]].value;
+    double dfmax = 0, dconv = 0;
+    for (int64_t q = 0; q < chan; q++) {
+        midf[q] = (float)d[q];
+        dconv = max2(dconv, fabs(d[q] - (double)midf[q]));
+        dfmax = max2(dfmax, fabs((double)midf[q]));
+    }
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)chan, 1.0f, w + co * chan, (int)in,
+                midf, 1, 0.0f, y, 1);
+    const double slop = dmax + dconv + sum_gamma(chan) * dfmax;
+    for (int64_t j = 0; j < out; j++)
+        relu_change(f->pre[fc0][row * out + j], f->unit_eps[fc0][row * out + j], (double)y[j],
+                    f->chan_l1[(j * cv->cout + co)] * slop * BOUND_SCALE, &mid[j], &rad[j]);
+    return signed_fc(m, f, row, fc0 + 1, mid, rad);
+}
+
+/* A bound for a single weight of output channel co of the conv stage
+ * before the last (s == nconv - 2) whose pooled cells change by d (within
+ * dmax of the exact change), with signs: the last conv's pre-pool changes
+ * (d through its filters, in float), each of its pooled cells as an
+ * interval from golden's pre-pool maps (winner and sign kept beyond
+ * rounding: the winner's change; else the ReLU of the max moved by its
+ * bounds), then signed_fc from the first fc stage. */
+static double conv_signed_bound(const pvf_model *m, const lenet_fast *f, int s, int64_t row,
+                                int64_t co, const double *d, double dmax) {
+    const lenet *l = m->arch_state;
+    const int fc0 = l->nconv;
+    if (s != fc0 - 2 || fc0 >= m->nstages || !f->conv_l1)
+        return INFINITY;
+    const pvf_conv2d *cl = &l->conv[fc0 - 1];
+    const int64_t kk = cl->k * cl->k, plane = cl->h * cl->w, maps = cl->oh * cl->ow;
+    const int64_t ph = cl->oh / l->pool, pw = cl->ow / l->pool;
+    if (plane > 4096 || kk * maps > 8192 || cl->cout * maps > 4096 ||
+        m->stages[fc0].in_size > SIGNED_WIDEST)
+        return INFINITY;
+    float df[4096], col[8192], dpre[4096];
+    double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST], v0[64], v1[64];
+    const int pool2 = (int)(l->pool * l->pool);
+    if (pool2 > 64)
+        return INFINITY;
+    double dfmax = 0, dconv = 0;
+    for (int64_t q = 0; q < plane; q++) {
+        df[q] = (float)d[q];
+        dconv = max2(dconv, fabs(d[q] - (double)df[q]));
+        dfmax = max2(dfmax, fabs((double)df[q]));
+    }
+    for (int64_t ky = 0; ky < cl->k; ky++)
+        for (int64_t kx = 0; kx < cl->k; kx++)
+            for (int64_t oy = 0; oy < cl->oh; oy++) {
+                const int64_t y = oy * cl->stride - cl->pad + ky;
+                float *c = col + (ky * cl->k + kx) * maps + oy * cl->ow;
+                if (y < 0 || y >= cl->h) {
+                    memset(c, 0, (size_t)cl->ow * sizeof *c);
+                    continue;
+                }
+                const float *dr = df + y * cl->w;
+                if (cl->stride == 1 && cl->pad == 0) {
+                    memcpy(c, dr + kx, (size_t)cl->ow * sizeof *c);
+                    continue;
+                }
+                for (int64_t ox = 0; ox < cl->ow; ox++) {
+                    const int64_t x = ox * cl->stride - cl->pad + kx;
+                    c[ox] = x >= 0 && x < cl->w ? dr[x] : 0.0f;
+                }
+            }
+    const float *w = m->params[l->w[fc0 - 1]].value;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cl->cout, (int)maps, (int)kk, 1.0f,
+                w + co * kk, (int)(cl->cin * kk), col, (int)maps, 0.0f, dpre, (int)maps);
+    const double slop = dmax + dconv + sum_gamma(kk) * dfmax;
+    const float *pre = f->pre_pool[fc0 - 1] + row * cl->cout * maps;
+    const float *xm = f->xmax_row[fc0 - 1] + row * cl->cin;
+    const float *bias = m->params[l->b[fc0 - 1]].value;
+    for (int64_t c2 = 0; c2 < cl->cout; c2++) {
+        double sum = fabs((double)bias[c2]);
+        for (int64_t ci = 0; ci < cl->cin; ci++)
+            sum += f->conv_l1[c2 * cl->cin + ci] * (double)xm[ci];
+        const double e = sum_gamma(cl->cin * kk + 1) * sum; /* golden's rounding */
+        const double u = f->conv_l1[c2 * cl->cin + co] * slop * BOUND_SCALE;
+        for (int64_t py = 0; py < ph; py++)
+            for (int64_t px = 0; px < pw; px++) {
+                for (int64_t dy = 0; dy < l->pool; dy++)
+                    for (int64_t dx = 0; dx < l->pool; dx++) {
+                        const int64_t at =
+                            c2 * maps + (py * l->pool + dy) * cl->ow + px * l->pool + dx;
+                        v0[dy * l->pool + dx] = pre[at];
+                        v1[dy * l->pool + dx] = (double)dpre[at];
+                    }
+                double b1, b2, a1, spread;
+                pool_stats(v0, v1, pool2, &b1, &b2, &a1, &spread);
+                const int64_t q = (c2 * ph + py) * pw + px;
+                if (b1 + e < 0 && a1 + e + u < 0) { /* stays off */
+                    mid[q] = rad[q] = 0;
+                } else if (b1 - e > 0 && a1 - e - u > 0 && b1 - b2 > 2 * (e + u) + spread) {
+                    /* the winner stays ahead and above zero: its change */
+                    mid[q] = a1 - b1;
+                    rad[q] = (u + 1e-15 * fabs(b1)) * BOUND_SCALE;
+                } else {
+                    const double lo = max2(a1 - e - u, 0.0) - max2(b1 + e, 0.0);
+                    const double hi = max2(a1 + e + u, 0.0) - max2(b1 - e, 0.0);
+                    mid[q] = (lo + hi) / 2;
+                    rad[q] = (hi - lo) / 2 * BOUND_SCALE;
+                }
+            }
+    }
+    const double cheap = f->in_r ? input_linear_bound(m, f, row, mid, rad) : INFINITY;
+    if (cheap * BOUND_SCALE <= f->slack[row])
+        return cheap;
+    return min2(cheap, signed_fc(m, f, row, fc0, mid, rad));
 }
 
 static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_trial_result *r,
@@ -1085,12 +1302,21 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
     const float w_old = m->params[param].value[ex->fault_lo];
     const int64_t e0 = ex->fault_lo % cols, ci0 = e0 / kk, ky0 = e0 % kk / cv->k, kx0 = e0 % cv->k;
     double cell[4096], dcell[4096], tap[4096];
-    if (chan > 4096 || cv->oh * cv->ow > 4096)
+    if (chan > 4096 || cv->oh * cv->ow > 4096 || l->pool * l->pool > 64)
         return 1;
     int64_t carried[PVF_CHUNK], nc = 0;
     pending wait = {.inputs = carry}; /* the last conv's rows go on sparsely, never carried */
+    const int64_t maps = cv->oh * cv->ow, plane_size = cv->h * cv->w;
     for (int64_t i = 0; i < f->n; i++) {
         const float *x = g->stage_in[s] + i * in;
+        if (single && i + 1 < f->n) { /* the next input's data for the bounds, ahead */
+            const char *nx = (const char *)(x + in + ci0 * plane_size);
+            const char *np = (const char *)(f->pre_pool[s] + ((i + 1) * cv->cout + co) * maps);
+            for (int64_t b = 0; b < plane_size * (int64_t)sizeof(float); b += 64)
+                PREFETCH(nx + b);
+            for (int64_t b = 0; b < maps * (int64_t)sizeof(float); b += 64)
+                PREFETCH(np + b);
+        }
         if (!nonfinite && f->slack[i] > 0) {
             double delta = dbias;
             for (int64_t ci = 0; ci < cv->cin; ci++)
@@ -1109,8 +1335,12 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                 bound = sens_bound(f, s + 1, i, co, chan, cell);
                 if (bound * BOUND_SCALE > f->slack[i]) /* finer: the linearized tail */
                     bound = fmin(bound, linear_tail_bound(m, f, s, i, co, chan, cell));
-                if (bound * BOUND_SCALE > f->slack[i]) /* finer still: with signs */
-                    bound = fmin(bound, signed_tail_bound(m, f, cv, s, i, co, dcell, dmax));
+                /* finer still, with signs; not worth it for a change far beyond
+                 * the margin even through |W| */
+                if (bound * BOUND_SCALE > f->slack[i] && bound < HOPELESS * f->slack[i])
+                    bound = fmin(bound, s + 1 == l->nconv
+                                            ? signed_tail_bound(m, f, cv, s, i, co, dcell, dmax)
+                                            : conv_signed_bound(m, f, s, i, co, dcell, dmax));
             }
             if (bound * BOUND_SCALE <= f->slack[i])
                 continue;
