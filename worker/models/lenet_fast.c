@@ -89,6 +89,7 @@ typedef struct lenet_fast {
      * and the cumulative error per unit rho of the units up to k. */
     double *radius[LENET_STAGES], *radius_cost[LENET_STAGES];
     double *unit_eps[LENET_STAGES]; /* hidden fc stage: [n x out] golden rounding bound */
+    double *abs_sum[LENET_STAGES];  /* hidden fc stage: [n x out] golden sum |w x| + |b| */
     double *row_l1[LENET_STAGES];   /* fc stage: [out] sum of |w| of each row */
     float *absw[LENET_STAGES];      /* fc stage after the first: |w| */
     double *in_r, *in_cost;         /* input_radii: [n x RADII] */
@@ -121,6 +122,7 @@ void lenet_fast_free(void *state) {
         free(f->radius[s]);
         free(f->radius_cost[s]);
         free(f->unit_eps[s]);
+        free(f->abs_sum[s]);
         free(f->row_l1[s]);
         free(f->absw[s]);
     }
@@ -321,7 +323,8 @@ static int unit_rounding(const pvf_model *m, const pvf_golden *g, lenet_fast *f)
     for (int t = l->nconv; t < m->nstages - 1; t++) {
         const int64_t in = m->stages[t].in_size, out = m->stages[t].out_size;
         const float *w = m->params[l->w[t]].value, *b = m->params[l->b[t]].value;
-        if (!(f->unit_eps[t] = malloc((size_t)(f->n * out) * sizeof(double))))
+        if (!(f->unit_eps[t] = malloc((size_t)(f->n * out) * sizeof(double))) ||
+            !(f->abs_sum[t] = malloc((size_t)(f->n * out) * sizeof(double))))
             return -1;
         const int64_t out2 = m->stages[t + 1].out_size;
         if (!(f->row_l1[t + 1] = calloc((size_t)out2, sizeof(double))) ||
@@ -338,6 +341,7 @@ static int unit_rounding(const pvf_model *m, const pvf_golden *g, lenet_fast *f)
                 double sum = fabs((double)b[j]);
                 for (int64_t k = 0; k < in; k++)
                     sum += fabs((double)w[j * in + k] * (double)x[k]);
+                f->abs_sum[t][i * out + j] = sum;
                 f->unit_eps[t][i * out + j] = sum_gamma(in + 1) * sum;
             }
         }
@@ -756,38 +760,46 @@ static int rerun_readers(pvf_exec *ex, const pvf_golden *g, int s, int64_t k0, i
 
 /* Output channel co of conv stage s for one eval input x, exactly as the
  * stage computes it apart from the order of the sums: the convolution with
- * the faulty filter w[cin x k x k] and bias, max-pool, ReLU. */
+ * the faulty filter w[cin x k x k] and bias, max-pool, ReLU. col: scratch
+ * for cin k k x oh ow floats. */
 static void conv_channel(const lenet *l, const pvf_conv2d *cv, const float *restrict x,
-                         const float *restrict w, float bias, float *restrict plane,
-                         float *pooled) {
-    const int64_t k = cv->k, oh = cv->oh, ow = cv->ow;
-    for (int64_t p = 0; p < oh * ow; p++)
-        plane[p] = 0.0f;
-    /* weight by weight, so the inner loop runs along an output row */
+                         const float *restrict w, float bias, float *restrict plane, float *pooled,
+                         float *restrict col) {
+    const int64_t k = cv->k, oh = cv->oh, ow = cv->ow, positions = oh * ow;
+    const int64_t cols = cv->cin * k * k;
+    /* this input's im2col rows, then one matrix-vector product */
     for (int64_t ci = 0; ci < cv->cin; ci++)
-        for (int64_t ky = 0; ky < k; ky++)
-            for (int64_t kx = 0; kx < k; kx++) {
-                const float wv = w[(ci * k + ky) * k + kx];
+        for (int64_t kx = 0; kx < k; kx++) {
+            int64_t lo = 0, hi = ow; /* ox whose input column is inside */
+            while (lo < ow && lo * cv->stride - cv->pad + kx < 0)
+                lo++;
+            while (hi > lo && (hi - 1) * cv->stride - cv->pad + kx >= cv->w)
+                hi--;
+            for (int64_t ky = 0; ky < k; ky++) {
+                float *c = col + ((ci * k + ky) * k + kx) * positions;
                 for (int64_t oy = 0; oy < oh; oy++) {
                     const int64_t y = oy * cv->stride - cv->pad + ky;
-                    if (y < 0 || y >= cv->h)
+                    float *cr = c + oy * ow;
+                    if (y < 0 || y >= cv->h) {
+                        memset(cr, 0, (size_t)ow * sizeof *cr);
                         continue;
-                    const float *restrict xr = x + (ci * cv->h + y) * cv->w;
-                    float *restrict pr = plane + oy * ow;
-                    int64_t lo = 0, hi = ow; /* ox whose input column is inside */
-                    while (lo < ow && lo * cv->stride - cv->pad + kx < 0)
-                        lo++;
-                    while (hi > lo && (hi - 1) * cv->stride - cv->pad + kx >= cv->w)
-                        hi--;
+                    }
+                    const float *xr = x + (ci * cv->h + y) * cv->w - cv->pad + kx;
+                    for (int64_t ox = 0; ox < lo; ox++)
+                        cr[ox] = 0.0f;
                     if (cv->stride == 1)
-                        for (int64_t ox = lo; ox < hi; ox++)
-                            pr[ox] += wv * xr[ox - cv->pad + kx];
+                        memcpy(cr + lo, xr + lo, (size_t)(hi - lo) * sizeof *cr);
                     else
                         for (int64_t ox = lo; ox < hi; ox++)
-                            pr[ox] += wv * xr[ox * cv->stride - cv->pad + kx];
+                            cr[ox] = xr[ox * cv->stride];
+                    for (int64_t ox = hi; ox < ow; ox++)
+                        cr[ox] = 0.0f;
                 }
             }
-    for (int64_t p = 0; p < oh * ow; p++)
+        }
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)cols, (int)positions, 1.0f, col, (int)positions, w,
+                1, 0.0f, plane, 1);
+    for (int64_t p = 0; p < positions; p++)
         plane[p] += bias;
     pvf_maxpool2d(plane, 1, 1, oh, ow, l->pool, pooled);
     pvf_relu(pooled, (oh / l->pool) * (ow / l->pool));
@@ -877,6 +889,28 @@ static int fc_tail(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, const 
     return 0;
 }
 
+/* 1 when a sum of hidden fc stage s for eval input row, whose input is
+ * golden's plus delta[] at features feat[], may overflow: golden's sum
+ * |w x| + |b| of a unit plus the changed columns' |w delta| reaches
+ * FLT_MAX / 2 (or it is not known). Otherwise every order gives finite sums
+ * and the sparse update is as faithful as a full recompute. */
+static int sparse_may_overflow(const pvf_model *m, const lenet_fast *f, int s, int64_t row,
+                               const int64_t *feat, const float *delta, int64_t nf) {
+    if (!f->abs_sum[s])
+        return 1;
+    const lenet *l = m->arch_state;
+    const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size;
+    const float *w = m->params[l->w[s]].value;
+    for (int64_t j = 0; j < out; j++) {
+        double sum = f->abs_sum[s][row * out + j];
+        for (int64_t c = 0; c < nf; c++)
+            sum += fabs((double)w[j * in + feat[c]]) * fabs((double)delta[c]);
+        if (!(sum < FLT_MAX / 2)) /* NaN too */
+            return 1;
+    }
+    return 0;
+}
+
 /* Fc stage s for one eval input whose input differs from golden only in
  * features feat[0..nf) by delta[]: the golden pre-activations plus those
  * columns, then on (dense) from there. */
@@ -889,7 +923,8 @@ static int fc_sparse(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, cons
     const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size;
     const int last = s == m->nstages - 1;
     float *y = ex->fast_scratch + l->fast_tail + 2 * l->widest;
-    if (pvf_fast_overflow_prone(delta, nf)) { /* the dense way, as the full pass */
+    if (pvf_fast_overflow_prone(delta, nf) && sparse_may_overflow(m, f, s, row, feat, delta, nf)) {
+        /* the dense way, as the full pass */
         memcpy(y, g->stage_in[s] + row * in, (size_t)in * sizeof *y);
         for (int64_t j = 0; j < nf; j++)
             y[feat[j]] += delta[j];
@@ -1346,7 +1381,7 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                 continue;
         }
         /* Exactly: channel co of this input with the faulty filter. */
-        conv_channel(l, cv, x, w, bias, plane, pooled);
+        conv_channel(l, cv, x, w, bias, plane, pooled, pooled + chan);
         r->stage_rows++;
         const float *gold = g->stage_in[s + 1] + i * out;
         if (memcmp(pooled, gold + co * chan, (size_t)chan * sizeof *pooled) == 0)
