@@ -14,7 +14,19 @@
  * connected fault (the faulty row, exactly), or the faulty output channel
  * for that input; the change then goes on sparsely into the next fully
  * connected stage (its cached pre-activations plus the changed columns),
- * dense from there, for the inputs whose activations still differ. */
+ * dense from there, for the inputs whose activations still differ.
+ *
+ * Finer bounds for a single conv weight, per eval input, before computing
+ * it: the linearized tail (margin gradients under golden's ReLU / max-pool
+ * pattern, plus the worst case of every unit that a change of that size may
+ * flip, from per-input pattern radii), then the change with its signs as
+ * intervals: for the last conv stage from its pooled cells through the fc
+ * stages; for the one before through the last conv's filters (sgemm of the
+ * change) and its pooled cells first. Every interval carries golden's and
+ * the recompute's rounding; a cell or unit within rounding of changing its
+ * winner or sign takes the ReLU / max of its bounds. A fc row with huge
+ * values runs as the full pass only when some sum can actually overflow
+ * (|w| |x| against FLT_MAX / 2). */
 #include "lenet.h"
 
 #include <cblas.h>
