@@ -9,7 +9,7 @@
  * below 1e-5 relative may differ by rounding alone: such differences are
  * counted and reported, not failed. Uses the first INPUTS eval inputs, so
  * that the naive side stays affordable. PVF_TEST_SANITIZED divides the
- * trials by 10. */
+ * trials by 10; PVF_TEST_TARGET=NAME samples that fault target only. */
 #include "fast.h"
 #include "kernels.h"
 #include "runner.h"
@@ -69,8 +69,15 @@ static void compare_model(const char *dir, int64_t inputs, pvf_format fmt, int64
     int *all = malloc((size_t)m->ntargets * sizeof *all);
     unsigned char *tiny = calloc((size_t)n, 1); /* rows with a sub-1e-5 golden margin */
     CHECK(naive && all && tiny);
+    int ntargets = m->ntargets;
     for (int t = 0; t < m->ntargets; t++)
         all[t] = t;
+    const char *only = getenv("PVF_TEST_TARGET"); /* one target's bits only, e.g. conv1.weight */
+    if (only && *only) {
+        all[0] = pvf_model_find_target(m, only);
+        CHECK(all[0] >= 0);
+        ntargets = 1;
+    }
     int64_t tiny_rows = 0;
     for (int64_t i = 0; i < n; i++) {
         for (int64_t p = 0; p < positions; p++)
@@ -84,7 +91,7 @@ static void compare_model(const char *dir, int64_t inputs, pvf_format fmt, int64
     for (int64_t t = 0; t < trials; t++) {
         pvf_fault_site site;
         pvf_trial_result fast, plain;
-        if (pvf_sample_site(m, all, m->ntargets, &fm, 7, 0, (uint64_t)t, &site, &err)) {
+        if (pvf_sample_site(m, all, ntargets, &fm, 7, 0, (uint64_t)t, &site, &err)) {
             CHECK(!"sample");
             break;
         }

@@ -278,6 +278,41 @@ static void test_fast_path_settles_and_computes(void) {
     pvf_runner_close(&r);
 }
 
+/* Conv faults of every bit from the mantissa's middle up, on all eval
+ * inputs: the fast path (its linearized and signed bounds, the exact
+ * recompute where they cannot clear an input, rows with huge sums) agrees
+ * with the full pass; a middle mantissa bit of either conv layer is cleared
+ * by the bounds for most inputs; huge conv2 and fc1 weights (bit 30) agree
+ * too. */
+static void test_fast_conv_bounds(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open(&r, LENET, NULL, PVF_FMT_FP32, &err) == 0);
+    const pvf_model *m = &r.model;
+    const char *const convs[] = {"conv1.weight", "conv2.weight"};
+    pvf_trial_result fast, naive;
+    for (int c = 0; c < 2; c++) {
+        const int t = pvf_model_find_target(m, convs[c]);
+        CHECK(t >= 0);
+        for (int64_t element = 3; element < 150; element += 71)
+            for (int bit = 12; bit < 32; bit++) {
+                pvf_fault_site site = {t, element, 1u << bit};
+                both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &naive);
+                if (bit == 16) /* bounded, not recomputed, for most inputs */
+                    CHECK(fast.stage_rows * 4 < naive.stage_rows);
+            }
+    }
+    pvf_fault_site huge_conv = {pvf_model_find_target(m, "conv2.weight"), 500, 1u << 30};
+    both_ways(&r, PVF_FAULT_BITFLIP, &huge_conv, &fast, &naive);
+    CHECK(fast.stage_rows > 0 && fast.incorrect > 0);
+    const int fc1 = pvf_model_find_target(m, "fc1.weight");
+    for (int64_t element = 11; element < 48000; element += 4001) {
+        pvf_fault_site huge_fc = {fc1, element, 1u << 30};
+        both_ways(&r, PVF_FAULT_BITFLIP, &huge_fc, &fast, &naive);
+    }
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/pvf-test-lenet-XXXXXX");
     if (!mkdtemp(tmp))
@@ -289,6 +324,7 @@ int main(void) {
     RUN(test_forward_from_any_stage);
     RUN(test_parameters_and_targets);
     RUN(test_fast_path_settles_and_computes);
+    RUN(test_fast_conv_bounds);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0)

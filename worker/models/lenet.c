@@ -122,8 +122,9 @@ static int lenet_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *we
         extra = m->stages[s].in_size > extra ? m->stages[s].in_size : extra;
     }
     for (int i = 0; i < l->nconv; i++) {
-        int64_t need =
-            l->conv[i].cin * l->conv[i].k * l->conv[i].k + 2 * l->conv[i].oh * l->conv[i].ow;
+        const int64_t cols = l->conv[i].cin * l->conv[i].k * l->conv[i].k;
+        const int64_t positions = l->conv[i].oh * l->conv[i].ow;
+        int64_t need = cols + 2 * positions + cols * positions; /* + conv_channel's im2col */
         extra = need > extra ? need : extra;
     }
     l->widest = widest;

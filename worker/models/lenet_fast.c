@@ -14,11 +14,24 @@
  * connected fault (the faulty row, exactly), or the faulty output channel
  * for that input; the change then goes on sparsely into the next fully
  * connected stage (its cached pre-activations plus the changed columns),
- * dense from there, for the inputs whose activations still differ. */
+ * dense from there, for the inputs whose activations still differ.
+ *
+ * Finer bounds for a single conv weight, per eval input, before computing
+ * it: the linearized tail (margin gradients under golden's ReLU / max-pool
+ * pattern, plus the worst case of every unit that a change of that size may
+ * flip, from per-input pattern radii), then the change with its signs as
+ * intervals: for the last conv stage from its pooled cells through the fc
+ * stages; for the one before through the last conv's filters (sgemm of the
+ * change) and its pooled cells first. Every interval carries golden's and
+ * the recompute's rounding; a cell or unit within rounding of changing its
+ * winner or sign takes the ReLU / max of its bounds. A fc row with huge
+ * values runs as the full pass only when some sum can actually overflow
+ * (|w| |x| against FLT_MAX / 2). */
 #include "lenet.h"
 
 #include <cblas.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +43,29 @@
  * pass rounds differently from golden by about that much at most. */
 #define BOUND_SCALE (1.0 + 1e-6)
 #define MARGIN_TOL  1e-4
+
+/* A hint to fetch memory ahead (the bounds walk every eval input's data). */
+#if defined(__GNUC__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
+/* The signed bounds are not tried when the |W| bound exceeds the margin
+ * by this factor: they would not clear the input, only cost time. */
+#define HOPELESS 1e6
+
+/* Pattern radii kept per eval input and conv output channel. */
+#define RADII 32
+
+/* fmax / fmin for values that are never NaN here, inlined */
+static inline double max2(double a, double b) {
+    return a > b ? a : b;
+}
+
+static inline double min2(double a, double b) {
+    return a < b ? a : b;
+}
 
 typedef struct lenet_fast {
     int64_t n, classes;
@@ -53,6 +89,25 @@ typedef struct lenet_fast {
      * per eval input the largest |x| over all its input channels [n]. */
     float *pre_pool[LENET_STAGES], *xmax_all[LENET_STAGES];
     double *filter_l1[LENET_STAGES]; /* [cout]: sum of |w| of each filter */
+    /* The linearized tail (linear_tail_prepare). gin[s][row * in + f], for
+     * s >= lin_first: bound on |d(z_top1 - z_c)/dx_f| over c, the gradient
+     * of the logit margins w.r.t. stage s's input under golden's ReLU and
+     * max-pool pattern (rounded up to float). */
+    int lin_first;
+    float *gin[LENET_STAGES];
+    /* Conv stage s (s + 1 >= lin_first), [(row * cout + co) * RADII + k]:
+     * the RADII smallest radii rho (max |change| of output channel co) at
+     * which a later unit's pattern may change, ascending (INFINITY: none),
+     * and the cumulative error per unit rho of the units up to k. */
+    double *radius[LENET_STAGES], *radius_cost[LENET_STAGES];
+    double *unit_eps[LENET_STAGES]; /* hidden fc stage: [n x out] golden rounding bound */
+    double *abs_sum[LENET_STAGES];  /* hidden fc stage: [n x out] golden sum |w x| + |b| */
+    double *row_l1[LENET_STAGES];   /* fc stage: [out] sum of |w| of each row */
+    float *absw[LENET_STAGES];      /* fc stage after the first: |w| */
+    double *in_r, *in_cost;         /* input_radii: [n x RADII] */
+    double *conv_l1;                /* last conv stage: [cout x cin] sum of |w| over each kernel */
+    double *chan_l1;                /* first fc stage: [out x last conv's cout] sum of |w|
+                                       over each row's columns of one channel */
 } lenet_fast;
 
 void lenet_fast_free(void *state) {
@@ -60,6 +115,10 @@ void lenet_fast_free(void *state) {
     if (!f)
         return;
     free(f->slack);
+    free(f->chan_l1);
+    free(f->conv_l1);
+    free(f->in_r);
+    free(f->in_cost);
     for (int s = 0; s < LENET_STAGES; s++) {
         free(f->sens[s]);
         free(f->sens_max[s]);
@@ -71,7 +130,15 @@ void lenet_fast_free(void *state) {
         free(f->pre_pool[s]);
         free(f->xmax_all[s]);
         free(f->filter_l1[s]);
+        free(f->gin[s]);
+        free(f->radius[s]);
+        free(f->radius_cost[s]);
+        free(f->unit_eps[s]);
+        free(f->abs_sum[s]);
+        free(f->row_l1[s]);
+        free(f->absw[s]);
     }
+
     free(f);
 }
 
@@ -136,6 +203,414 @@ static double *conv_sensitivity(const pvf_model *m, const lenet *l, int s, const
                         }
                 }
     return sens;
+}
+
+/* gamma_k of a k-term float sum in any order (Higham), doubled for slack. */
+static double sum_gamma(int64_t k) {
+    const double u = ldexp(1.0, -24);
+    return 2.0 * (double)k * u / (1.0 - (double)k * u);
+}
+
+/* v rounded up to float (v >= 0). */
+static float float_up(double v) {
+    return (float)(v * (1 + 1e-6) + 1e-37); /* above any float rounding, subnormals too */
+}
+
+/* Keeps the RADII smallest radii (ascending) with their costs. */
+static void radii_insert(double *r, double *cost, double rv, double cv) {
+    if (!(rv >= 0))
+        rv = 0;
+    if (!(rv < r[RADII - 1]))
+        return;
+    int k = RADII - 1;
+    for (; k > 0 && r[k - 1] > rv; k--) {
+        r[k] = r[k - 1];
+        cost[k] = cost[k - 1];
+    }
+    r[k] = rv;
+    cost[k] = cv;
+}
+
+/* The margin gradients gin[s] of every eval input, from the logits back to
+ * the last conv stage's input, under golden's pattern: G[k * classes + c] =
+ * d(z_top1 - z_c)/dx_k, through the active units of each ReLU and the
+ * golden winner of each active pooled cell. */
+static int margin_gradients(const pvf_model *m, const pvf_golden *g, lenet_fast *f) {
+    const lenet *l = m->arch_state;
+    const int last = m->nstages - 1, nconv = l->nconv;
+    const int64_t n = f->n, classes = f->classes;
+    int64_t widest = 0;
+    for (int s = f->lin_first; s <= last; s++) {
+        const int64_t in = m->stages[s].in_size;
+        widest = in > widest ? in : widest;
+        if (!(f->gin[s] = malloc((size_t)(n * in) * sizeof(float))))
+            return -1;
+    }
+    double *G = malloc((size_t)(2 * classes * widest) * sizeof *G), *Gn = G + classes * widest;
+    if (!G)
+        return -1;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t t = f->top1[i];
+        int64_t width = m->stages[last].in_size;
+        const float *w = m->params[l->w[last]].value;
+        for (int64_t k = 0; k < width; k++)
+            for (int64_t c = 0; c < classes; c++)
+                G[k * classes + c] = (double)w[t * width + k] - (double)w[c * width + k];
+        for (int s = last;; s--) {
+            float *gi = f->gin[s] + i * width;
+            for (int64_t k = 0; k < width; k++) {
+                double mx = 0;
+                for (int64_t c = 0; c < classes; c++)
+                    mx = fmax(mx, fabs(G[k * classes + c]));
+                gi[k] = float_up(mx);
+            }
+            if (s == f->lin_first)
+                break;
+            const int64_t in = m->stages[s - 1].in_size;
+            memset(Gn, 0, (size_t)(in * classes) * sizeof *Gn);
+            w = m->params[l->w[s - 1]].value;
+            if (s - 1 >= nconv) { /* fc stage s - 1, its active units */
+                const float *pre = f->pre[s - 1] + i * width;
+                for (int64_t j = 0; j < width; j++) {
+                    if (!(pre[j] > 0))
+                        continue;
+                    const double *gj = G + j * classes;
+                    for (int64_t k = 0; k < in; k++) {
+                        const double a = w[j * in + k];
+                        double *gk = Gn + k * classes;
+                        for (int64_t c = 0; c < classes; c++)
+                            gk[c] += a * gj[c];
+                    }
+                }
+            } else { /* conv stage s - 1: each active pooled cell's winner */
+                const pvf_conv2d *cv = &l->conv[s - 1];
+                const int64_t ph = cv->oh / l->pool, pw = cv->ow / l->pool, kk = cv->k;
+                const float *pooled = g->stage_in[s] + i * width;
+                const float *pre = f->pre_pool[s - 1] + i * cv->cout * cv->oh * cv->ow;
+                for (int64_t u = 0; u < width; u++) {
+                    if (!(pooled[u] > 0))
+                        continue;
+                    const int64_t co = u / (ph * pw), py = u % (ph * pw) / pw, px = u % pw;
+                    const float *plane = pre + co * cv->oh * cv->ow;
+                    int64_t oy = py * l->pool, ox = px * l->pool;
+                    for (int64_t dy = 0; dy < l->pool; dy++)
+                        for (int64_t dx = 0; dx < l->pool; dx++) {
+                            const int64_t y = py * l->pool + dy, x = px * l->pool + dx;
+                            if (plane[y * cv->ow + x] > plane[oy * cv->ow + ox]) {
+                                oy = y;
+                                ox = x;
+                            }
+                        }
+                    const double *gu = G + u * classes;
+                    for (int64_t ci = 0; ci < cv->cin; ci++)
+                        for (int64_t ky = 0; ky < kk; ky++) {
+                            const int64_t y = oy * cv->stride - cv->pad + ky;
+                            if (y < 0 || y >= cv->h)
+                                continue;
+                            for (int64_t kx = 0; kx < kk; kx++) {
+                                const int64_t x = ox * cv->stride - cv->pad + kx;
+                                if (x < 0 || x >= cv->w)
+                                    continue;
+                                const double a = w[((co * cv->cin + ci) * kk + ky) * kk + kx];
+                                double *gk = Gn + ((ci * cv->h + y) * cv->w + x) * classes;
+                                for (int64_t c = 0; c < classes; c++)
+                                    gk[c] += a * gu[c];
+                            }
+                        }
+                }
+            }
+            double *tmp = G;
+            G = Gn;
+            Gn = tmp;
+            width = in;
+        }
+    }
+    free(G < Gn ? G : Gn);
+    return 0;
+}
+
+/* The rounding bound of every hidden fc unit's golden pre-activation. */
+static int unit_rounding(const pvf_model *m, const pvf_golden *g, lenet_fast *f) {
+    const lenet *l = m->arch_state;
+    for (int t = l->nconv; t < m->nstages - 1; t++) {
+        const int64_t in = m->stages[t].in_size, out = m->stages[t].out_size;
+        const float *w = m->params[l->w[t]].value, *b = m->params[l->b[t]].value;
+        if (!(f->unit_eps[t] = malloc((size_t)(f->n * out) * sizeof(double))) ||
+            !(f->abs_sum[t] = malloc((size_t)(f->n * out) * sizeof(double))))
+            return -1;
+        const int64_t out2 = m->stages[t + 1].out_size;
+        if (!(f->row_l1[t + 1] = calloc((size_t)out2, sizeof(double))) ||
+            !(f->absw[t + 1] = malloc((size_t)(out2 * out) * sizeof(float))))
+            return -1;
+        for (int64_t e = 0; e < out2 * out; e++)
+            f->absw[t + 1][e] = fabsf(m->params[l->w[t + 1]].value[e]);
+        for (int64_t j = 0; j < m->stages[t + 1].out_size; j++)
+            for (int64_t k = 0; k < out; k++)
+                f->row_l1[t + 1][j] += fabs((double)m->params[l->w[t + 1]].value[j * out + k]);
+        for (int64_t i = 0; i < f->n; i++) {
+            const float *x = g->stage_in[t] + i * in;
+            for (int64_t j = 0; j < out; j++) {
+                double sum = fabs((double)b[j]);
+                for (int64_t k = 0; k < in; k++)
+                    sum += fabs((double)w[j * in + k] * (double)x[k]);
+                f->abs_sum[t][i * out + j] = sum;
+                f->unit_eps[t][i * out + j] = sum_gamma(in + 1) * sum;
+            }
+        }
+    }
+    return 0;
+}
+
+/* a[] for the hidden fc stages t0.. (concatenated): the worst change of
+ * each unit's pre-activation per unit rho, when stage t0's input features
+ * change by at most rho * a_in[k] (|W| products: ReLU is 1-Lipschitz). */
+static void fc_coefficients(const pvf_model *m, int t0, const double *a_in, double *a) {
+    const lenet *l = m->arch_state;
+    const double *prev = a_in;
+    for (int t = t0; t < m->nstages - 1; t++) {
+        const int64_t in = m->stages[t].in_size, out = m->stages[t].out_size;
+        const float *w = m->params[l->w[t]].value;
+        for (int64_t j = 0; j < out; j++) {
+            double sum = 0;
+            for (int64_t k = 0; k < in; k++)
+                sum += fabs((double)w[j * in + k]) * prev[k];
+            a[j] = sum * BOUND_SCALE;
+        }
+        prev = a;
+        a += out;
+    }
+}
+
+/* Inserts the hidden fc units of stages t0.. of eval input i into its
+ * radii: unit j may leave golden's pattern once rho * a[j] reaches its
+ * |golden pre-activation| minus rounding; it then adds at most that times
+ * its output's margin gradient. */
+static void insert_fc_units(const pvf_model *m, const lenet_fast *f, int t0, const double *a,
+                            int64_t i, double *r, double *cost) {
+    for (int t = t0; t < m->nstages - 1; t++) {
+        const int64_t out = m->stages[t].out_size;
+        const float *pre = f->pre[t] + i * out, *gnext = f->gin[t + 1] + i * out;
+        const double *e = f->unit_eps[t] + i * out;
+        for (int64_t j = 0; j < out; j++)
+            if (a[j] > 0)
+                radii_insert(r, cost, (fabs((double)pre[j]) - e[j]) / a[j] / BOUND_SCALE,
+                             a[j] * gnext[j]);
+        a += out;
+    }
+}
+
+static void radii_init(double *r, double *cost) {
+    for (int k = 0; k < RADII; k++) {
+        r[k] = INFINITY;
+        cost[k] = 0;
+    }
+}
+
+static void radii_cumulate(double *cost) {
+    for (int k = 1; k < RADII; k++)
+        cost[k] += cost[k - 1];
+}
+
+/* Per eval input and output channel co of conv stage s, the radii rho (max
+ * |change| over co's output cells) at which a later ReLU or max-pool unit
+ * may leave golden's pattern: |golden pre-activation| minus its rounding
+ * over the unit's worst-case change per unit rho (|W| products, pattern
+ * independent since ReLU and max-pool are 1-Lipschitz). Such a unit adds at
+ * most its change times its output's margin gradient (2x for a pooled cell:
+ * the winner's change plus the actual one). */
+static int pattern_radii(const pvf_model *m, lenet_fast *f, int s) {
+    const lenet *l = m->arch_state;
+    const int last = m->nstages - 1, nconv = l->nconv, fc0 = nconv;
+    const int64_t n = f->n, cout = l->conv[s].cout;
+    const int64_t in0 = m->stages[fc0].in_size;
+    int64_t total = 0;
+    for (int t = fc0; t < last; t++)
+        total += m->stages[t].out_size;
+    double *a = malloc((size_t)(in0 + total) * sizeof *a);
+    double *bcoef = calloc((size_t)l->conv[nconv - 1].cout, sizeof *bcoef);
+    f->radius[s] = malloc((size_t)(n * cout * RADII) * sizeof(double));
+    f->radius_cost[s] = malloc((size_t)(n * cout * RADII) * sizeof(double));
+    if (!a || !bcoef || !f->radius[s] || !f->radius_cost[s]) {
+        free(a);
+        free(bcoef);
+        return -1;
+    }
+    const pvf_conv2d *cl = &l->conv[nconv - 1];
+    const int64_t chan0 = in0 / cl->cout, kk = cl->k * cl->k, cols = cl->cin * kk;
+    for (int64_t co = 0; co < cout; co++) {
+        if (s == nconv - 1) {
+            for (int64_t u = 0; u < in0; u++)
+                a[u] = u / chan0 == co;
+        } else { /* s == nconv - 2: through the last conv's filters on channel co */
+            const float *w = m->params[l->w[nconv - 1]].value;
+            for (int64_t c2 = 0; c2 < cl->cout; c2++) {
+                bcoef[c2] = 0;
+                for (int64_t e = 0; e < kk; e++)
+                    bcoef[c2] += fabs((double)w[c2 * cols + co * kk + e]);
+            }
+            for (int64_t u = 0; u < in0; u++)
+                a[u] = bcoef[u / chan0];
+        }
+        fc_coefficients(m, fc0, a, a + in0);
+        for (int64_t i = 0; i < n; i++) {
+            double *r = f->radius[s] + (i * cout + co) * RADII;
+            double *cost = f->radius_cost[s] + (i * cout + co) * RADII;
+            radii_init(r, cost);
+            if (s == nconv - 2) { /* the last conv's pooled cells */
+                const int64_t pw = cl->ow / l->pool;
+                const float *pre = f->pre_pool[nconv - 1] + i * cl->cout * cl->oh * cl->ow;
+                const float *gnext = f->gin[fc0] + i * in0;
+                const float *bias = m->params[l->b[nconv - 1]].value;
+                for (int64_t u = 0; u < in0; u++) {
+                    const int64_t c2 = u / chan0, py = u % chan0 / pw, px = u % pw;
+                    const double b = bcoef[c2];
+                    if (b == 0)
+                        continue;
+                    const double ep = sum_gamma(cols + 1) * (f->filter_l1[nconv - 1][c2] *
+                                                                 (double)f->xmax_all[nconv - 1][i] +
+                                                             fabs((double)bias[c2]));
+                    double v1 = -INFINITY, v2 = -INFINITY;
+                    for (int64_t dy = 0; dy < l->pool; dy++)
+                        for (int64_t dx = 0; dx < l->pool; dx++) {
+                            const double v =
+                                pre[(c2 * cl->oh + py * l->pool + dy) * cl->ow + px * l->pool + dx];
+                            if (v > v1) {
+                                v2 = v1;
+                                v1 = v;
+                            } else if (v > v2)
+                                v2 = v;
+                        }
+                    double rr = 0;
+                    if (v1 + ep < 0)
+                        rr = (-v1 - ep) / b;
+                    else if (v1 - ep > 0)
+                        rr = fmin((v1 - ep) / b, (v1 - v2 - 2 * ep) / (2 * b));
+                    radii_insert(r, cost, rr / BOUND_SCALE, 2 * b * BOUND_SCALE * gnext[u]);
+                }
+            }
+            insert_fc_units(m, f, fc0, a + in0, i, r, cost);
+            radii_cumulate(cost);
+        }
+    }
+    free(a);
+    free(bcoef);
+    return 0;
+}
+
+/* Per eval input, the radii over rho = max |change| of the first fc
+ * stage's input at which a hidden fc unit may leave golden's pattern, with
+ * their cumulative costs (as pattern_radii). */
+static int input_radii(const pvf_model *m, lenet_fast *f) {
+    const int fc0 = ((const lenet *)m->arch_state)->nconv;
+    const int64_t in = m->stages[fc0].in_size, n = f->n;
+    int64_t total = 0;
+    for (int t = fc0; t < m->nstages - 1; t++)
+        total += m->stages[t].out_size;
+    double *a = malloc((size_t)(in + total) * sizeof *a);
+    f->in_r = malloc((size_t)(n * RADII) * sizeof(double));
+    f->in_cost = malloc((size_t)(n * RADII) * sizeof(double));
+    if (!a || !f->in_r || !f->in_cost) {
+        free(a);
+        return -1;
+    }
+    for (int64_t k = 0; k < in; k++)
+        a[k] = 1;
+    fc_coefficients(m, fc0, a, a + in);
+    for (int64_t i = 0; i < n; i++) {
+        radii_init(f->in_r + i * RADII, f->in_cost + i * RADII);
+        insert_fc_units(m, f, fc0, a + in, i, f->in_r + i * RADII, f->in_cost + i * RADII);
+        radii_cumulate(f->in_cost + i * RADII);
+    }
+    free(a);
+    return 0;
+}
+
+/* The linearized tail from the first fc stage's input changing by at most
+ * |mid| + rad per feature: its margin gradient times that, plus the units
+ * that may leave golden's pattern; INFINITY when too many may. */
+static double input_linear_bound(const pvf_model *m, const lenet_fast *f, int64_t row,
+                                 const double *mid, const double *rad) {
+    const int fc0 = ((const lenet *)m->arch_state)->nconv;
+    const int64_t in = m->stages[fc0].in_size;
+    const float *gq = f->gin[fc0] + row * in;
+    double lin = 0, rho = 0;
+    for (int64_t q = 0; q < in; q++) {
+        const double c = fabs(mid[q]) + rad[q];
+        lin += (double)gq[q] * c;
+        rho = max2(rho, c);
+    }
+    const double *r = f->in_r + row * RADII, *cost = f->in_cost + row * RADII;
+    int k = 0;
+    while (k < RADII && r[k] <= rho)
+        k++;
+    if (k == RADII || !isfinite(lin))
+        return INFINITY;
+    return (lin + rho * (k ? cost[k - 1] : 0.0)) * BOUND_SCALE;
+}
+
+/* The linearized tail of the last two conv stages (see lenet_fast). */
+static int linear_tail_prepare(const pvf_model *m, const pvf_golden *g, lenet_fast *f) {
+    const lenet *l = m->arch_state;
+    if (l->nconv < 1)
+        return 0;
+    const int fc0 = l->nconv;
+    const int64_t in = m->stages[fc0].in_size, out = m->stages[fc0].out_size;
+    const int64_t cout = l->conv[fc0 - 1].cout, chan = in / cout;
+    if (!(f->chan_l1 = calloc((size_t)(out * cout), sizeof(double))) ||
+        !(f->absw[fc0] = malloc((size_t)(out * in) * sizeof(float))))
+        return -1;
+    for (int64_t e = 0; e < out * in; e++)
+        f->absw[fc0][e] = fabsf(m->params[l->w[fc0]].value[e]);
+    if (!(f->row_l1[fc0] = calloc((size_t)out, sizeof(double))))
+        return -1;
+    for (int64_t j = 0; j < out; j++)
+        for (int64_t k = 0; k < in; k++) {
+            const double a = fabs((double)m->params[l->w[fc0]].value[j * in + k]);
+            f->chan_l1[j * cout + k / chan] += a;
+            f->row_l1[fc0][j] += a;
+        }
+    const pvf_conv2d *cl = &l->conv[fc0 - 1];
+    const int64_t kk = cl->k * cl->k;
+    if (!(f->conv_l1 = calloc((size_t)(cl->cout * cl->cin), sizeof(double))))
+        return -1;
+    for (int64_t e = 0; e < cl->cout * cl->cin * kk; e++)
+        f->conv_l1[e / kk] += fabs((double)m->params[l->w[fc0 - 1]].value[e]);
+    f->lin_first = l->nconv >= 2 ? l->nconv - 1 : l->nconv;
+    if (margin_gradients(m, g, f) || unit_rounding(m, g, f))
+        return -1;
+    for (int s = f->lin_first - 1; s < l->nconv; s++)
+        if (s >= 0 && pattern_radii(m, f, s))
+            return -1;
+    if (fc0 < m->nstages - 1 && input_radii(m, f))
+        return -1;
+    return 0;
+}
+
+/* Bound, through the linearized tail, on the margin change of eval input
+ * row when output channel co of conv stage s (features co * chan + q of
+ * stage s + 1's input) changes by at most cell[q]: the gradient times the
+ * change, plus the units that may leave golden's pattern; INFINITY when
+ * more units may do so than were kept. */
+static double linear_tail_bound(const pvf_model *m, const lenet_fast *f, int s, int64_t row,
+                                int64_t co, int64_t chan, const double *cell) {
+    if (!f->radius[s])
+        return INFINITY;
+    const lenet *l = m->arch_state;
+    const int64_t cout = l->conv[s].cout;
+    const float *gq = f->gin[s + 1] + row * m->stages[s + 1].in_size + co * chan;
+    double lin = 0, rho = 0;
+    for (int64_t q = 0; q < chan; q++) {
+        lin += (double)gq[q] * cell[q];
+        rho = fmax(rho, cell[q]);
+    }
+    const double *r = f->radius[s] + (row * cout + co) * RADII;
+    const double *cost = f->radius_cost[s] + (row * cout + co) * RADII;
+    int k = 0;
+    while (k < RADII && r[k] <= rho)
+        k++;
+    if (k == RADII || !isfinite(lin))
+        return INFINITY;
+    return lin + rho * (k ? cost[k - 1] : 0.0);
 }
 
 int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_err *err) {
@@ -230,6 +705,8 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
             for (int64_t k = 0; k < in; k++)
                 f->xmax[s][k] = fmaxf(f->xmax[s][k], fabsf(g->stage_in[s][i * in + k]));
     }
+    if (linear_tail_prepare(m, g, f))
+        goto oom;
     *state = f;
     return 0;
 oom:
@@ -295,38 +772,46 @@ static int rerun_readers(pvf_exec *ex, const pvf_golden *g, int s, int64_t k0, i
 
 /* Output channel co of conv stage s for one eval input x, exactly as the
  * stage computes it apart from the order of the sums: the convolution with
- * the faulty filter w[cin x k x k] and bias, max-pool, ReLU. */
+ * the faulty filter w[cin x k x k] and bias, max-pool, ReLU. col: scratch
+ * for cin k k x oh ow floats. */
 static void conv_channel(const lenet *l, const pvf_conv2d *cv, const float *restrict x,
-                         const float *restrict w, float bias, float *restrict plane,
-                         float *pooled) {
-    const int64_t k = cv->k, oh = cv->oh, ow = cv->ow;
-    for (int64_t p = 0; p < oh * ow; p++)
-        plane[p] = 0.0f;
-    /* weight by weight, so the inner loop runs along an output row */
+                         const float *restrict w, float bias, float *restrict plane, float *pooled,
+                         float *restrict col) {
+    const int64_t k = cv->k, oh = cv->oh, ow = cv->ow, positions = oh * ow;
+    const int64_t cols = cv->cin * k * k;
+    /* this input's im2col rows, then one matrix-vector product */
     for (int64_t ci = 0; ci < cv->cin; ci++)
-        for (int64_t ky = 0; ky < k; ky++)
-            for (int64_t kx = 0; kx < k; kx++) {
-                const float wv = w[(ci * k + ky) * k + kx];
+        for (int64_t kx = 0; kx < k; kx++) {
+            int64_t lo = 0, hi = ow; /* ox whose input column is inside */
+            while (lo < ow && lo * cv->stride - cv->pad + kx < 0)
+                lo++;
+            while (hi > lo && (hi - 1) * cv->stride - cv->pad + kx >= cv->w)
+                hi--;
+            for (int64_t ky = 0; ky < k; ky++) {
+                float *c = col + ((ci * k + ky) * k + kx) * positions;
                 for (int64_t oy = 0; oy < oh; oy++) {
                     const int64_t y = oy * cv->stride - cv->pad + ky;
-                    if (y < 0 || y >= cv->h)
+                    float *cr = c + oy * ow;
+                    if (y < 0 || y >= cv->h) {
+                        memset(cr, 0, (size_t)ow * sizeof *cr);
                         continue;
-                    const float *restrict xr = x + (ci * cv->h + y) * cv->w;
-                    float *restrict pr = plane + oy * ow;
-                    int64_t lo = 0, hi = ow; /* ox whose input column is inside */
-                    while (lo < ow && lo * cv->stride - cv->pad + kx < 0)
-                        lo++;
-                    while (hi > lo && (hi - 1) * cv->stride - cv->pad + kx >= cv->w)
-                        hi--;
+                    }
+                    const float *xr = x + (ci * cv->h + y) * cv->w - cv->pad + kx;
+                    for (int64_t ox = 0; ox < lo; ox++)
+                        cr[ox] = 0.0f;
                     if (cv->stride == 1)
-                        for (int64_t ox = lo; ox < hi; ox++)
-                            pr[ox] += wv * xr[ox - cv->pad + kx];
+                        memcpy(cr + lo, xr + lo, (size_t)(hi - lo) * sizeof *cr);
                     else
                         for (int64_t ox = lo; ox < hi; ox++)
-                            pr[ox] += wv * xr[ox * cv->stride - cv->pad + kx];
+                            cr[ox] = xr[ox * cv->stride];
+                    for (int64_t ox = hi; ox < ow; ox++)
+                        cr[ox] = 0.0f;
                 }
             }
-    for (int64_t p = 0; p < oh * ow; p++)
+        }
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)cols, (int)positions, 1.0f, col, (int)positions, w,
+                1, 0.0f, plane, 1);
+    for (int64_t p = 0; p < positions; p++)
         plane[p] += bias;
     pvf_maxpool2d(plane, 1, 1, oh, ow, l->pool, pooled);
     pvf_relu(pooled, (oh / l->pool) * (ow / l->pool));
@@ -359,6 +844,31 @@ static int pending_add(pvf_exec *ex, const pvf_golden *g, pending *p, int stage,
     return 0;
 }
 
+/* 1 when a sum of fc stage st over input x may overflow float in some
+ * order and not in another: x holds two or more huge values (see
+ * pvf_fast_overflow_prone) and sum |w x| + |b| of some unit, bounded in
+ * float with room to spare for its rounding, reaches FLT_MAX / 2.
+ * Otherwise every order gives finite sums that differ by rounding only,
+ * like any recompute, and the row need not run as the full pass. */
+static int fc_may_overflow(const pvf_model *m, const lenet_fast *f, int st, const float *x) {
+    const lenet *l = m->arch_state;
+    const int64_t in = m->stages[st].in_size, out = m->stages[st].out_size;
+    if (!pvf_fast_overflow_prone(x, in))
+        return 0;
+    float absx[4096], sum[4096];
+    if (in > 4096 || out > 4096 || !f->absw[st])
+        return 1;
+    for (int64_t k = 0; k < in; k++)
+        absx[k] = fabsf(x[k]);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)in, 1.0f, f->absw[st], (int)in, absx, 1,
+                0.0f, sum, 1);
+    const float *b = m->params[l->b[st]].value;
+    for (int64_t j = 0; j < out; j++)
+        if (!((double)sum[j] + fabs((double)b[j]) < FLT_MAX / 2)) /* NaN too */
+            return 1;
+    return 0;
+}
+
 /* The fully connected stages from fc stage s on for one eval input whose
  * input to s is x (dense), each a matrix-vector product; the row leaves as
  * soon as it is golden again or bounded. */
@@ -366,8 +876,6 @@ static int fc_tail(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, const 
                    pending *p, pvf_trial_result *r, pvf_err *err) {
     const pvf_model *m = ex->m;
     const lenet *l = m->arch_state;
-    if (pvf_fast_overflow_prone(x, m->stages[s].in_size)) /* as the full pass */
-        return pending_add(ex, g, p, s, row, x, r, err);
     float *buf[2] = {ex->fast_scratch + l->fast_tail, ex->fast_scratch + l->fast_tail + l->widest};
     const float *cur = x;
     for (int st = s; st < m->nstages; st++) {
@@ -378,6 +886,8 @@ static int fc_tail(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, const 
                 lenet_fast_bound(ex, g, st, row, cur))
                 return 0;
         }
+        if (fc_may_overflow(m, g->fast, st, cur)) /* as the full pass */
+            return pending_add(ex, g, p, st, row, cur, r, err);
         float *y = buf[st & 1];
         memcpy(y, m->params[l->b[st]].value, (size_t)out * sizeof *y);
         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)in, 1.0f, m->params[l->w[st]].value,
@@ -388,6 +898,28 @@ static int fc_tail(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, const 
         cur = y;
     }
     pvf_fast_judge_row(ex, g, row, cur, r);
+    return 0;
+}
+
+/* 1 when a sum of hidden fc stage s for eval input row, whose input is
+ * golden's plus delta[] at features feat[], may overflow: golden's sum
+ * |w x| + |b| of a unit plus the changed columns' |w delta| reaches
+ * FLT_MAX / 2 (or it is not known). Otherwise every order gives finite sums
+ * and the sparse update is as faithful as a full recompute. */
+static int sparse_may_overflow(const pvf_model *m, const lenet_fast *f, int s, int64_t row,
+                               const int64_t *feat, const float *delta, int64_t nf) {
+    if (!f->abs_sum[s])
+        return 1;
+    const lenet *l = m->arch_state;
+    const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size;
+    const float *w = m->params[l->w[s]].value;
+    for (int64_t j = 0; j < out; j++) {
+        double sum = f->abs_sum[s][row * out + j];
+        for (int64_t c = 0; c < nf; c++)
+            sum += fabs((double)w[j * in + feat[c]]) * fabs((double)delta[c]);
+        if (!(sum < FLT_MAX / 2)) /* NaN too */
+            return 1;
+    }
     return 0;
 }
 
@@ -403,7 +935,8 @@ static int fc_sparse(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, cons
     const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size;
     const int last = s == m->nstages - 1;
     float *y = ex->fast_scratch + l->fast_tail + 2 * l->widest;
-    if (pvf_fast_overflow_prone(delta, nf)) { /* the dense way, as the full pass */
+    if (pvf_fast_overflow_prone(delta, nf) && sparse_may_overflow(m, f, s, row, feat, delta, nf)) {
+        /* the dense way, as the full pass */
         memcpy(y, g->stage_in[s] + row * in, (size_t)in * sizeof *y);
         for (int64_t j = 0; j < nf; j++)
             y[feat[j]] += delta[j];
@@ -429,72 +962,337 @@ static int fc_sparse(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, cons
     return fc_tail(ex, g, s + 1, row, y, p, r, err);
 }
 
-/* Weight (co, ci, ky, kx) of conv stage s changes by dw (a single element).
- * Each pre-pool output of channel co becomes its golden value plus dw times
- * the one input it meets there, up to the rounding of a recomputed sum; so
- * every pooled cell's change is bounded closely (a cell that stays below
- * zero changes nothing). cell[] gets the bounds; returns the bound on the
- * top-1 margin through the next stage's sensitivity. */
-static double conv_tight_bound(const lenet *l, const lenet_fast *f, const pvf_conv2d *cv, int s,
-                               int64_t row, const float *x, int64_t co, int64_t ci, int64_t ky,
-                               int64_t kx, double dw, double *cell) {
-    const int64_t ph = cv->oh / l->pool, pw = cv->ow / l->pool, classes = f->classes;
+/* Rounding of output channel co's pre-pool sums of eval input row, golden's
+ * and one recomputed with a weight changed by dw: 2 K u sum |w x|, with
+ * each input channel's largest |x|. */
+static double conv_rounding(const pvf_model *m, const lenet *l, const lenet_fast *f, int s,
+                            int64_t row, int64_t co, double dw) {
+    const pvf_conv2d *cv = &l->conv[s];
+    const int64_t kk = cv->k * cv->k;
+    const float *w = m->params[l->w[s]].value + co * cv->cin * kk;
+    const float *xm = f->xmax_row[s] + row * cv->cin;
+    double sum =
+        fabs(dw) * (double)f->xmax_all[s][row] + fabs((double)m->params[l->b[s]].value[co]);
+    for (int64_t ci = 0; ci < cv->cin; ci++) {
+        double l1 = 0;
+        for (int64_t e = 0; e < kk; e++)
+            l1 += fabs((double)w[ci * kk + e]);
+        sum += l1 * (double)xm[ci];
+    }
+    return sum_gamma(cv->cin * kk + 1) * sum;
+}
+
+/* One pooled cell of k pre-pool values v[] changing by dv[]: the largest
+ * and second largest of v (equal on ties), the largest of v + dv and the
+ * spread max dv - min dv; k == 4 (2x2 pooling) with min / max only. */
+static inline void pool_stats(const double *v, const double *dv, int k, double *b1, double *b2,
+                              double *a1, double *spread) {
+    if (k == 4) {
+        const double h01 = max2(v[0], v[1]), l01 = min2(v[0], v[1]);
+        const double h23 = max2(v[2], v[3]), l23 = min2(v[2], v[3]);
+        *b1 = max2(h01, h23);
+        *b2 = max2(min2(h01, h23), max2(l01, l23));
+        *a1 = max2(max2(v[0] + dv[0], v[1] + dv[1]), max2(v[2] + dv[2], v[3] + dv[3]));
+        *spread = max2(max2(dv[0], dv[1]), max2(dv[2], dv[3])) -
+                  min2(min2(dv[0], dv[1]), min2(dv[2], dv[3]));
+        return;
+    }
+    double x1 = -INFINITY, x2 = -INFINITY, y1 = -INFINITY, lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < k; i++) {
+        x2 = max2(x2, min2(x1, v[i]));
+        x1 = max2(x1, v[i]);
+        y1 = max2(y1, v[i] + dv[i]);
+        lo = min2(lo, dv[i]);
+        hi = max2(hi, dv[i]);
+    }
+    *b1 = x1;
+    *b2 = x2;
+    *a1 = y1;
+    *spread = hi - lo;
+}
+
+/* The input that weight (ci, ky, kx) meets at each pre-pool output of a
+ * conv stage for input x (0 outside the image). */
+static void conv_taps(const pvf_conv2d *cv, const float *x, int64_t ci, int64_t ky, int64_t kx,
+                      double *tap) {
     const float *plane = x + ci * cv->h * cv->w;
-    const float *pre = f->pre_pool[s] + (row * cv->cout + co) * cv->oh * cv->ow;
-    /* rounding of a recomputed sum, and of golden's: 2 K u sum|w x| */
-    const double eps = 2.0 * (double)(cv->cin * cv->k * cv->k) * 6e-8 *
-                       (f->filter_l1[s][co] + fabs(dw)) * (double)f->xmax_all[s][row];
-    const int64_t top1 = f->top1[row];
-    double bound = 0;
+    int64_t lo = 0, hi = cv->ow; /* ox whose input column is inside */
+    while (lo < cv->ow && lo * cv->stride - cv->pad + kx < 0)
+        lo++;
+    while (hi > lo && (hi - 1) * cv->stride - cv->pad + kx >= cv->w)
+        hi--;
+    for (int64_t oy = 0; oy < cv->oh; oy++) {
+        const int64_t y = oy * cv->stride - cv->pad + ky;
+        double *t = tap + oy * cv->ow;
+        for (int64_t ox = 0; ox < cv->ow; ox++)
+            t[ox] = 0.0;
+        if (y < 0 || y >= cv->h)
+            continue;
+        const float *xr = plane + y * cv->w - cv->pad + kx;
+        for (int64_t ox = lo; ox < hi; ox++)
+            t[ox] = (double)xr[ox * cv->stride];
+    }
+}
+
+/* One weight of output channel co changes by dw: each pre-pool output
+ * becomes its golden value plus dw times its tap, up to eps (the rounding
+ * of golden's sum and of a recomputed one). Per pooled cell: d[] the
+ * change from golden's pre-pool maps (signed), cell[] a bound on the exact
+ * one (a cell that stays below zero changes nothing). Returns how far d can
+ * be from the exact change: 0 when every cell keeps its winner and sign
+ * beyond rounding, before and after, else 2 eps. */
+static double cell_changes(const lenet *l, const pvf_conv2d *cv, const float *pre,
+                           const double *tap, double dw, double eps, double *d, double *cell) {
+    const int64_t pw = cv->ow / l->pool, ph = cv->oh / l->pool;
+    double dmax = 0;
+    const int k = (int)(l->pool * l->pool); /* <= 64: conv_trial */
+    double v[64], dv[64];
     for (int64_t py = 0; py < ph; py++)
         for (int64_t px = 0; px < pw; px++) {
-            double before = -INFINITY, after = -INFINITY;
-            for (int64_t dy = 0; dy < l->pool; dy++) {
-                const int64_t oy = py * l->pool + dy, y = oy * cv->stride - cv->pad + ky;
+            for (int64_t dy = 0; dy < l->pool; dy++)
                 for (int64_t dx = 0; dx < l->pool; dx++) {
-                    const int64_t ox = px * l->pool + dx, xx = ox * cv->stride - cv->pad + kx;
-                    const double p0 = pre[oy * cv->ow + ox];
-                    const double in = y >= 0 && y < cv->h && xx >= 0 && xx < cv->w
-                                          ? (double)plane[y * cv->w + xx]
-                                          : 0.0;
-                    before = fmax(before, p0);
-                    after = fmax(after, p0 + dw * in);
+                    const int64_t at = (py * l->pool + dy) * cv->ow + px * l->pool + dx;
+                    v[dy * l->pool + dx] = pre[at];
+                    dv[dy * l->pool + dx] = dw * tap[at];
                 }
-            }
+            double b1, b2, a1, spread;
+            pool_stats(v, dv, k, &b1, &b2, &a1, &spread);
+            const int64_t q = py * pw + px;
             /* ReLU after the pool: |relu(a) - relu(b)| <= |a - b|, 0 when both < 0 */
-            double change = fabs(fmax(after, 0.0) - fmax(before, 0.0));
-            if (after > -eps || before > -eps)
-                change += eps;
-            cell[py * pw + px] = change;
-            if (change > 0) {
-                const int64_t feat = (co * ph + py) * pw + px;
-                bound += change * pair_factor(f->sens[s + 1] + feat * classes,
-                                              f->sens_max[s + 1][feat], top1);
-            }
+            d[q] = max2(a1, 0.0) - max2(b1, 0.0);
+            cell[q] = fabs(d[q]) + (a1 > -eps || b1 > -eps ? eps : 0.0);
+            /* off: stays below zero; on: the winner stays ahead (by more than
+             * the rounding and the spread of the changes) and above zero,
+             * so d is its change exactly */
+            const int off = b1 < -eps && a1 < -eps;
+            const int on = b1 > eps && a1 > eps && b1 - b2 > 2 * eps + spread;
+            if (!off && !on)
+                dmax = 2 * eps;
+        }
+    return dmax;
+}
+
+/* Bound on the top-1 margin of eval input row for a change of at most
+ * cell[q] of feature co * chan + q of stage s's input, through its
+ * sensitivity. */
+static double sens_bound(const lenet_fast *f, int s, int64_t row, int64_t co, int64_t chan,
+                         const double *cell) {
+    const int64_t classes = f->classes, top1 = f->top1[row];
+    double bound = 0;
+    for (int64_t q = 0; q < chan; q++)
+        if (cell[q] > 0) {
+            const int64_t feat = co * chan + q;
+            bound += cell[q] * pair_factor(f->sens[s] + feat * classes, f->sens_max[s][feat], top1);
         }
     return bound;
 }
 
-/* A finer bound for a change of at most cell[c] in features co*chan + c of
- * fc stage s's input: the change of every pre-activation through |W|, and
- * a unit whose golden pre-activation stays below zero passes nothing on
- * (ReLU), then the sensitivity of the next stage's input. */
-static double fc_relu_bound(const pvf_model *m, const lenet *l, const lenet_fast *f, int s,
-                            int64_t row, int64_t co, int64_t chan, const double *cell) {
-    const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size, classes = f->classes;
-    const float *w = m->params[l->w[s]].value, *pre = f->pre[s] + row * out;
-    const int64_t top1 = (int64_t)f->top1[row];
-    double bound = 0;
-    for (int64_t j = 0; j < out; j++) {
-        double dz = 0;
-        for (int64_t c = 0; c < chan; c++)
-            dz += fabs((double)w[j * in + co * chan + c]) * cell[c];
-        dz *= BOUND_SCALE;
-        double z = pre[j], dh = z > 0 ? dz : fmax(0.0, z + dz);
-        if (dh > 0)
-            bound += dh * pair_factor(f->sens[s + 1] + j * classes, f->sens_max[s + 1][j], top1);
+/* One hidden fc unit with golden pre-activation z (rounding e) whose input
+ * changes by c +- u: its output's change as mid +- rad. The ReLU is decided
+ * where z keeps its sign; else the change lies between 0 and c +- u. */
+static void relu_change(double z, double e, double c, double u, double *mid, double *rad) {
+    const double big = fabs(c) + u;
+    if (z - e > big) {
+        *mid = c;
+        *rad = u;
+    } else if (z + e < -big) {
+        *mid = *rad = 0;
+    } else { /* relu(z + dz) - relu(z) for z in z +- e, dz in c +- u */
+        const double lo = max2(min2(0.0, c - u), max2(z - e + c - u, 0.0) - max2(z + e, 0.0));
+        const double hi = min2(max2(0.0, c + u), max2(z + e + c + u, 0.0) - max2(z - e, 0.0));
+        *mid = (lo + hi) / 2;
+        *rad = (hi - lo) / 2 * BOUND_SCALE;
     }
-    return bound;
+}
+
+#define SIGNED_WIDEST 1024
+
+/* The change of the logit margins of eval input row when stage t0's input
+ * (t0 an fc stage) changes by mid +- rad (both overwritten): through each
+ * stage as intervals, mid and rad through W and |W| in float with the
+ * rounding of both, each ReLU decided where golden's pre-activation keeps
+ * its sign (relu_change); the last stage linear, in double. */
+static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, int t0, double *mid,
+                        double *rad) {
+    const lenet *l = m->arch_state;
+    const int last = m->nstages - 1;
+    const int64_t classes = f->classes, top1 = f->top1[row];
+    float midf[SIGNED_WIDEST], radf[SIGNED_WIDEST], y[SIGNED_WIDEST], yr[SIGNED_WIDEST];
+    for (int t = t0; t <= last; t++)
+        if (m->stages[t].in_size > SIGNED_WIDEST || m->stages[t].out_size > SIGNED_WIDEST)
+            return INFINITY;
+    for (int t = t0; t <= last; t++) {
+        const int64_t in = m->stages[t].in_size, out = m->stages[t].out_size;
+        const float *w = m->params[l->w[t]].value;
+        double mmax = 0, rmax = 0;
+        for (int64_t k = 0; k < in; k++) {
+            midf[k] = (float)mid[k];
+            radf[k] = float_up(rad[k] + fabs(mid[k] - (double)midf[k]));
+            mmax = max2(mmax, fabs(mid[k]));
+            rmax = max2(rmax, (double)radf[k]);
+        }
+        if (!isfinite(mmax) || !isfinite(rmax))
+            return INFINITY;
+        if (t == last) { /* the margins, in double from mid and rad */
+            double bound = 0;
+            for (int64_t c = 0; c < classes; c++) {
+                if (c == top1)
+                    continue;
+                double v = 0, spread = 0;
+                for (int64_t k = 0; k < in; k++) {
+                    const double gk = (double)w[top1 * in + k] - (double)w[c * in + k];
+                    v += gk * mid[k];
+                    spread += fabs(gk) * rad[k];
+                }
+                bound = max2(bound, fabs(v) + spread);
+            }
+            return bound * BOUND_SCALE;
+        }
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)in, 1.0f, w, (int)in, midf, 1, 0.0f,
+                    y, 1);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)in, 1.0f, f->absw[t], (int)in, radf,
+                    1, 0.0f, yr, 1);
+        const double gamma = sum_gamma(in);
+        for (int64_t k = 0; k < out; k++) {
+            const double u =
+                ((double)yr[k] + f->row_l1[t][k] * gamma * (mmax + rmax)) * BOUND_SCALE;
+            relu_change(f->pre[t][row * out + k], f->unit_eps[t][row * out + k], (double)y[k], u,
+                        &mid[k], &rad[k]);
+        }
+    }
+    return INFINITY;
+}
+
+/* A bound for a single weight (co, ci, ky, kx) of the last conv stage s
+ * changing by dw, with signs: each pooled cell's change d_q (from golden's
+ * pre-pool maps, within 2 eps of the exact one), then through the fc stages
+ * as intervals mid +- rad of the change of every unit (the exact change of
+ * each linear map up to rounding, each ReLU decided where golden's
+ * pre-activation keeps its sign), to the change of the logit margins.
+ * INFINITY when it does not apply. */
+static double signed_tail_bound(const pvf_model *m, const lenet_fast *f, const pvf_conv2d *cv,
+                                int s, int64_t row, int64_t co, const double *d, double dmax) {
+    const lenet *l = m->arch_state;
+    const int fc0 = l->nconv, last = m->nstages - 1;
+    if (s != fc0 - 1 || fc0 >= last)
+        return INFINITY;
+    const int64_t ph = cv->oh / l->pool, pw = cv->ow / l->pool, chan = ph * pw;
+    for (int t = fc0; t <= last; t++)
+        if (m->stages[t].out_size > SIGNED_WIDEST || (t == fc0 && chan > SIGNED_WIDEST))
+            return INFINITY;
+    double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
+    float midf[SIGNED_WIDEST], y[SIGNED_WIDEST];
+    /* the first fc stage: only channel co's columns, in float (d's
+     * conversion and the sums' rounding go into rad) */
+    const int64_t in = m->stages[fc0].in_size, out = m->stages[fc0].out_size;
+    const float *w = m->params[l->w[fc0]].value;
+    double dfmax = 0, dconv = 0;
+    for (int64_t q = 0; q < chan; q++) {
+        midf[q] = (float)d[q];
+        dconv = max2(dconv, fabs(d[q] - (double)midf[q]));
+        dfmax = max2(dfmax, fabs((double)midf[q]));
+    }
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)chan, 1.0f, w + co * chan, (int)in,
+                midf, 1, 0.0f, y, 1);
+    const double slop = dmax + dconv + sum_gamma(chan) * dfmax;
+    for (int64_t j = 0; j < out; j++)
+        relu_change(f->pre[fc0][row * out + j], f->unit_eps[fc0][row * out + j], (double)y[j],
+                    f->chan_l1[(j * cv->cout + co)] * slop * BOUND_SCALE, &mid[j], &rad[j]);
+    return signed_fc(m, f, row, fc0 + 1, mid, rad);
+}
+
+/* A bound for a single weight of output channel co of the conv stage
+ * before the last (s == nconv - 2) whose pooled cells change by d (within
+ * dmax of the exact change), with signs: the last conv's pre-pool changes
+ * (d through its filters, in float), each of its pooled cells as an
+ * interval from golden's pre-pool maps (winner and sign kept beyond
+ * rounding: the winner's change; else the ReLU of the max moved by its
+ * bounds), then signed_fc from the first fc stage. */
+static double conv_signed_bound(const pvf_model *m, const lenet_fast *f, int s, int64_t row,
+                                int64_t co, const double *d, double dmax) {
+    const lenet *l = m->arch_state;
+    const int fc0 = l->nconv;
+    if (s != fc0 - 2 || fc0 >= m->nstages || !f->conv_l1)
+        return INFINITY;
+    const pvf_conv2d *cl = &l->conv[fc0 - 1];
+    const int64_t kk = cl->k * cl->k, plane = cl->h * cl->w, maps = cl->oh * cl->ow;
+    const int64_t ph = cl->oh / l->pool, pw = cl->ow / l->pool;
+    if (plane > 4096 || kk * maps > 8192 || cl->cout * maps > 4096 ||
+        m->stages[fc0].in_size > SIGNED_WIDEST)
+        return INFINITY;
+    float df[4096], col[8192], dpre[4096];
+    double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST], v0[64], v1[64];
+    const int pool2 = (int)(l->pool * l->pool);
+    if (pool2 > 64)
+        return INFINITY;
+    double dfmax = 0, dconv = 0;
+    for (int64_t q = 0; q < plane; q++) {
+        df[q] = (float)d[q];
+        dconv = max2(dconv, fabs(d[q] - (double)df[q]));
+        dfmax = max2(dfmax, fabs((double)df[q]));
+    }
+    for (int64_t ky = 0; ky < cl->k; ky++)
+        for (int64_t kx = 0; kx < cl->k; kx++)
+            for (int64_t oy = 0; oy < cl->oh; oy++) {
+                const int64_t y = oy * cl->stride - cl->pad + ky;
+                float *c = col + (ky * cl->k + kx) * maps + oy * cl->ow;
+                if (y < 0 || y >= cl->h) {
+                    memset(c, 0, (size_t)cl->ow * sizeof *c);
+                    continue;
+                }
+                const float *dr = df + y * cl->w;
+                if (cl->stride == 1 && cl->pad == 0) {
+                    memcpy(c, dr + kx, (size_t)cl->ow * sizeof *c);
+                    continue;
+                }
+                for (int64_t ox = 0; ox < cl->ow; ox++) {
+                    const int64_t x = ox * cl->stride - cl->pad + kx;
+                    c[ox] = x >= 0 && x < cl->w ? dr[x] : 0.0f;
+                }
+            }
+    const float *w = m->params[l->w[fc0 - 1]].value;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cl->cout, (int)maps, (int)kk, 1.0f,
+                w + co * kk, (int)(cl->cin * kk), col, (int)maps, 0.0f, dpre, (int)maps);
+    const double slop = dmax + dconv + sum_gamma(kk) * dfmax;
+    const float *pre = f->pre_pool[fc0 - 1] + row * cl->cout * maps;
+    const float *xm = f->xmax_row[fc0 - 1] + row * cl->cin;
+    const float *bias = m->params[l->b[fc0 - 1]].value;
+    for (int64_t c2 = 0; c2 < cl->cout; c2++) {
+        double sum = fabs((double)bias[c2]);
+        for (int64_t ci = 0; ci < cl->cin; ci++)
+            sum += f->conv_l1[c2 * cl->cin + ci] * (double)xm[ci];
+        const double e = sum_gamma(cl->cin * kk + 1) * sum; /* golden's rounding */
+        const double u = f->conv_l1[c2 * cl->cin + co] * slop * BOUND_SCALE;
+        for (int64_t py = 0; py < ph; py++)
+            for (int64_t px = 0; px < pw; px++) {
+                for (int64_t dy = 0; dy < l->pool; dy++)
+                    for (int64_t dx = 0; dx < l->pool; dx++) {
+                        const int64_t at =
+                            c2 * maps + (py * l->pool + dy) * cl->ow + px * l->pool + dx;
+                        v0[dy * l->pool + dx] = pre[at];
+                        v1[dy * l->pool + dx] = (double)dpre[at];
+                    }
+                double b1, b2, a1, spread;
+                pool_stats(v0, v1, pool2, &b1, &b2, &a1, &spread);
+                const int64_t q = (c2 * ph + py) * pw + px;
+                if (b1 + e < 0 && a1 + e + u < 0) { /* stays off */
+                    mid[q] = rad[q] = 0;
+                } else if (b1 - e > 0 && a1 - e - u > 0 && b1 - b2 > 2 * (e + u) + spread) {
+                    /* the winner stays ahead and above zero: its change */
+                    mid[q] = a1 - b1;
+                    rad[q] = (u + 1e-15 * fabs(b1)) * BOUND_SCALE;
+                } else {
+                    const double lo = max2(a1 - e - u, 0.0) - max2(b1 + e, 0.0);
+                    const double hi = max2(a1 + e + u, 0.0) - max2(b1 - e, 0.0);
+                    mid[q] = (lo + hi) / 2;
+                    rad[q] = (hi - lo) / 2 * BOUND_SCALE;
+                }
+            }
+    }
+    const double cheap = f->in_r ? input_linear_bound(m, f, row, mid, rad) : INFINITY;
+    if (cheap * BOUND_SCALE <= f->slack[row])
+        return cheap;
+    return min2(cheap, signed_fc(m, f, row, fc0, mid, rad));
 }
 
 static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_trial_result *r,
@@ -550,13 +1348,22 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
     const int single = !is_bias && span == 1;
     const float w_old = m->params[param].value[ex->fault_lo];
     const int64_t e0 = ex->fault_lo % cols, ci0 = e0 / kk, ky0 = e0 % kk / cv->k, kx0 = e0 % cv->k;
-    double cell[4096];
-    if (chan > 4096)
+    double cell[4096], dcell[4096], tap[4096];
+    if (chan > 4096 || cv->oh * cv->ow > 4096 || l->pool * l->pool > 64)
         return 1;
     int64_t carried[PVF_CHUNK], nc = 0;
     pending wait = {.inputs = carry}; /* the last conv's rows go on sparsely, never carried */
+    const int64_t maps = cv->oh * cv->ow, plane_size = cv->h * cv->w;
     for (int64_t i = 0; i < f->n; i++) {
         const float *x = g->stage_in[s] + i * in;
+        if (single && i + 1 < f->n) { /* the next input's data for the bounds, ahead */
+            const char *nx = (const char *)(x + in + ci0 * plane_size);
+            const char *np = (const char *)(f->pre_pool[s] + ((i + 1) * cv->cout + co) * maps);
+            for (int64_t b = 0; b < plane_size * (int64_t)sizeof(float); b += 64)
+                PREFETCH(nx + b);
+            for (int64_t b = 0; b < maps * (int64_t)sizeof(float); b += 64)
+                PREFETCH(np + b);
+        }
         if (!nonfinite && f->slack[i] > 0) {
             double delta = dbias;
             for (int64_t ci = 0; ci < cv->cin; ci++)
@@ -566,17 +1373,27 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
             const double *ch = f->chan[s] + co * classes;
             double bound = delta * pair_factor(ch, f->chan_max[s][co], g->top1[i]);
             if (single && bound * BOUND_SCALE > f->slack[i]) { /* finer: cell by cell */
-                bound = conv_tight_bound(l, f, cv, s, i, x, co, ci0, ky0, kx0,
-                                         (double)ex->patch[0] - (double)w_old, cell);
-                if (bound * BOUND_SCALE > f->slack[i] && s + 1 == l->nconv &&
-                    s + 2 < m->nstages) /* finer still: through the first fc stage */
-                    bound = fc_relu_bound(m, l, f, s + 1, i, co, chan, cell);
+                const double dw = (double)ex->patch[0] - (double)w_old;
+                const double eps = conv_rounding(m, l, f, s, i, co, dw);
+                conv_taps(cv, x, ci0, ky0, kx0, tap);
+                const double dmax =
+                    cell_changes(l, cv, f->pre_pool[s] + (i * cv->cout + co) * cv->oh * cv->ow, tap,
+                                 dw, eps, dcell, cell);
+                bound = sens_bound(f, s + 1, i, co, chan, cell);
+                if (bound * BOUND_SCALE > f->slack[i]) /* finer: the linearized tail */
+                    bound = fmin(bound, linear_tail_bound(m, f, s, i, co, chan, cell));
+                /* finer still, with signs; not worth it for a change far beyond
+                 * the margin even through |W| */
+                if (bound * BOUND_SCALE > f->slack[i] && bound < HOPELESS * f->slack[i])
+                    bound = fmin(bound, s + 1 == l->nconv
+                                            ? signed_tail_bound(m, f, cv, s, i, co, dcell, dmax)
+                                            : conv_signed_bound(m, f, s, i, co, dcell, dmax));
             }
             if (bound * BOUND_SCALE <= f->slack[i])
                 continue;
         }
         /* Exactly: channel co of this input with the faulty filter. */
-        conv_channel(l, cv, x, w, bias, plane, pooled);
+        conv_channel(l, cv, x, w, bias, plane, pooled, pooled + chan);
         r->stage_rows++;
         const float *gold = g->stage_in[s + 1] + i * out;
         if (memcmp(pooled, gold + co * chan, (size_t)chan * sizeof *pooled) == 0)
