@@ -36,6 +36,7 @@
  * column of the second feed-forward matrix. */
 typedef struct layer_norms {
     double *q, *k, *v; /* [heads] */
+    double *ov;        /* [heads] the attention output's columns of a head times its value rows */
     double o, ff1, ff2, ln1, ln2;
     double *ff2_col; /* [intermediate] */
 } layer_norms;
@@ -54,13 +55,18 @@ typedef struct bert_fast {
     /* Bound data (see above): per layer and sequence */
     layer_norms *norms; /* [layers] */
     float *qkv_max;     /* [layers, n, 3, heads] */
-    float *ln_scale;    /* [layers, n, 2] */
-    float *feat_max;    /* [layers, n, 5 h + inter] */
-    float *emb_scale;   /* [n, s] embedding LayerNorm scale of each token */
-    int64_t *tokens;    /* [n, s] input_ids, then token_type_ids (all 0 without them) */
-    float *emb_u_max;   /* [n, h] largest |normalized embedding| per feature */
-    double emb_ln;      /* max |embedding LayerNorm weight| */
-    double *pool_row;   /* [h] L2 norm of each pooler row */
+    /* The last layer's [CLS] attention per sequence and head (see layer_bound):
+     * max over unmasked keys of |Wq_hd^T (k_t - kbar)|, |Wk_hd^T q_hd|, and
+     * sum_t p_t |Wo_hd (v_t - ctx_hd)| with the golden attention weights p. */
+    float *cls_att;    /* [n, heads, 3] */
+    double *settle_dx; /* [layers + 1, n]: see settle_thresholds */
+    float *ln_scale;   /* [layers, n, 2] */
+    float *feat_max;   /* [layers, n, 5 h + inter] */
+    float *emb_scale;  /* [n, s] embedding LayerNorm scale of each token */
+    int64_t *tokens;   /* [n, s] input_ids, then token_type_ids (all 0 without them) */
+    float *emb_u_max;  /* [n, h] largest |normalized embedding| per feature */
+    double emb_ln;     /* max |embedding LayerNorm weight| */
+    double *pool_row;  /* [h] L2 norm of each pooler row */
     /* Readers of each word-embedding row: sequences word_rows[word_start[w]
      * .. word_start[w + 1]), ascending; likewise for token-type rows. */
     int64_t *word_start, *word_rows;
@@ -101,10 +107,13 @@ void pvf_bert_fast_free(void *state) {
         free(f->norms[l].q);
         free(f->norms[l].k);
         free(f->norms[l].v);
+        free(f->norms[l].ov);
         free(f->norms[l].ff2_col);
     }
     free(f->norms);
     free(f->qkv_max);
+    free(f->cls_att);
+    free(f->settle_dx);
     free(f->ln_scale);
     free(f->feat_max);
     free(f->emb_scale);
@@ -262,9 +271,35 @@ static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, i
     L->q = malloc((size_t)b->heads * sizeof *L->q);
     L->k = malloc((size_t)b->heads * sizeof *L->k);
     L->v = malloc((size_t)b->heads * sizeof *L->v);
+    L->ov = malloc((size_t)b->heads * sizeof *L->ov);
     L->ff2_col = malloc((size_t)b->inter * sizeof *L->ff2_col);
-    if (!L->q || !L->k || !L->v || !L->ff2_col)
+    float *prod = malloc((size_t)(h * h) * sizeof *prod);
+    if (!L->q || !L->k || !L->v || !L->ov || !L->ff2_col || !prod) {
+        free(prod);
         return -1;
+    }
+    const float *wo = m->params[p[O]].value, *wv = m->params[p[V]].value;
+    for (int64_t hd = 0; hd < b->heads; hd++) { /* Wo[:, head] Wv[head, :], in double */
+        for (int64_t r = 0; r < h; r++)
+            for (int64_t c = 0; c < h; c++) {
+                double acc = 0;
+                for (int64_t e = 0; e < d; e++)
+                    acc += (double)wo[r * h + hd * d + e] * wv[(hd * d + e) * h + c];
+                prod[r * h + c] = (float)acc;
+            }
+        /* the float rounding of the product: relative 2^-24 per entry, so
+         * at most 2^-24 times its Frobenius norm in spectral norm */
+        double fro = 0;
+        for (int64_t e = 0; e < h * h; e++)
+            fro += (double)prod[e] * prod[e];
+        L->ov[hd] = spectral_bound(prod, h, 0, h);
+        if (L->ov[hd] < 0) {
+            free(prod);
+            return -1;
+        }
+        L->ov[hd] += sqrt(fro) * 1.2e-7;
+    }
+    free(prod);
     for (int64_t hd = 0; hd < b->heads; hd++) {
         L->q[hd] = spectral_bound(m->params[p[Q]].value, h, hd * d, d);
         L->k[hd] = spectral_bound(m->params[p[K]].value, h, hd * d, d);
@@ -349,10 +384,86 @@ static void col_max(const float *x, int64_t rows, int64_t cols, float *out) {
             out[j] = fmaxf(out[j], fabsf(x[r * cols + j]));
 }
 
+/* The last layer's [CLS] attention statistics of sequence i (cls_att), from
+ * its golden queries, keys and values q, k, v [s, h], computed in double and
+ * inflated for their rounding; ws: s + 2 h doubles. */
+static void cls_attention_stats(const pvf_model *m, const bert *b, bert_fast *f, int64_t i,
+                                const float *q, const float *k, const float *v, const float *madd,
+                                double *ws) {
+    const int *p = b->lp[b->layers - 1];
+    const int64_t h = b->hidden, s = f->s, heads = b->heads, d = h / heads;
+    const float *wq = m->params[p[Q]].value, *wk = m->params[p[K]].value,
+                *wo = m->params[p[O]].value;
+    double *prob = ws, *mean = prob + s, *c = mean + d;
+    for (int64_t hd = 0; hd < heads; hd++) {
+        float *out = f->cls_att + (i * heads + hd) * 3;
+        const int64_t o0 = hd * d;
+        /* golden attention weights of the [CLS] query (padded keys: 0) */
+        double top = -INFINITY, sum = 0;
+        for (int64_t t = 0; t < s; t++) {
+            double acc = 0;
+            for (int64_t e = 0; e < d; e++)
+                acc += (double)q[o0 + e] * k[t * h + o0 + e];
+            prob[t] = madd[t] != 0 ? -INFINITY : acc / sqrt((double)d);
+            top = fmax(top, prob[t]);
+        }
+        for (int64_t t = 0; t < s; t++) {
+            prob[t] = madd[t] != 0 ? 0 : exp(prob[t] - top);
+            sum += prob[t];
+        }
+        int64_t used = 0;
+        for (int64_t e = 0; e < d; e++)
+            mean[e] = c[e] = 0;
+        for (int64_t t = 0; t < s; t++) {
+            prob[t] /= sum;
+            if (madd[t] != 0)
+                continue;
+            used++;
+            for (int64_t e = 0; e < d; e++) {
+                mean[e] += k[t * h + o0 + e];
+                c[e] += prob[t] * v[t * h + o0 + e];
+            }
+        }
+        for (int64_t e = 0; e < d; e++)
+            mean[e] /= (double)(used ? used : 1);
+        /* |Wk_hd^T q_hd| */
+        double bq = 0;
+        for (int64_t j = 0; j < h; j++) {
+            double acc = 0;
+            for (int64_t e = 0; e < d; e++)
+                acc += (double)q[o0 + e] * wk[(o0 + e) * h + j];
+            bq += acc * acc;
+        }
+        double aq = 0, spread = 0;
+        for (int64_t t = 0; t < s; t++) {
+            if (madd[t] != 0)
+                continue; /* a padded key: weight 0 */
+            double sq = 0, so = 0;
+            for (int64_t j = 0; j < h; j++) { /* Wq_hd^T (k_t - kbar) */
+                double acc = 0;
+                for (int64_t e = 0; e < d; e++)
+                    acc += (k[t * h + o0 + e] - mean[e]) * wq[(o0 + e) * h + j];
+                sq += acc * acc;
+            }
+            for (int64_t r = 0; r < h; r++) { /* Wo_hd (v_t - ctx_hd) */
+                double acc = 0;
+                for (int64_t e = 0; e < d; e++)
+                    acc += (double)wo[r * h + o0 + e] * (v[t * h + o0 + e] - c[e]);
+                so += acc * acc;
+            }
+            aq = fmax(aq, sqrt(sq));
+            spread += prob[t] * sqrt(so);
+        }
+        out[0] = (float)(aq * 1.001);
+        out[1] = (float)(sqrt(bq) * 1.001);
+        out[2] = (float)(spread * 1.001);
+    }
+}
+
 /* Golden statistics of encoder layer li for sequence i (input x[s, h]):
  * the layer recomputed over every token with golden weights. */
 static void layer_stats(const pvf_model *m, const bert *b, bert_fast *f, int li, int64_t i,
-                        const float *x, float *ws) {
+                        const float *x, float *ws, double *dws) {
     const int *p = b->lp[li];
     const int64_t h = b->hidden, s = f->s, d = h / b->heads, heads = b->heads;
     const int last = li == b->layers - 1;
@@ -374,6 +485,8 @@ static void layer_stats(const pvf_model *m, const bert *b, bert_fast *f, int li,
         qkv[heads + hd] = row_block_max(k, s, h, hd * d, d, keys_used, 1);
         qkv[2 * heads + hd] = row_block_max(v, s, h, hd * d, d, keys_used, 1);
     }
+    if (last && f->cls_real)
+        cls_attention_stats(m, b, f, i, q, k, v, madd, dws);
     pvf_linear(ctx, s, h, GW(O), GW(O_B), h, z);
     for (int64_t j = 0; j < s * h; j++)
         z[j] += x[j];
@@ -428,7 +541,8 @@ static double layer_bound(const bert *b, const bert_fast *f, int li, int64_t i, 
     const double rd = 1.0 / sqrt((double)(h / heads)), rh = 1.0 / sqrt((double)h);
     if (!(dx < INFINITY))
         return INFINITY;
-    double ctx2 = 0;
+    double ctx2 = 0, dz_cls = 0;
+    const int cls = li == b->layers - 1 && f->cls_real;
     for (int64_t hd = 0; hd < heads; hd++) {
         const int here = in && in->head == hd;
         double dq = L->q[hd] * dx + (here ? in->q : 0), dk = L->k[hd] * dx + (here ? in->k : 0),
@@ -438,8 +552,26 @@ static double layer_bound(const bert *b, const bert_fast *f, int li, int64_t i, 
             return INFINITY; /* also keeps every score far below FLT_MAX */
         double dc = expm1(2 * eps) * qkv[2 * heads + hd] + dv;
         ctx2 += dc * dc;
+        if (cls) {
+            /* The [CLS] query alone, with the golden directions: the score of
+             * key t moves by (Wq e0).(k_t - kbar) + q.(Wk e_t) + dq dk beyond
+             * a shift common to all keys, |e| <= dx; the weights by a factor
+             * e^{+-2 eps}, so the output of the head by at most
+             * (e^{2 eps} - 1) sum_t p_t |Wo_hd (v_t - ctx_hd)| plus the
+             * weighted value changes through Wo_hd Wv_hd. */
+            const float *ca = f->cls_att + (i * heads + hd) * 3;
+            double e2 = (ca[0] * dx + (here ? in->q * qkv[heads + hd] : 0) + ca[1] * dx +
+                         (here ? qkv[hd] * in->k : 0) + dq * dk) *
+                        rd;
+            if (!(e2 < 20))
+                return INFINITY;
+            dz_cls += expm1(2 * e2) * ca[2] + L->ov[hd] * dx + (here ? L->o * in->v : 0);
+        }
     }
-    double dz = L->o * sqrt(ctx2) + dx + (in ? in->attn : 0);
+    double dz = L->o * sqrt(ctx2);
+    if (cls)
+        dz = fmin(dz, dz_cls * BOUND_INFLATE);
+    dz += dx + (in ? in->attn : 0);
     double s1 = scale[0] - dz * rh;
     if (!(s1 > 0))
         return INFINITY;
@@ -489,15 +621,57 @@ static int head_settles(const pvf_model *m, const pvf_golden *g, const bert *b, 
     return 1;
 }
 
+/* The chain of bounds from layer li (li == layers: the [CLS] output of the
+ * last layer) with golden weights: 1 when a change of at most dx there
+ * settles sequence i. */
+static int chain_settles(const pvf_model *m, const pvf_golden *g, const bert *b, const bert_fast *f,
+                         int64_t li, int64_t i, double dx) {
+    for (int64_t l = li; l < b->layers && dx < INFINITY; l++)
+        dx = layer_bound(b, f, (int)l, i, dx, NULL);
+    return head_settles(m, g, b, f, i, dx);
+}
+
+/* Every bound of the chain grows with the change it is given, so the chain
+ * settles sequence i from layer li exactly for changes up to a threshold:
+ * settle_dx[li * n + i], found once by bisection (a value the chain was seen
+ * to settle, less a margin; -1 when even no change settles). */
+static void settle_thresholds(const pvf_model *m, const pvf_golden *g, const bert *b,
+                              bert_fast *f) {
+    for (int64_t li = b->layers; li >= 0; li--)
+        for (int64_t i = 0; i < f->n; i++) {
+            double *out = f->settle_dx + li * f->n + i;
+            *out = -1;
+            if (!chain_settles(m, g, b, f, li, i, 0))
+                continue;
+            double lo = 0, hi = 1e6; /* chain_settles(lo) holds */
+            if (chain_settles(m, g, b, f, li, i, hi)) {
+                *out = hi;
+                continue;
+            }
+            for (int it = 0; it < 80 && hi > lo * (1 + 1e-9); it++) {
+                double mid = lo > 0 ? sqrt(lo * hi) : (hi > 1e-30 ? hi * 1e-6 : 0);
+                if (mid <= lo)
+                    break;
+                if (chain_settles(m, g, b, f, li, i, mid))
+                    lo = mid;
+                else
+                    hi = mid;
+            }
+            *out = lo * (1 - 1e-6);
+        }
+}
+
 /* 1 when sequence i settles with a change of at most dx in every input row
  * of encoder layer li (li == layers: in the last layer's [CLS] output),
  * `in` injected in layer li. */
-static int settles_from_layer(const pvf_model *m, const pvf_golden *g, const bert *b,
-                              const bert_fast *f, int64_t li, int64_t i, double dx,
+static int settles_from_layer(const bert *b, const bert_fast *f, int64_t li, int64_t i, double dx,
                               const inject *in) {
-    for (int64_t l = li; l < b->layers && dx < INFINITY; l++)
-        dx = layer_bound(b, f, (int)l, i, dx, l == li ? in : NULL);
-    return head_settles(m, g, b, f, i, dx);
+    if (in && li < b->layers) {
+        dx = layer_bound(b, f, (int)li, i, dx, in);
+        li++;
+    }
+    const double limit = f->settle_dx[li * f->n + i];
+    return limit >= 0 && dx <= limit; /* false for NaN */
 }
 
 /* Bound on the change of every row of sequence i's embedding output when
@@ -531,6 +705,8 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     f->hidden = h;
     f->norms = calloc((size_t)L, sizeof *f->norms);
     f->qkv_max = malloc((size_t)(L * n * 3 * b->heads) * sizeof *f->qkv_max);
+    f->cls_att = calloc((size_t)(n * 3 * b->heads), sizeof *f->cls_att);
+    f->settle_dx = malloc((size_t)((L + 1) * n) * sizeof *f->settle_dx);
     f->ln_scale = malloc((size_t)(L * n * 2) * sizeof *f->ln_scale);
     f->feat_max = malloc((size_t)(L * n * (5 * h + b->inter)) * sizeof *f->feat_max);
     f->emb_scale = malloc((size_t)(n * s) * sizeof *f->emb_scale);
@@ -544,10 +720,11 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     f->emb_u_max = calloc((size_t)(n * h), sizeof *f->emb_u_max);
     f->pool_row = malloc((size_t)h * sizeof *f->pool_row);
     float *ws = malloc((size_t)(s * (7 * h + b->inter) + s * s) * sizeof *ws);
+    double *dws = malloc((size_t)(s + 2 * h) * sizeof *dws);
     int rc = -1;
-    if (!f->norms || !f->qkv_max || !f->ln_scale || !f->feat_max || !f->emb_scale || !f->tokens ||
-        !f->ffn_a || !f->ffn_r || !f->ffn_inter || !f->att_ctx || !f->att_z || !f->emb_u_max ||
-        !f->pool_row || !ws)
+    if (!f->norms || !f->qkv_max || !f->cls_att || !f->settle_dx || !f->ln_scale || !f->feat_max ||
+        !f->emb_scale || !f->tokens || !f->ffn_a || !f->ffn_r || !f->ffn_inter || !f->att_ctx ||
+        !f->att_z || !f->emb_u_max || !f->pool_row || !ws || !dws)
         goto done;
     for (int li = 0; li < L; li++)
         if (layer_norms_init(&f->norms[li], m, b, li))
@@ -574,13 +751,16 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
                 (float)(ln_stats(ws + t * h, 1, h, b->eps, f->emb_u_max + i * h) / 1.0001);
         }
         for (int li = 0; li < L; li++)
-            layer_stats(
-                m, b, f, li, i,
-                g->stage_in[b->first_layer + li] + i * m->stages[b->first_layer + li].in_size, ws);
+            layer_stats(m, b, f, li, i,
+                        g->stage_in[b->first_layer + li] +
+                            i * m->stages[b->first_layer + li].in_size,
+                        ws, dws);
     }
+    settle_thresholds(m, g, b, f);
     rc = 0;
 done:
     free(ws);
+    free(dws);
     return rc ? pvf_err_set(err, "out of memory") : 0;
 }
 
@@ -745,8 +925,8 @@ static int layer_inject(const bert *b, const bert_fast *f, int li, int64_t i, in
 
 /* 1 when sequence i provably keeps golden's outcome under a fault in the
  * embeddings (param) or in encoder layer li's parameter of role `role`. */
-static int fault_settles(const pvf_model *m, const pvf_golden *g, const bert *b, const bert_fast *f,
-                         int param, int li, int role, const fault_delta *fd, int64_t i) {
+static int fault_settles(const bert *b, const bert_fast *f, int param, int li, int role,
+                         const fault_delta *fd, int64_t i) {
     if (li < 0) { /* embeddings */
         double dx;
         if (param == b->ln_w)
@@ -756,12 +936,12 @@ static int fault_settles(const pvf_model *m, const pvf_golden *g, const bert *b,
             dx = embedding_bound(b, f, param, 0, i, 0, fd->l2 * BOUND_INFLATE);
         else /* a word, position or token-type row: the sum moves by the row's change */
             dx = embedding_bound(b, f, param, fd->row, i, fd->l2 * BOUND_INFLATE, 0);
-        return settles_from_layer(m, g, b, f, 0, i, dx, NULL);
+        return settles_from_layer(b, f, 0, i, dx, NULL);
     }
     inject in;
     if (layer_inject(b, f, li, i, role, fd, &in))
         return 0;
-    return settles_from_layer(m, g, b, f, li, i, 0, &in);
+    return settles_from_layer(b, f, li, i, 0, &in);
 }
 
 /* Floats of executor scratch the last layer's [CLS] path needs. */
@@ -1002,7 +1182,7 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
                     }
                     dx = sq < INFINITY ? fmax(dx, sqrt(sq)) : INFINITY;
                 }
-                if (dx == 0 || settles_from_layer(m, g, b, f, li, i, dx * BOUND_INFLATE, NULL)) {
+                if (dx == 0 || settles_from_layer(b, f, li, i, dx * BOUND_INFLATE, NULL)) {
                     dropped = 1;
                     break;
                 }
@@ -1046,7 +1226,7 @@ static int bounded_trial(pvf_exec *ex, const pvf_golden *g, int param, int li, i
         return pvf_err_set(err, "out of memory");
     }
     for (int64_t j = 0; j < k; j++)
-        if (rc == 1 || !fault_settles(m, g, b, f, param, li, role, &fd, rows[j]))
+        if (rc == 1 || !fault_settles(b, f, param, li, role, &fd, rows[j]))
             kept[nk++] = rows[j];
     /* the faulty values are moderate: padded tokens cannot matter */
     const float *faulty = pvf_exec_weights(ex, param);
@@ -1104,7 +1284,7 @@ int pvf_bert_fast_bound(const pvf_exec *ex, const pvf_golden *g, int stage, int6
             return 0;
         dx = fmax(dx, sqrt(sq));
     }
-    return settles_from_layer(m, g, b, f, li, row, dx * BOUND_INFLATE, NULL);
+    return settles_from_layer(b, f, li, row, dx * BOUND_INFLATE, NULL);
 }
 
 int pvf_bert_fast_trial(pvf_exec *ex, const pvf_golden *g, int param, const pvf_fault_effect *eff,
