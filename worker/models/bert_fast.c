@@ -39,6 +39,7 @@ typedef struct layer_norms {
     double *ov;        /* [heads] the attention output's columns of a head times its value rows */
     double o, ff1, ff2, ln1, ln2;
     double *ff2_col; /* [intermediate] */
+    double *o_col;   /* [hidden] the L2 norm of each column of the attention output */
 } layer_norms;
 
 /* Per (layer, sequence) golden statistics: the largest query norm and the
@@ -47,8 +48,13 @@ typedef struct layer_norms {
  * token), the smallest LayerNorm scale sqrt(var + eps)
  * of each LayerNorm over the same rows, and per feature the largest
  * magnitude over all tokens of: the layer input, the attention context, the
- * normalized LayerNorm inputs, the first LayerNorm's output, the GELU output. */
-enum { ST_X, ST_CTX, ST_U1, ST_A, ST_U2, ST_INTER }; /* blocks of h floats; ST_INTER: inter */
+ * normalized LayerNorm inputs, the first LayerNorm's output, the query,
+ * the key, the key less its mean over the keys (the keys and queries that
+ * attention uses: as for the per-head figures), half the range of the key
+ * over the unmasked tokens, the GELU output. */
+/* blocks of h floats, ST_INTER: intermediate floats */
+enum { ST_X, ST_CTX, ST_U1, ST_A, ST_U2, ST_Q, ST_K, ST_KC, ST_KR, ST_INTER };
+#define FEAT_FLOATS(b) (ST_INTER * (b)->hidden + (b)->inter)
 
 typedef struct bert_fast {
     int64_t n, s; /* sequences, tokens per sequence */
@@ -89,6 +95,11 @@ typedef struct bert_fast {
      * input [h]. */
     float *ffn_a, *ffn_inter, *ffn_r;
     float *att_ctx, *att_z; /* likewise: the attention context, the first LayerNorm's input */
+    float *att_q;           /* likewise: the query */
+    /* likewise per head: sum_t p_t |Wo_hd (v_t - ctx_hd)| over the unmasked
+     * keys t, with the token's golden attention weights p [heads] */
+    float *att_spread;
+    int64_t layer_width; /* floats per sequence of an encoder layer's input */
 } bert_fast;
 
 void pvf_bert_fast_free(void *state) {
@@ -109,6 +120,7 @@ void pvf_bert_fast_free(void *state) {
         free(f->norms[l].v);
         free(f->norms[l].ov);
         free(f->norms[l].ff2_col);
+        free(f->norms[l].o_col);
     }
     free(f->norms);
     free(f->qkv_max);
@@ -125,6 +137,8 @@ void pvf_bert_fast_free(void *state) {
     free(f->ffn_r);
     free(f->att_ctx);
     free(f->att_z);
+    free(f->att_q);
+    free(f->att_spread);
     free(f->emb_u_max);
     free(f->pool_row);
     free(f);
@@ -273,12 +287,19 @@ static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, i
     L->v = malloc((size_t)b->heads * sizeof *L->v);
     L->ov = malloc((size_t)b->heads * sizeof *L->ov);
     L->ff2_col = malloc((size_t)b->inter * sizeof *L->ff2_col);
+    L->o_col = malloc((size_t)h * sizeof *L->o_col);
     float *prod = malloc((size_t)(h * h) * sizeof *prod);
-    if (!L->q || !L->k || !L->v || !L->ov || !L->ff2_col || !prod) {
+    if (!L->q || !L->k || !L->v || !L->ov || !L->ff2_col || !L->o_col || !prod) {
         free(prod);
         return -1;
     }
     const float *wo = m->params[p[O]].value, *wv = m->params[p[V]].value;
+    for (int64_t c = 0; c < h; c++) {
+        double acc = 0;
+        for (int64_t r = 0; r < h; r++)
+            acc += (double)wo[r * h + c] * wo[r * h + c];
+        L->o_col[c] = sqrt(acc) * 1.0001;
+    }
     for (int64_t hd = 0; hd < b->heads; hd++) { /* Wo[:, head] Wv[head, :], in double */
         for (int64_t r = 0; r < h; r++)
             for (int64_t c = 0; c < h; c++) {
@@ -374,6 +395,96 @@ static float row_block_max(const float *x, int64_t rows, int64_t h, int64_t c0, 
         m = fmax(m, sqrt(acc));
     }
     return (float)(m * 1.0001);
+}
+
+/* Per column of keys k[rows, h], over the rows with mask_add == 0 (NULL:
+ * all): the largest magnitude into kmax, the largest distance to the
+ * column's mean into kc. */
+static void key_columns(const float *k, int64_t rows, int64_t h, const float *mask_add, float *kmax,
+                        float *kc) {
+    for (int64_t j = 0; j < h; j++) {
+        double mean = 0, far = 0, big = 0;
+        int64_t used = 0;
+        for (int64_t r = 0; r < rows; r++)
+            if (!mask_add || mask_add[r] == 0) {
+                mean += k[r * h + j];
+                used++;
+            }
+        mean /= (double)(used ? used : 1);
+        for (int64_t r = 0; r < rows; r++)
+            if (!mask_add || mask_add[r] == 0) {
+                far = fmax(far, fabs(k[r * h + j] - mean));
+                big = fmax(big, fabs((double)k[r * h + j]));
+            }
+        kmax[j] = (float)(big * 1.0001);
+        kc[j] = (float)(far * 1.0001);
+    }
+}
+
+/* Half the range of each column of k[rows, h] over the rows with
+ * mask_add == 0, inflated for rounding. */
+static void key_half_range(const float *k, int64_t rows, int64_t h, const float *mask_add,
+                           float *out) {
+    for (int64_t j = 0; j < h; j++) {
+        double lo = INFINITY, hi = -INFINITY;
+        for (int64_t r = 0; r < rows; r++)
+            if (mask_add[r] == 0) {
+                lo = fmin(lo, k[r * h + j]);
+                hi = fmax(hi, k[r * h + j]);
+            }
+        out[j] = hi >= lo ? (float)((hi - lo) * 0.5 * 1.0001) : 0.0f;
+    }
+}
+
+/* att_spread of the unmasked tokens of sequence i in layer li (before the
+ * last), from its golden queries, keys and values q, k, v [s, h], in double;
+ * ws: s h + 2 s + 4 h doubles. */
+static void token_spread(const pvf_model *m, const bert *b, bert_fast *f, int li, int64_t i,
+                         const float *q, const float *k, const float *v, double *ws) {
+    const int64_t h = b->hidden, heads = b->heads, d = h / heads, R = f->real_start[f->n];
+    const int64_t base = f->real_start[i], L = f->real_start[i + 1] - base;
+    const int64_t *tok = f->real_tok + base;
+    const float *wo = m->params[b->lp[li][O]].value;
+    double *wv = ws, *prob = wv + L * h, *wc = prob + L;
+    for (int64_t hd = 0; hd < heads; hd++) {
+        const int64_t o0 = hd * d;
+        for (int64_t t = 0; t < L; t++) /* Wo_hd v_t */
+            for (int64_t r = 0; r < h; r++) {
+                double acc = 0;
+                for (int64_t e = 0; e < d; e++)
+                    acc += (double)wo[r * h + o0 + e] * v[tok[t] * h + o0 + e];
+                wv[t * h + r] = acc;
+            }
+        for (int64_t u = 0; u < L; u++) {
+            double top = -INFINITY, sum = 0;
+            for (int64_t t = 0; t < L; t++) {
+                double acc = 0;
+                for (int64_t e = 0; e < d; e++)
+                    acc += (double)q[tok[u] * h + o0 + e] * k[tok[t] * h + o0 + e];
+                prob[t] = acc / sqrt((double)d);
+                top = fmax(top, prob[t]);
+            }
+            for (int64_t t = 0; t < L; t++) {
+                prob[t] = exp(prob[t] - top);
+                sum += prob[t];
+            }
+            for (int64_t r = 0; r < h; r++)
+                wc[r] = 0;
+            for (int64_t t = 0; t < L; t++) {
+                prob[t] /= sum;
+                for (int64_t r = 0; r < h; r++)
+                    wc[r] += prob[t] * wv[t * h + r];
+            }
+            double spread = 0;
+            for (int64_t t = 0; t < L; t++) {
+                double sq = 0;
+                for (int64_t r = 0; r < h; r++)
+                    sq += (wv[t * h + r] - wc[r]) * (wv[t * h + r] - wc[r]);
+                spread += prob[t] * sqrt(sq);
+            }
+            f->att_spread[(li * R + base + u) * heads + hd] = (float)(spread * 1.001);
+        }
+    }
 }
 
 static void col_max(const float *x, int64_t rows, int64_t cols, float *out) {
@@ -490,9 +601,11 @@ static void layer_stats(const pvf_model *m, const bert *b, bert_fast *f, int li,
     pvf_linear(ctx, s, h, GW(O), GW(O_B), h, z);
     for (int64_t j = 0; j < s * h; j++)
         z[j] += x[j];
-    float *fm = f->feat_max + (li * f->n + i) * (5 * h + b->inter);
-    memset(fm, 0, (size_t)(5 * h + b->inter) * sizeof *fm);
+    float *fm = f->feat_max + (li * f->n + i) * FEAT_FLOATS(b);
+    memset(fm, 0, (size_t)FEAT_FLOATS(b) * sizeof *fm);
     col_max(x, s, h, fm + ST_X * h);
+    col_max(q, qrows, h, fm + ST_Q * h);
+    key_columns(k, s, h, last && f->cls_real ? madd : NULL, fm + ST_K * h, fm + ST_KC * h);
     col_max(ctx, s, h, fm + ST_CTX * h);
     float *scale = f->ln_scale + (li * f->n + i) * 2;
     scale[0] = (float)(ln_stats(z, qrows, h, b->eps, fm + ST_U1 * h) / 1.0001);
@@ -506,14 +619,18 @@ static void layer_stats(const pvf_model *m, const bert *b, bert_fast *f, int li,
     for (int64_t j = 0; j < s * h; j++)
         r[j] += a[j];
     scale[1] = (float)(ln_stats(r, qrows, h, b->eps, fm + ST_U2 * h) / 1.0001);
+    key_half_range(k, s, h, madd, fm + ST_KR * h);
     if (!last) {
         const int64_t R = f->real_start[f->n], base = f->real_start[i];
+        if (f->cls_real)
+            token_spread(m, b, f, li, i, q, k, v, dws);
         for (int64_t u = base; u < f->real_start[i + 1]; u++) {
             const int64_t t = f->real_tok[u];
             memcpy(f->ffn_a + (li * R + u) * h, a + t * h, (size_t)h * sizeof *a);
             memcpy(f->ffn_r + (li * R + u) * h, r + t * h, (size_t)h * sizeof *r);
             memcpy(f->att_ctx + (li * R + u) * h, ctx + t * h, (size_t)h * sizeof *r);
             memcpy(f->att_z + (li * R + u) * h, z + t * h, (size_t)h * sizeof *r);
+            memcpy(f->att_q + (li * R + u) * h, q + t * h, (size_t)h * sizeof *r);
             memcpy(f->ffn_inter + (li * R + u) * b->inter, inter + t * b->inter,
                    (size_t)b->inter * sizeof *inter);
         }
@@ -708,23 +825,26 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     f->cls_att = calloc((size_t)(n * 3 * b->heads), sizeof *f->cls_att);
     f->settle_dx = malloc((size_t)((L + 1) * n) * sizeof *f->settle_dx);
     f->ln_scale = malloc((size_t)(L * n * 2) * sizeof *f->ln_scale);
-    f->feat_max = malloc((size_t)(L * n * (5 * h + b->inter)) * sizeof *f->feat_max);
+    f->feat_max = malloc((size_t)(L * n * FEAT_FLOATS(b)) * sizeof *f->feat_max);
     f->emb_scale = malloc((size_t)(n * s) * sizeof *f->emb_scale);
     const int64_t R = f->real_start[n] * (L - 1);
     f->ffn_a = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->ffn_a);
     f->ffn_r = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->ffn_r);
     f->att_ctx = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_ctx);
     f->att_z = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_z);
+    f->att_q = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_q);
+    f->att_spread = malloc((size_t)(R > 0 ? R * b->heads : 1) * sizeof *f->att_spread);
+    f->layer_width = m->stages[b->first_layer].in_size;
     f->ffn_inter = malloc((size_t)(R > 0 ? R * b->inter : 1) * sizeof *f->ffn_inter);
     f->tokens = calloc((size_t)(2 * n * s), sizeof *f->tokens);
     f->emb_u_max = calloc((size_t)(n * h), sizeof *f->emb_u_max);
     f->pool_row = malloc((size_t)h * sizeof *f->pool_row);
     float *ws = malloc((size_t)(s * (7 * h + b->inter) + s * s) * sizeof *ws);
-    double *dws = malloc((size_t)(s + 2 * h) * sizeof *dws);
+    double *dws = malloc((size_t)(s * h + 2 * s + 4 * h) * sizeof *dws);
     int rc = -1;
     if (!f->norms || !f->qkv_max || !f->cls_att || !f->settle_dx || !f->ln_scale || !f->feat_max ||
         !f->emb_scale || !f->tokens || !f->ffn_a || !f->ffn_r || !f->ffn_inter || !f->att_ctx ||
-        !f->att_z || !f->emb_u_max || !f->pool_row || !ws || !dws)
+        !f->att_z || !f->att_q || !f->att_spread || !f->emb_u_max || !f->pool_row || !ws || !dws)
         goto done;
     for (int li = 0; li < L; li++)
         if (layer_norms_init(&f->norms[li], m, b, li))
@@ -866,7 +986,7 @@ static double delta_dot(const fault_delta *fd, const float *feat) {
 static int layer_inject(const bert *b, const bert_fast *f, int li, int64_t i, int role,
                         const fault_delta *fd, inject *in) {
     const int64_t h = b->hidden, d = h / b->heads;
-    const float *fm = f->feat_max + (li * f->n + i) * (5 * h + b->inter);
+    const float *fm = f->feat_max + (li * f->n + i) * FEAT_FLOATS(b);
     const double one = fd->l2 < INFINITY ? fabs(fd->deltas[0]) * BOUND_INFLATE : INFINITY;
     memset(in, 0, sizeof *in);
     in->head = -1;
@@ -878,8 +998,33 @@ static int layer_inject(const bert *b, const bert_fast *f, int li, int64_t i, in
     case K_B:
     case V_B: {
         const int bias = role == Q_B || role == K_B || role == V_B;
-        double c = bias ? one : delta_dot(fd, fm + ST_X * h);
-        in->head = (bias ? fd->lo : fd->row) / d;
+        const int64_t o = bias ? fd->lo : fd->row, hd = o / d, heads = b->heads;
+        double c = bias ? one : delta_dot(fd, fm + ST_X * h); /* |change of feature o| */
+        /* One feature o of the queries, keys or values changes, by at most c
+         * at every token. A value: the context's feature o by at most c (a
+         * weighted mean), the output by column o of Wo times that. A query
+         * or key: every score of head hd by at most eps (a query: beyond a
+         * shift common to the keys, c |k_o - mean k_o|; a key: c |q_o|),
+         * its weights by a factor e^{+-2 eps}, its context by at most
+         * (e^{2 eps} - 1) times its values' radius. */
+        const double rd = 1.0 / sqrt((double)d),
+                     vrad = f->qkv_max[(li * f->n + i) * 3 * heads + 2 * heads + hd];
+        double eps = INFINITY;
+        if (role == V || role == V_B) {
+            in->attn = f->norms[li].o_col[o] * c * BOUND_INFLATE;
+            return in->attn < INFINITY ? 0 : 1;
+        }
+        if (role == Q || role == Q_B) {
+            if (c * fm[ST_K * h + o] * rd < 20) /* the common shift stays moderate */
+                eps = c * fm[ST_KC * h + o] * rd;
+        } else {
+            eps = c * fm[ST_Q * h + o] * rd;
+        }
+        if (eps < 20) {
+            in->attn = f->norms[li].o * expm1(2 * eps) * vrad * BOUND_INFLATE;
+            return 0;
+        }
+        in->head = hd; /* the plain per-head bound (not finite either: never settles) */
         if (role == Q || role == Q_B)
             in->q = c;
         else if (role == K || role == K_B)
@@ -923,10 +1068,67 @@ static int layer_inject(const bert *b, const bert_fast *f, int li, int64_t i, in
     }
 }
 
+/* A query or key fault (role) in layer li before the last, with moderate
+ * faulty values, for sequence i, token by token over its unmasked tokens:
+ * feature o of the query of token u changes by dq_u (a key: of key t by
+ * dk_t), the golden values known. Query u's scores move by dq_u k_t,o (or
+ * q_u,o dk_t), over sqrt(d), which lies within eps_u of its midrange over t:
+ * a shift common to the keys; so its weights change by a factor e^{+-2
+ * eps_u} and its attention output (through Wo) by at most
+ * (e^{2 eps_u} - 1) att_spread. Sets in->attn to the largest over the
+ * tokens; 1 when the scores may move far (no bound). */
+static int qk_token_inject(const pvf_golden *g, const bert *b, const bert_fast *f, int li,
+                           int64_t i, int role, const fault_delta *fd, inject *in) {
+    const int64_t h = b->hidden, heads = b->heads, d = h / heads, R = f->real_start[f->n];
+    const int64_t base = f->real_start[i], L = f->real_start[i + 1] - base;
+    const int64_t *tok = f->real_tok + base;
+    const int bias = role == Q_B || role == K_B;
+    const int64_t o = bias ? fd->lo : fd->row, hd = o / d;
+    const float *x = g->stage_in[b->first_layer + li] + i * f->layer_width;
+    const float *fm = f->feat_max + (li * f->n + i) * FEAT_FLOATS(b);
+    const double rd = 1.0 / sqrt((double)d);
+    double worst = 0, lo = INFINITY, hi = -INFINITY, big = 0;
+    if (!(fd->l2 < INFINITY))
+        return 1;
+    for (int64_t u = 0; u < L; u++) { /* each token's change of feature o */
+        const float *row = x + tok[u] * h;
+        double c = 0;
+        if (bias)
+            c = fd->deltas[0];
+        else
+            for (int64_t e = 0; e < fd->n; e++)
+                c += fd->deltas[e] * row[(fd->lo + e) % fd->cols];
+        c *= 1 + 1e-12 * (double)(fd->n + 2); /* the double sum's rounding, as a factor */
+        if (role == Q || role == Q_B) {
+            const double shift = fabs(c) * fm[ST_K * h + o] * rd;
+            const double eps = fabs(c) * fm[ST_KR * h + o] * rd * BOUND_INFLATE;
+            if (!(shift < 20) || !(eps < 20))
+                return 1;
+            worst = fmax(worst, expm1(2 * eps) * f->att_spread[(li * R + base + u) * heads + hd]);
+        } else {
+            lo = fmin(lo, c);
+            hi = fmax(hi, c);
+            big = fmax(big, fabs(c));
+        }
+    }
+    if (role == K || role == K_B)
+        for (int64_t u = 0; u < L; u++) {
+            const double qo = fabs((double)f->att_q[(li * R + base + u) * h + o]);
+            const double eps = qo * (hi - lo) * 0.5 * rd * BOUND_INFLATE;
+            if (!(qo * big * rd < 20) || !(eps < 20))
+                return 1;
+            worst = fmax(worst, expm1(2 * eps) * f->att_spread[(li * R + base + u) * heads + hd]);
+        }
+    memset(in, 0, sizeof *in);
+    in->head = -1;
+    in->attn = worst * BOUND_INFLATE;
+    return 0;
+}
+
 /* 1 when sequence i provably keeps golden's outcome under a fault in the
  * embeddings (param) or in encoder layer li's parameter of role `role`. */
-static int fault_settles(const bert *b, const bert_fast *f, int param, int li, int role,
-                         const fault_delta *fd, int64_t i) {
+static int fault_settles(const pvf_golden *g, const bert *b, const bert_fast *f, int param, int li,
+                         int role, const fault_delta *fd, int moderate, int64_t i) {
     if (li < 0) { /* embeddings */
         double dx;
         if (param == b->ln_w)
@@ -941,7 +1143,14 @@ static int fault_settles(const bert *b, const bert_fast *f, int param, int li, i
     inject in;
     if (layer_inject(b, f, li, i, role, fd, &in))
         return 0;
-    return settles_from_layer(b, f, li, i, 0, &in);
+    if (settles_from_layer(b, f, li, i, 0, &in))
+        return 1;
+    /* queries and keys of layers before the last: token by token (padded
+     * tokens stay finite, so their keys keep weight 0) */
+    if (moderate && li < b->layers - 1 && (role == Q || role == Q_B || role == K || role == K_B) &&
+        !qk_token_inject(g, b, f, li, i, role, fd, &in))
+        return settles_from_layer(b, f, li, i, 0, &in);
+    return 0;
 }
 
 /* Floats of executor scratch the last layer's [CLS] path needs. */
@@ -1225,14 +1434,14 @@ static int bounded_trial(pvf_exec *ex, const pvf_golden *g, int param, int li, i
         free(kept);
         return pvf_err_set(err, "out of memory");
     }
-    for (int64_t j = 0; j < k; j++)
-        if (rc == 1 || !fault_settles(b, f, param, li, role, &fd, rows[j]))
-            kept[nk++] = rows[j];
     /* the faulty values are moderate: padded tokens cannot matter */
     const float *faulty = pvf_exec_weights(ex, param);
     int moderate = f->cls_real;
     for (int64_t e = eff->lo; e < eff->hi; e++)
         moderate &= fabsf(faulty[e]) <= PADDED_SAFE; /* false for NaN */
+    for (int64_t j = 0; j < k; j++)
+        if (rc == 1 || !fault_settles(g, b, f, param, li, role, &fd, moderate, rows[j]))
+            kept[nk++] = rows[j];
     free(fd.deltas);
     rc = 0;
     if (nk == 0) {
