@@ -26,6 +26,7 @@
 #include "kernels.h"
 #include "kernels_nn.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +39,9 @@ typedef struct layer_norms {
     double *q, *k, *v; /* [heads] */
     double *ov;        /* [heads] the attention output's columns of a head times its value rows */
     double o, ff1, ff2, ln1, ln2;
-    double *ff2_col; /* [intermediate] */
-    double *o_col;   /* [hidden] the L2 norm of each column of the attention output */
+    double *ff2_col;    /* [intermediate] */
+    double *o_col;      /* [hidden] the L2 norm of each column of the attention output */
+    double *ff2_row_l1; /* [hidden] the L1 norm of each row of the second feed-forward matrix */
 } layer_norms;
 
 /* Per (layer, sequence) golden statistics: the largest query norm and the
@@ -121,6 +123,7 @@ void pvf_bert_fast_free(void *state) {
         free(f->norms[l].ov);
         free(f->norms[l].ff2_col);
         free(f->norms[l].o_col);
+        free(f->norms[l].ff2_row_l1);
     }
     free(f->norms);
     free(f->qkv_max);
@@ -288,8 +291,9 @@ static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, i
     L->ov = malloc((size_t)b->heads * sizeof *L->ov);
     L->ff2_col = malloc((size_t)b->inter * sizeof *L->ff2_col);
     L->o_col = malloc((size_t)h * sizeof *L->o_col);
+    L->ff2_row_l1 = malloc((size_t)h * sizeof *L->ff2_row_l1);
     float *prod = malloc((size_t)(h * h) * sizeof *prod);
-    if (!L->q || !L->k || !L->v || !L->ov || !L->ff2_col || !L->o_col || !prod) {
+    if (!L->q || !L->k || !L->v || !L->ov || !L->ff2_col || !L->o_col || !L->ff2_row_l1 || !prod) {
         free(prod);
         return -1;
     }
@@ -341,6 +345,12 @@ static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, i
         for (int64_t i = 0; i < h; i++)
             acc += (double)w2[i * b->inter + j] * w2[i * b->inter + j];
         L->ff2_col[j] = sqrt(acc) * 1.0001;
+    }
+    for (int64_t i = 0; i < h; i++) {
+        double acc = 0;
+        for (int64_t j = 0; j < b->inter; j++)
+            acc += fabs((double)w2[i * b->inter + j]);
+        L->ff2_row_l1[i] = acc * 1.0001;
     }
     return 0;
 }
@@ -1153,6 +1163,131 @@ static int fault_settles(const pvf_golden *g, const bert *b, const bert_fast *f,
     return 0;
 }
 
+/* ---- Poisoned sequences ----------------------------------------------
+ *
+ * pvf_layernorm turns a row whose variance exceeds FLT_MAX (or that holds a
+ * NaN or Inf) into NaN. A NaN row at any token of an encoder layer's output
+ * makes that token's key NaN in the next layer, hence every score, weight
+ * and context of every query NaN (NaN + mask is NaN; pvf_softmax keeps it),
+ * and so every later activation and every logit: the sequence is judged
+ * non-finite, whatever else the fault does. A huge faulty value in a layer's
+ * attention output or feed-forward part shows this at one token, proved
+ * soundly from the token's cached golden activations: the faulty dot
+ * product in double, plus the worst-case rounding of the full pass's fp32
+ * sum (|error| <= (terms + 3) 2^-24 sum |term|). */
+
+#define ROUNDING(terms) (1.01 * (double)((terms) + 3) / 16777216.0)
+
+/* 1 when a LayerNorm row of h values, one of which is y +- e and the others
+ * at most `others` in magnitude, certainly has a variance above FLT_MAX:
+ * sum (x - mean)^2 >= (h - 1) / h (|y| - e - others)^2. */
+static int huge_row(double y, double e, double others, int64_t h) {
+    const double gap = fabs(y) - e - others;
+    return gap > 0 && (double)(h - 1) / ((double)h * h) * gap * gap > FLT_MAX * 1.001;
+}
+
+/* 1 when the fault (a huge value in row o of the attention output, the
+ * feed-forward matrices or their biases of layer li, before the last)
+ * certainly makes the output of unmasked token u (index u of the real-token
+ * caches) NaN. */
+static int token_poisoned(const pvf_exec *ex, const pvf_golden *g, const bert *b,
+                          const bert_fast *f, int li, int role, int64_t o, int64_t i, int64_t u) {
+    const int *p = b->lp[li];
+    const int64_t h = b->hidden, ni = b->inter, R = f->real_start[f->n], idx = li * R + u;
+    const int ff1 = role == FF1 || role == FF1_B, ff2 = role == FF2 || role == FF2_B;
+    const int wrole = role == O || role == O_B ? O : ff1 ? FF1 : FF2;
+    const float *w = pvf_exec_weights(ex, p[wrole]) + o * (ff2 ? ni : h);
+    const float *bias = pvf_exec_weights(ex, p[wrole == O ? O_B : ff1 ? FF1_B : FF2_B]);
+    const float *in = wrole == O ? f->att_ctx + idx * h
+                      : ff2      ? f->ffn_inter + idx * ni
+                                 : f->ffn_a + idx * h;
+    const int64_t n = ff2 ? ni : h;
+    double y = bias[o], sum = fabs((double)bias[o]);
+    for (int64_t j = 0; j < n; j++) {
+        y += (double)in[j] * w[j];
+        sum += fabs((double)in[j] * w[j]);
+    }
+    if (!isfinite(y))
+        return 1; /* a NaN or Inf faulty value: NaN or Inf there, whatever the order */
+    if (!ff1) {   /* one feature of the LayerNorm input: + the residual */
+        const float *resid =
+            wrole == O ? g->stage_in[b->first_layer + li] + i * f->layer_width + f->real_tok[u] * h
+                       : f->ffn_a + idx * h;
+        const float *gold = wrole == O ? f->att_z + idx * h : f->ffn_r + idx * h;
+        y += resid[o];
+        sum += fabs((double)resid[o]);
+        double others = 0;
+        for (int64_t j = 0; j < h; j++)
+            if (j != o)
+                others = fmax(others, fabs((double)gold[j]));
+        return huge_row(y, ROUNDING(n) * sum, others * 1.01 + 1, h);
+    }
+    /* a GELU input: its full-pass value lies in [y - e, y + e] */
+    const double e = ROUNDING(n) * sum;
+    if (fabs(y) - e > FLT_MAX * 1.0001)
+        return 1; /* overflows to +-Inf: GELU gives Inf or NaN, the LayerNorm NaN */
+    if (!(y - e >= 10))
+        return 0; /* GELU(y) = y holds exactly in fp32 only for large y */
+    /* the second LayerNorm's input: W2[:, o] GELU(y) + a bounded rest */
+    const float *w2 = pvf_exec_weights(ex, p[FF2]), *b2 = pvf_exec_weights(ex, p[FF2_B]);
+    const float *inter = f->ffn_inter + idx * ni, *a = f->ffn_a + idx * h,
+                *res = f->ffn_r + idx * h;
+    double imax = 0, mean = 0, dir = 0, rest = 0;
+    for (int64_t j = 0; j < ni; j++)
+        imax = fmax(imax, fabs((double)inter[j]));
+    for (int64_t k = 0; k < h; k++)
+        mean += w2[k * ni + o];
+    mean /= (double)h;
+    const double lo = y - e, hi = y + e, gam = ROUNDING(ni);
+    for (int64_t k = 0; k < h; k++) {
+        const double c = w2[k * ni + o];
+        dir += (c - mean) * (c - mean);
+        const double r =
+            fabs(c) * (hi - lo) + fabs((double)res[k]) + fabs(c * inter[o]) +
+            2 * gam *
+                (f->norms[li].ff2_row_l1[k] * imax + fabs((double)b2[k]) + fabs((double)a[k])) +
+            gam * fabs(c) * hi;
+        rest += r * r;
+    }
+    const double gap = lo * sqrt(dir) - sqrt(rest); /* |centred row| >= gap */
+    return gap > 0 && gap * gap / (double)h > FLT_MAX * 1.001;
+}
+
+/* Moves the sequences of rows[0..k) that a huge fault in layer li (role,
+ * compute elements lo..hi) certainly poisons to r, judged non-finite; returns
+ * how many remain in rows. */
+static int64_t drop_poisoned(pvf_exec *ex, const pvf_golden *g, const bert *b, const bert_fast *f,
+                             int li, int role, const pvf_fault_effect *eff, int64_t *rows,
+                             int64_t k, pvf_trial_result *r) {
+    const int bias = role == O_B || role == FF1_B || role == FF2_B;
+    const int64_t cols = role == FF2 ? b->inter : b->hidden;
+    const int64_t o = bias ? eff->lo : eff->lo / cols;
+    if (li < 0 || li >= b->layers - 1 || k == 0 ||
+        !(role == O || role == O_B || role == FF1 || role == FF1_B || role == FF2 ||
+          role == FF2_B) ||
+        (bias ? eff->hi - eff->lo != 1 : (eff->hi - 1) / cols != o))
+        return k;
+    float nan_out[64];
+    if (b->labels > 64)
+        return k;
+    for (int64_t c = 0; c < b->labels; c++)
+        nan_out[c] = NAN;
+    int64_t kept = 0;
+    for (int64_t j = 0; j < k; j++) {
+        const int64_t i = rows[j];
+        int poisoned = 0;
+        for (int64_t u = f->real_start[i]; u < f->real_start[i + 1] && !poisoned; u++)
+            poisoned = token_poisoned(ex, g, b, f, li, role, o, i, u);
+        if (poisoned) {
+            r->stage_rows++; /* a stage's worth of work was done for it */
+            pvf_fast_judge_row(ex, g, i, nan_out, r);
+        } else {
+            rows[kept++] = i;
+        }
+    }
+    return kept;
+}
+
 /* Floats of executor scratch the last layer's [CLS] path needs. */
 static int64_t cls_scratch(const bert *b, int64_t s) {
     return PVF_CHUNK * (6 * b->hidden + b->inter) + 2 * s * b->hidden + s;
@@ -1443,6 +1578,8 @@ static int bounded_trial(pvf_exec *ex, const pvf_golden *g, int param, int li, i
         if (rc == 1 || !fault_settles(g, b, f, param, li, role, &fd, moderate, rows[j]))
             kept[nk++] = rows[j];
     free(fd.deltas);
+    if (!moderate)
+        nk = drop_poisoned(ex, g, b, f, li, role, eff, kept, nk, r);
     rc = 0;
     if (nk == 0) {
         rc = 0;
