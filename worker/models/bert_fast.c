@@ -68,6 +68,7 @@ typedef struct bert_fast {
      * sum_t p_t |Wo_hd (v_t - ctx_hd)| with the golden attention weights p. */
     float *cls_att;    /* [n, heads, 3] */
     double *settle_dx; /* [layers + 1, n]: see settle_thresholds */
+    double *head_lin;  /* [n, labels, 2]: see head_linear */
     float *ln_scale;   /* [layers, n, 2] */
     float *feat_max;   /* [layers, n, 5 h + inter] */
     float *emb_scale;  /* [n, s] embedding LayerNorm scale of each token */
@@ -129,6 +130,7 @@ void pvf_bert_fast_free(void *state) {
     free(f->qkv_max);
     free(f->cls_att);
     free(f->settle_dx);
+    free(f->head_lin);
     free(f->ln_scale);
     free(f->feat_max);
     free(f->emb_scale);
@@ -738,14 +740,68 @@ static int head_settles(const pvf_model *m, const pvf_golden *g, const bert *b, 
     }
     const float *logit = g->out + i * m->out_size;
     const int64_t top = g->top1[i];
+    const double *lin = f->head_lin + i * labels * 2;
     for (int64_t k = 0; k < labels; k++) {
         if (k == top)
             continue;
         double slack = 1e-4 * (1.0 + fabs((double)logit[top]) + fabs((double)logit[k]));
-        if (!((double)logit[top] - logit[k] > dlogit[top] + dlogit[k] + slack))
+        double moved = fmin(dlogit[top] + dlogit[k], (lin[2 * k] + lin[2 * k + 1] * dy) * dy);
+        if (!((double)logit[top] - logit[k] > moved + slack))
             return 0;
     }
     return 1;
+}
+
+/* The pooler and classifier linearized at sequence i's golden [CLS] row:
+ * with c = C_k - C_top, D = tanh'(z) at the golden pooler input z, W the
+ * pooler, a [CLS] change e moves logit k less the top one by
+ * c^T (D + E) W e, |E_j| <= 0.77 |(W e)_j| + e0_j (sech^2 is
+ * 0.77-Lipschitz; e0_j: D's own rounding), so by at most
+ * |W^T D c| |e| + sum_j |c_j| (0.77 r_j^2 |e| + e0_j r_j) |e| with r_j the
+ * L2 norm of pooler row j. head_lin[k] = {|W^T D c| + sum_j |c_j| e0_j r_j,
+ * 0.77 sum_j |c_j| r_j^2}, inflated for their rounding. */
+static int head_linear(const pvf_model *m, const pvf_golden *g, const bert *b, bert_fast *f) {
+    const int64_t h = b->hidden, labels = b->labels;
+    const float *w = m->params[b->pool_w].value, *bias = m->params[b->pool_b].value,
+                *cw = m->params[b->cls_w].value;
+    const int pooler = b->first_layer + (int)b->layers;
+    double *dc = malloc((size_t)(2 * h) * sizeof *dc), *e0 = dc + h;
+    if (!dc)
+        return -1;
+    for (int64_t i = 0; i < f->n; i++) {
+        const float *y = g->stage_in[pooler] + i * h, *pooled = g->stage_in[pooler + 1] + i * h;
+        const int64_t top = g->top1[i];
+        for (int64_t j = 0; j < h; j++) {
+            double sum = fabs((double)bias[j]);
+            for (int64_t c = 0; c < h; c++)
+                sum += fabs((double)w[j * h + c] * y[c]);
+            /* tanhf's rounding, then the pre-activation's: D moves 2x them */
+            e0[j] = 2.0 * (3e-7 + 1.01 * (double)(h + 2) / 16777216.0 * sum);
+        }
+        for (int64_t k = 0; k < labels; k++) {
+            double *out = f->head_lin + (i * labels + k) * 2;
+            out[0] = out[1] = 0;
+            if (k == top)
+                continue;
+            double lin = 0, quad = 0, first = 0;
+            for (int64_t j = 0; j < h; j++) {
+                const double c = (double)cw[k * h + j] - cw[top * h + j];
+                dc[j] = (1.0 - (double)pooled[j] * pooled[j]) * c;
+                lin += fabs(c) * e0[j] * f->pool_row[j];
+                quad += fabs(c) * f->pool_row[j] * f->pool_row[j];
+            }
+            for (int64_t c = 0; c < h; c++) {
+                double acc = 0;
+                for (int64_t j = 0; j < h; j++)
+                    acc += (double)w[j * h + c] * dc[j];
+                first += acc * acc;
+            }
+            out[0] = (sqrt(first) + lin) * 1.001;
+            out[1] = 0.7699 * quad * 1.001;
+        }
+    }
+    free(dc);
+    return 0;
 }
 
 /* The chain of bounds from layer li (li == layers: the [CLS] output of the
@@ -834,6 +890,7 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     f->qkv_max = malloc((size_t)(L * n * 3 * b->heads) * sizeof *f->qkv_max);
     f->cls_att = calloc((size_t)(n * 3 * b->heads), sizeof *f->cls_att);
     f->settle_dx = malloc((size_t)((L + 1) * n) * sizeof *f->settle_dx);
+    f->head_lin = malloc((size_t)(n * b->labels * 2) * sizeof *f->head_lin);
     f->ln_scale = malloc((size_t)(L * n * 2) * sizeof *f->ln_scale);
     f->feat_max = malloc((size_t)(L * n * FEAT_FLOATS(b)) * sizeof *f->feat_max);
     f->emb_scale = malloc((size_t)(n * s) * sizeof *f->emb_scale);
@@ -852,9 +909,10 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     float *ws = malloc((size_t)(s * (7 * h + b->inter) + s * s) * sizeof *ws);
     double *dws = malloc((size_t)(s * h + 2 * s + 4 * h) * sizeof *dws);
     int rc = -1;
-    if (!f->norms || !f->qkv_max || !f->cls_att || !f->settle_dx || !f->ln_scale || !f->feat_max ||
-        !f->emb_scale || !f->tokens || !f->ffn_a || !f->ffn_r || !f->ffn_inter || !f->att_ctx ||
-        !f->att_z || !f->att_q || !f->att_spread || !f->emb_u_max || !f->pool_row || !ws || !dws)
+    if (!f->norms || !f->qkv_max || !f->cls_att || !f->settle_dx || !f->head_lin || !f->ln_scale ||
+        !f->feat_max || !f->emb_scale || !f->tokens || !f->ffn_a || !f->ffn_r || !f->ffn_inter ||
+        !f->att_ctx || !f->att_z || !f->att_q || !f->att_spread || !f->emb_u_max || !f->pool_row ||
+        !ws || !dws)
         goto done;
     for (int li = 0; li < L; li++)
         if (layer_norms_init(&f->norms[li], m, b, li))
@@ -886,6 +944,8 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
                             i * m->stages[b->first_layer + li].in_size,
                         ws, dws);
     }
+    if (head_linear(m, g, b, f))
+        goto done;
     settle_thresholds(m, g, b, f);
     rc = 0;
 done:
