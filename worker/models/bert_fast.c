@@ -97,8 +97,8 @@ typedef struct bert_fast {
      * LayerNorm's output [h], the GELU output [inter], the second LayerNorm's
      * input [h]. */
     float *ffn_a, *ffn_inter, *ffn_r;
-    float *att_ctx, *att_z; /* likewise: the attention context, the first LayerNorm's input */
-    float *att_q;           /* likewise: the query */
+    float *att_ctx, *att_z;       /* likewise: the attention context, the first LayerNorm's input */
+    float *att_q, *att_k, *att_v; /* likewise: the query, key and value */
     /* likewise per head: sum_t p_t |Wo_hd (v_t - ctx_hd)| over the unmasked
      * keys t, with the token's golden attention weights p [heads] */
     float *att_spread;
@@ -143,6 +143,8 @@ void pvf_bert_fast_free(void *state) {
     free(f->att_ctx);
     free(f->att_z);
     free(f->att_q);
+    free(f->att_k);
+    free(f->att_v);
     free(f->att_spread);
     free(f->emb_u_max);
     free(f->pool_row);
@@ -643,6 +645,8 @@ static void layer_stats(const pvf_model *m, const bert *b, bert_fast *f, int li,
             memcpy(f->att_ctx + (li * R + u) * h, ctx + t * h, (size_t)h * sizeof *r);
             memcpy(f->att_z + (li * R + u) * h, z + t * h, (size_t)h * sizeof *r);
             memcpy(f->att_q + (li * R + u) * h, q + t * h, (size_t)h * sizeof *r);
+            memcpy(f->att_k + (li * R + u) * h, k + t * h, (size_t)h * sizeof *r);
+            memcpy(f->att_v + (li * R + u) * h, v + t * h, (size_t)h * sizeof *r);
             memcpy(f->ffn_inter + (li * R + u) * b->inter, inter + t * b->inter,
                    (size_t)b->inter * sizeof *inter);
         }
@@ -900,6 +904,8 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     f->att_ctx = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_ctx);
     f->att_z = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_z);
     f->att_q = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_q);
+    f->att_k = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_k);
+    f->att_v = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_v);
     f->att_spread = malloc((size_t)(R > 0 ? R * b->heads : 1) * sizeof *f->att_spread);
     f->layer_width = m->stages[b->first_layer].in_size;
     f->ffn_inter = malloc((size_t)(R > 0 ? R * b->inter : 1) * sizeof *f->ffn_inter);
@@ -911,8 +917,8 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     int rc = -1;
     if (!f->norms || !f->qkv_max || !f->cls_att || !f->settle_dx || !f->head_lin || !f->ln_scale ||
         !f->feat_max || !f->emb_scale || !f->tokens || !f->ffn_a || !f->ffn_r || !f->ffn_inter ||
-        !f->att_ctx || !f->att_z || !f->att_q || !f->att_spread || !f->emb_u_max || !f->pool_row ||
-        !ws || !dws)
+        !f->att_ctx || !f->att_z || !f->att_q || !f->att_k || !f->att_v || !f->att_spread ||
+        !f->emb_u_max || !f->pool_row || !ws || !dws)
         goto done;
     for (int li = 0; li < L; li++)
         if (layer_norms_init(&f->norms[li], m, b, li))
@@ -1474,6 +1480,23 @@ static void ffn_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f
 #undef W
 }
 
+/* The rest of an encoder layer (parameters p) at L tokens from the first
+ * LayerNorm's input a [L, h], as pvf_bert_encoder_layer computes it: its
+ * output rows into x; inter: L * intermediate floats. */
+static void layer_tail(const pvf_exec *ex, const bert *b, const int *p, int64_t L, float *a,
+                       float *inter, float *x) {
+    const int64_t h = b->hidden;
+#define W(j) pvf_exec_weights(ex, p[j])
+    pvf_layernorm(a, L, h, W(LN1_W), W(LN1_B), b->eps);
+    pvf_linear(a, L, h, W(FF1), W(FF1_B), b->inter, inter);
+    pvf_gelu_erf(inter, L * b->inter);
+    pvf_linear(inter, L, b->inter, W(FF2), W(FF2_B), h, x);
+    for (int64_t j = 0; j < L * h; j++)
+        x[j] += a[j];
+    pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
+#undef W
+}
+
 /* A fault in the attention output dense or the first LayerNorm of encoder
  * layer li (role) of sequence i: that layer's output rows at its L unmasked
  * tokens into x, from the cached context and LayerNorm input: an output row
@@ -1499,13 +1522,43 @@ static void attn_out_from_cache(const pvf_exec *ex, const bert *b, const bert_fa
                 a[u * h + o] = (acc + bias[o]) + xin[u * h + o];
             }
     }
-    pvf_layernorm(a, L, h, W(LN1_W), W(LN1_B), b->eps);
-    pvf_linear(a, L, h, W(FF1), W(FF1_B), b->inter, inter);
-    pvf_gelu_erf(inter, L * b->inter);
-    pvf_linear(inter, L, b->inter, W(FF2), W(FF2_B), h, x);
+    layer_tail(ex, b, p, L, a, inter, x);
+#undef W
+}
+
+/* A fault in the query, key or value projection of encoder layer li (role)
+ * of sequence i: that layer's output rows at its L unmasked tokens into x,
+ * from the cached queries, keys and values: the faulty rows f0..f1 of the
+ * projection (or its bias) their features of every token, exactly, then
+ * attention over the unmasked tokens (zero_mask: L zeros) and the rest of
+ * the layer. xin: the layer's golden input rows; ws: L * (5 h +
+ * intermediate) + L * L floats. */
+static void qkv_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f, int li, int role,
+                           int64_t f0, int64_t f1, int64_t i, int64_t L, const float *xin,
+                           const float *zero_mask, float *x, float *ws) {
+    const int *p = b->lp[li];
+    const int64_t h = b->hidden, R = f->real_start[f->n], base = li * R + f->real_start[i];
+    float *q = ws, *k = q + L * h, *v = k + L * h, *ctx = v + L * h, *a = ctx + L * h,
+          *inter = a + L * h, *scores = inter + L * b->inter;
+    const int kind = role == Q || role == Q_B ? Q : role == K || role == K_B ? K : V;
+    float *changed = kind == Q ? q : kind == K ? k : v;
+#define W(j) pvf_exec_weights(ex, p[j])
+    memcpy(q, f->att_q + base * h, (size_t)(L * h) * sizeof *q);
+    memcpy(k, f->att_k + base * h, (size_t)(L * h) * sizeof *k);
+    memcpy(v, f->att_v + base * h, (size_t)(L * h) * sizeof *v);
+    const float *w = W(kind), *bias = W(kind == Q ? Q_B : kind == K ? K_B : V_B);
+    for (int64_t u = 0; u < L; u++)
+        for (int64_t o = f0; o <= f1; o++) { /* the faulty dot product */
+            float acc = 0.0f;
+            for (int64_t j = 0; j < h; j++)
+                acc += xin[u * h + j] * w[o * h + j];
+            changed[u * h + o] = acc + bias[o];
+        }
+    pvf_attention(q, L, k, v, L, b->heads, h / b->heads, zero_mask, ctx, scores);
+    pvf_linear(ctx, L, h, W(O), W(O_B), h, a);
     for (int64_t j = 0; j < L * h; j++)
-        x[j] += a[j];
-    pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
+        a[j] += xin[j];
+    layer_tail(ex, b, p, L, a, inter, x);
 #undef W
 }
 
@@ -1534,8 +1587,11 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
     const int ffn = stage != 0 && (role == FF1 || role == FF1_B || role == FF2 || role == FF2_B ||
                                    role == LN2_W || role == LN2_B);
     const int attn_out = stage != 0 && (role == O || role == O_B || role == LN1_W || role == LN1_B);
-    const int weight = role == FF1 || role == FF2 || role == O;
-    const int64_t cols = role == FF1 || role == O ? h : b->inter;
+    const int qkv = stage != 0 && (role == Q || role == Q_B || role == K || role == K_B ||
+                                   role == V || role == V_B);
+    const int weight =
+        role == FF1 || role == FF2 || role == O || role == Q || role == K || role == V;
+    const int64_t cols = role == FF2 ? b->inter : h;
     const int64_t f0 = weight ? eff->lo / cols : eff->lo,
                   f1 = weight ? (eff->hi - 1) / cols : eff->hi - 1;
     for (int64_t j = 0; j < k; j++) {
@@ -1553,7 +1609,7 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
             pvf_layernorm(x, L, h, pvf_exec_weights(ex, b->ln_w), pvf_exec_weights(ex, b->ln_b),
                           b->eps);
             r->stage_rows++;
-        } else if (ffn || attn_out) { /* the faulty layer's output from its cached activations */
+        } else if (ffn || attn_out || qkv) { /* the faulty layer's output from its caches */
             if (ffn) {
                 ffn_from_cache(ex, b, f, li, role, f0, f1, i, L, x, ws);
             } else {
@@ -1561,7 +1617,10 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
                     memcpy(y + u * h,
                            g->stage_in[stage] + i * m->stages[stage].in_size + tok[u] * h,
                            (size_t)h * sizeof *y);
-                attn_out_from_cache(ex, b, f, li, role, f0, f1, i, L, y, x, ws);
+                if (attn_out)
+                    attn_out_from_cache(ex, b, f, li, role, f0, f1, i, L, y, x, ws);
+                else
+                    qkv_from_cache(ex, b, f, li, role, f0, f1, i, L, y, zero_mask, x, ws);
             }
             r->stage_rows++;
             li++;
