@@ -428,9 +428,11 @@ static void test_fast_poisoned(void) {
     pvf_runner_close(&r);
 }
 
-/* Mid-mantissa flips in layer 0's query, key and value weights: both ways
- * agree input by input, and the feature-by-feature bounds settle most inputs
- * whose logits do move in the full pass (their fast outputs stay golden's). */
+/* Mantissa flips in layer 0's query, key and value weights: both ways agree
+ * input by input (the higher bits run inputs exactly from the cached
+ * queries, keys and values), and on bits 6-12 the feature-by-feature bounds
+ * settle most inputs whose logits do move in the full pass (their fast
+ * outputs stay golden's). */
 static void test_fast_attention_bounds(void) {
     pvf_runner r;
     pvf_err err;
@@ -449,13 +451,13 @@ static void test_fast_attention_bounds(void) {
         const int target = pvf_model_find_target(&r.model, names[t]);
         CHECK(target >= 0);
         int64_t moved = 0, settled_moved = 0;
-        for (int bit = 6; bit <= 12; bit += 2) {
+        for (int bit = 6; bit <= 18; bit += 2) {
             pvf_fault_site site = {.target = target, .element = 517 + 33 * bit, .mask = 1u << bit};
             pvf_trial_result fast, plain;
             both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
             CHECK(fast.incorrect == plain.incorrect && fast.nonfinite == plain.nonfinite);
             CHECK(same_outcomes(&r, r.out, naive));
-            for (int64_t i = 0; i < n; i++) {
+            for (int64_t i = 0; i < n && bit <= 12; i++) {
                 const float *gold = r.golden.out + i * k;
                 if (memcmp(naive + i * k, gold, row) == 0)
                     continue;
@@ -464,7 +466,7 @@ static void test_fast_attention_bounds(void) {
             }
         }
         fprintf(stderr,
-                "  %s, 4 mid-mantissa faults: %" PRId64 " inputs' logits moved, %" PRId64
+                "  %s, bits 6-12: %" PRId64 " inputs' logits moved, %" PRId64
                 " of them settled by the bounds\n",
                 names[t], moved, settled_moved);
         CHECK(moved > 0 && settled_moved * 2 > moved);
