@@ -1239,10 +1239,12 @@ static int fault_settles(const pvf_golden *g, const bert *b, const bert_fast *f,
  * non-finite, whatever else the fault does. A huge faulty value in a layer's
  * attention output or feed-forward part shows this at one token, proved
  * soundly from the token's cached golden activations: the faulty dot
- * product in double, plus the worst-case rounding of the full pass's fp32
- * sum (|error| <= (terms + 3) 2^-24 sum |term|). */
+ * product in double, give or take far more than the full pass's fp32
+ * rounding (at most (terms + 3) 2^-24 sum |term|) and than the rounding
+ * differences of the cached inputs from the full pass's: 1e-3 sum |term|
+ * (only values far beyond 1e20 are judged, so this costs nothing). */
 
-#define ROUNDING(terms) (1.01 * (double)((terms) + 3) / 16777216.0)
+#define ROUNDING(terms) fmax(1e-3, 1.01 * (double)((terms) + 3) / 16777216.0)
 
 /* 1 when a LayerNorm row of h values, one of which is y +- e and the others
  * at most `others` in magnitude, certainly has a variance above FLT_MAX:
