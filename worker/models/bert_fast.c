@@ -6,15 +6,26 @@
  *   and a NaN there reaches every query through 0 x NaN): an unread row
  *   settles with no inference; a read one considers those sequences alone.
  * - Sound bounds (below) settle each candidate sequence whose change cannot
- *   reach its golden top-1 margin, with no inference.
+ *   reach its golden top-1 margin, with no inference. Every bound of the
+ *   chain grows with its input, so each sequence's largest settling change
+ *   at each layer input is found once by bisection (settle_thresholds): a
+ *   check costs the faulty layer's own bound and one comparison. The last
+ *   layer's [CLS] attention is bounded with its golden directions and
+ *   weights, the head also linearized at the golden [CLS] row; a query, key
+ *   or value fault changes one feature, bounded token by token with the
+ *   golden attention spread (qk_token_inject) or through one column of Wo.
+ * - A huge fault in a layer's attention output or feed-forward part settles
+ *   a sequence as non-finite as soon as one unmasked token's LayerNorm input
+ *   provably overflows (drop_poisoned): its NaN reaches every logit.
  * - The sequences left run exactly. A fault whose values stay moderate
  *   (PADDED_SAFE) cannot make a padded token non-finite, so padded keys keep
  *   their softmax weight of exactly 0: those sequences run over their
- *   unmasked tokens alone, a fault in a layer's attention output, LayerNorms
- *   or feed-forward part starting from that layer's cached golden
- *   activations (the faulty row's dot products, then what follows), and a
- *   sequence drops out once its layer input is golden again or bounded.
- *   Other faults run every token of those sequences from the faulty stage.
+ *   unmasked tokens alone, a fault in a layer starting from that layer's
+ *   cached golden activations at those tokens (queries, keys, values,
+ *   context, LayerNorm inputs, feed-forward activations: the faulty row's
+ *   dot products, then what follows), and a sequence drops out once its
+ *   layer input is golden again or bounded. Other faults run every token of
+ *   those sequences from the faulty stage.
  * - The last encoder layer feeds the pooler only its [CLS] row, which needs
  *   the keys and values of every token: those are cached from the golden
  *   pass, so a fault in that layer recomputes the [CLS] path alone (a key or
