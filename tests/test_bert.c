@@ -7,6 +7,7 @@
 #include "runner.h"
 #include "test.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,6 +369,112 @@ static void test_fast_encoder_bounds(void) {
     pvf_runner_close(&r);
 }
 
+/* Per-input outcomes of two output sets agree (non-finite rows alike). */
+static int same_outcomes(const pvf_runner *r, const float *a, const float *b) {
+    const int64_t n = r->golden.n, k = r->model.out_size;
+    for (int64_t i = 0; i < n; i++) {
+        int fa = pvf_all_finite(a + i * k, k), fb = pvf_all_finite(b + i * k, k);
+        if (fa != fb || (fa && pvf_argmax(a + i * k, k) != pvf_argmax(b + i * k, k)))
+            return 0;
+    }
+    return 1;
+}
+
+/* Exponent-bit flips (x 2^128) in layer 0's attention output and
+ * feed-forward weights and biases make some token's LayerNorm input
+ * overflow: those inputs are settled as non-finite from one token's cached
+ * activations. Both ways agree input by input, and the fast path runs far
+ * fewer (input, stage) pairs than the full pass. */
+static void test_fast_poisoned(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (pvf_runner_open(&r, TINY, NULL, PVF_FMT_FP32, &err)) {
+        fprintf(stderr, "  %s\n", err.msg);
+        CHECK(0);
+        return;
+    }
+    const int64_t n = r.golden.n, k = r.model.out_size;
+    float *naive = malloc((size_t)(n * k) * sizeof *naive);
+    static const char *const names[] = {"bert.encoder.layer.0.attention.output.dense.weight",
+                                        "bert.encoder.layer.0.attention.output.dense.bias",
+                                        "bert.encoder.layer.0.intermediate.dense.weight",
+                                        "bert.encoder.layer.0.intermediate.dense.bias",
+                                        "bert.encoder.layer.0.output.dense.weight",
+                                        "bert.encoder.layer.0.output.dense.bias"};
+    for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
+        const int target = pvf_model_find_target(&r.model, names[t]);
+        CHECK(target >= 0);
+        for (int64_t e = 3; e < 40; e += 12) {
+            pvf_fault_site site = {.target = target, .element = e, .mask = 1u << 30};
+            pvf_trial_result fast, plain;
+            both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
+            CHECK(fast.incorrect == plain.incorrect && fast.nonfinite == plain.nonfinite);
+            CHECK(same_outcomes(&r, r.out, naive));
+            if (fabsf(fast.effect.new_value) < 1e30f)
+                continue; /* a weight of magnitude >= 2: bit 30 made it small */
+            if (strstr(names[t], "intermediate.dense.bias") && fast.effect.new_value < 0)
+                continue; /* GELU maps a huge negative input to 0: nothing overflows */
+            CHECK(fast.nonfinite > n / 4);
+            CHECK(fast.stage_rows * 4 < plain.stage_rows);
+            fprintf(stderr,
+                    "  %s[%" PRId64 "] = %.3g: %" PRId64 " of %" PRId64
+                    " inputs non-finite; fast ran %" PRId64 " (input, stage) pairs, naive %" PRId64
+                    "\n",
+                    names[t], e, (double)fast.effect.new_value, fast.nonfinite, n, fast.stage_rows,
+                    plain.stage_rows);
+        }
+    }
+    free(naive);
+    pvf_runner_close(&r);
+}
+
+/* Mantissa flips in layer 0's query, key and value weights: both ways agree
+ * input by input (the higher bits run inputs exactly from the cached
+ * queries, keys and values), and on bits 6-12 the feature-by-feature bounds
+ * settle most inputs whose logits do move in the full pass (their fast
+ * outputs stay golden's). */
+static void test_fast_attention_bounds(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (pvf_runner_open(&r, TINY, NULL, PVF_FMT_FP32, &err)) {
+        fprintf(stderr, "  %s\n", err.msg);
+        CHECK(0);
+        return;
+    }
+    const int64_t n = r.golden.n, k = r.model.out_size;
+    const size_t row = (size_t)k * sizeof(float);
+    float *naive = malloc((size_t)n * row);
+    static const char *const names[] = {"bert.encoder.layer.0.attention.self.query.weight",
+                                        "bert.encoder.layer.0.attention.self.key.weight",
+                                        "bert.encoder.layer.0.attention.self.value.weight"};
+    for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
+        const int target = pvf_model_find_target(&r.model, names[t]);
+        CHECK(target >= 0);
+        int64_t moved = 0, settled_moved = 0;
+        for (int bit = 6; bit <= 18; bit += 2) {
+            pvf_fault_site site = {.target = target, .element = 517 + 33 * bit, .mask = 1u << bit};
+            pvf_trial_result fast, plain;
+            both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
+            CHECK(fast.incorrect == plain.incorrect && fast.nonfinite == plain.nonfinite);
+            CHECK(same_outcomes(&r, r.out, naive));
+            for (int64_t i = 0; i < n && bit <= 12; i++) {
+                const float *gold = r.golden.out + i * k;
+                if (memcmp(naive + i * k, gold, row) == 0)
+                    continue;
+                moved++;
+                settled_moved += memcmp(r.out + i * k, gold, row) == 0;
+            }
+        }
+        fprintf(stderr,
+                "  %s, bits 6-12: %" PRId64 " inputs' logits moved, %" PRId64
+                " of them settled by the bounds\n",
+                names[t], moved, settled_moved);
+        CHECK(moved > 0 && settled_moved * 2 > moved);
+    }
+    free(naive);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     RUN(test_other_shape_matches_pytorch);
     RUN(test_bundled_every_format);
@@ -376,5 +483,7 @@ int main(void) {
     RUN(test_faults_follow_the_tokens);
     RUN(test_fast_word_rows);
     RUN(test_fast_encoder_bounds);
+    RUN(test_fast_poisoned);
+    RUN(test_fast_attention_bounds);
     return test_summary();
 }

@@ -6,15 +6,26 @@
  *   and a NaN there reaches every query through 0 x NaN): an unread row
  *   settles with no inference; a read one considers those sequences alone.
  * - Sound bounds (below) settle each candidate sequence whose change cannot
- *   reach its golden top-1 margin, with no inference.
+ *   reach its golden top-1 margin, with no inference. Every bound of the
+ *   chain grows with its input, so each sequence's largest settling change
+ *   at each layer input is found once by bisection (settle_thresholds): a
+ *   check costs the faulty layer's own bound and one comparison. The last
+ *   layer's [CLS] attention is bounded with its golden directions and
+ *   weights, the head also linearized at the golden [CLS] row; a query, key
+ *   or value fault changes one feature, bounded token by token with the
+ *   golden attention spread (qk_token_inject) or through one column of Wo.
+ * - A huge fault in a layer's attention output or feed-forward part settles
+ *   a sequence as non-finite as soon as one unmasked token's LayerNorm input
+ *   provably overflows (drop_poisoned): its NaN reaches every logit.
  * - The sequences left run exactly. A fault whose values stay moderate
  *   (PADDED_SAFE) cannot make a padded token non-finite, so padded keys keep
  *   their softmax weight of exactly 0: those sequences run over their
- *   unmasked tokens alone, a fault in a layer's attention output, LayerNorms
- *   or feed-forward part starting from that layer's cached golden
- *   activations (the faulty row's dot products, then what follows), and a
- *   sequence drops out once its layer input is golden again or bounded.
- *   Other faults run every token of those sequences from the faulty stage.
+ *   unmasked tokens alone, a fault in a layer starting from that layer's
+ *   cached golden activations at those tokens (queries, keys, values,
+ *   context, LayerNorm inputs, feed-forward activations: the faulty row's
+ *   dot products, then what follows), and a sequence drops out once its
+ *   layer input is golden again or bounded. Other faults run every token of
+ *   those sequences from the faulty stage.
  * - The last encoder layer feeds the pooler only its [CLS] row, which needs
  *   the keys and values of every token: those are cached from the golden
  *   pass, so a fault in that layer recomputes the [CLS] path alone (a key or
@@ -26,6 +37,7 @@
 #include "kernels.h"
 #include "kernels_nn.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +48,11 @@
  * column of the second feed-forward matrix. */
 typedef struct layer_norms {
     double *q, *k, *v; /* [heads] */
+    double *ov;        /* [heads] the attention output's columns of a head times its value rows */
     double o, ff1, ff2, ln1, ln2;
-    double *ff2_col; /* [intermediate] */
+    double *ff2_col;    /* [intermediate] */
+    double *o_col;      /* [hidden] the L2 norm of each column of the attention output */
+    double *ff2_row_l1; /* [hidden] the L1 norm of each row of the second feed-forward matrix */
 } layer_norms;
 
 /* Per (layer, sequence) golden statistics: the largest query norm and the
@@ -46,21 +61,32 @@ typedef struct layer_norms {
  * token), the smallest LayerNorm scale sqrt(var + eps)
  * of each LayerNorm over the same rows, and per feature the largest
  * magnitude over all tokens of: the layer input, the attention context, the
- * normalized LayerNorm inputs, the first LayerNorm's output, the GELU output. */
-enum { ST_X, ST_CTX, ST_U1, ST_A, ST_U2, ST_INTER }; /* blocks of h floats; ST_INTER: inter */
+ * normalized LayerNorm inputs, the first LayerNorm's output, the query,
+ * the key, the key less its mean over the keys (the keys and queries that
+ * attention uses: as for the per-head figures), half the range of the key
+ * over the unmasked tokens, the GELU output. */
+/* blocks of h floats, ST_INTER: intermediate floats */
+enum { ST_X, ST_CTX, ST_U1, ST_A, ST_U2, ST_Q, ST_K, ST_KC, ST_KR, ST_INTER };
+#define FEAT_FLOATS(b) (ST_INTER * (b)->hidden + (b)->inter)
 
 typedef struct bert_fast {
     int64_t n, s; /* sequences, tokens per sequence */
     /* Bound data (see above): per layer and sequence */
     layer_norms *norms; /* [layers] */
     float *qkv_max;     /* [layers, n, 3, heads] */
-    float *ln_scale;    /* [layers, n, 2] */
-    float *feat_max;    /* [layers, n, 5 h + inter] */
-    float *emb_scale;   /* [n, s] embedding LayerNorm scale of each token */
-    int64_t *tokens;    /* [n, s] input_ids, then token_type_ids (all 0 without them) */
-    float *emb_u_max;   /* [n, h] largest |normalized embedding| per feature */
-    double emb_ln;      /* max |embedding LayerNorm weight| */
-    double *pool_row;   /* [h] L2 norm of each pooler row */
+    /* The last layer's [CLS] attention per sequence and head (see layer_bound):
+     * max over unmasked keys of |Wq_hd^T (k_t - kbar)|, |Wk_hd^T q_hd|, and
+     * sum_t p_t |Wo_hd (v_t - ctx_hd)| with the golden attention weights p. */
+    float *cls_att;    /* [n, heads, 3] */
+    double *settle_dx; /* [layers + 1, n]: see settle_thresholds */
+    double *head_lin;  /* [n, labels, 2]: see head_linear */
+    float *ln_scale;   /* [layers, n, 2] */
+    float *feat_max;   /* [layers, n, 5 h + inter] */
+    float *emb_scale;  /* [n, s] embedding LayerNorm scale of each token */
+    int64_t *tokens;   /* [n, s] input_ids, then token_type_ids (all 0 without them) */
+    float *emb_u_max;  /* [n, h] largest |normalized embedding| per feature */
+    double emb_ln;     /* max |embedding LayerNorm weight| */
+    double *pool_row;  /* [h] L2 norm of each pooler row */
     /* Readers of each word-embedding row: sequences word_rows[word_start[w]
      * .. word_start[w + 1]), ascending; likewise for token-type rows. */
     int64_t *word_start, *word_rows;
@@ -82,7 +108,12 @@ typedef struct bert_fast {
      * LayerNorm's output [h], the GELU output [inter], the second LayerNorm's
      * input [h]. */
     float *ffn_a, *ffn_inter, *ffn_r;
-    float *att_ctx, *att_z; /* likewise: the attention context, the first LayerNorm's input */
+    float *att_ctx, *att_z;       /* likewise: the attention context, the first LayerNorm's input */
+    float *att_q, *att_k, *att_v; /* likewise: the query, key and value */
+    /* likewise per head: sum_t p_t |Wo_hd (v_t - ctx_hd)| over the unmasked
+     * keys t, with the token's golden attention weights p [heads] */
+    float *att_spread;
+    int64_t layer_width; /* floats per sequence of an encoder layer's input */
 } bert_fast;
 
 void pvf_bert_fast_free(void *state) {
@@ -101,10 +132,16 @@ void pvf_bert_fast_free(void *state) {
         free(f->norms[l].q);
         free(f->norms[l].k);
         free(f->norms[l].v);
+        free(f->norms[l].ov);
         free(f->norms[l].ff2_col);
+        free(f->norms[l].o_col);
+        free(f->norms[l].ff2_row_l1);
     }
     free(f->norms);
     free(f->qkv_max);
+    free(f->cls_att);
+    free(f->settle_dx);
+    free(f->head_lin);
     free(f->ln_scale);
     free(f->feat_max);
     free(f->emb_scale);
@@ -116,6 +153,10 @@ void pvf_bert_fast_free(void *state) {
     free(f->ffn_r);
     free(f->att_ctx);
     free(f->att_z);
+    free(f->att_q);
+    free(f->att_k);
+    free(f->att_v);
+    free(f->att_spread);
     free(f->emb_u_max);
     free(f->pool_row);
     free(f);
@@ -262,9 +303,43 @@ static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, i
     L->q = malloc((size_t)b->heads * sizeof *L->q);
     L->k = malloc((size_t)b->heads * sizeof *L->k);
     L->v = malloc((size_t)b->heads * sizeof *L->v);
+    L->ov = malloc((size_t)b->heads * sizeof *L->ov);
     L->ff2_col = malloc((size_t)b->inter * sizeof *L->ff2_col);
-    if (!L->q || !L->k || !L->v || !L->ff2_col)
+    L->o_col = malloc((size_t)h * sizeof *L->o_col);
+    L->ff2_row_l1 = malloc((size_t)h * sizeof *L->ff2_row_l1);
+    float *prod = malloc((size_t)(h * h) * sizeof *prod);
+    if (!L->q || !L->k || !L->v || !L->ov || !L->ff2_col || !L->o_col || !L->ff2_row_l1 || !prod) {
+        free(prod);
         return -1;
+    }
+    const float *wo = m->params[p[O]].value, *wv = m->params[p[V]].value;
+    for (int64_t c = 0; c < h; c++) {
+        double acc = 0;
+        for (int64_t r = 0; r < h; r++)
+            acc += (double)wo[r * h + c] * wo[r * h + c];
+        L->o_col[c] = sqrt(acc) * 1.0001;
+    }
+    for (int64_t hd = 0; hd < b->heads; hd++) { /* Wo[:, head] Wv[head, :], in double */
+        for (int64_t r = 0; r < h; r++)
+            for (int64_t c = 0; c < h; c++) {
+                double acc = 0;
+                for (int64_t e = 0; e < d; e++)
+                    acc += (double)wo[r * h + hd * d + e] * wv[(hd * d + e) * h + c];
+                prod[r * h + c] = (float)acc;
+            }
+        /* the float rounding of the product: relative 2^-24 per entry, so
+         * at most 2^-24 times its Frobenius norm in spectral norm */
+        double fro = 0;
+        for (int64_t e = 0; e < h * h; e++)
+            fro += (double)prod[e] * prod[e];
+        L->ov[hd] = spectral_bound(prod, h, 0, h);
+        if (L->ov[hd] < 0) {
+            free(prod);
+            return -1;
+        }
+        L->ov[hd] += sqrt(fro) * 1.2e-7;
+    }
+    free(prod);
     for (int64_t hd = 0; hd < b->heads; hd++) {
         L->q[hd] = spectral_bound(m->params[p[Q]].value, h, hd * d, d);
         L->k[hd] = spectral_bound(m->params[p[K]].value, h, hd * d, d);
@@ -285,6 +360,12 @@ static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, i
         for (int64_t i = 0; i < h; i++)
             acc += (double)w2[i * b->inter + j] * w2[i * b->inter + j];
         L->ff2_col[j] = sqrt(acc) * 1.0001;
+    }
+    for (int64_t i = 0; i < h; i++) {
+        double acc = 0;
+        for (int64_t j = 0; j < b->inter; j++)
+            acc += fabs((double)w2[i * b->inter + j]);
+        L->ff2_row_l1[i] = acc * 1.0001;
     }
     return 0;
 }
@@ -341,6 +422,96 @@ static float row_block_max(const float *x, int64_t rows, int64_t h, int64_t c0, 
     return (float)(m * 1.0001);
 }
 
+/* Per column of keys k[rows, h], over the rows with mask_add == 0 (NULL:
+ * all): the largest magnitude into kmax, the largest distance to the
+ * column's mean into kc. */
+static void key_columns(const float *k, int64_t rows, int64_t h, const float *mask_add, float *kmax,
+                        float *kc) {
+    for (int64_t j = 0; j < h; j++) {
+        double mean = 0, far = 0, big = 0;
+        int64_t used = 0;
+        for (int64_t r = 0; r < rows; r++)
+            if (!mask_add || mask_add[r] == 0) {
+                mean += k[r * h + j];
+                used++;
+            }
+        mean /= (double)(used ? used : 1);
+        for (int64_t r = 0; r < rows; r++)
+            if (!mask_add || mask_add[r] == 0) {
+                far = fmax(far, fabs(k[r * h + j] - mean));
+                big = fmax(big, fabs((double)k[r * h + j]));
+            }
+        kmax[j] = (float)(big * 1.0001);
+        kc[j] = (float)(far * 1.0001);
+    }
+}
+
+/* Half the range of each column of k[rows, h] over the rows with
+ * mask_add == 0, inflated for rounding. */
+static void key_half_range(const float *k, int64_t rows, int64_t h, const float *mask_add,
+                           float *out) {
+    for (int64_t j = 0; j < h; j++) {
+        double lo = INFINITY, hi = -INFINITY;
+        for (int64_t r = 0; r < rows; r++)
+            if (mask_add[r] == 0) {
+                lo = fmin(lo, k[r * h + j]);
+                hi = fmax(hi, k[r * h + j]);
+            }
+        out[j] = hi >= lo ? (float)((hi - lo) * 0.5 * 1.0001) : 0.0f;
+    }
+}
+
+/* att_spread of the unmasked tokens of sequence i in layer li (before the
+ * last), from its golden queries, keys and values q, k, v [s, h], in double;
+ * ws: s h + 2 s + 4 h doubles. */
+static void token_spread(const pvf_model *m, const bert *b, bert_fast *f, int li, int64_t i,
+                         const float *q, const float *k, const float *v, double *ws) {
+    const int64_t h = b->hidden, heads = b->heads, d = h / heads, R = f->real_start[f->n];
+    const int64_t base = f->real_start[i], L = f->real_start[i + 1] - base;
+    const int64_t *tok = f->real_tok + base;
+    const float *wo = m->params[b->lp[li][O]].value;
+    double *wv = ws, *prob = wv + L * h, *wc = prob + L;
+    for (int64_t hd = 0; hd < heads; hd++) {
+        const int64_t o0 = hd * d;
+        for (int64_t t = 0; t < L; t++) /* Wo_hd v_t */
+            for (int64_t r = 0; r < h; r++) {
+                double acc = 0;
+                for (int64_t e = 0; e < d; e++)
+                    acc += (double)wo[r * h + o0 + e] * v[tok[t] * h + o0 + e];
+                wv[t * h + r] = acc;
+            }
+        for (int64_t u = 0; u < L; u++) {
+            double top = -INFINITY, sum = 0;
+            for (int64_t t = 0; t < L; t++) {
+                double acc = 0;
+                for (int64_t e = 0; e < d; e++)
+                    acc += (double)q[tok[u] * h + o0 + e] * k[tok[t] * h + o0 + e];
+                prob[t] = acc / sqrt((double)d);
+                top = fmax(top, prob[t]);
+            }
+            for (int64_t t = 0; t < L; t++) {
+                prob[t] = exp(prob[t] - top);
+                sum += prob[t];
+            }
+            for (int64_t r = 0; r < h; r++)
+                wc[r] = 0;
+            for (int64_t t = 0; t < L; t++) {
+                prob[t] /= sum;
+                for (int64_t r = 0; r < h; r++)
+                    wc[r] += prob[t] * wv[t * h + r];
+            }
+            double spread = 0;
+            for (int64_t t = 0; t < L; t++) {
+                double sq = 0;
+                for (int64_t r = 0; r < h; r++)
+                    sq += (wv[t * h + r] - wc[r]) * (wv[t * h + r] - wc[r]);
+                spread += prob[t] * sqrt(sq);
+            }
+            f->att_spread[(li * R + base + u) * heads + hd] = (float)(spread * 1.001);
+        }
+    }
+}
+
 static void col_max(const float *x, int64_t rows, int64_t cols, float *out) {
     for (int64_t j = 0; j < cols; j++)
         out[j] = 0;
@@ -349,10 +520,86 @@ static void col_max(const float *x, int64_t rows, int64_t cols, float *out) {
             out[j] = fmaxf(out[j], fabsf(x[r * cols + j]));
 }
 
+/* The last layer's [CLS] attention statistics of sequence i (cls_att), from
+ * its golden queries, keys and values q, k, v [s, h], computed in double and
+ * inflated for their rounding; ws: s + 2 h doubles. */
+static void cls_attention_stats(const pvf_model *m, const bert *b, bert_fast *f, int64_t i,
+                                const float *q, const float *k, const float *v, const float *madd,
+                                double *ws) {
+    const int *p = b->lp[b->layers - 1];
+    const int64_t h = b->hidden, s = f->s, heads = b->heads, d = h / heads;
+    const float *wq = m->params[p[Q]].value, *wk = m->params[p[K]].value,
+                *wo = m->params[p[O]].value;
+    double *prob = ws, *mean = prob + s, *c = mean + d;
+    for (int64_t hd = 0; hd < heads; hd++) {
+        float *out = f->cls_att + (i * heads + hd) * 3;
+        const int64_t o0 = hd * d;
+        /* golden attention weights of the [CLS] query (padded keys: 0) */
+        double top = -INFINITY, sum = 0;
+        for (int64_t t = 0; t < s; t++) {
+            double acc = 0;
+            for (int64_t e = 0; e < d; e++)
+                acc += (double)q[o0 + e] * k[t * h + o0 + e];
+            prob[t] = madd[t] != 0 ? -INFINITY : acc / sqrt((double)d);
+            top = fmax(top, prob[t]);
+        }
+        for (int64_t t = 0; t < s; t++) {
+            prob[t] = madd[t] != 0 ? 0 : exp(prob[t] - top);
+            sum += prob[t];
+        }
+        int64_t used = 0;
+        for (int64_t e = 0; e < d; e++)
+            mean[e] = c[e] = 0;
+        for (int64_t t = 0; t < s; t++) {
+            prob[t] /= sum;
+            if (madd[t] != 0)
+                continue;
+            used++;
+            for (int64_t e = 0; e < d; e++) {
+                mean[e] += k[t * h + o0 + e];
+                c[e] += prob[t] * v[t * h + o0 + e];
+            }
+        }
+        for (int64_t e = 0; e < d; e++)
+            mean[e] /= (double)(used ? used : 1);
+        /* |Wk_hd^T q_hd| */
+        double bq = 0;
+        for (int64_t j = 0; j < h; j++) {
+            double acc = 0;
+            for (int64_t e = 0; e < d; e++)
+                acc += (double)q[o0 + e] * wk[(o0 + e) * h + j];
+            bq += acc * acc;
+        }
+        double aq = 0, spread = 0;
+        for (int64_t t = 0; t < s; t++) {
+            if (madd[t] != 0)
+                continue; /* a padded key: weight 0 */
+            double sq = 0, so = 0;
+            for (int64_t j = 0; j < h; j++) { /* Wq_hd^T (k_t - kbar) */
+                double acc = 0;
+                for (int64_t e = 0; e < d; e++)
+                    acc += (k[t * h + o0 + e] - mean[e]) * wq[(o0 + e) * h + j];
+                sq += acc * acc;
+            }
+            for (int64_t r = 0; r < h; r++) { /* Wo_hd (v_t - ctx_hd) */
+                double acc = 0;
+                for (int64_t e = 0; e < d; e++)
+                    acc += (double)wo[r * h + o0 + e] * (v[t * h + o0 + e] - c[e]);
+                so += acc * acc;
+            }
+            aq = fmax(aq, sqrt(sq));
+            spread += prob[t] * sqrt(so);
+        }
+        out[0] = (float)(aq * 1.001);
+        out[1] = (float)(sqrt(bq) * 1.001);
+        out[2] = (float)(spread * 1.001);
+    }
+}
+
 /* Golden statistics of encoder layer li for sequence i (input x[s, h]):
  * the layer recomputed over every token with golden weights. */
 static void layer_stats(const pvf_model *m, const bert *b, bert_fast *f, int li, int64_t i,
-                        const float *x, float *ws) {
+                        const float *x, float *ws, double *dws) {
     const int *p = b->lp[li];
     const int64_t h = b->hidden, s = f->s, d = h / b->heads, heads = b->heads;
     const int last = li == b->layers - 1;
@@ -374,12 +621,16 @@ static void layer_stats(const pvf_model *m, const bert *b, bert_fast *f, int li,
         qkv[heads + hd] = row_block_max(k, s, h, hd * d, d, keys_used, 1);
         qkv[2 * heads + hd] = row_block_max(v, s, h, hd * d, d, keys_used, 1);
     }
+    if (last && f->cls_real)
+        cls_attention_stats(m, b, f, i, q, k, v, madd, dws);
     pvf_linear(ctx, s, h, GW(O), GW(O_B), h, z);
     for (int64_t j = 0; j < s * h; j++)
         z[j] += x[j];
-    float *fm = f->feat_max + (li * f->n + i) * (5 * h + b->inter);
-    memset(fm, 0, (size_t)(5 * h + b->inter) * sizeof *fm);
+    float *fm = f->feat_max + (li * f->n + i) * FEAT_FLOATS(b);
+    memset(fm, 0, (size_t)FEAT_FLOATS(b) * sizeof *fm);
     col_max(x, s, h, fm + ST_X * h);
+    col_max(q, qrows, h, fm + ST_Q * h);
+    key_columns(k, s, h, last && f->cls_real ? madd : NULL, fm + ST_K * h, fm + ST_KC * h);
     col_max(ctx, s, h, fm + ST_CTX * h);
     float *scale = f->ln_scale + (li * f->n + i) * 2;
     scale[0] = (float)(ln_stats(z, qrows, h, b->eps, fm + ST_U1 * h) / 1.0001);
@@ -393,14 +644,20 @@ static void layer_stats(const pvf_model *m, const bert *b, bert_fast *f, int li,
     for (int64_t j = 0; j < s * h; j++)
         r[j] += a[j];
     scale[1] = (float)(ln_stats(r, qrows, h, b->eps, fm + ST_U2 * h) / 1.0001);
+    key_half_range(k, s, h, madd, fm + ST_KR * h);
     if (!last) {
         const int64_t R = f->real_start[f->n], base = f->real_start[i];
+        if (f->cls_real)
+            token_spread(m, b, f, li, i, q, k, v, dws);
         for (int64_t u = base; u < f->real_start[i + 1]; u++) {
             const int64_t t = f->real_tok[u];
             memcpy(f->ffn_a + (li * R + u) * h, a + t * h, (size_t)h * sizeof *a);
             memcpy(f->ffn_r + (li * R + u) * h, r + t * h, (size_t)h * sizeof *r);
             memcpy(f->att_ctx + (li * R + u) * h, ctx + t * h, (size_t)h * sizeof *r);
             memcpy(f->att_z + (li * R + u) * h, z + t * h, (size_t)h * sizeof *r);
+            memcpy(f->att_q + (li * R + u) * h, q + t * h, (size_t)h * sizeof *r);
+            memcpy(f->att_k + (li * R + u) * h, k + t * h, (size_t)h * sizeof *r);
+            memcpy(f->att_v + (li * R + u) * h, v + t * h, (size_t)h * sizeof *r);
             memcpy(f->ffn_inter + (li * R + u) * b->inter, inter + t * b->inter,
                    (size_t)b->inter * sizeof *inter);
         }
@@ -428,7 +685,8 @@ static double layer_bound(const bert *b, const bert_fast *f, int li, int64_t i, 
     const double rd = 1.0 / sqrt((double)(h / heads)), rh = 1.0 / sqrt((double)h);
     if (!(dx < INFINITY))
         return INFINITY;
-    double ctx2 = 0;
+    double ctx2 = 0, dz_cls = 0;
+    const int cls = li == b->layers - 1 && f->cls_real;
     for (int64_t hd = 0; hd < heads; hd++) {
         const int here = in && in->head == hd;
         double dq = L->q[hd] * dx + (here ? in->q : 0), dk = L->k[hd] * dx + (here ? in->k : 0),
@@ -438,8 +696,26 @@ static double layer_bound(const bert *b, const bert_fast *f, int li, int64_t i, 
             return INFINITY; /* also keeps every score far below FLT_MAX */
         double dc = expm1(2 * eps) * qkv[2 * heads + hd] + dv;
         ctx2 += dc * dc;
+        if (cls) {
+            /* The [CLS] query alone, with the golden directions: the score of
+             * key t moves by (Wq e0).(k_t - kbar) + q.(Wk e_t) + dq dk beyond
+             * a shift common to all keys, |e| <= dx; the weights by a factor
+             * e^{+-2 eps}, so the output of the head by at most
+             * (e^{2 eps} - 1) sum_t p_t |Wo_hd (v_t - ctx_hd)| plus the
+             * weighted value changes through Wo_hd Wv_hd. */
+            const float *ca = f->cls_att + (i * heads + hd) * 3;
+            double e2 = (ca[0] * dx + (here ? in->q * qkv[heads + hd] : 0) + ca[1] * dx +
+                         (here ? qkv[hd] * in->k : 0) + dq * dk) *
+                        rd;
+            if (!(e2 < 20))
+                return INFINITY;
+            dz_cls += expm1(2 * e2) * ca[2] + L->ov[hd] * dx + (here ? L->o * in->v : 0);
+        }
     }
-    double dz = L->o * sqrt(ctx2) + dx + (in ? in->attn : 0);
+    double dz = L->o * sqrt(ctx2);
+    if (cls)
+        dz = fmin(dz, dz_cls * BOUND_INFLATE);
+    dz += dx + (in ? in->attn : 0);
     double s1 = scale[0] - dz * rh;
     if (!(s1 > 0))
         return INFINITY;
@@ -479,25 +755,121 @@ static int head_settles(const pvf_model *m, const pvf_golden *g, const bert *b, 
     }
     const float *logit = g->out + i * m->out_size;
     const int64_t top = g->top1[i];
+    const double *lin = f->head_lin + i * labels * 2;
     for (int64_t k = 0; k < labels; k++) {
         if (k == top)
             continue;
         double slack = 1e-4 * (1.0 + fabs((double)logit[top]) + fabs((double)logit[k]));
-        if (!((double)logit[top] - logit[k] > dlogit[top] + dlogit[k] + slack))
+        double moved = fmin(dlogit[top] + dlogit[k], (lin[2 * k] + lin[2 * k + 1] * dy) * dy);
+        if (!((double)logit[top] - logit[k] > moved + slack))
             return 0;
     }
     return 1;
 }
 
+/* The pooler and classifier linearized at sequence i's golden [CLS] row:
+ * with c = C_k - C_top, D = tanh'(z) at the golden pooler input z, W the
+ * pooler, a [CLS] change e moves logit k less the top one by
+ * c^T (D + E) W e, |E_j| <= 0.77 |(W e)_j| + e0_j (sech^2 is
+ * 0.77-Lipschitz; e0_j: D's own rounding), so by at most
+ * |W^T D c| |e| + sum_j |c_j| (0.77 r_j^2 |e| + e0_j r_j) |e| with r_j the
+ * L2 norm of pooler row j. head_lin[k] = {|W^T D c| + sum_j |c_j| e0_j r_j,
+ * 0.77 sum_j |c_j| r_j^2}, inflated for their rounding. */
+static int head_linear(const pvf_model *m, const pvf_golden *g, const bert *b, bert_fast *f) {
+    const int64_t h = b->hidden, labels = b->labels;
+    const float *w = m->params[b->pool_w].value, *bias = m->params[b->pool_b].value,
+                *cw = m->params[b->cls_w].value;
+    const int pooler = b->first_layer + (int)b->layers;
+    double *dc = malloc((size_t)(2 * h) * sizeof *dc), *e0 = dc + h;
+    if (!dc)
+        return -1;
+    for (int64_t i = 0; i < f->n; i++) {
+        const float *y = g->stage_in[pooler] + i * h, *pooled = g->stage_in[pooler + 1] + i * h;
+        const int64_t top = g->top1[i];
+        for (int64_t j = 0; j < h; j++) {
+            double sum = fabs((double)bias[j]);
+            for (int64_t c = 0; c < h; c++)
+                sum += fabs((double)w[j * h + c] * y[c]);
+            /* tanhf's rounding, then the pre-activation's: D moves 2x them */
+            e0[j] = 2.0 * (3e-7 + 1.01 * (double)(h + 2) / 16777216.0 * sum);
+        }
+        for (int64_t k = 0; k < labels; k++) {
+            double *out = f->head_lin + (i * labels + k) * 2;
+            out[0] = out[1] = 0;
+            if (k == top)
+                continue;
+            double lin = 0, quad = 0, first = 0;
+            for (int64_t j = 0; j < h; j++) {
+                const double c = (double)cw[k * h + j] - cw[top * h + j];
+                dc[j] = (1.0 - (double)pooled[j] * pooled[j]) * c;
+                lin += fabs(c) * e0[j] * f->pool_row[j];
+                quad += fabs(c) * f->pool_row[j] * f->pool_row[j];
+            }
+            for (int64_t c = 0; c < h; c++) {
+                double acc = 0;
+                for (int64_t j = 0; j < h; j++)
+                    acc += (double)w[j * h + c] * dc[j];
+                first += acc * acc;
+            }
+            out[0] = (sqrt(first) + lin) * 1.001;
+            out[1] = 0.7699 * quad * 1.001;
+        }
+    }
+    free(dc);
+    return 0;
+}
+
+/* The chain of bounds from layer li (li == layers: the [CLS] output of the
+ * last layer) with golden weights: 1 when a change of at most dx there
+ * settles sequence i. */
+static int chain_settles(const pvf_model *m, const pvf_golden *g, const bert *b, const bert_fast *f,
+                         int64_t li, int64_t i, double dx) {
+    for (int64_t l = li; l < b->layers && dx < INFINITY; l++)
+        dx = layer_bound(b, f, (int)l, i, dx, NULL);
+    return head_settles(m, g, b, f, i, dx);
+}
+
+/* Every bound of the chain grows with the change it is given, so the chain
+ * settles sequence i from layer li exactly for changes up to a threshold:
+ * settle_dx[li * n + i], found once by bisection (a value the chain was seen
+ * to settle, less a margin; -1 when even no change settles). */
+static void settle_thresholds(const pvf_model *m, const pvf_golden *g, const bert *b,
+                              bert_fast *f) {
+    for (int64_t li = b->layers; li >= 0; li--)
+        for (int64_t i = 0; i < f->n; i++) {
+            double *out = f->settle_dx + li * f->n + i;
+            *out = -1;
+            if (!chain_settles(m, g, b, f, li, i, 0))
+                continue;
+            double lo = 0, hi = 1e6; /* chain_settles(lo) holds */
+            if (chain_settles(m, g, b, f, li, i, hi)) {
+                *out = hi;
+                continue;
+            }
+            for (int it = 0; it < 80 && hi > lo * (1 + 1e-9); it++) {
+                double mid = lo > 0 ? sqrt(lo * hi) : (hi > 1e-30 ? hi * 1e-6 : 0);
+                if (mid <= lo)
+                    break;
+                if (chain_settles(m, g, b, f, li, i, mid))
+                    lo = mid;
+                else
+                    hi = mid;
+            }
+            *out = lo * (1 - 1e-6);
+        }
+}
+
 /* 1 when sequence i settles with a change of at most dx in every input row
  * of encoder layer li (li == layers: in the last layer's [CLS] output),
  * `in` injected in layer li. */
-static int settles_from_layer(const pvf_model *m, const pvf_golden *g, const bert *b,
-                              const bert_fast *f, int64_t li, int64_t i, double dx,
+static int settles_from_layer(const bert *b, const bert_fast *f, int64_t li, int64_t i, double dx,
                               const inject *in) {
-    for (int64_t l = li; l < b->layers && dx < INFINITY; l++)
-        dx = layer_bound(b, f, (int)l, i, dx, l == li ? in : NULL);
-    return head_settles(m, g, b, f, i, dx);
+    if (in && li < b->layers) {
+        dx = layer_bound(b, f, (int)li, i, dx, in);
+        li++;
+    }
+    const double limit = f->settle_dx[li * f->n + i];
+    return limit >= 0 && dx <= limit; /* false for NaN */
 }
 
 /* Bound on the change of every row of sequence i's embedding output when
@@ -531,23 +903,33 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     f->hidden = h;
     f->norms = calloc((size_t)L, sizeof *f->norms);
     f->qkv_max = malloc((size_t)(L * n * 3 * b->heads) * sizeof *f->qkv_max);
+    f->cls_att = calloc((size_t)(n * 3 * b->heads), sizeof *f->cls_att);
+    f->settle_dx = malloc((size_t)((L + 1) * n) * sizeof *f->settle_dx);
+    f->head_lin = malloc((size_t)(n * b->labels * 2) * sizeof *f->head_lin);
     f->ln_scale = malloc((size_t)(L * n * 2) * sizeof *f->ln_scale);
-    f->feat_max = malloc((size_t)(L * n * (5 * h + b->inter)) * sizeof *f->feat_max);
+    f->feat_max = malloc((size_t)(L * n * FEAT_FLOATS(b)) * sizeof *f->feat_max);
     f->emb_scale = malloc((size_t)(n * s) * sizeof *f->emb_scale);
     const int64_t R = f->real_start[n] * (L - 1);
     f->ffn_a = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->ffn_a);
     f->ffn_r = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->ffn_r);
     f->att_ctx = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_ctx);
     f->att_z = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_z);
+    f->att_q = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_q);
+    f->att_k = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_k);
+    f->att_v = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_v);
+    f->att_spread = malloc((size_t)(R > 0 ? R * b->heads : 1) * sizeof *f->att_spread);
+    f->layer_width = m->stages[b->first_layer].in_size;
     f->ffn_inter = malloc((size_t)(R > 0 ? R * b->inter : 1) * sizeof *f->ffn_inter);
     f->tokens = calloc((size_t)(2 * n * s), sizeof *f->tokens);
     f->emb_u_max = calloc((size_t)(n * h), sizeof *f->emb_u_max);
     f->pool_row = malloc((size_t)h * sizeof *f->pool_row);
     float *ws = malloc((size_t)(s * (7 * h + b->inter) + s * s) * sizeof *ws);
+    double *dws = malloc((size_t)(s * h + 2 * s + 4 * h) * sizeof *dws);
     int rc = -1;
-    if (!f->norms || !f->qkv_max || !f->ln_scale || !f->feat_max || !f->emb_scale || !f->tokens ||
-        !f->ffn_a || !f->ffn_r || !f->ffn_inter || !f->att_ctx || !f->att_z || !f->emb_u_max ||
-        !f->pool_row || !ws)
+    if (!f->norms || !f->qkv_max || !f->cls_att || !f->settle_dx || !f->head_lin || !f->ln_scale ||
+        !f->feat_max || !f->emb_scale || !f->tokens || !f->ffn_a || !f->ffn_r || !f->ffn_inter ||
+        !f->att_ctx || !f->att_z || !f->att_q || !f->att_k || !f->att_v || !f->att_spread ||
+        !f->emb_u_max || !f->pool_row || !ws || !dws)
         goto done;
     for (int li = 0; li < L; li++)
         if (layer_norms_init(&f->norms[li], m, b, li))
@@ -574,13 +956,18 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
                 (float)(ln_stats(ws + t * h, 1, h, b->eps, f->emb_u_max + i * h) / 1.0001);
         }
         for (int li = 0; li < L; li++)
-            layer_stats(
-                m, b, f, li, i,
-                g->stage_in[b->first_layer + li] + i * m->stages[b->first_layer + li].in_size, ws);
+            layer_stats(m, b, f, li, i,
+                        g->stage_in[b->first_layer + li] +
+                            i * m->stages[b->first_layer + li].in_size,
+                        ws, dws);
     }
+    if (head_linear(m, g, b, f))
+        goto done;
+    settle_thresholds(m, g, b, f);
     rc = 0;
 done:
     free(ws);
+    free(dws);
     return rc ? pvf_err_set(err, "out of memory") : 0;
 }
 
@@ -686,7 +1073,7 @@ static double delta_dot(const fault_delta *fd, const float *feat) {
 static int layer_inject(const bert *b, const bert_fast *f, int li, int64_t i, int role,
                         const fault_delta *fd, inject *in) {
     const int64_t h = b->hidden, d = h / b->heads;
-    const float *fm = f->feat_max + (li * f->n + i) * (5 * h + b->inter);
+    const float *fm = f->feat_max + (li * f->n + i) * FEAT_FLOATS(b);
     const double one = fd->l2 < INFINITY ? fabs(fd->deltas[0]) * BOUND_INFLATE : INFINITY;
     memset(in, 0, sizeof *in);
     in->head = -1;
@@ -698,8 +1085,33 @@ static int layer_inject(const bert *b, const bert_fast *f, int li, int64_t i, in
     case K_B:
     case V_B: {
         const int bias = role == Q_B || role == K_B || role == V_B;
-        double c = bias ? one : delta_dot(fd, fm + ST_X * h);
-        in->head = (bias ? fd->lo : fd->row) / d;
+        const int64_t o = bias ? fd->lo : fd->row, hd = o / d, heads = b->heads;
+        double c = bias ? one : delta_dot(fd, fm + ST_X * h); /* |change of feature o| */
+        /* One feature o of the queries, keys or values changes, by at most c
+         * at every token. A value: the context's feature o by at most c (a
+         * weighted mean), the output by column o of Wo times that. A query
+         * or key: every score of head hd by at most eps (a query: beyond a
+         * shift common to the keys, c |k_o - mean k_o|; a key: c |q_o|),
+         * its weights by a factor e^{+-2 eps}, its context by at most
+         * (e^{2 eps} - 1) times its values' radius. */
+        const double rd = 1.0 / sqrt((double)d),
+                     vrad = f->qkv_max[(li * f->n + i) * 3 * heads + 2 * heads + hd];
+        double eps = INFINITY;
+        if (role == V || role == V_B) {
+            in->attn = f->norms[li].o_col[o] * c * BOUND_INFLATE;
+            return in->attn < INFINITY ? 0 : 1;
+        }
+        if (role == Q || role == Q_B) {
+            if (c * fm[ST_K * h + o] * rd < 20) /* the common shift stays moderate */
+                eps = c * fm[ST_KC * h + o] * rd;
+        } else {
+            eps = c * fm[ST_Q * h + o] * rd;
+        }
+        if (eps < 20) {
+            in->attn = f->norms[li].o * expm1(2 * eps) * vrad * BOUND_INFLATE;
+            return 0;
+        }
+        in->head = hd; /* the plain per-head bound (not finite either: never settles) */
         if (role == Q || role == Q_B)
             in->q = c;
         else if (role == K || role == K_B)
@@ -743,10 +1155,67 @@ static int layer_inject(const bert *b, const bert_fast *f, int li, int64_t i, in
     }
 }
 
+/* A query or key fault (role) in layer li before the last, with moderate
+ * faulty values, for sequence i, token by token over its unmasked tokens:
+ * feature o of the query of token u changes by dq_u (a key: of key t by
+ * dk_t), the golden values known. Query u's scores move by dq_u k_t,o (or
+ * q_u,o dk_t), over sqrt(d), which lies within eps_u of its midrange over t:
+ * a shift common to the keys; so its weights change by a factor e^{+-2
+ * eps_u} and its attention output (through Wo) by at most
+ * (e^{2 eps_u} - 1) att_spread. Sets in->attn to the largest over the
+ * tokens; 1 when the scores may move far (no bound). */
+static int qk_token_inject(const pvf_golden *g, const bert *b, const bert_fast *f, int li,
+                           int64_t i, int role, const fault_delta *fd, inject *in) {
+    const int64_t h = b->hidden, heads = b->heads, d = h / heads, R = f->real_start[f->n];
+    const int64_t base = f->real_start[i], L = f->real_start[i + 1] - base;
+    const int64_t *tok = f->real_tok + base;
+    const int bias = role == Q_B || role == K_B;
+    const int64_t o = bias ? fd->lo : fd->row, hd = o / d;
+    const float *x = g->stage_in[b->first_layer + li] + i * f->layer_width;
+    const float *fm = f->feat_max + (li * f->n + i) * FEAT_FLOATS(b);
+    const double rd = 1.0 / sqrt((double)d);
+    double worst = 0, lo = INFINITY, hi = -INFINITY, big = 0;
+    if (!(fd->l2 < INFINITY))
+        return 1;
+    for (int64_t u = 0; u < L; u++) { /* each token's change of feature o */
+        const float *row = x + tok[u] * h;
+        double c = 0;
+        if (bias)
+            c = fd->deltas[0];
+        else
+            for (int64_t e = 0; e < fd->n; e++)
+                c += fd->deltas[e] * row[(fd->lo + e) % fd->cols];
+        c *= 1 + 1e-12 * (double)(fd->n + 2); /* the double sum's rounding, as a factor */
+        if (role == Q || role == Q_B) {
+            const double shift = fabs(c) * fm[ST_K * h + o] * rd;
+            const double eps = fabs(c) * fm[ST_KR * h + o] * rd * BOUND_INFLATE;
+            if (!(shift < 20) || !(eps < 20))
+                return 1;
+            worst = fmax(worst, expm1(2 * eps) * f->att_spread[(li * R + base + u) * heads + hd]);
+        } else {
+            lo = fmin(lo, c);
+            hi = fmax(hi, c);
+            big = fmax(big, fabs(c));
+        }
+    }
+    if (role == K || role == K_B)
+        for (int64_t u = 0; u < L; u++) {
+            const double qo = fabs((double)f->att_q[(li * R + base + u) * h + o]);
+            const double eps = qo * (hi - lo) * 0.5 * rd * BOUND_INFLATE;
+            if (!(qo * big * rd < 20) || !(eps < 20))
+                return 1;
+            worst = fmax(worst, expm1(2 * eps) * f->att_spread[(li * R + base + u) * heads + hd]);
+        }
+    memset(in, 0, sizeof *in);
+    in->head = -1;
+    in->attn = worst * BOUND_INFLATE;
+    return 0;
+}
+
 /* 1 when sequence i provably keeps golden's outcome under a fault in the
  * embeddings (param) or in encoder layer li's parameter of role `role`. */
-static int fault_settles(const pvf_model *m, const pvf_golden *g, const bert *b, const bert_fast *f,
-                         int param, int li, int role, const fault_delta *fd, int64_t i) {
+static int fault_settles(const pvf_golden *g, const bert *b, const bert_fast *f, int param, int li,
+                         int role, const fault_delta *fd, int moderate, int64_t i) {
     if (li < 0) { /* embeddings */
         double dx;
         if (param == b->ln_w)
@@ -756,12 +1225,146 @@ static int fault_settles(const pvf_model *m, const pvf_golden *g, const bert *b,
             dx = embedding_bound(b, f, param, 0, i, 0, fd->l2 * BOUND_INFLATE);
         else /* a word, position or token-type row: the sum moves by the row's change */
             dx = embedding_bound(b, f, param, fd->row, i, fd->l2 * BOUND_INFLATE, 0);
-        return settles_from_layer(m, g, b, f, 0, i, dx, NULL);
+        return settles_from_layer(b, f, 0, i, dx, NULL);
     }
     inject in;
     if (layer_inject(b, f, li, i, role, fd, &in))
         return 0;
-    return settles_from_layer(m, g, b, f, li, i, 0, &in);
+    if (settles_from_layer(b, f, li, i, 0, &in))
+        return 1;
+    /* queries and keys of layers before the last: token by token (padded
+     * tokens stay finite, so their keys keep weight 0) */
+    if (moderate && li < b->layers - 1 && (role == Q || role == Q_B || role == K || role == K_B) &&
+        !qk_token_inject(g, b, f, li, i, role, fd, &in))
+        return settles_from_layer(b, f, li, i, 0, &in);
+    return 0;
+}
+
+/* ---- Poisoned sequences ----------------------------------------------
+ *
+ * pvf_layernorm turns a row whose variance exceeds FLT_MAX (or that holds a
+ * NaN or Inf) into NaN. A NaN row at any token of an encoder layer's output
+ * makes that token's key NaN in the next layer, hence every score, weight
+ * and context of every query NaN (NaN + mask is NaN; pvf_softmax keeps it),
+ * and so every later activation and every logit: the sequence is judged
+ * non-finite, whatever else the fault does. A huge faulty value in a layer's
+ * attention output or feed-forward part shows this at one token, proved
+ * soundly from the token's cached golden activations: the faulty dot
+ * product in double, give or take far more than the full pass's fp32
+ * rounding (at most (terms + 3) 2^-24 sum |term|) and than the rounding
+ * differences of the cached inputs from the full pass's: 1e-3 sum |term|
+ * (only values far beyond 1e20 are judged, so this costs nothing). */
+
+#define ROUNDING(terms) fmax(1e-3, 1.01 * (double)((terms) + 3) / 16777216.0)
+
+/* 1 when a LayerNorm row of h values, one of which is y +- e and the others
+ * at most `others` in magnitude, certainly has a variance above FLT_MAX:
+ * sum (x - mean)^2 >= (h - 1) / h (|y| - e - others)^2. */
+static int huge_row(double y, double e, double others, int64_t h) {
+    const double gap = fabs(y) - e - others;
+    return gap > 0 && (double)(h - 1) / ((double)h * h) * gap * gap > FLT_MAX * 1.001;
+}
+
+/* 1 when the fault (a huge value in row o of the attention output, the
+ * feed-forward matrices or their biases of layer li, before the last)
+ * certainly makes the output of unmasked token u (index u of the real-token
+ * caches) NaN. */
+static int token_poisoned(const pvf_exec *ex, const pvf_golden *g, const bert *b,
+                          const bert_fast *f, int li, int role, int64_t o, int64_t i, int64_t u) {
+    const int *p = b->lp[li];
+    const int64_t h = b->hidden, ni = b->inter, R = f->real_start[f->n], idx = li * R + u;
+    const int ff1 = role == FF1 || role == FF1_B, ff2 = role == FF2 || role == FF2_B;
+    const int wrole = role == O || role == O_B ? O : ff1 ? FF1 : FF2;
+    const float *w = pvf_exec_weights(ex, p[wrole]) + o * (ff2 ? ni : h);
+    const float *bias = pvf_exec_weights(ex, p[wrole == O ? O_B : ff1 ? FF1_B : FF2_B]);
+    const float *in = wrole == O ? f->att_ctx + idx * h
+                      : ff2      ? f->ffn_inter + idx * ni
+                                 : f->ffn_a + idx * h;
+    const int64_t n = ff2 ? ni : h;
+    double y = bias[o], sum = fabs((double)bias[o]);
+    for (int64_t j = 0; j < n; j++) {
+        y += (double)in[j] * w[j];
+        sum += fabs((double)in[j] * w[j]);
+    }
+    if (!isfinite(y))
+        return 1; /* a NaN or Inf faulty value: NaN or Inf there, whatever the order */
+    if (!ff1) {   /* one feature of the LayerNorm input: + the residual */
+        const float *resid =
+            wrole == O ? g->stage_in[b->first_layer + li] + i * f->layer_width + f->real_tok[u] * h
+                       : f->ffn_a + idx * h;
+        const float *gold = wrole == O ? f->att_z + idx * h : f->ffn_r + idx * h;
+        y += resid[o];
+        sum += fabs((double)resid[o]);
+        double others = 0;
+        for (int64_t j = 0; j < h; j++)
+            if (j != o)
+                others = fmax(others, fabs((double)gold[j]));
+        return huge_row(y, ROUNDING(n) * sum, others * 1.01 + 1, h);
+    }
+    /* a GELU input: its full-pass value lies in [y - e, y + e] */
+    const double e = ROUNDING(n) * sum;
+    if (fabs(y) - e > FLT_MAX * 1.0001)
+        return 1; /* overflows to +-Inf: GELU gives Inf or NaN, the LayerNorm NaN */
+    if (!(y - e >= 10))
+        return 0; /* GELU(y) = y holds exactly in fp32 only for large y */
+    /* the second LayerNorm's input: W2[:, o] GELU(y) + a bounded rest */
+    const float *w2 = pvf_exec_weights(ex, p[FF2]), *b2 = pvf_exec_weights(ex, p[FF2_B]);
+    const float *inter = f->ffn_inter + idx * ni, *a = f->ffn_a + idx * h,
+                *res = f->ffn_r + idx * h;
+    double imax = 0, mean = 0, dir = 0, rest = 0;
+    for (int64_t j = 0; j < ni; j++)
+        imax = fmax(imax, fabs((double)inter[j]));
+    for (int64_t k = 0; k < h; k++)
+        mean += w2[k * ni + o];
+    mean /= (double)h;
+    const double lo = y - e, hi = y + e, gam = ROUNDING(ni);
+    for (int64_t k = 0; k < h; k++) {
+        const double c = w2[k * ni + o];
+        dir += (c - mean) * (c - mean);
+        const double r =
+            fabs(c) * (hi - lo) + fabs((double)res[k]) + fabs(c * inter[o]) +
+            2 * gam *
+                (f->norms[li].ff2_row_l1[k] * imax + fabs((double)b2[k]) + fabs((double)a[k])) +
+            gam * fabs(c) * hi;
+        rest += r * r;
+    }
+    const double gap = lo * sqrt(dir) - sqrt(rest); /* |centred row| >= gap */
+    return gap > 0 && gap * gap / (double)h > FLT_MAX * 1.001;
+}
+
+/* Moves the sequences of rows[0..k) that a huge fault in layer li (role,
+ * compute elements lo..hi) certainly poisons to r, judged non-finite; returns
+ * how many remain in rows. */
+static int64_t drop_poisoned(pvf_exec *ex, const pvf_golden *g, const bert *b, const bert_fast *f,
+                             int li, int role, const pvf_fault_effect *eff, int64_t *rows,
+                             int64_t k, pvf_trial_result *r) {
+    const int bias = role == O_B || role == FF1_B || role == FF2_B;
+    const int64_t cols = role == FF2 ? b->inter : b->hidden;
+    const int64_t o = bias ? eff->lo : eff->lo / cols;
+    if (li < 0 || li >= b->layers - 1 || k == 0 ||
+        !(role == O || role == O_B || role == FF1 || role == FF1_B || role == FF2 ||
+          role == FF2_B) ||
+        (bias ? eff->hi - eff->lo != 1 : (eff->hi - 1) / cols != o))
+        return k;
+    float nan_out[64];
+    if (b->labels > 64)
+        return k;
+    for (int64_t c = 0; c < b->labels; c++)
+        nan_out[c] = NAN;
+    int64_t kept = 0;
+    for (int64_t j = 0; j < k; j++) {
+        const int64_t i = rows[j];
+        int poisoned = 0;
+        for (int64_t u = f->real_start[i]; u < f->real_start[i + 1] && !poisoned; u++)
+            poisoned = token_poisoned(ex, g, b, f, li, role, o, i, u);
+        if (poisoned) {
+            r->stage_rows++; /* a stage's worth of work was done for it */
+            pvf_fast_judge_row(ex, g, i, nan_out, r);
+        } else {
+            rows[kept++] = i;
+        }
+    }
+    return kept;
 }
 
 /* Floats of executor scratch the last layer's [CLS] path needs. */
@@ -890,6 +1493,23 @@ static void ffn_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f
 #undef W
 }
 
+/* The rest of an encoder layer (parameters p) at L tokens from the first
+ * LayerNorm's input a [L, h], as pvf_bert_encoder_layer computes it: its
+ * output rows into x; inter: L * intermediate floats. */
+static void layer_tail(const pvf_exec *ex, const bert *b, const int *p, int64_t L, float *a,
+                       float *inter, float *x) {
+    const int64_t h = b->hidden;
+#define W(j) pvf_exec_weights(ex, p[j])
+    pvf_layernorm(a, L, h, W(LN1_W), W(LN1_B), b->eps);
+    pvf_linear(a, L, h, W(FF1), W(FF1_B), b->inter, inter);
+    pvf_gelu_erf(inter, L * b->inter);
+    pvf_linear(inter, L, b->inter, W(FF2), W(FF2_B), h, x);
+    for (int64_t j = 0; j < L * h; j++)
+        x[j] += a[j];
+    pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
+#undef W
+}
+
 /* A fault in the attention output dense or the first LayerNorm of encoder
  * layer li (role) of sequence i: that layer's output rows at its L unmasked
  * tokens into x, from the cached context and LayerNorm input: an output row
@@ -915,13 +1535,43 @@ static void attn_out_from_cache(const pvf_exec *ex, const bert *b, const bert_fa
                 a[u * h + o] = (acc + bias[o]) + xin[u * h + o];
             }
     }
-    pvf_layernorm(a, L, h, W(LN1_W), W(LN1_B), b->eps);
-    pvf_linear(a, L, h, W(FF1), W(FF1_B), b->inter, inter);
-    pvf_gelu_erf(inter, L * b->inter);
-    pvf_linear(inter, L, b->inter, W(FF2), W(FF2_B), h, x);
+    layer_tail(ex, b, p, L, a, inter, x);
+#undef W
+}
+
+/* A fault in the query, key or value projection of encoder layer li (role)
+ * of sequence i: that layer's output rows at its L unmasked tokens into x,
+ * from the cached queries, keys and values: the faulty rows f0..f1 of the
+ * projection (or its bias) their features of every token, exactly, then
+ * attention over the unmasked tokens (zero_mask: L zeros) and the rest of
+ * the layer. xin: the layer's golden input rows; ws: L * (5 h +
+ * intermediate) + L * L floats. */
+static void qkv_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f, int li, int role,
+                           int64_t f0, int64_t f1, int64_t i, int64_t L, const float *xin,
+                           const float *zero_mask, float *x, float *ws) {
+    const int *p = b->lp[li];
+    const int64_t h = b->hidden, R = f->real_start[f->n], base = li * R + f->real_start[i];
+    float *q = ws, *k = q + L * h, *v = k + L * h, *ctx = v + L * h, *a = ctx + L * h,
+          *inter = a + L * h, *scores = inter + L * b->inter;
+    const int kind = role == Q || role == Q_B ? Q : role == K || role == K_B ? K : V;
+    float *changed = kind == Q ? q : kind == K ? k : v;
+#define W(j) pvf_exec_weights(ex, p[j])
+    memcpy(q, f->att_q + base * h, (size_t)(L * h) * sizeof *q);
+    memcpy(k, f->att_k + base * h, (size_t)(L * h) * sizeof *k);
+    memcpy(v, f->att_v + base * h, (size_t)(L * h) * sizeof *v);
+    const float *w = W(kind), *bias = W(kind == Q ? Q_B : kind == K ? K_B : V_B);
+    for (int64_t u = 0; u < L; u++)
+        for (int64_t o = f0; o <= f1; o++) { /* the faulty dot product */
+            float acc = 0.0f;
+            for (int64_t j = 0; j < h; j++)
+                acc += xin[u * h + j] * w[o * h + j];
+            changed[u * h + o] = acc + bias[o];
+        }
+    pvf_attention(q, L, k, v, L, b->heads, h / b->heads, zero_mask, ctx, scores);
+    pvf_linear(ctx, L, h, W(O), W(O_B), h, a);
     for (int64_t j = 0; j < L * h; j++)
-        x[j] += a[j];
-    pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
+        a[j] += xin[j];
+    layer_tail(ex, b, p, L, a, inter, x);
 #undef W
 }
 
@@ -950,8 +1600,11 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
     const int ffn = stage != 0 && (role == FF1 || role == FF1_B || role == FF2 || role == FF2_B ||
                                    role == LN2_W || role == LN2_B);
     const int attn_out = stage != 0 && (role == O || role == O_B || role == LN1_W || role == LN1_B);
-    const int weight = role == FF1 || role == FF2 || role == O;
-    const int64_t cols = role == FF1 || role == O ? h : b->inter;
+    const int qkv = stage != 0 && (role == Q || role == Q_B || role == K || role == K_B ||
+                                   role == V || role == V_B);
+    const int weight =
+        role == FF1 || role == FF2 || role == O || role == Q || role == K || role == V;
+    const int64_t cols = role == FF2 ? b->inter : h;
     const int64_t f0 = weight ? eff->lo / cols : eff->lo,
                   f1 = weight ? (eff->hi - 1) / cols : eff->hi - 1;
     for (int64_t j = 0; j < k; j++) {
@@ -969,7 +1622,7 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
             pvf_layernorm(x, L, h, pvf_exec_weights(ex, b->ln_w), pvf_exec_weights(ex, b->ln_b),
                           b->eps);
             r->stage_rows++;
-        } else if (ffn || attn_out) { /* the faulty layer's output from its cached activations */
+        } else if (ffn || attn_out || qkv) { /* the faulty layer's output from its caches */
             if (ffn) {
                 ffn_from_cache(ex, b, f, li, role, f0, f1, i, L, x, ws);
             } else {
@@ -977,7 +1630,10 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
                     memcpy(y + u * h,
                            g->stage_in[stage] + i * m->stages[stage].in_size + tok[u] * h,
                            (size_t)h * sizeof *y);
-                attn_out_from_cache(ex, b, f, li, role, f0, f1, i, L, y, x, ws);
+                if (attn_out)
+                    attn_out_from_cache(ex, b, f, li, role, f0, f1, i, L, y, x, ws);
+                else
+                    qkv_from_cache(ex, b, f, li, role, f0, f1, i, L, y, zero_mask, x, ws);
             }
             r->stage_rows++;
             li++;
@@ -1002,7 +1658,7 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
                     }
                     dx = sq < INFINITY ? fmax(dx, sqrt(sq)) : INFINITY;
                 }
-                if (dx == 0 || settles_from_layer(m, g, b, f, li, i, dx * BOUND_INFLATE, NULL)) {
+                if (dx == 0 || settles_from_layer(b, f, li, i, dx * BOUND_INFLATE, NULL)) {
                     dropped = 1;
                     break;
                 }
@@ -1045,15 +1701,17 @@ static int bounded_trial(pvf_exec *ex, const pvf_golden *g, int param, int li, i
         free(kept);
         return pvf_err_set(err, "out of memory");
     }
-    for (int64_t j = 0; j < k; j++)
-        if (rc == 1 || !fault_settles(m, g, b, f, param, li, role, &fd, rows[j]))
-            kept[nk++] = rows[j];
     /* the faulty values are moderate: padded tokens cannot matter */
     const float *faulty = pvf_exec_weights(ex, param);
     int moderate = f->cls_real;
     for (int64_t e = eff->lo; e < eff->hi; e++)
         moderate &= fabsf(faulty[e]) <= PADDED_SAFE; /* false for NaN */
+    for (int64_t j = 0; j < k; j++)
+        if (rc == 1 || !fault_settles(g, b, f, param, li, role, &fd, moderate, rows[j]))
+            kept[nk++] = rows[j];
     free(fd.deltas);
+    if (!moderate)
+        nk = drop_poisoned(ex, g, b, f, li, role, eff, kept, nk, r);
     rc = 0;
     if (nk == 0) {
         rc = 0;
@@ -1104,7 +1762,7 @@ int pvf_bert_fast_bound(const pvf_exec *ex, const pvf_golden *g, int stage, int6
             return 0;
         dx = fmax(dx, sqrt(sq));
     }
-    return settles_from_layer(m, g, b, f, li, row, dx * BOUND_INFLATE, NULL);
+    return settles_from_layer(b, f, li, row, dx * BOUND_INFLATE, NULL);
 }
 
 int pvf_bert_fast_trial(pvf_exec *ex, const pvf_golden *g, int param, const pvf_fault_effect *eff,
