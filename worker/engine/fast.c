@@ -1,7 +1,10 @@
 #include "fast.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#define GRAM_SQUARINGS 7 /* the bound is within dim^(2^-(k+1)) of the norm */
 
 /* A one-row view of the golden pass, for the architecture's outcome rule. */
 static void judge_one(const pvf_model *m, const pvf_golden *g, int64_t row, const float *out,
@@ -188,4 +191,61 @@ void pvf_fast_finish(const pvf_golden *g, pvf_trial_result *r) {
         r->flags |= PVF_TRIAL_NONFINITE;
     if (r->stage_rows == 0)
         r->flags |= PVF_TRIAL_SETTLED;
+}
+
+double pvf_fast_spectral_bound(const float *w, int64_t cols, int64_t r0, int64_t nr,
+                               const float *colscale) {
+    const int64_t dim = nr < cols ? nr : cols;
+    double *a = malloc((size_t)(nr * cols) * sizeof *a);
+    double *g = malloc((size_t)(dim * dim) * sizeof *g);
+    double *t = malloc((size_t)(dim * dim) * sizeof *t);
+    double result = -1;
+    if (!a || !g || !t)
+        goto out;
+    for (int64_t i = 0; i < nr; i++)
+        for (int64_t j = 0; j < cols; j++)
+            a[i * cols + j] = (double)w[(r0 + i) * cols + j] * (colscale ? colscale[j] : 1.0);
+    for (int64_t p = 0; p < dim; p++) /* G = A A^T (dim = nr) or A^T A */
+        for (int64_t q = 0; q <= p; q++) {
+            double acc = 0;
+            if (dim == nr)
+                for (int64_t j = 0; j < cols; j++)
+                    acc += a[p * cols + j] * a[q * cols + j];
+            else
+                for (int64_t i = 0; i < nr; i++)
+                    acc += a[i * cols + p] * a[i * cols + q];
+            g[p * dim + q] = g[q * dim + p] = acc;
+        }
+    double log_lambda = 0, weight = 1; /* log lambda_max(G) <= sum weight_k log F_k */
+    for (int k = 0; k <= GRAM_SQUARINGS; k++) {
+        double fro = 0;
+        for (int64_t i = 0; i < dim * dim; i++)
+            fro += g[i] * g[i];
+        fro = sqrt(fro);
+        if (!(fro > 0)) {
+            if (k == 0)
+                log_lambda = -INFINITY; /* a zero matrix */
+            break;
+        }
+        log_lambda += weight * log(fro);
+        for (int64_t i = 0; i < dim * dim; i++)
+            g[i] /= fro;
+        if (k == GRAM_SQUARINGS)
+            break; /* lambda_max of the normalized power <= its Frobenius norm, 1 */
+        for (int64_t p = 0; p < dim; p++)
+            for (int64_t q = 0; q < dim; q++) {
+                double acc = 0;
+                for (int64_t i = 0; i < dim; i++)
+                    acc += g[p * dim + i] * g[i * dim + q];
+                t[p * dim + q] = acc;
+            }
+        memcpy(g, t, (size_t)(dim * dim) * sizeof *g);
+        weight *= 0.5;
+    }
+    result = exp(0.5 * log_lambda) * 1.0001; /* sqrt(lambda_max), double rounding */
+out:
+    free(a);
+    free(g);
+    free(t);
+    return result;
 }

@@ -42,6 +42,13 @@ int64_t pvf_fast_drop_golden(const pvf_exec *ex, const pvf_golden *g, int s, int
  * the full pass runs it. */
 int pvf_fast_overflow_prone(const float *v, int64_t n);
 
+/* An upper bound of the largest singular value of rows r0..r0+nr of
+ * w[*, cols], column j scaled by colscale[j] (NULL: 1), for the sound bounds:
+ * lambda_max(G) <= ||G^(2^k)||_F^(2^-k) for the Gram matrix G of the smaller
+ * side, normalized squarings in double. -1 when out of memory. */
+double pvf_fast_spectral_bound(const float *w, int64_t cols, int64_t r0, int64_t nr,
+                               const float *colscale);
+
 /* Judges one row's final outputs into r (for a fast_trial that computed
  * them itself). */
 void pvf_fast_judge_row(pvf_exec *ex, const pvf_golden *g, int64_t row, const float *out,

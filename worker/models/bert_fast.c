@@ -237,59 +237,6 @@ fail:
 #define GELU_LIPSCHITZ 1.13
 #define BOUND_INFLATE  1.001 /* rounding of the bound's own arithmetic */
 
-/* Upper bound on the spectral norm of rows r0..r0+nr-1 of w[*, cols]: the
- * largest eigenvalue of the Gram matrix G is at most ||G^(2^k)||_F^(1/2^k),
- * within a factor dim^(1/2^(k+1)) of it; the squarings are normalized in
- * double. Returns -1 when out of memory. */
-static double spectral_bound(const float *w, int64_t cols, int64_t r0, int64_t nr) {
-    const int64_t dim = nr < cols ? nr : cols;
-    double *g = calloc((size_t)(dim * dim), sizeof *g),
-           *t = malloc((size_t)(dim * dim) * sizeof *t);
-    if (!g || !t) {
-        free(g);
-        free(t);
-        return -1;
-    }
-    /* G = W W^T (nr <= cols) or W^T W */
-    for (int64_t a = 0; a < dim; a++)
-        for (int64_t c = 0; c <= a; c++) {
-            double acc = 0;
-            if (nr <= cols)
-                for (int64_t j = 0; j < cols; j++)
-                    acc += (double)w[(r0 + a) * cols + j] * w[(r0 + c) * cols + j];
-            else
-                for (int64_t i = 0; i < nr; i++)
-                    acc += (double)w[(r0 + i) * cols + a] * w[(r0 + i) * cols + c];
-            g[a * dim + c] = g[c * dim + a] = acc;
-        }
-    double log_lambda = 0, weight = 1; /* log lambda_max(G) <= sum weight_k log F_k */
-    for (int k = 0; k < 8; k++) {
-        double fro = 0;
-        for (int64_t i = 0; i < dim * dim; i++)
-            fro += g[i] * g[i];
-        fro = sqrt(fro);
-        if (!(fro > 0))
-            break; /* a zero matrix */
-        log_lambda += weight * log(fro);
-        for (int64_t i = 0; i < dim * dim; i++)
-            g[i] /= fro;
-        if (k == 7)
-            break; /* lambda_max of the normalized matrix <= its Frobenius norm = 1 */
-        for (int64_t a = 0; a < dim; a++)
-            for (int64_t c = 0; c < dim; c++) {
-                double acc = 0;
-                for (int64_t i = 0; i < dim; i++)
-                    acc += g[a * dim + i] * g[i * dim + c];
-                t[a * dim + c] = acc;
-            }
-        memcpy(g, t, (size_t)(dim * dim) * sizeof *g);
-        weight *= 0.5;
-    }
-    free(g);
-    free(t);
-    return exp(0.5 * log_lambda) * 1.0001; /* sqrt(lambda_max), double rounding */
-}
-
 static double max_abs(const float *x, int64_t n) {
     double m = 0;
     for (int64_t i = 0; i < n; i++)
@@ -332,7 +279,7 @@ static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, i
         double fro = 0;
         for (int64_t e = 0; e < h * h; e++)
             fro += (double)prod[e] * prod[e];
-        L->ov[hd] = spectral_bound(prod, h, 0, h);
+        L->ov[hd] = pvf_fast_spectral_bound(prod, h, 0, h, NULL);
         if (L->ov[hd] < 0) {
             free(prod);
             return -1;
@@ -341,15 +288,15 @@ static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, i
     }
     free(prod);
     for (int64_t hd = 0; hd < b->heads; hd++) {
-        L->q[hd] = spectral_bound(m->params[p[Q]].value, h, hd * d, d);
-        L->k[hd] = spectral_bound(m->params[p[K]].value, h, hd * d, d);
-        L->v[hd] = spectral_bound(m->params[p[V]].value, h, hd * d, d);
+        L->q[hd] = pvf_fast_spectral_bound(m->params[p[Q]].value, h, hd * d, d, NULL);
+        L->k[hd] = pvf_fast_spectral_bound(m->params[p[K]].value, h, hd * d, d, NULL);
+        L->v[hd] = pvf_fast_spectral_bound(m->params[p[V]].value, h, hd * d, d, NULL);
         if (L->q[hd] < 0 || L->k[hd] < 0 || L->v[hd] < 0)
             return -1;
     }
-    L->o = spectral_bound(m->params[p[O]].value, h, 0, h);
-    L->ff1 = spectral_bound(m->params[p[FF1]].value, h, 0, b->inter);
-    L->ff2 = spectral_bound(m->params[p[FF2]].value, b->inter, 0, h);
+    L->o = pvf_fast_spectral_bound(m->params[p[O]].value, h, 0, h, NULL);
+    L->ff1 = pvf_fast_spectral_bound(m->params[p[FF1]].value, h, 0, b->inter, NULL);
+    L->ff2 = pvf_fast_spectral_bound(m->params[p[FF2]].value, b->inter, 0, h, NULL);
     if (L->o < 0 || L->ff1 < 0 || L->ff2 < 0)
         return -1;
     L->ln1 = max_abs(m->params[p[LN1_W]].value, h);

@@ -43,6 +43,7 @@
  * change is never cleared. */
 #include "llama4.h"
 
+#include "fast.h"
 #include "kernels.h"
 
 #include <math.h>
@@ -58,7 +59,6 @@
 /* |silu'(x)| <= 1.0999 everywhere. */
 #define SILU_LIP 1.1
 /* Squarings of the Gram matrix in the spectral norm bound. */
-#define GRAM_SQUARINGS 6
 /* The golden statistics are float recomputations (another batch shape than
  * the golden pass): a relative allowance on every branch bound. */
 #define STAT_SLACK (1.0 + 1e-4)
@@ -148,67 +148,6 @@ void l4_bound_free(l4_bound *b) {
 }
 
 /* ---- spectral norms ---- */
-
-/* Upper bound of the largest singular value of A = W[r0 .. r0+nr, :] with
- * column j scaled by colscale[j] (NULL: 1): lambda_max(G) <= ||G^(2^K)||_F^(2^-K)
- * for the PSD Gram matrix G of the smaller side; -1 when out of memory. */
-static double sigma_upper(const float *W, int64_t cols, int64_t r0, int64_t nr,
-                          const float *colscale) {
-    const int64_t n = nr < cols ? nr : cols;
-    double *a = malloc((size_t)(nr * cols) * sizeof *a);
-    double *gm = malloc((size_t)(n * n) * sizeof *gm);
-    double *t = malloc((size_t)(n * n) * sizeof *t);
-    double result = -1.0;
-    if (!a || !gm || !t)
-        goto out;
-    for (int64_t i = 0; i < nr; i++)
-        for (int64_t j = 0; j < cols; j++)
-            a[i * cols + j] = (double)W[(r0 + i) * cols + j] * (colscale ? colscale[j] : 1.0);
-    /* G = A A^T (n = nr) or A^T A (n = cols) */
-    for (int64_t p = 0; p < n; p++)
-        for (int64_t q = 0; q <= p; q++) {
-            double s = 0.0;
-            if (n == nr)
-                for (int64_t j = 0; j < cols; j++)
-                    s += a[p * cols + j] * a[q * cols + j];
-            else
-                for (int64_t i = 0; i < nr; i++)
-                    s += a[i * cols + p] * a[i * cols + q];
-            gm[p * n + q] = gm[q * n + p] = s;
-        }
-    double logscale = 0.0; /* G^(2^k) = gm * exp(logscale) */
-    for (int it = 0; it <= GRAM_SQUARINGS; it++) {
-        double fro = 0.0;
-        for (int64_t i = 0; i < n * n; i++)
-            fro += gm[i] * gm[i];
-        fro = sqrt(fro);
-        if (fro == 0.0) {
-            result = 0.0;
-            goto out;
-        }
-        for (int64_t i = 0; i < n * n; i++)
-            gm[i] /= fro;
-        logscale += log(fro);
-        if (it == GRAM_SQUARINGS)
-            break;
-        for (int64_t p = 0; p < n; p++)
-            for (int64_t q = 0; q < n; q++) {
-                double s = 0.0;
-                for (int64_t j = 0; j < n; j++)
-                    s += gm[p * n + j] * gm[j * n + q];
-                t[p * n + q] = s;
-            }
-        memcpy(gm, t, (size_t)(n * n) * sizeof *gm);
-        logscale *= 2.0;
-    }
-    /* lambda_max <= exp(logscale / 2^K); sigma = sqrt; double rounding slack */
-    result = exp(logscale / (double)(1 << GRAM_SQUARINGS) / 2.0) * (1.0 + 1e-9);
-out:
-    free(a);
-    free(gm);
-    free(t);
-    return result;
-}
 
 /* ---- golden statistics ---- */
 
@@ -391,13 +330,13 @@ static int attn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_
     const float *wq = m->params[p->q].value, *wk = m->params[p->k].value;
     const float *wv = m->params[p->v].value;
     for (int64_t h = 0; h < nh; h++)
-        if ((y->sq[h] = sigma_upper(wq, H, h * d, d, w_in)) < 0)
+        if ((y->sq[h] = pvf_fast_spectral_bound(wq, H, h * d, d, w_in)) < 0)
             return -1;
     for (int64_t h = 0; h < nkv; h++)
-        if ((y->sk[h] = sigma_upper(wk, H, h * d, d, w_in)) < 0 ||
-            (y->sv[h] = sigma_upper(wv, H, h * d, d, w_in)) < 0)
+        if ((y->sk[h] = pvf_fast_spectral_bound(wk, H, h * d, d, w_in)) < 0 ||
+            (y->sv[h] = pvf_fast_spectral_bound(wv, H, h * d, d, w_in)) < 0)
             return -1;
-    y->so = sigma_upper(m->params[p->o].value, qd, 0, H, NULL);
+    y->so = pvf_fast_spectral_bound(m->params[p->o].value, qd, 0, H, NULL);
     return y->so < 0 ? -1 : 0;
 }
 
@@ -421,9 +360,9 @@ static int mlp_stats(const float *f, int64_t tokens, int64_t H, int64_t I, const
         swiglu_stats(gg + t * I, uu + t * I, I, &rows, &b->silu_max[t], &b->up_max[t],
                      &b->jac_f[t]);
     swiglu_rows_free(&rows);
-    b->sg = sigma_upper(wg, H, 0, I, w_norm);
-    b->su = sigma_upper(wu, H, 0, I, w_norm);
-    b->sd = sigma_upper(wd, I, 0, H, NULL);
+    b->sg = pvf_fast_spectral_bound(wg, H, 0, I, w_norm);
+    b->su = pvf_fast_spectral_bound(wu, H, 0, I, w_norm);
+    b->sd = pvf_fast_spectral_bound(wd, I, 0, H, NULL);
     return b->sg < 0 || b->su < 0 || b->sd < 0 ? -1 : 0;
 }
 
@@ -513,9 +452,9 @@ static int ffn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_l
         if (sqrt(ss) > y->rmax)
             y->rmax = sqrt(ss);
         const float *wgu = m->params[p->gate_up[e]].value;
-        y->eg[e] = sigma_upper(wgu, H, 0, I, w_post);
-        y->eu[e] = sigma_upper(wgu, H, I, I, w_post);
-        y->ed[e] = sigma_upper(m->params[p->down[e]].value, I, 0, H, NULL);
+        y->eg[e] = pvf_fast_spectral_bound(wgu, H, 0, I, w_post);
+        y->eu[e] = pvf_fast_spectral_bound(wgu, H, I, I, w_post);
+        y->ed[e] = pvf_fast_spectral_bound(m->params[p->down[e]].value, I, 0, H, NULL);
         if (y->eg[e] < 0 || y->eu[e] < 0 || y->ed[e] < 0)
             return -1;
     }
