@@ -26,6 +26,13 @@ trap 'set +e
 bash "$ROOT/tests/pg_start.sh" "$T/pg" >/dev/null
 base=$(cat "$T/pg/dsn")
 export PVF_CACHE=$T/cache PVF_HOME=$T/home
+logged() { # PATTERN FILE: waits up to 10 s for an extended regex in a log
+    for _ in $(seq 1 50); do
+        grep -qE "$1" "$2" && return 0
+        sleep 0.2
+    done
+    return 1
+}
 newdb() {
     psql "$base" -qc "CREATE DATABASE $1" >/dev/null
     echo "${base/dbname=postgres/dbname=$1}"
@@ -74,15 +81,10 @@ kill -TERM "$w1"
 wait "$w1" && rc=0 || rc=$?
 expect "SIGTERM: the worker exits 0" test "$rc" = 0
 expect "SIGTERM: the worker drained" grep -q "draining" "$T/w1.log"
-saw_leave() { # the BYE, logged a moment after the worker exits; on a loaded machine the
-    # coordinator has at times declared the draining worker silent first (noted, not fixed)
-    for _ in $(seq 1 50); do
-        grep -qE "worker drained (left: drained|is silent)" "$T/co.log" && return 0
-        sleep 0.2
-    done
-    return 1
-}
-expect "SIGTERM: the coordinator saw it go" saw_leave
+# the BYE, logged a moment after the worker exits; on a loaded machine the coordinator has at
+# times declared the draining worker silent first (noted, not fixed)
+expect "SIGTERM: the coordinator saw it go" \
+    logged "worker drained (left: drained|is silent)" "$T/co.log"
 timeout 900 "$PVF" worker --connect "ipc://$T/co.sock" --executors 1 --name second --heartbeat-ms 1000 \
     >"$T/w2.log" 2>&1 &
 w2=$!
@@ -103,14 +105,7 @@ co=$!
 timeout 900 "$PVF" worker --connect "ipc://$T/co3.sock" --executors 1 --name steady --heartbeat-ms 200 \
     >"$T/w3.log" 2>&1 &
 w3=$!
-joined() {
-    for _ in $(seq 1 100); do
-        grep -q "worker steady joined" "$T/co3.log" && return 0
-        sleep 0.1
-    done
-    return 1
-}
-expect "stalled coordinator: the worker joined" joined
+expect "stalled coordinator: the worker joined" logged "worker steady joined" "$T/co3.log"
 pkill -STOP -P "$co"
 sleep 3
 pkill -CONT -P "$co"

@@ -1319,6 +1319,23 @@ static int64_t cls_scratch(const bert *b, int64_t s) {
     return PVF_CHUNK * (6 * b->hidden + b->inter) + 2 * s * b->hidden + s;
 }
 
+/* The rest of an encoder layer (parameters p) at L tokens from the first
+ * LayerNorm's input a [L, h], as pvf_bert_encoder_layer computes it: its
+ * output rows into x; inter: L * intermediate floats. */
+static void layer_tail(const pvf_exec *ex, const bert *b, const int *p, int64_t L, float *a,
+                       float *inter, float *x) {
+    const int64_t h = b->hidden;
+#define W(j) pvf_exec_weights(ex, p[j])
+    pvf_layernorm(a, L, h, W(LN1_W), W(LN1_B), b->eps);
+    pvf_linear(a, L, h, W(FF1), W(FF1_B), b->inter, inter);
+    pvf_gelu_erf(inter, L * b->inter);
+    pvf_linear(inter, L, b->inter, W(FF2), W(FF2_B), h, x);
+    for (int64_t j = 0; j < L * h; j++)
+        x[j] += a[j];
+    pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
+#undef W
+}
+
 /* A fault in the last encoder layer: its [CLS] rows, from the cached keys and
  * values (the faulty features of those recomputed), then pvf_fast_rows from
  * the pooler on. */
@@ -1373,13 +1390,7 @@ static int last_layer_trial(pvf_exec *ex, const pvf_golden *g, int role,
         pvf_linear(ctx, c, h, W(O), W(O_B), h, a);
         for (int64_t j = 0; j < c * h; j++)
             a[j] += x[j];
-        pvf_layernorm(a, c, h, W(LN1_W), W(LN1_B), b->eps);
-        pvf_linear(a, c, h, W(FF1), W(FF1_B), b->inter, inter);
-        pvf_gelu_erf(inter, c * b->inter);
-        pvf_linear(inter, c, b->inter, W(FF2), W(FF2_B), h, res);
-        for (int64_t j = 0; j < c * h; j++)
-            res[j] += a[j];
-        pvf_layernorm(res, c, h, W(LN2_W), W(LN2_B), b->eps);
+        layer_tail(ex, b, p, c, a, inter, res);
         r->stage_rows += c;
         if (pvf_fast_rows(ex, g, last + 1, rows + first, c, res, r, err))
             return -1;
@@ -1436,23 +1447,6 @@ static void ffn_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f
                 }
         }
     }
-    pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
-#undef W
-}
-
-/* The rest of an encoder layer (parameters p) at L tokens from the first
- * LayerNorm's input a [L, h], as pvf_bert_encoder_layer computes it: its
- * output rows into x; inter: L * intermediate floats. */
-static void layer_tail(const pvf_exec *ex, const bert *b, const int *p, int64_t L, float *a,
-                       float *inter, float *x) {
-    const int64_t h = b->hidden;
-#define W(j) pvf_exec_weights(ex, p[j])
-    pvf_layernorm(a, L, h, W(LN1_W), W(LN1_B), b->eps);
-    pvf_linear(a, L, h, W(FF1), W(FF1_B), b->inter, inter);
-    pvf_gelu_erf(inter, L * b->inter);
-    pvf_linear(inter, L, b->inter, W(FF2), W(FF2_B), h, x);
-    for (int64_t j = 0; j < L * h; j++)
-        x[j] += a[j];
     pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
 #undef W
 }
