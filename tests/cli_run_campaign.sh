@@ -193,7 +193,14 @@ id=$(campaign "$dbp")
 start_coordinator "$dbp" "$id"
 pids+=("$copid")
 for i in 0 1 2; do start_worker $i --naive; done
-sleep 3
+written() { # the first trials are in (workers start slowly in the sanitizer build)
+    for _ in $(seq 1 300); do
+        [ "$(psql "$dbp" -At -c "SELECT count(*) > 0 FROM trials")" = t ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+expect "trials written before the restart" written
 expect "coordinator still running at the restart" kill -0 "$copid"
 data=$(cat "$work/pg/datadir")
 as=()
