@@ -727,9 +727,10 @@ static int head_linear(const pvf_model *m, const pvf_golden *g, const bert *b, b
     const float *w = m->params[b->pool_w].value, *bias = m->params[b->pool_b].value,
                 *cw = m->params[b->cls_w].value;
     const int pooler = b->first_layer + (int)b->layers;
-    double *dc = malloc((size_t)(2 * h) * sizeof *dc), *e0 = dc + h;
+    double *dc = malloc((size_t)(2 * h) * sizeof *dc);
     if (!dc)
         return -1;
+    double *e0 = dc + h;
     for (int64_t i = 0; i < f->n; i++) {
         const float *y = g->stage_in[pooler] + i * h, *pooled = g->stage_in[pooler + 1] + i * h;
         const int64_t top = g->top1[i];

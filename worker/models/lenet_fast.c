@@ -246,9 +246,10 @@ static int margin_gradients(const pvf_model *m, const pvf_golden *g, lenet_fast 
         if (!(f->gin[s] = malloc((size_t)(n * in) * sizeof(float))))
             return -1;
     }
-    double *G = malloc((size_t)(2 * classes * widest) * sizeof *G), *Gn = G + classes * widest;
+    double *G = malloc((size_t)(2 * classes * widest) * sizeof *G);
     if (!G)
         return -1;
+    double *Gn = G + classes * widest;
     for (int64_t i = 0; i < n; i++) {
         const int64_t t = f->top1[i];
         int64_t width = m->stages[last].in_size;
