@@ -1320,6 +1320,19 @@ static int64_t cls_scratch(const bert *b, int64_t s) {
     return PVF_CHUNK * (6 * b->hidden + b->inter) + 2 * s * b->hidden + s;
 }
 
+/* Features f0..f1 of rows x[n, h] through w[*, h] and bias, recomputed
+ * exactly (the faulty rows' dot products) into out[n, h]. */
+static void faulty_features(const float *x, int64_t n, int64_t h, const float *w, const float *bias,
+                            int64_t f0, int64_t f1, float *out) {
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t o = f0; o <= f1; o++) {
+            float acc = 0.0f;
+            for (int64_t j = 0; j < h; j++)
+                acc += x[t * h + j] * w[o * h + j];
+            out[t * h + o] = acc + bias[o];
+        }
+}
+
 /* The rest of an encoder layer (parameters p) at L tokens from the first
  * LayerNorm's input a [L, h], as pvf_bert_encoder_layer computes it: its
  * output rows into x; inter: L * intermediate floats. */
@@ -1373,13 +1386,7 @@ static int last_layer_trial(pvf_exec *ex, const pvf_golden *g, int role,
                 memcpy(buf, kv == K ? keys : values, (size_t)(s * h) * sizeof *buf);
                 const float *w = W(kv), *bias = W(kv == K ? K_B : V_B);
                 const float *xs = g->stage_in[last] + row * width;
-                for (int64_t t = 0; t < s; t++)
-                    for (int64_t o = f0; o <= f1; o++) { /* the faulty dot product */
-                        float acc = 0.0f;
-                        for (int64_t j = 0; j < h; j++)
-                            acc += xs[t * h + j] * w[o * h + j];
-                        buf[t * h + o] = acc + bias[o];
-                    }
+                faulty_features(xs, s, h, w, bias, f0, f1, buf);
                 if (kv == K)
                     keys = buf;
                 else
@@ -1502,13 +1509,7 @@ static void qkv_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f
     memcpy(k, f->att_k + base * h, (size_t)(L * h) * sizeof *k);
     memcpy(v, f->att_v + base * h, (size_t)(L * h) * sizeof *v);
     const float *w = W(kind), *bias = W(kind == Q ? Q_B : kind == K ? K_B : V_B);
-    for (int64_t u = 0; u < L; u++)
-        for (int64_t o = f0; o <= f1; o++) { /* the faulty dot product */
-            float acc = 0.0f;
-            for (int64_t j = 0; j < h; j++)
-                acc += xin[u * h + j] * w[o * h + j];
-            changed[u * h + o] = acc + bias[o];
-        }
+    faulty_features(xin, L, h, w, bias, f0, f1, changed);
     pvf_attention(q, L, k, v, L, b->heads, h / b->heads, zero_mask, ctx, scores);
     pvf_linear(ctx, L, h, W(O), W(O_B), h, a);
     for (int64_t j = 0; j < L * h; j++)
