@@ -1034,6 +1034,7 @@ int pvf_client_run(const pvf_client_config *cfg, pvf_err *err) {
                 c->backoff_ms = c->backoff_ms * 2 > 32000 ? 32000 : c->backoff_ms * 2;
             } else if (now >= reconnect_at) {
                 reconnect_at = 0;
+                log_line("coordinator silent for %.1f s: connecting again", now - c->last_heard);
                 if (reconnect(c, err))
                     goto out;
             }
