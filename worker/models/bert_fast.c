@@ -1413,14 +1413,42 @@ static int last_layer_trial(pvf_exec *ex, const pvf_golden *g, int role,
  * keep their softmax weight of exactly 0 and only unmasked tokens matter. */
 #define PADDED_SAFE 1e4
 
+/* 1 when sequence i settles with its first LayerNorm inputs in encoder layer
+ * li (before the last) at its L unmasked tokens computed exactly as a[L, h]
+ * and everything before them golden: the largest change of a row, against
+ * the cached golden rows, through the rest of the layer's bound (golden
+ * weights from there on). Far cheaper than the feed-forward part, and the
+ * change there is measured rather than bounded through attention. */
+static int settles_at_ln1(const bert *b, const bert_fast *f, int li, int64_t i, int64_t L,
+                          const float *a) {
+    const int64_t h = b->hidden, R = f->real_start[f->n];
+    const float *gold = f->att_z + (li * R + f->real_start[i]) * h;
+    double dz = 0;
+    for (int64_t u = 0; u < L; u++) {
+        double sq = 0;
+        for (int64_t c = 0; c < h; c++) {
+            const double dv = (double)a[u * h + c] - gold[u * h + c];
+            sq += dv * dv;
+        }
+        if (!(sq < INFINITY))
+            return 0; /* NaN or Inf: the exact way */
+        dz = fmax(dz, sqrt(sq));
+    }
+    inject in;
+    memset(&in, 0, sizeof in);
+    in.head = -1;
+    in.attn = dz * BOUND_INFLATE;
+    return settles_from_layer(b, f, li, i, 0, &in);
+}
+
 /* A fault in the feed-forward part of encoder layer li (role) of sequence
  * i: that layer's output rows at the L unmasked tokens into x, from the
  * cached golden activations, recomputing exactly what changed: a first
  * matrix row (or bias) its GELU feature of every token, then the second
  * matrix product; a second matrix row its output feature; a LayerNorm
  * parameter the LayerNorm. ws: L * intermediate floats. */
-static void ffn_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f, int li, int role,
-                           int64_t f0, int64_t f1, int64_t i, int64_t L, float *x, float *ws) {
+static int ffn_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f, int li, int role,
+                          int64_t f0, int64_t f1, int64_t i, int64_t L, float *x, float *ws) {
     const int *p = b->lp[li];
     const int64_t h = b->hidden, ni = b->inter, R = f->real_start[f->n];
     const int64_t base = li * R + f->real_start[i];
@@ -1439,6 +1467,24 @@ static void ffn_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f
                 pvf_gelu_erf(&v, 1);
                 ws[u * ni + o] = v;
             }
+        /* The second LayerNorm's input of token u moves by W2[:, f0..f1]
+         * times the GELU features' changes: at most sum_o |change| |W2[:, o]|
+         * (golden W2). Settled by the bound when that is small enough. */
+        double dr = 0;
+        for (int64_t u = 0; u < L; u++) {
+            double acc = 0;
+            for (int64_t o = f0; o <= f1; o++)
+                acc += fabs((double)ws[u * ni + o] - inter[u * ni + o]) * f->norms[li].ff2_col[o];
+            dr = acc < INFINITY ? fmax(dr, acc) : INFINITY; /* NaN too */
+        }
+        if (dr < INFINITY) {
+            inject in;
+            memset(&in, 0, sizeof in);
+            in.head = -1;
+            in.ff = dr * BOUND_INFLATE;
+            if (settles_from_layer(b, f, li, i, 0, &in))
+                return 1;
+        }
         pvf_linear(ws, L, ni, W(FF2), W(FF2_B), h, x);
         for (int64_t j = 0; j < L * h; j++)
             x[j] += a[j];
@@ -1457,6 +1503,7 @@ static void ffn_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f
     }
     pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
 #undef W
+    return 0;
 }
 
 /* A fault in the attention output dense or the first LayerNorm of encoder
@@ -1465,9 +1512,9 @@ static void ffn_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f
  * (or bias) its feature of every token, exactly, then the first LayerNorm
  * and the whole feed-forward part. xin: the layer's golden input rows; ws:
  * L * (h + intermediate) floats. */
-static void attn_out_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f, int li,
-                                int role, int64_t f0, int64_t f1, int64_t i, int64_t L,
-                                const float *xin, float *x, float *ws) {
+static int attn_out_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f, int li,
+                               int role, int64_t f0, int64_t f1, int64_t i, int64_t L,
+                               const float *xin, float *x, float *ws) {
     const int *p = b->lp[li];
     const int64_t h = b->hidden, R = f->real_start[f->n], base = li * R + f->real_start[i];
     const float *ctx = f->att_ctx + base * h;
@@ -1483,9 +1530,12 @@ static void attn_out_from_cache(const pvf_exec *ex, const bert *b, const bert_fa
                     acc += ctx[u * h + j] * w[o * h + j];
                 a[u * h + o] = (acc + bias[o]) + xin[u * h + o];
             }
+        if (settles_at_ln1(b, f, li, i, L, a))
+            return 1;
     }
     layer_tail(ex, b, p, L, a, inter, x);
 #undef W
+    return 0;
 }
 
 /* A fault in the query, key or value projection of encoder layer li (role)
@@ -1495,9 +1545,9 @@ static void attn_out_from_cache(const pvf_exec *ex, const bert *b, const bert_fa
  * attention over the unmasked tokens (zero_mask: L zeros) and the rest of
  * the layer. xin: the layer's golden input rows; ws: L * (5 h +
  * intermediate) + L * L floats. */
-static void qkv_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f, int li, int role,
-                           int64_t f0, int64_t f1, int64_t i, int64_t L, const float *xin,
-                           const float *zero_mask, float *x, float *ws) {
+static int qkv_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f, int li, int role,
+                          int64_t f0, int64_t f1, int64_t i, int64_t L, const float *xin,
+                          const float *zero_mask, float *x, float *ws) {
     const int *p = b->lp[li];
     const int64_t h = b->hidden, R = f->real_start[f->n], base = li * R + f->real_start[i];
     float *q = ws, *k = q + L * h, *v = k + L * h, *ctx = v + L * h, *a = ctx + L * h,
@@ -1514,8 +1564,11 @@ static void qkv_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f
     pvf_linear(ctx, L, h, W(O), W(O_B), h, a);
     for (int64_t j = 0; j < L * h; j++)
         a[j] += xin[j];
+    if (settles_at_ln1(b, f, li, i, L, a))
+        return 1;
     layer_tail(ex, b, p, L, a, inter, x);
 #undef W
+    return 0;
 }
 
 /* Runs sequences rows[0..k) from `stage` (the embeddings or an encoder layer
@@ -1566,19 +1619,23 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
                           b->eps);
             r->stage_rows++;
         } else if (ffn || attn_out || qkv) { /* the faulty layer's output from its caches */
+            int settled; /* by a bound partway through the layer: x not computed */
             if (ffn) {
-                ffn_from_cache(ex, b, f, li, role, f0, f1, i, L, x, ws);
+                settled = ffn_from_cache(ex, b, f, li, role, f0, f1, i, L, x, ws);
             } else {
                 for (int64_t u = 0; u < L; u++) /* the layer's golden input rows */
                     memcpy(y + u * h,
                            g->stage_in[stage] + i * m->stages[stage].in_size + tok[u] * h,
                            (size_t)h * sizeof *y);
                 if (attn_out)
-                    attn_out_from_cache(ex, b, f, li, role, f0, f1, i, L, y, x, ws);
+                    settled = attn_out_from_cache(ex, b, f, li, role, f0, f1, i, L, y, x, ws);
                 else
-                    qkv_from_cache(ex, b, f, li, role, f0, f1, i, L, y, zero_mask, x, ws);
+                    settled =
+                        qkv_from_cache(ex, b, f, li, role, f0, f1, i, L, y, zero_mask, x, ws);
             }
             r->stage_rows++;
+            if (settled)
+                continue;
             li++;
             fresh = 0;
         } else {
