@@ -91,6 +91,8 @@ typedef struct bert_fast {
      * .. word_start[w + 1]), ascending; likewise for token-type rows. */
     int64_t *word_start, *word_rows;
     int64_t *type_start, *type_rows;
+    /* likewise the sequences whose token at position p is unmasked */
+    int64_t *pos_start, *pos_rows;
     int64_t *all_rows; /* 0..n-1 */
     /* The last encoder layer's golden keys and values [n, s, hidden] and
      * the additive attention mask [n, s]. */
@@ -124,6 +126,8 @@ void pvf_bert_fast_free(void *state) {
     free(f->word_rows);
     free(f->type_start);
     free(f->type_rows);
+    free(f->pos_start);
+    free(f->pos_rows);
     free(f->all_rows);
     free(f->keys);
     free(f->values);
@@ -206,6 +210,31 @@ fail:
     free(last);
     free(rows);
     return -1;
+}
+
+/* pos_start/pos_rows: for each of the npos position rows, the sequences
+ * whose token at that position is unmasked (ascending). */
+static int position_readers(bert_fast *f, int64_t npos) {
+    f->pos_start = calloc((size_t)npos + 1, sizeof *f->pos_start);
+    f->pos_rows = malloc((size_t)(f->real_start[f->n] > 0 ? f->real_start[f->n] : 1) *
+                         sizeof *f->pos_rows);
+    if (!f->pos_start || !f->pos_rows)
+        return -1;
+    for (int64_t u = 0; u < f->real_start[f->n]; u++)
+        if (f->real_tok[u] < npos)
+            f->pos_start[f->real_tok[u] + 1]++;
+    for (int64_t p = 0; p < npos; p++)
+        f->pos_start[p + 1] += f->pos_start[p];
+    int64_t *next = malloc((size_t)(npos > 0 ? npos : 1) * sizeof *next);
+    if (!next)
+        return -1;
+    memcpy(next, f->pos_start, (size_t)npos * sizeof *next);
+    for (int64_t i = 0; i < f->n; i++) /* ascending sequences per position */
+        for (int64_t u = f->real_start[i]; u < f->real_start[i + 1]; u++)
+            if (f->real_tok[u] < npos)
+                f->pos_rows[next[f->real_tok[u]]++] = i;
+    free(next);
+    return 0;
 }
 
 /* ---- Sound bounds ------------------------------------------------------
@@ -963,6 +992,8 @@ int pvf_bert_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state,
         cls_real &= f->real_start[i + 1] > f->real_start[i] && f->real_tok[f->real_start[i]] == 0;
     }
     f->cls_real = cls_real;
+    if (position_readers(f, b->maxpos))
+        return pvf_err_set(err, "out of memory");
     return bound_data_init(m, g, b, f, &ids, has_types ? &types : NULL, err);
 }
 
@@ -1782,6 +1813,22 @@ int pvf_bert_fast_trial(pvf_exec *ex, const pvf_golden *g, int param, const pvf_
         if (k == 0)
             return 0; /* no sequence reads the row: settled, no inference */
         return bounded_trial(ex, g, param, -1, -1, eff, rows + start[row], k, r, err);
+    }
+    if (param == b->pos && f->cls_real && one_table_row(eff, b->hidden, &row)) {
+        /* Moderate values change a padded token alone where the row's
+         * position is padded: its key keeps weight 0, so only the sequences
+         * with an unmasked token there can change. */
+        const float *faulty = pvf_exec_weights(ex, param);
+        int moderate = 1;
+        for (int64_t e = eff->lo; e < eff->hi; e++)
+            moderate &= fabsf(faulty[e]) <= PADDED_SAFE; /* false for NaN */
+        if (moderate) {
+            const int64_t k = f->pos_start[row + 1] - f->pos_start[row];
+            if (k == 0)
+                return 0; /* settled, no inference */
+            return bounded_trial(ex, g, param, -1, -1, eff, f->pos_rows + f->pos_start[row], k, r,
+                                 err);
+        }
     }
     if (param == b->pos || param == b->ln_w || param == b->ln_b)
         return bounded_trial(ex, g, param, -1, -1, eff, f->all_rows, f->n, r, err);
