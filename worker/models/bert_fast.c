@@ -1602,6 +1602,55 @@ static int qkv_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f,
     return 0;
 }
 
+/* A fault in the embeddings, for sequence i: the first encoder layer's
+ * output rows at its L unmasked tokens into x, from its new input rows xin
+ * there and its cached golden queries, keys and values: those of the
+ * tokens whose input row changed recomputed, then attention over the
+ * unmasked tokens (zero_mask: L zeros) and the rest of the layer; 1 when the
+ * sequence settles at the first LayerNorm's input (x not computed). ws: as
+ * qkv_from_cache's. */
+static int embedded_from_cache(const pvf_exec *ex, const pvf_golden *g, const bert *b,
+                               const bert_fast *f, int64_t i, int64_t L, const float *xin,
+                               const float *zero_mask, float *x, float *ws) {
+    const int *p = b->lp[0];
+    const int64_t h = b->hidden, base = f->real_start[i];
+    const int64_t *tok = f->real_tok + base;
+    const float *gold = g->stage_in[b->first_layer] + i * f->layer_width;
+    float *q = ws, *k = q + L * h, *v = k + L * h, *ctx = v + L * h, *a = ctx + L * h,
+          *inter = a + L * h, *scores = inter + L * b->inter;
+    /* the changed rows packed, and their projections, in inter's space */
+    float *xc = inter, *qc = xc + L * h, *kc = qc + L * h, *vc = kc + L * h;
+#define W(j) pvf_exec_weights(ex, p[j])
+    memcpy(q, f->att_q + base * h, (size_t)(L * h) * sizeof *q);
+    memcpy(k, f->att_k + base * h, (size_t)(L * h) * sizeof *k);
+    memcpy(v, f->att_v + base * h, (size_t)(L * h) * sizeof *v);
+    int64_t nc = 0;
+    for (int64_t u = 0; u < L; u++)
+        if (memcmp(xin + u * h, gold + tok[u] * h, (size_t)h * sizeof *xin))
+            memcpy(xc + nc++ * h, xin + u * h, (size_t)h * sizeof *xc);
+    if (nc) {
+        pvf_linear(xc, nc, h, W(Q), W(Q_B), h, qc);
+        pvf_linear(xc, nc, h, W(K), W(K_B), h, kc);
+        pvf_linear(xc, nc, h, W(V), W(V_B), h, vc);
+        for (int64_t u = 0, c = 0; u < L; u++) /* the same rows, in the same order */
+            if (memcmp(xin + u * h, gold + tok[u] * h, (size_t)h * sizeof *xin)) {
+                memcpy(q + u * h, qc + c * h, (size_t)h * sizeof *q);
+                memcpy(k + u * h, kc + c * h, (size_t)h * sizeof *k);
+                memcpy(v + u * h, vc + c * h, (size_t)h * sizeof *v);
+                c++;
+            }
+    }
+    pvf_attention(q, L, k, v, L, b->heads, h / b->heads, zero_mask, ctx, scores);
+    pvf_linear(ctx, L, h, W(O), W(O_B), h, a);
+    for (int64_t j = 0; j < L * h; j++)
+        a[j] += xin[j];
+    if (settles_at_ln1(b, f, 0, i, L, a))
+        return 1;
+    layer_tail(ex, b, p, L, a, inter, x);
+#undef W
+    return 0;
+}
+
 /* Runs sequences rows[0..k) from `stage` (the embeddings or an encoder layer
  * before the last) over their unmasked tokens alone, dropping a sequence
  * whose layer input is golden again (or bounded) at those tokens, and
@@ -1694,8 +1743,16 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
                     break;
                 }
             }
-            pvf_bert_encoder_layer(b, ex, b->lp[li], x, 1, L, last, zero_mask, ws, y);
-            r->stage_rows++;
+            if (stage == 0 && li == 0 && !last && b->inter >= 4 * h) { /* from its caches */
+                r->stage_rows++;
+                if (embedded_from_cache(ex, g, b, f, i, L, x, zero_mask, y, ws)) {
+                    dropped = 1;
+                    break;
+                }
+            } else {
+                pvf_bert_encoder_layer(b, ex, b->lp[li], x, 1, L, last, zero_mask, ws, y);
+                r->stage_rows++;
+            }
             float *t = x;
             x = y;
             y = t;
