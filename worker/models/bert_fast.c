@@ -50,6 +50,7 @@ typedef struct layer_norms {
     double *q, *k, *v; /* [heads] */
     double *ov;        /* [heads] the attention output's columns of a head times its value rows */
     double o, ff1, ff2, ln1, ln2;
+    double ffn_ln1;     /* see ffn_tail_norm */
     double *ff2_col;    /* [intermediate] */
     double *o_col;      /* [hidden] the L2 norm of each column of the attention output */
     double *ff2_row_l1; /* [hidden] the L1 norm of each row of the second feed-forward matrix */
@@ -216,8 +217,8 @@ fail:
  * whose token at that position is unmasked (ascending). */
 static int position_readers(bert_fast *f, int64_t npos) {
     f->pos_start = calloc((size_t)npos + 1, sizeof *f->pos_start);
-    f->pos_rows = malloc((size_t)(f->real_start[f->n] > 0 ? f->real_start[f->n] : 1) *
-                         sizeof *f->pos_rows);
+    f->pos_rows =
+        malloc((size_t)(f->real_start[f->n] > 0 ? f->real_start[f->n] : 1) * sizeof *f->pos_rows);
     if (!f->pos_start || !f->pos_rows)
         return -1;
     for (int64_t u = 0; u < f->real_start[f->n]; u++)
@@ -271,6 +272,49 @@ static double max_abs(const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         m = fmax(m, fabs((double)x[i]));
     return m;
+}
+
+/* A bound on the norm of the feed-forward part's change (with its residual)
+ * per unit change of the first LayerNorm's normalized row: the output moves
+ * by (I + W2 D W1) diag(g) dn, g the LayerNorm weight, D diagonal with GELU's
+ * secant slopes in [-0.13, 1.13] = 0.5 + 0.63 [-1, 1], so by at most
+ * (|(I + 0.5 W2 W1) diag(g)| + 0.63 |W2| |W1 diag(g)|) |dn| (spectral
+ * norms). The product is formed in double and stored in float: its rounding
+ * is relative 2^-24 per entry, at most 1.2e-7 times its Frobenius norm
+ * (times max |g|) in spectral norm. -1 when out of memory. */
+static double ffn_tail_norm(const pvf_model *m, const bert *b, const int *p, double ff2) {
+    const int64_t h = b->hidden, ni = b->inter;
+    const float *w1 = m->params[p[FF1]].value, *w2 = m->params[p[FF2]].value,
+                *g = m->params[p[LN1_W]].value;
+    float *a = malloc((size_t)(h * h) * sizeof *a);
+    double *row = malloc((size_t)h * sizeof *row);
+    if (!a || !row) {
+        free(a);
+        free(row);
+        return -1;
+    }
+    double fro = 0;
+    for (int64_t r = 0; r < h; r++) {
+        for (int64_t c = 0; c < h; c++)
+            row[c] = r == c ? 1.0 : 0.0;
+        for (int64_t k = 0; k < ni; k++) {
+            const double w = 0.5 * (double)w2[r * ni + k];
+            for (int64_t c = 0; c < h; c++)
+                row[c] += w * w1[k * h + c];
+        }
+        for (int64_t c = 0; c < h; c++) {
+            a[r * h + c] = (float)row[c];
+            fro += row[c] * row[c];
+        }
+    }
+    free(row);
+    const double gmax = max_abs(g, h);
+    const double lin = pvf_fast_spectral_bound(a, h, 0, h, g);
+    const double gated = pvf_fast_spectral_bound(w1, h, 0, ni, g);
+    free(a);
+    if (lin < 0 || gated < 0)
+        return -1;
+    return ((lin + sqrt(fro) * gmax * 1.2e-7) + 0.63 * ff2 * gated) * 1.0001;
 }
 
 static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, int li) {
@@ -330,6 +374,11 @@ static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, i
         return -1;
     L->ln1 = max_abs(m->params[p[LN1_W]].value, h);
     L->ln2 = max_abs(m->params[p[LN2_W]].value, h);
+    L->ffn_ln1 = ffn_tail_norm(m, b, p, L->ff2);
+    if (L->ffn_ln1 < 0)
+        return -1;
+    /* never looser than the product of the parts' norms */
+    L->ffn_ln1 = fmin(L->ffn_ln1, L->ln1 * (1 + L->ff2 * GELU_LIPSCHITZ * L->ff1));
     const float *w2 = m->params[p[FF2]].value;
     for (int64_t j = 0; j < b->inter; j++) {
         double acc = 0;
@@ -695,8 +744,10 @@ static double layer_bound(const bert *b, const bert_fast *f, int li, int64_t i, 
     double s1 = scale[0] - dz * rh;
     if (!(s1 > 0))
         return INFINITY;
-    double da = L->ln1 * dz / s1 + (in ? in->ln1 : 0);
-    double dr = L->ff2 * GELU_LIPSCHITZ * L->ff1 * da + da + (in ? in->ff : 0);
+    /* the normalized row moves by at most dz / s1, the LayerNorm's output
+     * by a fault of its own parameters by in->ln1 more */
+    const double dn = dz / s1, dln1 = in ? in->ln1 : 0;
+    double dr = L->ffn_ln1 * dn + (L->ff2 * GELU_LIPSCHITZ * L->ff1 + 1) * dln1 + (in ? in->ff : 0);
     double s2 = scale[1] - dr * rh;
     if (!(s2 > 0))
         return INFINITY;
@@ -1710,8 +1761,7 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
                 if (attn_out)
                     settled = attn_out_from_cache(ex, b, f, li, role, f0, f1, i, L, y, x, ws);
                 else
-                    settled =
-                        qkv_from_cache(ex, b, f, li, role, f0, f1, i, L, y, zero_mask, x, ws);
+                    settled = qkv_from_cache(ex, b, f, li, role, f0, f1, i, L, y, zero_mask, x, ws);
             }
             r->stage_rows++;
             if (settled)
