@@ -26,6 +26,14 @@
  *   dot products, then what follows), and a sequence drops out once its
  *   layer input is golden again or bounded. Other faults run every token of
  *   those sequences from the faulty stage.
+ * - In such a run, a query, key, value or attention-output fault (and an
+ *   embedding fault, from the changed tokens' recomputed queries, keys and
+ *   values) computes the first LayerNorm's input exactly, which is cheap, and
+ *   settles the sequence when its measured change, through the bound of the
+ *   rest of the layer, settles it (settles_at_ln1); a first feed-forward
+ *   fault likewise from its exact GELU changes: only the others pay for the
+ *   feed-forward products. A moderate position-embedding fault considers only
+ *   the sequences with an unmasked token at its position.
  * - The last encoder layer feeds the pooler only its [CLS] row, which needs
  *   the keys and values of every token: those are cached from the golden
  *   pass, so a fault in that layer recomputes the [CLS] path alone (a key or
