@@ -475,6 +475,69 @@ static void test_fast_attention_bounds(void) {
     pvf_runner_close(&r);
 }
 
+/* A moderate fault in a position-embedding row changes only the padded
+ * tokens of the inputs shorter than that position (their keys weigh 0), so
+ * the fast path considers only the inputs with an unmasked token there: it
+ * runs at most one (input, stage) pair per stage for each of those, and
+ * both ways agree input by input. */
+static void test_fast_position_rows(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (pvf_runner_open(&r, TINY, NULL, PVF_FMT_FP32, &err)) {
+        fprintf(stderr, "  %s\n", err.msg);
+        CHECK(0);
+        return;
+    }
+    const int64_t n = r.golden.n, k = r.model.out_size;
+    float *naive = malloc((size_t)(n * k) * sizeof *naive);
+    pvf_tensor mask;
+    CHECK(pvf_evalset_get(&r.eval, "attention_mask", 1, &mask, &err) == 1);
+    const int64_t s = mask.ndim == 2 ? mask.shape[1] : 0;
+    int64_t pos = -1, readers = n; /* the position fewest inputs reach (some do) */
+    for (int64_t p = 1; p < s; p++) {
+        int64_t c = 0;
+        for (int64_t i = 0; i < n; i++)
+            c += pvf_tensor_get_i64(&mask, i * s + p) != 0;
+        if (c > 0 && c < readers) {
+            pos = p;
+            readers = c;
+        }
+    }
+    CHECK(pos > 0 && readers < n);
+    const int target =
+        pvf_model_find_target(&r.model, "bert.embeddings.position_embeddings.weight");
+    CHECK(target >= 0);
+    for (int bit = 21; bit <= 24 && pos > 0; bit += 3) {
+        pvf_fault_site site = {.target = target, .element = pos * 128 + 5, .mask = 1u << bit};
+        pvf_trial_result fast, plain;
+        both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
+        CHECK(fast.incorrect == plain.incorrect && fast.nonfinite == plain.nonfinite);
+        CHECK(same_outcomes(&r, r.out, naive));
+        CHECK(fast.stage_rows <= (int64_t)r.model.nstages * readers);
+        fprintf(stderr,
+                "  position %" PRId64 " (%" PRId64 " of %" PRId64 " inputs reach it), bit %d: fast "
+                "ran %" PRId64 " (input, stage) pairs, naive %" PRId64 "\n",
+                pos, readers, n, bit, fast.stage_rows, plain.stage_rows);
+    }
+    /* Higher mantissa and exponent flips in layer 0's value, attention
+     * output and first feed-forward weights, whose inputs settle from their
+     * exact first LayerNorm input or GELU changes: both ways agree. */
+    static const char *const names[] = {"bert.encoder.layer.0.attention.self.value.weight",
+                                        "bert.encoder.layer.0.attention.output.dense.weight",
+                                        "bert.encoder.layer.0.intermediate.dense.weight"};
+    for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
+        const int tg = pvf_model_find_target(&r.model, names[t]);
+        CHECK(tg >= 0);
+        pvf_fault_site site = {.target = tg, .element = 301 + 97 * (int64_t)t, .mask = 1u << 20};
+        pvf_trial_result fast, plain;
+        both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
+        CHECK(fast.incorrect == plain.incorrect && fast.nonfinite == plain.nonfinite);
+        CHECK(same_outcomes(&r, r.out, naive));
+    }
+    free(naive);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     RUN(test_other_shape_matches_pytorch);
     RUN(test_bundled_every_format);
@@ -485,5 +548,6 @@ int main(void) {
     RUN(test_fast_encoder_bounds);
     RUN(test_fast_poisoned);
     RUN(test_fast_attention_bounds);
+    RUN(test_fast_position_rows);
     return test_summary();
 }
