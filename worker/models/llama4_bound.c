@@ -658,36 +658,44 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
     }
 }
 
-/* FFN stage s of layer L; 0 when the routing might change. */
-static int bound_ffn_stage(const pvf_model *m, const l4_bound *b, int s, int64_t L, int64_t seq,
-                           const double *d, double *out) {
+/* FFN stage s of layer L at token tt (sequence * T + position) whose input
+ * changed by d > 0: its output change, or -1 when the routing might change. */
+static double ffn_token_bound(const pvf_model *m, const l4_bound *b, int s, int64_t L, int64_t tt,
+                              double d) {
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
     const bound_layer *y = &b->layer[L];
-    const int64_t T = b->T, H = c->hidden, t0 = seq * T, k = c->top_k;
+    const int64_t H = c->hidden, k = c->top_k;
     const double sqrt_h = sqrt((double)H);
+    const double dn = norm_change(d, y->f_rms[tt], H);
+    double branch = y->mlp.sd * swiglu_change(dn, y->mlp.sg, y->mlp.su, y->mlp.silu_max[tt],
+                                              y->mlp.up_max[tt], y->mlp.jac_f[tt]);
+    if (c->moe[L]) {
+        const double dl = y->rmax * dn;
+        /* the golden top-k survives when no logit pair can cross */
+        if (!(y->gap[tt] > 2.0 * dl + 2.0 * RHO * y->rmax * sqrt_h))
+            return -1.0;
+        const double dsc = 0.25 * dl;
+        for (int64_t sl = 0; sl < k; sl++) {
+            const int32_t e = y->idx[tt * k + sl];
+            const double din = (y->score[tt * k + sl] + dsc) * dn + dsc * sqrt_h;
+            branch += y->ed[e] * swiglu_change(din, y->eg[e], y->eu[e], y->e_silu[tt * k + sl],
+                                               y->e_up[tt * k + sl], y->e_jac[tt * k + sl]);
+        }
+    }
+    return d + branch * STAT_SLACK + slack(b, s, tt);
+}
+
+/* FFN stage s of layer L; 0 when the routing might change. */
+static int bound_ffn_stage(const pvf_model *m, const l4_bound *b, int s, int64_t L, int64_t seq,
+                           const double *d, double *out) {
+    const int64_t T = b->T, t0 = seq * T;
     for (int64_t t = 0; t < T; t++) {
         out[t] = d[t];
         if (d[t] == 0.0)
             continue;
-        const int64_t tt = t0 + t;
-        const double dn = norm_change(d[t], y->f_rms[tt], H);
-        double branch = y->mlp.sd * swiglu_change(dn, y->mlp.sg, y->mlp.su, y->mlp.silu_max[tt],
-                                                  y->mlp.up_max[tt], y->mlp.jac_f[tt]);
-        if (c->moe[L]) {
-            const double dl = y->rmax * dn;
-            /* the golden top-k survives when no logit pair can cross */
-            if (!(y->gap[tt] > 2.0 * dl + 2.0 * RHO * y->rmax * sqrt_h))
-                return 0;
-            const double dsc = 0.25 * dl;
-            for (int64_t sl = 0; sl < k; sl++) {
-                const int32_t e = y->idx[tt * k + sl];
-                const double din = (y->score[tt * k + sl] + dsc) * dn + dsc * sqrt_h;
-                branch += y->ed[e] * swiglu_change(din, y->eg[e], y->eu[e], y->e_silu[tt * k + sl],
-                                                   y->e_up[tt * k + sl], y->e_jac[tt * k + sl]);
-            }
-        }
-        out[t] += branch * STAT_SLACK + slack(b, s, tt);
+        if ((out[t] = ffn_token_bound(m, b, s, L, t0 + t, d[t])) < 0.0)
+            return 0;
     }
     return 1;
 }
@@ -734,4 +742,25 @@ int l4_bound_clears(const l4_bound *b, const pvf_model *m, int s, int64_t seq, d
         }
     }
     return 1;
+}
+
+int l4_bound_tokenwise(const pvf_model *m, int s) {
+    const llama4 *l = m->arch_state;
+    for (int st = s; st < m->nstages - 1; st++) {
+        const int64_t L = m->stages[st].layer;
+        if (L < 0 || st == m->params[l->layer[L].q].stage)
+            return 0;
+    }
+    return 1;
+}
+
+int l4_bound_token_clears(const l4_bound *b, const pvf_model *m, int s, int64_t token, double d) {
+    if (!(d >= 0.0 && d < 1e30)) /* NaN, Inf or overflow: the exact way */
+        return 0;
+    for (int st = s; st < m->nstages - 1 && d > 0.0; st++) {
+        d = ffn_token_bound(m, b, st, m->stages[st].layer, token, d);
+        if (!(d >= 0.0 && d < 1e30))
+            return 0;
+    }
+    return l4_bound_head_clears(b, m, token, d);
 }
