@@ -24,7 +24,9 @@
  * - SwiGLU h = silu(g) u: the smaller of
  *   1.1 |dg| (max|u| + |du|) + max|silu(g)| |du| (|silu'| <= 1.0999) and
  *   |J|_F |dx| + |dg|^2 max|u| / 4 + 1.1 |dg| |du| (J the golden Jacobian,
- *   |silu''| <= 1/2), with golden per-token statistics.
+ *   |silu''| <= 1/2), with golden per-token statistics; the down projection
+ *   of the first-order term is bounded by |W_down J|_F per token (three
+ *   quadratic forms, see swiglu_down), not |W_down|_2 |J|_F.
  * - Router: logits move by <= max_e |row_e| |dn|; if that could reorder the
  *   golden top-k against the next expert (gap), the bound gives up. Scores
  *   (sigmoid) move by <= 1/4 of that, the expert input is score * n.
@@ -46,6 +48,8 @@
 #include "fast.h"
 #include "kernels.h"
 
+#include <cblas.h>
+#undef I /* <complex.h> via <cblas.h>: I names a dimension here */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +69,7 @@
 
 typedef struct bound_ffn { /* a SwiGLU MLP's golden statistics per token */
     float *silu_max, *up_max, *jac_f;
+    float *jac_down;   /* [tokens] |W_down J|_F, J the SwiGLU Jacobian (see swiglu_down) */
     double sg, su, sd; /* spectral norms: gate, up (norm weight folded), down */
 } bound_ffn;
 
@@ -91,6 +96,7 @@ typedef struct bound_layer {
     float *score;                 /* [tokens, k] */
     int32_t *idx;                 /* [tokens, k] */
     float *e_silu, *e_up, *e_jac; /* [tokens, k] the routed expert's statistics */
+    float *e_jac_down;            /* [tokens, k] */
     double rmax;                  /* largest router row norm (norm weight folded) */
     double *eg, *eu, *ed;         /* [E] per expert spectral norms */
 } bound_layer;
@@ -108,6 +114,7 @@ static void free_ffn(bound_ffn *f) {
     free(f->silu_max);
     free(f->up_max);
     free(f->jac_f);
+    free(f->jac_down);
 }
 
 void l4_bound_free(l4_bound *b) {
@@ -134,6 +141,7 @@ void l4_bound_free(l4_bound *b) {
         free(y->e_silu);
         free(y->e_up);
         free(y->e_jac);
+        free(y->e_jac_down);
         free(y->eg);
         free(y->eu);
         free(y->ed);
@@ -213,6 +221,115 @@ static void swiglu_stats(const float *g, const float *u, int64_t I, const swiglu
     *silu_max = (float)sm;
     *up_max = (float)um;
     *jac_f = (float)sqrt(f2 > 0.0 ? f2 : 0.0);
+}
+
+/* |W_down J|_F per token of a SwiGLU, J = diag(a) G + diag(b) U its
+ * Jacobian (a = silu'(g) u, b = silu(g); G, U the gate and up rows with the
+ * norm weight folded): a far smaller bound on the first-order change than
+ * |W_down|_2 |J|_F. With D = W_down^T W_down,
+ * |W_down J|_F^2 = tr(J^T D J) = a^T (D o GG^T) a + 2 a^T (D o GU^T) b
+ *                + b^T (D o UU^T) b   (o: elementwise; D symmetric),
+ * three I x I matrices once per MLP and three quadratic forms per token. */
+typedef struct swiglu_down {
+    int64_t I;
+    double *p[3];    /* D o GG^T, D o GU^T, D o UU^T */
+    double fro[3];   /* their Frobenius norms, for the rounding allowance */
+    double *cf, *xp; /* [SD_BLOCK, 2 I] coefficients a|b, [SD_BLOCK, I] products */
+} swiglu_down;
+
+#define SD_BLOCK 256
+
+static void swiglu_down_free(swiglu_down *sd) {
+    for (int i = 0; i < 3; i++)
+        free(sd->p[i]);
+    free(sd->cf);
+    free(sd->xp);
+}
+
+/* gate wg[I, H], up wu[I, H] (folded by w), down wd[H, I]. */
+static int swiglu_down_make(swiglu_down *sd, const float *wg, const float *wu, const float *wd,
+                            int64_t I, int64_t H, const float *w) {
+    memset(sd, 0, sizeof *sd);
+    sd->I = I;
+    double *g = malloc((size_t)(I * H) * sizeof *g), *u = malloc((size_t)(I * H) * sizeof *u);
+    double *d = malloc((size_t)(H * I) * sizeof *d), *dd = malloc((size_t)(I * I) * sizeof *dd);
+    for (int i = 0; i < 3; i++)
+        sd->p[i] = malloc((size_t)(I * I) * sizeof(double));
+    sd->cf = malloc((size_t)(SD_BLOCK * 2 * I) * sizeof(double));
+    sd->xp = malloc((size_t)(SD_BLOCK * I) * sizeof(double));
+    int rc = g && u && d && dd && sd->p[0] && sd->p[1] && sd->p[2] && sd->cf && sd->xp ? 0 : -1;
+    if (rc == 0) {
+        for (int64_t i = 0; i < I; i++)
+            for (int64_t j = 0; j < H; j++) {
+                g[i * H + j] = (double)wg[i * H + j] * w[j];
+                u[i * H + j] = (double)wu[i * H + j] * w[j];
+            }
+        for (int64_t j = 0; j < H * I; j++)
+            d[j] = wd[j];
+        const int n = (int)I, h = (int)H;
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, h, 1.0, d, n, d, n, 0.0, dd, n);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, h, 1.0, g, h, g, h, 0.0,
+                    sd->p[0], n);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, h, 1.0, g, h, u, h, 0.0,
+                    sd->p[1], n);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, h, 1.0, u, h, u, h, 0.0,
+                    sd->p[2], n);
+        for (int i = 0; i < 3; i++) {
+            double ss = 0.0;
+            for (int64_t j = 0; j < I * I; j++) {
+                sd->p[i][j] *= dd[j];
+                ss += sd->p[i][j] * sd->p[i][j];
+            }
+            sd->fro[i] = sqrt(ss);
+        }
+    }
+    free(g);
+    free(u);
+    free(d);
+    free(dd);
+    if (rc)
+        swiglu_down_free(sd);
+    return rc;
+}
+
+/* The coefficients a|b of one token's SwiGLU (gate g[I], up u[I]) into
+ * cf[2 I]. */
+static void swiglu_coef(const float *g, const float *u, int64_t I, double *cf) {
+    for (int64_t j = 0; j < I; j++) {
+        const double x = g[j], sig = 1.0 / (1.0 + exp(-x));
+        cf[j] = sig * (1.0 + x * (1.0 - sig)) * u[j];
+        cf[I + j] = x * sig;
+    }
+}
+
+/* |W_down J|_F of the n <= SD_BLOCK tokens whose coefficients are in
+ * sd->cf, into out[i * stride]. The double rounding of the forms (sums of
+ * at most 2 I H terms) is far below the allowance added. */
+static void swiglu_down_norms(swiglu_down *sd, int64_t n, float *out, int64_t stride) {
+    const int64_t I = sd->I;
+    double q[SD_BLOCK] = {0};
+    for (int i = 0; i < 3; i++) {
+        const int right = i == 0 ? 0 : 1, left = i == 2 ? 1 : 0; /* a or b */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)I, (int)I, 1.0,
+                    sd->cf + left * I, (int)(2 * I), sd->p[i], (int)I, 0.0, sd->xp, (int)I);
+        for (int64_t t = 0; t < n; t++) {
+            double acc = 0.0;
+            const double *y = sd->cf + t * 2 * I + right * I;
+            for (int64_t j = 0; j < I; j++)
+                acc += sd->xp[t * I + j] * y[j];
+            q[t] += (i == 1 ? 2.0 : 1.0) * acc;
+        }
+    }
+    for (int64_t t = 0; t < n; t++) {
+        double na = 0.0, nb = 0.0;
+        for (int64_t j = 0; j < I; j++) {
+            na += sd->cf[t * 2 * I + j] * sd->cf[t * 2 * I + j];
+            nb += sd->cf[t * 2 * I + I + j] * sd->cf[t * 2 * I + I + j];
+        }
+        const double scale = sd->fro[0] * na + 2.0 * sd->fro[1] * sqrt(na * nb) + sd->fro[2] * nb;
+        const double v = q[t] + 1e-9 * scale;
+        out[t * stride] = (float)(sqrt(v > 0.0 ? v : 0.0) * (1.0 + 1e-6));
+    }
 }
 
 /* Per query t and head h of one sequence (q, k after RoPE and QK-norm or
@@ -360,6 +477,17 @@ static int mlp_stats(const float *f, int64_t tokens, int64_t H, int64_t I, const
         swiglu_stats(gg + t * I, uu + t * I, I, &rows, &b->silu_max[t], &b->up_max[t],
                      &b->jac_f[t]);
     swiglu_rows_free(&rows);
+    swiglu_down sd;
+    b->jac_down = malloc((size_t)tokens * sizeof(float));
+    if (!b->jac_down || swiglu_down_make(&sd, wg, wu, wd, I, H, w_norm))
+        return -1;
+    for (int64_t t0 = 0; t0 < tokens; t0 += SD_BLOCK) {
+        const int64_t n = tokens - t0 < SD_BLOCK ? tokens - t0 : SD_BLOCK;
+        for (int64_t t = 0; t < n; t++)
+            swiglu_coef(gg + (t0 + t) * I, uu + (t0 + t) * I, I, sd.cf + t * 2 * I);
+        swiglu_down_norms(&sd, n, b->jac_down + t0, 1);
+    }
+    swiglu_down_free(&sd);
     b->sg = pvf_fast_spectral_bound(wg, H, 0, I, w_norm);
     b->su = pvf_fast_spectral_bound(wu, H, 0, I, w_norm);
     b->sd = pvf_fast_spectral_bound(wd, I, 0, H, NULL);
@@ -440,8 +568,32 @@ static int ffn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_l
     for (int64_t e = 0; e < E; e++)
         swiglu_rows_free(&er[e]);
     free(er);
-    if (rc)
+    if (rc || !(y->e_jac_down = malloc((size_t)(tokens * k) * sizeof(float))))
         return -1;
+    for (int32_t e = 0; e < (int32_t)E; e++) { /* |W_down J|_F of each slot routed to e */
+        swiglu_down sd;
+        const float *wgu = m->params[p->gate_up[e]].value;
+        if (swiglu_down_make(&sd, wgu, wgu + I * H, m->params[p->down[e]].value, I, H, w_post))
+            return -1;
+        int64_t slot[SD_BLOCK], n = 0;
+        float norms[SD_BLOCK];
+        for (int64_t ts = 0; ts < tokens * k; ts++) {
+            if (y->idx[ts] == e) {
+                for (int64_t j = 0; j < H; j++)
+                    xg[j] = f[ts / k * H + j] * y->score[ts];
+                pvf_linear(xg, 1, H, wgu, NULL, 2 * I, gu);
+                swiglu_coef(gu, gu + I, I, sd.cf + n * 2 * I);
+                slot[n++] = ts;
+            }
+            if (n == SD_BLOCK || (n > 0 && ts == tokens * k - 1)) {
+                swiglu_down_norms(&sd, n, norms, 1);
+                for (int64_t i = 0; i < n; i++)
+                    y->e_jac_down[slot[i]] = norms[i];
+                n = 0;
+            }
+        }
+        swiglu_down_free(&sd);
+    }
     y->rmax = 0.0;
     for (int64_t e = 0; e < E; e++) {
         double ss = 0.0;
@@ -568,15 +720,18 @@ static double norm_change(double d, double rms, int64_t dim) {
     return most;
 }
 
-/* SwiGLU change for input change din (norm weight folded into sg, su):
- * the smaller of a norm-wise bound and first order (Frobenius norm of the
- * golden Jacobian) plus the second-order remainder, |silu''| <= 1/2:
- * |dh_m - J dx| <= |dg_m|^2 |u_m| / 4 + 1.1 |dg_m| |du_m|. */
-static double swiglu_change(double din, double sg, double su, double silu_max, double up_max,
-                            double jac_f) {
+/* Change of a SwiGLU MLP's output (down projection included) for input
+ * change din (norm weight folded into sg, su): the smaller of a norm-wise
+ * bound and first order plus the second-order remainder, |silu''| <= 1/2:
+ * |dh_m - J dx| <= |dg_m|^2 |u_m| / 4 + 1.1 |dg_m| |du_m|, where the first
+ * order |W_down J dx| <= min(|W_down J|_F, sd |J|_F) |dx|. */
+static double swiglu_change(double din, double sg, double su, double sd, double silu_max,
+                            double up_max, double jac_f, double jac_down) {
     const double dg = sg * din, du = su * din;
-    const double normwise = SILU_LIP * dg * (up_max + du) + silu_max * du;
-    const double first = jac_f * (1.0 + 1e-4) * din + 0.26 * up_max * dg * dg + SILU_LIP * dg * du;
+    const double normwise = sd * (SILU_LIP * dg * (up_max + du) + silu_max * du);
+    const double jac = jac_down < sd * jac_f ? jac_down : sd * jac_f;
+    const double first =
+        jac * (1.0 + 1e-4) * din + sd * (0.26 * up_max * dg * dg + SILU_LIP * dg * du);
     return first < normwise ? first : normwise;
 }
 
@@ -668,8 +823,8 @@ static double ffn_token_bound(const pvf_model *m, const l4_bound *b, int s, int6
     const int64_t H = c->hidden, k = c->top_k;
     const double sqrt_h = sqrt((double)H);
     const double dn = norm_change(d, y->f_rms[tt], H);
-    double branch = y->mlp.sd * swiglu_change(dn, y->mlp.sg, y->mlp.su, y->mlp.silu_max[tt],
-                                              y->mlp.up_max[tt], y->mlp.jac_f[tt]);
+    double branch = swiglu_change(dn, y->mlp.sg, y->mlp.su, y->mlp.sd, y->mlp.silu_max[tt],
+                                  y->mlp.up_max[tt], y->mlp.jac_f[tt], y->mlp.jac_down[tt]);
     if (c->moe[L]) {
         const double dl = y->rmax * dn;
         /* the golden top-k survives when no logit pair can cross */
@@ -679,8 +834,9 @@ static double ffn_token_bound(const pvf_model *m, const l4_bound *b, int s, int6
         for (int64_t sl = 0; sl < k; sl++) {
             const int32_t e = y->idx[tt * k + sl];
             const double din = (y->score[tt * k + sl] + dsc) * dn + dsc * sqrt_h;
-            branch += y->ed[e] * swiglu_change(din, y->eg[e], y->eu[e], y->e_silu[tt * k + sl],
-                                               y->e_up[tt * k + sl], y->e_jac[tt * k + sl]);
+            branch += swiglu_change(din, y->eg[e], y->eu[e], y->ed[e], y->e_silu[tt * k + sl],
+                                    y->e_up[tt * k + sl], y->e_jac[tt * k + sl],
+                                    y->e_jac_down[tt * k + sl]);
         }
     }
     return d + branch * STAT_SLACK + slack(b, s, tt);
