@@ -97,8 +97,9 @@ typedef struct bound_layer {
     int32_t *idx;                 /* [tokens, k] */
     float *e_silu, *e_up, *e_jac; /* [tokens, k] the routed expert's statistics */
     float *e_jac_down;            /* [tokens, k] */
-    double rmax;                  /* largest router row norm (norm weight folded) */
-    double *eg, *eu, *ed;         /* [E] per expert spectral norms */
+    float *e_along;       /* [tokens, k] |W_down J n| / score: the expert along its own input n */
+    double rmax;          /* largest router row norm (norm weight folded) */
+    double *eg, *eu, *ed; /* [E] per expert spectral norms */
 } bound_layer;
 
 struct l4_bound {
@@ -142,6 +143,7 @@ void l4_bound_free(l4_bound *b) {
         free(y->e_up);
         free(y->e_jac);
         free(y->e_jac_down);
+        free(y->e_along);
         free(y->eg);
         free(y->eu);
         free(y->ed);
@@ -330,6 +332,21 @@ static void swiglu_down_norms(swiglu_down *sd, int64_t n, float *out, int64_t st
         const double v = q[t] + 1e-9 * scale;
         out[t * stride] = (float)(sqrt(v > 0.0 ? v : 0.0) * (1.0 + 1e-6));
     }
+}
+
+/* |W_down J xg| / score of a routed expert's slot (coefficients cf = a|b,
+ * gate g = G xg, up u = U xg, xg = score n): J xg = a o g + b o u, so this
+ * is how its output moves as its input slides along n, per unit of score. */
+static float along_input(const double *cf, const float *g, const float *u, int64_t I, int64_t H,
+                         const float *wd, float score) {
+    double ss = 0.0;
+    for (int64_t h = 0; h < H; h++) {
+        double acc = 0.0;
+        for (int64_t j = 0; j < I; j++)
+            acc += (double)wd[h * I + j] * (cf[j] * g[j] + cf[I + j] * u[j]);
+        ss += acc * acc;
+    }
+    return (float)(sqrt(ss) / score * (1.0 + 1e-4)); /* a float recomputation: STAT_SLACK */
 }
 
 /* Per query t and head h of one sequence (q, k after RoPE and QK-norm or
@@ -568,7 +585,9 @@ static int ffn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_l
     for (int64_t e = 0; e < E; e++)
         swiglu_rows_free(&er[e]);
     free(er);
-    if (rc || !(y->e_jac_down = malloc((size_t)(tokens * k) * sizeof(float))))
+    y->e_jac_down = malloc((size_t)(tokens * k) * sizeof(float));
+    y->e_along = malloc((size_t)(tokens * k) * sizeof(float));
+    if (rc || !y->e_jac_down || !y->e_along)
         return -1;
     for (int32_t e = 0; e < (int32_t)E; e++) { /* |W_down J|_F of each slot routed to e */
         swiglu_down sd;
@@ -583,6 +602,8 @@ static int ffn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_l
                     xg[j] = f[ts / k * H + j] * y->score[ts];
                 pvf_linear(xg, 1, H, wgu, NULL, 2 * I, gu);
                 swiglu_coef(gu, gu + I, I, sd.cf + n * 2 * I);
+                y->e_along[ts] = along_input(sd.cf + n * 2 * I, gu, gu + I, I, H,
+                                             m->params[p->down[e]].value, y->score[ts]);
                 slot[n++] = ts;
             }
             if (n == SD_BLOCK || (n > 0 && ts == tokens * k - 1)) {
@@ -723,16 +744,19 @@ static double norm_change(double d, double rms, int64_t dim) {
 /* Change of a SwiGLU MLP's output (down projection included) for input
  * change din (norm weight folded into sg, su): the smaller of a norm-wise
  * bound and first order plus the second-order remainder, |silu''| <= 1/2:
- * |dh_m - J dx| <= |dg_m|^2 |u_m| / 4 + 1.1 |dg_m| |du_m|, where the first
- * order |W_down J dx| <= min(|W_down J|_F, sd |J|_F) |dx|. */
-static double swiglu_change(double din, double sg, double su, double sd, double silu_max,
-                            double up_max, double jac_f, double jac_down) {
+ * |dh_m - J dx| <= |dg_m|^2 |u_m| / 4 + 1.1 |dg_m| |du_m|; `first` bounds the
+ * first-order |W_down J dx|. */
+static double swiglu_change(double din, double first, double sg, double su, double sd,
+                            double silu_max, double up_max) {
     const double dg = sg * din, du = su * din;
     const double normwise = sd * (SILU_LIP * dg * (up_max + du) + silu_max * du);
-    const double jac = jac_down < sd * jac_f ? jac_down : sd * jac_f;
-    const double first =
-        jac * (1.0 + 1e-4) * din + sd * (0.26 * up_max * dg * dg + SILU_LIP * dg * du);
-    return first < normwise ? first : normwise;
+    const double total = first * (1.0 + 1e-4) + sd * (0.26 * up_max * dg * dg + SILU_LIP * dg * du);
+    return total < normwise ? total : normwise;
+}
+
+/* |W_down J|: the smaller of |W_down J|_F and sd |J|_F. */
+static double jac_norm(double jac_down, double sd, double jac_f) {
+    return jac_down < sd * jac_f ? jac_down : sd * jac_f;
 }
 
 /* Adds the rounding slack of stage s at touched position t. */
@@ -823,8 +847,9 @@ static double ffn_token_bound(const pvf_model *m, const l4_bound *b, int s, int6
     const int64_t H = c->hidden, k = c->top_k;
     const double sqrt_h = sqrt((double)H);
     const double dn = norm_change(d, y->f_rms[tt], H);
-    double branch = swiglu_change(dn, y->mlp.sg, y->mlp.su, y->mlp.sd, y->mlp.silu_max[tt],
-                                  y->mlp.up_max[tt], y->mlp.jac_f[tt], y->mlp.jac_down[tt]);
+    const double jm = jac_norm(y->mlp.jac_down[tt], y->mlp.sd, y->mlp.jac_f[tt]);
+    double branch = swiglu_change(dn, jm * dn, y->mlp.sg, y->mlp.su, y->mlp.sd, y->mlp.silu_max[tt],
+                                  y->mlp.up_max[tt]);
     if (c->moe[L]) {
         const double dl = y->rmax * dn;
         /* the golden top-k survives when no logit pair can cross */
@@ -832,11 +857,15 @@ static double ffn_token_bound(const pvf_model *m, const l4_bound *b, int s, int6
             return -1.0;
         const double dsc = 0.25 * dl;
         for (int64_t sl = 0; sl < k; sl++) {
-            const int32_t e = y->idx[tt * k + sl];
-            const double din = (y->score[tt * k + sl] + dsc) * dn + dsc * sqrt_h;
-            branch += swiglu_change(din, y->eg[e], y->eu[e], y->ed[e], y->e_silu[tt * k + sl],
-                                    y->e_up[tt * k + sl], y->e_jac[tt * k + sl],
-                                    y->e_jac_down[tt * k + sl]);
+            const int64_t ts = tt * k + sl;
+            const int32_t e = y->idx[ts];
+            /* input s n moves by ds n + (s + ds) dn, |n| <= sqrt(H): first
+             * order ds |W_down J n| + (s + ds) |W_down J| |dn| */
+            const double din = (y->score[ts] + dsc) * dn + dsc * sqrt_h;
+            const double je = jac_norm(y->e_jac_down[ts], y->ed[e], y->e_jac[ts]);
+            const double first = dsc * y->e_along[ts] + (y->score[ts] + dsc) * je * dn;
+            branch += swiglu_change(din, first < je * din ? first : je * din, y->eg[e], y->eu[e],
+                                    y->ed[e], y->e_silu[ts], y->e_up[ts]);
         }
     }
     return d + branch * STAT_SLACK + slack(b, s, tt);
