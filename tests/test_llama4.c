@@ -673,7 +673,7 @@ static void test_fast_token_bound(void) {
      * head, so some trials cost less than the FFN and head of every token */
     const int64_t tokens = r.golden.n * T;
     int partial = 0;
-    for (int bit = 8; bit <= 30; bit += 2) {
+    for (int bit = 8; bit <= 30; bit += 4) {
         pvf_trial_result v =
             fast_vs_naive(&r, code_site(m, l->layer[last].o, 7 * H + 3, 1u << bit), naive);
         partial += v.stage_rows > tokens && v.stage_rows < 3 * tokens;
@@ -683,9 +683,9 @@ static void test_fast_token_bound(void) {
     for (int64_t L = 0; L < l->c.layers; L++) {
         if (!l->c.moe[L])
             continue;
-        for (int bit = 4; bit <= 30; bit += 3)
+        for (int bit = 4; bit <= 30; bit += 6)
             fast_vs_naive(&r,
-                          code_site(m, l->layer[L].gate_up[(bit / 3) % l->c.experts],
+                          code_site(m, l->layer[L].gate_up[(bit / 6) % l->c.experts],
                                     (int64_t)bit * 131, 1u << bit),
                           naive);
         break;

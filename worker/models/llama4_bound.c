@@ -234,8 +234,10 @@ static void swiglu_stats(const float *g, const float *u, int64_t I, const swiglu
  * three I x I matrices once per MLP and three quadratic forms per token. */
 typedef struct swiglu_down {
     int64_t I;
-    double *p[3];    /* D o GG^T, D o GU^T, D o UU^T */
-    double fro[3];   /* their Frobenius norms, for the rounding allowance */
+    double *p[3];  /* D o GG^T, D o GU^T, D o UU^T */
+    double fro[3]; /* their Frobenius norms, for the rounding allowance */
+    int64_t H;
+    double *down;    /* [H, I] W_down */
     double *cf, *xp; /* [SD_BLOCK, 2 I] coefficients a|b, [SD_BLOCK, I] products */
 } swiglu_down;
 
@@ -246,6 +248,7 @@ static void swiglu_down_free(swiglu_down *sd) {
         free(sd->p[i]);
     free(sd->cf);
     free(sd->xp);
+    free(sd->down);
 }
 
 /* gate wg[I, H], up wu[I, H] (folded by w), down wd[H, I]. */
@@ -253,8 +256,10 @@ static int swiglu_down_make(swiglu_down *sd, const float *wg, const float *wu, c
                             int64_t I, int64_t H, const float *w) {
     memset(sd, 0, sizeof *sd);
     sd->I = I;
+    sd->H = H;
     double *g = malloc((size_t)(I * H) * sizeof *g), *u = malloc((size_t)(I * H) * sizeof *u);
-    double *d = malloc((size_t)(H * I) * sizeof *d), *dd = malloc((size_t)(I * I) * sizeof *dd);
+    double *d = sd->down = malloc((size_t)(H * I) * sizeof *d);
+    double *dd = malloc((size_t)(I * I) * sizeof *dd);
     for (int i = 0; i < 3; i++)
         sd->p[i] = malloc((size_t)(I * I) * sizeof(double));
     sd->cf = malloc((size_t)(SD_BLOCK * 2 * I) * sizeof(double));
@@ -287,7 +292,6 @@ static int swiglu_down_make(swiglu_down *sd, const float *wg, const float *wu, c
     }
     free(g);
     free(u);
-    free(d);
     free(dd);
     if (rc)
         swiglu_down_free(sd);
@@ -336,16 +340,18 @@ static void swiglu_down_norms(swiglu_down *sd, int64_t n, float *out, int64_t st
 
 /* |W_down J xg| / score of a routed expert's slot (coefficients cf = a|b,
  * gate g = G xg, up u = U xg, xg = score n): J xg = a o g + b o u, so this
- * is how its output moves as its input slides along n, per unit of score. */
-static float along_input(const double *cf, const float *g, const float *u, int64_t I, int64_t H,
-                         const float *wd, float score) {
+ * is how its output moves as its input slides along n, per unit of score.
+ * z[I], y[H] workspace. */
+static float along_input(const swiglu_down *sd, const double *cf, const float *g, const float *u,
+                         float score, double *z, double *y) {
+    const int64_t I = sd->I, H = sd->H;
+    for (int64_t j = 0; j < I; j++)
+        z[j] = cf[j] * g[j] + cf[I + j] * u[j];
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)H, (int)I, 1.0, sd->down, (int)I, z, 1, 0.0, y,
+                1);
     double ss = 0.0;
-    for (int64_t h = 0; h < H; h++) {
-        double acc = 0.0;
-        for (int64_t j = 0; j < I; j++)
-            acc += (double)wd[h * I + j] * (cf[j] * g[j] + cf[I + j] * u[j]);
-        ss += acc * acc;
-    }
+    for (int64_t h = 0; h < H; h++)
+        ss += y[h] * y[h];
     return (float)(sqrt(ss) / score * (1.0 + 1e-4)); /* a float recomputation: STAT_SLACK */
 }
 
@@ -602,8 +608,9 @@ static int ffn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_l
                     xg[j] = f[ts / k * H + j] * y->score[ts];
                 pvf_linear(xg, 1, H, wgu, NULL, 2 * I, gu);
                 swiglu_coef(gu, gu + I, I, sd.cf + n * 2 * I);
-                y->e_along[ts] = along_input(sd.cf + n * 2 * I, gu, gu + I, I, H,
-                                             m->params[p->down[e]].value, y->score[ts]);
+                /* sd.xp is free between flushes */
+                y->e_along[ts] =
+                    along_input(&sd, sd.cf + n * 2 * I, gu, gu + I, y->score[ts], sd.xp, sd.xp + I);
                 slot[n++] = ts;
             }
             if (n == SD_BLOCK || (n > 0 && ts == tokens * k - 1)) {
@@ -635,7 +642,9 @@ static int ffn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_l
     return 0;
 }
 
-/* Head clearance mu_t of every position (see the top). */
+/* Head clearance mu_t of every position (see the top). The squared norms
+ * |(row_top - row_v) w|^2 come from the Gram matrix of the folded rows,
+ * K_tt + K_vv - 2 K_tv, plus an allowance for its cancellation in double. */
 static int head_stats(const pvf_model *m, const pvf_golden *g, l4_bound *b) {
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
@@ -644,33 +653,32 @@ static int head_stats(const pvf_model *m, const pvf_golden *g, l4_bound *b) {
     const float *w = m->params[l->norm].value, *W = m->params[l->lm_head].value;
     b->h_rms = malloc((size_t)tokens * sizeof(float));
     b->mu = malloc((size_t)tokens * sizeof(float));
-    double *rown = malloc((size_t)V * sizeof *rown);
-    if (!b->h_rms || !b->mu || !rown) {
-        free(rown);
+    double *rows = malloc((size_t)(V * H) * sizeof *rows);
+    double *gram = malloc((size_t)(V * V) * sizeof *gram);
+    if (!b->h_rms || !b->mu || !rows || !gram) {
+        free(rows);
+        free(gram);
         return -1;
     }
-    for (int64_t v = 0; v < V; v++) {
-        double ss = 0.0;
+    for (int64_t v = 0; v < V; v++)
         for (int64_t j = 0; j < H; j++)
-            ss += ((double)W[v * H + j] * w[j]) * ((double)W[v * H + j] * w[j]);
-        rown[v] = sqrt(ss);
-    }
+            rows[v * H + j] = (double)W[v * H + j] * w[j];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)V, (int)V, (int)H, 1.0, rows, (int)H,
+                rows, (int)H, 0.0, gram, (int)V);
     const double sqrt_h = sqrt((double)H);
     for (int64_t t = 0; t < tokens; t++) {
         b->h_rms[t] = rms_of(x + t * H, H, c->eps);
         const float *lg = g->out + t * V;
         const int64_t top = g->top1[t];
+        const double ktt = gram[top * V + top];
         double mu = INFINITY;
         for (int64_t v = 0; v < V && mu > 0; v++) {
             if (v == top)
                 continue;
-            double ss = 0.0;
-            for (int64_t j = 0; j < H; j++) {
-                double dv = ((double)W[top * H + j] - W[v * H + j]) * w[j];
-                ss += dv * dv;
-            }
+            const double kvv = gram[v * V + v];
+            double ss = ktt + kvv - 2.0 * gram[top * V + v] + 1e-12 * (ktt + kvv);
             /* |n| <= sqrt(H): a logit rounds by <= RHO |row w| sqrt(H) */
-            double num = (double)lg[top] - lg[v] - RHO * (rown[top] + rown[v]) * sqrt_h -
+            double num = (double)lg[top] - lg[v] - RHO * (sqrt(ktt) + sqrt(kvv)) * sqrt_h -
                          HEAD_REL * fmax(fabs((double)lg[top]), fabs((double)lg[v]));
             double ratio = ss > 0 && num > 0 ? num / (sqrt(ss) * (1.0 + 1e-9)) : 0.0;
             if (!(ratio < mu))
@@ -679,7 +687,8 @@ static int head_stats(const pvf_model *m, const pvf_golden *g, l4_bound *b) {
         }
         b->mu[t] = (float)(mu * (1.0 - 1e-6));
     }
-    free(rown);
+    free(rows);
+    free(gram);
     return 0;
 }
 
