@@ -41,6 +41,39 @@ static double golden_margin(const pvf_model *m, const pvf_golden *g, int64_t i, 
     return scale > 0 ? (a - b) / scale : 0.0;
 }
 
+/* 1 when every position of row i where the fast and naive outputs decide
+ * differently is a near-tie of the faulty (naive) output itself, a top-2
+ * margin below 1e-5 relative with both outputs finite: two exact
+ * computations in different batch shapes (OpenBLAS sgemm rounds differently
+ * for different M) may differ there by rounding alone, as at a golden one. */
+static int faulty_near_tie(const pvf_model *m, int64_t i, const float *fast, const float *naive) {
+    const int64_t positions = m->out_positions > 0 ? m->out_positions : 1;
+    const int64_t classes = m->out_size / positions;
+    if (classes == 1)
+        return 0;
+    for (int64_t p = 0; p < positions; p++) {
+        const float *a = fast + i * m->out_size + p * classes;
+        const float *b = naive + i * m->out_size + p * classes;
+        if (!pvf_all_finite(a, classes) || !pvf_all_finite(b, classes))
+            return 0;
+        if (pvf_argmax(a, classes) == pvf_argmax(b, classes))
+            continue;
+        double x = -INFINITY, y = -INFINITY;
+        for (int64_t c = 0; c < classes; c++) {
+            if (b[c] > x) {
+                y = x;
+                x = b[c];
+            } else if (b[c] > y) {
+                y = b[c];
+            }
+        }
+        const double scale = fmax(fabs(x), fabs(y));
+        if (!(scale > 0 && (x - y) / scale < 1e-5))
+            return 0;
+    }
+    return 1;
+}
+
 /* Incorrect outputs of row i of out (the architecture's outcome rule). */
 static int64_t row_incorrect(const pvf_model *m, const pvf_golden *g, int64_t i, const float *out) {
     const int64_t positions = m->out_positions > 0 ? m->out_positions : 1;
@@ -87,6 +120,7 @@ static void compare_model(const char *dir, int64_t inputs, pvf_format fmt, int64
     }
     pvf_fault_model fm = {PVF_FAULT_BITFLIP, -1, 1};
     int64_t settled = 0, differ = 0, excused = 0, failed = 0, work_fast = 0, work_naive = 0;
+    int64_t faulty_ties = 0; /* differences at near-ties of the faulty output */
     r.exec.want_outputs = 1;
     for (int64_t t = 0; t < trials; t++) {
         pvf_fault_site site;
@@ -108,13 +142,16 @@ static void compare_model(const char *dir, int64_t inputs, pvf_format fmt, int64
         work_fast += fast.stage_rows;
         work_naive += plain.stage_rows;
         /* A settled trial's outputs are golden's, so this also tests the bounds. */
-        int bad = 0;
+        int bad = 0, tie = 0;
         for (int64_t i = 0; i < n; i++) {
             if (row_incorrect(m, &r.golden, i, r.out) == row_incorrect(m, &r.golden, i, naive))
                 continue;
             differ++;
             if (tiny[i]) {
                 excused++;
+            } else if (faulty_near_tie(m, i, r.out, naive)) {
+                faulty_ties++;
+                tie = 1;
             } else if (!bad++) {
                 fprintf(stderr,
                         "%s %s trial %" PRId64 ": %s[%" PRId64 "] mask 0x%x: input %" PRId64
@@ -125,16 +162,18 @@ static void compare_model(const char *dir, int64_t inputs, pvf_format fmt, int64
             }
         }
         failed += bad != 0;
-        if (!bad && fast.incorrect != plain.incorrect && !excused)
+        if (!bad && fast.incorrect != plain.incorrect && !excused && !tie)
             failed++;
     }
     CHECK(failed == 0);
     fprintf(stderr,
             "%s %s: %" PRId64 " trials x %" PRId64 " inputs both ways; %" PRId64
             " failed; settled without inference %.1f%%; work fast/naive %.2e; inputs with a "
-            "golden margin < 1e-5: %" PRId64 ", outcome differences on them: %" PRId64 "\n",
+            "golden margin < 1e-5: %" PRId64 ", outcome differences on them: %" PRId64
+            "; at faulty near-ties: %" PRId64 "\n",
             dir, pvf_format_name(fmt), trials, n, failed, 100.0 * (double)settled / (double)trials,
-            work_naive ? (double)work_fast / (double)work_naive : 0.0, tiny_rows, excused);
+            work_naive ? (double)work_fast / (double)work_naive : 0.0, tiny_rows, excused,
+            faulty_ties);
     (void)differ;
     free(naive);
     free(all);

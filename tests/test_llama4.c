@@ -623,6 +623,80 @@ static void test_fast_bound(void) {
     pvf_runner_close(&r);
 }
 
+/* From the last attention on, stages work token by token: the bound clears
+ * one token's change (l4_bound_token_clears) only when running those stages
+ * exactly flips none of its sequence's predictions; large or non-finite
+ * changes are never cleared. Faults carried into those stages (the last
+ * attention's, a first-MoE-layer expert's) reach the naive outcome. */
+static void test_fast_token_bound(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open_limit(&r, BUNDLED, NULL, PVF_FMT_FP32, 4, &err) == 0);
+    const pvf_model *m = &r.model;
+    const llama4 *l = m->arch_state;
+    const l4_bound *b = l4_fast_bound(&r.golden);
+    CHECK(b != NULL);
+    const int64_t T = l->T, H = l->c.hidden, last = l->c.layers - 1;
+    const int attn = m->params[l->layer[last].q].stage, ffn = attn + 1;
+    CHECK(l4_bound_tokenwise(m, ffn) && l4_bound_tokenwise(m, m->nstages - 1));
+    CHECK(!l4_bound_tokenwise(m, attn) && !l4_bound_tokenwise(m, 1));
+    float *x = malloc((size_t)(T * H) * sizeof *x);
+    float *naive = malloc((size_t)(r.golden.n * m->out_size) * sizeof *naive);
+    CHECK(x && naive);
+    int cleared = 0, refused = 0;
+    for (int64_t seq = 0; seq < r.golden.n; seq++)
+        for (double scale = 1e-6; scale < 1e3; scale *= 10.0) {
+            const float *gold = r.golden.stage_in[ffn] + seq * T * H;
+            const int64_t p = (seq * 29 + 7) % T;
+            memcpy(x, gold, (size_t)(T * H) * sizeof *x);
+            double ss = 0.0;
+            for (int64_t j = 0; j < H; j++) {
+                x[p * H + j] += (float)(scale * ((j % 5) - 2.0));
+                ss += ((double)x[p * H + j] - gold[p * H + j]) *
+                      ((double)x[p * H + j] - gold[p * H + j]);
+            }
+            if (l4_bound_token_clears(b, m, ffn, seq * T + p, sqrt(ss))) {
+                cleared++;
+                CHECK(exact_flips(&r, ffn, seq, x) == 0);
+            } else {
+                refused++;
+            }
+        }
+    CHECK(cleared > 0 && refused > 0);
+    CHECK(l4_bound_token_clears(b, m, ffn, 5, 1e3) == 0);
+    CHECK(l4_bound_token_clears(b, m, ffn, 5, NAN) == 0);
+    CHECK(l4_bound_token_clears(b, m, ffn, 5, INFINITY) == 0);
+    CHECK(l4_bound_token_clears(b, m, ffn, 5, 0.0) == 1);
+
+    /* the last attention's output projection: every token changes a little
+     * (mantissa) to a lot (exponent); only uncleared tokens run the FFN and
+     * head, so some trials cost less than the FFN and head of every token */
+    const int64_t tokens = r.golden.n * T;
+    int partial = 0;
+    for (int bit = 8; bit <= 30; bit += 4) {
+        pvf_trial_result v =
+            fast_vs_naive(&r, code_site(m, l->layer[last].o, 7 * H + 3, 1u << bit), naive);
+        partial += v.stage_rows > tokens && v.stage_rows < 3 * tokens;
+    }
+    CHECK(partial > 0);
+    /* the first MoE layer's experts, carried through the later layers */
+    for (int64_t L = 0; L < l->c.layers; L++) {
+        if (!l->c.moe[L])
+            continue;
+        for (int bit = 4; bit <= 30; bit += 6)
+            fast_vs_naive(&r,
+                          code_site(m, l->layer[L].gate_up[(bit / 6) % l->c.experts],
+                                    (int64_t)bit * 131, 1u << bit),
+                          naive);
+        break;
+    }
+    fprintf(stderr, "  token bound: %d of %d token changes cleared; partial carries: %d\n", cleared,
+            cleared + refused, partial);
+    free(x);
+    free(naive);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     RUN(test_bundled_parity);
     RUN(test_second_checkpoint_parity);
@@ -636,5 +710,6 @@ int main(void) {
     RUN(test_fast_embedding_and_head);
     RUN(test_fast_many_chunks);
     RUN(test_fast_bound);
+    RUN(test_fast_token_bound);
     return test_summary();
 }

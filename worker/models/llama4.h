@@ -83,6 +83,12 @@ int l4_bound_clears(const l4_bound *b, const pvf_model *m, int s, int64_t seq, d
 /* The same for one token (sequence * T + position) whose head input alone
  * differs, by at most d. */
 int l4_bound_head_clears(const l4_bound *b, const pvf_model *m, int64_t token, double d);
+/* 1 when every stage from s on works token by token (FFNs and the head: no
+ * attention left), so a token's change reaches only its own logits. */
+int l4_bound_tokenwise(const pvf_model *m, int s);
+/* For such a stage s: 1 when token (sequence * T + position), whose input to
+ * stage s alone differs from golden, by at most d, judges as golden. */
+int l4_bound_token_clears(const l4_bound *b, const pvf_model *m, int s, int64_t token, double d);
 /* The bound's statistics of a golden pass (NULL without fast-path state). */
 const l4_bound *l4_fast_bound(const struct pvf_golden *g);
 

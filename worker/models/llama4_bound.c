@@ -24,7 +24,9 @@
  * - SwiGLU h = silu(g) u: the smaller of
  *   1.1 |dg| (max|u| + |du|) + max|silu(g)| |du| (|silu'| <= 1.0999) and
  *   |J|_F |dx| + |dg|^2 max|u| / 4 + 1.1 |dg| |du| (J the golden Jacobian,
- *   |silu''| <= 1/2), with golden per-token statistics.
+ *   |silu''| <= 1/2), with golden per-token statistics; the down projection
+ *   of the first-order term is bounded by |W_down J|_F per token (three
+ *   quadratic forms, see swiglu_down), not |W_down|_2 |J|_F.
  * - Router: logits move by <= max_e |row_e| |dn|; if that could reorder the
  *   golden top-k against the next expert (gap), the bound gives up. Scores
  *   (sigmoid) move by <= 1/4 of that, the expert input is score * n.
@@ -46,6 +48,8 @@
 #include "fast.h"
 #include "kernels.h"
 
+#include <cblas.h>
+#undef I /* <complex.h> via <cblas.h>: I names a dimension here */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +69,7 @@
 
 typedef struct bound_ffn { /* a SwiGLU MLP's golden statistics per token */
     float *silu_max, *up_max, *jac_f;
+    float *jac_down;   /* [tokens] |W_down J|_F, J the SwiGLU Jacobian (see swiglu_down) */
     double sg, su, sd; /* spectral norms: gate, up (norm weight folded), down */
 } bound_ffn;
 
@@ -91,8 +96,10 @@ typedef struct bound_layer {
     float *score;                 /* [tokens, k] */
     int32_t *idx;                 /* [tokens, k] */
     float *e_silu, *e_up, *e_jac; /* [tokens, k] the routed expert's statistics */
-    double rmax;                  /* largest router row norm (norm weight folded) */
-    double *eg, *eu, *ed;         /* [E] per expert spectral norms */
+    float *e_jac_down;            /* [tokens, k] */
+    float *e_along;       /* [tokens, k] |W_down J n| / score: the expert along its own input n */
+    double rmax;          /* largest router row norm (norm weight folded) */
+    double *eg, *eu, *ed; /* [E] per expert spectral norms */
 } bound_layer;
 
 struct l4_bound {
@@ -108,6 +115,7 @@ static void free_ffn(bound_ffn *f) {
     free(f->silu_max);
     free(f->up_max);
     free(f->jac_f);
+    free(f->jac_down);
 }
 
 void l4_bound_free(l4_bound *b) {
@@ -134,6 +142,8 @@ void l4_bound_free(l4_bound *b) {
         free(y->e_silu);
         free(y->e_up);
         free(y->e_jac);
+        free(y->e_jac_down);
+        free(y->e_along);
         free(y->eg);
         free(y->eu);
         free(y->ed);
@@ -213,6 +223,136 @@ static void swiglu_stats(const float *g, const float *u, int64_t I, const swiglu
     *silu_max = (float)sm;
     *up_max = (float)um;
     *jac_f = (float)sqrt(f2 > 0.0 ? f2 : 0.0);
+}
+
+/* |W_down J|_F per token of a SwiGLU, J = diag(a) G + diag(b) U its
+ * Jacobian (a = silu'(g) u, b = silu(g); G, U the gate and up rows with the
+ * norm weight folded): a far smaller bound on the first-order change than
+ * |W_down|_2 |J|_F. With D = W_down^T W_down,
+ * |W_down J|_F^2 = tr(J^T D J) = a^T (D o GG^T) a + 2 a^T (D o GU^T) b
+ *                + b^T (D o UU^T) b   (o: elementwise; D symmetric),
+ * three I x I matrices once per MLP and three quadratic forms per token. */
+typedef struct swiglu_down {
+    int64_t I;
+    double *p[3];  /* D o GG^T, D o GU^T, D o UU^T */
+    double fro[3]; /* their Frobenius norms, for the rounding allowance */
+    int64_t H;
+    double *down;    /* [H, I] W_down */
+    double *cf, *xp; /* [SD_BLOCK, 2 I] coefficients a|b, [SD_BLOCK, I] products */
+} swiglu_down;
+
+#define SD_BLOCK 256
+
+static void swiglu_down_free(swiglu_down *sd) {
+    for (int i = 0; i < 3; i++)
+        free(sd->p[i]);
+    free(sd->cf);
+    free(sd->xp);
+    free(sd->down);
+}
+
+/* gate wg[I, H], up wu[I, H] (folded by w), down wd[H, I]. */
+static int swiglu_down_make(swiglu_down *sd, const float *wg, const float *wu, const float *wd,
+                            int64_t I, int64_t H, const float *w) {
+    memset(sd, 0, sizeof *sd);
+    sd->I = I;
+    sd->H = H;
+    double *g = malloc((size_t)(I * H) * sizeof *g), *u = malloc((size_t)(I * H) * sizeof *u);
+    double *d = sd->down = malloc((size_t)(H * I) * sizeof *d);
+    double *dd = malloc((size_t)(I * I) * sizeof *dd);
+    for (int i = 0; i < 3; i++)
+        sd->p[i] = malloc((size_t)(I * I) * sizeof(double));
+    sd->cf = malloc((size_t)(SD_BLOCK * 2 * I) * sizeof(double));
+    sd->xp = malloc((size_t)(SD_BLOCK * I) * sizeof(double));
+    int rc = g && u && d && dd && sd->p[0] && sd->p[1] && sd->p[2] && sd->cf && sd->xp ? 0 : -1;
+    if (rc == 0) {
+        for (int64_t i = 0; i < I; i++)
+            for (int64_t j = 0; j < H; j++) {
+                g[i * H + j] = (double)wg[i * H + j] * w[j];
+                u[i * H + j] = (double)wu[i * H + j] * w[j];
+            }
+        for (int64_t j = 0; j < H * I; j++)
+            d[j] = wd[j];
+        const int n = (int)I, h = (int)H;
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, h, 1.0, d, n, d, n, 0.0, dd, n);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, h, 1.0, g, h, g, h, 0.0,
+                    sd->p[0], n);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, h, 1.0, g, h, u, h, 0.0,
+                    sd->p[1], n);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, h, 1.0, u, h, u, h, 0.0,
+                    sd->p[2], n);
+        for (int i = 0; i < 3; i++) {
+            double ss = 0.0;
+            for (int64_t j = 0; j < I * I; j++) {
+                sd->p[i][j] *= dd[j];
+                ss += sd->p[i][j] * sd->p[i][j];
+            }
+            sd->fro[i] = sqrt(ss);
+        }
+    }
+    free(g);
+    free(u);
+    free(dd);
+    if (rc)
+        swiglu_down_free(sd);
+    return rc;
+}
+
+/* The coefficients a|b of one token's SwiGLU (gate g[I], up u[I]) into
+ * cf[2 I]. */
+static void swiglu_coef(const float *g, const float *u, int64_t I, double *cf) {
+    for (int64_t j = 0; j < I; j++) {
+        const double x = g[j], sig = 1.0 / (1.0 + exp(-x));
+        cf[j] = sig * (1.0 + x * (1.0 - sig)) * u[j];
+        cf[I + j] = x * sig;
+    }
+}
+
+/* |W_down J|_F of the n <= SD_BLOCK tokens whose coefficients are in
+ * sd->cf, into out[i * stride]. The double rounding of the forms (sums of
+ * at most 2 I H terms) is far below the allowance added. */
+static void swiglu_down_norms(swiglu_down *sd, int64_t n, float *out, int64_t stride) {
+    const int64_t I = sd->I;
+    double q[SD_BLOCK] = {0};
+    for (int i = 0; i < 3; i++) {
+        const int right = i == 0 ? 0 : 1, left = i == 2 ? 1 : 0; /* a or b */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)I, (int)I, 1.0,
+                    sd->cf + left * I, (int)(2 * I), sd->p[i], (int)I, 0.0, sd->xp, (int)I);
+        for (int64_t t = 0; t < n; t++) {
+            double acc = 0.0;
+            const double *y = sd->cf + t * 2 * I + right * I;
+            for (int64_t j = 0; j < I; j++)
+                acc += sd->xp[t * I + j] * y[j];
+            q[t] += (i == 1 ? 2.0 : 1.0) * acc;
+        }
+    }
+    for (int64_t t = 0; t < n; t++) {
+        double na = 0.0, nb = 0.0;
+        for (int64_t j = 0; j < I; j++) {
+            na += sd->cf[t * 2 * I + j] * sd->cf[t * 2 * I + j];
+            nb += sd->cf[t * 2 * I + I + j] * sd->cf[t * 2 * I + I + j];
+        }
+        const double scale = sd->fro[0] * na + 2.0 * sd->fro[1] * sqrt(na * nb) + sd->fro[2] * nb;
+        const double v = q[t] + 1e-9 * scale;
+        out[t * stride] = (float)(sqrt(v > 0.0 ? v : 0.0) * (1.0 + 1e-6));
+    }
+}
+
+/* |W_down J xg| / score of a routed expert's slot (coefficients cf = a|b,
+ * gate g = G xg, up u = U xg, xg = score n): J xg = a o g + b o u, so this
+ * is how its output moves as its input slides along n, per unit of score.
+ * z[I], y[H] workspace. */
+static float along_input(const swiglu_down *sd, const double *cf, const float *g, const float *u,
+                         float score, double *z, double *y) {
+    const int64_t I = sd->I, H = sd->H;
+    for (int64_t j = 0; j < I; j++)
+        z[j] = cf[j] * g[j] + cf[I + j] * u[j];
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)H, (int)I, 1.0, sd->down, (int)I, z, 1, 0.0, y,
+                1);
+    double ss = 0.0;
+    for (int64_t h = 0; h < H; h++)
+        ss += y[h] * y[h];
+    return (float)(sqrt(ss) / score * (1.0 + 1e-4)); /* a float recomputation: STAT_SLACK */
 }
 
 /* Per query t and head h of one sequence (q, k after RoPE and QK-norm or
@@ -360,6 +500,17 @@ static int mlp_stats(const float *f, int64_t tokens, int64_t H, int64_t I, const
         swiglu_stats(gg + t * I, uu + t * I, I, &rows, &b->silu_max[t], &b->up_max[t],
                      &b->jac_f[t]);
     swiglu_rows_free(&rows);
+    swiglu_down sd;
+    b->jac_down = malloc((size_t)tokens * sizeof(float));
+    if (!b->jac_down || swiglu_down_make(&sd, wg, wu, wd, I, H, w_norm))
+        return -1;
+    for (int64_t t0 = 0; t0 < tokens; t0 += SD_BLOCK) {
+        const int64_t n = tokens - t0 < SD_BLOCK ? tokens - t0 : SD_BLOCK;
+        for (int64_t t = 0; t < n; t++)
+            swiglu_coef(gg + (t0 + t) * I, uu + (t0 + t) * I, I, sd.cf + t * 2 * I);
+        swiglu_down_norms(&sd, n, b->jac_down + t0, 1);
+    }
+    swiglu_down_free(&sd);
     b->sg = pvf_fast_spectral_bound(wg, H, 0, I, w_norm);
     b->su = pvf_fast_spectral_bound(wu, H, 0, I, w_norm);
     b->sd = pvf_fast_spectral_bound(wd, I, 0, H, NULL);
@@ -440,8 +591,37 @@ static int ffn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_l
     for (int64_t e = 0; e < E; e++)
         swiglu_rows_free(&er[e]);
     free(er);
-    if (rc)
+    y->e_jac_down = malloc((size_t)(tokens * k) * sizeof(float));
+    y->e_along = malloc((size_t)(tokens * k) * sizeof(float));
+    if (rc || !y->e_jac_down || !y->e_along)
         return -1;
+    for (int32_t e = 0; e < (int32_t)E; e++) { /* |W_down J|_F of each slot routed to e */
+        swiglu_down sd;
+        const float *wgu = m->params[p->gate_up[e]].value;
+        if (swiglu_down_make(&sd, wgu, wgu + I * H, m->params[p->down[e]].value, I, H, w_post))
+            return -1;
+        int64_t slot[SD_BLOCK], n = 0;
+        float norms[SD_BLOCK];
+        for (int64_t ts = 0; ts < tokens * k; ts++) {
+            if (y->idx[ts] == e) {
+                for (int64_t j = 0; j < H; j++)
+                    xg[j] = f[ts / k * H + j] * y->score[ts];
+                pvf_linear(xg, 1, H, wgu, NULL, 2 * I, gu);
+                swiglu_coef(gu, gu + I, I, sd.cf + n * 2 * I);
+                /* sd.xp is free between flushes */
+                y->e_along[ts] =
+                    along_input(&sd, sd.cf + n * 2 * I, gu, gu + I, y->score[ts], sd.xp, sd.xp + I);
+                slot[n++] = ts;
+            }
+            if (n == SD_BLOCK || (n > 0 && ts == tokens * k - 1)) {
+                swiglu_down_norms(&sd, n, norms, 1);
+                for (int64_t i = 0; i < n; i++)
+                    y->e_jac_down[slot[i]] = norms[i];
+                n = 0;
+            }
+        }
+        swiglu_down_free(&sd);
+    }
     y->rmax = 0.0;
     for (int64_t e = 0; e < E; e++) {
         double ss = 0.0;
@@ -462,7 +642,9 @@ static int ffn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_l
     return 0;
 }
 
-/* Head clearance mu_t of every position (see the top). */
+/* Head clearance mu_t of every position (see the top). The squared norms
+ * |(row_top - row_v) w|^2 come from the Gram matrix of the folded rows,
+ * K_tt + K_vv - 2 K_tv, plus an allowance for its cancellation in double. */
 static int head_stats(const pvf_model *m, const pvf_golden *g, l4_bound *b) {
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
@@ -471,33 +653,32 @@ static int head_stats(const pvf_model *m, const pvf_golden *g, l4_bound *b) {
     const float *w = m->params[l->norm].value, *W = m->params[l->lm_head].value;
     b->h_rms = malloc((size_t)tokens * sizeof(float));
     b->mu = malloc((size_t)tokens * sizeof(float));
-    double *rown = malloc((size_t)V * sizeof *rown);
-    if (!b->h_rms || !b->mu || !rown) {
-        free(rown);
+    double *rows = malloc((size_t)(V * H) * sizeof *rows);
+    double *gram = malloc((size_t)(V * V) * sizeof *gram);
+    if (!b->h_rms || !b->mu || !rows || !gram) {
+        free(rows);
+        free(gram);
         return -1;
     }
-    for (int64_t v = 0; v < V; v++) {
-        double ss = 0.0;
+    for (int64_t v = 0; v < V; v++)
         for (int64_t j = 0; j < H; j++)
-            ss += ((double)W[v * H + j] * w[j]) * ((double)W[v * H + j] * w[j]);
-        rown[v] = sqrt(ss);
-    }
+            rows[v * H + j] = (double)W[v * H + j] * w[j];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)V, (int)V, (int)H, 1.0, rows, (int)H,
+                rows, (int)H, 0.0, gram, (int)V);
     const double sqrt_h = sqrt((double)H);
     for (int64_t t = 0; t < tokens; t++) {
         b->h_rms[t] = rms_of(x + t * H, H, c->eps);
         const float *lg = g->out + t * V;
         const int64_t top = g->top1[t];
+        const double ktt = gram[top * V + top];
         double mu = INFINITY;
         for (int64_t v = 0; v < V && mu > 0; v++) {
             if (v == top)
                 continue;
-            double ss = 0.0;
-            for (int64_t j = 0; j < H; j++) {
-                double dv = ((double)W[top * H + j] - W[v * H + j]) * w[j];
-                ss += dv * dv;
-            }
+            const double kvv = gram[v * V + v];
+            double ss = ktt + kvv - 2.0 * gram[top * V + v] + 1e-12 * (ktt + kvv);
             /* |n| <= sqrt(H): a logit rounds by <= RHO |row w| sqrt(H) */
-            double num = (double)lg[top] - lg[v] - RHO * (rown[top] + rown[v]) * sqrt_h -
+            double num = (double)lg[top] - lg[v] - RHO * (sqrt(ktt) + sqrt(kvv)) * sqrt_h -
                          HEAD_REL * fmax(fabs((double)lg[top]), fabs((double)lg[v]));
             double ratio = ss > 0 && num > 0 ? num / (sqrt(ss) * (1.0 + 1e-9)) : 0.0;
             if (!(ratio < mu))
@@ -506,7 +687,8 @@ static int head_stats(const pvf_model *m, const pvf_golden *g, l4_bound *b) {
         }
         b->mu[t] = (float)(mu * (1.0 - 1e-6));
     }
-    free(rown);
+    free(rows);
+    free(gram);
     return 0;
 }
 
@@ -568,16 +750,22 @@ static double norm_change(double d, double rms, int64_t dim) {
     return most;
 }
 
-/* SwiGLU change for input change din (norm weight folded into sg, su):
- * the smaller of a norm-wise bound and first order (Frobenius norm of the
- * golden Jacobian) plus the second-order remainder, |silu''| <= 1/2:
- * |dh_m - J dx| <= |dg_m|^2 |u_m| / 4 + 1.1 |dg_m| |du_m|. */
-static double swiglu_change(double din, double sg, double su, double silu_max, double up_max,
-                            double jac_f) {
+/* Change of a SwiGLU MLP's output (down projection included) for input
+ * change din (norm weight folded into sg, su): the smaller of a norm-wise
+ * bound and first order plus the second-order remainder, |silu''| <= 1/2:
+ * |dh_m - J dx| <= |dg_m|^2 |u_m| / 4 + 1.1 |dg_m| |du_m|; `first` bounds the
+ * first-order |W_down J dx|. */
+static double swiglu_change(double din, double first, double sg, double su, double sd,
+                            double silu_max, double up_max) {
     const double dg = sg * din, du = su * din;
-    const double normwise = SILU_LIP * dg * (up_max + du) + silu_max * du;
-    const double first = jac_f * (1.0 + 1e-4) * din + 0.26 * up_max * dg * dg + SILU_LIP * dg * du;
-    return first < normwise ? first : normwise;
+    const double normwise = sd * (SILU_LIP * dg * (up_max + du) + silu_max * du);
+    const double total = first * (1.0 + 1e-4) + sd * (0.26 * up_max * dg * dg + SILU_LIP * dg * du);
+    return total < normwise ? total : normwise;
+}
+
+/* |W_down J|: the smaller of |W_down J|_F and sd |J|_F. */
+static double jac_norm(double jac_down, double sd, double jac_f) {
+    return jac_down < sd * jac_f ? jac_down : sd * jac_f;
 }
 
 /* Adds the rounding slack of stage s at touched position t. */
@@ -658,36 +846,50 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
     }
 }
 
-/* FFN stage s of layer L; 0 when the routing might change. */
-static int bound_ffn_stage(const pvf_model *m, const l4_bound *b, int s, int64_t L, int64_t seq,
-                           const double *d, double *out) {
+/* FFN stage s of layer L at token tt (sequence * T + position) whose input
+ * changed by d > 0: its output change, or -1 when the routing might change. */
+static double ffn_token_bound(const pvf_model *m, const l4_bound *b, int s, int64_t L, int64_t tt,
+                              double d) {
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
     const bound_layer *y = &b->layer[L];
-    const int64_t T = b->T, H = c->hidden, t0 = seq * T, k = c->top_k;
+    const int64_t H = c->hidden, k = c->top_k;
     const double sqrt_h = sqrt((double)H);
+    const double dn = norm_change(d, y->f_rms[tt], H);
+    const double jm = jac_norm(y->mlp.jac_down[tt], y->mlp.sd, y->mlp.jac_f[tt]);
+    double branch = swiglu_change(dn, jm * dn, y->mlp.sg, y->mlp.su, y->mlp.sd, y->mlp.silu_max[tt],
+                                  y->mlp.up_max[tt]);
+    if (c->moe[L]) {
+        const double dl = y->rmax * dn;
+        /* the golden top-k survives when no logit pair can cross */
+        if (!(y->gap[tt] > 2.0 * dl + 2.0 * RHO * y->rmax * sqrt_h))
+            return -1.0;
+        const double dsc = 0.25 * dl;
+        for (int64_t sl = 0; sl < k; sl++) {
+            const int64_t ts = tt * k + sl;
+            const int32_t e = y->idx[ts];
+            /* input s n moves by ds n + (s + ds) dn, |n| <= sqrt(H): first
+             * order ds |W_down J n| + (s + ds) |W_down J| |dn| */
+            const double din = (y->score[ts] + dsc) * dn + dsc * sqrt_h;
+            const double je = jac_norm(y->e_jac_down[ts], y->ed[e], y->e_jac[ts]);
+            const double first = dsc * y->e_along[ts] + (y->score[ts] + dsc) * je * dn;
+            branch += swiglu_change(din, first < je * din ? first : je * din, y->eg[e], y->eu[e],
+                                    y->ed[e], y->e_silu[ts], y->e_up[ts]);
+        }
+    }
+    return d + branch * STAT_SLACK + slack(b, s, tt);
+}
+
+/* FFN stage s of layer L; 0 when the routing might change. */
+static int bound_ffn_stage(const pvf_model *m, const l4_bound *b, int s, int64_t L, int64_t seq,
+                           const double *d, double *out) {
+    const int64_t T = b->T, t0 = seq * T;
     for (int64_t t = 0; t < T; t++) {
         out[t] = d[t];
         if (d[t] == 0.0)
             continue;
-        const int64_t tt = t0 + t;
-        const double dn = norm_change(d[t], y->f_rms[tt], H);
-        double branch = y->mlp.sd * swiglu_change(dn, y->mlp.sg, y->mlp.su, y->mlp.silu_max[tt],
-                                                  y->mlp.up_max[tt], y->mlp.jac_f[tt]);
-        if (c->moe[L]) {
-            const double dl = y->rmax * dn;
-            /* the golden top-k survives when no logit pair can cross */
-            if (!(y->gap[tt] > 2.0 * dl + 2.0 * RHO * y->rmax * sqrt_h))
-                return 0;
-            const double dsc = 0.25 * dl;
-            for (int64_t sl = 0; sl < k; sl++) {
-                const int32_t e = y->idx[tt * k + sl];
-                const double din = (y->score[tt * k + sl] + dsc) * dn + dsc * sqrt_h;
-                branch += y->ed[e] * swiglu_change(din, y->eg[e], y->eu[e], y->e_silu[tt * k + sl],
-                                                   y->e_up[tt * k + sl], y->e_jac[tt * k + sl]);
-            }
-        }
-        out[t] += branch * STAT_SLACK + slack(b, s, tt);
+        if ((out[t] = ffn_token_bound(m, b, s, L, t0 + t, d[t])) < 0.0)
+            return 0;
     }
     return 1;
 }
@@ -734,4 +936,25 @@ int l4_bound_clears(const l4_bound *b, const pvf_model *m, int s, int64_t seq, d
         }
     }
     return 1;
+}
+
+int l4_bound_tokenwise(const pvf_model *m, int s) {
+    const llama4 *l = m->arch_state;
+    for (int st = s; st < m->nstages - 1; st++) {
+        const int64_t L = m->stages[st].layer;
+        if (L < 0 || st == m->params[l->layer[L].q].stage)
+            return 0;
+    }
+    return 1;
+}
+
+int l4_bound_token_clears(const l4_bound *b, const pvf_model *m, int s, int64_t token, double d) {
+    if (!(d >= 0.0 && d < 1e30)) /* NaN, Inf or overflow: the exact way */
+        return 0;
+    for (int st = s; st < m->nstages - 1 && d > 0.0; st++) {
+        d = ffn_token_bound(m, b, st, m->stages[st].layer, token, d);
+        if (!(d >= 0.0 && d < 1e30))
+            return 0;
+    }
+    return l4_bound_head_clears(b, m, token, d);
 }

@@ -22,7 +22,10 @@
  * changed position only (causal attention leaves earlier positions golden)
  * and judged position by position. Before each carried stage the sound
  * bound of llama4_bound.c is asked whether the change can still flip any
- * scored prediction of the sequence: if not, the carry stops there. A
+ * scored prediction of the sequence: if not, the carry stops there. From
+ * the last attention on (FFNs, head) stages work token by token, so each
+ * changed token is bounded on its own and only those the bound cannot
+ * clear run them (carry_tokens). A
  * last-layer expert's changed token is bounded the same way at the head, so
  * a small fault there costs only the tokens the expert serves.
  *
@@ -334,16 +337,56 @@ static int seq_cleared(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, in
     return l4_bound_clears(f->bound, m, s, seq, d, work);
 }
 
+/* Stage s and every later one work token by token (FFNs, head): carries
+ * sequence seq's changed positions p0..T-1 of cur[T, H] (its input to
+ * stage s) that the bound cannot clear one by one, and judges them; the
+ * other positions keep golden's predictions. */
+static void carry_tokens(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
+                         float *cur, float *spare, pvf_trial_result *r) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const l4_fast *f = g->fast;
+    const int64_t T = l->T, H = l->c.hidden, V = l->c.vocab;
+    const float *gold = g->stage_in[s] + seq * T * H;
+    /* positions kept, in fast_scratch (sized for T + l4_bound_work doubles) */
+    int64_t *pos = (int64_t *)(void *)ex->fast_scratch; /* malloc'd: any type */
+    int64_t R = 0;
+    for (int64_t p = p0; p < T; p++) {
+        const float *x = cur + p * H;
+        if (memcmp(x, gold + p * H, (size_t)H * sizeof *x) == 0)
+            continue;
+        if (l4_bound_token_clears(f->bound, m, s, seq * T + p, row_distance(x, gold + p * H, H)))
+            continue; /* no prediction of it can flip */
+        memcpy(spare + R * H, x, (size_t)H * sizeof *x);
+        pos[R++] = p;
+    }
+    if (R == 0)
+        return;
+    float *in = spare, *out = cur;
+    for (int st = s; st < m->nstages - 1; st++) {
+        l4_ffn_rows(ex, m->stages[st].layer, R, in, out);
+        r->stage_rows += R;
+        float *t = in;
+        in = out;
+        out = t;
+    }
+    float *logits = ex->act[1];
+    l4_head_rows(ex, R, in, logits);
+    r->stage_rows += R;
+    for (int64_t i = 0; i < R; i++)
+        judge_position(l, ex, g, seq * T + pos[i], logits + i * V, r);
+}
+
 /* Carries sequence `seq`, whose input to stage s is x[T, H] and equals
  * golden's before position p0, through the later stages: causal attention
  * leaves the positions before the first changed one golden, so each stage
- * runs positions p0..T-1 only (p0 moves up while rows are golden again),
- * and the head judges those positions. */
+ * runs positions p0..T-1 only (p0 moves up while rows are golden again).
+ * From the last attention on, stages work token by token: carry_tokens. */
 static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
                       const float *x, pvf_trial_result *r) {
     const pvf_model *m = ex->m;
     const llama4 *l = m->arch_state;
-    const int64_t T = l->T, H = l->c.hidden, V = l->c.vocab;
+    const int64_t T = l->T, H = l->c.hidden;
     float *cur = ex->fast_io[0], *next = ex->fast_io[1];
     memcpy(cur, x, (size_t)(T * H) * sizeof *cur);
     for (int st = s; st < m->nstages; st++) {
@@ -352,16 +395,13 @@ static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int
             p0++;
         if (p0 == T)
             return; /* golden again */
+        if (l4_bound_tokenwise(m, st)) {
+            carry_tokens(ex, g, st, seq, p0, cur, next, r);
+            return;
+        }
         if (seq_cleared(ex, g, st, seq, p0, cur))
             return; /* no scored prediction can flip */
         r->stage_rows += T - p0;
-        if (st == m->nstages - 1) {
-            float *logits = ex->act[1];
-            l4_head_rows(ex, T - p0, cur + p0 * H, logits);
-            for (int64_t p = p0; p < T; p++)
-                judge_position(l, ex, g, seq * T + p, logits + (p - p0) * V, r);
-            return;
-        }
         const int64_t L = m->stages[st].layer;
         if (st == m->params[l->layer[L].q].stage)
             l4_attn_tail(ex, L, cur, p0, next);
