@@ -70,6 +70,7 @@ static inline double min2(double a, double b) {
 typedef struct lenet_fast {
     int64_t n, classes;
     double *slack;       /* [n] golden top-1 margin minus the tolerance; < 0 never settles */
+    double *cls_slack;   /* [n x classes] golden z_top1 - z_c minus the tolerance (top1: inf) */
     double min_slack;    /* over all eval inputs */
     const int64_t *top1; /* golden top-1 per eval input (the golden pass's) */
     /* sens[s][f * classes + c]: bound on |Δ logit c| per unit |Δ x_f| of stage
@@ -95,6 +96,13 @@ typedef struct lenet_fast {
      * max-pool pattern (rounded up to float). */
     int lin_first;
     float *gin[LENET_STAGES];
+    /* Hidden fc stage s's input (the second fc stage): the margin
+     * gradients themselves, per class, gcls[s][(row * in + f) * classes + c]
+     * = d(z_top1 - z_c)/dx_f under golden's pattern (in float: its rounding
+     * is allowed for where they are used), and per eval input the radii at
+     * which a later unit may leave golden's pattern [n x RADII]. */
+    float *gcls[LENET_STAGES];
+    double *glin_r[LENET_STAGES], *glin_cost[LENET_STAGES];
     /* Conv stage s (s + 1 >= lin_first), [(row * cout + co) * RADII + k]:
      * the RADII smallest radii rho (max |change| of output channel co) at
      * which a later unit's pattern may change, ascending (INFINITY: none),
@@ -115,6 +123,7 @@ void lenet_fast_free(void *state) {
     if (!f)
         return;
     free(f->slack);
+    free(f->cls_slack);
     free(f->chan_l1);
     free(f->conv_l1);
     free(f->in_r);
@@ -131,6 +140,9 @@ void lenet_fast_free(void *state) {
         free(f->xmax_all[s]);
         free(f->filter_l1[s]);
         free(f->gin[s]);
+        free(f->gcls[s]);
+        free(f->glin_r[s]);
+        free(f->glin_cost[s]);
         free(f->radius[s]);
         free(f->radius_cost[s]);
         free(f->unit_eps[s]);
@@ -250,6 +262,13 @@ static int margin_gradients(const pvf_model *m, const pvf_golden *g, lenet_fast 
     if (!G)
         return -1;
     double *Gn = G + classes * widest;
+    /* the second fc stage only: at the first one, far more units may flip */
+    for (int s = nconv + 1; s < last; s++)
+        if (s >= f->lin_first &&
+            !(f->gcls[s] = malloc((size_t)(n * m->stages[s].in_size * classes) * sizeof(float)))) {
+            free(G);
+            return -1;
+        }
     for (int64_t i = 0; i < n; i++) {
         const int64_t t = f->top1[i];
         int64_t width = m->stages[last].in_size;
@@ -259,6 +278,9 @@ static int margin_gradients(const pvf_model *m, const pvf_golden *g, lenet_fast 
                 G[k * classes + c] = (double)w[t * width + k] - (double)w[c * width + k];
         for (int s = last;; s--) {
             float *gi = f->gin[s] + i * width;
+            if (f->gcls[s])
+                for (int64_t e = 0; e < width * classes; e++)
+                    f->gcls[s][i * width * classes + e] = (float)G[e];
             for (int64_t k = 0; k < width; k++) {
                 double mx = 0;
                 for (int64_t c = 0; c < classes; c++)
@@ -498,29 +520,28 @@ static int pattern_radii(const pvf_model *m, lenet_fast *f, int s) {
     return 0;
 }
 
-/* Per eval input, the radii over rho = max |change| of the first fc
- * stage's input at which a hidden fc unit may leave golden's pattern, with
- * their cumulative costs (as pattern_radii). */
-static int input_radii(const pvf_model *m, lenet_fast *f) {
-    const int fc0 = ((const lenet *)m->arch_state)->nconv;
-    const int64_t in = m->stages[fc0].in_size, n = f->n;
+/* Per eval input, the radii over rho = max |change| of fc stage t0's input
+ * at which a hidden fc unit may leave golden's pattern, with their
+ * cumulative costs (as pattern_radii), into *radius and *cost [n x RADII]. */
+static int input_radii(const pvf_model *m, lenet_fast *f, int t0, double **radius, double **cost) {
+    const int64_t in = m->stages[t0].in_size, n = f->n;
     int64_t total = 0;
-    for (int t = fc0; t < m->nstages - 1; t++)
+    for (int t = t0; t < m->nstages - 1; t++)
         total += m->stages[t].out_size;
     double *a = malloc((size_t)(in + total) * sizeof *a);
-    f->in_r = malloc((size_t)(n * RADII) * sizeof(double));
-    f->in_cost = malloc((size_t)(n * RADII) * sizeof(double));
-    if (!a || !f->in_r || !f->in_cost) {
+    double *r = *radius = malloc((size_t)(n * RADII) * sizeof(double));
+    double *c = *cost = malloc((size_t)(n * RADII) * sizeof(double));
+    if (!a || !r || !c) {
         free(a);
         return -1;
     }
     for (int64_t k = 0; k < in; k++)
         a[k] = 1;
-    fc_coefficients(m, fc0, a, a + in);
+    fc_coefficients(m, t0, a, a + in);
     for (int64_t i = 0; i < n; i++) {
-        radii_init(f->in_r + i * RADII, f->in_cost + i * RADII);
-        insert_fc_units(m, f, fc0, a + in, i, f->in_r + i * RADII, f->in_cost + i * RADII);
-        radii_cumulate(f->in_cost + i * RADII);
+        radii_init(r + i * RADII, c + i * RADII);
+        insert_fc_units(m, f, t0, a + in, i, r + i * RADII, c + i * RADII);
+        radii_cumulate(c + i * RADII);
     }
     free(a);
     return 0;
@@ -582,8 +603,11 @@ static int linear_tail_prepare(const pvf_model *m, const pvf_golden *g, lenet_fa
     for (int s = f->lin_first - 1; s < l->nconv; s++)
         if (s >= 0 && pattern_radii(m, f, s))
             return -1;
-    if (fc0 < m->nstages - 1 && input_radii(m, f))
+    if (fc0 < m->nstages - 1 && input_radii(m, f, fc0, &f->in_r, &f->in_cost))
         return -1;
+    for (int t = fc0; t < m->nstages - 1; t++)
+        if (f->gcls[t] && input_radii(m, f, t, &f->glin_r[t], &f->glin_cost[t]))
+            return -1;
     return 0;
 }
 
@@ -624,7 +648,8 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
     f->classes = classes;
     f->top1 = g->top1;
     f->slack = malloc((size_t)n * sizeof *f->slack);
-    if (!f->slack)
+    f->cls_slack = malloc((size_t)(n * classes) * sizeof *f->cls_slack);
+    if (!f->slack || !f->cls_slack)
         goto oom;
     f->min_slack = INFINITY;
     for (int64_t i = 0; i < n; i++) {
@@ -638,6 +663,9 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
         }
         double slack = (double)z[t] - second - MARGIN_TOL * scale;
         f->slack[i] = slack > 0 ? slack : -1;
+        for (int64_t c = 0; c < classes; c++)
+            f->cls_slack[i * classes + c] =
+                c == t ? INFINITY : (double)z[t] - (double)z[c] - MARGIN_TOL * scale;
         f->min_slack = fmin(f->min_slack, f->slack[i]);
     }
     /* Sensitivities, from the logits back to the second stage's input. */
@@ -1113,6 +1141,41 @@ static void relu_change(double z, double e, double c, double u, double *mid, dou
  * stage as intervals, mid and rad through W and |W| in float with the
  * rounding of both, each ReLU decided where golden's pre-activation keeps
  * its sign (relu_change); the last stage linear, in double. */
+/* 1 when eval input row provably keeps its top-1 while hidden fc stage
+ * t's input changes by mid +- rad (f->gcls[t] needed): through the linearized tail with signs, each
+ * margin c moves by sum_k G_kc mid_k within sum_k |G_kc| rad_k, plus the
+ * units that may leave golden's pattern (as input_linear_bound), against
+ * that class's own margin. */
+static int signed_linear_settles(const pvf_model *m, const lenet_fast *f, int t, int64_t row,
+                                 const double *mid, const double *rad) {
+    const int64_t in = m->stages[t].in_size, classes = f->classes;
+    double rho = 0;
+    for (int64_t k = 0; k < in; k++)
+        rho = max2(rho, fabs(mid[k]) + rad[k]);
+    const double *r = f->glin_r[t] + row * RADII, *cost = f->glin_cost[t] + row * RADII;
+    int k = 0;
+    while (k < RADII && r[k] <= rho)
+        k++;
+    if (k == RADII || !isfinite(rho))
+        return 0;
+    const double flips = rho * (k ? cost[k - 1] : 0.0);
+    const float *G = f->gcls[t] + row * in * classes;
+    const double *margin = f->cls_slack + row * classes;
+    for (int64_t c = 0; c < classes; c++) {
+        if (c == f->top1[row])
+            continue;
+        double v = 0, a = 0;
+        for (int64_t q = 0; q < in; q++) {
+            const double gq = (double)G[q * classes + c];
+            v += gq * mid[q];
+            a += fabs(gq) * (rad[q] + 1e-6 * fabs(mid[q])); /* + G's rounding to float */
+        }
+        if (!((fabs(v) + a + flips) * BOUND_SCALE <= margin[c])) /* NaN too */
+            return 0;
+    }
+    return 1;
+}
+
 static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, int t0, double *mid,
                         double *rad) {
     const lenet *l = m->arch_state;
@@ -1125,6 +1188,8 @@ static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, in
     for (int t = t0; t <= last; t++) {
         const int64_t in = m->stages[t].in_size, out = m->stages[t].out_size;
         const float *w = m->params[l->w[t]].value;
+        if (f->gcls[t] && signed_linear_settles(m, f, t, row, mid, rad))
+            return 0; /* every margin keeps its sign, class by class */
         double mmax = 0, rmax = 0;
         for (int64_t k = 0; k < in; k++) {
             midf[k] = (float)mid[k];
