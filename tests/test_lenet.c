@@ -7,6 +7,7 @@
 #include "runner.h"
 #include "test.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -215,17 +216,52 @@ static void test_parameters_and_targets(void) {
     pvf_model_free(&m);
 }
 
-/* One fault both ways on r: fast (outputs materialized) and naive. */
+/* Eval input i's outcome in outputs out: 0 golden's top-1, 1 another
+ * top-1, 2 non-finite (pvf_judge's rule). */
+static int outcome(const pvf_model *m, const pvf_golden *g, const float *out, int64_t i) {
+    const float *z = out + i * m->out_size;
+    if (!pvf_all_finite(z, m->out_size))
+        return 2;
+    return pvf_argmax(z, m->out_size) != g->top1[i];
+}
+
+/* 1 when eval input i's golden top-1 margin is below 1e-5 of its logits'
+ * scale: rounding alone may move it (as tests/test_fast.c). */
+static int near_tie(const pvf_model *m, const pvf_golden *g, int64_t i) {
+    const float *z = g->out + i * m->out_size;
+    double second = -INFINITY, scale = 1;
+    for (int64_t c = 0; c < m->out_size; c++) {
+        scale = fmax(scale, fabs((double)z[c]));
+        if (c != g->top1[i])
+            second = fmax(second, (double)z[c]);
+    }
+    return (double)z[g->top1[i]] - second < 1e-5 * scale;
+}
+
+/* One fault both ways on r: fast (outputs materialized) and naive; the
+ * same outcome on every eval input (near ties aside), not only in total. */
 static void both_ways(pvf_runner *r, pvf_fault_kind kind, const pvf_fault_site *s,
                       pvf_trial_result *fast, pvf_trial_result *naive) {
     pvf_err err;
+    const pvf_model *m = &r->model;
+    const int64_t n = r->golden.n;
+    float *fast_out = malloc((size_t)(n * m->out_size) * sizeof *fast_out);
+    CHECK(fast_out != NULL);
+    if (!fast_out)
+        return;
     r->exec.want_outputs = 1;
     r->exec.naive = 0;
-    CHECK(pvf_trial_run(&r->exec, &r->golden, kind, s, r->out, fast, &err) == 0);
+    CHECK(pvf_trial_run(&r->exec, &r->golden, kind, s, fast_out, fast, &err) == 0);
     r->exec.naive = 1;
     CHECK(pvf_trial_run(&r->exec, &r->golden, kind, s, r->out, naive, &err) == 0);
     r->exec.naive = 0;
     CHECK(fast->incorrect == naive->incorrect && fast->nonfinite == naive->nonfinite);
+    int64_t differ = 0;
+    for (int64_t i = 0; i < n; i++)
+        differ += !near_tie(m, &r->golden, i) &&
+                  outcome(m, &r->golden, fast_out, i) != outcome(m, &r->golden, r->out, i);
+    CHECK(differ == 0);
+    free(fast_out);
 }
 
 /* The fast path's three ways out: a weight no eval input reads settles with
@@ -279,11 +315,12 @@ static void test_fast_path_settles_and_computes(void) {
 }
 
 /* Conv faults of every bit from the mantissa's middle up, on all eval
- * inputs: the fast path (its linearized and signed bounds, the exact
- * recompute where they cannot clear an input, rows with huge sums) agrees
- * with the full pass; a middle mantissa bit of either conv layer is cleared
- * by the bounds for most inputs; huge conv2 and fc1 weights (bit 30) agree
- * too. */
+ * inputs, input by input: the fast path (its linearized and signed bounds,
+ * batched for conv1, the exact recompute where they cannot clear an input,
+ * rows with huge sums) agrees with the full pass; a middle mantissa bit of
+ * either conv layer is cleared by the bounds for most inputs, and bit 20 of
+ * conv1 (the batched signed bound) too; huge conv2 and fc1 weights (bit 30)
+ * agree too. */
 static void test_fast_conv_bounds(void) {
     pvf_runner r;
     pvf_err err;
@@ -299,6 +336,8 @@ static void test_fast_conv_bounds(void) {
                 pvf_fault_site site = {t, element, 1u << bit};
                 both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &naive);
                 if (bit == 16) /* bounded, not recomputed, for most inputs */
+                    CHECK(fast.stage_rows * 4 < naive.stage_rows);
+                if (c == 0 && bit == 20) /* most cleared by the batched signed bound */
                     CHECK(fast.stage_rows * 4 < naive.stage_rows);
             }
     }

@@ -26,7 +26,10 @@
  * the recompute's rounding; a cell or unit within rounding of changing its
  * winner or sign takes the ReLU / max of its bounds. A fc row with huge
  * values runs as the full pass only when some sum can actually overflow
- * (|w| |x| against FLT_MAX / 2). */
+ * (|w| |x| against FLT_MAX / 2). For a weight of the conv stage before the
+ * last, the first fc stage's interval products of the inputs that need them
+ * run as one sgemm per batch of inputs (signed_batch); the inputs none of
+ * the bounds clear are computed after that, in order. */
 #include "lenet.h"
 
 #include <cblas.h>
@@ -1113,6 +1116,36 @@ static void relu_change(double z, double e, double c, double u, double *mid, dou
  * stage as intervals, mid and rad through W and |W| in float with the
  * rounding of both, each ReLU decided where golden's pre-activation keeps
  * its sign (relu_change); the last stage linear, in double. */
+/* A stage's input change mid +- rad in float for its products: midf, and
+ * radf covering rad and midf's conversion; their largest magnitudes. 0 when
+ * some are not finite. */
+static int signed_inputs(int64_t in, const double *mid, const double *rad, float *midf, float *radf,
+                         double *mmax, double *rmax) {
+    *mmax = *rmax = 0;
+    for (int64_t k = 0; k < in; k++) {
+        midf[k] = (float)mid[k];
+        radf[k] = float_up(rad[k] + fabs(mid[k] - (double)midf[k]));
+        *mmax = max2(*mmax, fabs(mid[k]));
+        *rmax = max2(*rmax, (double)radf[k]);
+    }
+    return isfinite(*mmax) && isfinite(*rmax);
+}
+
+/* Hidden fc stage t's units for eval input row from y = W midf and
+ * yr = |W| radf (computed in any order: gamma(in) bounds the rounding):
+ * each unit's output change as mid +- rad (relu_change). */
+static void signed_units(const pvf_model *m, const lenet_fast *f, int64_t row, int t,
+                         const float *y, const float *yr, double mmax, double rmax, double *mid,
+                         double *rad) {
+    const int64_t in = m->stages[t].in_size, out = m->stages[t].out_size;
+    const double gamma = sum_gamma(in);
+    for (int64_t k = 0; k < out; k++) {
+        const double u = ((double)yr[k] + f->row_l1[t][k] * gamma * (mmax + rmax)) * BOUND_SCALE;
+        relu_change(f->pre[t][row * out + k], f->unit_eps[t][row * out + k], (double)y[k], u,
+                    &mid[k], &rad[k]);
+    }
+}
+
 static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, int t0, double *mid,
                         double *rad) {
     const lenet *l = m->arch_state;
@@ -1125,14 +1158,8 @@ static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, in
     for (int t = t0; t <= last; t++) {
         const int64_t in = m->stages[t].in_size, out = m->stages[t].out_size;
         const float *w = m->params[l->w[t]].value;
-        double mmax = 0, rmax = 0;
-        for (int64_t k = 0; k < in; k++) {
-            midf[k] = (float)mid[k];
-            radf[k] = float_up(rad[k] + fabs(mid[k] - (double)midf[k]));
-            mmax = max2(mmax, fabs(mid[k]));
-            rmax = max2(rmax, (double)radf[k]);
-        }
-        if (!isfinite(mmax) || !isfinite(rmax))
+        double mmax, rmax;
+        if (!signed_inputs(in, mid, rad, midf, radf, &mmax, &rmax))
             return INFINITY;
         if (t == last) { /* the margins, in double from mid and rad */
             double bound = 0;
@@ -1153,13 +1180,7 @@ static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, in
                     y, 1);
         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)in, 1.0f, f->absw[t], (int)in, radf,
                     1, 0.0f, yr, 1);
-        const double gamma = sum_gamma(in);
-        for (int64_t k = 0; k < out; k++) {
-            const double u =
-                ((double)yr[k] + f->row_l1[t][k] * gamma * (mmax + rmax)) * BOUND_SCALE;
-            relu_change(f->pre[t][row * out + k], f->unit_eps[t][row * out + k], (double)y[k], u,
-                        &mid[k], &rad[k]);
-        }
+        signed_units(m, f, row, t, y, yr, mmax, rmax, mid, rad);
     }
     return INFINITY;
 }
@@ -1202,30 +1223,33 @@ static double signed_tail_bound(const pvf_model *m, const lenet_fast *f, const p
     return signed_fc(m, f, row, fc0 + 1, mid, rad);
 }
 
-/* A bound for a single weight of output channel co of the conv stage
- * before the last (s == nconv - 2) whose pooled cells change by d (within
- * dmax of the exact change), with signs: the last conv's pre-pool changes
- * (d through its filters, in float), each of its pooled cells as an
- * interval from golden's pre-pool maps (winner and sign kept beyond
- * rounding: the winner's change; else the ReLU of the max moved by its
- * bounds), then signed_fc from the first fc stage. */
-static double conv_signed_bound(const pvf_model *m, const lenet_fast *f, int s, int64_t row,
-                                int64_t co, const double *d, double dmax) {
+/* For a single weight of output channel co of the conv stage before the
+ * last (s == nconv - 2) whose pooled cells change by d (within dmax of the
+ * exact change), with signs: the last conv's pre-pool changes (d through
+ * its filters, in float), each of its pooled cells as an interval from
+ * golden's pre-pool maps (winner and sign kept beyond rounding: the
+ * winner's change; else the ReLU of the max moved by its bounds), into
+ * mid +- rad (the first fc stage's input change), and *cheap the
+ * linearized tail's bound for it. 0 when it does not apply. signed_fc from
+ * the first fc stage bounds the rest (conv_signed_finish). */
+static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int64_t row,
+                             int64_t co, const double *d, double dmax, double *mid, double *rad,
+                             double *cheap) {
     const lenet *l = m->arch_state;
     const int fc0 = l->nconv;
     if (s != fc0 - 2 || fc0 >= m->nstages || !f->conv_l1)
-        return INFINITY;
+        return 0;
     const pvf_conv2d *cl = &l->conv[fc0 - 1];
     const int64_t kk = cl->k * cl->k, plane = cl->h * cl->w, maps = cl->oh * cl->ow;
     const int64_t ph = cl->oh / l->pool, pw = cl->ow / l->pool;
     if (plane > 4096 || kk * maps > 8192 || cl->cout * maps > 4096 ||
         m->stages[fc0].in_size > SIGNED_WIDEST)
-        return INFINITY;
+        return 0;
     float df[4096], col[8192], dpre[4096];
-    double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST], v0[64], v1[64];
+    double v0[64], v1[64];
     const int pool2 = (int)(l->pool * l->pool);
     if (pool2 > 64)
-        return INFINITY;
+        return 0;
     double dfmax = 0, dconv = 0;
     for (int64_t q = 0; q < plane; q++) {
         df[q] = (float)d[q];
@@ -1290,10 +1314,110 @@ static double conv_signed_bound(const pvf_model *m, const lenet_fast *f, int s, 
                 }
             }
     }
-    const double cheap = f->in_r ? input_linear_bound(m, f, row, mid, rad) : INFINITY;
-    if (cheap * BOUND_SCALE <= f->slack[row])
-        return cheap;
-    return min2(cheap, signed_fc(m, f, row, fc0, mid, rad));
+    *cheap = f->in_r ? input_linear_bound(m, f, row, mid, rad) : INFINITY;
+    return 1;
+}
+
+/* Eval inputs whose first fc stage's input change (conv_signed_cells) goes
+ * through signed_fc together: that stage's two products, W and |W| times
+ * every input's change, as one sgemm each instead of a matrix-vector
+ * product per input (the rounding bound of signed_units holds in any
+ * order). need[row] is set once decided: 1 when the bound cannot clear it. */
+#define SIGNED_BATCH 32
+
+typedef struct signed_batch {
+    int64_t n, in, out;
+    int64_t rows[SIGNED_BATCH];
+    double cheap[SIGNED_BATCH], mmax[SIGNED_BATCH], rmax[SIGNED_BATCH];
+    float *midf, *radf, *y, *yr; /* [SIGNED_BATCH x in], [SIGNED_BATCH x out] */
+} signed_batch;
+
+static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_batch *b,
+                               unsigned char *need) {
+    const lenet *l = m->arch_state;
+    const int fc0 = l->nconv;
+    if (b->n == 0)
+        return;
+    const int in = (int)b->in, out = (int)b->out, n = (int)b->n;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, b->midf, in,
+                m->params[l->w[fc0]].value, in, 0.0f, b->y, out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, b->radf, in,
+                f->absw[fc0], in, 0.0f, b->yr, out);
+    double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
+    for (int j = 0; j < n; j++) {
+        const int64_t row = b->rows[j];
+        signed_units(m, f, row, fc0, b->y + j * b->out, b->yr + j * b->out, b->mmax[j], b->rmax[j],
+                     mid, rad);
+        const double bound = min2(b->cheap[j], signed_fc(m, f, row, fc0 + 1, mid, rad));
+        need[row] = !(bound * BOUND_SCALE <= f->slack[row]);
+    }
+    b->n = 0;
+}
+
+/* Adds eval input row (its change mid +- rad, conv_signed_cells) to the
+ * batch; 0 when its change is not finite (signed_fc would not clear it). */
+static int signed_batch_add(const pvf_model *m, const lenet_fast *f, signed_batch *b, int64_t row,
+                            const double *mid, const double *rad, double cheap,
+                            unsigned char *need) {
+    const int64_t j = b->n;
+    if (!signed_inputs(b->in, mid, rad, b->midf + j * b->in, b->radf + j * b->in, &b->mmax[j],
+                       &b->rmax[j]))
+        return 0;
+    b->rows[j] = row;
+    b->cheap[j] = cheap;
+    if (++b->n == SIGNED_BATCH)
+        signed_batch_flush(m, f, b, need);
+    return 1;
+}
+
+/* What the exact recompute of one eval input for a conv fault needs: the
+ * faulty filter and bias of output channel co, scratch, and the rows
+ * carried on (dense, for a conv stage before the last) or waiting to run as
+ * the full pass (the last conv's rows go on sparsely, never carried). */
+typedef struct conv_exact_ctx {
+    const pvf_conv2d *cv;
+    int s;
+    int64_t co;
+    const float *w;
+    float bias;
+    float *plane, *pooled, *carry;
+    int64_t carried[PVF_CHUNK], nc;
+    pending wait;
+} conv_exact_ctx;
+
+/* Eval input i exactly: channel co with the faulty filter, then on. */
+static int conv_exact(pvf_exec *ex, const pvf_golden *g, conv_exact_ctx *c, int64_t i,
+                      pvf_trial_result *r, pvf_err *err) {
+    const pvf_model *m = ex->m;
+    const lenet *l = m->arch_state;
+    const int s = c->s;
+    const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size;
+    const int64_t chan = out / c->cv->cout, co = c->co;
+    float *plane = c->plane, *pooled = c->pooled;
+    conv_channel(l, c->cv, g->stage_in[s] + i * in, c->w, c->bias, plane, pooled, pooled + chan);
+    r->stage_rows++;
+    const float *gold = g->stage_in[s + 1] + i * out;
+    if (memcmp(pooled, gold + co * chan, (size_t)chan * sizeof *pooled) == 0)
+        return 0;
+    if (s + 1 == l->nconv) { /* a few changed features into the first fc stage */
+        int64_t feat[4096], nf = 0;
+        if (chan > 4096)
+            return pvf_err_set(err, "fast path: %lld features per channel", (long long)chan);
+        for (int64_t q = 0; q < chan; q++)
+            if (memcmp(&pooled[q], &gold[co * chan + q], sizeof *pooled)) {
+                feat[nf] = co * chan + q;
+                plane[nf++] = pooled[q] - gold[co * chan + q];
+            }
+        return fc_sparse(ex, g, s + 1, i, feat, plane, nf, &c->wait, r, err);
+    }
+    memcpy(c->carry + c->nc * out, gold, (size_t)out * sizeof *c->carry);
+    memcpy(c->carry + c->nc * out + co * chan, pooled, (size_t)chan * sizeof *c->carry);
+    c->carried[c->nc++] = i;
+    if (c->nc == ex->chunk) {
+        c->nc = 0;
+        return pvf_fast_rows(ex, g, s + 1, c->carried, ex->chunk, c->carry, r, err);
+    }
+    return 0;
 }
 
 static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_trial_result *r,
@@ -1352,11 +1476,52 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
     double cell[4096], dcell[4096], tap[4096];
     if (chan > 4096 || cv->oh * cv->ow > 4096 || l->pool * l->pool > 64)
         return 1;
-    int64_t carried[PVF_CHUNK], nc = 0;
-    pending wait = {.inputs = carry}; /* the last conv's rows go on sparsely, never carried */
+    conv_exact_ctx cx = {.cv = cv,
+                         .s = s,
+                         .co = co,
+                         .w = w,
+                         .bias = bias,
+                         .plane = plane,
+                         .pooled = pooled,
+                         .carry = carry,
+                         .wait = {.inputs = carry}};
+    /* a single weight of the conv stage before the last: the inputs whose
+     * signed bound goes through the fc stages are batched (signed_batch),
+     * and every input not cleared is computed afterwards, in order */
+    const int fc0 = l->nconv;
+    const int cells = single && s + 2 == fc0 && fc0 < m->nstages &&
+                      m->stages[fc0].in_size <= SIGNED_WIDEST; /* conv_signed_cells applies */
+    const int batched =
+        cells && fc0 < m->nstages - 1 && f->absw[fc0] && m->stages[fc0].out_size <= SIGNED_WIDEST;
+    signed_batch sb = {.n = 0};
+    unsigned char *need = NULL;
+    double *mid = NULL, *rad = NULL;
+    int rc = -1;
+    if (cells) {
+        sb.in = m->stages[fc0].in_size;
+        if (!(mid = malloc((size_t)(2 * sb.in) * sizeof *mid))) {
+            pvf_err_set(err, "fast path: out of memory");
+            goto out;
+        }
+        rad = mid + sb.in;
+    }
+    if (batched) {
+        sb.out = m->stages[fc0].out_size;
+        need = malloc((size_t)f->n);
+        sb.midf = malloc((size_t)(SIGNED_BATCH * (2 * sb.in + 2 * sb.out)) * sizeof(float));
+        if (!need || !sb.midf) {
+            pvf_err_set(err, "fast path: out of memory");
+            goto out;
+        }
+        sb.radf = sb.midf + SIGNED_BATCH * sb.in;
+        sb.y = sb.radf + SIGNED_BATCH * sb.in;
+        sb.yr = sb.y + SIGNED_BATCH * sb.out;
+    }
     const int64_t maps = cv->oh * cv->ow, plane_size = cv->h * cv->w;
     for (int64_t i = 0; i < f->n; i++) {
         const float *x = g->stage_in[s] + i * in;
+        if (need)
+            need[i] = 0;
         if (single && i + 1 < f->n) { /* the next input's data for the bounds, ahead */
             const char *nx = (const char *)(x + in + ci0 * plane_size);
             const char *np = (const char *)(f->pre_pool[s] + ((i + 1) * cv->cout + co) * maps);
@@ -1385,45 +1550,43 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                     bound = fmin(bound, linear_tail_bound(m, f, s, i, co, chan, cell));
                 /* finer still, with signs; not worth it for a change far beyond
                  * the margin even through |W| */
-                if (bound * BOUND_SCALE > f->slack[i] && bound < HOPELESS * f->slack[i])
-                    bound = fmin(bound, s + 1 == l->nconv
-                                            ? signed_tail_bound(m, f, cv, s, i, co, dcell, dmax)
-                                            : conv_signed_bound(m, f, s, i, co, dcell, dmax));
+                if (bound * BOUND_SCALE > f->slack[i] && bound < HOPELESS * f->slack[i]) {
+                    double cheap;
+                    if (s + 1 == l->nconv)
+                        bound = fmin(bound, signed_tail_bound(m, f, cv, s, i, co, dcell, dmax));
+                    else if (cells &&
+                             conv_signed_cells(m, f, s, i, co, dcell, dmax, mid, rad, &cheap)) {
+                        if (cheap * BOUND_SCALE > f->slack[i] && batched &&
+                            signed_batch_add(m, f, &sb, i, mid, rad, cheap, need))
+                            continue; /* decided when its batch goes */
+                        if (cheap * BOUND_SCALE > f->slack[i] && !batched)
+                            cheap = min2(cheap, signed_fc(m, f, i, fc0, mid, rad));
+                        bound = fmin(bound, cheap);
+                    }
+                }
             }
             if (bound * BOUND_SCALE <= f->slack[i])
                 continue;
         }
-        /* Exactly: channel co of this input with the faulty filter. */
-        conv_channel(l, cv, x, w, bias, plane, pooled, pooled + chan);
-        r->stage_rows++;
-        const float *gold = g->stage_in[s + 1] + i * out;
-        if (memcmp(pooled, gold + co * chan, (size_t)chan * sizeof *pooled) == 0)
-            continue;
-        if (s + 1 == l->nconv) { /* a few changed features into the first fc stage */
-            int64_t feat[4096], nf = 0;
-            if (chan > 4096)
-                return pvf_err_set(err, "fast path: %lld features per channel", (long long)chan);
-            for (int64_t c = 0; c < chan; c++)
-                if (memcmp(&pooled[c], &gold[co * chan + c], sizeof *pooled)) {
-                    feat[nf] = co * chan + c;
-                    plane[nf++] = pooled[c] - gold[co * chan + c];
-                }
-            if (fc_sparse(ex, g, s + 1, i, feat, plane, nf, &wait, r, err))
-                return -1;
-            continue;
-        }
-        memcpy(carry + nc * out, gold, (size_t)out * sizeof *carry);
-        memcpy(carry + nc * out + co * chan, pooled, (size_t)chan * sizeof *carry);
-        carried[nc++] = i;
-        if (nc == ex->chunk) {
-            if (pvf_fast_rows(ex, g, s + 1, carried, nc, carry, r, err))
-                return -1;
-            nc = 0;
-        }
+        if (need)
+            need[i] = 1; /* computed below, once the batches are decided */
+        else if (conv_exact(ex, g, &cx, i, r, err))
+            goto out;
     }
-    if (nc && pvf_fast_rows(ex, g, s + 1, carried, nc, carry, r, err))
-        return -1;
-    return pending_flush(ex, g, &wait, r, err);
+    if (need) {
+        signed_batch_flush(m, f, &sb, need);
+        for (int64_t i = 0; i < f->n; i++)
+            if (need[i] && conv_exact(ex, g, &cx, i, r, err))
+                goto out;
+    }
+    if (cx.nc && pvf_fast_rows(ex, g, s + 1, cx.carried, cx.nc, carry, r, err))
+        goto out;
+    rc = pending_flush(ex, g, &cx.wait, r, err);
+out:
+    free(need);
+    free(mid);
+    free(sb.midf);
+    return rc;
 }
 
 static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_trial_result *r,
