@@ -16,6 +16,15 @@
 #define L4   PVF_SOURCE_DIR "/tests/fixtures/bert-l4"
 
 /* max |out - ref| / max |ref|; *agree: top-1 classes equal. */
+/* Opens dir in format f; on failure prints why and fails the check. */
+static int open_runner(pvf_runner *r, const char *dir, pvf_format f, pvf_err *err) {
+    if (pvf_runner_open(r, dir, NULL, f, err) == 0)
+        return 0;
+    fprintf(stderr, "  %s\n", err->msg);
+    CHECK(0);
+    return -1;
+}
+
 static double parity(const pvf_runner *r, const pvf_tensor *ref, int64_t *agree) {
     const int64_t n = r->golden.n, k = r->model.out_size;
     double diff = 0, scale = 0;
@@ -95,11 +104,8 @@ static void test_bundled_every_format(void) {
 static void test_forward_from_any_stage(void) {
     pvf_runner r;
     pvf_err err;
-    if (pvf_runner_open(&r, TINY, NULL, PVF_FMT_BF16, &err)) {
-        fprintf(stderr, "  %s\n", err.msg);
-        CHECK(0);
+    if (open_runner(&r, TINY, PVF_FMT_BF16, &err))
         return;
-    }
     CHECK(r.model.nstages == 5);
     size_t bytes = (size_t)(r.golden.n * r.model.out_size) * sizeof(float);
     for (int s = 0; s < r.model.nstages; s++) {
@@ -178,10 +184,8 @@ static void flip_word_row(pvf_runner *r, int64_t row, int bit, unsigned *changed
 static void test_faults_follow_the_tokens(void) {
     pvf_runner r;
     pvf_err err;
-    if (pvf_runner_open(&r, L4, NULL, PVF_FMT_FP32, &err)) {
-        CHECK(0);
+    if (open_runner(&r, L4, PVF_FMT_FP32, &err))
         return;
-    }
     r.exec.want_outputs = 1; /* the fast path writes every output */
     pvf_tensor ids, mask;
     CHECK(pvf_evalset_get(&r.eval, "input_ids", 1, &ids, &err) == 1);
@@ -249,11 +253,8 @@ static int64_t word_readers(const pvf_tensor *ids, int64_t n, int64_t s, int64_t
 static void test_fast_word_rows(void) {
     pvf_runner r;
     pvf_err err;
-    if (pvf_runner_open(&r, TINY, NULL, PVF_FMT_FP32, &err)) {
-        fprintf(stderr, "  %s\n", err.msg);
-        CHECK(0);
+    if (open_runner(&r, TINY, PVF_FMT_FP32, &err))
         return;
-    }
     pvf_tensor ids;
     CHECK(pvf_evalset_get(&r.eval, "input_ids", 1, &ids, &err) == 1);
     const int64_t n = r.golden.n, s = ids.shape[1], h = 128, k = r.model.out_size;
@@ -314,11 +315,8 @@ static void test_fast_word_rows(void) {
 static void test_fast_encoder_bounds(void) {
     pvf_runner r;
     pvf_err err;
-    if (pvf_runner_open(&r, TINY, NULL, PVF_FMT_FP32, &err)) {
-        fprintf(stderr, "  %s\n", err.msg);
-        CHECK(0);
+    if (open_runner(&r, TINY, PVF_FMT_FP32, &err))
         return;
-    }
     const int64_t n = r.golden.n, k = r.model.out_size;
     float *naive = malloc((size_t)(n * k) * sizeof *naive);
     static const char *const names[] = {"bert.encoder.layer.0.intermediate.dense.weight",
@@ -388,11 +386,8 @@ static int same_outcomes(const pvf_runner *r, const float *a, const float *b) {
 static void test_fast_poisoned(void) {
     pvf_runner r;
     pvf_err err;
-    if (pvf_runner_open(&r, TINY, NULL, PVF_FMT_FP32, &err)) {
-        fprintf(stderr, "  %s\n", err.msg);
-        CHECK(0);
+    if (open_runner(&r, TINY, PVF_FMT_FP32, &err))
         return;
-    }
     const int64_t n = r.golden.n, k = r.model.out_size;
     float *naive = malloc((size_t)(n * k) * sizeof *naive);
     static const char *const names[] = {"bert.encoder.layer.0.attention.output.dense.weight",
@@ -436,11 +431,8 @@ static void test_fast_poisoned(void) {
 static void test_fast_attention_bounds(void) {
     pvf_runner r;
     pvf_err err;
-    if (pvf_runner_open(&r, TINY, NULL, PVF_FMT_FP32, &err)) {
-        fprintf(stderr, "  %s\n", err.msg);
-        CHECK(0);
+    if (open_runner(&r, TINY, PVF_FMT_FP32, &err))
         return;
-    }
     const int64_t n = r.golden.n, k = r.model.out_size;
     const size_t row = (size_t)k * sizeof(float);
     float *naive = malloc((size_t)n * row);
@@ -483,11 +475,8 @@ static void test_fast_attention_bounds(void) {
 static void test_fast_position_rows(void) {
     pvf_runner r;
     pvf_err err;
-    if (pvf_runner_open(&r, TINY, NULL, PVF_FMT_FP32, &err)) {
-        fprintf(stderr, "  %s\n", err.msg);
-        CHECK(0);
+    if (open_runner(&r, TINY, PVF_FMT_FP32, &err))
         return;
-    }
     const int64_t n = r.golden.n, k = r.model.out_size;
     float *naive = malloc((size_t)(n * k) * sizeof *naive);
     pvf_tensor mask;

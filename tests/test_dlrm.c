@@ -13,6 +13,15 @@
 #define SYNTH PVF_SOURCE_DIR "/models/dlrm-synth"
 
 /* max |out - ref| / max |ref| over n outputs; *agree: decisions (p > 0.5) equal. */
+/* Opens dir in format f; on failure prints why and fails the check. */
+static int open_runner(pvf_runner *r, const char *dir, pvf_format f, pvf_err *err) {
+    if (pvf_runner_open(r, dir, NULL, f, err) == 0)
+        return 0;
+    fprintf(stderr, "  %s\n", err->msg);
+    CHECK(0);
+    return -1;
+}
+
 static double parity(const pvf_runner *r, const pvf_tensor *ref, int64_t *agree) {
     double diff = 0, scale = 0;
     int64_t n = r->golden.n * r->model.out_size;
@@ -89,11 +98,8 @@ static void test_bundled_every_format(void) {
 static void test_forward_from_any_stage(void) {
     pvf_runner r;
     pvf_err err;
-    if (pvf_runner_open(&r, SYNTH, NULL, PVF_FMT_INT8, &err)) {
-        fprintf(stderr, "  %s\n", err.msg);
-        CHECK(0);
+    if (open_runner(&r, SYNTH, PVF_FMT_INT8, &err))
         return;
-    }
     /* bot_l.0 bot_l.2 embeddings top_l.0 top_l.2 top_l.4 */
     CHECK(r.model.nstages == 6);
     CHECK(strcmp(r.model.stages[2].name, "embeddings") == 0);
@@ -136,10 +142,8 @@ static void test_components(void) {
 static void test_outcome_rule(void) {
     pvf_runner r;
     pvf_err err;
-    if (pvf_runner_open(&r, SYNTH, NULL, PVF_FMT_FP32, &err)) {
-        CHECK(0);
+    if (open_runner(&r, SYNTH, PVF_FMT_FP32, &err))
         return;
-    }
     int64_t n = r.golden.n, low = -1, high = -1;
     for (int64_t i = 0; i < n; i++) {
         if (low < 0 && r.golden.out[i] < 0.2f)
@@ -176,10 +180,8 @@ static void test_outcome_rule(void) {
 static void test_embedding_faults(void) {
     pvf_runner r;
     pvf_err err;
-    if (pvf_runner_open(&r, SYNTH, NULL, PVF_FMT_FP32, &err)) {
-        CHECK(0);
+    if (open_runner(&r, SYNTH, PVF_FMT_FP32, &err))
         return;
-    }
     pvf_tensor off, idx;
     CHECK(pvf_evalset_get(&r.eval, "sparse_offsets", 1, &off, &err) == 1);
     long j = pvf_st_find(&r.eval.file, "sparse_indices");
@@ -296,10 +298,8 @@ static void table_rows(const pvf_runner *r, int k, int64_t *unread, int64_t *rea
 static void test_fast_embedding_rows(void) {
     pvf_runner r;
     pvf_err err;
-    if (pvf_runner_open(&r, SYNTH, NULL, PVF_FMT_FP32, &err)) {
-        CHECK(0);
+    if (open_runner(&r, SYNTH, PVF_FMT_FP32, &err))
         return;
-    }
     const int64_t n = r.golden.n;
     const pvf_model *m = &r.model;
     int emb_stage = 0;
@@ -347,10 +347,8 @@ static uint32_t nan_mask(const pvf_model *m, int t, int64_t element) {
 static void test_fast_nonfinite_is_exact(void) {
     pvf_runner r;
     pvf_err err;
-    if (pvf_runner_open(&r, SYNTH, NULL, PVF_FMT_FP32, &err)) {
-        CHECK(0);
+    if (open_runner(&r, SYNTH, PVF_FMT_FP32, &err))
         return;
-    }
     const int64_t n = r.golden.n;
     float *naive = malloc((size_t)n * sizeof *naive);
     pvf_trial_result fast, plain;
