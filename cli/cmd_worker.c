@@ -6,15 +6,26 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+/* The first SIGTERM or SIGINT drains; a later one leaves at once. A repeat
+ * within a second is the same request delivered twice, not a second one:
+ * timeout(1) and some supervisors signal both the process and its group. */
 static volatile sig_atomic_t stop_flag, abort_flag;
+static struct timespec first_signal; /* written and read by the handler only */
 
 static void on_signal(int sig) {
     (void)sig;
-    if (stop_flag)
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!stop_flag) {
+        first_signal = now;
+        stop_flag = 1;
+    } else if ((now.tv_sec - first_signal.tv_sec) * 1000 +
+                   (now.tv_nsec - first_signal.tv_nsec) / 1000000 >=
+               1000)
         abort_flag = 1;
-    stop_flag = 1;
 }
 
 typedef struct worker_flags {
@@ -101,6 +112,9 @@ int pvf_cmd_worker(int argc, char **argv) {
     }
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask); /* one handler at a time: first_signal */
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGINT);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     f.cfg.stop = &stop_flag;

@@ -498,6 +498,13 @@ static void on_result(coord *co, worker *w, const pvf_msg *m) {
         send_worker(co, w, &ack);
         return;
     }
+    if (!m->u.result.ntrials && !m->u.result.final && !m->u.result.error) {
+        /* The job's trials start now: its progress deadline counts from here
+         * (the worker was loading the model, or busy with another job). */
+        j->progress_ms = now_ms(co);
+        send_worker(co, w, &ack);
+        return;
+    }
     for (uint32_t i = 0; i < m->u.result.ntrials; i++) {
         const pvf_trial_rec *r = &m->u.result.trials[i];
         if (r->trial < j->lo || r->trial >= j->hi || r->target >= j->s->ntargets) {

@@ -4,7 +4,10 @@
  *   - malformed, truncated, oversized and wrongly typed messages are dropped
  *     with a log line and the coordinator keeps serving;
  *   - with CURVE, a worker whose key is on the allow-list is served and an
- *     unknown key is refused. */
+ *     unknown key is refused;
+ *   - a job's progress deadline counts from its worker's word that the
+ *     trials started (a RESULT without records), not from the lease. */
+#include "pvf_campaign.h"
 #include "pvf_coordinator.h"
 #include "pvf_proto.h"
 #include "pvf_sql.h"
@@ -16,6 +19,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static char dsn[1200];
@@ -82,8 +86,9 @@ static void send_msg(void *s, const pvf_msg *m) {
     }
 }
 
-/* Waits up to ms for a message; returns its type, or 0. */
-static int receive(void *s, int ms) {
+/* Waits up to ms for a message; returns its type, or 0. With m, the message
+ * is left decoded there (the caller frees it). */
+static int receive_msg(void *s, int ms, pvf_msg *m) {
     zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
     if (zmq_poll(&it, 1, ms) <= 0)
         return 0;
@@ -101,16 +106,23 @@ static int receive(void *s, int ms) {
             zmq_msg_close(&part);
     }
     int type = 0;
-    pvf_msg m;
+    pvf_msg d;
     pvf_err err;
     if (n == 2 && pvf_proto_header_ok(zmq_msg_data(&f[0]), zmq_msg_size(&f[0])) &&
-        pvf_msg_decode(zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), &m, &err) == 0) {
-        type = (int)m.type;
-        pvf_msg_free(&m);
+        pvf_msg_decode(zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), &d, &err) == 0) {
+        type = (int)d.type;
+        if (m)
+            *m = d;
+        else
+            pvf_msg_free(&d);
     }
     for (int i = 0; i < n; i++)
         zmq_msg_close(&f[i]);
     return type;
+}
+
+static int receive(void *s, int ms) {
+    return receive_msg(s, ms, NULL);
 }
 
 static void hello(void *s, const char *name) {
@@ -211,6 +223,91 @@ static void test_bad_messages(void) {
     unlink(endpoint + strlen("ipc://"));
 }
 
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Heartbeats every 100 ms (so that the coordinator hears us) until a message
+ * of type `want` arrives or `seconds` pass; returns when it came (seconds
+ * from now_s), or -1. Other messages are dropped. */
+static double await_type(void *s, int want, double seconds) {
+    pvf_msg hb = {.type = PVF_MSG_HEARTBEAT};
+    for (double end = now_s() + seconds; now_s() < end;) {
+        send_msg(s, &hb);
+        if (receive(s, 100) == want)
+            return now_s();
+    }
+    return -1;
+}
+
+static void test_progress_deadline(void) {
+    pvf_db *db;
+    pvf_err err;
+    int64_t id = 0;
+    int existing;
+    pvf_campaign_spec spec = {.model_dir = PVF_SOURCE_DIR "/models/fmnist-lenet",
+                              .format = "fp32",
+                              .fault = "bit",
+                              .strata = "tensor",
+                              .seed = 77,
+                              .confidence = 0.95,
+                              .margin = 1e-6,
+                              .max_trials = 1000};
+    CHECK(pvf_db_open(&db, dsn, &err) == 0);
+    CHECK(pvf_campaign_create(db, &spec, &id, &existing, &err) == 0);
+    pvf_db_close(db);
+    char endpoint[128];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/pvf-test-deadline-%d", (int)getpid());
+    const double deadline = 1.5;
+    running r = {.cfg = {.bind = endpoint,
+                         .only_campaign = id,
+                         .trial_deadline_ms = (uint32_t)(deadline * 1000),
+                         .quiet = 1}};
+    start(&r);
+    void *ctx = zmq_ctx_new();
+    void *s = dealer(ctx, endpoint);
+    hello(s, "slow");
+    pvf_msg ready = {.type = PVF_MSG_READY};
+    ready.u.ready.slots = 1;
+    send_msg(s, &ready);
+    pvf_msg job = {0};
+    double leased = -1;
+    for (int i = 0; i < 50 && leased < 0; i++) {
+        pvf_msg hb = {.type = PVF_MSG_HEARTBEAT};
+        send_msg(s, &hb);
+        int t = receive_msg(s, 100, &job);
+        if (t == PVF_MSG_JOB)
+            leased = now_s();
+        else if (t)
+            pvf_msg_free(&job);
+    }
+    CHECK(leased > 0);
+    if (leased > 0) {
+        /* "Loading the model" for most of the deadline, then: trials start. */
+        CHECK(await_type(s, PVF_MSG_CANCEL, 0.6 * deadline) < 0);
+        pvf_msg go = {.type = PVF_MSG_RESULT};
+        go.u.result.job = job.u.job.job;
+        go.u.result.attempt = job.u.job.attempt;
+        go.u.result.epoch = job.u.job.epoch;
+        double started = now_s();
+        send_msg(s, &go);
+        /* Cancelled as stuck a deadline after the start, not after the lease. */
+        double cancelled = await_type(s, PVF_MSG_CANCEL, 3 * deadline);
+        CHECK(cancelled > 0);
+        CHECK(cancelled - started > 0.9 * deadline);
+        if (cancelled > 0 && cancelled - started <= 0.9 * deadline)
+            fprintf(stderr, "cancelled %.2f s after the lease, %.2f s after the start\n",
+                    cancelled - leased, cancelled - started);
+        pvf_msg_free(&job);
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    stop(&r);
+    unlink(endpoint + strlen("ipc://"));
+}
+
 static void test_curve_allow_list(void) {
     char server_pub[41], server_sec[41], good_pub[41], good_sec[41], bad_pub[41], bad_sec[41];
     CHECK(zmq_curve_keypair(server_pub, server_sec) == 0);
@@ -297,5 +394,6 @@ int main(void) {
     signal(SIGPIPE, SIG_IGN);
     RUN(test_bad_messages);
     RUN(test_curve_allow_list);
+    RUN(test_progress_deadline);
     return test_summary();
 }

@@ -70,7 +70,8 @@ typedef struct job {
     pvf_msg msg; /* the decoded JOB, owned */
     model_ctx *ctx;
     atomic_int cancel;
-    double cancelled_at; /* main thread: when CANCEL arrived while it ran */
+    atomic_llong started_ms; /* executor: when its trials began (0: loading the model) */
+    double cancelled_at;     /* main thread: when CANCEL arrived while it ran */
     struct job *next;
 } job;
 
@@ -367,6 +368,15 @@ static void run_job(executor *e, job *j) {
     }
     /* The campaign's choice, or the worker's --naive for every campaign. */
     e->exec.naive = jm->naive || c->cfg->naive;
+    if (!failed) {
+        /* A RESULT without records says the trials start now: the progress
+         * deadline counts from here, not from the lease (loading the model
+         * or waiting behind another job is no stuck trial). */
+        atomic_store(&j->started_ms, (long long)(pvf_now() * 1000));
+        batch *go = new_batch(j, seq++);
+        if (go)
+            push_batch(e, go);
+    }
     double sent_at = pvf_now();
     for (uint64_t t = jm->lo; !failed && t < jm->hi && !atomic_load(&j->cancel); t++) {
         if ((int64_t)jm->stratum == c->crash_at.stratum && t == c->crash_at.trial)
@@ -847,14 +857,38 @@ static uint32_t busy_count(client *c) {
     return n;
 }
 
-/* An executor that has not left a cancelled job after `grace` seconds is
- * stuck in a trial: a thread cannot be stopped, the process can. */
+/* Cancels every job an executor is running: each leaves after its trial. */
+static void cancel_running(client *c) {
+    pthread_mutex_lock(&c->qlock);
+    for (int i = 0; i < c->nex; i++)
+        if (c->ex[i].current)
+            atomic_store(&c->ex[i].current->cancel, 1);
+    pthread_mutex_unlock(&c->qlock);
+}
+
+/* The last word. The socket lingers 0 (a dead coordinator must not hold
+ * us), but this message should get out: it may take up to linger_ms. */
+static void say_bye(client *c, char *reason, int linger_ms) {
+    pvf_msg bye = {.type = PVF_MSG_BYE};
+    bye.u.bye.reason = reason;
+    if (send_msg(c, &bye))
+        log_line("could not say BYE: %s", zmq_strerror(errno));
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger_ms, sizeof linger_ms);
+}
+
+/* An executor that has not left a cancelled job `grace` seconds after both
+ * the CANCEL and the start of its trials is stuck in a trial: a thread cannot
+ * be stopped, the process can. Loading the model always ends. */
 static int stuck_executor(client *c, double now, double grace) {
     int stuck = 0;
     pthread_mutex_lock(&c->qlock);
     for (int i = 0; i < c->nex; i++) {
-        const job *j = c->ex[i].current;
-        stuck |= j && j->cancelled_at > 0 && now - j->cancelled_at > grace;
+        job *j = c->ex[i].current;
+        if (!j || j->cancelled_at == 0)
+            continue;
+        double started = (double)atomic_load(&j->started_ms) / 1000;
+        double since = started > j->cancelled_at ? started : j->cancelled_at;
+        stuck |= started > 0 && now - since > grace;
     }
     pthread_mutex_unlock(&c->qlock);
     return stuck;
@@ -980,8 +1014,14 @@ int pvf_client_run(const pvf_client_config *cfg, pvf_err *err) {
         if (!c->sock && open_socket(c, err))
             goto out;
         double now = pvf_now();
-        if (cfg->abort && *cfg->abort)
+        if (cfg->abort && *cfg->abort) {
+            /* Leave now, but say so: the coordinator returns our leases at
+             * once instead of waiting for our silence. */
+            log_line("leaving without finishing running jobs");
+            cancel_running(c);
+            say_bye(c, "aborted", 500);
             break;
+        }
         if (stop)
             break;
         if (cfg->stop && *cfg->stop && !c->draining) {
@@ -995,13 +1035,7 @@ int pvf_client_run(const pvf_client_config *cfg, pvf_err *err) {
         if (c->draining &&
             ((executors_idle(c) && !c->unacked) || now - c->drain_started > DRAIN_SECONDS)) {
             drain_executors(c);
-            pvf_msg bye = {.type = PVF_MSG_BYE};
-            bye.u.bye.reason = "drained";
-            send_msg(c, &bye);
-            /* The socket lingers 0 (a dead coordinator must not hold us):
-             * but this last word should get out, so give it a moment. */
-            int linger = 2000;
-            zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+            say_bye(c, "drained", 2000);
             break;
         }
         if (stuck_executor(c, now, hb * dead_after)) {
