@@ -44,6 +44,7 @@ typedef struct job {
     worker *w; /* NULL once the lease ended */
     uint8_t *got;
     uint64_t ngot;
+    int started; /* its worker said the trials started (a RESULT without records) */
     uint64_t leased_ms, progress_ms;
     struct job *next;
 } job;
@@ -156,8 +157,10 @@ static void end_job(coord *co, job *j, const char *state, int kill) {
     j->s->inflight--;
     /* A lease that reported nothing before its worker died points at its
      * first trial; one that made progress died somewhere later, maybe by
-     * chance (a worker killed for other reasons): count it once. */
-    int kills = kill ? (j->ngot ? 1 : j->kills + 1) : j->kills;
+     * chance (a worker killed for other reasons): count it once. One whose
+     * trials never started (the worker died loading the model) points at
+     * none. */
+    int kills = kill && j->started ? (j->ngot ? 1 : j->kills + 1) : j->kills;
     uint64_t t = j->lo;
     while (t < j->hi) {
         while (t < j->hi && j->got[(t - j->lo) / 8] & (1u << ((t - j->lo) % 8)))
@@ -501,6 +504,7 @@ static void on_result(coord *co, worker *w, const pvf_msg *m) {
     if (!m->u.result.ntrials && !m->u.result.final && !m->u.result.error) {
         /* The job's trials start now: its progress deadline counts from here
          * (the worker was loading the model, or busy with another job). */
+        j->started = 1;
         j->progress_ms = now_ms(co);
         send_worker(co, w, &ack);
         return;
@@ -548,6 +552,7 @@ static void on_result(coord *co, worker *w, const pvf_msg *m) {
     co_writer_push(co->writer, it);
     uint64_t now = now_ms(co);
     if (m->u.result.ntrials) {
+        j->started = 1;
         double per = (double)(now - j->progress_ms) / 1000.0 / m->u.result.ntrials;
         c->job_seconds_per_trial =
             c->job_seconds_per_trial > 0 ? 0.8 * c->job_seconds_per_trial + 0.2 * per : per;
@@ -887,7 +892,7 @@ static void send_heartbeats(coord *co, uint64_t now) {
     for (job *j = co->jobs, *next; j; j = next) {
         next = j->next;
         uint64_t deadline = co->cfg->trial_deadline_ms;
-        if (j->w && now - j->progress_ms > deadline) {
+        if (j->w && j->started && now - j->progress_ms > deadline) {
             clog_(co, "job %" PRIu64 " on %s made no progress for %" PRIu64 " ms: leased again",
                   j->id, j->w->name, now - j->progress_ms);
             pvf_msg m = {.type = PVF_MSG_CANCEL};

@@ -71,6 +71,7 @@ typedef struct job {
     model_ctx *ctx;
     atomic_int cancel;
     atomic_llong started_ms; /* executor: when its trials began (0: loading the model) */
+    atomic_int start_acked;  /* the coordinator acknowledged that start */
     double cancelled_at;     /* main thread: when CANCEL arrived while it ran */
     struct job *next;
 } job;
@@ -346,7 +347,7 @@ static int prepare_exec(executor *e, model_ctx *m, pvf_err *err) {
 static void run_job(executor *e, job *j) {
     const __typeof__(j->msg.u.job) *jm = &j->msg.u.job;
     client *c = e->c;
-    uint32_t seq = 0;
+    uint32_t seq = 1; /* 0: the start of the trials */
     batch *b = new_batch(j, seq++);
     if (!b)
         return; /* out of memory: the lease runs out and the job moves on */
@@ -371,11 +372,18 @@ static void run_job(executor *e, job *j) {
     if (!failed) {
         /* A RESULT without records says the trials start now: the progress
          * deadline counts from here, not from the lease (loading the model
-         * or waiting behind another job is no stuck trial). */
+         * or waiting behind another job is no stuck trial), and so does the
+         * blame for a death. The trials wait for its ACK, or a trial that
+         * kills the process at once would take the word with it. */
         atomic_store(&j->started_ms, (long long)(pvf_now() * 1000));
-        batch *go = new_batch(j, seq++);
-        if (go)
+        batch *go = new_batch(j, 0);
+        if (go) {
             push_batch(e, go);
+            pthread_mutex_lock(&c->qlock);
+            while (!atomic_load(&j->start_acked) && !atomic_load(&j->cancel) && !c->quit)
+                pthread_cond_wait(&c->qcond, &c->qlock);
+            pthread_mutex_unlock(&c->qlock);
+        }
     }
     double sent_at = pvf_now();
     for (uint64_t t = jm->lo; !failed && t < jm->hi && !atomic_load(&j->cancel); t++) {
@@ -715,10 +723,21 @@ static void on_cancel(client *c, uint64_t id) {
     for (job *j = c->queue; j; j = j->next)
         if (j->msg.u.job.job == id)
             atomic_store(&j->cancel, 1);
+    pthread_cond_broadcast(&c->qcond); /* an executor may wait for its start's ACK */
     pthread_mutex_unlock(&c->qlock);
 }
 
 static void on_ack(client *c, const pvf_msg *m) {
+    if (m->u.ack.seq == 0) { /* a job's start: its trials may run */
+        pthread_mutex_lock(&c->qlock);
+        for (int i = 0; i < c->nex; i++) {
+            job *j = c->ex[i].current;
+            if (j && j->msg.u.job.job == m->u.ack.job && j->msg.u.job.attempt == m->u.ack.attempt)
+                atomic_store(&j->start_acked, 1);
+        }
+        pthread_cond_broadcast(&c->qcond);
+        pthread_mutex_unlock(&c->qlock);
+    }
     for (pending **pp = &c->unacked; *pp; pp = &(*pp)->next) {
         pending *p = *pp;
         if (p->job == m->u.ack.job && p->attempt == m->u.ack.attempt && p->seq == m->u.ack.seq) {
@@ -863,6 +882,7 @@ static void cancel_running(client *c) {
     for (int i = 0; i < c->nex; i++)
         if (c->ex[i].current)
             atomic_store(&c->ex[i].current->cancel, 1);
+    pthread_cond_broadcast(&c->qcond);
     pthread_mutex_unlock(&c->qlock);
 }
 
