@@ -68,13 +68,14 @@ static int embed_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t firs
     return 0;
 }
 
-/* Layer L's attention of one sequence from query position `first`: RoPE
+/* Layer L's attention of one sequence for query positions first..T-1
+ * (T <= the sequence length: causal, they read no later position): RoPE
  * (or NoPE temperature) and QK-norm on the queries first..T-1 (q rows) and
  * keys kv_lo..T-1 (k rows by position), then attention; o rows first..T-1. */
-static void attend(const llama4 *l, int64_t L, int64_t first, int64_t kv_lo, float *q, float *k,
-                   const float *v, float *o, float *scores) {
+static void attend(const llama4 *l, int64_t L, int64_t first, int64_t kv_lo, int64_t T, float *q,
+                   float *k, const float *v, float *o, float *scores) {
     const l4_config *c = &l->c;
-    const int64_t T = l->T, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
+    const int64_t qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
     const int64_t nq = T - first, nk = T - kv_lo;
     float *kl = k + kv_lo * kd;
     if (c->rope[L]) {
@@ -110,18 +111,20 @@ static int attn_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first
     pvf_linear(a, R, H, pvf_exec_weights(ex, y->k), NULL, kd, k);
     pvf_linear(a, R, H, pvf_exec_weights(ex, y->v), NULL, kd, v);
     for (int64_t i = 0; i < n; i++)
-        attend(l, L, 0, 0, q + i * T * qd, k + i * T * kd, v + i * T * kd, o + i * T * qd, scores);
+        attend(l, L, 0, 0, T, q + i * T * qd, k + i * T * kd, v + i * T * kd, o + i * T * qd,
+               scores);
     pvf_linear(o, R, qd, pvf_exec_weights(ex, y->o), NULL, H, out);
     for (int64_t j = 0; j < R * H; j++)
         out[j] = in[j] + out[j];
     return 0;
 }
 
-void l4_attn_tail(pvf_exec *ex, int64_t L, const float *in, int64_t first, float *out) {
+void l4_attn_span(pvf_exec *ex, int64_t L, const float *in, int64_t first, int64_t end,
+                  float *out) {
     const pvf_model *m = ex->m;
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
-    const int64_t T = l->T, H = c->hidden;
+    const int64_t T = end, H = c->hidden; /* the sequence as far as it is read */
     const int64_t qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
     const l4_layer *y = &l->layer[L];
     /* the keys the queries first..T-1 see: from first's chunk, or all */
@@ -133,7 +136,7 @@ void l4_attn_tail(pvf_exec *ex, int64_t L, const float *in, int64_t first, float
     pvf_linear(a + (first - kv_lo) * H, nq, H, pvf_exec_weights(ex, y->q), NULL, qd, q);
     pvf_linear(a, nk, H, pvf_exec_weights(ex, y->k), NULL, kd, k + kv_lo * kd);
     pvf_linear(a, nk, H, pvf_exec_weights(ex, y->v), NULL, kd, v + kv_lo * kd);
-    attend(l, L, first, kv_lo, q, k, v, o, scores);
+    attend(l, L, first, kv_lo, T, q, k, v, o, scores);
     pvf_linear(o, nq, qd, pvf_exec_weights(ex, y->o), NULL, H, out + first * H);
     for (int64_t j = first * H; j < T * H; j++)
         out[j] = in[j] + out[j];

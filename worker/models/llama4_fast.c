@@ -322,27 +322,29 @@ static double row_distance(const float *x, const float *gold, int64_t H) {
     return sqrt(ss);
 }
 
-/* 1 when the bound proves that sequence seq, whose input to stage s is
- * x[T, H] (golden before position p0), judges as golden. */
-static int seq_cleared(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
-                       const float *x) {
+/* Sequence seq's input to stage s is x[end, H] at positions 0..end-1
+ * (golden before position p0; positions from end on are cleared already):
+ * one past the last position whose prediction the bound cannot clear (0:
+ * every one cleared). Only positions before it need computing. */
+static int64_t seq_needed(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
+                          int64_t end, const float *x) {
     const pvf_model *m = ex->m;
     const llama4 *l = m->arch_state;
     const l4_fast *f = g->fast;
     const int64_t T = l->T, H = l->c.hidden;
     const float *gold = g->stage_in[s] + seq * T * H;
     double *d = (double *)(void *)ex->fast_scratch, *work = d + T; /* malloc'd: any type */
-    for (int64_t t = 0; t < T; t++)
+    for (int64_t t = 0; t < end; t++)
         d[t] = t < p0 ? 0.0 : row_distance(x + t * H, gold + t * H, H);
-    return l4_bound_clears(f->bound, m, s, seq, d, work);
+    return l4_bound_needed(f->bound, m, s, seq, end, d, work);
 }
 
 /* Stage s and every later one work token by token (FFNs, head): carries
- * sequence seq's changed positions p0..T-1 of cur[T, H] (its input to
+ * sequence seq's changed positions p0..end-1 of cur[end, H] (its input to
  * stage s) that the bound cannot clear one by one, and judges them; the
  * other positions keep golden's predictions. */
 static void carry_tokens(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
-                         float *cur, float *spare, pvf_trial_result *r) {
+                         int64_t end, float *cur, float *spare, pvf_trial_result *r) {
     const pvf_model *m = ex->m;
     const llama4 *l = m->arch_state;
     const l4_fast *f = g->fast;
@@ -351,7 +353,7 @@ static void carry_tokens(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, 
     /* positions kept, in fast_scratch (sized for T + l4_bound_work doubles) */
     int64_t *pos = (int64_t *)(void *)ex->fast_scratch; /* malloc'd: any type */
     int64_t R = 0;
-    for (int64_t p = p0; p < T; p++) {
+    for (int64_t p = p0; p < end; p++) {
         const float *x = cur + p * H;
         if (memcmp(x, gold + p * H, (size_t)H * sizeof *x) == 0)
             continue;
@@ -380,7 +382,9 @@ static void carry_tokens(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, 
 /* Carries sequence `seq`, whose input to stage s is x[T, H] and equals
  * golden's before position p0, through the later stages: causal attention
  * leaves the positions before the first changed one golden, so each stage
- * runs positions p0..T-1 only (p0 moves up while rows are golden again).
+ * runs positions p0..end-1 only, p0 moving up while rows are golden again
+ * and end moving down to one past the last position the bound cannot
+ * clear (causal: the positions before end never read those after it).
  * From the last attention on, stages work token by token: carry_tokens. */
 static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
                       const float *x, pvf_trial_result *r) {
@@ -388,25 +392,27 @@ static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int
     const llama4 *l = m->arch_state;
     const int64_t T = l->T, H = l->c.hidden;
     float *cur = ex->fast_io[0], *next = ex->fast_io[1];
+    int64_t end = T;
     memcpy(cur, x, (size_t)(T * H) * sizeof *cur);
     for (int st = s; st < m->nstages; st++) {
         const float *gold = g->stage_in[st] + seq * T * H;
-        while (p0 < T && memcmp(cur + p0 * H, gold + p0 * H, (size_t)H * sizeof *cur) == 0)
+        while (p0 < end && memcmp(cur + p0 * H, gold + p0 * H, (size_t)H * sizeof *cur) == 0)
             p0++;
-        if (p0 == T)
+        if (p0 == end)
             return; /* golden again */
         if (l4_bound_tokenwise(m, st)) {
-            carry_tokens(ex, g, st, seq, p0, cur, next, r);
+            carry_tokens(ex, g, st, seq, p0, end, cur, next, r);
             return;
         }
-        if (seq_cleared(ex, g, st, seq, p0, cur))
+        end = seq_needed(ex, g, st, seq, p0, end, cur);
+        if (end <= p0)
             return; /* no scored prediction can flip */
-        r->stage_rows += T - p0;
+        r->stage_rows += end - p0;
         const int64_t L = m->stages[st].layer;
         if (st == m->params[l->layer[L].q].stage)
-            l4_attn_tail(ex, L, cur, p0, next);
+            l4_attn_span(ex, L, cur, p0, end, next);
         else
-            l4_ffn_rows(ex, L, T - p0, cur + p0 * H, next + p0 * H);
+            l4_ffn_rows(ex, L, end - p0, cur + p0 * H, next + p0 * H);
         memcpy(next, g->stage_in[st + 1] + seq * T * H, (size_t)(p0 * H) * sizeof *next);
         float *t = cur;
         cur = next;
