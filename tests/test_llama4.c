@@ -629,6 +629,39 @@ static void test_bound_needed(void) {
     pvf_runner_close(&r);
 }
 
+/* l4_attn_queries: chosen query positions of an attention block, compact,
+ * equal the stage's rows for them (up to sgemm's rounding for another row
+ * count), in a chunked RoPE layer and in the full-causal last layer. */
+static void test_attn_queries(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open_limit(&r, BUNDLED, NULL, PVF_FMT_FP32, 2, &err) == 0);
+    const pvf_model *m = &r.model;
+    const llama4 *l = m->arch_state;
+    const int64_t T = l->T, H = l->c.hidden;
+    const int64_t pos[3] = {T / 3, T / 3 + 1, T - 1};
+    float *out = malloc((size_t)(3 * H) * sizeof *out);
+    CHECK(out != NULL && l4_attn_queries_floats(m, 3) <= m->scratch_floats);
+    for (int64_t L = 0; L < l->c.layers; L++) {
+        const int s = m->params[l->layer[L].q].stage;
+        for (int64_t seq = 0; seq < r.golden.n; seq++) {
+            const float *in = r.golden.stage_in[s] + seq * T * H;
+            const float *gold = r.golden.stage_in[s + 1] + seq * T * H;
+            l4_attn_queries(&r.exec, L, in, pos, 3, out);
+            double worst = 0.0, scale = 0.0;
+            for (int64_t i = 0; i < 3; i++)
+                for (int64_t j = 0; j < H; j++) {
+                    const double dv = fabs((double)out[i * H + j] - gold[pos[i] * H + j]);
+                    worst = dv > worst ? dv : worst;
+                    scale = fabs(gold[pos[i] * H + j]) > scale ? fabs(gold[pos[i] * H + j]) : scale;
+                }
+            CHECK(worst <= 1e-5 * scale);
+        }
+    }
+    free(out);
+    pvf_runner_close(&r);
+}
+
 /* The sound bound (llama4_bound.c): a change below every decision margin
  * clears a sequence and the exact stages agree; a large or non-finite one is
  * never cleared. A last-layer expert's small fault costs only its own tokens
@@ -809,6 +842,7 @@ int main(void) {
     RUN(test_fast_many_chunks);
     RUN(test_fast_bound);
     RUN(test_bound_needed);
+    RUN(test_attn_queries);
     RUN(test_fast_token_bound);
     return test_summary();
 }

@@ -142,6 +142,58 @@ void l4_attn_span(pvf_exec *ex, int64_t L, const float *in, int64_t first, int64
         out[j] = in[j] + out[j];
 }
 
+int64_t l4_attn_queries_floats(const pvf_model *m, int64_t nq) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const int64_t T = l->T, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
+    return T * (c->hidden + 2 * kd + 1) + nq * (c->hidden + 2 * qd);
+}
+
+void l4_attn_queries(pvf_exec *ex, int64_t L, const float *in, const int64_t *pos, int64_t nq,
+                     float *out) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const int64_t H = c->hidden, hd = c->head_dim, nh = c->heads, nkv = c->kv_heads;
+    const int64_t qd = nh * hd, kd = nkv * hd, T = pos[nq - 1] + 1;
+    const l4_layer *y = &l->layer[L];
+    /* the keys the queries see: from the first query's chunk, or all */
+    const int64_t kv_lo = c->rope[L] && c->chunk > 0 ? pos[0] / c->chunk * c->chunk : 0;
+    const int64_t nk = T - kv_lo;
+    float *a = ex->scratch, *k = a + l->T * H, *v = k + l->T * kd, *scores = v + l->T * kd;
+    float *aq = scores + l->T, *q = aq + nq * H, *o = q + nq * qd;
+    const float *w_in = pvf_exec_weights(ex, y->in_norm);
+    pvf_rms_norm(in + kv_lo * H, nk, H, w_in, (float)c->eps, a);
+    for (int64_t i = 0; i < nq; i++)
+        memcpy(aq + i * H, a + (pos[i] - kv_lo) * H, (size_t)H * sizeof *aq);
+    pvf_linear(aq, nq, H, pvf_exec_weights(ex, y->q), NULL, qd, q);
+    pvf_linear(a, nk, H, pvf_exec_weights(ex, y->k), NULL, kd, k + kv_lo * kd);
+    pvf_linear(a, nk, H, pvf_exec_weights(ex, y->v), NULL, kd, v + kv_lo * kd);
+    if (c->rope[L]) {
+        pvf_rope_apply_from(k + kv_lo * kd, kv_lo, nk, nkv, hd, l->inv_freq);
+        if (c->qk_norm)
+            pvf_rms_norm(k + kv_lo * kd, nk * nkv, hd, NULL, (float)c->eps, k + kv_lo * kd);
+    }
+    for (int64_t i = 0; i < nq; i++) { /* each query as attend treats its row */
+        float *qi = q + i * qd;
+        if (c->rope[L]) {
+            pvf_rope_apply_from(qi, pos[i], 1, nh, hd, l->inv_freq);
+            if (c->qk_norm)
+                pvf_rms_norm(qi, nh, hd, NULL, (float)c->eps, qi);
+        } else if (c->temp_tuning) {
+            const float t = pvf_attn_temperature(pos[i], c->floor_scale, (float)c->attn_scale);
+            for (int64_t j = 0; j < qd; j++)
+                qi[j] *= t;
+        }
+        pvf_causal_attention_from(qi, k, v, pos[i] + 1, pos[i], nh, nkv, hd,
+                                  c->rope[L] ? c->chunk : 0, o + i * qd, scores);
+    }
+    pvf_linear(o, nq, qd, pvf_exec_weights(ex, y->o), NULL, H, out);
+    for (int64_t i = 0; i < nq; i++)
+        for (int64_t j = 0; j < H; j++)
+            out[i * H + j] = in[pos[i] * H + j] + out[i * H + j];
+}
+
 void l4_ffn_rows(pvf_exec *ex, int64_t L, int64_t R, const float *in, float *out) {
     const pvf_model *m = ex->m;
     const llama4 *l = m->arch_state;

@@ -61,6 +61,15 @@ void l4_head_rows(pvf_exec *ex, int64_t R, const float *in, float *out);
  * attention reads no row from end on). */
 void l4_attn_span(pvf_exec *ex, int64_t L, const float *in, int64_t first, int64_t end, float *out);
 
+/* Layer L's attention block of one sequence (in [T, hidden]) for the query
+ * positions pos[0] < ... < pos[nq-1] only, the same arithmetic per query
+ * as the stage: out[nq, hidden] (compact). Keys and values come from in's
+ * rows the queries see (before pos[nq-1] + 1). Workspace ex->scratch,
+ * l4_attn_queries_floats of it. */
+void l4_attn_queries(pvf_exec *ex, int64_t L, const float *in, const int64_t *pos, int64_t nq,
+                     float *out);
+int64_t l4_attn_queries_floats(const pvf_model *m, int64_t nq);
+
 /* The fast trial path (llama4_fast.c; model.h's fast hooks). */
 int l4_fast_prepare(const pvf_model *m, const struct pvf_golden *g, void **state, pvf_err *err);
 void l4_fast_free(void *state);
@@ -88,7 +97,8 @@ int l4_bound_clears(const l4_bound *b, const pvf_model *m, int s, int64_t seq, d
  * bound cannot clear (0: every one cleared). A position whose change is
  * unbounded (NaN, Inf, overflow, a routing that might change) is not
  * cleared, nor is any later position whose attention window holds it.
- * d[n] is overwritten. */
+ * On return d[t] (t < n) bounds position t's change at the head input
+ * (INFINITY: unbounded); l4_bound_head_clears(d[t]) tells it apart. */
 int64_t l4_bound_needed(const l4_bound *b, const pvf_model *m, int s, int64_t seq, int64_t n,
                         double *d, double *work);
 /* The same for one token (sequence * T + position) whose head input alone
