@@ -42,7 +42,14 @@
  * exceed 1e-5 relative, the near-tie tolerance the exact fast path has
  * against the naive one. This is an allowance, not a proof: the rounding
  * of float sums is not bounded worst-case here. A non-finite or overflowing
- * change is never cleared. */
+ * change is never cleared.
+ *
+ * Per position: a position whose change the bound cannot follow (NaN, Inf,
+ * overflow, a routing that might change) is marked unbounded (INFINITY),
+ * and so is every later query whose attention window holds it; the others
+ * keep their bounds, since causal attention makes a position depend on no
+ * later one. l4_bound_needed answers how many leading positions are not all
+ * cleared, so a carry can stop before the rest. */
 #include "llama4.h"
 
 #include "fast.h"

@@ -21,8 +21,11 @@
  * A sequence changed before the last stages is carried from its first
  * changed position only (causal attention leaves earlier positions golden)
  * and judged position by position. Before each carried stage the sound
- * bound of llama4_bound.c is asked whether the change can still flip any
- * scored prediction of the sequence: if not, the carry stops there. From
+ * bound of llama4_bound.c is asked, position by position, whether the
+ * change can still flip a scored prediction: the carry stops at one past
+ * the last position it cannot clear (causal attention: the positions
+ * before never read it), or altogether, and at the last attention only the
+ * queries it cannot clear are computed (keys and values up to them). From
  * the last attention on (FFNs, head) stages work token by token, so each
  * changed token is bounded on its own and only those the bound cannot
  * clear run them (carry_tokens). A
