@@ -13,7 +13,12 @@
  * TRIALS / 10 (at least 2) per repeat.
  *
  * Per MoE layer it ends with a least-squares line through (tokens served,
- * fast us): cost in proportion to the tokens has a small intercept. */
+ * fast us): cost in proportion to the tokens has a small intercept. The
+ * same per bit band: flips of stored bits below SPLIT (default 18: fp32
+ * mantissa bits 0-17, which in the bundled model never change a prediction
+ * and are for the sound bound to settle) and from SPLIT up.
+ *
+ *   bench_llama_experts [MODEL_DIR] [FORMAT] [TRIALS] [REPEATS] [INPUTS] [SPLIT] */
 #include "llama4.h"
 #include "runner.h"
 #include "sampler.h"
@@ -35,10 +40,18 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* CPU seconds and trials of one bit band: [0] bits below the split, [1] the others. */
+typedef struct band_time {
+    double seconds[2];
+    int64_t trials[2];
+} band_time;
+
 /* Median microseconds per trial over `repeats` runs of `trials` trials on
- * target t; adds the stage rows and settled trials of all runs. */
-static int time_trials(pvf_runner *r, int t, int naive, int trials, int repeats, double *us,
-                       int64_t *rows, int64_t *settled, pvf_err *err) {
+ * target t; adds the stage rows and settled trials of all runs, and each
+ * trial's time to its bit band (bits below `split` or not) in *bands. */
+static int time_trials(pvf_runner *r, int t, int naive, int trials, int repeats, int split,
+                       double *us, int64_t *rows, int64_t *settled, band_time *bands,
+                       pvf_err *err) {
     pvf_fault_model fm = {PVF_FAULT_BITFLIP, -1, 1};
     double per[100];
     r->exec.naive = naive;
@@ -48,9 +61,13 @@ static int time_trials(pvf_runner *r, int t, int naive, int trials, int repeats,
             pvf_fault_site site;
             pvf_trial_result res;
             uint64_t index = (uint64_t)rep * (uint64_t)trials + (uint64_t)i;
+            const double t1 = now();
             if (pvf_sample_site(&r->model, &t, 1, &fm, 11, (uint64_t)t, index, &site, err) ||
                 pvf_trial_run(&r->exec, &r->golden, fm.kind, &site, r->out, &res, err))
                 return -1;
+            const int high = site.mask >= (1u << split);
+            bands->seconds[high] += now() - t1;
+            bands->trials[high]++;
             *rows += res.stage_rows;
             *settled += (res.flags & PVF_TRIAL_SETTLED) != 0;
         }
@@ -68,10 +85,12 @@ int main(int argc, char **argv) {
     int trials = argc > 3 ? atoi(argv[3]) : 100;
     int repeats = argc > 4 ? atoi(argv[4]) : 3;
     int64_t inputs = argc > 5 ? atoll(argv[5]) : 0;
+    int split = argc > 6 ? atoi(argv[6]) : 18;
     pvf_format fmt;
-    if (pvf_format_parse(fname, &fmt) || trials < 1 || repeats < 1 || repeats > 100 || inputs < 0) {
+    if (pvf_format_parse(fname, &fmt) || trials < 1 || repeats < 1 || repeats > 100 || inputs < 0 ||
+        split < 1 || split > 31) {
         fprintf(stderr, "usage: bench_llama_experts [MODEL_DIR] [FORMAT] [TRIALS>0] "
-                        "[REPEATS 1..100] [INPUTS>=0]\n");
+                        "[REPEATS 1..100] [INPUTS>=0] [SPLIT 1..31]\n");
         return 2;
     }
     pvf_runner r;
@@ -82,12 +101,15 @@ int main(int argc, char **argv) {
     }
     const int naive_trials = trials / 10 > 2 ? trials / 10 : 2;
     printf("model %s, format %s, %" PRId64 " sequences; %d fast / %d naive trials x %d "
-           "repeats per expert parameter, bit flips uniform over its stored bits\n",
-           dir, pvf_format_name(fmt), r.golden.n, trials, naive_trials, repeats);
-    printf("%-58s %7s %11s %11s %9s %12s %8s %9s\n", "parameter", "tokens", "fast us", "naive us",
-           "speedup", "rows/trial", "settled", "us/token");
-    /* per layer sums for the least-squares line us = a + b tokens */
-    double *fit = calloc((size_t)r.model.nstages * 5, sizeof *fit);
+           "repeats per expert parameter, bit flips uniform over its stored bits; bit bands "
+           "0-%d and %d-\n",
+           dir, pvf_format_name(fmt), r.golden.n, trials, naive_trials, repeats, split - 1, split);
+    printf("%-58s %7s %10s %10s %10s %10s %8s %11s %8s %9s\n", "parameter", "tokens", "fast us",
+           "low us", "high us", "naive us", "speedup", "rows/trial", "settled", "us/token");
+    /* per layer sums for the least-squares lines us = a + b tokens of all
+     * trials and of each bit band: n, sum x, sum x^2, then (sum y, sum xy) x 3 */
+    enum { FIT = 9 };
+    double *fit = calloc((size_t)r.model.nstages * FIT, sizeof *fit);
     if (!fit) {
         fprintf(stderr, "bench_llama_experts: out of memory\n");
         pvf_runner_close(&r);
@@ -100,35 +122,49 @@ int main(int argc, char **argv) {
             continue;
         double fast_us, naive_us;
         int64_t rows = 0, settled = 0, naive_rows = 0, naive_settled = 0;
-        if (time_trials(&r, t, 0, trials, repeats, &fast_us, &rows, &settled, &err) ||
-            time_trials(&r, t, 1, naive_trials, repeats, &naive_us, &naive_rows, &naive_settled,
-                        &err)) {
+        band_time bands = {{0.0, 0.0}, {0, 0}}, naive_bands = bands;
+        if (time_trials(&r, t, 0, trials, repeats, split, &fast_us, &rows, &settled, &bands,
+                        &err) ||
+            time_trials(&r, t, 1, naive_trials, repeats, split, &naive_us, &naive_rows,
+                        &naive_settled, &naive_bands, &err)) {
             fprintf(stderr, "bench_llama_experts: %s\n", err.msg);
             free(fit);
             pvf_runner_close(&r);
             return 1;
         }
         const double n = (double)trials * repeats;
-        printf("%-58s %7" PRId64 " %11.1f %11.1f %8.0fx %12.1f %7.1f%% %9.2f\n", tg->name, tokens,
-               fast_us, naive_us, naive_us / fast_us, (double)rows / n, 100.0 * (double)settled / n,
+        double band_us[2];
+        for (int i = 0; i < 2; i++)
+            band_us[i] = bands.trials[i] ? bands.seconds[i] * 1e6 / (double)bands.trials[i] : 0.0;
+        printf("%-58s %7" PRId64 " %10.1f %10.1f %10.1f %10.1f %7.0fx %11.1f %7.1f%% %9.2f\n",
+               tg->name, tokens, fast_us, band_us[0], band_us[1], naive_us, naive_us / fast_us,
+               (double)rows / n, 100.0 * (double)settled / n,
                tokens ? fast_us / (double)tokens : 0.0);
-        double *f = fit + 5 * r.model.params[tg->param].stage;
+        double *f = fit + FIT * r.model.params[tg->param].stage;
+        const double x = (double)tokens, y[3] = {fast_us, band_us[0], band_us[1]};
         f[0] += 1.0;
-        f[1] += (double)tokens;
-        f[2] += fast_us;
-        f[3] += (double)tokens * (double)tokens;
-        f[4] += (double)tokens * fast_us;
+        f[1] += x;
+        f[2] += x * x;
+        for (int i = 0; i < 3; i++) {
+            f[3 + 2 * i] += y[i];
+            f[4 + 2 * i] += x * y[i];
+        }
     }
     for (int s = 0; s < r.model.nstages; s++) {
-        const double *f = fit + 5 * s;
-        const double den = f[0] * f[3] - f[1] * f[1];
+        const double *f = fit + FIT * s;
+        const double den = f[0] * f[2] - f[1] * f[1];
         if (f[0] < 2 || den <= 0)
             continue;
-        const double slope = (f[0] * f[4] - f[1] * f[2]) / den;
-        const double icept = (f[2] - slope * f[1]) / f[0];
-        printf("%s experts: fast us = %.1f + %.3f x tokens (%d parameters, mean %.0f tokens, "
-               "mean %.1f us)\n",
-               r.model.stages[s].name, icept, slope, (int)f[0], f[1] / f[0], f[2] / f[0]);
+        static const char *what[3] = {"all bits", "low bits", "high bits"};
+        for (int i = 0; i < 3; i++) {
+            const double sy = f[3 + 2 * i], sxy = f[4 + 2 * i];
+            const double slope = (f[0] * sxy - f[1] * sy) / den;
+            const double icept = (sy - slope * f[1]) / f[0];
+            printf("%s experts, %-9s: fast us = %.1f + %.3f x tokens (%d parameters, mean %.0f "
+                   "tokens, mean %.1f us)\n",
+                   r.model.stages[s].name, what[i], icept, slope, (int)f[0], f[1] / f[0],
+                   sy / f[0]);
+        }
     }
     free(fit);
     pvf_runner_close(&r);

@@ -531,6 +531,134 @@ static int64_t exact_flips(pvf_runner *r, int s, int64_t seq, const float *x) {
     return flips;
 }
 
+/* l4_attn_queries: chosen query positions of an attention block, compact,
+ * equal the stage's rows for them (up to sgemm's rounding for another row
+ * count), in every layer (chunked RoPE and full-causal NoPE). */
+static void check_attn_queries(pvf_runner *rn) {
+    const pvf_model *m = &rn->model;
+    const llama4 *l = m->arch_state;
+    const int64_t T = l->T, H = l->c.hidden;
+    const int64_t pos[3] = {T / 3, T / 3 + 1, T - 1};
+    float *out = malloc((size_t)(3 * H) * sizeof *out);
+    CHECK(out != NULL && l4_attn_queries_floats(m, 3) <= m->scratch_floats);
+    for (int64_t L = 0; L < l->c.layers; L++) {
+        const int s = m->params[l->layer[L].q].stage;
+        for (int64_t seq = 0; seq < rn->golden.n; seq++) {
+            const float *in = rn->golden.stage_in[s] + seq * T * H;
+            const float *gold = rn->golden.stage_in[s + 1] + seq * T * H;
+            l4_attn_queries(&rn->exec, L, in, pos, 3, out);
+            double worst = 0.0, scale = 0.0;
+            for (int64_t i = 0; i < 3; i++)
+                for (int64_t j = 0; j < H; j++) {
+                    const double dv = fabs((double)out[i * H + j] - gold[pos[i] * H + j]);
+                    worst = dv > worst ? dv : worst;
+                    scale = fabs(gold[pos[i] * H + j]) > scale ? fabs(gold[pos[i] * H + j]) : scale;
+                }
+            CHECK(worst <= 1e-5 * scale);
+        }
+    }
+    free(out);
+}
+
+/* Scored positions from `from` on whose top-1 differs from golden when
+ * stages s.. run on sequence seq's input x[T, H] (as exact_flips). */
+static int64_t exact_flips_from(pvf_runner *r, int s, int64_t seq, const float *x, int64_t from) {
+    const pvf_model *m = &r->model;
+    const llama4 *l = m->arch_state;
+    const int64_t T = l->T, V = l->c.vocab, W = V > l->c.hidden ? V : l->c.hidden;
+    float *a = malloc((size_t)(T * W) * sizeof *a), *b = malloc((size_t)(T * W) * sizeof *b);
+    CHECK(a && b);
+    memcpy(a, x, (size_t)(T * l->c.hidden) * sizeof *a);
+    for (int st = s; st < m->nstages; st++) {
+        CHECK(m->stages[st].run(m, st, &r->exec, seq, 1, a, b) == 0);
+        float *t = a;
+        a = b;
+        b = t;
+    }
+    int64_t flips = 0;
+    for (int64_t p = from > l->scored_from ? from : l->scored_from; p < T; p++)
+        flips += !pvf_all_finite(a + p * V, V) ||
+                 pvf_argmax(a + p * V, V) != r->golden.top1[seq * T + p];
+    free(a);
+    free(b);
+    return flips;
+}
+
+/* l4_bound_needed: positions from the returned end on are cleared, and run
+ * exactly they judge as golden; an unbounded change (NaN, a routing that
+ * might change) is not cleared at its own token nor at any later query
+ * whose window holds it, and nothing past n is read. */
+static void test_bound_needed(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open_limit(&r, BUNDLED, NULL, PVF_FMT_FP32, 2, &err) == 0);
+    const pvf_model *m = &r.model;
+    const llama4 *l = m->arch_state;
+    const l4_bound *b = l4_fast_bound(&r.golden);
+    CHECK(b != NULL);
+    const int64_t T = l->T, H = l->c.hidden, last = l->c.layers - 1;
+    double *d = malloc((size_t)T * sizeof *d), *d2 = malloc((size_t)T * sizeof *d2);
+    double *work = malloc((size_t)l4_bound_work(m) * sizeof *work);
+    float *x = malloc((size_t)(T * H) * sizeof *x);
+    CHECK(d && d2 && work && x);
+    /* changes at three positions of the last but one layer's attention
+     * input (chunked attention, then the full-causal last layer), tiny to
+     * large: some cleared, some only from a position on, some not at all */
+    const int s = m->params[l->layer[last > 0 ? last - 1 : 0].q].stage;
+    int none = 0, partial = 0, all = 0;
+    for (int64_t seq = 0; seq < r.golden.n; seq++)
+        for (double scale = 1e-8; scale < 1e1; scale *= 100.0) {
+            const float *gold = r.golden.stage_in[s] + seq * T * H;
+            memcpy(x, gold, (size_t)(T * H) * sizeof *x);
+            for (int64_t i = 0; i < 3; i++) {
+                const int64_t p = (seq * 29 + 7 + i * 31) % T;
+                for (int64_t j = 0; j < H; j++)
+                    x[p * H + j] += (float)(scale * (((j + i) % 3) - 1.0));
+            }
+            for (int64_t t = 0; t < T; t++) {
+                double ss = 0.0;
+                for (int64_t j = 0; j < H; j++)
+                    ss += ((double)x[t * H + j] - gold[t * H + j]) *
+                          ((double)x[t * H + j] - gold[t * H + j]);
+                d[t] = d2[t] = sqrt(ss);
+            }
+            const int64_t end = l4_bound_needed(b, m, s, seq, T, d, work);
+            CHECK(end >= 0 && end <= T);
+            CHECK(l4_bound_clears(b, m, s, seq, d2, work) == (end == 0));
+            none += end == 0;
+            partial += end > 0 && end < T;
+            all += end == T;
+            if (end < T)
+                CHECK(exact_flips_from(&r, s, seq, x, end) == 0);
+        }
+    CHECK(none > 0 && partial > 0 && all > 0);
+    printf("  bound_needed: %d cleared, %d partial, %d whole\n", none, partial, all);
+    /* token by token after the last attention: an unbounded change at
+     * position 5 of the last FFN's input leaves later positions cleared */
+    const int ffn = m->params[l->layer[last].post_norm].stage;
+    for (int64_t t = 0; t < T; t++)
+        d[t] = t == 5 ? NAN : 0.0;
+    CHECK(l4_bound_needed(b, m, ffn, 0, T, d, work) == 6);
+    for (int64_t t = 0; t < T; t++)
+        d[t] = t == 5 ? 1e3 : 0.0;
+    CHECK(l4_bound_needed(b, m, ffn, 0, T, d, work) == 6);
+    /* before the full-causal last attention it reaches every later query */
+    const int attn = m->params[l->layer[last].q].stage;
+    for (int64_t t = 0; t < T; t++)
+        d[t] = t == 5 ? NAN : 0.0;
+    CHECK(l4_bound_needed(b, m, attn, 0, T, d, work) == T);
+    /* positions from n on are not read */
+    for (int64_t t = 0; t < T; t++)
+        d[t] = t < 10 ? 0.0 : NAN;
+    CHECK(l4_bound_needed(b, m, attn, 0, 10, d, work) == 0);
+    check_attn_queries(&r);
+    free(d);
+    free(d2);
+    free(work);
+    free(x);
+    pvf_runner_close(&r);
+}
+
 /* The sound bound (llama4_bound.c): a change below every decision margin
  * clears a sequence and the exact stages agree; a large or non-finite one is
  * never cleared. A last-layer expert's small fault costs only its own tokens
@@ -710,6 +838,7 @@ int main(void) {
     RUN(test_fast_embedding_and_head);
     RUN(test_fast_many_chunks);
     RUN(test_fast_bound);
+    RUN(test_bound_needed);
     RUN(test_fast_token_bound);
     return test_summary();
 }

@@ -75,6 +75,60 @@ void pvf_causal_attention(const float *q, const float *k, const float *v, int64_
     pvf_causal_attention_from(q, k, v, T, 0, nh, nkv, d, chunk, out, scores);
 }
 
+/* Keys scored side by side: a plain dot-product loop is one chain of
+ * dependent adds per key; ATTN_KEYS independent sums keep the FPU busy.
+ * Each sum still runs over i in order from 0.0f, so every score is bit for
+ * bit the plain loop's. */
+#define ATTN_KEYS 8
+
+/* scores[j] = (q . k_j) * scale for keys j in [lo, hi], k_j = k + j * stride. */
+static void attn_scores(const float *qh, const float *k, int64_t stride, int64_t lo, int64_t hi,
+                        int64_t d, float scale, float *scores) {
+    int64_t j = lo;
+    for (; j + ATTN_KEYS <= hi + 1; j += ATTN_KEYS) {
+        const float *kj = k + j * stride;
+        float acc[ATTN_KEYS] = {0.0f};
+        for (int64_t i = 0; i < d; i++) {
+            const float qi = qh[i];
+            for (int b = 0; b < ATTN_KEYS; b++)
+                acc[b] += qi * kj[b * stride + i];
+        }
+        for (int b = 0; b < ATTN_KEYS; b++)
+            scores[j + b] = acc[b] * scale;
+    }
+    for (; j <= hi; j++) {
+        const float *kj = k + j * stride;
+        float dot = 0.0f;
+        for (int64_t i = 0; i < d; i++)
+            dot += qh[i] * kj[i];
+        scores[j] = dot * scale;
+    }
+}
+
+/* oh[i] = sum over j in [lo, hi] of a[j] v_j[i], v_j = v + j * stride,
+ * each sum in j order from 0.0f as a plain loop; ATTN_OUT features at a
+ * time in registers instead of a store and reload per key. */
+#define ATTN_OUT 16
+static void attn_weigh(const float *a, const float *v, int64_t stride, int64_t lo, int64_t hi,
+                       int64_t d, float *oh) {
+    int64_t i0 = 0;
+    for (; i0 + ATTN_OUT <= d; i0 += ATTN_OUT) {
+        float acc[ATTN_OUT] = {0.0f};
+        for (int64_t j = lo; j <= hi; j++) {
+            const float aj = a[j], *vj = v + j * stride + i0;
+            for (int i = 0; i < ATTN_OUT; i++)
+                acc[i] += aj * vj[i];
+        }
+        memcpy(oh + i0, acc, sizeof acc);
+    }
+    for (; i0 < d; i0++) {
+        float acc = 0.0f;
+        for (int64_t j = lo; j <= hi; j++)
+            acc += a[j] * v[j * stride + i0];
+        oh[i0] = acc;
+    }
+}
+
 void pvf_causal_attention_from(const float *q, const float *k, const float *v, int64_t T,
                                int64_t first, int64_t nh, int64_t nkv, int64_t d, int64_t chunk,
                                float *out, float *scores) {
@@ -85,29 +139,20 @@ void pvf_causal_attention_from(const float *q, const float *k, const float *v, i
         for (int64_t h = 0; h < nh; h++) {
             const float *qh = q + ((p - first) * nh + h) * d;
             const int64_t kvh = h / group;
+            attn_scores(qh, k + kvh * d, nkv * d, lo, p, d, scale, scores);
             float mx = -INFINITY;
-            for (int64_t j = lo; j <= p; j++) {
-                const float *kj = k + (j * nkv + kvh) * d;
-                float dot = 0.0f;
-                for (int64_t i = 0; i < d; i++)
-                    dot += qh[i] * kj[i];
-                scores[j] = dot * scale;
+            for (int64_t j = lo; j <= p; j++)
                 if (scores[j] > mx) /* a NaN score still poisons the row below */
                     mx = scores[j];
-            }
-            float sum = 0.0f;
-            for (int64_t j = lo; j <= p; j++) {
+            /* the exponentials first, then their sum: no call inside the chain */
+            for (int64_t j = lo; j <= p; j++)
                 scores[j] = expf(scores[j] - mx);
+            float sum = 0.0f;
+            for (int64_t j = lo; j <= p; j++)
                 sum += scores[j];
-            }
-            float *oh = out + ((p - first) * nh + h) * d;
-            memset(oh, 0, (size_t)d * sizeof *oh);
-            for (int64_t j = lo; j <= p; j++) {
-                const float a = scores[j] / sum;
-                const float *vj = v + (j * nkv + kvh) * d;
-                for (int64_t i = 0; i < d; i++)
-                    oh[i] += a * vj[i];
-            }
+            for (int64_t j = lo; j <= p; j++)
+                scores[j] = scores[j] / sum;
+            attn_weigh(scores, v + kvh * d, nkv * d, lo, p, d, out + ((p - first) * nh + h) * d);
         }
     }
 }

@@ -68,13 +68,14 @@ static int embed_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t firs
     return 0;
 }
 
-/* Layer L's attention of one sequence from query position `first`: RoPE
+/* Layer L's attention of one sequence for query positions first..T-1
+ * (T <= the sequence length: causal, they read no later position): RoPE
  * (or NoPE temperature) and QK-norm on the queries first..T-1 (q rows) and
  * keys kv_lo..T-1 (k rows by position), then attention; o rows first..T-1. */
-static void attend(const llama4 *l, int64_t L, int64_t first, int64_t kv_lo, float *q, float *k,
-                   const float *v, float *o, float *scores) {
+static void attend(const llama4 *l, int64_t L, int64_t first, int64_t kv_lo, int64_t T, float *q,
+                   float *k, const float *v, float *o, float *scores) {
     const l4_config *c = &l->c;
-    const int64_t T = l->T, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
+    const int64_t qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
     const int64_t nq = T - first, nk = T - kv_lo;
     float *kl = k + kv_lo * kd;
     if (c->rope[L]) {
@@ -110,18 +111,20 @@ static int attn_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first
     pvf_linear(a, R, H, pvf_exec_weights(ex, y->k), NULL, kd, k);
     pvf_linear(a, R, H, pvf_exec_weights(ex, y->v), NULL, kd, v);
     for (int64_t i = 0; i < n; i++)
-        attend(l, L, 0, 0, q + i * T * qd, k + i * T * kd, v + i * T * kd, o + i * T * qd, scores);
+        attend(l, L, 0, 0, T, q + i * T * qd, k + i * T * kd, v + i * T * kd, o + i * T * qd,
+               scores);
     pvf_linear(o, R, qd, pvf_exec_weights(ex, y->o), NULL, H, out);
     for (int64_t j = 0; j < R * H; j++)
         out[j] = in[j] + out[j];
     return 0;
 }
 
-void l4_attn_tail(pvf_exec *ex, int64_t L, const float *in, int64_t first, float *out) {
+void l4_attn_span(pvf_exec *ex, int64_t L, const float *in, int64_t first, int64_t end,
+                  float *out) {
     const pvf_model *m = ex->m;
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
-    const int64_t T = l->T, H = c->hidden;
+    const int64_t T = end, H = c->hidden; /* the sequence as far as it is read */
     const int64_t qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
     const l4_layer *y = &l->layer[L];
     /* the keys the queries first..T-1 see: from first's chunk, or all */
@@ -133,10 +136,62 @@ void l4_attn_tail(pvf_exec *ex, int64_t L, const float *in, int64_t first, float
     pvf_linear(a + (first - kv_lo) * H, nq, H, pvf_exec_weights(ex, y->q), NULL, qd, q);
     pvf_linear(a, nk, H, pvf_exec_weights(ex, y->k), NULL, kd, k + kv_lo * kd);
     pvf_linear(a, nk, H, pvf_exec_weights(ex, y->v), NULL, kd, v + kv_lo * kd);
-    attend(l, L, first, kv_lo, q, k, v, o, scores);
+    attend(l, L, first, kv_lo, T, q, k, v, o, scores);
     pvf_linear(o, nq, qd, pvf_exec_weights(ex, y->o), NULL, H, out + first * H);
     for (int64_t j = first * H; j < T * H; j++)
         out[j] = in[j] + out[j];
+}
+
+int64_t l4_attn_queries_floats(const pvf_model *m, int64_t nq) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const int64_t T = l->T, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
+    return T * (c->hidden + 2 * kd + 1) + nq * (c->hidden + 2 * qd);
+}
+
+void l4_attn_queries(pvf_exec *ex, int64_t L, const float *in, const int64_t *pos, int64_t nq,
+                     float *out) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const int64_t H = c->hidden, hd = c->head_dim, nh = c->heads, nkv = c->kv_heads;
+    const int64_t qd = nh * hd, kd = nkv * hd, T = pos[nq - 1] + 1;
+    const l4_layer *y = &l->layer[L];
+    /* the keys the queries see: from the first query's chunk, or all */
+    const int64_t kv_lo = c->rope[L] && c->chunk > 0 ? pos[0] / c->chunk * c->chunk : 0;
+    const int64_t nk = T - kv_lo;
+    float *a = ex->scratch, *k = a + l->T * H, *v = k + l->T * kd, *scores = v + l->T * kd;
+    float *aq = scores + l->T, *q = aq + nq * H, *o = q + nq * qd;
+    const float *w_in = pvf_exec_weights(ex, y->in_norm);
+    pvf_rms_norm(in + kv_lo * H, nk, H, w_in, (float)c->eps, a);
+    for (int64_t i = 0; i < nq; i++)
+        memcpy(aq + i * H, a + (pos[i] - kv_lo) * H, (size_t)H * sizeof *aq);
+    pvf_linear(aq, nq, H, pvf_exec_weights(ex, y->q), NULL, qd, q);
+    pvf_linear(a, nk, H, pvf_exec_weights(ex, y->k), NULL, kd, k + kv_lo * kd);
+    pvf_linear(a, nk, H, pvf_exec_weights(ex, y->v), NULL, kd, v + kv_lo * kd);
+    if (c->rope[L]) {
+        pvf_rope_apply_from(k + kv_lo * kd, kv_lo, nk, nkv, hd, l->inv_freq);
+        if (c->qk_norm)
+            pvf_rms_norm(k + kv_lo * kd, nk * nkv, hd, NULL, (float)c->eps, k + kv_lo * kd);
+    }
+    for (int64_t i = 0; i < nq; i++) { /* each query as attend treats its row */
+        float *qi = q + i * qd;
+        if (c->rope[L]) {
+            pvf_rope_apply_from(qi, pos[i], 1, nh, hd, l->inv_freq);
+            if (c->qk_norm)
+                pvf_rms_norm(qi, nh, hd, NULL, (float)c->eps, qi);
+        } else if (c->temp_tuning) {
+            const float t = pvf_attn_temperature(pos[i], c->floor_scale, (float)c->attn_scale);
+            for (int64_t j = 0; j < qd; j++)
+                qi[j] *= t;
+        }
+        pvf_causal_attention_from(qi, k, v, pos[i] + 1, pos[i], nh, nkv, hd,
+                                  c->rope[L] ? c->chunk : 0, o + i * qd, scores);
+    }
+    pvf_linear(o, nq, qd, pvf_exec_weights(ex, y->o), NULL, H, out);
+    for (int64_t i = 0; i < nq; i++)
+        for (int64_t j = 0; j < H; j++)
+            out[i * H + j] = in[pos[i] * H + j] + out[i * H + j];
 }
 
 void l4_ffn_rows(pvf_exec *ex, int64_t L, int64_t R, const float *in, float *out) {

@@ -56,9 +56,19 @@ void l4_ffn_rows(pvf_exec *ex, int64_t L, int64_t R, const float *in, float *out
 /* Final norm and lm_head of R token rows: */
 void l4_head_rows(pvf_exec *ex, int64_t R, const float *in, float *out);
 /* Layer L's attention block of one sequence (in, out [T, hidden]) for the
- * positions first..T-1 only: out rows first..T-1 (rows before are not
- * written; they do not change when in's rows before first did not). */
-void l4_attn_tail(pvf_exec *ex, int64_t L, const float *in, int64_t first, float *out);
+ * positions first..end-1 only: out rows first..end-1 (rows before are not
+ * written; they do not change when in's rows before first did not; causal
+ * attention reads no row from end on). */
+void l4_attn_span(pvf_exec *ex, int64_t L, const float *in, int64_t first, int64_t end, float *out);
+
+/* Layer L's attention block of one sequence (in [T, hidden]) for the query
+ * positions pos[0] < ... < pos[nq-1] only, the same arithmetic per query
+ * as the stage: out[nq, hidden] (compact). Keys and values come from in's
+ * rows the queries see (before pos[nq-1] + 1). Workspace ex->scratch,
+ * l4_attn_queries_floats of it. */
+void l4_attn_queries(pvf_exec *ex, int64_t L, const float *in, const int64_t *pos, int64_t nq,
+                     float *out);
+int64_t l4_attn_queries_floats(const pvf_model *m, int64_t nq);
 
 /* The fast trial path (llama4_fast.c; model.h's fast hooks). */
 int l4_fast_prepare(const pvf_model *m, const struct pvf_golden *g, void **state, pvf_err *err);
@@ -80,6 +90,17 @@ int64_t l4_bound_work(const pvf_model *m);
  * overwritten. */
 int l4_bound_clears(const l4_bound *b, const pvf_model *m, int s, int64_t seq, double *d,
                     double *work);
+/* The same per position, for positions 0..n-1 of the sequence (those
+ * from n on are not asked about; causal attention makes positions before
+ * n independent of them): the number of leading positions whose scored
+ * predictions must still be computed, i.e. one past the last position the
+ * bound cannot clear (0: every one cleared). A position whose change is
+ * unbounded (NaN, Inf, overflow, a routing that might change) is not
+ * cleared, nor is any later position whose attention window holds it.
+ * On return d[t] (t < n) bounds position t's change at the head input
+ * (INFINITY: unbounded); l4_bound_head_clears(d[t]) tells it apart. */
+int64_t l4_bound_needed(const l4_bound *b, const pvf_model *m, int s, int64_t seq, int64_t n,
+                        double *d, double *work);
 /* The same for one token (sequence * T + position) whose head input alone
  * differs, by at most d. */
 int l4_bound_head_clears(const l4_bound *b, const pvf_model *m, int64_t token, double d);

@@ -42,7 +42,14 @@
  * exceed 1e-5 relative, the near-tie tolerance the exact fast path has
  * against the naive one. This is an allowance, not a proof: the rounding
  * of float sums is not bounded worst-case here. A non-finite or overflowing
- * change is never cleared. */
+ * change is never cleared.
+ *
+ * Per position: a position whose change the bound cannot follow (NaN, Inf,
+ * overflow, a routing that might change) is marked unbounded (INFINITY),
+ * and so is every later query whose attention window holds it; the others
+ * keep their bounds, since causal attention makes a position depend on no
+ * later one. l4_bound_needed answers how many leading positions are not all
+ * cleared, so a carry can stop before the rest. */
 #include "llama4.h"
 
 #include "fast.h"
@@ -773,9 +780,13 @@ static double slack(const l4_bound *b, int s, int64_t t) {
     return RHO * ((double)b->xnorm[s][t] + (double)b->xnorm[s + 1][t]);
 }
 
-/* Attention stage s of layer L: d[T] in, out[T] (both indexed by position). */
+/* Attention stage s of layer L over positions 0..n-1 (causal: they read
+ * no later one): d[n] in, out[n] (both indexed by position). d[t] = INFINITY
+ * marks a position whose change is not bounded: every query whose window
+ * holds it is not bounded either. */
 static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, int64_t seq,
-                       const double *d, double *out, double *dq, double *dk, double *dv) {
+                       int64_t n, const double *d, double *out, double *dq, double *dk,
+                       double *dv) {
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
     const bound_layer *y = &b->layer[L];
@@ -785,7 +796,7 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
     const int64_t chunk = c->rope[L] ? c->chunk : 0;
     const double scale = 1.0 / sqrt((double)hd);
     /* per position: q change per head, k and v changes per kv head */
-    for (int64_t t = 0; t < T; t++) {
+    for (int64_t t = 0; t < n; t++) {
         const double da = norm_change(d[t], y->a_rms[t0 + t], H);
         for (int64_t h = 0; h < nh; h++) {
             double x = y->sq[h] * da;
@@ -802,15 +813,15 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
         }
     }
     int64_t first = 0; /* positions before the first change stay golden */
-    while (first < T && d[first] == 0.0)
+    while (first < n && d[first] == 0.0)
         first++;
     /* sum over heads of the squared head-output changes, in out[] first;
      * window maxima kept running (a window starts at its chunk, or at 0) */
-    for (int64_t i = 0; i < T; i++)
+    for (int64_t i = 0; i < n; i++)
         out[i] = 0.0;
     for (int64_t kh = 0; kh < nkv; kh++) {
         double max_k = 0.0, max_dk = 0.0, max_dv = 0.0, max_v = 0.0;
-        for (int64_t i = 0; i < T; i++) {
+        for (int64_t i = 0; i < n; i++) {
             if (i == (chunk > 0 ? i / chunk * chunk : 0))
                 max_k = max_dk = max_dv = max_v = 0.0;
             const double kk = y->kn[(t0 + i) * nkv + kh] + dk[i * nkv + kh];
@@ -834,14 +845,18 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
         }
     }
     /* a position changes when it did or a key of its window did */
-    int64_t last_changed = -1;
-    for (int64_t i = 0; i < T; i++) {
+    int64_t last_changed = -1, last_lost = -1;
+    for (int64_t i = 0; i < n; i++) {
         if (d[i] > 0.0)
             last_changed = i;
+        if (d[i] == INFINITY)
+            last_lost = i;
         const int64_t lo = chunk > 0 ? i / chunk * chunk : 0;
         const double heads = out[i];
         out[i] = d[i];
-        if (last_changed >= lo && last_changed >= 0)
+        if (last_lost >= lo && last_lost >= 0)
+            out[i] = INFINITY;
+        else if (last_changed >= lo && last_changed >= 0)
             out[i] += y->so * sqrt(heads) * STAT_SLACK + slack(b, s, t0 + i);
     }
 }
@@ -880,18 +895,18 @@ static double ffn_token_bound(const pvf_model *m, const l4_bound *b, int s, int6
     return d + branch * STAT_SLACK + slack(b, s, tt);
 }
 
-/* FFN stage s of layer L; 0 when the routing might change. */
-static int bound_ffn_stage(const pvf_model *m, const l4_bound *b, int s, int64_t L, int64_t seq,
-                           const double *d, double *out) {
-    const int64_t T = b->T, t0 = seq * T;
-    for (int64_t t = 0; t < T; t++) {
+/* FFN stage s of layer L over positions 0..n-1; INFINITY where the change
+ * is not bounded (it was not, or the routing might change). */
+static void bound_ffn_stage(const pvf_model *m, const l4_bound *b, int s, int64_t L, int64_t seq,
+                            int64_t n, const double *d, double *out) {
+    const int64_t t0 = seq * b->T;
+    for (int64_t t = 0; t < n; t++) {
         out[t] = d[t];
-        if (d[t] == 0.0)
+        if (d[t] == 0.0 || d[t] == INFINITY)
             continue;
         if ((out[t] = ffn_token_bound(m, b, s, L, t0 + t, d[t])) < 0.0)
-            return 0;
+            out[t] = INFINITY;
     }
-    return 1;
 }
 
 int l4_bound_head_clears(const l4_bound *b, const pvf_model *m, int64_t token, double d) {
@@ -908,34 +923,37 @@ int64_t l4_bound_work(const pvf_model *m) {
     return l->T * (2 + l->c.heads + 2 * l->c.kv_heads);
 }
 
-int l4_bound_clears(const l4_bound *b, const pvf_model *m, int s, int64_t seq, double *d,
-                    double *work) {
+int64_t l4_bound_needed(const l4_bound *b, const pvf_model *m, int s, int64_t seq, int64_t n,
+                        double *d, double *work) {
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
     const int64_t T = b->T;
     double *next = work, *dq = next + T, *dk = dq + T * c->heads, *dv = dk + T * c->kv_heads;
-    for (int64_t t = 0; t < T; t++)
-        if (!(d[t] >= 0.0 && d[t] < 1e30)) /* NaN, Inf or overflow: the exact way */
-            return 0;
+    for (int64_t t = 0; t < n; t++)
+        if (!(d[t] >= 0.0 && d[t] < 1e30)) /* NaN, Inf or overflow: not bounded */
+            d[t] = INFINITY;
     for (int st = s; st < m->nstages; st++) {
         if (st == m->nstages - 1) {
-            for (int64_t t = 0; t < T; t++)
-                if (!l4_bound_head_clears(b, m, seq * T + t, d[t]))
-                    return 0;
-            return 1;
+            int64_t needed = 0; /* one past the last position not cleared */
+            for (int64_t t = 0; t < n; t++)
+                if (d[t] == INFINITY || !l4_bound_head_clears(b, m, seq * T + t, d[t]))
+                    needed = t + 1;
+            return needed;
         }
         const int64_t L = m->stages[st].layer;
         if (st == m->params[l->layer[L].q].stage)
-            bound_attn(m, b, st, L, seq, d, next, dq, dk, dv);
-        else if (!bound_ffn_stage(m, b, st, L, seq, d, next))
-            return 0;
-        for (int64_t t = 0; t < T; t++) {
-            if (!(next[t] < 1e30))
-                return 0;
-            d[t] = next[t];
-        }
+            bound_attn(m, b, st, L, seq, n, d, next, dq, dk, dv);
+        else
+            bound_ffn_stage(m, b, st, L, seq, n, d, next);
+        for (int64_t t = 0; t < n; t++)
+            d[t] = next[t] < 1e30 ? next[t] : INFINITY; /* NaN or overflow: not bounded */
     }
-    return 1;
+    return n;
+}
+
+int l4_bound_clears(const l4_bound *b, const pvf_model *m, int s, int64_t seq, double *d,
+                    double *work) {
+    return l4_bound_needed(b, m, s, seq, b->T, d, work) == 0;
 }
 
 int l4_bound_tokenwise(const pvf_model *m, int s) {

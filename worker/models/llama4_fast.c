@@ -21,8 +21,11 @@
  * A sequence changed before the last stages is carried from its first
  * changed position only (causal attention leaves earlier positions golden)
  * and judged position by position. Before each carried stage the sound
- * bound of llama4_bound.c is asked whether the change can still flip any
- * scored prediction of the sequence: if not, the carry stops there. From
+ * bound of llama4_bound.c is asked, position by position, whether the
+ * change can still flip a scored prediction: the carry stops at one past
+ * the last position it cannot clear (causal attention: the positions
+ * before never read it), or altogether, and at the last attention only the
+ * queries it cannot clear are computed (keys and values up to them). From
  * the last attention on (FFNs, head) stages work token by token, so each
  * changed token is bounded on its own and only those the bound cannot
  * clear run them (carry_tokens). A
@@ -322,47 +325,51 @@ static double row_distance(const float *x, const float *gold, int64_t H) {
     return sqrt(ss);
 }
 
-/* 1 when the bound proves that sequence seq, whose input to stage s is
- * x[T, H] (golden before position p0), judges as golden. */
-static int seq_cleared(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
-                       const float *x) {
+/* Sequence seq's input to stage s is x[end, H] at positions 0..end-1
+ * (golden before position p0; positions from end on are cleared already):
+ * one past the last position whose prediction the bound cannot clear (0:
+ * every one cleared). Only positions before it need computing. */
+static int64_t seq_needed(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
+                          int64_t end, const float *x) {
     const pvf_model *m = ex->m;
     const llama4 *l = m->arch_state;
     const l4_fast *f = g->fast;
     const int64_t T = l->T, H = l->c.hidden;
     const float *gold = g->stage_in[s] + seq * T * H;
     double *d = (double *)(void *)ex->fast_scratch, *work = d + T; /* malloc'd: any type */
-    for (int64_t t = 0; t < T; t++)
+    for (int64_t t = 0; t < end; t++)
         d[t] = t < p0 ? 0.0 : row_distance(x + t * H, gold + t * H, H);
-    return l4_bound_clears(f->bound, m, s, seq, d, work);
+    return l4_bound_needed(f->bound, m, s, seq, end, d, work);
 }
 
 /* Stage s and every later one work token by token (FFNs, head): carries
- * sequence seq's changed positions p0..T-1 of cur[T, H] (its input to
- * stage s) that the bound cannot clear one by one, and judges them; the
- * other positions keep golden's predictions. */
-static void carry_tokens(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
-                         float *cur, float *spare, pvf_trial_result *r) {
+ * sequence seq's positions pos[0..R-1], whose inputs to stage s are the
+ * rows of x[R, H], and judges them; those equal to golden or cleared by
+ * the bound one by one are dropped first (x and pos are compacted in
+ * place; spare[R, H] is workspace). The other positions keep golden's
+ * predictions. */
+static void carry_rows(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t *pos,
+                       int64_t R, float *x, float *spare, pvf_trial_result *r) {
     const pvf_model *m = ex->m;
     const llama4 *l = m->arch_state;
     const l4_fast *f = g->fast;
     const int64_t T = l->T, H = l->c.hidden, V = l->c.vocab;
     const float *gold = g->stage_in[s] + seq * T * H;
-    /* positions kept, in fast_scratch (sized for T + l4_bound_work doubles) */
-    int64_t *pos = (int64_t *)(void *)ex->fast_scratch; /* malloc'd: any type */
-    int64_t R = 0;
-    for (int64_t p = p0; p < T; p++) {
-        const float *x = cur + p * H;
-        if (memcmp(x, gold + p * H, (size_t)H * sizeof *x) == 0)
+    int64_t kept = 0;
+    for (int64_t i = 0; i < R; i++) {
+        const float *xi = x + i * H, *gi = gold + pos[i] * H;
+        if (memcmp(xi, gi, (size_t)H * sizeof *xi) == 0)
             continue;
-        if (l4_bound_token_clears(f->bound, m, s, seq * T + p, row_distance(x, gold + p * H, H)))
+        if (l4_bound_token_clears(f->bound, m, s, seq * T + pos[i], row_distance(xi, gi, H)))
             continue; /* no prediction of it can flip */
-        memcpy(spare + R * H, x, (size_t)H * sizeof *x);
-        pos[R++] = p;
+        if (kept != i)
+            memmove(x + kept * H, xi, (size_t)H * sizeof *xi);
+        pos[kept++] = pos[i];
     }
+    R = kept;
     if (R == 0)
         return;
-    float *in = spare, *out = cur;
+    float *in = x, *out = spare;
     for (int st = s; st < m->nstages - 1; st++) {
         l4_ffn_rows(ex, m->stages[st].layer, R, in, out);
         r->stage_rows += R;
@@ -377,10 +384,51 @@ static void carry_tokens(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, 
         judge_position(l, ex, g, seq * T + pos[i], logits + i * V, r);
 }
 
+/* carry_rows for positions p0..end-1 of cur[T, H] (spare[T, H] workspace). */
+static void carry_tokens(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
+                         int64_t end, float *cur, float *spare, pvf_trial_result *r) {
+    /* positions, in fast_scratch (sized for T + l4_bound_work doubles) */
+    int64_t *pos = (int64_t *)(void *)ex->fast_scratch; /* malloc'd: any type */
+    for (int64_t p = p0; p < end; p++)
+        pos[p - p0] = p;
+    const int64_t H = ((const llama4 *)ex->m->arch_state)->c.hidden;
+    carry_rows(ex, g, s, seq, pos, end - p0, cur + p0 * H, spare, r);
+}
+
+/* The last attention stage s (then token by token), after seq_needed left
+ * in fast_scratch the bounds at the head input of positions 0..end-1:
+ * computes only the queries of positions p0..end-1 the bound does not clear
+ * (the others judge as golden whatever their change) and carries them
+ * (carry_rows), next[end, H] and cur as workspace. 1 when done, 0 when the
+ * workspace is too small for it (then run the stage on p0..end-1). */
+static int last_attn_queries(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
+                             int64_t end, float *cur, float *next, pvf_trial_result *r) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const l4_fast *f = g->fast;
+    const int64_t T = l->T;
+    const double *d = (const double *)(void *)ex->fast_scratch;   /* malloc'd: any type */
+    int64_t *pos = (int64_t *)(void *)(ex->fast_scratch + 2 * T); /* past d: its workspace */
+    int64_t nq = 0;
+    for (int64_t t = p0; t < end; t++)
+        if (d[t] == INFINITY || !l4_bound_head_clears(f->bound, m, seq * T + t, d[t]))
+            pos[nq++] = t;
+    if (nq == 0)
+        return 1;
+    if (l4_attn_queries_floats(m, nq) > m->scratch_floats)
+        return 0;
+    l4_attn_queries(ex, m->stages[s].layer, cur, pos, nq, next);
+    r->stage_rows += nq;
+    carry_rows(ex, g, s + 1, seq, pos, nq, next, cur, r); /* cur is read no more */
+    return 1;
+}
+
 /* Carries sequence `seq`, whose input to stage s is x[T, H] and equals
  * golden's before position p0, through the later stages: causal attention
  * leaves the positions before the first changed one golden, so each stage
- * runs positions p0..T-1 only (p0 moves up while rows are golden again).
+ * runs positions p0..end-1 only, p0 moving up while rows are golden again
+ * and end moving down to one past the last position the bound cannot
+ * clear (causal: the positions before end never read those after it).
  * From the last attention on, stages work token by token: carry_tokens. */
 static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int64_t p0,
                       const float *x, pvf_trial_result *r) {
@@ -388,25 +436,31 @@ static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int
     const llama4 *l = m->arch_state;
     const int64_t T = l->T, H = l->c.hidden;
     float *cur = ex->fast_io[0], *next = ex->fast_io[1];
+    int64_t end = T;
     memcpy(cur, x, (size_t)(T * H) * sizeof *cur);
     for (int st = s; st < m->nstages; st++) {
         const float *gold = g->stage_in[st] + seq * T * H;
-        while (p0 < T && memcmp(cur + p0 * H, gold + p0 * H, (size_t)H * sizeof *cur) == 0)
+        while (p0 < end && memcmp(cur + p0 * H, gold + p0 * H, (size_t)H * sizeof *cur) == 0)
             p0++;
-        if (p0 == T)
+        if (p0 == end)
             return; /* golden again */
         if (l4_bound_tokenwise(m, st)) {
-            carry_tokens(ex, g, st, seq, p0, cur, next, r);
+            carry_tokens(ex, g, st, seq, p0, end, cur, next, r);
             return;
         }
-        if (seq_cleared(ex, g, st, seq, p0, cur))
+        end = seq_needed(ex, g, st, seq, p0, end, cur);
+        if (end <= p0)
             return; /* no scored prediction can flip */
-        r->stage_rows += T - p0;
         const int64_t L = m->stages[st].layer;
-        if (st == m->params[l->layer[L].q].stage)
-            l4_attn_tail(ex, L, cur, p0, next);
+        const int attn = st == m->params[l->layer[L].q].stage;
+        if (attn && l4_bound_tokenwise(m, st + 1) &&
+            last_attn_queries(ex, g, st, seq, p0, end, cur, next, r))
+            return;
+        r->stage_rows += end - p0;
+        if (attn)
+            l4_attn_span(ex, L, cur, p0, end, next);
         else
-            l4_ffn_rows(ex, L, T - p0, cur + p0 * H, next + p0 * H);
+            l4_ffn_rows(ex, L, end - p0, cur + p0 * H, next + p0 * H);
         memcpy(next, g->stage_in[st + 1] + seq * T * H, (size_t)(p0 * H) * sizeof *next);
         float *t = cur;
         cur = next;
