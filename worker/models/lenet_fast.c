@@ -33,6 +33,7 @@
 #include "lenet.h"
 
 #include <cblas.h>
+#include <sys/mman.h>
 
 #include <float.h>
 #include <math.h>
@@ -53,6 +54,28 @@
 #else
 #define PREFETCH(p) ((void)(p))
 #endif
+
+/* An array the bounds read at one place per eval input (a page or more
+ * apart from one input to the next): on 2 MB pages where the system allows
+ * them, so that walking it costs no TLB miss per input. Freed by free(). */
+#define HUGE_PAGE ((size_t)2 << 20)
+static void *bound_alloc(size_t bytes) {
+    void *p = NULL;
+    if (bytes < HUGE_PAGE)
+        return malloc(bytes);
+    const size_t whole = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    if (posix_memalign(&p, HUGE_PAGE, whole))
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, whole, MADV_HUGEPAGE); /* a hint: without it, 4 kB pages */
+#endif
+    return p;
+}
+
+static inline void prefetch_span(const void *p, size_t bytes) {
+    for (size_t b = 0; b < bytes; b += 64)
+        PREFETCH((const char *)p + b);
+}
 
 /* The signed bounds are not tried when the |W| bound exceeds the margin
  * by this factor: they would not clear the input, only cost time. */
@@ -246,7 +269,7 @@ static int margin_gradients(const pvf_model *m, const pvf_golden *g, lenet_fast 
     for (int s = f->lin_first; s <= last; s++) {
         const int64_t in = m->stages[s].in_size;
         widest = in > widest ? in : widest;
-        if (!(f->gin[s] = malloc((size_t)(n * in) * sizeof(float))))
+        if (!(f->gin[s] = bound_alloc((size_t)(n * in) * sizeof(float))))
             return -1;
     }
     double *G = malloc((size_t)(2 * classes * widest) * sizeof *G);
@@ -432,8 +455,8 @@ static int pattern_radii(const pvf_model *m, lenet_fast *f, int s) {
         total += m->stages[t].out_size;
     double *a = malloc((size_t)(in0 + total) * sizeof *a);
     double *bcoef = calloc((size_t)l->conv[nconv - 1].cout, sizeof *bcoef);
-    f->radius[s] = malloc((size_t)(n * cout * RADII) * sizeof(double));
-    f->radius_cost[s] = malloc((size_t)(n * cout * RADII) * sizeof(double));
+    f->radius[s] = bound_alloc((size_t)(n * cout * RADII) * sizeof(double));
+    f->radius_cost[s] = bound_alloc((size_t)(n * cout * RADII) * sizeof(double));
     if (!a || !bcoef || !f->radius[s] || !f->radius_cost[s]) {
         free(a);
         free(bcoef);
@@ -668,7 +691,7 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
         if (!(f->chan_max[s] = max_over_classes(f->chan[s], cv->cout, classes)))
             goto oom;
         const int64_t maps = cv->cout * cv->oh * cv->ow, cols = cv->cin * cv->k * cv->k;
-        f->pre_pool[s] = malloc((size_t)(n * maps) * sizeof(float));
+        f->pre_pool[s] = bound_alloc((size_t)(n * maps) * sizeof(float));
         f->xmax_all[s] = calloc((size_t)n, sizeof(float));
         f->filter_l1[s] = calloc((size_t)cv->cout, sizeof(double));
         float *col = malloc((size_t)pvf_conv2d_scratch(cv) * sizeof(float));
@@ -774,6 +797,44 @@ static int rerun_readers(pvf_exec *ex, const pvf_golden *g, int s, int64_t k0, i
     return rc;
 }
 
+/* The convolution of input x with one filter w[cin x k x k] (stride 1),
+ * plane[oh x ow]: each output the plain sum of its terms, in filter order,
+ * the taps outside the image skipped (they add w * 0: the filter is finite,
+ * conv_channel). A direct loop over contiguous runs of outputs: an im2col
+ * matrix for one matrix-vector product costs more to build than the
+ * product itself. */
+static void conv_channel_direct(const pvf_conv2d *cv, const float *restrict x,
+                                const float *restrict w, float *restrict plane) {
+    const int64_t k = cv->k, oh = cv->oh, ow = cv->ow;
+    int64_t lo[64], hi[64]; /* per kx: the outputs ox whose input column is inside */
+    for (int64_t kx = 0; kx < k; kx++) {
+        lo[kx] = 0;
+        hi[kx] = ow;
+        while (lo[kx] < ow && lo[kx] - cv->pad + kx < 0)
+            lo[kx]++;
+        while (hi[kx] > lo[kx] && hi[kx] - 1 - cv->pad + kx >= cv->w)
+            hi[kx]--;
+    }
+    memset(plane, 0, (size_t)(oh * ow) * sizeof *plane);
+    for (int64_t ci = 0; ci < cv->cin; ci++)
+        for (int64_t ky = 0; ky < k; ky++) {
+            const float *wr = w + (ci * k + ky) * k;
+            for (int64_t oy = 0; oy < oh; oy++) {
+                const int64_t y = oy - cv->pad + ky;
+                if (y < 0 || y >= cv->h)
+                    continue;
+                const float *xr = x + (ci * cv->h + y) * cv->w - cv->pad;
+                float *pr = plane + oy * ow;
+                for (int64_t kx = 0; kx < k; kx++) {
+                    const float wv = wr[kx];
+                    const float *xs = xr + kx;
+                    for (int64_t ox = lo[kx]; ox < hi[kx]; ox++)
+                        pr[ox] += wv * xs[ox];
+                }
+            }
+        }
+}
+
 /* Output channel co of conv stage s for one eval input x, exactly as the
  * stage computes it apart from the order of the sums: the convolution with
  * the faulty filter w[cin x k x k] and bias, max-pool, ReLU. col: scratch
@@ -783,6 +844,17 @@ static void conv_channel(const lenet *l, const pvf_conv2d *cv, const float *rest
                          float *restrict col) {
     const int64_t k = cv->k, oh = cv->oh, ow = cv->ow, positions = oh * ow;
     const int64_t cols = cv->cin * k * k;
+    int finite = 1;
+    for (int64_t e = 0; e < cols; e++)
+        finite &= isfinite(w[e]) != 0;
+    if (cv->stride == 1 && cv->k <= 64 && finite) {
+        conv_channel_direct(cv, x, w, plane);
+        for (int64_t p = 0; p < positions; p++)
+            plane[p] += bias;
+        pvf_maxpool2d(plane, 1, 1, oh, ow, l->pool, pooled);
+        pvf_relu(pooled, (oh / l->pool) * (ow / l->pool));
+        return;
+    }
     /* this input's im2col rows, then one matrix-vector product */
     for (int64_t ci = 0; ci < cv->cin; ci++)
         for (int64_t kx = 0; kx < k; kx++) {
@@ -1191,18 +1263,19 @@ static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, in
  * as intervals mid +- rad of the change of every unit (the exact change of
  * each linear map up to rounding, each ReLU decided where golden's
  * pre-activation keeps its sign), to the change of the logit margins.
- * INFINITY when it does not apply. */
-static double signed_tail_bound(const pvf_model *m, const lenet_fast *f, const pvf_conv2d *cv,
-                                int s, int64_t row, int64_t co, const double *d, double dmax) {
+ * signed_tail_first: the first fc stage's part, the change of its outputs
+ * as mid +- rad [its out_size]; 0 when it does not apply. */
+static int signed_tail_first(const pvf_model *m, const lenet_fast *f, const pvf_conv2d *cv, int s,
+                             int64_t row, int64_t co, const double *d, double dmax, double *mid,
+                             double *rad) {
     const lenet *l = m->arch_state;
     const int fc0 = l->nconv, last = m->nstages - 1;
     if (s != fc0 - 1 || fc0 >= last)
-        return INFINITY;
+        return 0;
     const int64_t ph = cv->oh / l->pool, pw = cv->ow / l->pool, chan = ph * pw;
     for (int t = fc0; t <= last; t++)
         if (m->stages[t].out_size > SIGNED_WIDEST || (t == fc0 && chan > SIGNED_WIDEST))
-            return INFINITY;
-    double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
+            return 0;
     float midf[SIGNED_WIDEST], y[SIGNED_WIDEST];
     /* the first fc stage: only channel co's columns, in float (d's
      * conversion and the sums' rounding go into rad) */
@@ -1220,7 +1293,16 @@ static double signed_tail_bound(const pvf_model *m, const lenet_fast *f, const p
     for (int64_t j = 0; j < out; j++)
         relu_change(f->pre[fc0][row * out + j], f->unit_eps[fc0][row * out + j], (double)y[j],
                     f->chan_l1[(j * cv->cout + co)] * slop * BOUND_SCALE, &mid[j], &rad[j]);
-    return signed_fc(m, f, row, fc0 + 1, mid, rad);
+    return 1;
+}
+
+/* signed_tail_first, then signed_fc from the second fc stage. */
+static double signed_tail_bound(const pvf_model *m, const lenet_fast *f, const pvf_conv2d *cv,
+                                int s, int64_t row, int64_t co, const double *d, double dmax) {
+    double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
+    if (!signed_tail_first(m, f, cv, s, row, co, d, dmax, mid, rad))
+        return INFINITY;
+    return signed_fc(m, f, row, ((const lenet *)m->arch_state)->nconv + 1, mid, rad);
 }
 
 /* For a single weight of output channel co of the conv stage before the
@@ -1318,14 +1400,17 @@ static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int
     return 1;
 }
 
-/* Eval inputs whose first fc stage's input change (conv_signed_cells) goes
- * through signed_fc together: that stage's two products, W and |W| times
- * every input's change, as one sgemm each instead of a matrix-vector
- * product per input (the rounding bound of signed_units holds in any
- * order). need[row] is set once decided: 1 when the bound cannot clear it. */
+/* Eval inputs whose input change to hidden fc stage t (the first fc
+ * stage's from conv_signed_cells, the second's from signed_tail_first)
+ * goes through signed_fc together: that stage's two products, W and |W|
+ * times every input's change, as one sgemm each instead of a
+ * matrix-vector product per input (the rounding bound of signed_units
+ * holds in any order). need[row] is set once decided: 1 when the bound
+ * cannot clear it. */
 #define SIGNED_BATCH 32
 
 typedef struct signed_batch {
+    int t; /* the hidden fc stage whose products are batched */
     int64_t n, in, out;
     int64_t rows[SIGNED_BATCH];
     double cheap[SIGNED_BATCH], mmax[SIGNED_BATCH], rmax[SIGNED_BATCH];
@@ -1335,20 +1420,20 @@ typedef struct signed_batch {
 static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_batch *b,
                                unsigned char *need) {
     const lenet *l = m->arch_state;
-    const int fc0 = l->nconv;
+    const int t = b->t;
     if (b->n == 0)
         return;
     const int in = (int)b->in, out = (int)b->out, n = (int)b->n;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, b->midf, in,
-                m->params[l->w[fc0]].value, in, 0.0f, b->y, out);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, b->radf, in,
-                f->absw[fc0], in, 0.0f, b->yr, out);
+                m->params[l->w[t]].value, in, 0.0f, b->y, out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, b->radf, in, f->absw[t],
+                in, 0.0f, b->yr, out);
     double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
     for (int j = 0; j < n; j++) {
         const int64_t row = b->rows[j];
-        signed_units(m, f, row, fc0, b->y + j * b->out, b->yr + j * b->out, b->mmax[j], b->rmax[j],
+        signed_units(m, f, row, t, b->y + j * b->out, b->yr + j * b->out, b->mmax[j], b->rmax[j],
                      mid, rad);
-        const double bound = min2(b->cheap[j], signed_fc(m, f, row, fc0 + 1, mid, rad));
+        const double bound = min2(b->cheap[j], signed_fc(m, f, row, t + 1, mid, rad));
         need[row] = !(bound * BOUND_SCALE <= f->slack[row]);
     }
     b->n = 0;
@@ -1485,20 +1570,25 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                          .pooled = pooled,
                          .carry = carry,
                          .wait = {.inputs = carry}};
-    /* a single weight of the conv stage before the last: the inputs whose
-     * signed bound goes through the fc stages are batched (signed_batch),
-     * and every input not cleared is computed afterwards, in order */
-    const int fc0 = l->nconv;
+    /* a single weight of one of the last two conv stages: the inputs whose
+     * signed bound goes through the fc stages are batched (signed_batch)
+     * from the first fc stage (the conv stage before the last) or the
+     * second (the last conv stage), and every input not cleared is
+     * computed afterwards, in order */
+    const int fc0 = l->nconv, last = m->nstages - 1;
     const int cells = single && s + 2 == fc0 && fc0 < m->nstages &&
                       m->stages[fc0].in_size <= SIGNED_WIDEST; /* conv_signed_cells applies */
-    const int batched =
-        cells && fc0 < m->nstages - 1 && f->absw[fc0] && m->stages[fc0].out_size <= SIGNED_WIDEST;
-    signed_batch sb = {.n = 0};
+    const int tail = single && s + 1 == fc0 && fc0 + 1 < last; /* signed_tail_first applies */
+    const int bt = cells ? fc0 : tail ? fc0 + 1 : -1;          /* the batched stage */
+    const int batched = bt >= 0 && bt < last && f->absw[bt] &&
+                        m->stages[bt].in_size <= SIGNED_WIDEST &&
+                        m->stages[bt].out_size <= SIGNED_WIDEST;
+    signed_batch sb = {.t = bt, .n = 0};
     unsigned char *need = NULL;
     double *mid = NULL, *rad = NULL;
     int rc = -1;
-    if (cells) {
-        sb.in = m->stages[fc0].in_size;
+    if (cells || batched) {
+        sb.in = m->stages[bt].in_size;
         if (!(mid = malloc((size_t)(2 * sb.in) * sizeof *mid))) {
             pvf_err_set(err, "fast path: out of memory");
             goto out;
@@ -1506,7 +1596,7 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
         rad = mid + sb.in;
     }
     if (batched) {
-        sb.out = m->stages[fc0].out_size;
+        sb.out = m->stages[bt].out_size;
         need = malloc((size_t)f->n);
         sb.midf = malloc((size_t)(SIGNED_BATCH * (2 * sb.in + 2 * sb.out)) * sizeof(float));
         if (!need || !sb.midf) {
@@ -1529,6 +1619,15 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                 PREFETCH(nx + b);
             for (int64_t b = 0; b < maps * (int64_t)sizeof(float); b += 64)
                 PREFETCH(np + b);
+            /* the tail bounds' per-input data: a page apart from one input
+             * to the next, beyond the hardware prefetcher's reach */
+            const int64_t at = ((i + 1) * cv->cout + co) * RADII;
+            if (f->radius[s]) {
+                prefetch_span(f->radius[s] + at, RADII * sizeof(double));
+                prefetch_span(f->radius_cost[s] + at, RADII * sizeof(double));
+            }
+            if (f->gin[s + 1])
+                prefetch_span(f->gin[s + 1] + (i + 1) * out + co * chan, chan * sizeof(float));
         }
         if (!nonfinite && f->slack[i] > 0) {
             double delta = dbias;
@@ -1552,7 +1651,11 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                  * the margin even through |W| */
                 if (bound * BOUND_SCALE > f->slack[i] && bound < HOPELESS * f->slack[i]) {
                     double cheap;
-                    if (s + 1 == l->nconv)
+                    if (s + 1 == l->nconv && batched) {
+                        if (signed_tail_first(m, f, cv, s, i, co, dcell, dmax, mid, rad) &&
+                            signed_batch_add(m, f, &sb, i, mid, rad, bound, need))
+                            continue; /* decided when its batch goes */
+                    } else if (s + 1 == l->nconv)
                         bound = fmin(bound, signed_tail_bound(m, f, cv, s, i, co, dcell, dmax));
                     else if (cells &&
                              conv_signed_cells(m, f, s, i, co, dcell, dmax, mid, rad, &cheap)) {
