@@ -33,7 +33,6 @@
 #include "lenet.h"
 
 #include <cblas.h>
-#include <sys/mman.h>
 
 #include <float.h>
 #include <math.h>
@@ -54,23 +53,6 @@
 #else
 #define PREFETCH(p) ((void)(p))
 #endif
-
-/* An array the bounds read at one place per eval input (a page or more
- * apart from one input to the next): on 2 MB pages where the system allows
- * them, so that walking it costs no TLB miss per input. Freed by free(). */
-#define HUGE_PAGE ((size_t)2 << 20)
-static void *bound_alloc(size_t bytes) {
-    void *p = NULL;
-    if (bytes < HUGE_PAGE)
-        return malloc(bytes);
-    const size_t whole = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    if (posix_memalign(&p, HUGE_PAGE, whole))
-        return NULL;
-#ifdef MADV_HUGEPAGE
-    (void)madvise(p, whole, MADV_HUGEPAGE); /* a hint: without it, 4 kB pages */
-#endif
-    return p;
-}
 
 static inline void prefetch_span(const void *p, size_t bytes) {
     for (size_t b = 0; b < bytes; b += 64)
@@ -269,7 +251,7 @@ static int margin_gradients(const pvf_model *m, const pvf_golden *g, lenet_fast 
     for (int s = f->lin_first; s <= last; s++) {
         const int64_t in = m->stages[s].in_size;
         widest = in > widest ? in : widest;
-        if (!(f->gin[s] = bound_alloc((size_t)(n * in) * sizeof(float))))
+        if (!(f->gin[s] = malloc((size_t)(n * in) * sizeof(float))))
             return -1;
     }
     double *G = malloc((size_t)(2 * classes * widest) * sizeof *G);
@@ -455,8 +437,8 @@ static int pattern_radii(const pvf_model *m, lenet_fast *f, int s) {
         total += m->stages[t].out_size;
     double *a = malloc((size_t)(in0 + total) * sizeof *a);
     double *bcoef = calloc((size_t)l->conv[nconv - 1].cout, sizeof *bcoef);
-    f->radius[s] = bound_alloc((size_t)(n * cout * RADII) * sizeof(double));
-    f->radius_cost[s] = bound_alloc((size_t)(n * cout * RADII) * sizeof(double));
+    f->radius[s] = malloc((size_t)(n * cout * RADII) * sizeof(double));
+    f->radius_cost[s] = malloc((size_t)(n * cout * RADII) * sizeof(double));
     if (!a || !bcoef || !f->radius[s] || !f->radius_cost[s]) {
         free(a);
         free(bcoef);
@@ -691,7 +673,7 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
         if (!(f->chan_max[s] = max_over_classes(f->chan[s], cv->cout, classes)))
             goto oom;
         const int64_t maps = cv->cout * cv->oh * cv->ow, cols = cv->cin * cv->k * cv->k;
-        f->pre_pool[s] = bound_alloc((size_t)(n * maps) * sizeof(float));
+        f->pre_pool[s] = malloc((size_t)(n * maps) * sizeof(float));
         f->xmax_all[s] = calloc((size_t)n, sizeof(float));
         f->filter_l1[s] = calloc((size_t)cv->cout, sizeof(double));
         float *col = malloc((size_t)pvf_conv2d_scratch(cv) * sizeof(float));
@@ -797,41 +779,53 @@ static int rerun_readers(pvf_exec *ex, const pvf_golden *g, int s, int64_t k0, i
     return rc;
 }
 
+/* Outputs per block of conv_channel_direct: two vector registers. */
+#define CONV_BLOCK 8
+
+/* Floats conv_channel_direct needs for its zero-padded copy of the input. */
+static int64_t conv_direct_scratch(const pvf_conv2d *cv) {
+    const int64_t blocks = (cv->ow + CONV_BLOCK - 1) / CONV_BLOCK;
+    int64_t pw = blocks * CONV_BLOCK + cv->k - 1;
+    if (pw < cv->w + 2 * cv->pad)
+        pw = cv->w + 2 * cv->pad;
+    return cv->cin * (cv->h + 2 * cv->pad) * pw;
+}
+
 /* The convolution of input x with one filter w[cin x k x k] (stride 1),
- * plane[oh x ow]: each output the plain sum of its terms, in filter order,
- * the taps outside the image skipped (they add w * 0: the filter is finite,
- * conv_channel). A direct loop over contiguous runs of outputs: an im2col
- * matrix for one matrix-vector product costs more to build than the
+ * plane[oh x ow]: each output the plain sum of its terms in filter order,
+ * the taps outside the image adding w * 0 from a zero-padded copy of x in
+ * xp[conv_direct_scratch] (w finite: conv_channel). A block of CONV_BLOCK
+ * outputs of a row accumulates in registers over the whole filter: an
+ * im2col matrix for one matrix-vector product costs more to build than the
  * product itself. */
 static void conv_channel_direct(const pvf_conv2d *cv, const float *restrict x,
-                                const float *restrict w, float *restrict plane) {
-    const int64_t k = cv->k, oh = cv->oh, ow = cv->ow;
-    int64_t lo[64], hi[64]; /* per kx: the outputs ox whose input column is inside */
-    for (int64_t kx = 0; kx < k; kx++) {
-        lo[kx] = 0;
-        hi[kx] = ow;
-        while (lo[kx] < ow && lo[kx] - cv->pad + kx < 0)
-            lo[kx]++;
-        while (hi[kx] > lo[kx] && hi[kx] - 1 - cv->pad + kx >= cv->w)
-            hi[kx]--;
-    }
-    memset(plane, 0, (size_t)(oh * ow) * sizeof *plane);
+                                const float *restrict w, float *restrict plane,
+                                float *restrict xp) {
+    const int64_t k = cv->k, oh = cv->oh, ow = cv->ow, pad = cv->pad;
+    const int64_t blocks = (ow + CONV_BLOCK - 1) / CONV_BLOCK, ph = cv->h + 2 * pad;
+    int64_t pw = blocks * CONV_BLOCK + k - 1;
+    if (pw < cv->w + 2 * pad)
+        pw = cv->w + 2 * pad;
+    memset(xp, 0, (size_t)(cv->cin * ph * pw) * sizeof *xp);
     for (int64_t ci = 0; ci < cv->cin; ci++)
-        for (int64_t ky = 0; ky < k; ky++) {
-            const float *wr = w + (ci * k + ky) * k;
-            for (int64_t oy = 0; oy < oh; oy++) {
-                const int64_t y = oy - cv->pad + ky;
-                if (y < 0 || y >= cv->h)
-                    continue;
-                const float *xr = x + (ci * cv->h + y) * cv->w - cv->pad;
-                float *pr = plane + oy * ow;
-                for (int64_t kx = 0; kx < k; kx++) {
-                    const float wv = wr[kx];
-                    const float *xs = xr + kx;
-                    for (int64_t ox = lo[kx]; ox < hi[kx]; ox++)
-                        pr[ox] += wv * xs[ox];
+        for (int64_t y = 0; y < cv->h; y++)
+            memcpy(xp + (ci * ph + y + pad) * pw + pad, x + (ci * cv->h + y) * cv->w,
+                   (size_t)cv->w * sizeof *xp);
+    for (int64_t oy = 0; oy < oh; oy++)
+        for (int64_t b = 0; b < blocks; b++) {
+            float acc[CONV_BLOCK] = {0};
+            for (int64_t ci = 0; ci < cv->cin; ci++)
+                for (int64_t ky = 0; ky < k; ky++) {
+                    const float *xr = xp + (ci * ph + oy + ky) * pw + b * CONV_BLOCK;
+                    const float *wr = w + (ci * k + ky) * k;
+                    for (int64_t kx = 0; kx < k; kx++) {
+                        const float wv = wr[kx];
+                        for (int j = 0; j < CONV_BLOCK; j++)
+                            acc[j] += wv * xr[kx + j];
+                    }
                 }
-            }
+            const int64_t n = ow - b * CONV_BLOCK < CONV_BLOCK ? ow - b * CONV_BLOCK : CONV_BLOCK;
+            memcpy(plane + oy * ow + b * CONV_BLOCK, acc, (size_t)n * sizeof *plane);
         }
 }
 
@@ -847,8 +841,8 @@ static void conv_channel(const lenet *l, const pvf_conv2d *cv, const float *rest
     int finite = 1;
     for (int64_t e = 0; e < cols; e++)
         finite &= isfinite(w[e]) != 0;
-    if (cv->stride == 1 && cv->k <= 64 && finite) {
-        conv_channel_direct(cv, x, w, plane);
+    if (cv->stride == 1 && finite && conv_direct_scratch(cv) <= cols * positions) {
+        conv_channel_direct(cv, x, w, plane, col);
         for (int64_t p = 0; p < positions; p++)
             plane[p] += bias;
         pvf_maxpool2d(plane, 1, 1, oh, ow, l->pool, pooled);
