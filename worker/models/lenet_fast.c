@@ -28,8 +28,10 @@
  * values runs as the full pass only when some sum can actually overflow
  * (|w| |x| against FLT_MAX / 2). For a weight of the conv stage before the
  * last, the first fc stage's interval products of the inputs that need them
- * run as one sgemm per batch of inputs (signed_batch); the inputs none of
- * the bounds clear are computed after that, in order. */
+ * run as one sgemm per batch of inputs (signed_batch), for one of the last
+ * conv stage the second fc stage's; the inputs none of the bounds clear are
+ * computed after that, in order (the faulty channel by a direct
+ * convolution over a zero-padded copy of the input, conv_channel). */
 #include "lenet.h"
 
 #include <cblas.h>
