@@ -316,11 +316,12 @@ static void test_fast_path_settles_and_computes(void) {
 
 /* Conv faults of every bit from the mantissa's middle up, on all eval
  * inputs, input by input: the fast path (its linearized and signed bounds,
- * batched for conv1, the exact recompute where they cannot clear an input,
- * rows with huge sums) agrees with the full pass; a middle mantissa bit of
- * either conv layer is cleared by the bounds for most inputs, and bit 20 of
- * conv1 (the batched signed bound) too; huge conv2 and fc1 weights (bit 30)
- * agree too. */
+ * batched for both conv layers, the exact recompute where they cannot clear
+ * an input, rows with huge sums) agrees with the full pass; a middle
+ * mantissa bit of either conv layer is cleared by the bounds for most
+ * inputs, and bit 20 of conv1 and bit 29 of conv2 (the batched signed
+ * bounds) too; non-finite and huge conv weights, huge conv2 and fc1 weights
+ * (bit 30) agree too. */
 static void test_fast_conv_bounds(void) {
     pvf_runner r;
     pvf_err err;
@@ -339,7 +340,23 @@ static void test_fast_conv_bounds(void) {
                     CHECK(fast.stage_rows * 4 < naive.stage_rows);
                 if (c == 0 && bit == 20) /* most cleared by the batched signed bound */
                     CHECK(fast.stage_rows * 4 < naive.stage_rows);
+                /* a weight shrunk to almost nothing: conv2's signed tail,
+                 * batched from fc2, clears most inputs */
+                if (c == 1 && bit == 29)
+                    CHECK(fast.stage_rows * 4 < naive.stage_rows);
             }
+    }
+    /* the exact channel recompute: a non-finite filter (computed as the full
+     * pass does, w * 0 at conv1's zero padding is NaN: element 0 reads the
+     * padding) and a huge finite one (the direct convolution), both layers */
+    for (int c = 0; c < 2; c++) {
+        const int t = pvf_model_find_target(m, convs[c]);
+        pvf_fault_site nonfinite = {t, 0, 0x7F800000u};
+        both_ways(&r, PVF_FAULT_STUCK1, &nonfinite, &fast, &naive);
+        CHECK(fast.nonfinite > 0 && !(fast.flags & PVF_TRIAL_SETTLED));
+        pvf_fault_site huge = {t, 1, 1u << 30};
+        both_ways(&r, PVF_FAULT_BITFLIP, &huge, &fast, &naive);
+        CHECK(fast.incorrect > 0);
     }
     pvf_fault_site huge_conv = {pvf_model_find_target(m, "conv2.weight"), 500, 1u << 30};
     both_ways(&r, PVF_FAULT_BITFLIP, &huge_conv, &fast, &naive);

@@ -28,8 +28,10 @@
  * values runs as the full pass only when some sum can actually overflow
  * (|w| |x| against FLT_MAX / 2). For a weight of the conv stage before the
  * last, the first fc stage's interval products of the inputs that need them
- * run as one sgemm per batch of inputs (signed_batch); the inputs none of
- * the bounds clear are computed after that, in order. */
+ * run as one sgemm per batch of inputs (signed_batch), for one of the last
+ * conv stage the second fc stage's; the inputs none of the bounds clear are
+ * computed after that, in order (the faulty channel by a direct
+ * convolution over a zero-padded copy of the input, conv_channel). */
 #include "lenet.h"
 
 #include <cblas.h>
@@ -53,6 +55,11 @@
 #else
 #define PREFETCH(p) ((void)(p))
 #endif
+
+static inline void prefetch_span(const void *p, size_t bytes) {
+    for (size_t b = 0; b < bytes; b += 64)
+        PREFETCH((const char *)p + b);
+}
 
 /* The signed bounds are not tried when the |W| bound exceeds the margin
  * by this factor: they would not clear the input, only cost time. */
@@ -733,11 +740,15 @@ int lenet_fast_bound(const pvf_exec *ex, const pvf_golden *g, int s, int64_t row
         return 0;
     const int64_t width = ex->m->stages[s].in_size, classes = f->classes, t = g->top1[row];
     const float *gold = g->stage_in[s] + row * width;
+    const double limit = f->slack[row] / BOUND_SCALE;
     double bound = 0;
     for (int64_t k = 0; k < width; k++) {
         double d = fabs((double)in[k] - (double)gold[k]);
-        if (d != 0)
+        if (d != 0) {
             bound += d * pair_factor(f->sens[s] + k * classes, f->sens_max[s][k], t);
+            if (bound > limit) /* terms are >= 0: it only grows (NaN goes on, fails below) */
+                return 0;
+        }
     }
     return isfinite(bound) && bound * BOUND_SCALE <= f->slack[row];
 }
@@ -774,6 +785,56 @@ static int rerun_readers(pvf_exec *ex, const pvf_golden *g, int s, int64_t k0, i
     return rc;
 }
 
+/* Outputs per block of conv_channel_direct: two vector registers. */
+#define CONV_BLOCK 8
+
+/* Floats conv_channel_direct needs for its zero-padded copy of the input. */
+static int64_t conv_direct_scratch(const pvf_conv2d *cv) {
+    const int64_t blocks = (cv->ow + CONV_BLOCK - 1) / CONV_BLOCK;
+    int64_t pw = blocks * CONV_BLOCK + cv->k - 1;
+    if (pw < cv->w + 2 * cv->pad)
+        pw = cv->w + 2 * cv->pad;
+    return cv->cin * (cv->h + 2 * cv->pad) * pw;
+}
+
+/* The convolution of input x with one filter w[cin x k x k] (stride 1),
+ * plane[oh x ow]: each output the plain sum of its terms in filter order,
+ * the taps outside the image adding w * 0 from a zero-padded copy of x in
+ * xp[conv_direct_scratch] (w finite: conv_channel). A block of CONV_BLOCK
+ * outputs of a row accumulates in registers over the whole filter: an
+ * im2col matrix for one matrix-vector product costs more to build than the
+ * product itself. */
+static void conv_channel_direct(const pvf_conv2d *cv, const float *restrict x,
+                                const float *restrict w, float *restrict plane,
+                                float *restrict xp) {
+    const int64_t k = cv->k, oh = cv->oh, ow = cv->ow, pad = cv->pad;
+    const int64_t blocks = (ow + CONV_BLOCK - 1) / CONV_BLOCK, ph = cv->h + 2 * pad;
+    int64_t pw = blocks * CONV_BLOCK + k - 1;
+    if (pw < cv->w + 2 * pad)
+        pw = cv->w + 2 * pad;
+    memset(xp, 0, (size_t)(cv->cin * ph * pw) * sizeof *xp);
+    for (int64_t ci = 0; ci < cv->cin; ci++)
+        for (int64_t y = 0; y < cv->h; y++)
+            memcpy(xp + (ci * ph + y + pad) * pw + pad, x + (ci * cv->h + y) * cv->w,
+                   (size_t)cv->w * sizeof *xp);
+    for (int64_t oy = 0; oy < oh; oy++)
+        for (int64_t b = 0; b < blocks; b++) {
+            float acc[CONV_BLOCK] = {0};
+            for (int64_t ci = 0; ci < cv->cin; ci++)
+                for (int64_t ky = 0; ky < k; ky++) {
+                    const float *xr = xp + (ci * ph + oy + ky) * pw + b * CONV_BLOCK;
+                    const float *wr = w + (ci * k + ky) * k;
+                    for (int64_t kx = 0; kx < k; kx++) {
+                        const float wv = wr[kx];
+                        for (int j = 0; j < CONV_BLOCK; j++)
+                            acc[j] += wv * xr[kx + j];
+                    }
+                }
+            const int64_t n = ow - b * CONV_BLOCK < CONV_BLOCK ? ow - b * CONV_BLOCK : CONV_BLOCK;
+            memcpy(plane + oy * ow + b * CONV_BLOCK, acc, (size_t)n * sizeof *plane);
+        }
+}
+
 /* Output channel co of conv stage s for one eval input x, exactly as the
  * stage computes it apart from the order of the sums: the convolution with
  * the faulty filter w[cin x k x k] and bias, max-pool, ReLU. col: scratch
@@ -783,6 +844,17 @@ static void conv_channel(const lenet *l, const pvf_conv2d *cv, const float *rest
                          float *restrict col) {
     const int64_t k = cv->k, oh = cv->oh, ow = cv->ow, positions = oh * ow;
     const int64_t cols = cv->cin * k * k;
+    int finite = 1;
+    for (int64_t e = 0; e < cols; e++)
+        finite &= isfinite(w[e]) != 0;
+    if (cv->stride == 1 && finite && conv_direct_scratch(cv) <= cols * positions) {
+        conv_channel_direct(cv, x, w, plane, col);
+        for (int64_t p = 0; p < positions; p++)
+            plane[p] += bias;
+        pvf_maxpool2d(plane, 1, 1, oh, ow, l->pool, pooled);
+        pvf_relu(pooled, (oh / l->pool) * (ow / l->pool));
+        return;
+    }
     /* this input's im2col rows, then one matrix-vector product */
     for (int64_t ci = 0; ci < cv->cin; ci++)
         for (int64_t kx = 0; kx < k; kx++) {
@@ -1191,18 +1263,19 @@ static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, in
  * as intervals mid +- rad of the change of every unit (the exact change of
  * each linear map up to rounding, each ReLU decided where golden's
  * pre-activation keeps its sign), to the change of the logit margins.
- * INFINITY when it does not apply. */
-static double signed_tail_bound(const pvf_model *m, const lenet_fast *f, const pvf_conv2d *cv,
-                                int s, int64_t row, int64_t co, const double *d, double dmax) {
+ * signed_tail_first: the first fc stage's part, the change of its outputs
+ * as mid +- rad [its out_size]; 0 when it does not apply. */
+static int signed_tail_first(const pvf_model *m, const lenet_fast *f, const pvf_conv2d *cv, int s,
+                             int64_t row, int64_t co, const double *d, double dmax, double *mid,
+                             double *rad) {
     const lenet *l = m->arch_state;
     const int fc0 = l->nconv, last = m->nstages - 1;
     if (s != fc0 - 1 || fc0 >= last)
-        return INFINITY;
+        return 0;
     const int64_t ph = cv->oh / l->pool, pw = cv->ow / l->pool, chan = ph * pw;
     for (int t = fc0; t <= last; t++)
         if (m->stages[t].out_size > SIGNED_WIDEST || (t == fc0 && chan > SIGNED_WIDEST))
-            return INFINITY;
-    double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
+            return 0;
     float midf[SIGNED_WIDEST], y[SIGNED_WIDEST];
     /* the first fc stage: only channel co's columns, in float (d's
      * conversion and the sums' rounding go into rad) */
@@ -1220,7 +1293,16 @@ static double signed_tail_bound(const pvf_model *m, const lenet_fast *f, const p
     for (int64_t j = 0; j < out; j++)
         relu_change(f->pre[fc0][row * out + j], f->unit_eps[fc0][row * out + j], (double)y[j],
                     f->chan_l1[(j * cv->cout + co)] * slop * BOUND_SCALE, &mid[j], &rad[j]);
-    return signed_fc(m, f, row, fc0 + 1, mid, rad);
+    return 1;
+}
+
+/* signed_tail_first, then signed_fc from the second fc stage. */
+static double signed_tail_bound(const pvf_model *m, const lenet_fast *f, const pvf_conv2d *cv,
+                                int s, int64_t row, int64_t co, const double *d, double dmax) {
+    double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
+    if (!signed_tail_first(m, f, cv, s, row, co, d, dmax, mid, rad))
+        return INFINITY;
+    return signed_fc(m, f, row, ((const lenet *)m->arch_state)->nconv + 1, mid, rad);
 }
 
 /* For a single weight of output channel co of the conv stage before the
@@ -1318,14 +1400,17 @@ static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int
     return 1;
 }
 
-/* Eval inputs whose first fc stage's input change (conv_signed_cells) goes
- * through signed_fc together: that stage's two products, W and |W| times
- * every input's change, as one sgemm each instead of a matrix-vector
- * product per input (the rounding bound of signed_units holds in any
- * order). need[row] is set once decided: 1 when the bound cannot clear it. */
+/* Eval inputs whose input change to hidden fc stage t (the first fc
+ * stage's from conv_signed_cells, the second's from signed_tail_first)
+ * goes through signed_fc together: that stage's two products, W and |W|
+ * times every input's change, as one sgemm each instead of a
+ * matrix-vector product per input (the rounding bound of signed_units
+ * holds in any order). need[row] is set once decided: 1 when the bound
+ * cannot clear it. */
 #define SIGNED_BATCH 32
 
 typedef struct signed_batch {
+    int t; /* the hidden fc stage whose products are batched */
     int64_t n, in, out;
     int64_t rows[SIGNED_BATCH];
     double cheap[SIGNED_BATCH], mmax[SIGNED_BATCH], rmax[SIGNED_BATCH];
@@ -1335,20 +1420,20 @@ typedef struct signed_batch {
 static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_batch *b,
                                unsigned char *need) {
     const lenet *l = m->arch_state;
-    const int fc0 = l->nconv;
+    const int t = b->t;
     if (b->n == 0)
         return;
     const int in = (int)b->in, out = (int)b->out, n = (int)b->n;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, b->midf, in,
-                m->params[l->w[fc0]].value, in, 0.0f, b->y, out);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, b->radf, in,
-                f->absw[fc0], in, 0.0f, b->yr, out);
+                m->params[l->w[t]].value, in, 0.0f, b->y, out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, b->radf, in, f->absw[t],
+                in, 0.0f, b->yr, out);
     double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
     for (int j = 0; j < n; j++) {
         const int64_t row = b->rows[j];
-        signed_units(m, f, row, fc0, b->y + j * b->out, b->yr + j * b->out, b->mmax[j], b->rmax[j],
+        signed_units(m, f, row, t, b->y + j * b->out, b->yr + j * b->out, b->mmax[j], b->rmax[j],
                      mid, rad);
-        const double bound = min2(b->cheap[j], signed_fc(m, f, row, fc0 + 1, mid, rad));
+        const double bound = min2(b->cheap[j], signed_fc(m, f, row, t + 1, mid, rad));
         need[row] = !(bound * BOUND_SCALE <= f->slack[row]);
     }
     b->n = 0;
@@ -1485,20 +1570,25 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                          .pooled = pooled,
                          .carry = carry,
                          .wait = {.inputs = carry}};
-    /* a single weight of the conv stage before the last: the inputs whose
-     * signed bound goes through the fc stages are batched (signed_batch),
-     * and every input not cleared is computed afterwards, in order */
-    const int fc0 = l->nconv;
+    /* a single weight of one of the last two conv stages: the inputs whose
+     * signed bound goes through the fc stages are batched (signed_batch)
+     * from the first fc stage (the conv stage before the last) or the
+     * second (the last conv stage), and every input not cleared is
+     * computed afterwards, in order */
+    const int fc0 = l->nconv, last = m->nstages - 1;
     const int cells = single && s + 2 == fc0 && fc0 < m->nstages &&
                       m->stages[fc0].in_size <= SIGNED_WIDEST; /* conv_signed_cells applies */
-    const int batched =
-        cells && fc0 < m->nstages - 1 && f->absw[fc0] && m->stages[fc0].out_size <= SIGNED_WIDEST;
-    signed_batch sb = {.n = 0};
+    const int tail = single && s + 1 == fc0 && fc0 + 1 < last; /* signed_tail_first applies */
+    const int bt = cells ? fc0 : tail ? fc0 + 1 : -1;          /* the batched stage */
+    const int batched = bt >= 0 && bt < last && f->absw[bt] &&
+                        m->stages[bt].in_size <= SIGNED_WIDEST &&
+                        m->stages[bt].out_size <= SIGNED_WIDEST;
+    signed_batch sb = {.t = bt, .n = 0};
     unsigned char *need = NULL;
     double *mid = NULL, *rad = NULL;
     int rc = -1;
-    if (cells) {
-        sb.in = m->stages[fc0].in_size;
+    if (cells || batched) {
+        sb.in = m->stages[bt].in_size;
         if (!(mid = malloc((size_t)(2 * sb.in) * sizeof *mid))) {
             pvf_err_set(err, "fast path: out of memory");
             goto out;
@@ -1506,7 +1596,7 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
         rad = mid + sb.in;
     }
     if (batched) {
-        sb.out = m->stages[fc0].out_size;
+        sb.out = m->stages[bt].out_size;
         need = malloc((size_t)f->n);
         sb.midf = malloc((size_t)(SIGNED_BATCH * (2 * sb.in + 2 * sb.out)) * sizeof(float));
         if (!need || !sb.midf) {
@@ -1529,6 +1619,15 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                 PREFETCH(nx + b);
             for (int64_t b = 0; b < maps * (int64_t)sizeof(float); b += 64)
                 PREFETCH(np + b);
+            /* the tail bounds' per-input data: a page apart from one input
+             * to the next, beyond the hardware prefetcher's reach */
+            const int64_t at = ((i + 1) * cv->cout + co) * RADII;
+            if (f->radius[s]) {
+                prefetch_span(f->radius[s] + at, RADII * sizeof(double));
+                prefetch_span(f->radius_cost[s] + at, RADII * sizeof(double));
+            }
+            if (f->gin[s + 1])
+                prefetch_span(f->gin[s + 1] + (i + 1) * out + co * chan, chan * sizeof(float));
         }
         if (!nonfinite && f->slack[i] > 0) {
             double delta = dbias;
@@ -1552,7 +1651,11 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                  * the margin even through |W| */
                 if (bound * BOUND_SCALE > f->slack[i] && bound < HOPELESS * f->slack[i]) {
                     double cheap;
-                    if (s + 1 == l->nconv)
+                    if (s + 1 == l->nconv && batched) {
+                        if (signed_tail_first(m, f, cv, s, i, co, dcell, dmax, mid, rad) &&
+                            signed_batch_add(m, f, &sb, i, mid, rad, bound, need))
+                            continue; /* decided when its batch goes */
+                    } else if (s + 1 == l->nconv)
                         bound = fmin(bound, signed_tail_bound(m, f, cv, s, i, co, dcell, dmax));
                     else if (cells &&
                              conv_signed_cells(m, f, s, i, co, dcell, dmax, mid, rad, &cheap)) {
