@@ -30,10 +30,11 @@
  *   embedding fault, from the changed tokens' recomputed queries, keys and
  *   values) computes the first LayerNorm's input exactly, which is cheap, and
  *   settles the sequence when its measured change, through the bound of the
- *   rest of the layer, settles it (settles_at_ln1); a first feed-forward
- *   fault likewise from its exact GELU changes: only the others pay for the
- *   feed-forward products. A moderate position-embedding fault considers only
- *   the sequences with an unmasked token at its position.
+ *   rest of the layer, settles it (settles_at_ln1); the others, and a first
+ *   feed-forward fault, settle from their exact GELU changes (per token:
+ *   the second matrix's norm and LayerNorm's own golden scale), before the
+ *   second feed-forward product and the next layer (settles_at_ffn). A moderate position-embedding
+ * fault considers only the sequences with an unmasked token at its position.
  * - The last encoder layer feeds the pooler only its [CLS] row, which needs
  *   the keys and values of every token: those are cached from the golden
  *   pass, so a fault in that layer recomputes the [CLS] path alone (a key or
