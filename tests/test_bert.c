@@ -467,6 +467,53 @@ static void test_fast_attention_bounds(void) {
     pvf_runner_close(&r);
 }
 
+/* Sign and exponent flips in layer 0's value and attention output weights
+ * change every token's first LayerNorm input: the inputs that the bounds
+ * from there do not settle run layer 0 exactly from the cached activations
+ * up to the GELU, and settle from its measured changes (settles_at_ffn)
+ * when those are small. Both ways agree input by input, and some inputs
+ * whose logits do move in the full pass keep golden's outputs on the fast
+ * side (settled by a bound, not run). */
+static void test_fast_ffn_settle(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (open_runner(&r, TINY, PVF_FMT_FP32, &err))
+        return;
+    const int64_t n = r.golden.n, k = r.model.out_size;
+    const size_t row = (size_t)k * sizeof(float);
+    float *naive = malloc((size_t)n * row);
+    static const char *const names[] = {"bert.encoder.layer.0.attention.self.value.weight",
+                                        "bert.encoder.layer.0.attention.output.dense.weight"};
+    static const int bits[] = {31, 26};
+    for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
+        const int target = pvf_model_find_target(&r.model, names[t]);
+        CHECK(target >= 0);
+        int64_t moved = 0, settled_moved = 0;
+        for (size_t j = 0; j < sizeof bits / sizeof *bits; j++) {
+            pvf_fault_site site = {
+                .target = target, .element = 901 + 4099 * (int64_t)j, .mask = 1u << bits[j]};
+            pvf_trial_result fast, plain;
+            both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
+            CHECK(fast.incorrect == plain.incorrect && fast.nonfinite == plain.nonfinite);
+            CHECK(same_outcomes(&r, r.out, naive));
+            for (int64_t i = 0; i < n; i++) {
+                const float *gold = r.golden.out + i * k;
+                if (memcmp(naive + i * k, gold, row) == 0)
+                    continue;
+                moved++;
+                settled_moved += memcmp(r.out + i * k, gold, row) == 0;
+            }
+        }
+        fprintf(stderr,
+                "  %s, bits 31, 26: %" PRId64 " inputs' logits moved, %" PRId64
+                " of them settled by the bounds\n",
+                names[t], moved, settled_moved);
+        CHECK(moved > 0 && settled_moved > 0);
+    }
+    free(naive);
+    pvf_runner_close(&r);
+}
+
 /* A moderate fault in a position-embedding row changes only the padded
  * tokens of the inputs shorter than that position (their keys weigh 0), so
  * the fast path considers only the inputs with an unmasked token there: it
@@ -538,5 +585,6 @@ int main(void) {
     RUN(test_fast_poisoned);
     RUN(test_fast_attention_bounds);
     RUN(test_fast_position_rows);
+    RUN(test_fast_ffn_settle);
     return test_summary();
 }

@@ -30,10 +30,11 @@
  *   embedding fault, from the changed tokens' recomputed queries, keys and
  *   values) computes the first LayerNorm's input exactly, which is cheap, and
  *   settles the sequence when its measured change, through the bound of the
- *   rest of the layer, settles it (settles_at_ln1); a first feed-forward
- *   fault likewise from its exact GELU changes: only the others pay for the
- *   feed-forward products. A moderate position-embedding fault considers only
- *   the sequences with an unmasked token at its position.
+ *   rest of the layer, settles it (settles_at_ln1); the others, and a first
+ *   feed-forward fault, settle from their exact GELU changes (per token:
+ *   the second matrix's norm and LayerNorm's own golden scale), before the
+ *   second feed-forward product and the next layer (settles_at_ffn). A moderate position-embedding
+ * fault considers only the sequences with an unmasked token at its position.
  * - The last encoder layer feeds the pooler only its [CLS] row, which needs
  *   the keys and values of every token: those are cached from the golden
  *   pass, so a fault in that layer recomputes the [CLS] path alone (a key or
@@ -119,6 +120,9 @@ typedef struct bert_fast {
      * LayerNorm's output [h], the GELU output [inter], the second LayerNorm's
      * input [h]. */
     float *ffn_a, *ffn_inter, *ffn_r;
+    /* likewise: the second LayerNorm's golden scale sqrt(var + eps), less
+     * its rounding */
+    float *ffn_scale;
     float *att_ctx, *att_z;       /* likewise: the attention context, the first LayerNorm's input */
     float *att_q, *att_k, *att_v; /* likewise: the query, key and value */
     /* likewise per head: sum_t p_t |Wo_hd (v_t - ctx_hd)| over the unmasked
@@ -164,6 +168,7 @@ void pvf_bert_fast_free(void *state) {
     free(f->ffn_a);
     free(f->ffn_inter);
     free(f->ffn_r);
+    free(f->ffn_scale);
     free(f->att_ctx);
     free(f->att_z);
     free(f->att_q);
@@ -686,6 +691,7 @@ static void layer_stats(const pvf_model *m, const bert *b, bert_fast *f, int li,
             const int64_t t = f->real_tok[u];
             memcpy(f->ffn_a + (li * R + u) * h, a + t * h, (size_t)h * sizeof *a);
             memcpy(f->ffn_r + (li * R + u) * h, r + t * h, (size_t)h * sizeof *r);
+            f->ffn_scale[li * R + u] = (float)(ln_stats(r + t * h, 1, h, b->eps, NULL) / 1.0001);
             memcpy(f->att_ctx + (li * R + u) * h, ctx + t * h, (size_t)h * sizeof *r);
             memcpy(f->att_z + (li * R + u) * h, z + t * h, (size_t)h * sizeof *r);
             memcpy(f->att_q + (li * R + u) * h, q + t * h, (size_t)h * sizeof *r);
@@ -948,6 +954,7 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     const int64_t R = f->real_start[n] * (L - 1);
     f->ffn_a = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->ffn_a);
     f->ffn_r = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->ffn_r);
+    f->ffn_scale = malloc((size_t)(R > 0 ? R : 1) * sizeof *f->ffn_scale);
     f->att_ctx = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_ctx);
     f->att_z = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_z);
     f->att_q = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_q);
@@ -963,9 +970,9 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     double *dws = malloc((size_t)(s * h + 2 * s + 4 * h) * sizeof *dws);
     int rc = -1;
     if (!f->norms || !f->qkv_max || !f->cls_att || !f->settle_dx || !f->head_lin || !f->ln_scale ||
-        !f->feat_max || !f->emb_scale || !f->tokens || !f->ffn_a || !f->ffn_r || !f->ffn_inter ||
-        !f->att_ctx || !f->att_z || !f->att_q || !f->att_k || !f->att_v || !f->att_spread ||
-        !f->emb_u_max || !f->pool_row || !ws || !dws)
+        !f->feat_max || !f->emb_scale || !f->tokens || !f->ffn_a || !f->ffn_r || !f->ffn_scale ||
+        !f->ffn_inter || !f->att_ctx || !f->att_z || !f->att_q || !f->att_k || !f->att_v ||
+        !f->att_spread || !f->emb_u_max || !f->pool_row || !ws || !dws)
         goto done;
     for (int li = 0; li < L; li++)
         if (layer_norms_init(&f->norms[li], m, b, li))
@@ -1531,6 +1538,74 @@ static int settles_at_ln1(const bert *b, const bert_fast *f, int li, int64_t i, 
     return settles_from_layer(b, f, li, i, 0, &in);
 }
 
+/* 1 when sequence i settles with its first LayerNorm's outputs a[L, h] (NULL:
+ * golden) and GELU outputs inter[L, intermediate] (golden outside features
+ * j0..j1) in encoder layer li (before the last) at its L unmasked tokens
+ * computed exactly, the second feed-forward matrix and LayerNorm golden:
+ * token u's second LayerNorm input moves by at most
+ * dr_u = |da_u| + |W2| |dg_u| from the cached golden one (for a few changed
+ * features, or sum_j |dg_uj| |W2[:, j]| when smaller), its output (the next layer's input) by at
+ * most max|weight| dr_u / (sigma_u - dr_u / sqrt(H)) with its own golden scale sigma_u; the largest
+ * of those through the chain from layer li + 1. The measured GELU changes make this far tighter
+ * than bounding the whole feed-forward part, and it skips the second matrix product. */
+static int settles_at_ffn(const bert *b, const bert_fast *f, int li, int64_t i, int64_t L,
+                          const float *a, const float *inter, int64_t j0, int64_t j1) {
+    const layer_norms *N = &f->norms[li];
+    const int64_t h = b->hidden, ni = b->inter, R = f->real_start[f->n];
+    const int64_t base = li * R + f->real_start[i];
+    const double rh = 1.0 / sqrt((double)h);
+    double dx = 0;
+    for (int64_t u = 0; u < L; u++) {
+        const float *ga = f->ffn_a + (base + u) * h, *gi = f->ffn_inter + (base + u) * ni;
+        const float *au = a ? a + u * h : ga, *iu = inter + u * ni;
+        const double *col = N->ff2_col;
+        /* NaN and Inf carry into the sums */
+        double da = 0, dg = 0, cols = 0;
+        for (int64_t c = 0; a && c < h; c++)
+            da += ((double)au[c] - ga[c]) * ((double)au[c] - ga[c]);
+        if (j1 - j0 < 16) { /* a few features: their columns of W2 */
+            for (int64_t j = j0; j <= j1; j++) {
+                const double dv = (double)iu[j] - gi[j];
+                dg += dv * dv;
+                cols += fabs(dv) * col[j];
+            }
+        } else {
+            for (int64_t j = j0; j <= j1; j++)
+                dg += ((double)iu[j] - gi[j]) * ((double)iu[j] - gi[j]);
+            cols = INFINITY;
+        }
+        if (!(dg < INFINITY) || !(cols == cols))
+            return 0; /* NaN or Inf: the exact way */
+        const double dr = (sqrt(da) + fmin(N->ff2 * sqrt(dg), cols)) * BOUND_INFLATE;
+        const double s2 = f->ffn_scale[base + u] - dr * rh;
+        if (!(dr < INFINITY) || !(s2 > 0))
+            return 0; /* NaN, Inf or no bound: the exact way */
+        dx = fmax(dx, N->ln2 * dr / s2);
+    }
+    return settles_from_layer(b, f, li + 1, i, dx * BOUND_INFLATE, NULL);
+}
+
+/* layer_tail for a fault before encoder layer li's feed-forward part (li
+ * before the last): 1 when sequence i settles after the GELU
+ * (settles_at_ffn; x not computed). */
+static int layer_tail_settles(const pvf_exec *ex, const bert *b, const bert_fast *f, int li,
+                              int64_t i, int64_t L, float *a, float *inter, float *x) {
+    const int *p = b->lp[li];
+    const int64_t h = b->hidden;
+#define W(j) pvf_exec_weights(ex, p[j])
+    pvf_layernorm(a, L, h, W(LN1_W), W(LN1_B), b->eps);
+    pvf_linear(a, L, h, W(FF1), W(FF1_B), b->inter, inter);
+    pvf_gelu_erf(inter, L * b->inter);
+    if (settles_at_ffn(b, f, li, i, L, a, inter, 0, b->inter - 1))
+        return 1;
+    pvf_linear(inter, L, b->inter, W(FF2), W(FF2_B), h, x);
+    for (int64_t j = 0; j < L * h; j++)
+        x[j] += a[j];
+    pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
+#undef W
+    return 0;
+}
+
 /* A fault in the feed-forward part of encoder layer li (role) of sequence
  * i: that layer's output rows at the L unmasked tokens into x, from the
  * cached golden activations, recomputing exactly what changed: a first
@@ -1557,24 +1632,9 @@ static int ffn_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f,
                 pvf_gelu_erf(&v, 1);
                 ws[u * ni + o] = v;
             }
-        /* The second LayerNorm's input of token u moves by W2[:, f0..f1]
-         * times the GELU features' changes: at most sum_o |change| |W2[:, o]|
-         * (golden W2). Settled by the bound when that is small enough. */
-        double dr = 0;
-        for (int64_t u = 0; u < L; u++) {
-            double acc = 0;
-            for (int64_t o = f0; o <= f1; o++)
-                acc += fabs((double)ws[u * ni + o] - inter[u * ni + o]) * f->norms[li].ff2_col[o];
-            dr = acc < INFINITY ? fmax(dr, acc) : INFINITY; /* NaN too */
-        }
-        if (dr < INFINITY) {
-            inject in;
-            memset(&in, 0, sizeof in);
-            in.head = -1;
-            in.ff = dr * BOUND_INFLATE;
-            if (settles_from_layer(b, f, li, i, 0, &in))
-                return 1;
-        }
+        /* settled by the bound from the measured GELU changes when small */
+        if (settles_at_ffn(b, f, li, i, L, NULL, ws, f0, f1))
+            return 1;
         pvf_linear(ws, L, ni, W(FF2), W(FF2_B), h, x);
         for (int64_t j = 0; j < L * h; j++)
             x[j] += a[j];
@@ -1623,9 +1683,8 @@ static int attn_out_from_cache(const pvf_exec *ex, const bert *b, const bert_fas
         if (settles_at_ln1(b, f, li, i, L, a))
             return 1;
     }
-    layer_tail(ex, b, p, L, a, inter, x);
 #undef W
-    return 0;
+    return layer_tail_settles(ex, b, f, li, i, L, a, inter, x);
 }
 
 /* A fault in the query, key or value projection of encoder layer li (role)
@@ -1656,9 +1715,8 @@ static int qkv_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f,
         a[j] += xin[j];
     if (settles_at_ln1(b, f, li, i, L, a))
         return 1;
-    layer_tail(ex, b, p, L, a, inter, x);
 #undef W
-    return 0;
+    return layer_tail_settles(ex, b, f, li, i, L, a, inter, x);
 }
 
 /* A fault in the embeddings, for sequence i: the first encoder layer's
@@ -1705,9 +1763,8 @@ static int embedded_from_cache(const pvf_exec *ex, const pvf_golden *g, const be
         a[j] += xin[j];
     if (settles_at_ln1(b, f, 0, i, L, a))
         return 1;
-    layer_tail(ex, b, p, L, a, inter, x);
 #undef W
-    return 0;
+    return layer_tail_settles(ex, b, f, 0, i, L, a, inter, x);
 }
 
 /* Runs sequences rows[0..k) from `stage` (the embeddings or an encoder layer
