@@ -17,12 +17,18 @@
 
 /* max |out - ref| / max |ref|; *agree: top-1 classes equal. */
 /* Opens dir in format f; on failure prints why and fails the check. */
-static int open_runner(pvf_runner *r, const char *dir, pvf_format f, pvf_err *err) {
-    if (pvf_runner_open(r, dir, NULL, f, err) == 0)
+/* limit: the first eval inputs only (0: all), for tests that run many full passes. */
+static int open_runner_limit(pvf_runner *r, const char *dir, pvf_format f, int64_t limit,
+                             pvf_err *err) {
+    if (pvf_runner_open_limit(r, dir, NULL, f, limit, err) == 0)
         return 0;
     fprintf(stderr, "  %s\n", err->msg);
     CHECK(0);
     return -1;
+}
+
+static int open_runner(pvf_runner *r, const char *dir, pvf_format f, pvf_err *err) {
+    return open_runner_limit(r, dir, f, 0, err);
 }
 
 static double parity(const pvf_runner *r, const pvf_tensor *ref, int64_t *agree) {
@@ -477,7 +483,7 @@ static void test_fast_attention_bounds(void) {
 static void test_fast_ffn_settle(void) {
     pvf_runner r;
     pvf_err err;
-    if (open_runner(&r, TINY, PVF_FMT_FP32, &err))
+    if (open_runner_limit(&r, TINY, PVF_FMT_FP32, 100, &err))
         return;
     const int64_t n = r.golden.n, k = r.model.out_size;
     const size_t row = (size_t)k * sizeof(float);
