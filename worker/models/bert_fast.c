@@ -33,8 +33,9 @@
  *   rest of the layer, settles it (settles_at_ln1); the others, and a first
  *   feed-forward fault, settle from their exact GELU changes (per token:
  *   the second matrix's norm and LayerNorm's own golden scale), before the
- *   second feed-forward product and the next layer (settles_at_ffn). A moderate position-embedding
- * fault considers only the sequences with an unmasked token at its position.
+ *   second feed-forward product and the next layer (settles_at_ffn). A
+ *   moderate position-embedding fault considers only the sequences with an
+ *   unmasked token at its position.
  * - The last encoder layer feeds the pooler only its [CLS] row, which needs
  *   the keys and values of every token: those are cached from the golden
  *   pass, so a fault in that layer recomputes the [CLS] path alone (a key or
@@ -1433,18 +1434,28 @@ static void faulty_features(const float *x, int64_t n, int64_t h, const float *w
 /* The rest of an encoder layer (parameters p) at L tokens from the first
  * LayerNorm's input a [L, h], as pvf_bert_encoder_layer computes it: its
  * output rows into x; inter: L * intermediate floats. */
-static void layer_tail(const pvf_exec *ex, const bert *b, const int *p, int64_t L, float *a,
-                       float *inter, float *x) {
-    const int64_t h = b->hidden;
+static void layer_tail_to_gelu(const pvf_exec *ex, const bert *b, const int *p, int64_t L, float *a,
+                               float *inter) {
 #define W(j) pvf_exec_weights(ex, p[j])
-    pvf_layernorm(a, L, h, W(LN1_W), W(LN1_B), b->eps);
-    pvf_linear(a, L, h, W(FF1), W(FF1_B), b->inter, inter);
+    pvf_layernorm(a, L, b->hidden, W(LN1_W), W(LN1_B), b->eps);
+    pvf_linear(a, L, b->hidden, W(FF1), W(FF1_B), b->inter, inter);
     pvf_gelu_erf(inter, L * b->inter);
+}
+
+static void layer_tail_from_gelu(const pvf_exec *ex, const bert *b, const int *p, int64_t L,
+                                 const float *a, const float *inter, float *x) {
+    const int64_t h = b->hidden;
     pvf_linear(inter, L, b->inter, W(FF2), W(FF2_B), h, x);
     for (int64_t j = 0; j < L * h; j++)
         x[j] += a[j];
     pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
 #undef W
+}
+
+static void layer_tail(const pvf_exec *ex, const bert *b, const int *p, int64_t L, float *a,
+                       float *inter, float *x) {
+    layer_tail_to_gelu(ex, b, p, L, a, inter);
+    layer_tail_from_gelu(ex, b, p, L, a, inter, x);
 }
 
 /* A fault in the last encoder layer: its [CLS] rows, from the cached keys and
@@ -1544,10 +1555,12 @@ static int settles_at_ln1(const bert *b, const bert_fast *f, int li, int64_t i, 
  * computed exactly, the second feed-forward matrix and LayerNorm golden:
  * token u's second LayerNorm input moves by at most
  * dr_u = |da_u| + |W2| |dg_u| from the cached golden one (for a few changed
- * features, or sum_j |dg_uj| |W2[:, j]| when smaller), its output (the next layer's input) by at
- * most max|weight| dr_u / (sigma_u - dr_u / sqrt(H)) with its own golden scale sigma_u; the largest
- * of those through the chain from layer li + 1. The measured GELU changes make this far tighter
- * than bounding the whole feed-forward part, and it skips the second matrix product. */
+ * features, or sum_j |dg_uj| |W2[:, j]| when smaller), its output (the next
+ * layer's input) by at most max|weight| dr_u / (sigma_u - dr_u / sqrt(H))
+ * with its own golden scale sigma_u; the largest of those through the chain
+ * from layer li + 1. The measured GELU changes make this far tighter than
+ * bounding the whole feed-forward part, and it skips the second matrix
+ * product. */
 static int settles_at_ffn(const bert *b, const bert_fast *f, int li, int64_t i, int64_t L,
                           const float *a, const float *inter, int64_t j0, int64_t j1) {
     const layer_norms *N = &f->norms[li];
@@ -1590,19 +1603,10 @@ static int settles_at_ffn(const bert *b, const bert_fast *f, int li, int64_t i, 
  * (settles_at_ffn; x not computed). */
 static int layer_tail_settles(const pvf_exec *ex, const bert *b, const bert_fast *f, int li,
                               int64_t i, int64_t L, float *a, float *inter, float *x) {
-    const int *p = b->lp[li];
-    const int64_t h = b->hidden;
-#define W(j) pvf_exec_weights(ex, p[j])
-    pvf_layernorm(a, L, h, W(LN1_W), W(LN1_B), b->eps);
-    pvf_linear(a, L, h, W(FF1), W(FF1_B), b->inter, inter);
-    pvf_gelu_erf(inter, L * b->inter);
+    layer_tail_to_gelu(ex, b, b->lp[li], L, a, inter);
     if (settles_at_ffn(b, f, li, i, L, a, inter, 0, b->inter - 1))
         return 1;
-    pvf_linear(inter, L, b->inter, W(FF2), W(FF2_B), h, x);
-    for (int64_t j = 0; j < L * h; j++)
-        x[j] += a[j];
-    pvf_layernorm(x, L, h, W(LN2_W), W(LN2_B), b->eps);
-#undef W
+    layer_tail_from_gelu(ex, b, b->lp[li], L, a, inter, x);
     return 0;
 }
 
