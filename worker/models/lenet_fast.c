@@ -788,13 +788,17 @@ static int rerun_readers(pvf_exec *ex, const pvf_golden *g, int s, int64_t k0, i
 /* Outputs per block of conv_channel_direct: two vector registers. */
 #define CONV_BLOCK 8
 
+/* The row width of conv_channel_direct's zero-padded copy of the input:
+ * whole blocks of outputs read past the image's padded width. */
+static int64_t conv_padded_width(const pvf_conv2d *cv) {
+    const int64_t blocks = (cv->ow + CONV_BLOCK - 1) / CONV_BLOCK;
+    const int64_t pw = blocks * CONV_BLOCK + cv->k - 1;
+    return pw < cv->w + 2 * cv->pad ? cv->w + 2 * cv->pad : pw;
+}
+
 /* Floats conv_channel_direct needs for its zero-padded copy of the input. */
 static int64_t conv_direct_scratch(const pvf_conv2d *cv) {
-    const int64_t blocks = (cv->ow + CONV_BLOCK - 1) / CONV_BLOCK;
-    int64_t pw = blocks * CONV_BLOCK + cv->k - 1;
-    if (pw < cv->w + 2 * cv->pad)
-        pw = cv->w + 2 * cv->pad;
-    return cv->cin * (cv->h + 2 * cv->pad) * pw;
+    return cv->cin * (cv->h + 2 * cv->pad) * conv_padded_width(cv);
 }
 
 /* The convolution of input x with one filter w[cin x k x k] (stride 1),
@@ -809,9 +813,7 @@ static void conv_channel_direct(const pvf_conv2d *cv, const float *restrict x,
                                 float *restrict xp) {
     const int64_t k = cv->k, oh = cv->oh, ow = cv->ow, pad = cv->pad;
     const int64_t blocks = (ow + CONV_BLOCK - 1) / CONV_BLOCK, ph = cv->h + 2 * pad;
-    int64_t pw = blocks * CONV_BLOCK + k - 1;
-    if (pw < cv->w + 2 * pad)
-        pw = cv->w + 2 * pad;
+    const int64_t pw = conv_padded_width(cv);
     memset(xp, 0, (size_t)(cv->cin * ph * pw) * sizeof *xp);
     for (int64_t ci = 0; ci < cv->cin; ci++)
         for (int64_t y = 0; y < cv->h; y++)
