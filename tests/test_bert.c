@@ -429,6 +429,22 @@ static void test_fast_poisoned(void) {
     pvf_runner_close(&r);
 }
 
+/* Counts the eval inputs whose logits the full pass (naive) moved from
+ * golden, and of those the ones the fast pass (r->out) left golden: settled
+ * by a bound. */
+static void count_settled_moves(const pvf_runner *r, const float *naive, int64_t *moved,
+                                int64_t *settled) {
+    const int64_t k = r->model.out_size;
+    const size_t row = (size_t)k * sizeof(float);
+    for (int64_t i = 0; i < r->golden.n; i++) {
+        const float *gold = r->golden.out + i * k;
+        if (memcmp(naive + i * k, gold, row) == 0)
+            continue;
+        ++*moved;
+        *settled += memcmp(r->out + i * k, gold, row) == 0;
+    }
+}
+
 /* Mantissa flips in layer 0's query, key and value weights: both ways agree
  * input by input (the higher bits run inputs exactly from the cached
  * queries, keys and values), and on bits 6-12 the feature-by-feature bounds
@@ -455,13 +471,8 @@ static void test_fast_attention_bounds(void) {
             both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
             CHECK(fast.incorrect == plain.incorrect && fast.nonfinite == plain.nonfinite);
             CHECK(same_outcomes(&r, r.out, naive));
-            for (int64_t i = 0; i < n && bit <= 12; i++) {
-                const float *gold = r.golden.out + i * k;
-                if (memcmp(naive + i * k, gold, row) == 0)
-                    continue;
-                moved++;
-                settled_moved += memcmp(r.out + i * k, gold, row) == 0;
-            }
+            if (bit <= 12)
+                count_settled_moves(&r, naive, &moved, &settled_moved);
         }
         fprintf(stderr,
                 "  %s, bits 6-12: %" PRId64 " inputs' logits moved, %" PRId64
@@ -502,13 +513,7 @@ static void test_fast_ffn_settle(void) {
             both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
             CHECK(fast.incorrect == plain.incorrect && fast.nonfinite == plain.nonfinite);
             CHECK(same_outcomes(&r, r.out, naive));
-            for (int64_t i = 0; i < n; i++) {
-                const float *gold = r.golden.out + i * k;
-                if (memcmp(naive + i * k, gold, row) == 0)
-                    continue;
-                moved++;
-                settled_moved += memcmp(r.out + i * k, gold, row) == 0;
-            }
+            count_settled_moves(&r, naive, &moved, &settled_moved);
         }
         fprintf(stderr,
                 "  %s, bits 31, 26: %" PRId64 " inputs' logits moved, %" PRId64

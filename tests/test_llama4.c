@@ -505,30 +505,13 @@ static void test_fast_many_chunks(void) {
     pvf_runner_close(&r);
 }
 
+static int64_t exact_flips_from(pvf_runner *r, int s, int64_t seq, const float *x, int64_t from);
+
 /* Runs stages s.. of the model on one sequence whose input to stage s is
  * x[T, H] and counts the scored positions whose top-1 differs from golden
  * sequence `seq`'s (a non-finite logit counts as differing). */
 static int64_t exact_flips(pvf_runner *r, int s, int64_t seq, const float *x) {
-    const pvf_model *m = &r->model;
-    const llama4 *l = m->arch_state;
-    const int64_t T = l->T, V = l->c.vocab;
-    float *a = malloc((size_t)(T * (V > l->c.hidden ? V : l->c.hidden)) * sizeof *a);
-    float *b = malloc((size_t)(T * (V > l->c.hidden ? V : l->c.hidden)) * sizeof *b);
-    CHECK(a && b);
-    memcpy(a, x, (size_t)(T * l->c.hidden) * sizeof *a);
-    for (int st = s; st < m->nstages; st++) {
-        CHECK(m->stages[st].run(m, st, &r->exec, seq, 1, a, b) == 0);
-        float *t = a;
-        a = b;
-        b = t;
-    }
-    int64_t flips = 0;
-    for (int64_t p = l->scored_from; p < T; p++)
-        flips += !pvf_all_finite(a + p * V, V) ||
-                 pvf_argmax(a + p * V, V) != r->golden.top1[seq * T + p];
-    free(a);
-    free(b);
-    return flips;
+    return exact_flips_from(r, s, seq, x, 0);
 }
 
 /* l4_attn_queries: chosen query positions of an attention block, compact,
