@@ -128,6 +128,9 @@ static int ensure_connection(co_writer *w, pvf_err *err) {
     if (connection_ok(w))
         return 0;
     if (w->db) {
+        /* Whichever statement met the broken connection (a write, or a
+         * campaign poll that fails quietly), say so once here. */
+        wlog(w, "database connection lost: reconnecting");
         pvf_db_close(w->db);
         w->db = NULL;
     }
