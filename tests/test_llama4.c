@@ -567,18 +567,25 @@ static int64_t exact_flips_from(pvf_runner *r, int s, int64_t seq, const float *
     return flips;
 }
 
+/* The bundled model's runner on its first `inputs` sequences (fp32) and the
+ * fast path's bound state. */
+static const l4_bound *open_bound_runner(pvf_runner *r, int64_t inputs) {
+    pvf_err err;
+    CHECK(pvf_runner_open_limit(r, BUNDLED, NULL, PVF_FMT_FP32, inputs, &err) == 0);
+    const l4_bound *b = l4_fast_bound(&r->golden);
+    CHECK(b != NULL);
+    return b;
+}
+
 /* l4_bound_needed: positions from the returned end on are cleared, and run
  * exactly they judge as golden; an unbounded change (NaN, a routing that
  * might change) is not cleared at its own token nor at any later query
  * whose window holds it, and nothing past n is read. */
 static void test_bound_needed(void) {
     pvf_runner r;
-    pvf_err err;
-    CHECK(pvf_runner_open_limit(&r, BUNDLED, NULL, PVF_FMT_FP32, 2, &err) == 0);
+    const l4_bound *b = open_bound_runner(&r, 2);
     const pvf_model *m = &r.model;
     const llama4 *l = m->arch_state;
-    const l4_bound *b = l4_fast_bound(&r.golden);
-    CHECK(b != NULL);
     const int64_t T = l->T, H = l->c.hidden, last = l->c.layers - 1;
     double *d = malloc((size_t)T * sizeof *d), *d2 = malloc((size_t)T * sizeof *d2);
     double *work = malloc((size_t)l4_bound_work(m) * sizeof *work);
@@ -649,12 +656,9 @@ static void test_bound_needed(void) {
  * first-MoE-layer fault is carried and reaches it too. */
 static void test_fast_bound(void) {
     pvf_runner r;
-    pvf_err err;
-    CHECK(pvf_runner_open_limit(&r, BUNDLED, NULL, PVF_FMT_FP32, 4, &err) == 0);
+    const l4_bound *b = open_bound_runner(&r, 4);
     const pvf_model *m = &r.model;
     const llama4 *l = m->arch_state;
-    const l4_bound *b = l4_fast_bound(&r.golden);
-    CHECK(b != NULL);
     const int64_t T = l->T, H = l->c.hidden;
     double *d = malloc((size_t)T * sizeof *d);
     double *work = malloc((size_t)l4_bound_work(m) * sizeof *work);
@@ -741,12 +745,9 @@ static void test_fast_bound(void) {
  * attention's, a first-MoE-layer expert's) reach the naive outcome. */
 static void test_fast_token_bound(void) {
     pvf_runner r;
-    pvf_err err;
-    CHECK(pvf_runner_open_limit(&r, BUNDLED, NULL, PVF_FMT_FP32, 4, &err) == 0);
+    const l4_bound *b = open_bound_runner(&r, 4);
     const pvf_model *m = &r.model;
     const llama4 *l = m->arch_state;
-    const l4_bound *b = l4_fast_bound(&r.golden);
-    CHECK(b != NULL);
     const int64_t T = l->T, H = l->c.hidden, last = l->c.layers - 1;
     const int attn = m->params[l->layer[last].q].stage, ffn = attn + 1;
     CHECK(l4_bound_tokenwise(m, ffn) && l4_bound_tokenwise(m, m->nstages - 1));
