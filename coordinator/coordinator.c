@@ -616,25 +616,32 @@ static void on_fetch(coord *co, worker *w, const pvf_msg *m) {
 }
 
 static void on_message(coord *co, zmq_msg_t *f, int n) {
-    if (n != 3) {
-        clog_(co, "dropped a message of %d frames", n);
-        return;
-    }
     const uint8_t *rid = zmq_msg_data(&f[0]);
     size_t rid_len = zmq_msg_size(&f[0]);
-    if (rid_len > sizeof((worker *)0)->rid)
+    if (rid_len > sizeof((worker *)0)->rid) {
+        clog_(co, "dropped a message from a peer with a %zu-byte routing id (at most %zu)", rid_len,
+              sizeof((worker *)0)->rid);
         return;
+    }
+    worker *w = find_worker_rid(co, rid, rid_len);
+    /* the sender, for the lines about what was dropped */
+    char from[80] = "an unknown peer";
+    if (w)
+        snprintf(from, sizeof from, "worker %.64s", w->name);
+    if (n != 3) {
+        clog_(co, "dropped a message of %d frames from %s", n, from);
+        return;
+    }
     if (!pvf_proto_header_ok(zmq_msg_data(&f[1]), zmq_msg_size(&f[1]))) {
-        clog_(co, "dropped a message without the %s frame", PVF_PROTO_HEADER);
+        clog_(co, "dropped a message without the %s frame from %s", PVF_PROTO_HEADER, from);
         return;
     }
     pvf_msg m;
     pvf_err err;
     if (pvf_msg_decode(zmq_msg_data(&f[2]), zmq_msg_size(&f[2]), &m, &err)) {
-        clog_(co, "dropped a bad message: %s", err.msg);
+        clog_(co, "dropped a bad message from %s: %s", from, err.msg);
         return;
     }
-    worker *w = find_worker_rid(co, rid, rid_len);
     if (w)
         w->last_seen = now_ms(co);
     switch (m.type) {
@@ -977,7 +984,7 @@ static int open_socket(coord *co, pvf_err *err) {
     if (!co->sock)
         return pvf_err_set(err, "cannot create a socket: %s", zmq_strerror(errno));
     int one = 1, zero = 0, hwm = 100000;
-    int64_t maxmsg = PVF_PROTO_MAX_MSG;
+    int64_t maxmsg = PVF_PROTO_MAX_TRANSPORT;
     zmq_setsockopt(co->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(co->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(co->sock, ZMQ_LINGER, &zero, sizeof zero);

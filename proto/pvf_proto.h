@@ -47,9 +47,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PVF_PROTO_HEADER         "PVF/1"
-#define PVF_PROTO_VERSION        1
-#define PVF_PROTO_MAX_MSG        (4u << 20) /* ZMQ_MAXMSGSIZE on every socket */
+#define PVF_PROTO_HEADER  "PVF/1"
+#define PVF_PROTO_VERSION 1
+#define PVF_PROTO_MAX_MSG (4u << 20) /* body length */
+/* ZMQ_MAXMSGSIZE: a body between PVF_PROTO_MAX_MSG and this is read and
+ * refused with a log line naming its sender; past it libzmq closes the
+ * connection without a word. */
+#define PVF_PROTO_MAX_TRANSPORT  (4 * PVF_PROTO_MAX_MSG)
 #define PVF_PROTO_MAX_TRIALS     4096       /* trial records per RESULT */
 #define PVF_PROTO_MAX_TARGETS    4096       /* targets per JOB */
 #define PVF_PROTO_MAX_FILES      64         /* model files per JOB */

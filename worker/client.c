@@ -497,7 +497,7 @@ static int open_socket(client *c, pvf_err *err) {
     c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
     if (!c->sock)
         return pvf_err_set(err, "cannot create a socket: %s", zmq_strerror(errno));
-    int64_t maxmsg = PVF_PROTO_MAX_MSG;
+    int64_t maxmsg = PVF_PROTO_MAX_TRANSPORT;
     int zero = 0, ivl = 1000, ivl_max = 32000, hwm = 10000;
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
