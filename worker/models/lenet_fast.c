@@ -116,8 +116,12 @@ typedef struct lenet_fast {
     float *absw[LENET_STAGES];      /* fc stage after the first: |w| */
     double *in_r, *in_cost;         /* input_radii: [n x RADII] */
     double *conv_l1;                /* last conv stage: [cout x cin] sum of |w| over each kernel */
-    double *chan_l1;                /* first fc stage: [out x last conv's cout] sum of |w|
-                                       over each row's columns of one channel */
+    /* Last stage, [(t * classes + c) * in + k]: w[t][k] - w[c][k] in double
+     * (exact: two floats' difference) and its magnitude, the margin rows
+     * signed_fc reads for top-1 t. */
+    double *margin_w, *margin_abs;
+    double *chan_l1; /* first fc stage: [out x last conv's cout] sum of |w|
+                        over each row's columns of one channel */
 } lenet_fast;
 
 void lenet_fast_free(void *state) {
@@ -127,6 +131,8 @@ void lenet_fast_free(void *state) {
     free(f->slack);
     free(f->chan_l1);
     free(f->conv_l1);
+    free(f->margin_w);
+    free(f->margin_abs);
     free(f->in_r);
     free(f->in_cost);
     for (int s = 0; s < LENET_STAGES; s++) {
@@ -559,6 +565,26 @@ static double input_linear_bound(const pvf_model *m, const lenet_fast *f, int64_
     return (lin + rho * (k ? cost[k - 1] : 0.0)) * BOUND_SCALE;
 }
 
+/* The last stage's margin rows w[t] - w[c] and their magnitudes. */
+static int margin_rows(const pvf_model *m, lenet_fast *f) {
+    const lenet *l = m->arch_state;
+    const int last = m->nstages - 1;
+    const int64_t in = m->stages[last].in_size, classes = f->classes;
+    const float *w = m->params[l->w[last]].value;
+    const size_t count = (size_t)(classes * classes * in);
+    if (!(f->margin_w = malloc(count * sizeof(double))) ||
+        !(f->margin_abs = malloc(count * sizeof(double))))
+        return -1;
+    for (int64_t t = 0; t < classes; t++)
+        for (int64_t c = 0; c < classes; c++)
+            for (int64_t k = 0; k < in; k++) {
+                const int64_t at = (t * classes + c) * in + k;
+                f->margin_w[at] = (double)w[t * in + k] - (double)w[c * in + k];
+                f->margin_abs[at] = fabs(f->margin_w[at]);
+            }
+    return 0;
+}
+
 /* The linearized tail of the last two conv stages (see lenet_fast). */
 static int linear_tail_prepare(const pvf_model *m, const pvf_golden *g, lenet_fast *f) {
     const lenet *l = m->arch_state;
@@ -612,7 +638,7 @@ static double linear_tail_bound(const pvf_model *m, const lenet_fast *f, int s, 
     double lin = 0, rho = 0;
     for (int64_t q = 0; q < chan; q++) {
         lin += (double)gq[q] * cell[q];
-        rho = fmax(rho, cell[q]);
+        rho = max2(rho, cell[q]); /* a NaN makes lin NaN: INFINITY below */
     }
     const double *r = f->radius[s] + (row * cout + co) * RADII;
     const double *cost = f->radius_cost[s] + (row * cout + co) * RADII;
@@ -716,7 +742,7 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
             for (int64_t k = 0; k < in; k++)
                 f->xmax[s][k] = fmaxf(f->xmax[s][k], fabsf(g->stage_in[s][i * in + k]));
     }
-    if (linear_tail_prepare(m, g, f))
+    if (margin_rows(m, f) || linear_tail_prepare(m, g, f))
         goto oom;
     *state = f;
     return 0;
@@ -821,18 +847,31 @@ static void conv_channel_direct(const pvf_conv2d *cv, const float *restrict x,
                    (size_t)cv->w * sizeof *xp);
     for (int64_t oy = 0; oy < oh; oy++)
         for (int64_t b = 0; b < blocks; b++) {
-            float acc[CONV_BLOCK] = {0};
-            for (int64_t ci = 0; ci < cv->cin; ci++)
-                for (int64_t ky = 0; ky < k; ky++) {
-                    const float *xr = xp + (ci * ph + oy + ky) * pw + b * CONV_BLOCK;
-                    const float *wr = w + (ci * k + ky) * k;
-                    for (int64_t kx = 0; kx < k; kx++) {
-                        const float wv = wr[kx];
-                        for (int j = 0; j < CONV_BLOCK; j++)
-                            acc[j] += wv * xr[kx + j];
-                    }
-                }
             const int64_t n = ow - b * CONV_BLOCK < CONV_BLOCK ? ow - b * CONV_BLOCK : CONV_BLOCK;
+            float acc[CONV_BLOCK] = {0};
+            if (n <= CONV_BLOCK / 2) { /* a last block of half a block: one register */
+                for (int64_t ci = 0; ci < cv->cin; ci++)
+                    for (int64_t ky = 0; ky < k; ky++) {
+                        const float *xr = xp + (ci * ph + oy + ky) * pw + b * CONV_BLOCK;
+                        const float *wr = w + (ci * k + ky) * k;
+                        for (int64_t kx = 0; kx < k; kx++) {
+                            const float wv = wr[kx];
+                            for (int j = 0; j < CONV_BLOCK / 2; j++)
+                                acc[j] += wv * xr[kx + j];
+                        }
+                    }
+            } else {
+                for (int64_t ci = 0; ci < cv->cin; ci++)
+                    for (int64_t ky = 0; ky < k; ky++) {
+                        const float *xr = xp + (ci * ph + oy + ky) * pw + b * CONV_BLOCK;
+                        const float *wr = w + (ci * k + ky) * k;
+                        for (int64_t kx = 0; kx < k; kx++) {
+                            const float wv = wr[kx];
+                            for (int j = 0; j < CONV_BLOCK; j++)
+                                acc[j] += wv * xr[kx + j];
+                        }
+                    }
+            }
             memcpy(plane + oy * ow + b * CONV_BLOCK, acc, (size_t)n * sizeof *plane);
         }
 }
@@ -1240,11 +1279,12 @@ static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, in
             for (int64_t c = 0; c < classes; c++) {
                 if (c == top1)
                     continue;
+                const double *gk = f->margin_w + (top1 * classes + c) * in;
+                const double *ak = f->margin_abs + (top1 * classes + c) * in;
                 double v = 0, spread = 0;
                 for (int64_t k = 0; k < in; k++) {
-                    const double gk = (double)w[top1 * in + k] - (double)w[c * in + k];
-                    v += gk * mid[k];
-                    spread += fabs(gk) * rad[k];
+                    v += gk[k] * mid[k];
+                    spread += ak[k] * rad[k];
                 }
                 bound = max2(bound, fabs(v) + spread);
             }
