@@ -65,6 +65,11 @@ static inline void prefetch_span(const void *p, size_t bytes) {
  * by this factor: they would not clear the input, only cost time. */
 #define HOPELESS 1e6
 
+/* Nor is the cell-by-cell bound, nor the linearized tail, for a change
+ * whose channel bound exceeds the margin by this factor (an exponent flip
+ * to ~1e38): the exact recompute follows anyway. */
+#define ASTRONOMIC 1e12
+
 /* Pattern radii kept per eval input and conv output channel. */
 #define RADII 32
 
@@ -114,6 +119,7 @@ typedef struct lenet_fast {
     double *abs_sum[LENET_STAGES];  /* hidden fc stage: [n x out] golden sum |w x| + |b| */
     double *row_l1[LENET_STAGES];   /* fc stage: [out] sum of |w| of each row */
     float *absw[LENET_STAGES];      /* fc stage after the first: |w| */
+    float *wt[LENET_STAGES];        /* fc stage: w transposed [in x out], a column per feature */
     double *in_r, *in_cost;         /* input_radii: [n x RADII] */
     double *conv_l1;                /* last conv stage: [cout x cin] sum of |w| over each kernel */
     /* Last stage, [(t * classes + c) * in + k]: w[t][k] - w[c][k] in double
@@ -153,6 +159,7 @@ void lenet_fast_free(void *state) {
         free(f->abs_sum[s]);
         free(f->row_l1[s]);
         free(f->absw[s]);
+        free(f->wt[s]);
     }
 
     free(f);
@@ -741,6 +748,11 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
         for (int64_t i = 0; i < n; i++)
             for (int64_t k = 0; k < in; k++)
                 f->xmax[s][k] = fmaxf(f->xmax[s][k], fabsf(g->stage_in[s][i * in + k]));
+        if (!(f->wt[s] = malloc((size_t)(in * out) * sizeof(float))))
+            goto oom;
+        for (int64_t j = 0; j < out; j++)
+            for (int64_t k = 0; k < in; k++)
+                f->wt[s][k * out + j] = m->params[l->w[s]].value[j * in + k];
     }
     if (margin_rows(m, f) || linear_tail_prepare(m, g, f))
         goto oom;
@@ -952,7 +964,11 @@ static int pending_flush(pvf_exec *ex, const pvf_golden *g, pending *p, pvf_tria
 
 static int pending_add(pvf_exec *ex, const pvf_golden *g, pending *p, int stage, int64_t row,
                        const float *x, pvf_trial_result *r, pvf_err *err) {
-    if (p->n && (p->stage != stage || p->n == ex->chunk) && pending_flush(ex, g, p, r, err))
+    /* one pass chunk per flush: the full pass's chunk runs once for all of
+     * its waiting rows, not once per flush that holds some of them */
+    const int other_chunk = p->n && row / ex->chunk != p->rows[0] / ex->chunk;
+    if (p->n && (p->stage != stage || p->n == ex->chunk || other_chunk) &&
+        pending_flush(ex, g, p, r, err))
         return -1;
     const int64_t in = ex->m->stages[stage].in_size;
     p->stage = stage;
@@ -1025,18 +1041,22 @@ static int fc_tail(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, const 
  * and the sparse update is as faithful as a full recompute. */
 static int sparse_may_overflow(const pvf_model *m, const lenet_fast *f, int s, int64_t row,
                                const int64_t *feat, const float *delta, int64_t nf) {
-    if (!f->abs_sum[s])
+    const int64_t out = m->stages[s].out_size;
+    double sum[4096];
+    if (!f->abs_sum[s] || out > 4096)
         return 1;
-    const lenet *l = m->arch_state;
-    const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size;
-    const float *w = m->params[l->w[s]].value;
-    for (int64_t j = 0; j < out; j++) {
-        double sum = f->abs_sum[s][row * out + j];
-        for (int64_t c = 0; c < nf; c++)
-            sum += fabs((double)w[j * in + feat[c]]) * fabs((double)delta[c]);
-        if (!(sum < FLT_MAX / 2)) /* NaN too */
-            return 1;
+    /* each unit's sum in order of the changed features, the units side by
+     * side along the transposed weight's columns */
+    memcpy(sum, f->abs_sum[s] + row * out, (size_t)out * sizeof *sum);
+    for (int64_t c = 0; c < nf; c++) {
+        const float *col = f->wt[s] + feat[c] * out;
+        const double dc = fabs((double)delta[c]);
+        for (int64_t j = 0; j < out; j++)
+            sum[j] += fabs((double)col[j]) * dc;
     }
+    for (int64_t j = 0; j < out; j++)
+        if (!(sum[j] < FLT_MAX / 2)) /* NaN too */
+            return 1;
     return 0;
 }
 
@@ -1059,11 +1079,12 @@ static int fc_sparse(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, cons
             y[feat[j]] += delta[j];
         return fc_tail(ex, g, s, row, y, p, r, err);
     }
-    const float *w = m->params[l->w[s]].value;
     memcpy(y, f->pre[s] + row * out, (size_t)out * sizeof *y);
-    for (int64_t j = 0; j < nf; j++)
+    for (int64_t j = 0; j < nf; j++) {
+        const float *col = f->wt[s] + feat[j] * out; /* column feat[j], contiguous */
         for (int64_t o = 0; o < out; o++)
-            y[o] += w[o * in + feat[j]] * delta[j];
+            y[o] += col[o] * delta[j];
+    }
     if (!last)
         pvf_relu(y, out);
     r->stage_rows++;
@@ -1679,7 +1700,8 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                 continue; /* the changed weights meet only zeros */
             const double *ch = f->chan[s] + co * classes;
             double bound = delta * pair_factor(ch, f->chan_max[s][co], g->top1[i]);
-            if (single && bound * BOUND_SCALE > f->slack[i]) { /* finer: cell by cell */
+            if (single && bound * BOUND_SCALE > f->slack[i] &&
+                bound < ASTRONOMIC * f->slack[i]) { /* finer: cell by cell */
                 const double dw = (double)ex->patch[0] - (double)w_old;
                 const double eps = conv_rounding(m, l, f, s, i, co, dw);
                 conv_taps(cv, x, ci0, ky0, kx0, tap);
