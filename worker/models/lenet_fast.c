@@ -1225,21 +1225,40 @@ static double sens_bound(const lenet_fast *f, int s, int64_t row, int64_t co, in
     return bound;
 }
 
-/* One hidden fc unit with golden pre-activation z (rounding e) whose input
- * changes by c +- u: its output's change as mid +- rad. The ReLU is decided
- * where z keeps its sign; else the change lies between 0 and c +- u. */
-static void relu_change(double z, double e, double c, double u, double *mid, double *rad) {
-    const double big = fabs(c) + u;
-    if (z - e > big) {
-        *mid = c;
-        *rad = u;
-    } else if (z + e < -big) {
-        *mid = *rad = 0;
-    } else { /* relu(z + dz) - relu(z) for z in z +- e, dz in c +- u */
-        const double lo = max2(min2(0.0, c - u), max2(z - e + c - u, 0.0) - max2(z + e, 0.0));
-        const double hi = min2(max2(0.0, c + u), max2(z + e + c + u, 0.0) - max2(z - e, 0.0));
-        *mid = (lo + hi) / 2;
-        *rad = (hi - lo) / 2 * BOUND_SCALE;
+/* Lets gcc turn the selects of a loop into blends (vectorized, no branch):
+ * no FP operation traps here; the values computed do not change. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SELECTS_VECTORIZE __attribute__((optimize("no-trapping-math")))
+#else
+#define SELECTS_VECTORIZE
+#endif
+
+/* Hidden fc units with golden pre-activations z[] (rounding e[]) whose
+ * inputs change by mid +- rad: their outputs' changes, as mid +- rad (in
+ * place). A ReLU is decided where z keeps its sign; else the change lies
+ * between 0 and c +- u. Every case is computed and one selected, so that
+ * the loop runs without branches: which case holds is data dependent, a
+ * branch on it mispredicts. (max / min spelled out: a helper function
+ * would not be inlined under another optimize attribute.) */
+SELECTS_VECTORIZE static void relu_changes(int64_t n, const float *restrict z,
+                                           const double *restrict e, double *restrict mid,
+                                           double *restrict rad) {
+    for (int64_t k = 0; k < n; k++) {
+        const double zk = z[k], ek = e[k], c = mid[k], u = rad[k];
+        const double big = fabs(c) + u;
+        /* relu(z + dz) - relu(z) for z in zk +- ek, dz in c +- u */
+        const double lo0 = 0.0 < c - u ? 0.0 : c - u, lo1 = zk - ek + c - u, lo2 = zk + ek;
+        const double hi0 = 0.0 > c + u ? 0.0 : c + u, hi1 = zk + ek + c + u, hi2 = zk - ek;
+        const double lo_d = (lo1 > 0.0 ? lo1 : 0.0) - (lo2 > 0.0 ? lo2 : 0.0);
+        const double hi_d = (hi1 > 0.0 ? hi1 : 0.0) - (hi2 > 0.0 ? hi2 : 0.0);
+        const double lo = lo0 > lo_d ? lo0 : lo_d, hi = hi0 < hi_d ? hi0 : hi_d;
+        double mk = (lo + hi) / 2, rk = (hi - lo) / 2 * BOUND_SCALE;
+        mk = zk + ek < -big ? 0.0 : mk; /* off: stays off */
+        rk = zk + ek < -big ? 0.0 : rk;
+        mk = zk - ek > big ? c : mk; /* on: stays on */
+        rk = zk - ek > big ? u : rk;
+        mid[k] = mk;
+        rad[k] = rk;
     }
 }
 
@@ -1273,11 +1292,12 @@ static void signed_units(const pvf_model *m, const lenet_fast *f, int64_t row, i
                          double *rad) {
     const int64_t in = m->stages[t].in_size, out = m->stages[t].out_size;
     const double gamma = sum_gamma(in);
+    const double *l1 = f->row_l1[t];
     for (int64_t k = 0; k < out; k++) {
-        const double u = ((double)yr[k] + f->row_l1[t][k] * gamma * (mmax + rmax)) * BOUND_SCALE;
-        relu_change(f->pre[t][row * out + k], f->unit_eps[t][row * out + k], (double)y[k], u,
-                    &mid[k], &rad[k]);
+        mid[k] = (double)y[k];
+        rad[k] = ((double)yr[k] + l1[k] * gamma * (mmax + rmax)) * BOUND_SCALE;
     }
+    relu_changes(out, f->pre[t] + row * out, f->unit_eps[t] + row * out, mid, rad);
 }
 
 static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, int t0, double *mid,
@@ -1353,9 +1373,11 @@ static int signed_tail_first(const pvf_model *m, const lenet_fast *f, const pvf_
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)chan, 1.0f, w + co * chan, (int)in,
                 midf, 1, 0.0f, y, 1);
     const double slop = dmax + dconv + sum_gamma(chan) * dfmax;
-    for (int64_t j = 0; j < out; j++)
-        relu_change(f->pre[fc0][row * out + j], f->unit_eps[fc0][row * out + j], (double)y[j],
-                    f->chan_l1[(j * cv->cout + co)] * slop * BOUND_SCALE, &mid[j], &rad[j]);
+    for (int64_t j = 0; j < out; j++) {
+        mid[j] = (double)y[j];
+        rad[j] = f->chan_l1[(j * cv->cout + co)] * slop * BOUND_SCALE;
+    }
+    relu_changes(out, f->pre[fc0] + row * out, f->unit_eps[fc0] + row * out, mid, rad);
     return 1;
 }
 
