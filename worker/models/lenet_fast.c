@@ -1390,6 +1390,44 @@ static double signed_tail_bound(const pvf_model *m, const lenet_fast *f, const p
     return signed_fc(m, f, row, ((const lenet *)m->arch_state)->nconv + 1, mid, rad);
 }
 
+/* The pooled cells of one plane of the last conv stage for 2x2 pooling
+ * (conv_signed_cells): cell q's golden pre-pool values v0[4q..4q+4) (their
+ * rounding e) change by v1[..] (up to u each); its output's change as
+ * mid +- rad. Off: stays below zero; on: the winner stays ahead and above
+ * zero, its change; else the ReLU of the max moved by its bounds. As
+ * pool_stats and the general case, every case computed and one selected
+ * (relu_changes). */
+SELECTS_VECTORIZE static void pooled_changes4(int64_t cells, const double *restrict v0,
+                                              const double *restrict v1, double e, double u,
+                                              double *restrict mid, double *restrict rad) {
+    for (int64_t q = 0; q < cells; q++) {
+        const double *v = v0 + 4 * q, *dv = v1 + 4 * q;
+        const double h01 = v[0] > v[1] ? v[0] : v[1], l01 = v[0] < v[1] ? v[0] : v[1];
+        const double h23 = v[2] > v[3] ? v[2] : v[3], l23 = v[2] < v[3] ? v[2] : v[3];
+        const double b1 = h01 > h23 ? h01 : h23;
+        const double hl = h01 < h23 ? h01 : h23, lh = l01 > l23 ? l01 : l23;
+        const double b2 = hl > lh ? hl : lh;
+        const double s0 = v[0] + dv[0], s1 = v[1] + dv[1], s2 = v[2] + dv[2], s3 = v[3] + dv[3];
+        const double s01 = s0 > s1 ? s0 : s1, s23 = s2 > s3 ? s2 : s3;
+        const double a1 = s01 > s23 ? s01 : s23;
+        const double dh01 = dv[0] > dv[1] ? dv[0] : dv[1], dh23 = dv[2] > dv[3] ? dv[2] : dv[3];
+        const double dl01 = dv[0] < dv[1] ? dv[0] : dv[1], dl23 = dv[2] < dv[3] ? dv[2] : dv[3];
+        const double spread = (dh01 > dh23 ? dh01 : dh23) - (dl01 < dl23 ? dl01 : dl23);
+        const double lo0 = a1 - e - u, lo1 = b1 + e, hi0 = a1 + e + u, hi1 = b1 - e;
+        const double lo = (lo0 > 0.0 ? lo0 : 0.0) - (lo1 > 0.0 ? lo1 : 0.0);
+        const double hi = (hi0 > 0.0 ? hi0 : 0.0) - (hi1 > 0.0 ? hi1 : 0.0);
+        const int off = (b1 + e < 0) & (a1 + e + u < 0);
+        const int on = (b1 - e > 0) & (a1 - e - u > 0) & (b1 - b2 > 2 * (e + u) + spread);
+        double mk = (lo + hi) / 2, rk = (hi - lo) / 2 * BOUND_SCALE;
+        mk = on ? a1 - b1 : mk;
+        rk = on ? (u + 1e-15 * fabs(b1)) * BOUND_SCALE : rk;
+        mk = off ? 0.0 : mk;
+        rk = off ? 0.0 : rk;
+        mid[q] = mk;
+        rad[q] = rk;
+    }
+}
+
 /* For a single weight of output channel co of the conv stage before the
  * last (s == nconv - 2) whose pooled cells change by d (within dmax of the
  * exact change), with signs: the last conv's pre-pool changes (d through
@@ -1413,7 +1451,7 @@ static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int
         m->stages[fc0].in_size > SIGNED_WIDEST)
         return 0;
     float df[4096], col[8192], dpre[4096];
-    double v0[64], v1[64];
+    double v0[64], v1[64], cv0[1024], cv1[1024];
     const int pool2 = (int)(l->pool * l->pool);
     if (pool2 > 64)
         return 0;
@@ -1455,6 +1493,19 @@ static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int
             sum += f->conv_l1[c2 * cl->cin + ci] * (double)xm[ci];
         const double e = sum_gamma(cl->cin * kk + 1) * sum; /* golden's rounding */
         const double u = f->conv_l1[c2 * cl->cin + co] * slop * BOUND_SCALE;
+        if (pool2 == 4 && maps <= 1024) { /* the plane's cells side by side, branch free */
+            for (int64_t py = 0; py < ph; py++)
+                for (int64_t px = 0; px < pw; px++)
+                    for (int64_t dy = 0; dy < 2; dy++)
+                        for (int64_t dx = 0; dx < 2; dx++) {
+                            const int64_t at = c2 * maps + (py * 2 + dy) * cl->ow + px * 2 + dx;
+                            const int64_t to = (py * pw + px) * 4 + dy * 2 + dx;
+                            cv0[to] = pre[at];
+                            cv1[to] = (double)dpre[at];
+                        }
+            pooled_changes4(ph * pw, cv0, cv1, e, u, mid + c2 * ph * pw, rad + c2 * ph * pw);
+            continue;
+        }
         for (int64_t py = 0; py < ph; py++)
             for (int64_t px = 0; px < pw; px++) {
                 for (int64_t dy = 0; dy < l->pool; dy++)
