@@ -70,6 +70,14 @@ static inline void prefetch_span(const void *p, size_t bytes) {
  * to ~1e38): the exact recompute follows anyway. */
 #define ASTRONOMIC 1e12
 
+/* Lets gcc turn the selects of a loop into blends (vectorized, no branch):
+ * no FP operation traps here; the values computed do not change. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SELECTS_VECTORIZE __attribute__((optimize("no-trapping-math")))
+#else
+#define SELECTS_VECTORIZE
+#endif
+
 /* Pattern radii kept per eval input and conv output channel. */
 #define RADII 32
 
@@ -1172,6 +1180,40 @@ static void conv_taps(const pvf_conv2d *cv, const float *x, int64_t ci, int64_t 
     }
 }
 
+/* cell_changes for a row of pw cells of 2x2 pooling, whose pre-pool rows
+ * are p0 and p1 (golden) and their taps t0 and t1: as pool_stats and the
+ * general case, every case computed and one selected (relu_changes). 1 when
+ * some cell may change its winner or sign beyond rounding. */
+SELECTS_VECTORIZE static int cell_row4(int64_t pw, const double *restrict p0,
+                                       const double *restrict p1, const double *restrict t0,
+                                       const double *restrict t1, double dw, double eps,
+                                       double *restrict d, double *restrict cell) {
+    double undecided = 0; /* a double: the loop's vectors hold doubles */
+    for (int64_t px = 0; px < pw; px++) {
+        const double v0 = p0[2 * px], v1 = p0[2 * px + 1], v2 = p1[2 * px], v3 = p1[2 * px + 1];
+        const double d0 = dw * t0[2 * px], d1 = dw * t0[2 * px + 1];
+        const double d2 = dw * t1[2 * px], d3 = dw * t1[2 * px + 1];
+        const double h01 = v0 > v1 ? v0 : v1, l01 = v0 < v1 ? v0 : v1;
+        const double h23 = v2 > v3 ? v2 : v3, l23 = v2 < v3 ? v2 : v3;
+        const double b1 = h01 > h23 ? h01 : h23;
+        const double hl = h01 < h23 ? h01 : h23, lh = l01 > l23 ? l01 : l23;
+        const double b2 = hl > lh ? hl : lh;
+        const double s0 = v0 + d0, s1 = v1 + d1, s2 = v2 + d2, s3 = v3 + d3;
+        const double s01 = s0 > s1 ? s0 : s1, s23 = s2 > s3 ? s2 : s3;
+        const double a1 = s01 > s23 ? s01 : s23;
+        const double dh01 = d0 > d1 ? d0 : d1, dh23 = d2 > d3 ? d2 : d3;
+        const double dl01 = d0 < d1 ? d0 : d1, dl23 = d2 < d3 ? d2 : d3;
+        const double spread = (dh01 > dh23 ? dh01 : dh23) - (dl01 < dl23 ? dl01 : dl23);
+        const double dq = (a1 > 0.0 ? a1 : 0.0) - (b1 > 0.0 ? b1 : 0.0);
+        d[px] = dq;
+        cell[px] = fabs(dq) + ((a1 > -eps) | (b1 > -eps) ? eps : 0.0);
+        const int off = (b1 < -eps) & (a1 < -eps);
+        const int on = (b1 > eps) & (a1 > eps) & (b1 - b2 > 2 * eps + spread);
+        undecided = off | on ? undecided : 1.0;
+    }
+    return undecided != 0;
+}
+
 /* One weight of output channel co changes by dw: each pre-pool output
  * becomes its golden value plus dw times its tap, up to eps (the rounding
  * of golden's sum and of a recomputed one). Per pooled cell: d[] the
@@ -1185,6 +1227,18 @@ static double cell_changes(const lenet *l, const pvf_conv2d *cv, const float *pr
     double dmax = 0;
     const int k = (int)(l->pool * l->pool); /* <= 64: conv_trial */
     double v[64], dv[64];
+    if (k == 4 && cv->ow <= 512) { /* a row of cells at a time, branch free */
+        int undecided = 0;
+        double rows[1024]; /* the two pre-pool rows, in double */
+        for (int64_t py = 0; py < ph; py++) {
+            const int64_t at = 2 * py * cv->ow;
+            for (int64_t x = 0; x < 2 * cv->ow; x++)
+                rows[x] = pre[at + x];
+            undecided |= cell_row4(pw, rows, rows + cv->ow, tap + at, tap + at + cv->ow, dw, eps,
+                                   d + py * pw, cell + py * pw);
+        }
+        return undecided ? 2 * eps : 0.0;
+    }
     for (int64_t py = 0; py < ph; py++)
         for (int64_t px = 0; px < pw; px++) {
             for (int64_t dy = 0; dy < l->pool; dy++)
@@ -1224,14 +1278,6 @@ static double sens_bound(const lenet_fast *f, int s, int64_t row, int64_t co, in
         }
     return bound;
 }
-
-/* Lets gcc turn the selects of a loop into blends (vectorized, no branch):
- * no FP operation traps here; the values computed do not change. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define SELECTS_VECTORIZE __attribute__((optimize("no-trapping-math")))
-#else
-#define SELECTS_VECTORIZE
-#endif
 
 /* Hidden fc units with golden pre-activations z[] (rounding e[]) whose
  * inputs change by mid +- rad: their outputs' changes, as mid +- rad (in
