@@ -70,10 +70,18 @@ static inline void prefetch_span(const void *p, size_t bytes) {
  * to ~1e38): the exact recompute follows anyway. */
 #define ASTRONOMIC 1e12
 
-/* Lets gcc turn the selects of a loop into blends (vectorized, no branch):
- * no FP operation traps here; the values computed do not change. */
+/* WIDER_VECTORS: a loop of single operations (no fused multiply-add, the
+ * same values) also built for AVX2, chosen at load time where the CPU has
+ * it. SELECTS_VECTORIZE: lets gcc turn the selects of a loop into blends
+ * (vectorized, no branch): no FP operation traps here; the values computed
+ * do not change. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define WIDER_VECTORS __attribute__((target_clones("avx2", "default")))
+#else
+#define WIDER_VECTORS
+#endif
 #if defined(__GNUC__) && !defined(__clang__)
-#define SELECTS_VECTORIZE __attribute__((optimize("no-trapping-math")))
+#define SELECTS_VECTORIZE __attribute__((optimize("no-trapping-math"))) WIDER_VECTORS
 #else
 #define SELECTS_VECTORIZE
 #endif
