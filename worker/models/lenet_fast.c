@@ -1922,19 +1922,29 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
     else
         memcpy(w + k0, ex->patch, (size_t)span * sizeof *w);
     const float *gold_out = last ? g->out : g->stage_in[s + 1];
-    for (int64_t row = 0; row < f->n; row++) {
-        const float *x = g->stage_in[s] + row * in;
-        const double slack = f->slack[row];
-        if (!nonfinite) {
+    /* The eval inputs no bound clears, listed first without a branch per
+     * input (which of them are cleared is data dependent): an input whose
+     * changed weights meet only zeros has the same sums; one whose change
+     * times its sensitivity fits in its slack keeps its outcome. */
+    int32_t todo_rows[4096], *todo = todo_rows;
+    int64_t ntodo = 0;
+    if (nonfinite || f->n > 4096)
+        todo = NULL; /* every input, in the loop below */
+    else
+        for (int64_t row = 0; row < f->n; row++) {
+            const float *x = g->stage_in[s] + row * in;
+            const double slack = f->slack[row];
             double delta = 0;
             for (int64_t e = 0; e < span; e++)
                 delta += d[e] * (is_bias ? 1.0 : fabs((double)x[k0 + e]));
-            if (delta == 0)
-                continue; /* the changed weights meet only zeros: the same sums */
-            if (slack > 0 &&
-                delta * BOUND_SCALE * (last ? 1 : pair_factor(sens, smax, g->top1[row])) <= slack)
-                continue;
+            const double pf = last ? 1 : pair_factor(sens, smax, g->top1[row]);
+            todo[ntodo] = (int32_t)row;
+            ntodo += (delta != 0) & !((slack > 0) & (delta * BOUND_SCALE * pf <= slack));
         }
+    for (int64_t at = 0; at < (todo ? ntodo : f->n); at++) {
+        const int64_t row = todo ? todo[at] : at;
+        const float *x = g->stage_in[s] + row * in;
+        const double slack = f->slack[row];
         /* Exactly: the faulty row's dot product. */
         float z = cblas_sdot((int)in, x, 1, w, 1) + bias;
         if (!last)
