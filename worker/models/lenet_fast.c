@@ -1214,10 +1214,10 @@ SELECTS_VECTORIZE static int cell_row4(int64_t pw, const double *restrict p0,
         const double spread = (dh01 > dh23 ? dh01 : dh23) - (dl01 < dl23 ? dl01 : dl23);
         const double dq = (a1 > 0.0 ? a1 : 0.0) - (b1 > 0.0 ? b1 : 0.0);
         d[px] = dq;
-        cell[px] = fabs(dq) + ((a1 > -eps) | (b1 > -eps) ? eps : 0.0);
+        cell[px] = fabs(dq) + (((a1 > -eps) | (b1 > -eps)) ? eps : 0.0);
         const int off = (b1 < -eps) & (a1 < -eps);
         const int on = (b1 > eps) & (a1 > eps) & (b1 - b2 > 2 * eps + spread);
-        undecided = off | on ? undecided : 1.0;
+        undecided = (off | on) ? undecided : 1.0;
     }
     return undecided != 0;
 }
