@@ -332,8 +332,9 @@ static void test_fast_conv_bounds(void) {
     for (int c = 0; c < 2; c++) {
         const int t = pvf_model_find_target(m, convs[c]);
         CHECK(t >= 0);
+        /* the exponent bits of a second element: test_fast_conv_exponent_flips */
         for (int64_t element = 3; element < 150; element += 71)
-            for (int bit = 12; bit < 32; bit++) {
+            for (int bit = 12; bit < (element == 3 ? 32 : 23); bit++) {
                 pvf_fault_site site = {t, element, 1u << bit};
                 both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &naive);
                 if (bit == 16) /* bounded, not recomputed, for most inputs */
@@ -369,6 +370,35 @@ static void test_fast_conv_bounds(void) {
     pvf_runner_close(&r);
 }
 
+/* Exponent flips of conv weights (the signed bounds' branch-free interval
+ * loops, rows with huge sums waiting per chunk of the full pass), on 130
+ * eval inputs (three pass chunks): the fast path agrees with the full pass
+ * input by input; a flip that shrinks a conv2 weight to almost nothing
+ * (bits 27-29 of a weight below 2) is cleared by the bounds for most inputs,
+ * and a huge one (bit 30) is computed on every input that reads it. */
+static void test_fast_conv_exponent_flips(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open_limit(&r, LENET, NULL, PVF_FMT_FP32, 130, &err) == 0);
+    const pvf_model *m = &r.model;
+    const char *const convs[] = {"conv1.weight", "conv2.weight"};
+    pvf_trial_result fast, naive;
+    for (int c = 0; c < 2; c++) {
+        const int t = pvf_model_find_target(m, convs[c]);
+        const int64_t count = m->targets[t].numel;
+        for (int64_t element = 74; element < count; element += count / 2)
+            for (int bit = 23; bit < 32; bit++) {
+                pvf_fault_site site = {t, element, 1u << bit};
+                both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &naive);
+                if (c == 1 && bit >= 27 && bit <= 29)
+                    CHECK(fast.stage_rows * 4 < naive.stage_rows);
+                if (bit == 30)
+                    CHECK(fast.stage_rows > 0 && !(fast.flags & PVF_TRIAL_SETTLED));
+            }
+    }
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/pvf-test-lenet-XXXXXX");
     if (!mkdtemp(tmp))
@@ -381,6 +411,7 @@ int main(void) {
     RUN(test_parameters_and_targets);
     RUN(test_fast_path_settles_and_computes);
     RUN(test_fast_conv_bounds);
+    RUN(test_fast_conv_exponent_flips);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0)

@@ -65,6 +65,27 @@ static inline void prefetch_span(const void *p, size_t bytes) {
  * by this factor: they would not clear the input, only cost time. */
 #define HOPELESS 1e6
 
+/* Nor is the cell-by-cell bound, nor the linearized tail, for a change
+ * whose channel bound exceeds the margin by this factor (an exponent flip
+ * to ~1e38): the exact recompute follows anyway. */
+#define ASTRONOMIC 1e12
+
+/* WIDER_VECTORS: a loop of single operations (no fused multiply-add, the
+ * same values) also built for AVX2, chosen at load time where the CPU has
+ * it. SELECTS_VECTORIZE: lets gcc turn the selects of a loop into blends
+ * (vectorized, no branch): no FP operation traps here; the values computed
+ * do not change. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define WIDER_VECTORS __attribute__((target_clones("avx2", "default")))
+#else
+#define WIDER_VECTORS
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#define SELECTS_VECTORIZE __attribute__((optimize("no-trapping-math"))) WIDER_VECTORS
+#else
+#define SELECTS_VECTORIZE
+#endif
+
 /* Pattern radii kept per eval input and conv output channel. */
 #define RADII 32
 
@@ -114,10 +135,15 @@ typedef struct lenet_fast {
     double *abs_sum[LENET_STAGES];  /* hidden fc stage: [n x out] golden sum |w x| + |b| */
     double *row_l1[LENET_STAGES];   /* fc stage: [out] sum of |w| of each row */
     float *absw[LENET_STAGES];      /* fc stage after the first: |w| */
+    float *wt[LENET_STAGES];        /* fc stage: w transposed [in x out], a column per feature */
     double *in_r, *in_cost;         /* input_radii: [n x RADII] */
     double *conv_l1;                /* last conv stage: [cout x cin] sum of |w| over each kernel */
-    double *chan_l1;                /* first fc stage: [out x last conv's cout] sum of |w|
-                                       over each row's columns of one channel */
+    /* Last stage, [(t * classes + c) * in + k]: w[t][k] - w[c][k] in double
+     * (exact: two floats' difference) and its magnitude, the margin rows
+     * signed_fc reads for top-1 t. */
+    double *margin_w, *margin_abs;
+    double *chan_l1; /* first fc stage: [out x last conv's cout] sum of |w|
+                        over each row's columns of one channel */
 } lenet_fast;
 
 void lenet_fast_free(void *state) {
@@ -127,6 +153,8 @@ void lenet_fast_free(void *state) {
     free(f->slack);
     free(f->chan_l1);
     free(f->conv_l1);
+    free(f->margin_w);
+    free(f->margin_abs);
     free(f->in_r);
     free(f->in_cost);
     for (int s = 0; s < LENET_STAGES; s++) {
@@ -147,6 +175,7 @@ void lenet_fast_free(void *state) {
         free(f->abs_sum[s]);
         free(f->row_l1[s]);
         free(f->absw[s]);
+        free(f->wt[s]);
     }
 
     free(f);
@@ -559,6 +588,26 @@ static double input_linear_bound(const pvf_model *m, const lenet_fast *f, int64_
     return (lin + rho * (k ? cost[k - 1] : 0.0)) * BOUND_SCALE;
 }
 
+/* The last stage's margin rows w[t] - w[c] and their magnitudes. */
+static int margin_rows(const pvf_model *m, lenet_fast *f) {
+    const lenet *l = m->arch_state;
+    const int last = m->nstages - 1;
+    const int64_t in = m->stages[last].in_size, classes = f->classes;
+    const float *w = m->params[l->w[last]].value;
+    const size_t count = (size_t)(classes * classes * in);
+    if (!(f->margin_w = malloc(count * sizeof(double))) ||
+        !(f->margin_abs = malloc(count * sizeof(double))))
+        return -1;
+    for (int64_t t = 0; t < classes; t++)
+        for (int64_t c = 0; c < classes; c++)
+            for (int64_t k = 0; k < in; k++) {
+                const int64_t at = (t * classes + c) * in + k;
+                f->margin_w[at] = (double)w[t * in + k] - (double)w[c * in + k];
+                f->margin_abs[at] = fabs(f->margin_w[at]);
+            }
+    return 0;
+}
+
 /* The linearized tail of the last two conv stages (see lenet_fast). */
 static int linear_tail_prepare(const pvf_model *m, const pvf_golden *g, lenet_fast *f) {
     const lenet *l = m->arch_state;
@@ -612,7 +661,7 @@ static double linear_tail_bound(const pvf_model *m, const lenet_fast *f, int s, 
     double lin = 0, rho = 0;
     for (int64_t q = 0; q < chan; q++) {
         lin += (double)gq[q] * cell[q];
-        rho = fmax(rho, cell[q]);
+        rho = max2(rho, cell[q]); /* a NaN makes lin NaN: INFINITY below */
     }
     const double *r = f->radius[s] + (row * cout + co) * RADII;
     const double *cost = f->radius_cost[s] + (row * cout + co) * RADII;
@@ -715,8 +764,13 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
         for (int64_t i = 0; i < n; i++)
             for (int64_t k = 0; k < in; k++)
                 f->xmax[s][k] = fmaxf(f->xmax[s][k], fabsf(g->stage_in[s][i * in + k]));
+        if (!(f->wt[s] = malloc((size_t)(in * out) * sizeof(float))))
+            goto oom;
+        for (int64_t j = 0; j < out; j++)
+            for (int64_t k = 0; k < in; k++)
+                f->wt[s][k * out + j] = m->params[l->w[s]].value[j * in + k];
     }
-    if (linear_tail_prepare(m, g, f))
+    if (margin_rows(m, f) || linear_tail_prepare(m, g, f))
         goto oom;
     *state = f;
     return 0;
@@ -821,18 +875,31 @@ static void conv_channel_direct(const pvf_conv2d *cv, const float *restrict x,
                    (size_t)cv->w * sizeof *xp);
     for (int64_t oy = 0; oy < oh; oy++)
         for (int64_t b = 0; b < blocks; b++) {
-            float acc[CONV_BLOCK] = {0};
-            for (int64_t ci = 0; ci < cv->cin; ci++)
-                for (int64_t ky = 0; ky < k; ky++) {
-                    const float *xr = xp + (ci * ph + oy + ky) * pw + b * CONV_BLOCK;
-                    const float *wr = w + (ci * k + ky) * k;
-                    for (int64_t kx = 0; kx < k; kx++) {
-                        const float wv = wr[kx];
-                        for (int j = 0; j < CONV_BLOCK; j++)
-                            acc[j] += wv * xr[kx + j];
-                    }
-                }
             const int64_t n = ow - b * CONV_BLOCK < CONV_BLOCK ? ow - b * CONV_BLOCK : CONV_BLOCK;
+            float acc[CONV_BLOCK] = {0};
+            if (n <= CONV_BLOCK / 2) { /* a last block of half a block: one register */
+                for (int64_t ci = 0; ci < cv->cin; ci++)
+                    for (int64_t ky = 0; ky < k; ky++) {
+                        const float *xr = xp + (ci * ph + oy + ky) * pw + b * CONV_BLOCK;
+                        const float *wr = w + (ci * k + ky) * k;
+                        for (int64_t kx = 0; kx < k; kx++) {
+                            const float wv = wr[kx];
+                            for (int j = 0; j < CONV_BLOCK / 2; j++)
+                                acc[j] += wv * xr[kx + j];
+                        }
+                    }
+            } else {
+                for (int64_t ci = 0; ci < cv->cin; ci++)
+                    for (int64_t ky = 0; ky < k; ky++) {
+                        const float *xr = xp + (ci * ph + oy + ky) * pw + b * CONV_BLOCK;
+                        const float *wr = w + (ci * k + ky) * k;
+                        for (int64_t kx = 0; kx < k; kx++) {
+                            const float wv = wr[kx];
+                            for (int j = 0; j < CONV_BLOCK; j++)
+                                acc[j] += wv * xr[kx + j];
+                        }
+                    }
+            }
             memcpy(plane + oy * ow + b * CONV_BLOCK, acc, (size_t)n * sizeof *plane);
         }
 }
@@ -913,7 +980,11 @@ static int pending_flush(pvf_exec *ex, const pvf_golden *g, pending *p, pvf_tria
 
 static int pending_add(pvf_exec *ex, const pvf_golden *g, pending *p, int stage, int64_t row,
                        const float *x, pvf_trial_result *r, pvf_err *err) {
-    if (p->n && (p->stage != stage || p->n == ex->chunk) && pending_flush(ex, g, p, r, err))
+    /* one pass chunk per flush: the full pass's chunk runs once for all of
+     * its waiting rows, not once per flush that holds some of them */
+    const int other_chunk = p->n && row / ex->chunk != p->rows[0] / ex->chunk;
+    if (p->n && (p->stage != stage || p->n == ex->chunk || other_chunk) &&
+        pending_flush(ex, g, p, r, err))
         return -1;
     const int64_t in = ex->m->stages[stage].in_size;
     p->stage = stage;
@@ -986,18 +1057,22 @@ static int fc_tail(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, const 
  * and the sparse update is as faithful as a full recompute. */
 static int sparse_may_overflow(const pvf_model *m, const lenet_fast *f, int s, int64_t row,
                                const int64_t *feat, const float *delta, int64_t nf) {
-    if (!f->abs_sum[s])
+    const int64_t out = m->stages[s].out_size;
+    double sum[4096];
+    if (!f->abs_sum[s] || out > 4096)
         return 1;
-    const lenet *l = m->arch_state;
-    const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size;
-    const float *w = m->params[l->w[s]].value;
-    for (int64_t j = 0; j < out; j++) {
-        double sum = f->abs_sum[s][row * out + j];
-        for (int64_t c = 0; c < nf; c++)
-            sum += fabs((double)w[j * in + feat[c]]) * fabs((double)delta[c]);
-        if (!(sum < FLT_MAX / 2)) /* NaN too */
-            return 1;
+    /* each unit's sum in order of the changed features, the units side by
+     * side along the transposed weight's columns */
+    memcpy(sum, f->abs_sum[s] + row * out, (size_t)out * sizeof *sum);
+    for (int64_t c = 0; c < nf; c++) {
+        const float *col = f->wt[s] + feat[c] * out;
+        const double dc = fabs((double)delta[c]);
+        for (int64_t j = 0; j < out; j++)
+            sum[j] += fabs((double)col[j]) * dc;
     }
+    for (int64_t j = 0; j < out; j++)
+        if (!(sum[j] < FLT_MAX / 2)) /* NaN too */
+            return 1;
     return 0;
 }
 
@@ -1020,11 +1095,12 @@ static int fc_sparse(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, cons
             y[feat[j]] += delta[j];
         return fc_tail(ex, g, s, row, y, p, r, err);
     }
-    const float *w = m->params[l->w[s]].value;
     memcpy(y, f->pre[s] + row * out, (size_t)out * sizeof *y);
-    for (int64_t j = 0; j < nf; j++)
+    for (int64_t j = 0; j < nf; j++) {
+        const float *col = f->wt[s] + feat[j] * out; /* column feat[j], contiguous */
         for (int64_t o = 0; o < out; o++)
-            y[o] += w[o * in + feat[j]] * delta[j];
+            y[o] += col[o] * delta[j];
+    }
     if (!last)
         pvf_relu(y, out);
     r->stage_rows++;
@@ -1112,6 +1188,40 @@ static void conv_taps(const pvf_conv2d *cv, const float *x, int64_t ci, int64_t 
     }
 }
 
+/* cell_changes for a row of pw cells of 2x2 pooling, whose pre-pool rows
+ * are p0 and p1 (golden) and their taps t0 and t1: as pool_stats and the
+ * general case, every case computed and one selected (relu_changes). 1 when
+ * some cell may change its winner or sign beyond rounding. */
+SELECTS_VECTORIZE static int cell_row4(int64_t pw, const double *restrict p0,
+                                       const double *restrict p1, const double *restrict t0,
+                                       const double *restrict t1, double dw, double eps,
+                                       double *restrict d, double *restrict cell) {
+    double undecided = 0; /* a double: the loop's vectors hold doubles */
+    for (int64_t px = 0; px < pw; px++) {
+        const double v0 = p0[2 * px], v1 = p0[2 * px + 1], v2 = p1[2 * px], v3 = p1[2 * px + 1];
+        const double d0 = dw * t0[2 * px], d1 = dw * t0[2 * px + 1];
+        const double d2 = dw * t1[2 * px], d3 = dw * t1[2 * px + 1];
+        const double h01 = v0 > v1 ? v0 : v1, l01 = v0 < v1 ? v0 : v1;
+        const double h23 = v2 > v3 ? v2 : v3, l23 = v2 < v3 ? v2 : v3;
+        const double b1 = h01 > h23 ? h01 : h23;
+        const double hl = h01 < h23 ? h01 : h23, lh = l01 > l23 ? l01 : l23;
+        const double b2 = hl > lh ? hl : lh;
+        const double s0 = v0 + d0, s1 = v1 + d1, s2 = v2 + d2, s3 = v3 + d3;
+        const double s01 = s0 > s1 ? s0 : s1, s23 = s2 > s3 ? s2 : s3;
+        const double a1 = s01 > s23 ? s01 : s23;
+        const double dh01 = d0 > d1 ? d0 : d1, dh23 = d2 > d3 ? d2 : d3;
+        const double dl01 = d0 < d1 ? d0 : d1, dl23 = d2 < d3 ? d2 : d3;
+        const double spread = (dh01 > dh23 ? dh01 : dh23) - (dl01 < dl23 ? dl01 : dl23);
+        const double dq = (a1 > 0.0 ? a1 : 0.0) - (b1 > 0.0 ? b1 : 0.0);
+        d[px] = dq;
+        cell[px] = fabs(dq) + (((a1 > -eps) | (b1 > -eps)) ? eps : 0.0);
+        const int off = (b1 < -eps) & (a1 < -eps);
+        const int on = (b1 > eps) & (a1 > eps) & (b1 - b2 > 2 * eps + spread);
+        undecided = (off | on) ? undecided : 1.0;
+    }
+    return undecided != 0;
+}
+
 /* One weight of output channel co changes by dw: each pre-pool output
  * becomes its golden value plus dw times its tap, up to eps (the rounding
  * of golden's sum and of a recomputed one). Per pooled cell: d[] the
@@ -1125,6 +1235,18 @@ static double cell_changes(const lenet *l, const pvf_conv2d *cv, const float *pr
     double dmax = 0;
     const int k = (int)(l->pool * l->pool); /* <= 64: conv_trial */
     double v[64], dv[64];
+    if (k == 4 && cv->ow <= 512) { /* a row of cells at a time, branch free */
+        int undecided = 0;
+        double rows[1024]; /* the two pre-pool rows, in double */
+        for (int64_t py = 0; py < ph; py++) {
+            const int64_t at = 2 * py * cv->ow;
+            for (int64_t x = 0; x < 2 * cv->ow; x++)
+                rows[x] = pre[at + x];
+            undecided |= cell_row4(pw, rows, rows + cv->ow, tap + at, tap + at + cv->ow, dw, eps,
+                                   d + py * pw, cell + py * pw);
+        }
+        return undecided ? 2 * eps : 0.0;
+    }
     for (int64_t py = 0; py < ph; py++)
         for (int64_t px = 0; px < pw; px++) {
             for (int64_t dy = 0; dy < l->pool; dy++)
@@ -1165,21 +1287,32 @@ static double sens_bound(const lenet_fast *f, int s, int64_t row, int64_t co, in
     return bound;
 }
 
-/* One hidden fc unit with golden pre-activation z (rounding e) whose input
- * changes by c +- u: its output's change as mid +- rad. The ReLU is decided
- * where z keeps its sign; else the change lies between 0 and c +- u. */
-static void relu_change(double z, double e, double c, double u, double *mid, double *rad) {
-    const double big = fabs(c) + u;
-    if (z - e > big) {
-        *mid = c;
-        *rad = u;
-    } else if (z + e < -big) {
-        *mid = *rad = 0;
-    } else { /* relu(z + dz) - relu(z) for z in z +- e, dz in c +- u */
-        const double lo = max2(min2(0.0, c - u), max2(z - e + c - u, 0.0) - max2(z + e, 0.0));
-        const double hi = min2(max2(0.0, c + u), max2(z + e + c + u, 0.0) - max2(z - e, 0.0));
-        *mid = (lo + hi) / 2;
-        *rad = (hi - lo) / 2 * BOUND_SCALE;
+/* Hidden fc units with golden pre-activations z[] (rounding e[]) whose
+ * inputs change by mid +- rad: their outputs' changes, as mid +- rad (in
+ * place). A ReLU is decided where z keeps its sign; else the change lies
+ * between 0 and c +- u. Every case is computed and one selected, so that
+ * the loop runs without branches: which case holds is data dependent, a
+ * branch on it mispredicts. (max / min spelled out: a helper function
+ * would not be inlined under another optimize attribute.) */
+SELECTS_VECTORIZE static void relu_changes(int64_t n, const float *restrict z,
+                                           const double *restrict e, double *restrict mid,
+                                           double *restrict rad) {
+    for (int64_t k = 0; k < n; k++) {
+        const double zk = z[k], ek = e[k], c = mid[k], u = rad[k];
+        const double big = fabs(c) + u;
+        /* relu(z + dz) - relu(z) for z in zk +- ek, dz in c +- u */
+        const double lo0 = 0.0 < c - u ? 0.0 : c - u, lo1 = zk - ek + c - u, lo2 = zk + ek;
+        const double hi0 = 0.0 > c + u ? 0.0 : c + u, hi1 = zk + ek + c + u, hi2 = zk - ek;
+        const double lo_d = (lo1 > 0.0 ? lo1 : 0.0) - (lo2 > 0.0 ? lo2 : 0.0);
+        const double hi_d = (hi1 > 0.0 ? hi1 : 0.0) - (hi2 > 0.0 ? hi2 : 0.0);
+        const double lo = lo0 > lo_d ? lo0 : lo_d, hi = hi0 < hi_d ? hi0 : hi_d;
+        double mk = (lo + hi) / 2, rk = (hi - lo) / 2 * BOUND_SCALE;
+        mk = zk + ek < -big ? 0.0 : mk; /* off: stays off */
+        rk = zk + ek < -big ? 0.0 : rk;
+        mk = zk - ek > big ? c : mk; /* on: stays on */
+        rk = zk - ek > big ? u : rk;
+        mid[k] = mk;
+        rad[k] = rk;
     }
 }
 
@@ -1213,11 +1346,12 @@ static void signed_units(const pvf_model *m, const lenet_fast *f, int64_t row, i
                          double *rad) {
     const int64_t in = m->stages[t].in_size, out = m->stages[t].out_size;
     const double gamma = sum_gamma(in);
+    const double *l1 = f->row_l1[t];
     for (int64_t k = 0; k < out; k++) {
-        const double u = ((double)yr[k] + f->row_l1[t][k] * gamma * (mmax + rmax)) * BOUND_SCALE;
-        relu_change(f->pre[t][row * out + k], f->unit_eps[t][row * out + k], (double)y[k], u,
-                    &mid[k], &rad[k]);
+        mid[k] = (double)y[k];
+        rad[k] = ((double)yr[k] + l1[k] * gamma * (mmax + rmax)) * BOUND_SCALE;
     }
+    relu_changes(out, f->pre[t] + row * out, f->unit_eps[t] + row * out, mid, rad);
 }
 
 static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, int t0, double *mid,
@@ -1240,11 +1374,12 @@ static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, in
             for (int64_t c = 0; c < classes; c++) {
                 if (c == top1)
                     continue;
+                const double *gk = f->margin_w + (top1 * classes + c) * in;
+                const double *ak = f->margin_abs + (top1 * classes + c) * in;
                 double v = 0, spread = 0;
                 for (int64_t k = 0; k < in; k++) {
-                    const double gk = (double)w[top1 * in + k] - (double)w[c * in + k];
-                    v += gk * mid[k];
-                    spread += fabs(gk) * rad[k];
+                    v += gk[k] * mid[k];
+                    spread += ak[k] * rad[k];
                 }
                 bound = max2(bound, fabs(v) + spread);
             }
@@ -1292,9 +1427,11 @@ static int signed_tail_first(const pvf_model *m, const lenet_fast *f, const pvf_
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)chan, 1.0f, w + co * chan, (int)in,
                 midf, 1, 0.0f, y, 1);
     const double slop = dmax + dconv + sum_gamma(chan) * dfmax;
-    for (int64_t j = 0; j < out; j++)
-        relu_change(f->pre[fc0][row * out + j], f->unit_eps[fc0][row * out + j], (double)y[j],
-                    f->chan_l1[(j * cv->cout + co)] * slop * BOUND_SCALE, &mid[j], &rad[j]);
+    for (int64_t j = 0; j < out; j++) {
+        mid[j] = (double)y[j];
+        rad[j] = f->chan_l1[(j * cv->cout + co)] * slop * BOUND_SCALE;
+    }
+    relu_changes(out, f->pre[fc0] + row * out, f->unit_eps[fc0] + row * out, mid, rad);
     return 1;
 }
 
@@ -1305,6 +1442,44 @@ static double signed_tail_bound(const pvf_model *m, const lenet_fast *f, const p
     if (!signed_tail_first(m, f, cv, s, row, co, d, dmax, mid, rad))
         return INFINITY;
     return signed_fc(m, f, row, ((const lenet *)m->arch_state)->nconv + 1, mid, rad);
+}
+
+/* The pooled cells of one plane of the last conv stage for 2x2 pooling
+ * (conv_signed_cells): cell q's golden pre-pool values v0[4q..4q+4) (their
+ * rounding e) change by v1[..] (up to u each); its output's change as
+ * mid +- rad. Off: stays below zero; on: the winner stays ahead and above
+ * zero, its change; else the ReLU of the max moved by its bounds. As
+ * pool_stats and the general case, every case computed and one selected
+ * (relu_changes). */
+SELECTS_VECTORIZE static void pooled_changes4(int64_t cells, const double *restrict v0,
+                                              const double *restrict v1, double e, double u,
+                                              double *restrict mid, double *restrict rad) {
+    for (int64_t q = 0; q < cells; q++) {
+        const double *v = v0 + 4 * q, *dv = v1 + 4 * q;
+        const double h01 = v[0] > v[1] ? v[0] : v[1], l01 = v[0] < v[1] ? v[0] : v[1];
+        const double h23 = v[2] > v[3] ? v[2] : v[3], l23 = v[2] < v[3] ? v[2] : v[3];
+        const double b1 = h01 > h23 ? h01 : h23;
+        const double hl = h01 < h23 ? h01 : h23, lh = l01 > l23 ? l01 : l23;
+        const double b2 = hl > lh ? hl : lh;
+        const double s0 = v[0] + dv[0], s1 = v[1] + dv[1], s2 = v[2] + dv[2], s3 = v[3] + dv[3];
+        const double s01 = s0 > s1 ? s0 : s1, s23 = s2 > s3 ? s2 : s3;
+        const double a1 = s01 > s23 ? s01 : s23;
+        const double dh01 = dv[0] > dv[1] ? dv[0] : dv[1], dh23 = dv[2] > dv[3] ? dv[2] : dv[3];
+        const double dl01 = dv[0] < dv[1] ? dv[0] : dv[1], dl23 = dv[2] < dv[3] ? dv[2] : dv[3];
+        const double spread = (dh01 > dh23 ? dh01 : dh23) - (dl01 < dl23 ? dl01 : dl23);
+        const double lo0 = a1 - e - u, lo1 = b1 + e, hi0 = a1 + e + u, hi1 = b1 - e;
+        const double lo = (lo0 > 0.0 ? lo0 : 0.0) - (lo1 > 0.0 ? lo1 : 0.0);
+        const double hi = (hi0 > 0.0 ? hi0 : 0.0) - (hi1 > 0.0 ? hi1 : 0.0);
+        const int off = (b1 + e < 0) & (a1 + e + u < 0);
+        const int on = (b1 - e > 0) & (a1 - e - u > 0) & (b1 - b2 > 2 * (e + u) + spread);
+        double mk = (lo + hi) / 2, rk = (hi - lo) / 2 * BOUND_SCALE;
+        mk = on ? a1 - b1 : mk;
+        rk = on ? (u + 1e-15 * fabs(b1)) * BOUND_SCALE : rk;
+        mk = off ? 0.0 : mk;
+        rk = off ? 0.0 : rk;
+        mid[q] = mk;
+        rad[q] = rk;
+    }
 }
 
 /* For a single weight of output channel co of the conv stage before the
@@ -1330,7 +1505,7 @@ static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int
         m->stages[fc0].in_size > SIGNED_WIDEST)
         return 0;
     float df[4096], col[8192], dpre[4096];
-    double v0[64], v1[64];
+    double v0[64], v1[64], cv0[1024], cv1[1024];
     const int pool2 = (int)(l->pool * l->pool);
     if (pool2 > 64)
         return 0;
@@ -1372,6 +1547,19 @@ static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int
             sum += f->conv_l1[c2 * cl->cin + ci] * (double)xm[ci];
         const double e = sum_gamma(cl->cin * kk + 1) * sum; /* golden's rounding */
         const double u = f->conv_l1[c2 * cl->cin + co] * slop * BOUND_SCALE;
+        if (pool2 == 4 && maps <= 1024) { /* the plane's cells side by side, branch free */
+            for (int64_t py = 0; py < ph; py++)
+                for (int64_t px = 0; px < pw; px++)
+                    for (int64_t dy = 0; dy < 2; dy++)
+                        for (int64_t dx = 0; dx < 2; dx++) {
+                            const int64_t at = c2 * maps + (py * 2 + dy) * cl->ow + px * 2 + dx;
+                            const int64_t to = (py * pw + px) * 4 + dy * 2 + dx;
+                            cv0[to] = pre[at];
+                            cv1[to] = (double)dpre[at];
+                        }
+            pooled_changes4(ph * pw, cv0, cv1, e, u, mid + c2 * ph * pw, rad + c2 * ph * pw);
+            continue;
+        }
         for (int64_t py = 0; py < ph; py++)
             for (int64_t px = 0; px < pw; px++) {
                 for (int64_t dy = 0; dy < l->pool; dy++)
@@ -1639,7 +1827,8 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                 continue; /* the changed weights meet only zeros */
             const double *ch = f->chan[s] + co * classes;
             double bound = delta * pair_factor(ch, f->chan_max[s][co], g->top1[i]);
-            if (single && bound * BOUND_SCALE > f->slack[i]) { /* finer: cell by cell */
+            if (single && bound * BOUND_SCALE > f->slack[i] &&
+                bound < ASTRONOMIC * f->slack[i]) { /* finer: cell by cell */
                 const double dw = (double)ex->patch[0] - (double)w_old;
                 const double eps = conv_rounding(m, l, f, s, i, co, dw);
                 conv_taps(cv, x, ci0, ky0, kx0, tap);
@@ -1733,19 +1922,29 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
     else
         memcpy(w + k0, ex->patch, (size_t)span * sizeof *w);
     const float *gold_out = last ? g->out : g->stage_in[s + 1];
-    for (int64_t row = 0; row < f->n; row++) {
-        const float *x = g->stage_in[s] + row * in;
-        const double slack = f->slack[row];
-        if (!nonfinite) {
+    /* The eval inputs no bound clears, listed first without a branch per
+     * input (which of them are cleared is data dependent): an input whose
+     * changed weights meet only zeros has the same sums; one whose change
+     * times its sensitivity fits in its slack keeps its outcome. */
+    int32_t todo_rows[4096], *todo = todo_rows;
+    int64_t ntodo = 0;
+    if (nonfinite || f->n > 4096)
+        todo = NULL; /* every input, in the loop below */
+    else
+        for (int64_t row = 0; row < f->n; row++) {
+            const float *x = g->stage_in[s] + row * in;
+            const double slack = f->slack[row];
             double delta = 0;
             for (int64_t e = 0; e < span; e++)
                 delta += d[e] * (is_bias ? 1.0 : fabs((double)x[k0 + e]));
-            if (delta == 0)
-                continue; /* the changed weights meet only zeros: the same sums */
-            if (slack > 0 &&
-                delta * BOUND_SCALE * (last ? 1 : pair_factor(sens, smax, g->top1[row])) <= slack)
-                continue;
+            const double pf = last ? 1 : pair_factor(sens, smax, g->top1[row]);
+            todo[ntodo] = (int32_t)row;
+            ntodo += (delta != 0) & !((slack > 0) & (delta * BOUND_SCALE * pf <= slack));
         }
+    for (int64_t at = 0; at < (todo ? ntodo : f->n); at++) {
+        const int64_t row = todo ? todo[at] : at;
+        const float *x = g->stage_in[s] + row * in;
+        const double slack = f->slack[row];
         /* Exactly: the faulty row's dot product. */
         float z = cblas_sdot((int)in, x, 1, w, 1) + bias;
         if (!last)
