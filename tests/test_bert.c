@@ -485,10 +485,11 @@ static void test_fast_attention_bounds(void) {
 }
 
 /* Sign and exponent flips in layer 0's value and attention output weights
- * change every token's first LayerNorm input: the inputs that the bounds
- * from there do not settle run layer 0 exactly from the cached activations
- * up to the GELU, and settle from its measured changes (settles_at_ffn)
- * when those are small. Both ways agree input by input, and some inputs
+ * (and its first LayerNorm's weight) change every token's first LayerNorm
+ * input (output): the inputs that the bounds from there do not settle run
+ * layer 0 exactly from the cached activations, and settle from the first
+ * LayerNorm's measured output changes (settles_at_ln1_out) or from the
+ * GELU's (settles_at_ffn) when those are small. Both ways agree input by input, and some inputs
  * whose logits do move in the full pass keep golden's outputs on the fast
  * side (settled by a bound, not run). */
 static void test_fast_ffn_settle(void) {
@@ -500,15 +501,18 @@ static void test_fast_ffn_settle(void) {
     const size_t row = (size_t)k * sizeof(float);
     float *naive = malloc((size_t)n * row);
     static const char *const names[] = {"bert.encoder.layer.0.attention.self.value.weight",
-                                        "bert.encoder.layer.0.attention.output.dense.weight"};
+                                        "bert.encoder.layer.0.attention.output.dense.weight",
+                                        "bert.encoder.layer.0.attention.output.LayerNorm.weight"};
     static const int bits[] = {31, 26};
     for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
         const int target = pvf_model_find_target(&r.model, names[t]);
         CHECK(target >= 0);
         int64_t moved = 0, settled_moved = 0;
         for (size_t j = 0; j < sizeof bits / sizeof *bits; j++) {
-            pvf_fault_site site = {
-                .target = target, .element = 901 + 4099 * (int64_t)j, .mask = 1u << bits[j]};
+            pvf_fault_site site = {.target = target,
+                                   .element =
+                                       (901 + 4099 * (int64_t)j) % r.model.targets[target].numel,
+                                   .mask = 1u << bits[j]};
             pvf_trial_result fast, plain;
             both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
             CHECK(fast.incorrect == plain.incorrect && fast.nonfinite == plain.nonfinite);

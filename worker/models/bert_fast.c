@@ -61,6 +61,7 @@ typedef struct layer_norms {
     double *ov;        /* [heads] the attention output's columns of a head times its value rows */
     double o, ff1, ff2, ln1, ln2;
     double ffn_ln1;     /* see ffn_tail_norm */
+    double ffn_plain;   /* likewise per unit change of the first LayerNorm's output */
     double *ff2_col;    /* [intermediate] */
     double *o_col;      /* [hidden] the L2 norm of each column of the attention output */
     double *ff2_row_l1; /* [hidden] the L1 norm of each row of the second feed-forward matrix */
@@ -290,16 +291,17 @@ static double max_abs(const float *x, int64_t n) {
 
 /* A bound on the norm of the feed-forward part's change (with its residual)
  * per unit change of the first LayerNorm's normalized row: the output moves
- * by (I + W2 D W1) diag(g) dn, g the LayerNorm weight, D diagonal with GELU's
+ * by (I + W2 D W1) diag(g) dn, g the LayerNorm weight (NULL: per unit change
+ * of the LayerNorm's output, g = 1), D diagonal with GELU's
  * secant slopes in [-0.13, 1.13] = 0.5 + 0.63 [-1, 1], so by at most
  * (|(I + 0.5 W2 W1) diag(g)| + 0.63 |W2| |W1 diag(g)|) |dn| (spectral
  * norms). The product is formed in double and stored in float: its rounding
  * is relative 2^-24 per entry, at most 1.2e-7 times its Frobenius norm
  * (times max |g|) in spectral norm. -1 when out of memory. */
-static double ffn_tail_norm(const pvf_model *m, const bert *b, const int *p, double ff2) {
+static double ffn_tail_norm(const pvf_model *m, const bert *b, const int *p, double ff2,
+                            const float *g) {
     const int64_t h = b->hidden, ni = b->inter;
-    const float *w1 = m->params[p[FF1]].value, *w2 = m->params[p[FF2]].value,
-                *g = m->params[p[LN1_W]].value;
+    const float *w1 = m->params[p[FF1]].value, *w2 = m->params[p[FF2]].value;
     float *a = malloc((size_t)(h * h) * sizeof *a);
     double *row = malloc((size_t)h * sizeof *row);
     if (!a || !row) {
@@ -322,7 +324,7 @@ static double ffn_tail_norm(const pvf_model *m, const bert *b, const int *p, dou
         }
     }
     free(row);
-    const double gmax = max_abs(g, h);
+    const double gmax = g ? max_abs(g, h) : 1.0;
     const double lin = pvf_fast_spectral_bound(a, h, 0, h, g);
     const double gated = pvf_fast_spectral_bound(w1, h, 0, ni, g);
     free(a);
@@ -388,11 +390,13 @@ static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, i
         return -1;
     L->ln1 = max_abs(m->params[p[LN1_W]].value, h);
     L->ln2 = max_abs(m->params[p[LN2_W]].value, h);
-    L->ffn_ln1 = ffn_tail_norm(m, b, p, L->ff2);
-    if (L->ffn_ln1 < 0)
+    L->ffn_ln1 = ffn_tail_norm(m, b, p, L->ff2, m->params[p[LN1_W]].value);
+    L->ffn_plain = ffn_tail_norm(m, b, p, L->ff2, NULL);
+    if (L->ffn_ln1 < 0 || L->ffn_plain < 0)
         return -1;
     /* never looser than the product of the parts' norms */
     L->ffn_ln1 = fmin(L->ffn_ln1, L->ln1 * (1 + L->ff2 * GELU_LIPSCHITZ * L->ff1));
+    L->ffn_plain = fmin(L->ffn_plain, 1 + L->ff2 * GELU_LIPSCHITZ * L->ff1);
     const float *w2 = m->params[p[FF2]].value;
     for (int64_t j = 0; j < b->inter; j++) {
         double acc = 0;
@@ -1598,12 +1602,48 @@ static int settles_at_ffn(const bert *b, const bert_fast *f, int li, int64_t i, 
     return settles_from_layer(b, f, li + 1, i, dx * BOUND_INFLATE, NULL);
 }
 
+/* 1 when sequence i settles with its first LayerNorm's outputs a[L, h] in
+ * encoder layer li (before the last) at its L unmasked tokens computed
+ * exactly, the feed-forward part and the second LayerNorm golden: token u's
+ * second LayerNorm input moves by at most dr_u = ffn_plain |da_u| from the
+ * cached golden one (ffn_tail_norm), its output as in settles_at_ffn. The
+ * measured change of each token's LayerNorm output, with that token's own
+ * second LayerNorm scale, is tighter than settles_at_ln1's bound through
+ * the first LayerNorm, and it skips the first feed-forward product and its
+ * GELU. */
+static int settles_at_ln1_out(const bert *b, const bert_fast *f, int li, int64_t i, int64_t L,
+                              const float *a) {
+    const int64_t h = b->hidden, R = f->real_start[f->n], base = li * R + f->real_start[i];
+    const double rh = 1.0 / sqrt((double)h), tail = f->norms[li].ffn_plain;
+    double dx = 0;
+    for (int64_t u = 0; u < L; u++) {
+        const float *ga = f->ffn_a + (base + u) * h, *au = a + u * h;
+        double da = 0; /* NaN and Inf carry into the sum */
+        for (int64_t c = 0; c < h; c++)
+            da += ((double)au[c] - ga[c]) * ((double)au[c] - ga[c]);
+        const double dr = tail * sqrt(da) * BOUND_INFLATE;
+        const double s2 = f->ffn_scale[base + u] - dr * rh;
+        if (!(dr < INFINITY) || !(s2 > 0))
+            return 0; /* NaN, Inf or no bound: the exact way */
+        dx = fmax(dx, f->norms[li].ln2 * dr / s2);
+    }
+    return settles_from_layer(b, f, li + 1, i, dx * BOUND_INFLATE, NULL);
+}
+
 /* layer_tail for a fault before encoder layer li's feed-forward part (li
- * before the last): 1 when sequence i settles after the GELU
- * (settles_at_ffn; x not computed). */
+ * before the last): 1 when sequence i settles after the first LayerNorm
+ * (settles_at_ln1_out) or after the GELU (settles_at_ffn); x not computed
+ * then. */
 static int layer_tail_settles(const pvf_exec *ex, const bert *b, const bert_fast *f, int li,
                               int64_t i, int64_t L, float *a, float *inter, float *x) {
-    layer_tail_to_gelu(ex, b, b->lp[li], L, a, inter);
+    const int *p = b->lp[li];
+    pvf_layernorm(a, L, b->hidden, pvf_exec_weights(ex, p[LN1_W]), pvf_exec_weights(ex, p[LN1_B]),
+                  b->eps);
+    if (settles_at_ln1_out(b, f, li, i, L, a))
+        return 1;
+    pvf_linear(a, L, b->hidden, pvf_exec_weights(ex, p[FF1]), pvf_exec_weights(ex, p[FF1_B]),
+               b->inter, inter);
+    pvf_gelu_erf(inter, L * b->inter);
     if (settles_at_ffn(b, f, li, i, L, a, inter, 0, b->inter - 1))
         return 1;
     layer_tail_from_gelu(ex, b, b->lp[li], L, a, inter, x);
