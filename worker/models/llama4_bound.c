@@ -94,6 +94,8 @@ typedef struct bound_layer {
     float *vn;            /* [tokens, kv] */
     float *vdev;          /* [tokens, heads] max over the window of |v_j - golden output| */
     float *vstd;          /* [tokens, heads] sqrt(sum p_j |v_j - golden output|^2) */
+    float *prob;          /* [seq, heads, key j, query i] golden p_ij, key-major (0 outside W_i) */
+    float *kbar, *kbar2;  /* [tokens, heads] sum p_j |k_j| and sum p_j |k_j|^2 over the window */
     double *sq, *sk, *sv; /* [heads], [kv], [kv] */
     double so;
     /* FFN */
@@ -138,6 +140,9 @@ void l4_bound_free(l4_bound *b) {
         free(y->vn);
         free(y->vdev);
         free(y->vstd);
+        free(y->prob);
+        free(y->kbar);
+        free(y->kbar2);
         free(y->sq);
         free(y->sk);
         free(y->sv);
@@ -370,7 +375,8 @@ static float along_input(const swiglu_down *sd, const double *cf, const float *g
  * the path s + u ds the output moves at the rate Cov_p(u)(ds, v), at most
  * max|ds| e^max|ds| times the second (p_j(u) <= e^(2 max|ds|) p_j). */
 static void attn_spread(const l4_config *c, int64_t L, int64_t T, const float *q, const float *k,
-                        const float *v, double *p, double *o, float *spread, float *rms) {
+                        const float *v, const float *kn, double *p, double *o, float *spread,
+                        float *rms, float *prob, float *kbar, float *kbar2) {
     const int64_t d = c->head_dim, nh = c->heads, nkv = c->kv_heads, group = nh / nkv;
     const int64_t chunk = c->rope[L] ? c->chunk : 0;
     const double scale = 1.0 / sqrt((double)d);
@@ -405,6 +411,15 @@ static void attn_spread(const l4_config *c, int64_t L, int64_t T, const float *q
             }
             spread[t * nh + h] = (float)(sqrt(far) * (1.0 + 1e-5));
             rms[t * nh + h] = (float)(sqrt(var) * (1.0 + 1e-5));
+            double k1 = 0.0, k2 = 0.0;
+            for (int64_t j = lo; j <= t; j++) {
+                const double pj = p[j - lo] / sum, kj = kn[j * nkv + kh];
+                prob[(h * T + j) * T + t] = (float)pj;
+                k1 += pj * kj;
+                k2 += pj * kj * kj;
+            }
+            kbar[t * nh + h] = (float)(k1 * (1.0 + 1e-5));
+            kbar2[t * nh + h] = (float)(k2 * (1.0 + 1e-5));
         }
     }
 }
@@ -430,8 +445,11 @@ static int attn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_
     y->sv = malloc((size_t)nkv * sizeof(double));
     y->vdev = malloc((size_t)(tokens * nh) * sizeof(float));
     y->vstd = malloc((size_t)(tokens * nh) * sizeof(float));
-    if (!y->vdev || !y->vstd || !y->a_rms || !y->qn || !y->q_rms || !y->kn || !y->k_rms || !y->vn ||
-        !y->sq || !y->sk || !y->sv)
+    y->prob = calloc((size_t)(g->n * nh * T * T), sizeof(float));
+    y->kbar = malloc((size_t)(tokens * nh) * sizeof(float));
+    y->kbar2 = malloc((size_t)(tokens * nh) * sizeof(float));
+    if (!y->prob || !y->kbar || !y->kbar2 || !y->vdev || !y->vstd || !y->a_rms || !y->qn ||
+        !y->q_rms || !y->kn || !y->k_rms || !y->vn || !y->sq || !y->sk || !y->sv)
         return -1;
     float *a = work, *q = a + T * H, *k = q + T * qd, *v = k + T * kd;
     double *scores = (double *)(void *)(v + T * kd); /* malloc'd: any type */
@@ -472,7 +490,9 @@ static int attn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_
             for (int64_t h = 0; h < nkv; h++)
                 y->kn[(t0 + t) * nkv + h] = norm_of(k + (t * nkv + h) * d, d);
         }
-        attn_spread(c, L, T, q, k, v, scores, scores + T, y->vdev + t0 * nh, y->vstd + t0 * nh);
+        attn_spread(c, L, T, q, k, v, y->kn + t0 * nkv, scores, scores + T, y->vdev + t0 * nh,
+                    y->vstd + t0 * nh, y->prob + seq * nh * T * T, y->kbar + t0 * nh,
+                    y->kbar2 + t0 * nh);
     }
     const float *wq = m->params[p->q].value, *wk = m->params[p->k].value;
     const float *wv = m->params[p->v].value;
@@ -785,8 +805,8 @@ static double slack(const l4_bound *b, int s, int64_t t) {
  * marks a position whose change is not bounded: every query whose window
  * holds it is not bounded either. */
 static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, int64_t seq,
-                       int64_t n, const double *d, double *out, double *dq, double *dk,
-                       double *dv) {
+                       int64_t n, const double *d, double *out, double *dq, double *dk, double *dv,
+                       double *w1, double *w2, double *wv) {
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
     const bound_layer *y = &b->layer[L];
@@ -815,6 +835,28 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
     int64_t first = 0; /* positions before the first change stay golden */
     while (first < n && d[first] == 0.0)
         first++;
+    /* per head and query i: sum p_ij |dk_j|, sum p_ij |dk_j|^2, sum p_ij |dv_j|
+     * over the changed keys j of i's window, key by key (golden p_ij stored
+     * key-major: one contiguous run of queries per changed key) */
+    for (int64_t h = 0; h < nh; h++)
+        for (int64_t i = first; i < n; i++)
+            w1[h * T + i] = w2[h * T + i] = wv[h * T + i] = 0.0;
+    const float *prob = y->prob + seq * nh * T * T;
+    for (int64_t j = first; j < n; j++) {
+        if (d[j] == 0.0)
+            continue;
+        const int64_t wend = chunk > 0 && (j / chunk + 1) * chunk < n ? (j / chunk + 1) * chunk : n;
+        for (int64_t h = 0; h < nh; h++) {
+            const double a = dk[j * nkv + h / group], a2 = a * a, c_v = dv[j * nkv + h / group];
+            const float *pj = prob + (h * T + j) * T;
+            double *s1 = w1 + h * T, *s2 = w2 + h * T, *sv = wv + h * T;
+            for (int64_t i = j; i < wend; i++) {
+                s1[i] += pj[i] * a;
+                s2[i] += pj[i] * a2;
+                sv[i] += pj[i] * c_v;
+            }
+        }
+    }
     /* sum over heads of the squared head-output changes, in out[] first;
      * window maxima kept running (a window starts at its chunk, or at 0) */
     for (int64_t i = 0; i < n; i++)
@@ -832,14 +874,31 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
             if (i < first) /* nothing before it changed */
                 continue;
             for (int64_t h = kh * group; h < (kh + 1) * group; h++) {
-                const double qn = y->qn[(t0 + i) * nh + h];
-                const double e = scale * (dq[i * nh + h] * max_k + qn * max_dk);
+                const double qn = y->qn[(t0 + i) * nh + h], dqi = dq[i * nh + h];
+                const double e = scale * (dqi * max_k + qn * max_dk);
                 const double dp = e < 2.0 ? e : 2.0;
                 const double spread = y->vdev[(t0 + i) * nh + h];
-                double soft = dp * (spread < max_v ? spread : max_v);
-                const double path = e < 30.0 ? e * exp(e) * y->vstd[(t0 + i) * nh + h] : INFINITY;
+                const double vfar = spread < max_v ? spread : max_v;
+                const double vstd = y->vstd[(t0 + i) * nh + h];
+                double soft = dp * vfar, value = max_dv;
+                const double path = e < 30.0 ? e * exp(e) * vstd : INFINITY;
                 soft = path < soft ? path : soft;
-                const double doh = max_dv + soft;
+                /* weighted by golden p: S1 >= sum p_j e_j, R2 >= sqrt(sum p_j e_j^2) */
+                const double s1 = scale * STAT_SLACK *
+                                  (dqi * y->kbar[(t0 + i) * nh + h] + (dqi + qn) * w1[h * T + i]);
+                const double r2 = scale * STAT_SLACK *
+                                  (dqi * sqrt((double)y->kbar2[(t0 + i) * nh + h]) +
+                                   (dqi + qn) * sqrt(w2[h * T + i]));
+                if (e + s1 < 30.0) {
+                    const double f = exp(e + s1), rf = sqrt(f); /* p_j(u) <= f p_j */
+                    const double vw = f * wv[h * T + i] * STAT_SLACK;
+                    const double dpw = 2.0 * f * s1 < dp ? 2.0 * f * s1 : dp;
+                    const double cov = (e < rf * r2 ? e : rf * r2) * rf * vstd;
+                    value = vw < value ? vw : value;
+                    soft = dpw * vfar < soft ? dpw * vfar : soft;
+                    soft = cov < soft ? cov : soft;
+                }
+                const double doh = value + soft;
                 out[i] += doh * doh;
             }
         }
@@ -920,35 +979,45 @@ int l4_bound_head_clears(const l4_bound *b, const pvf_model *m, int64_t token, d
 
 int64_t l4_bound_work(const pvf_model *m) {
     const llama4 *l = m->arch_state;
-    return l->T * (2 + l->c.heads + 2 * l->c.kv_heads);
+    return l->T * (2 + 4 * l->c.heads + 2 * l->c.kv_heads);
 }
 
 int64_t l4_bound_needed(const l4_bound *b, const pvf_model *m, int s, int64_t seq, int64_t n,
                         double *d, double *work) {
-    const llama4 *l = m->arch_state;
-    const l4_config *c = &l->c;
     const int64_t T = b->T;
-    double *next = work, *dq = next + T, *dk = dq + T * c->heads, *dv = dk + T * c->kv_heads;
     for (int64_t t = 0; t < n; t++)
         if (!(d[t] >= 0.0 && d[t] < 1e30)) /* NaN, Inf or overflow: not bounded */
             d[t] = INFINITY;
-    for (int st = s; st < m->nstages; st++) {
-        if (st == m->nstages - 1) {
-            int64_t needed = 0; /* one past the last position not cleared */
-            for (int64_t t = 0; t < n; t++)
-                if (d[t] == INFINITY || !l4_bound_head_clears(b, m, seq * T + t, d[t]))
-                    needed = t + 1;
-            return needed;
-        }
-        const int64_t L = m->stages[st].layer;
-        if (st == m->params[l->layer[L].q].stage)
-            bound_attn(m, b, st, L, seq, n, d, next, dq, dk, dv);
-        else
-            bound_ffn_stage(m, b, st, L, seq, n, d, next);
-        for (int64_t t = 0; t < n; t++)
-            d[t] = next[t] < 1e30 ? next[t] : INFINITY; /* NaN or overflow: not bounded */
-    }
-    return n;
+    for (int st = s; st < m->nstages - 1; st++)
+        if (l4_bound_stage(b, m, st, seq, n, d, work))
+            return n;
+    int64_t needed = 0; /* one past the last position not cleared */
+    for (int64_t t = 0; t < n; t++)
+        if (d[t] == INFINITY || !l4_bound_head_clears(b, m, seq * T + t, d[t]))
+            needed = t + 1;
+    return needed;
+}
+
+int l4_bound_stage(const l4_bound *b, const pvf_model *m, int s, int64_t seq, int64_t n, double *d,
+                   double *work) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const int64_t T = b->T;
+    if (s < 1 || s >= m->nstages - 1)
+        return -1;
+    double *next = work, *dq = next + T, *dk = dq + T * c->heads, *dv = dk + T * c->kv_heads;
+    double *w1 = dv + T * c->kv_heads, *w2 = w1 + T * c->heads, *wv = w2 + T * c->heads;
+    for (int64_t t = 0; t < n; t++)
+        if (!(d[t] >= 0.0 && d[t] < 1e30)) /* NaN, Inf or overflow: not bounded */
+            d[t] = INFINITY;
+    const int64_t L = m->stages[s].layer;
+    if (s == m->params[l->layer[L].q].stage)
+        bound_attn(m, b, s, L, seq, n, d, next, dq, dk, dv, w1, w2, wv);
+    else
+        bound_ffn_stage(m, b, s, L, seq, n, d, next);
+    for (int64_t t = 0; t < n; t++)
+        d[t] = next[t] < 1e30 ? next[t] : INFINITY; /* NaN or overflow: not bounded */
+    return 0;
 }
 
 int l4_bound_clears(const l4_bound *b, const pvf_model *m, int s, int64_t seq, double *d,
