@@ -923,6 +923,8 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
             max_v = y->vn[(t0 + i) * nkv + kh] > max_v ? y->vn[(t0 + i) * nkv + kh] : max_v;
             if (i < first) /* nothing before it changed */
                 continue;
+            if (d[i] == 0.0 && max_dk == 0.0 && max_dv == 0.0)
+                continue; /* nor anything in its window */
             for (int64_t h = kh * group; h < (kh + 1) * group; h++) {
                 const double qn = y->qn[(t0 + i) * nh + h], dqi = dq[i * nh + h];
                 const double e = scale * (dqi * max_k + qn * max_dk);
