@@ -107,7 +107,8 @@ typedef struct bound_layer {
     float *vn;            /* [tokens, kv] */
     float *vdev;          /* [tokens, heads] max over the window of |v_j - golden output| */
     float *vstd;          /* [tokens, heads] sqrt(sum p_j |v_j - golden output|^2) */
-    float *prob;          /* [seq, heads, key j, query i] golden p_ij, key-major (0 outside W_i) */
+    float *prob;          /* [seq, heads, key j, W] golden p_ij, key-major: row j holds the
+                             queries i of j's window from its start (W = chunk or T) */
     float *prob_dev;      /* the same layout: p_ij |v_j - o_i| (o_i the golden head output) */
     float *kbar, *kbar2;  /* [tokens, heads] sum p_j |k_j| and sum p_j |k_j|^2 over the window */
     float *vbar;          /* [tokens, heads] sum p_j |v_j - golden output| */
@@ -384,6 +385,12 @@ static float along_input(const swiglu_down *sd, const double *cf, const float *g
     return (float)(sqrt(ss) / score * (1.0 + 1e-4)); /* a float recomputation: STAT_SLACK */
 }
 
+/* Queries per key row of the stored golden probabilities of layer L: an
+ * attention window's length (the chunk for chunked layers, else T). */
+static int64_t l4_prob_row(const l4_config *c, int64_t L, int64_t T) {
+    return c->rope[L] && c->chunk > 0 && c->chunk < T ? c->chunk : T;
+}
+
 /* Per query t and head h of one sequence (q, k after RoPE and QK-norm or
  * temperature, v): the largest distance of a value in t's window from the
  * golden output o_t,h = sum p_j v_j, and the p-weighted RMS of that
@@ -393,8 +400,8 @@ static float along_input(const swiglu_down *sd, const double *cf, const float *g
  * max|ds| e^max|ds| times the second (p_j(u) <= e^(2 max|ds|) p_j). */
 static void attn_spread(const l4_config *c, int64_t L, int64_t T, const float *q, const float *k,
                         const float *v, const float *kn, double *p, double *o, float *spread,
-                        float *rms, float *prob, float *prob_dev, float *kbar, float *kbar2,
-                        float *vbar) {
+                        float *rms, int64_t prow, float *prob, float *prob_dev, float *kbar,
+                        float *kbar2, float *vbar) {
     const int64_t d = c->head_dim, nh = c->heads, nkv = c->kv_heads, group = nh / nkv;
     const int64_t chunk = c->rope[L] ? c->chunk : 0;
     const double scale = 1.0 / sqrt((double)d);
@@ -427,7 +434,8 @@ static void attn_spread(const l4_config *c, int64_t L, int64_t T, const float *q
                 far = ss > far ? ss : far;
                 var += p[j - lo] / sum * ss;
                 mean += p[j - lo] / sum * sqrt(ss);
-                prob_dev[(h * T + j) * T + t] = (float)(p[j - lo] / sum * sqrt(ss) * (1.0 + 1e-5));
+                prob_dev[(h * T + j) * prow + t - lo] =
+                    (float)(p[j - lo] / sum * sqrt(ss) * (1.0 + 1e-5));
             }
             spread[t * nh + h] = (float)(sqrt(far) * (1.0 + 1e-5));
             rms[t * nh + h] = (float)(sqrt(var) * (1.0 + 1e-5));
@@ -435,7 +443,7 @@ static void attn_spread(const l4_config *c, int64_t L, int64_t T, const float *q
             double k1 = 0.0, k2 = 0.0;
             for (int64_t j = lo; j <= t; j++) {
                 const double pj = p[j - lo] / sum, kj = kn[j * nkv + kh];
-                prob[(h * T + j) * T + t] = (float)pj;
+                prob[(h * T + j) * prow + t - lo] = (float)pj;
                 k1 += pj * kj;
                 k2 += pj * kj * kj;
             }
@@ -466,8 +474,9 @@ static int attn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_
     y->sv = malloc((size_t)nkv * sizeof(double));
     y->vdev = malloc((size_t)(tokens * nh) * sizeof(float));
     y->vstd = malloc((size_t)(tokens * nh) * sizeof(float));
-    y->prob = calloc((size_t)(g->n * nh * T * T), sizeof(float));
-    y->prob_dev = calloc((size_t)(g->n * nh * T * T), sizeof(float));
+    const int64_t prow = l4_prob_row(c, L, T); /* a key's window of queries */
+    y->prob = calloc((size_t)(g->n * nh * T * prow), sizeof(float));
+    y->prob_dev = calloc((size_t)(g->n * nh * T * prow), sizeof(float));
     y->kbar = malloc((size_t)(tokens * nh) * sizeof(float));
     y->kbar2 = malloc((size_t)(tokens * nh) * sizeof(float));
     y->vbar = malloc((size_t)(tokens * nh) * sizeof(float));
@@ -515,8 +524,9 @@ static int attn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_
                 y->kn[(t0 + t) * nkv + h] = norm_of(k + (t * nkv + h) * d, d);
         }
         attn_spread(c, L, T, q, k, v, y->kn + t0 * nkv, scores, scores + T, y->vdev + t0 * nh,
-                    y->vstd + t0 * nh, y->prob + seq * nh * T * T, y->prob_dev + seq * nh * T * T,
-                    y->kbar + t0 * nh, y->kbar2 + t0 * nh, y->vbar + t0 * nh);
+                    y->vstd + t0 * nh, prow, y->prob + seq * nh * T * prow,
+                    y->prob_dev + seq * nh * T * prow, y->kbar + t0 * nh, y->kbar2 + t0 * nh,
+                    y->vbar + t0 * nh);
     }
     const float *wq = m->params[p->q].value, *wk = m->params[p->k].value;
     const float *wv = m->params[p->v].value;
@@ -902,7 +912,9 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
     for (int64_t h = 0; weighted && h < nh; h++)
         for (int64_t i = first; i < n; i++)
             w0[h * T + i] = w1[h * T + i] = w2[h * T + i] = wv[h * T + i] = wd[h * T + i] = 0.0f;
-    const float *prob = y->prob + seq * nh * T * T, *prob_dev = y->prob_dev + seq * nh * T * T;
+    const int64_t prow = l4_prob_row(c, L, T);
+    const float *prob = y->prob + seq * nh * T * prow;
+    const float *prob_dev = y->prob_dev + seq * nh * T * prow;
     for (int64_t j = first; weighted && j < n; j++) {
         if (d[j] == 0.0 || d[j] < big)
             continue;
@@ -910,7 +922,9 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
         for (int64_t h = 0; h < nh; h++) {
             const float a = (float)dk[j * nkv + h / group];
             const float c_v = (float)dv[j * nkv + h / group];
-            const float *pj = prob + (h * T + j) * T, *pdj = prob_dev + (h * T + j) * T;
+            /* row j from its window's start: query i at i - start */
+            const int64_t at = (h * T + j) * prow - (chunk > 0 ? j / chunk * chunk : 0);
+            const float *pj = prob + at, *pdj = prob_dev + at;
             acc_key(pj + j, pdj + j, a, c_v, wend - j, w0 + h * T + j, w1 + h * T + j,
                     w2 + h * T + j, wv + h * T + j, wd + h * T + j);
         }
