@@ -577,6 +577,8 @@ static const l4_bound *open_bound_runner(pvf_runner *r, int64_t inputs) {
     return b;
 }
 
+static void check_bound_stage(pvf_runner *r, const l4_bound *b);
+
 /* l4_bound_needed: positions from the returned end on are cleared, and run
  * exactly they judge as golden; an unbounded change (NaN, a routing that
  * might change) is not cleared at its own token nor at any later query
@@ -642,6 +644,7 @@ static void test_bound_needed(void) {
         d[t] = t < 10 ? 0.0 : NAN;
     CHECK(l4_bound_needed(b, m, attn, 0, 10, d, work) == 0);
     check_attn_queries(&r);
+    check_bound_stage(&r, b);
     free(d);
     free(d2);
     free(work);
@@ -807,6 +810,105 @@ static void test_fast_token_bound(void) {
     free(x);
     free(naive);
     pvf_runner_close(&r);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* One stage of the bound (l4_bound_stage; runner r, its bound b) against
+ * that stage run exactly, at every attention and FFN stage: sparse changes
+ * (a few positions, as a routed expert's tokens) and dense ones (every
+ * position from a third on), pseudo-random directions, small to large.
+ * Every position's exact change is within its bound, and a position bounded
+ * by 0 (before the first change, or no changed key in its window) is bit
+ * for bit golden. Prints the median bound / exact change at the queries the
+ * first attention after the first MoE layer reaches only through attention
+ * (the looseness that matters). */
+static void check_bound_stage(pvf_runner *r, const l4_bound *b) {
+    const pvf_model *m = &r->model;
+    const llama4 *l = m->arch_state;
+    const int64_t T = l->T, H = l->c.hidden;
+    double *d = malloc((size_t)T * sizeof *d), *din = malloc((size_t)T * sizeof *din);
+    double *work = malloc((size_t)l4_bound_work(m) * sizeof *work);
+    double *ratio = malloc((size_t)(64 * T) * sizeof *ratio);
+    float *x = malloc((size_t)(T * H) * sizeof *x), *y = malloc((size_t)(T * H) * sizeof *y);
+    float *y0 = malloc((size_t)(T * H) * sizeof *y0);
+    CHECK(d && din && work && ratio && x && y && y0);
+    int64_t moe = 0;
+    while (moe < l->c.layers && !l->c.moe[moe])
+        moe++;
+    const int probe = moe + 1 < l->c.layers ? m->params[l->layer[moe + 1].q].stage : -1;
+    int64_t nratio = 0, checked = 0, zero = 0;
+    uint32_t rng = 12345u;
+    CHECK(l4_bound_stage(b, m, 0, 0, T, d, work) == -1);
+    CHECK(l4_bound_stage(b, m, m->nstages - 1, 0, T, d, work) == -1);
+    for (int s = 1; s < m->nstages - 1; s++)
+        for (int64_t seq = 0; seq < r->golden.n; seq++) {
+            const float *gold = r->golden.stage_in[s] + seq * T * H;
+            CHECK(m->stages[s].run(m, s, &r->exec, seq, 1, gold, y0) == 0);
+            for (int dense = 0; dense < 2; dense++)
+                for (double scale = 1e-5; scale < 0.1; scale *= 1000.0) {
+                    memcpy(x, gold, (size_t)(T * H) * sizeof *x);
+                    for (int64_t t = 0; t < T; t++) {
+                        din[t] = 0.0;
+                        if (dense ? t < T / 3 : (t < 3 || (t * 7 + seq) % 9 != 0))
+                            continue;
+                        double gn = 0.0, ss = 0.0;
+                        for (int64_t j = 0; j < H; j++)
+                            gn += (double)gold[t * H + j] * gold[t * H + j];
+                        for (int64_t j = 0; j < H; j++) {
+                            rng = rng * 1664525u + 1013904223u;
+                            const double u = (double)(rng >> 8) / 16777216.0 - 0.5;
+                            x[t * H + j] = (float)(gold[t * H + j] + scale * sqrt(gn / H) * u);
+                            const double dv = (double)x[t * H + j] - gold[t * H + j];
+                            ss += dv * dv;
+                        }
+                        din[t] = sqrt(ss);
+                    }
+                    memcpy(d, din, (size_t)T * sizeof *d);
+                    CHECK(l4_bound_stage(b, m, s, seq, T, d, work) == 0);
+                    CHECK(m->stages[s].run(m, s, &r->exec, seq, 1, x, y) == 0);
+                    /* a token whose routing might change (unbounded) changes
+                     * the experts' row counts, so the others' rounding */
+                    int rerouted = 0;
+                    for (int64_t t = 0; t < T; t++)
+                        rerouted |= d[t] == INFINITY;
+                    for (int64_t t = 0; t < T; t++) {
+                        if (d[t] == INFINITY || (rerouted && d[t] == 0.0))
+                            continue;
+                        double ss = 0.0;
+                        for (int64_t j = 0; j < H; j++) {
+                            const double dv = (double)y[t * H + j] - y0[t * H + j];
+                            ss += dv * dv;
+                        }
+                        const double exact = sqrt(ss);
+                        CHECK(exact <= d[t]);
+                        checked++;
+                        if (d[t] == 0.0) {
+                            CHECK(memcmp(y + t * H, y0 + t * H, (size_t)H * sizeof *y) == 0);
+                            zero++;
+                        }
+                        if (s == probe && !dense && din[t] == 0.0 && exact > 0.0 && nratio < 64 * T)
+                            ratio[nratio++] = d[t] / exact;
+                    }
+                }
+        }
+    CHECK(checked > 0 && zero > 0 && nratio > 0);
+    qsort(ratio, (size_t)nratio, sizeof *ratio, cmp_double);
+    fprintf(stderr,
+            "  bound_stage: %lld positions within their bounds (%lld bounded by 0); first "
+            "attention after the first MoE layer, queries reached through attention: bound / "
+            "exact median %.1f, range %.1f-%.1f\n",
+            (long long)checked, (long long)zero, ratio[nratio / 2], ratio[0], ratio[nratio - 1]);
+    free(d);
+    free(din);
+    free(work);
+    free(ratio);
+    free(x);
+    free(y);
+    free(y0);
 }
 
 int main(void) {

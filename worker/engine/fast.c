@@ -232,12 +232,12 @@ double pvf_fast_spectral_bound(const float *w, int64_t cols, int64_t r0, int64_t
             g[i] /= fro;
         if (k == GRAM_SQUARINGS)
             break; /* lambda_max of the normalized power <= its Frobenius norm, 1 */
-        for (int64_t p = 0; p < dim; p++)
-            for (int64_t q = 0; q < dim; q++) {
+        for (int64_t p = 0; p < dim; p++) /* G symmetric: row q is column q, half the work */
+            for (int64_t q = 0; q <= p; q++) {
                 double acc = 0;
                 for (int64_t i = 0; i < dim; i++)
-                    acc += g[p * dim + i] * g[i * dim + q];
-                t[p * dim + q] = acc;
+                    acc += g[p * dim + i] * g[q * dim + i];
+                t[p * dim + q] = t[q * dim + p] = acc;
             }
         memcpy(g, t, (size_t)(dim * dim) * sizeof *g);
         weight *= 0.5;

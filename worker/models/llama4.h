@@ -101,6 +101,11 @@ int l4_bound_clears(const l4_bound *b, const pvf_model *m, int s, int64_t seq, d
  * (INFINITY: unbounded); l4_bound_head_clears(d[t]) tells it apart. */
 int64_t l4_bound_needed(const l4_bound *b, const pvf_model *m, int s, int64_t seq, int64_t n,
                         double *d, double *work);
+/* One stage s (1 <= s < the head's stage) of that bound: d[t] (t < n) bounds
+ * position t's change at stage s's input on entry, at stage s + 1's input
+ * on return (INFINITY: unbounded). 0, or -1 for a stage it does not cover. */
+int l4_bound_stage(const l4_bound *b, const pvf_model *m, int s, int64_t seq, int64_t n, double *d,
+                   double *work);
 /* The same for one token (sequence * T + position) whose head input alone
  * differs, by at most d. */
 int l4_bound_head_clears(const l4_bound *b, const pvf_model *m, int64_t token, double d);

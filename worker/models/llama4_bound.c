@@ -21,6 +21,19 @@
  *   softmax by |dp|_1 <= min(2, range(ds) / 2) <= min(2, max e_j). RoPE
  *   rotates (norm preserving); QK-norm is an RMSNorm without weight; NoPE
  *   temperature scales q. Positions before the first change stay golden.
+ *   Weighted by the golden probabilities p_j (stored key-major per layer,
+ *   so the sums run key by key over the changed keys C only: few where the
+ *   bound matters): along s + u ds, p_j(u) <= f p_j with f = e^(max e +
+ *   S1), S1 = sum p_j e_j (Jensen on the normalizer), so the value term is
+ *   <= f sum_C p_j |dv_j|, |dp|_1 <= 2 f S1, the covariance term <=
+ *   f sqrt(sum p_j e_j^2) vstd, and for an unchanged query (scores move at
+ *   C only, sum p_j (v_j - o) = 0) the output moves at sum_C p_j(u) ds_j
+ *   (v_j - o) - m(u) (o(u) - o): <= f sum_C p_j |v_j - o| e_j +
+ *   f S1 |dp|_1 max|v_j - o|. Keys whose change is below 1/16 of the
+ *   largest count with their window maxima instead (mass at most 1 - that
+ *   of the others); with more than T / 2 big keys (a change of every
+ *   token) only the plain terms are worked out. Each term is the smaller of
+ *   the weighted and the plain one.
  * - SwiGLU h = silu(g) u: the smaller of
  *   1.1 |dg| (max|u| + |du|) + max|silu(g)| |du| (|silu'| <= 1.0999) and
  *   |J|_F |dx| + |dg|^2 max|u| / 4 + 1.1 |dg| |du| (J the golden Jacobian,
@@ -94,6 +107,11 @@ typedef struct bound_layer {
     float *vn;            /* [tokens, kv] */
     float *vdev;          /* [tokens, heads] max over the window of |v_j - golden output| */
     float *vstd;          /* [tokens, heads] sqrt(sum p_j |v_j - golden output|^2) */
+    float *prob;          /* [seq, heads, key j, W] golden p_ij, key-major: row j holds the
+                             queries i of j's window from its start (W = chunk or T) */
+    float *prob_dev;      /* the same layout: p_ij |v_j - o_i| (o_i the golden head output) */
+    float *kbar, *kbar2;  /* [tokens, heads] sum p_j |k_j| and sum p_j |k_j|^2 over the window */
+    float *vbar;          /* [tokens, heads] sum p_j |v_j - golden output| */
     double *sq, *sk, *sv; /* [heads], [kv], [kv] */
     double so;
     /* FFN */
@@ -138,6 +156,11 @@ void l4_bound_free(l4_bound *b) {
         free(y->vn);
         free(y->vdev);
         free(y->vstd);
+        free(y->prob);
+        free(y->prob_dev);
+        free(y->kbar);
+        free(y->kbar2);
+        free(y->vbar);
         free(y->sq);
         free(y->sk);
         free(y->sv);
@@ -362,6 +385,12 @@ static float along_input(const swiglu_down *sd, const double *cf, const float *g
     return (float)(sqrt(ss) / score * (1.0 + 1e-4)); /* a float recomputation: STAT_SLACK */
 }
 
+/* Queries per key row of the stored golden probabilities of layer L: an
+ * attention window's length (the chunk for chunked layers, else T). */
+static int64_t l4_prob_row(const l4_config *c, int64_t L, int64_t T) {
+    return c->rope[L] && c->chunk > 0 && c->chunk < T ? c->chunk : T;
+}
+
 /* Per query t and head h of one sequence (q, k after RoPE and QK-norm or
  * temperature, v): the largest distance of a value in t's window from the
  * golden output o_t,h = sum p_j v_j, and the p-weighted RMS of that
@@ -370,7 +399,9 @@ static float along_input(const swiglu_down *sd, const double *cf, const float *g
  * the path s + u ds the output moves at the rate Cov_p(u)(ds, v), at most
  * max|ds| e^max|ds| times the second (p_j(u) <= e^(2 max|ds|) p_j). */
 static void attn_spread(const l4_config *c, int64_t L, int64_t T, const float *q, const float *k,
-                        const float *v, double *p, double *o, float *spread, float *rms) {
+                        const float *v, const float *kn, double *p, double *o, float *spread,
+                        float *rms, int64_t prow, float *prob, float *prob_dev, float *kbar,
+                        float *kbar2, float *vbar) {
     const int64_t d = c->head_dim, nh = c->heads, nkv = c->kv_heads, group = nh / nkv;
     const int64_t chunk = c->rope[L] ? c->chunk : 0;
     const double scale = 1.0 / sqrt((double)d);
@@ -393,7 +424,7 @@ static void attn_spread(const l4_config *c, int64_t L, int64_t T, const float *q
             for (int64_t j = lo; j <= t; j++)
                 for (int64_t i = 0; i < d; i++)
                     o[i] += p[j - lo] / sum * v[(j * nkv + kh) * d + i];
-            double far = 0.0, var = 0.0;
+            double far = 0.0, var = 0.0, mean = 0.0;
             for (int64_t j = lo; j <= t; j++) {
                 double ss = 0.0;
                 for (int64_t i = 0; i < d; i++) {
@@ -402,9 +433,22 @@ static void attn_spread(const l4_config *c, int64_t L, int64_t T, const float *q
                 }
                 far = ss > far ? ss : far;
                 var += p[j - lo] / sum * ss;
+                mean += p[j - lo] / sum * sqrt(ss);
+                prob_dev[(h * T + j) * prow + t - lo] =
+                    (float)(p[j - lo] / sum * sqrt(ss) * (1.0 + 1e-5));
             }
             spread[t * nh + h] = (float)(sqrt(far) * (1.0 + 1e-5));
             rms[t * nh + h] = (float)(sqrt(var) * (1.0 + 1e-5));
+            vbar[t * nh + h] = (float)(mean * (1.0 + 1e-5));
+            double k1 = 0.0, k2 = 0.0;
+            for (int64_t j = lo; j <= t; j++) {
+                const double pj = p[j - lo] / sum, kj = kn[j * nkv + kh];
+                prob[(h * T + j) * prow + t - lo] = (float)pj;
+                k1 += pj * kj;
+                k2 += pj * kj * kj;
+            }
+            kbar[t * nh + h] = (float)(k1 * (1.0 + 1e-5));
+            kbar2[t * nh + h] = (float)(k2 * (1.0 + 1e-5));
         }
     }
 }
@@ -430,8 +474,15 @@ static int attn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_
     y->sv = malloc((size_t)nkv * sizeof(double));
     y->vdev = malloc((size_t)(tokens * nh) * sizeof(float));
     y->vstd = malloc((size_t)(tokens * nh) * sizeof(float));
-    if (!y->vdev || !y->vstd || !y->a_rms || !y->qn || !y->q_rms || !y->kn || !y->k_rms || !y->vn ||
-        !y->sq || !y->sk || !y->sv)
+    const int64_t prow = l4_prob_row(c, L, T); /* a key's window of queries */
+    y->prob = calloc((size_t)(g->n * nh * T * prow), sizeof(float));
+    y->prob_dev = calloc((size_t)(g->n * nh * T * prow), sizeof(float));
+    y->kbar = malloc((size_t)(tokens * nh) * sizeof(float));
+    y->kbar2 = malloc((size_t)(tokens * nh) * sizeof(float));
+    y->vbar = malloc((size_t)(tokens * nh) * sizeof(float));
+    if (!y->prob || !y->prob_dev || !y->vbar || !y->kbar || !y->kbar2 || !y->vdev || !y->vstd ||
+        !y->a_rms || !y->qn || !y->q_rms || !y->kn || !y->k_rms || !y->vn || !y->sq || !y->sk ||
+        !y->sv)
         return -1;
     float *a = work, *q = a + T * H, *k = q + T * qd, *v = k + T * kd;
     double *scores = (double *)(void *)(v + T * kd); /* malloc'd: any type */
@@ -472,7 +523,10 @@ static int attn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_
             for (int64_t h = 0; h < nkv; h++)
                 y->kn[(t0 + t) * nkv + h] = norm_of(k + (t * nkv + h) * d, d);
         }
-        attn_spread(c, L, T, q, k, v, scores, scores + T, y->vdev + t0 * nh, y->vstd + t0 * nh);
+        attn_spread(c, L, T, q, k, v, y->kn + t0 * nkv, scores, scores + T, y->vdev + t0 * nh,
+                    y->vstd + t0 * nh, prow, y->prob + seq * nh * T * prow,
+                    y->prob_dev + seq * nh * T * prow, y->kbar + t0 * nh, y->kbar2 + t0 * nh,
+                    y->vbar + t0 * nh);
     }
     const float *wq = m->params[p->q].value, *wk = m->params[p->k].value;
     const float *wv = m->params[p->v].value;
@@ -780,13 +834,37 @@ static double slack(const l4_bound *b, int s, int64_t t) {
     return RHO * ((double)b->xnorm[s][t] + (double)b->xnorm[s + 1][t]);
 }
 
+/* A changed key is weighed on its own when its change is at least this
+ * share of the largest one (the others by their window maxima). */
+#define BIG_KEY (1.0 / 16.0)
+/* The weighted terms are worked out when at most T / WEIGHTED_KEYS keys
+ * are big (a routed expert's or an embedding row's tokens, and what the
+ * attention after them spread); with more (a change of every token), the
+ * key by key sums cost more than they save (measured: 1 weighs always and
+ * makes uniform faults 6 % slower, 4 loses half the gain on experts). */
+#define WEIGHTED_KEYS 2
+/* Adds one key's terms to its n queries' weighted sums (see bound_attn):
+ * p_ij, and p_ij times |dk_j|, |dk_j|^2, |dv_j|; p_ij |v_j - o_i| |dk_j|. */
+static void acc_key(const float *restrict p, const float *restrict pdev, float dk, float dv,
+                    int64_t n, float *restrict s0, float *restrict s1, float *restrict s2,
+                    float *restrict sv, float *restrict sd) {
+    const float dk2 = dk * dk;
+    for (int64_t i = 0; i < n; i++) {
+        s0[i] += p[i];
+        s1[i] += p[i] * dk;
+        s2[i] += p[i] * dk2;
+        sv[i] += p[i] * dv;
+        sd[i] += pdev[i] * dk;
+    }
+}
+
 /* Attention stage s of layer L over positions 0..n-1 (causal: they read
  * no later one): d[n] in, out[n] (both indexed by position). d[t] = INFINITY
  * marks a position whose change is not bounded: every query whose window
  * holds it is not bounded either. */
 static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, int64_t seq,
-                       int64_t n, const double *d, double *out, double *dq, double *dk,
-                       double *dv) {
+                       int64_t n, const double *d, double *out, double *dq, double *dk, double *dv,
+                       float *w0, float *w1, float *w2, float *wv, float *wd) {
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
     const bound_layer *y = &b->layer[L];
@@ -815,15 +893,55 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
     int64_t first = 0; /* positions before the first change stay golden */
     while (first < n && d[first] == 0.0)
         first++;
+    /* per head and query i: sum p_ij, sum p_ij |dk_j|, sum p_ij |dk_j|^2,
+     * sum p_ij |dv_j|, sum p_ij |v_j - o_i| |dk_j| over the big changed keys j
+     * of i's window (d_j >= big: the fault's own tokens, typically), key by
+     * key (golden p_ij stored key-major: one contiguous run of queries per
+     * key), in float (vectorized; sums of at most T positive terms, relative
+     * error below T unit roundoffs: acc_slack). The small changed keys count
+     * with their window maxima times the mass the big ones leave. */
+    const double acc_slack = 1.0 + 1.2e-7 * (double)(T + 2);
+    double big = 0.0;
+    for (int64_t j = first; j < n; j++)
+        big = d[j] > big ? d[j] : big;
+    big *= BIG_KEY;
+    int64_t nbig = 0;
+    for (int64_t j = first; j < n; j++)
+        nbig += d[j] > 0.0 && d[j] >= big;
+    const int weighted = nbig * WEIGHTED_KEYS <= T;
+    for (int64_t h = 0; weighted && h < nh; h++)
+        for (int64_t i = first; i < n; i++)
+            w0[h * T + i] = w1[h * T + i] = w2[h * T + i] = wv[h * T + i] = wd[h * T + i] = 0.0f;
+    const int64_t prow = l4_prob_row(c, L, T);
+    const float *prob = y->prob + seq * nh * T * prow;
+    const float *prob_dev = y->prob_dev + seq * nh * T * prow;
+    for (int64_t j = first; weighted && j < n; j++) {
+        if (d[j] == 0.0 || d[j] < big)
+            continue;
+        const int64_t wend = chunk > 0 && (j / chunk + 1) * chunk < n ? (j / chunk + 1) * chunk : n;
+        for (int64_t h = 0; h < nh; h++) {
+            const float a = (float)dk[j * nkv + h / group];
+            const float c_v = (float)dv[j * nkv + h / group];
+            /* row j from its window's start: query i at i - start */
+            const int64_t at = (h * T + j) * prow - (chunk > 0 ? j / chunk * chunk : 0);
+            const float *pj = prob + at, *pdj = prob_dev + at;
+            acc_key(pj + j, pdj + j, a, c_v, wend - j, w0 + h * T + j, w1 + h * T + j,
+                    w2 + h * T + j, wv + h * T + j, wd + h * T + j);
+        }
+    }
     /* sum over heads of the squared head-output changes, in out[] first;
      * window maxima kept running (a window starts at its chunk, or at 0) */
     for (int64_t i = 0; i < n; i++)
         out[i] = 0.0;
     for (int64_t kh = 0; kh < nkv; kh++) {
-        double max_k = 0.0, max_dk = 0.0, max_dv = 0.0, max_v = 0.0;
+        double max_k = 0.0, max_dk = 0.0, max_dv = 0.0, max_v = 0.0, small_dk = 0.0, small_dv = 0.0;
         for (int64_t i = 0; i < n; i++) {
             if (i == (chunk > 0 ? i / chunk * chunk : 0))
-                max_k = max_dk = max_dv = max_v = 0.0;
+                max_k = max_dk = max_dv = max_v = small_dk = small_dv = 0.0;
+            if (d[i] > 0.0 && d[i] < big) { /* a small changed key */
+                small_dk = dk[i * nkv + kh] > small_dk ? dk[i * nkv + kh] : small_dk;
+                small_dv = dv[i * nkv + kh] > small_dv ? dv[i * nkv + kh] : small_dv;
+            }
             const double kk = y->kn[(t0 + i) * nkv + kh] + dk[i * nkv + kh];
             max_k = kk > max_k ? kk : max_k;
             max_dk = dk[i * nkv + kh] > max_dk ? dk[i * nkv + kh] : max_dk;
@@ -831,15 +949,58 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
             max_v = y->vn[(t0 + i) * nkv + kh] > max_v ? y->vn[(t0 + i) * nkv + kh] : max_v;
             if (i < first) /* nothing before it changed */
                 continue;
+            if (d[i] == 0.0 && max_dk == 0.0 && max_dv == 0.0)
+                continue; /* nor anything in its window */
             for (int64_t h = kh * group; h < (kh + 1) * group; h++) {
-                const double qn = y->qn[(t0 + i) * nh + h];
-                const double e = scale * (dq[i * nh + h] * max_k + qn * max_dk);
+                const double qn = y->qn[(t0 + i) * nh + h], dqi = dq[i * nh + h];
+                const double e = scale * (dqi * max_k + qn * max_dk);
                 const double dp = e < 2.0 ? e : 2.0;
                 const double spread = y->vdev[(t0 + i) * nh + h];
-                double soft = dp * (spread < max_v ? spread : max_v);
-                const double path = e < 30.0 ? e * exp(e) * y->vstd[(t0 + i) * nh + h] : INFINITY;
+                const double vfar = spread < max_v ? spread : max_v;
+                const double vstd = y->vstd[(t0 + i) * nh + h];
+                double soft = dp * vfar, value = max_dv;
+                const double path = e < 30.0 ? e * exp(e) * vstd : INFINITY;
                 soft = path < soft ? path : soft;
-                const double doh = max_dv + soft;
+                if (!weighted) {
+                    const double doh = value + soft;
+                    out[i] += doh * doh;
+                    continue;
+                }
+                /* weighted by golden p over the changed keys C: k1 >= sum_C
+                 * p_j |dk_j|, k2 >= sum_C p_j |dk_j|^2, kv >= sum_C p_j |dv_j|,
+                 * kd >= sum_C p_j |v_j - o| |dk_j| (the small keys' mass at
+                 * most 1 - the big ones'; vbar = sum p_j |v_j - o| over all) */
+                double sm = 1.0 - w0[h * T + i] / acc_slack + 1e-6;
+                sm = sm < 0.0 ? 0.0 : sm > 1.0 ? 1.0 : sm;
+                const double k1 = w1[h * T + i] * acc_slack + small_dk * sm;
+                const double k2 = w2[h * T + i] * acc_slack + small_dk * small_dk * sm;
+                const double kv = wv[h * T + i] * acc_slack + small_dv * sm;
+                const double vbar = y->vbar[(t0 + i) * nh + h];
+                const double kd =
+                    wd[h * T + i] * acc_slack + small_dk * (vbar < sm * vfar ? vbar : sm * vfar);
+                /* S1 >= sum p_j e_j, R2 >= sqrt(sum p_j e_j^2) */
+                const double s1 =
+                    scale * STAT_SLACK * (dqi * y->kbar[(t0 + i) * nh + h] + (dqi + qn) * k1);
+                if (e + s1 < 30.0) {
+                    const double r2 =
+                        scale * STAT_SLACK *
+                        (dqi * sqrt((double)y->kbar2[(t0 + i) * nh + h]) + (dqi + qn) * sqrt(k2));
+                    const double f = exp(e + s1), rf = sqrt(f); /* p_j(u) <= f p_j */
+                    const double vw = f * kv * STAT_SLACK;
+                    const double dpw = 2.0 * f * s1 < dp ? 2.0 * f * s1 : dp;
+                    const double cov = (e < rf * r2 ? e : rf * r2) * rf * vstd;
+                    value = vw < value ? vw : value;
+                    soft = dpw * vfar < soft ? dpw * vfar : soft;
+                    soft = cov < soft ? cov : soft;
+                    if (dqi == 0.0) {
+                        /* only changed keys' scores move: the output moves at
+                         * sum_C p_j(u) ds_j (v_j - o) - m(u) (o(u) - o) */
+                        const double lin = f * scale * qn * kd * STAT_SLACK;
+                        const double dev = f * s1 * (dpw < 2.0 ? dpw : 2.0) * vfar;
+                        soft = lin + dev < soft ? lin + dev : soft;
+                    }
+                }
+                const double doh = value + soft;
                 out[i] += doh * doh;
             }
         }
@@ -920,35 +1081,47 @@ int l4_bound_head_clears(const l4_bound *b, const pvf_model *m, int64_t token, d
 
 int64_t l4_bound_work(const pvf_model *m) {
     const llama4 *l = m->arch_state;
-    return l->T * (2 + l->c.heads + 2 * l->c.kv_heads);
+    return l->T * (2 + 4 * l->c.heads + 2 * l->c.kv_heads); /* w0..wd: 5 T heads floats */
 }
 
 int64_t l4_bound_needed(const l4_bound *b, const pvf_model *m, int s, int64_t seq, int64_t n,
                         double *d, double *work) {
-    const llama4 *l = m->arch_state;
-    const l4_config *c = &l->c;
     const int64_t T = b->T;
-    double *next = work, *dq = next + T, *dk = dq + T * c->heads, *dv = dk + T * c->kv_heads;
     for (int64_t t = 0; t < n; t++)
         if (!(d[t] >= 0.0 && d[t] < 1e30)) /* NaN, Inf or overflow: not bounded */
             d[t] = INFINITY;
-    for (int st = s; st < m->nstages; st++) {
-        if (st == m->nstages - 1) {
-            int64_t needed = 0; /* one past the last position not cleared */
-            for (int64_t t = 0; t < n; t++)
-                if (d[t] == INFINITY || !l4_bound_head_clears(b, m, seq * T + t, d[t]))
-                    needed = t + 1;
-            return needed;
-        }
-        const int64_t L = m->stages[st].layer;
-        if (st == m->params[l->layer[L].q].stage)
-            bound_attn(m, b, st, L, seq, n, d, next, dq, dk, dv);
-        else
-            bound_ffn_stage(m, b, st, L, seq, n, d, next);
-        for (int64_t t = 0; t < n; t++)
-            d[t] = next[t] < 1e30 ? next[t] : INFINITY; /* NaN or overflow: not bounded */
-    }
-    return n;
+    for (int st = s; st < m->nstages - 1; st++)
+        if (l4_bound_stage(b, m, st, seq, n, d, work))
+            return n;
+    int64_t needed = 0; /* one past the last position not cleared */
+    for (int64_t t = 0; t < n; t++)
+        if (d[t] == INFINITY || !l4_bound_head_clears(b, m, seq * T + t, d[t]))
+            needed = t + 1;
+    return needed;
+}
+
+int l4_bound_stage(const l4_bound *b, const pvf_model *m, int s, int64_t seq, int64_t n, double *d,
+                   double *work) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const int64_t T = b->T;
+    if (s < 1 || s >= m->nstages - 1)
+        return -1;
+    double *next = work, *dq = next + T, *dk = dq + T * c->heads, *dv = dk + T * c->kv_heads;
+    float *w0 = (float *)(void *)(dv + T * c->kv_heads); /* doubles' room: enough floats */
+    float *w1 = w0 + T * c->heads, *w2 = w1 + T * c->heads, *wv = w2 + T * c->heads;
+    float *wd = wv + T * c->heads;
+    for (int64_t t = 0; t < n; t++)
+        if (!(d[t] >= 0.0 && d[t] < 1e30)) /* NaN, Inf or overflow: not bounded */
+            d[t] = INFINITY;
+    const int64_t L = m->stages[s].layer;
+    if (s == m->params[l->layer[L].q].stage)
+        bound_attn(m, b, s, L, seq, n, d, next, dq, dk, dv, w0, w1, w2, wv, wd);
+    else
+        bound_ffn_stage(m, b, s, L, seq, n, d, next);
+    for (int64_t t = 0; t < n; t++)
+        d[t] = next[t] < 1e30 ? next[t] : INFINITY; /* NaN or overflow: not bounded */
+    return 0;
 }
 
 int l4_bound_clears(const l4_bound *b, const pvf_model *m, int s, int64_t seq, double *d,
