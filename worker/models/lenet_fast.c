@@ -855,6 +855,25 @@ static int64_t conv_direct_scratch(const pvf_conv2d *cv) {
     return cv->cin * (cv->h + 2 * cv->pad) * conv_padded_width(cv);
 }
 
+/* One block of `width` outputs of row oy from column x0 of
+ * conv_channel_direct, accumulated over the whole filter; width is a
+ * constant at each call, so the inner loop is one or two registers. */
+static inline __attribute__((always_inline)) void
+conv_block(const pvf_conv2d *cv, const float *restrict xp, const float *restrict w, int64_t oy,
+           int64_t x0, int width, float *restrict acc) {
+    const int64_t k = cv->k, ph = cv->h + 2 * cv->pad, pw = conv_padded_width(cv);
+    for (int64_t ci = 0; ci < cv->cin; ci++)
+        for (int64_t ky = 0; ky < k; ky++) {
+            const float *xr = xp + (ci * ph + oy + ky) * pw + x0;
+            const float *wr = w + (ci * k + ky) * k;
+            for (int64_t kx = 0; kx < k; kx++) {
+                const float wv = wr[kx];
+                for (int j = 0; j < width; j++)
+                    acc[j] += wv * xr[kx + j];
+            }
+        }
+}
+
 /* The convolution of input x with one filter w[cin x k x k] (stride 1),
  * plane[oh x ow]: each output the plain sum of its terms in filter order,
  * the taps outside the image adding w * 0 from a zero-padded copy of x in
@@ -865,7 +884,7 @@ static int64_t conv_direct_scratch(const pvf_conv2d *cv) {
 static void conv_channel_direct(const pvf_conv2d *cv, const float *restrict x,
                                 const float *restrict w, float *restrict plane,
                                 float *restrict xp) {
-    const int64_t k = cv->k, oh = cv->oh, ow = cv->ow, pad = cv->pad;
+    const int64_t oh = cv->oh, ow = cv->ow, pad = cv->pad;
     const int64_t blocks = (ow + CONV_BLOCK - 1) / CONV_BLOCK, ph = cv->h + 2 * pad;
     const int64_t pw = conv_padded_width(cv);
     memset(xp, 0, (size_t)(cv->cin * ph * pw) * sizeof *xp);
@@ -877,29 +896,10 @@ static void conv_channel_direct(const pvf_conv2d *cv, const float *restrict x,
         for (int64_t b = 0; b < blocks; b++) {
             const int64_t n = ow - b * CONV_BLOCK < CONV_BLOCK ? ow - b * CONV_BLOCK : CONV_BLOCK;
             float acc[CONV_BLOCK] = {0};
-            if (n <= CONV_BLOCK / 2) { /* a last block of half a block: one register */
-                for (int64_t ci = 0; ci < cv->cin; ci++)
-                    for (int64_t ky = 0; ky < k; ky++) {
-                        const float *xr = xp + (ci * ph + oy + ky) * pw + b * CONV_BLOCK;
-                        const float *wr = w + (ci * k + ky) * k;
-                        for (int64_t kx = 0; kx < k; kx++) {
-                            const float wv = wr[kx];
-                            for (int j = 0; j < CONV_BLOCK / 2; j++)
-                                acc[j] += wv * xr[kx + j];
-                        }
-                    }
-            } else {
-                for (int64_t ci = 0; ci < cv->cin; ci++)
-                    for (int64_t ky = 0; ky < k; ky++) {
-                        const float *xr = xp + (ci * ph + oy + ky) * pw + b * CONV_BLOCK;
-                        const float *wr = w + (ci * k + ky) * k;
-                        for (int64_t kx = 0; kx < k; kx++) {
-                            const float wv = wr[kx];
-                            for (int j = 0; j < CONV_BLOCK; j++)
-                                acc[j] += wv * xr[kx + j];
-                        }
-                    }
-            }
+            if (n <= CONV_BLOCK / 2) /* a last block of half a block: one register */
+                conv_block(cv, xp, w, oy, b * CONV_BLOCK, CONV_BLOCK / 2, acc);
+            else
+                conv_block(cv, xp, w, oy, b * CONV_BLOCK, CONV_BLOCK, acc);
             memcpy(plane + oy * ow + b * CONV_BLOCK, acc, (size_t)n * sizeof *plane);
         }
 }
