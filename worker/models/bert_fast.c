@@ -1438,12 +1438,21 @@ static void faulty_features(const float *x, int64_t n, int64_t h, const float *w
 /* The rest of an encoder layer (parameters p) at L tokens from the first
  * LayerNorm's input a [L, h], as pvf_bert_encoder_layer computes it: its
  * output rows into x; inter: L * intermediate floats. */
-static void layer_tail_to_gelu(const pvf_exec *ex, const bert *b, const int *p, int64_t L, float *a,
-                               float *inter) {
 #define W(j) pvf_exec_weights(ex, p[j])
+static void layer_tail_ln1(const pvf_exec *ex, const bert *b, const int *p, int64_t L, float *a) {
     pvf_layernorm(a, L, b->hidden, W(LN1_W), W(LN1_B), b->eps);
+}
+
+static void layer_tail_gelu(const pvf_exec *ex, const bert *b, const int *p, int64_t L,
+                            const float *a, float *inter) {
     pvf_linear(a, L, b->hidden, W(FF1), W(FF1_B), b->inter, inter);
     pvf_gelu_erf(inter, L * b->inter);
+}
+
+static void layer_tail_to_gelu(const pvf_exec *ex, const bert *b, const int *p, int64_t L, float *a,
+                               float *inter) {
+    layer_tail_ln1(ex, b, p, L, a);
+    layer_tail_gelu(ex, b, p, L, a, inter);
 }
 
 static void layer_tail_from_gelu(const pvf_exec *ex, const bert *b, const int *p, int64_t L,
@@ -1553,6 +1562,27 @@ static int settles_at_ln1(const bert *b, const bert_fast *f, int li, int64_t i, 
     return settles_from_layer(b, f, li, i, 0, &in);
 }
 
+/* Squared L2 distance of x from golden g in double (NaN and Inf carry). */
+static double sq_change(const float *x, const float *g, int64_t n) {
+    double d = 0;
+    for (int64_t c = 0; c < n; c++)
+        d += ((double)x[c] - g[c]) * ((double)x[c] - g[c]);
+    return d;
+}
+
+/* The second LayerNorm of cached token `tok` whose input moves by at most
+ * dr: raises *dx to the bound on its output's change (with the token's own
+ * golden scale, rh = 1 / sqrt(hidden)); 0 when there is none (NaN, Inf, or
+ * a change that may reach the scale). */
+static int ln2_output_change(const bert_fast *f, const layer_norms *N, int64_t tok, double dr,
+                             double rh, double *dx) {
+    const double s2 = f->ffn_scale[tok] - dr * rh;
+    if (!(dr < INFINITY) || !(s2 > 0))
+        return 0;
+    *dx = fmax(*dx, N->ln2 * dr / s2);
+    return 1;
+}
+
 /* 1 when sequence i settles with its first LayerNorm's outputs a[L, h] (NULL:
  * golden) and GELU outputs inter[L, intermediate] (golden outside features
  * j0..j1) in encoder layer li (before the last) at its L unmasked tokens
@@ -1574,12 +1604,11 @@ static int settles_at_ffn(const bert *b, const bert_fast *f, int li, int64_t i, 
     double dx = 0;
     for (int64_t u = 0; u < L; u++) {
         const float *ga = f->ffn_a + (base + u) * h, *gi = f->ffn_inter + (base + u) * ni;
-        const float *au = a ? a + u * h : ga, *iu = inter + u * ni;
+        const float *iu = inter + u * ni;
         const double *col = N->ff2_col;
         /* NaN and Inf carry into the sums */
-        double da = 0, dg = 0, cols = 0;
-        for (int64_t c = 0; a && c < h; c++)
-            da += ((double)au[c] - ga[c]) * ((double)au[c] - ga[c]);
+        const double da = a ? sq_change(a + u * h, ga, h) : 0;
+        double dg = 0, cols = 0;
         if (j1 - j0 < 16) { /* a few features: their columns of W2 */
             for (int64_t j = j0; j <= j1; j++) {
                 const double dv = (double)iu[j] - gi[j];
@@ -1587,17 +1616,14 @@ static int settles_at_ffn(const bert *b, const bert_fast *f, int li, int64_t i, 
                 cols += fabs(dv) * col[j];
             }
         } else {
-            for (int64_t j = j0; j <= j1; j++)
-                dg += ((double)iu[j] - gi[j]) * ((double)iu[j] - gi[j]);
+            dg = sq_change(iu + j0, gi + j0, j1 - j0 + 1);
             cols = INFINITY;
         }
         if (!(dg < INFINITY) || !(cols == cols))
             return 0; /* NaN or Inf: the exact way */
         const double dr = (sqrt(da) + fmin(N->ff2 * sqrt(dg), cols)) * BOUND_INFLATE;
-        const double s2 = f->ffn_scale[base + u] - dr * rh;
-        if (!(dr < INFINITY) || !(s2 > 0))
+        if (!ln2_output_change(f, N, base + u, dr, rh, &dx))
             return 0; /* NaN, Inf or no bound: the exact way */
-        dx = fmax(dx, N->ln2 * dr / s2);
     }
     return settles_from_layer(b, f, li + 1, i, dx * BOUND_INFLATE, NULL);
 }
@@ -1617,15 +1643,10 @@ static int settles_at_ln1_out(const bert *b, const bert_fast *f, int li, int64_t
     const double rh = 1.0 / sqrt((double)h), tail = f->norms[li].ffn_plain;
     double dx = 0;
     for (int64_t u = 0; u < L; u++) {
-        const float *ga = f->ffn_a + (base + u) * h, *au = a + u * h;
-        double da = 0; /* NaN and Inf carry into the sum */
-        for (int64_t c = 0; c < h; c++)
-            da += ((double)au[c] - ga[c]) * ((double)au[c] - ga[c]);
-        const double dr = tail * sqrt(da) * BOUND_INFLATE;
-        const double s2 = f->ffn_scale[base + u] - dr * rh;
-        if (!(dr < INFINITY) || !(s2 > 0))
+        const double da = sq_change(a + u * h, f->ffn_a + (base + u) * h, h);
+        if (!ln2_output_change(f, &f->norms[li], base + u, tail * sqrt(da) * BOUND_INFLATE, rh,
+                               &dx))
             return 0; /* NaN, Inf or no bound: the exact way */
-        dx = fmax(dx, f->norms[li].ln2 * dr / s2);
     }
     return settles_from_layer(b, f, li + 1, i, dx * BOUND_INFLATE, NULL);
 }
@@ -1636,14 +1657,10 @@ static int settles_at_ln1_out(const bert *b, const bert_fast *f, int li, int64_t
  * then. */
 static int layer_tail_settles(const pvf_exec *ex, const bert *b, const bert_fast *f, int li,
                               int64_t i, int64_t L, float *a, float *inter, float *x) {
-    const int *p = b->lp[li];
-    pvf_layernorm(a, L, b->hidden, pvf_exec_weights(ex, p[LN1_W]), pvf_exec_weights(ex, p[LN1_B]),
-                  b->eps);
+    layer_tail_ln1(ex, b, b->lp[li], L, a);
     if (settles_at_ln1_out(b, f, li, i, L, a))
         return 1;
-    pvf_linear(a, L, b->hidden, pvf_exec_weights(ex, p[FF1]), pvf_exec_weights(ex, p[FF1_B]),
-               b->inter, inter);
-    pvf_gelu_erf(inter, L * b->inter);
+    layer_tail_gelu(ex, b, b->lp[li], L, a, inter);
     if (settles_at_ffn(b, f, li, i, L, a, inter, 0, b->inter - 1))
         return 1;
     layer_tail_from_gelu(ex, b, b->lp[li], L, a, inter, x);
