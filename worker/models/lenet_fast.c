@@ -31,7 +31,9 @@
  * run as one sgemm per batch of inputs (signed_batch), for one of the last
  * conv stage the second fc stage's; the inputs none of the bounds clear are
  * computed after that, in order (the faulty channel by a direct
- * convolution over a zero-padded copy of the input, conv_channel). */
+ * convolution over a zero-padded copy of the input, conv_channel; for one
+ * huge weight of the last conv stage, an exponent flip, its products alone
+ * where they provably are the whole sum, conv_channel_huge). */
 #include "lenet.h"
 
 #include <cblas.h>
@@ -1805,9 +1807,11 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                          .pooled = pooled,
                          .carry = carry,
                          .wait = {.inputs = carry},
-                         /* far beyond any sum of the other terms: see conv_channel_huge */
+                         /* far beyond any sum of the other terms, where conv_channel
+                          * takes the direct convolution: see conv_channel_huge */
                          .huge = single && s + 1 == l->nconv && isfinite(ex->patch[0]) &&
-                                 fabsf(ex->patch[0]) > 0x1p60f,
+                                 fabsf(ex->patch[0]) > 0x1p60f && cv->stride == 1 &&
+                                 conv_direct_scratch(cv) <= cols * cv->oh * cv->ow,
                          .ci0 = ci0,
                          .ky0 = ky0,
                          .kx0 = kx0,
