@@ -399,6 +399,30 @@ static void test_fast_conv_exponent_flips(void) {
     pvf_runner_close(&r);
 }
 
+/* A huge conv2 weight (bit 30: the exponent + 128), on 256 eval inputs
+ * (four pass chunks), input by input: the faulty channel as fl(w x) where the huge term
+ * dwarfs the rest and golden's own sums where its tap meets 0
+ * (conv_channel_huge) agrees with the full pass, non-finite outcomes too;
+ * such a fault is never settled. */
+static void test_fast_huge_conv2_weight(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open_limit(&r, LENET, NULL, PVF_FMT_FP32, 256, &err) == 0);
+    const int t = pvf_model_find_target(&r.model, "conv2.weight");
+    CHECK(t >= 0);
+    pvf_trial_result fast, naive;
+    int64_t incorrect = 0, nonfinite = 0;
+    for (int64_t element = 7; element < r.model.targets[t].numel; element += 397) {
+        pvf_fault_site site = {t, element, 1u << 30};
+        both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &naive);
+        CHECK(fast.stage_rows > 0 && !(fast.flags & PVF_TRIAL_SETTLED));
+        incorrect += fast.incorrect;
+        nonfinite += fast.nonfinite;
+    }
+    CHECK(incorrect > 0 && nonfinite > 0); /* outcomes of both kinds were compared */
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/pvf-test-lenet-XXXXXX");
     if (!mkdtemp(tmp))
@@ -412,6 +436,7 @@ int main(void) {
     RUN(test_fast_path_settles_and_computes);
     RUN(test_fast_conv_bounds);
     RUN(test_fast_conv_exponent_flips);
+    RUN(test_fast_huge_conv2_weight);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0)

@@ -31,7 +31,9 @@
  * run as one sgemm per batch of inputs (signed_batch), for one of the last
  * conv stage the second fc stage's; the inputs none of the bounds clear are
  * computed after that, in order (the faulty channel by a direct
- * convolution over a zero-padded copy of the input, conv_channel). */
+ * convolution over a zero-padded copy of the input, conv_channel; for one
+ * huge weight of the last conv stage, an exponent flip, its products alone
+ * where they provably are the whole sum, conv_channel_huge). */
 #include "lenet.h"
 
 #include <cblas.h>
@@ -1645,6 +1647,42 @@ static int signed_batch_add(const pvf_model *m, const lenet_fast *f, signed_batc
     return 1;
 }
 
+/* The faulty channel co of the last conv stage s for eval input row (input
+ * x) when its one changed weight (ci0, ky0, kx0) is huge, w (finite): a
+ * pre-pool sum whose tap meets x != 0 is fl(w x) exactly as
+ * conv_channel_direct computes it when all its other terms and the bias,
+ * in whatever order, stay below an eighth of that value's ulp: |fl(w x)| >
+ * 2^27 (1 + 1e-3) S, S = sum |w x| + |b| over the golden filter (with room
+ * for its partial sums' rounding; fl(w x) == inf is inf in any order); a sum
+ * whose tap meets 0 has golden's terms, and is golden's own sum (the pass's
+ * order). Then max-pool and ReLU as conv_channel. 0 when some sum is not
+ * provably so (conv_channel computes it); tap: scratch [oh x ow]. */
+static int conv_channel_huge(const lenet *l, const lenet_fast *f, const pvf_conv2d *cv, int s,
+                             const float *x, int64_t row, int64_t co, int64_t ci0, int64_t ky0,
+                             int64_t kx0, float w, float bias, float *plane, float *pooled,
+                             double *tap) {
+    const int64_t positions = cv->oh * cv->ow;
+    double others = fabs((double)bias);
+    for (int64_t ci = 0; ci < cv->cin; ci++)
+        others += f->conv_l1[co * cv->cin + ci] * (double)f->xmax_row[s][row * cv->cin + ci];
+    const double floor = ldexp(others * (1 + 1e-3), 27);
+    if (!(floor < INFINITY))
+        return 0;
+    const float *gold = f->pre_pool[s] + (row * cv->cout + co) * positions;
+    conv_taps(cv, x, ci0, ky0, kx0, tap);
+    int huge = 1;
+    for (int64_t p = 0; p < positions; p++) {
+        const float xv = (float)tap[p], v = w * xv; /* the float product, as conv_block */
+        huge &= (xv == 0.0f) | (fabs((double)v) > floor);
+        plane[p] = xv == 0.0f ? gold[p] : v;
+    }
+    if (!huge)
+        return 0;
+    pvf_maxpool2d(plane, 1, 1, cv->oh, cv->ow, l->pool, pooled);
+    pvf_relu(pooled, (cv->oh / l->pool) * (cv->ow / l->pool));
+    return 1;
+}
+
 /* What the exact recompute of one eval input for a conv fault needs: the
  * faulty filter and bias of output channel co, scratch, and the rows
  * carried on (dense, for a conv stage before the last) or waiting to run as
@@ -1658,6 +1696,11 @@ typedef struct conv_exact_ctx {
     float *plane, *pooled, *carry;
     int64_t carried[PVF_CHUNK], nc;
     pending wait;
+    /* a single huge weight (ci0, ky0, kx0) of the last conv stage, finite:
+     * conv_channel_huge tries first; tap its scratch */
+    int huge;
+    int64_t ci0, ky0, kx0;
+    double *tap;
 } conv_exact_ctx;
 
 /* Eval input i exactly: channel co with the faulty filter, then on. */
@@ -1669,7 +1712,11 @@ static int conv_exact(pvf_exec *ex, const pvf_golden *g, conv_exact_ctx *c, int6
     const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size;
     const int64_t chan = out / c->cv->cout, co = c->co;
     float *plane = c->plane, *pooled = c->pooled;
-    conv_channel(l, c->cv, g->stage_in[s] + i * in, c->w, c->bias, plane, pooled, pooled + chan);
+    const float *x = g->stage_in[s] + i * in;
+    if (!c->huge || !conv_channel_huge(l, g->fast, c->cv, s, x, i, co, c->ci0, c->ky0, c->kx0,
+                                       c->w[(c->ci0 * c->cv->k + c->ky0) * c->cv->k + c->kx0],
+                                       c->bias, plane, pooled, c->tap))
+        conv_channel(l, c->cv, x, c->w, c->bias, plane, pooled, pooled + chan);
     r->stage_rows++;
     const float *gold = g->stage_in[s + 1] + i * out;
     if (memcmp(pooled, gold + co * chan, (size_t)chan * sizeof *pooled) == 0)
@@ -1759,7 +1806,16 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                          .plane = plane,
                          .pooled = pooled,
                          .carry = carry,
-                         .wait = {.inputs = carry}};
+                         .wait = {.inputs = carry},
+                         /* far beyond any sum of the other terms, where conv_channel
+                          * takes the direct convolution: see conv_channel_huge */
+                         .huge = single && s + 1 == l->nconv && isfinite(ex->patch[0]) &&
+                                 fabsf(ex->patch[0]) > 0x1p60f && cv->stride == 1 &&
+                                 conv_direct_scratch(cv) <= cols * cv->oh * cv->ow,
+                         .ci0 = ci0,
+                         .ky0 = ky0,
+                         .kx0 = kx0,
+                         .tap = tap};
     /* a single weight of one of the last two conv stages: the inputs whose
      * signed bound goes through the fc stages are batched (signed_batch)
      * from the first fc stage (the conv stage before the last) or the
