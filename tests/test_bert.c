@@ -589,6 +589,45 @@ static void test_fast_position_rows(void) {
     pvf_runner_close(&r);
 }
 
+/* Bit 30 (x 2^128) in layer 0's query and key weights and biases makes
+ * one query or key feature huge at every token, padded ones included; where
+ * every score provably stays finite the fast path runs the inputs over
+ * their unmasked tokens alone (padded keys keep weight 0). Both ways agree
+ * input by input, and the faults do change some outcomes. */
+static void test_fast_huge_query_key(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (open_runner_limit(&r, TINY, PVF_FMT_FP32, 100, &err))
+        return;
+    const int64_t n = r.golden.n, k = r.model.out_size;
+    float *naive = malloc((size_t)(n * k) * sizeof *naive);
+    static const char *const names[] = {"bert.encoder.layer.0.attention.self.query.weight",
+                                        "bert.encoder.layer.0.attention.self.query.bias",
+                                        "bert.encoder.layer.0.attention.self.key.weight",
+                                        "bert.encoder.layer.0.attention.self.key.bias"};
+    int64_t changed = 0;
+    for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
+        const int target = pvf_model_find_target(&r.model, names[t]);
+        CHECK(target >= 0);
+        for (int64_t e = 7; e < 128; e += 61) {
+            pvf_fault_site site = {.target = target,
+                                   .element = e * 131 % r.model.targets[target].numel,
+                                   .mask = 1u << 30};
+            pvf_trial_result fast, plain;
+            both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
+            CHECK(fabsf(fast.effect.new_value) > 1e30f);
+            CHECK(fast.incorrect == plain.incorrect && fast.nonfinite == plain.nonfinite);
+            CHECK(same_outcomes(&r, r.out, naive));
+            changed += plain.incorrect + plain.nonfinite;
+        }
+    }
+    fprintf(stderr, "  bit 30 in layer 0's queries and keys: %" PRId64 " outcomes changed\n",
+            changed);
+    CHECK(changed > 0);
+    free(naive);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     RUN(test_other_shape_matches_pytorch);
     RUN(test_bundled_every_format);
@@ -601,5 +640,6 @@ int main(void) {
     RUN(test_fast_attention_bounds);
     RUN(test_fast_position_rows);
     RUN(test_fast_ffn_settle);
+    RUN(test_fast_huge_query_key);
     return test_summary();
 }

@@ -24,8 +24,11 @@
  *   cached golden activations at those tokens (queries, keys, values,
  *   context, LayerNorm inputs, feed-forward activations: the faulty row's
  *   dot products, then what follows), and a sequence drops out once its
- *   layer input is golden again or bounded. Other faults run every token of
- *   those sequences from the faulty stage.
+ *   layer input is golden again or bounded. So do the sequences of a huge
+ *   query or key fault (an exponent flip) whose every score provably stays
+ *   far from overflow (qk_scores_finite): padded keys keep weight 0 there
+ *   too. Other faults run every token of those sequences from the faulty
+ *   stage.
  * - In such a run, a query, key, value or attention-output fault (and an
  *   embedding fault, from the changed tokens' recomputed queries, keys and
  *   values) computes the first LayerNorm's input exactly, which is cheap, and
@@ -1828,12 +1831,19 @@ static int embedded_from_cache(const pvf_exec *ex, const pvf_golden *g, const be
     return layer_tail_settles(ex, b, f, 0, i, L, a, inter, x);
 }
 
+/* 1 when the executor scratch holds real_tokens_forward's buffers. */
+static int real_tokens_fit(const pvf_model *m, const bert *b, int64_t s) {
+    const int64_t h = b->hidden;
+    return m->scratch_floats >= PVF_CHUNK * h + 2 * s * h + s + s * (5 * h + b->inter) + s * s + h;
+}
+
 /* Runs sequences rows[0..k) from `stage` (the embeddings or an encoder layer
  * before the last) over their unmasked tokens alone, dropping a sequence
  * whose layer input is golden again (or bounded) at those tokens, and
  * carries the [CLS] rows from the pooler on. A fault in a layer's
  * feed-forward part (role) starts from its cached activations. Only for
- * faults within PADDED_SAFE. Returns 1 when the scratch is too small. */
+ * faults within PADDED_SAFE, or query and key faults whose scores stay
+ * finite (qk_scores_finite). Returns 1 when the scratch is too small. */
 static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int role,
                                const pvf_fault_effect *eff, const int64_t *rows, int64_t k,
                                pvf_trial_result *r, pvf_err *err) {
@@ -1842,7 +1852,7 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
     const bert_fast *f = g->fast;
     const int64_t h = b->hidden, s = f->s;
     const int pooler = b->first_layer + (int)b->layers;
-    if (m->scratch_floats < PVF_CHUNK * h + 2 * s * h + s + s * (5 * h + b->inter) + s * s + h)
+    if (!real_tokens_fit(m, b, s))
         return 1;
     float *out = ex->scratch, *x = out + PVF_CHUNK * h, *y = x + s * h, *zero_mask = y + s * h,
           *ws = zero_mask + s;
@@ -1948,6 +1958,36 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
     return 0;
 }
 
+/* 1 when, under a query or key fault (kind) in row o of encoder layer li
+ * (before the last) whose faulty row and bias are w[hidden] and bias, every
+ * score of sequence i (every pair of its tokens, padded ones included)
+ * provably stays far from overflow: each term of a head's dot product is at
+ * most its query's times its key's largest magnitude over the tokens
+ * (golden, from feat_max; the faulty feature o at most sum_j max|x_j| |w_j|
+ * + |bias|), and the sum of those, with ample slack for rounding, stays
+ * below FLT_MAX / 2. Then a real query's scores of padded keys (mask
+ * -FLT_MAX) stay below every real key's by far more than expf can lift from
+ * 0, padded keys keep weight exactly 0, and a padded token's context stays
+ * a weighted mean of golden values: its layer output moderate, so padded
+ * keys weigh 0 in the later layers too, as for a moderate fault. NaN and
+ * Inf fail the test. */
+static int qk_scores_finite(const bert *b, const bert_fast *f, int li, int64_t i, int kind,
+                            int64_t o, const float *w, float bias) {
+    const int64_t h = b->hidden, d = h / b->heads, hd = o / d;
+    const float *fm = f->feat_max + (li * f->n + i) * FEAT_FLOATS(b);
+    double changed = fabs((double)bias);
+    for (int64_t j = 0; j < h; j++)
+        changed += (double)fm[ST_X * h + j] * fabs((double)w[j]);
+    changed *= 1.01; /* the float sum's rounding, far more */
+    double sum = 0;
+    for (int64_t c = hd * d; c < (hd + 1) * d; c++) {
+        const double qc = c == o && kind == Q ? changed : fm[ST_Q * h + c] * 1.01;
+        const double kc = c == o && kind == K ? changed : fm[ST_K * h + c] * 1.01;
+        sum += qc * kc;
+    }
+    return sum * 1.01 <= 0.5 * FLT_MAX; /* false for NaN */
+}
+
 /* A fault in the embeddings or an encoder layer: the candidate sequences
  * rows[0..k) that no bound settles run exactly from the faulty stage (the
  * last layer: its [CLS] path). */
@@ -1977,6 +2017,36 @@ static int bounded_trial(pvf_exec *ex, const pvf_golden *g, int param, int li, i
     if (!moderate)
         nk = drop_poisoned(ex, g, b, f, li, role, eff, kept, nk, r);
     rc = 0;
+    /* A huge query or key fault whose scores provably stay finite in a
+     * sequence runs it over its unmasked tokens alone (qk_scores_finite). */
+    const int qk = role == Q || role == Q_B || role == K || role == K_B;
+    if (!moderate && qk && f->cls_real && li >= 0 && li < b->layers - 1 && nk > 0 &&
+        real_tokens_fit(m, b, f->s) &&
+        (role == Q || role == K ? (eff->hi - 1) / b->hidden == eff->lo / b->hidden
+                                : eff->hi - eff->lo == 1)) {
+        const int64_t o = role == Q || role == K ? eff->lo / b->hidden : eff->lo;
+        const int kind = role == Q || role == Q_B ? Q : K;
+        const float *w = pvf_exec_weights(ex, b->lp[li][kind]) + o * b->hidden;
+        const float bias = pvf_exec_weights(ex, b->lp[li][kind == Q ? Q_B : K_B])[o];
+        int64_t *safe = malloc((size_t)nk * sizeof *safe), ns = 0, rest = 0;
+        if (!safe) {
+            free(kept);
+            return pvf_err_set(err, "out of memory");
+        }
+        for (int64_t j = 0; j < nk; j++) /* both lists stay ascending */
+            if (qk_scores_finite(b, f, li, kept[j], kind, o, w, bias))
+                safe[ns++] = kept[j];
+            else
+                kept[rest++] = kept[j];
+        nk = rest;
+        if (ns)
+            rc = real_tokens_forward(ex, g, stage, role, eff, safe, ns, r, err);
+        free(safe);
+        if (rc) { /* real_tokens_fit held: an error */
+            free(kept);
+            return -1;
+        }
+    }
     if (nk == 0) {
         rc = 0;
     } else if (moderate && li < b->layers - 1 &&
