@@ -14,9 +14,10 @@
  *   weights, the head also linearized at the golden [CLS] row; a query, key
  *   or value fault changes one feature, bounded token by token with the
  *   golden attention spread (qk_token_inject) or through one column of Wo.
- * - A huge fault in a layer's attention output or feed-forward part settles
- *   a sequence as non-finite as soon as one unmasked token's LayerNorm input
- *   provably overflows (drop_poisoned): its NaN reaches every logit.
+ * - A huge fault in a layer's value projection, attention output or
+ *   feed-forward part settles a sequence as non-finite as soon as one
+ *   unmasked token's LayerNorm input provably overflows (drop_poisoned,
+ *   value_poisoned): its NaN reaches every logit.
  * - The sequences left run exactly. A fault whose values stay moderate
  *   (PADDED_SAFE) cannot make a padded token non-finite, so padded keys keep
  *   their softmax weight of exactly 0: those sequences run over their
