@@ -384,15 +384,15 @@ static int same_outcomes(const pvf_runner *r, const float *a, const float *b) {
     return 1;
 }
 
-/* Exponent-bit flips (x 2^128) in layer 0's attention output and
+/* Exponent-bit flips (x 2^128) in layer 0's value, attention output and
  * feed-forward weights and biases make some token's LayerNorm input
  * overflow: those inputs are settled as non-finite from one token's cached
- * activations. Both ways agree input by input, and the fast path runs far
- * fewer (input, stage) pairs than the full pass. */
+ * activations (a value: from its golden attention weights). Both ways agree input by input, and the
+ * fast path runs far fewer (input, stage) pairs than the full pass. */
 static void test_fast_poisoned(void) {
     pvf_runner r;
     pvf_err err;
-    if (open_runner(&r, TINY, PVF_FMT_FP32, &err))
+    if (open_runner_limit(&r, TINY, PVF_FMT_FP32, 200, &err))
         return;
     const int64_t n = r.golden.n, k = r.model.out_size;
     float *naive = malloc((size_t)(n * k) * sizeof *naive);
@@ -401,11 +401,13 @@ static void test_fast_poisoned(void) {
                                         "bert.encoder.layer.0.intermediate.dense.weight",
                                         "bert.encoder.layer.0.intermediate.dense.bias",
                                         "bert.encoder.layer.0.output.dense.weight",
-                                        "bert.encoder.layer.0.output.dense.bias"};
+                                        "bert.encoder.layer.0.output.dense.bias",
+                                        "bert.encoder.layer.0.attention.self.value.weight",
+                                        "bert.encoder.layer.0.attention.self.value.bias"};
     for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
         const int target = pvf_model_find_target(&r.model, names[t]);
         CHECK(target >= 0);
-        for (int64_t e = 3; e < 40; e += 12) {
+        for (int64_t e = 3; e < (t < 6 ? 40 : 20); e += 12) {
             pvf_fault_site site = {.target = target, .element = e, .mask = 1u << 30};
             pvf_trial_result fast, plain;
             both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
@@ -589,6 +591,45 @@ static void test_fast_position_rows(void) {
     pvf_runner_close(&r);
 }
 
+/* Bit 30 (x 2^128) in layer 0's query and key weights and biases makes
+ * one query or key feature huge at every token, padded ones included; where
+ * every score provably stays finite the fast path runs the inputs over
+ * their unmasked tokens alone (padded keys keep weight 0). Both ways agree
+ * input by input, and the faults do change some outcomes. */
+static void test_fast_huge_query_key(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (open_runner_limit(&r, TINY, PVF_FMT_FP32, 100, &err))
+        return;
+    const int64_t n = r.golden.n, k = r.model.out_size;
+    float *naive = malloc((size_t)(n * k) * sizeof *naive);
+    static const char *const names[] = {"bert.encoder.layer.0.attention.self.query.weight",
+                                        "bert.encoder.layer.0.attention.self.query.bias",
+                                        "bert.encoder.layer.0.attention.self.key.weight",
+                                        "bert.encoder.layer.0.attention.self.key.bias"};
+    int64_t changed = 0;
+    for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
+        const int target = pvf_model_find_target(&r.model, names[t]);
+        CHECK(target >= 0);
+        for (int64_t e = 7; e < 128; e += 61) {
+            pvf_fault_site site = {.target = target,
+                                   .element = e * 131 % r.model.targets[target].numel,
+                                   .mask = 1u << 30};
+            pvf_trial_result fast, plain;
+            both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
+            CHECK(fabsf(fast.effect.new_value) > 1e30f);
+            CHECK(fast.incorrect == plain.incorrect && fast.nonfinite == plain.nonfinite);
+            CHECK(same_outcomes(&r, r.out, naive));
+            changed += plain.incorrect + plain.nonfinite;
+        }
+    }
+    fprintf(stderr, "  bit 30 in layer 0's queries and keys: %" PRId64 " outcomes changed\n",
+            changed);
+    CHECK(changed > 0);
+    free(naive);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     RUN(test_other_shape_matches_pytorch);
     RUN(test_bundled_every_format);
@@ -601,5 +642,6 @@ int main(void) {
     RUN(test_fast_attention_bounds);
     RUN(test_fast_position_rows);
     RUN(test_fast_ffn_settle);
+    RUN(test_fast_huge_query_key);
     return test_summary();
 }

@@ -14,9 +14,10 @@
  *   weights, the head also linearized at the golden [CLS] row; a query, key
  *   or value fault changes one feature, bounded token by token with the
  *   golden attention spread (qk_token_inject) or through one column of Wo.
- * - A huge fault in a layer's attention output or feed-forward part settles
- *   a sequence as non-finite as soon as one unmasked token's LayerNorm input
- *   provably overflows (drop_poisoned): its NaN reaches every logit.
+ * - A huge fault in a layer's value projection, attention output or
+ *   feed-forward part settles a sequence as non-finite as soon as one
+ *   unmasked token's LayerNorm input provably overflows (drop_poisoned,
+ *   value_poisoned): its NaN reaches every logit.
  * - The sequences left run exactly. A fault whose values stay moderate
  *   (PADDED_SAFE) cannot make a padded token non-finite, so padded keys keep
  *   their softmax weight of exactly 0: those sequences run over their
@@ -24,8 +25,11 @@
  *   cached golden activations at those tokens (queries, keys, values,
  *   context, LayerNorm inputs, feed-forward activations: the faulty row's
  *   dot products, then what follows), and a sequence drops out once its
- *   layer input is golden again or bounded. Other faults run every token of
- *   those sequences from the faulty stage.
+ *   layer input is golden again or bounded. So do the sequences of a huge
+ *   query or key fault (an exponent flip) whose every score provably stays
+ *   far from overflow (qk_scores_finite): padded keys keep weight 0 there
+ *   too. Other faults run every token of those sequences from the faulty
+ *   stage.
  * - In such a run, a query, key, value or attention-output fault (and an
  *   embedding fault, from the changed tokens' recomputed queries, keys and
  *   values) computes the first LayerNorm's input exactly, which is cheap, and
@@ -1382,30 +1386,155 @@ static int token_poisoned(const pvf_exec *ex, const pvf_golden *g, const bert *b
     return gap > 0 && gap * gap / (double)h > FLT_MAX * 1.001;
 }
 
+/* 1 when a huge fault in row o of layer li's value projection (role V or
+ * V_B; before the last layer) certainly makes the output of one unmasked
+ * token of sequence i NaN. The scores are golden, so padded keys weigh
+ * exactly 0 (a non-finite value poisons the token anyway). At unmasked key
+ * t the faulty value o lies within y_t +- e_t (its dot product in double,
+ * give or take ROUNDING); the token's golden attention weights p_t,
+ * recomputed in double from the cached queries and keys, lie within a
+ * factor 1 +- eta of the full pass's (eta from 1e-4 of each score's sum of
+ * |terms|, far more than both computations' rounding, plus softmax's own);
+ * so its context o lies within sum p_t y_t give or take
+ * eta sum p_t |y_t| + (1 + eta) sum p_t e_t and the sum's rounding. The
+ * first LayerNorm's input is then Wo[:, o] times it plus a bounded rest
+ * (the other context features at most their golden maxima), and as in
+ * token_poisoned its centred row is too long for a finite variance. ws:
+ * 2 L + 2 hidden doubles. */
+static int value_poisoned(const pvf_exec *ex, const pvf_golden *g, const bert *b,
+                          const bert_fast *f, int li, int64_t o, int64_t i, double *ws) {
+    const int *p = b->lp[li];
+    const int64_t h = b->hidden, d = h / b->heads, hd = o / d, R = f->real_start[f->n];
+    const int64_t base = f->real_start[i], L = f->real_start[i + 1] - base;
+    const int64_t *tok = f->real_tok + base;
+    const float *x = g->stage_in[b->first_layer + li] + i * f->layer_width;
+    const float *w = pvf_exec_weights(ex, p[V]) + o * h, bias = pvf_exec_weights(ex, p[V_B])[o];
+    const float *wo = pvf_exec_weights(ex, p[O]), *bo = pvf_exec_weights(ex, p[O_B]);
+    const float *fm = f->feat_max + (li * f->n + i) * FEAT_FLOATS(b);
+    const double rd = 1.0 / sqrt((double)d);
+    double *y = ws, *e = ws + L;
+    for (int64_t t = 0; t < L; t++) {
+        const float *row = x + tok[t] * h;
+        double acc = bias, mag = fabs((double)bias);
+        for (int64_t j = 0; j < h; j++) {
+            acc += (double)row[j] * w[j];
+            mag += fabs((double)row[j] * w[j]);
+        }
+        if (!(mag < INFINITY))
+            return 0;
+        y[t] = acc;
+        e[t] = ROUNDING(h) * mag;
+    }
+    /* the direction Wo[:, o], centred */
+    double mean = 0, dir = 0;
+    for (int64_t k = 0; k < h; k++)
+        mean += wo[k * h + o];
+    mean /= (double)h;
+    for (int64_t k = 0; k < h; k++)
+        dir += ((double)wo[k * h + o] - mean) * ((double)wo[k * h + o] - mean);
+    const double gam = ROUNDING(h);
+    /* Each cached query or key feature c, like the full pass's, is a float
+     * dot product within (h + 3) 2^-24 qa_c (ka_c) of the exact one (qa_c:
+     * sum_j max|x_j| |Wq_cj| + |b_c|): the two differ by at most dqk qa_c
+     * (ka_c), each score by the sum above, and the full pass's own score
+     * by sr times its sum of |terms|; 4x slack on both. */
+    double *qa = ws + 2 * L, *ka = qa + d;
+    const float *wq = pvf_exec_weights(ex, p[Q]), *wk = pvf_exec_weights(ex, p[K]),
+                *bq = pvf_exec_weights(ex, p[Q_B]), *bk = pvf_exec_weights(ex, p[K_B]);
+    for (int64_t c = 0; c < d; c++) {
+        const int64_t row = hd * d + c;
+        qa[c] = fabs((double)bq[row]);
+        ka[c] = fabs((double)bk[row]);
+        for (int64_t j = 0; j < h; j++) {
+            qa[c] += fm[ST_X * h + j] * fabs((double)wq[row * h + j]);
+            ka[c] += fm[ST_X * h + j] * fabs((double)wk[row * h + j]);
+        }
+    }
+    const double dqk = 8.0 * (double)(h + 3) / 16777216.0, sr = 4.0 * (double)(d + 3) / 16777216.0;
+    for (int64_t u = 0; u < L; u++) {
+        const float *qu = f->att_q + (li * R + base + u) * h + hd * d;
+        double top = -INFINITY, err = 0;
+        for (int64_t t = 0; t < L; t++) { /* the largest score, its error */
+            const float *kt = f->att_k + (li * R + base + t) * h + hd * d;
+            double sc = 0, mag = 0, moved = 0;
+            for (int64_t c = 0; c < d; c++) {
+                sc += (double)qu[c] * kt[c];
+                mag += fabs((double)qu[c] * kt[c]);
+                moved += dqk * (qa[c] * fabs((double)kt[c]) + ka[c] * fabs((double)qu[c]) +
+                                dqk * qa[c] * ka[c]);
+            }
+            top = fmax(top, sc * rd);
+            err = fmax(err, (sr * (mag + moved) + moved) * rd);
+        }
+        const double eta = expm1(2 * err) + 1e-4; /* and softmax's own rounding */
+        if (!(eta < 0.1))
+            continue;
+        double z = 0, sum = 0, sabs = 0, se = 0;
+        for (int64_t t = 0; t < L; t++) {
+            const float *kt = f->att_k + (li * R + base + t) * h + hd * d;
+            double sc = 0;
+            for (int64_t c = 0; c < d; c++)
+                sc += (double)qu[c] * kt[c];
+            const double pt = exp(sc * rd - top);
+            z += pt;
+            sum += pt * y[t];
+            sabs += pt * fabs(y[t]);
+            se += pt * e[t];
+        }
+        sum /= z;
+        sabs /= z;
+        se /= z;
+        const double spread = eta * sabs + (1 + eta) * se;
+        const double round = ROUNDING(f->s) * (1 + eta) * (sabs + se);
+        const double clo = fabs(sum) - spread - round, chi = fabs(sum) + spread + round;
+        if (!(clo > 0) || !(chi < FLT_MAX))
+            continue;
+        const float *xu = x + tok[u] * h;
+        double rest = 0;
+        for (int64_t k = 0; k < h; k++) {
+            double others = fabs((double)bo[k]) + fabs((double)xu[k]);
+            for (int64_t c = 0; c < h; c++)
+                if (c != o)
+                    others += fabs((double)wo[k * h + c]) * (fm[ST_CTX * h + c] * 1.01 + 1e-3);
+            const double c = fabs((double)wo[k * h + o]);
+            const double r = others + 2 * gam * (others + c * chi) + c * (chi - clo);
+            rest += r * r;
+        }
+        const double gap = clo * sqrt(dir) - sqrt(rest); /* |centred row| >= gap */
+        if (gap > 0 && gap * gap / (double)h > FLT_MAX * 1.001)
+            return 1;
+    }
+    return 0;
+}
+
 /* Moves the sequences of rows[0..k) that a huge fault in layer li (role,
  * compute elements lo..hi) certainly poisons to r, judged non-finite; returns
  * how many remain in rows. */
 static int64_t drop_poisoned(pvf_exec *ex, const pvf_golden *g, const bert *b, const bert_fast *f,
                              int li, int role, const pvf_fault_effect *eff, int64_t *rows,
                              int64_t k, pvf_trial_result *r) {
-    const int bias = role == O_B || role == FF1_B || role == FF2_B;
+    const int bias = role == O_B || role == FF1_B || role == FF2_B || role == V_B;
+    const int value = role == V || role == V_B;
     const int64_t cols = role == FF2 ? b->inter : b->hidden;
     const int64_t o = bias ? eff->lo : eff->lo / cols;
     if (li < 0 || li >= b->layers - 1 || k == 0 ||
         !(role == O || role == O_B || role == FF1 || role == FF1_B || role == FF2 ||
-          role == FF2_B) ||
+          role == FF2_B || (value && f->cls_real)) ||
         (bias ? eff->hi - eff->lo != 1 : (eff->hi - 1) / cols != o))
         return k;
     float nan_out[64];
     if (b->labels > 64)
         return k;
+    double *ws = value ? malloc((size_t)(2 * f->s + 2 * b->hidden) * sizeof *ws) : NULL;
+    if (value && !ws)
+        return k; /* not settled here: the exact way */
     for (int64_t c = 0; c < b->labels; c++)
         nan_out[c] = NAN;
     int64_t kept = 0;
     for (int64_t j = 0; j < k; j++) {
         const int64_t i = rows[j];
-        int poisoned = 0;
-        for (int64_t u = f->real_start[i]; u < f->real_start[i + 1] && !poisoned; u++)
+        int poisoned = value && value_poisoned(ex, g, b, f, li, o, i, ws);
+        for (int64_t u = f->real_start[i]; !value && u < f->real_start[i + 1] && !poisoned; u++)
             poisoned = token_poisoned(ex, g, b, f, li, role, o, i, u);
         if (poisoned) {
             r->stage_rows++; /* a stage's worth of work was done for it */
@@ -1414,6 +1543,7 @@ static int64_t drop_poisoned(pvf_exec *ex, const pvf_golden *g, const bert *b, c
             rows[kept++] = i;
         }
     }
+    free(ws);
     return kept;
 }
 
@@ -1828,12 +1958,19 @@ static int embedded_from_cache(const pvf_exec *ex, const pvf_golden *g, const be
     return layer_tail_settles(ex, b, f, 0, i, L, a, inter, x);
 }
 
+/* 1 when the executor scratch holds real_tokens_forward's buffers. */
+static int real_tokens_fit(const pvf_model *m, const bert *b, int64_t s) {
+    const int64_t h = b->hidden;
+    return m->scratch_floats >= PVF_CHUNK * h + 2 * s * h + s + s * (5 * h + b->inter) + s * s + h;
+}
+
 /* Runs sequences rows[0..k) from `stage` (the embeddings or an encoder layer
  * before the last) over their unmasked tokens alone, dropping a sequence
  * whose layer input is golden again (or bounded) at those tokens, and
  * carries the [CLS] rows from the pooler on. A fault in a layer's
  * feed-forward part (role) starts from its cached activations. Only for
- * faults within PADDED_SAFE. Returns 1 when the scratch is too small. */
+ * faults within PADDED_SAFE, or query and key faults whose scores stay
+ * finite (qk_scores_finite). Returns 1 when the scratch is too small. */
 static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int role,
                                const pvf_fault_effect *eff, const int64_t *rows, int64_t k,
                                pvf_trial_result *r, pvf_err *err) {
@@ -1842,7 +1979,7 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
     const bert_fast *f = g->fast;
     const int64_t h = b->hidden, s = f->s;
     const int pooler = b->first_layer + (int)b->layers;
-    if (m->scratch_floats < PVF_CHUNK * h + 2 * s * h + s + s * (5 * h + b->inter) + s * s + h)
+    if (!real_tokens_fit(m, b, s))
         return 1;
     float *out = ex->scratch, *x = out + PVF_CHUNK * h, *y = x + s * h, *zero_mask = y + s * h,
           *ws = zero_mask + s;
@@ -1948,6 +2085,36 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
     return 0;
 }
 
+/* 1 when, under a query or key fault (kind) in row o of encoder layer li
+ * (before the last) whose faulty row and bias are w[hidden] and bias, every
+ * score of sequence i (every pair of its tokens, padded ones included)
+ * provably stays far from overflow: each term of a head's dot product is at
+ * most its query's times its key's largest magnitude over the tokens
+ * (golden, from feat_max; the faulty feature o at most sum_j max|x_j| |w_j|
+ * + |bias|), and the sum of those, with ample slack for rounding, stays
+ * below FLT_MAX / 2. Then a real query's scores of padded keys (mask
+ * -FLT_MAX) stay below every real key's by far more than expf can lift from
+ * 0, padded keys keep weight exactly 0, and a padded token's context stays
+ * a weighted mean of golden values: its layer output moderate, so padded
+ * keys weigh 0 in the later layers too, as for a moderate fault. NaN and
+ * Inf fail the test. */
+static int qk_scores_finite(const bert *b, const bert_fast *f, int li, int64_t i, int kind,
+                            int64_t o, const float *w, float bias) {
+    const int64_t h = b->hidden, d = h / b->heads, hd = o / d;
+    const float *fm = f->feat_max + (li * f->n + i) * FEAT_FLOATS(b);
+    double changed = fabs((double)bias);
+    for (int64_t j = 0; j < h; j++)
+        changed += (double)fm[ST_X * h + j] * fabs((double)w[j]);
+    changed *= 1.01; /* the float sum's rounding, far more */
+    double sum = 0;
+    for (int64_t c = hd * d; c < (hd + 1) * d; c++) {
+        const double qc = c == o && kind == Q ? changed : fm[ST_Q * h + c] * 1.01;
+        const double kc = c == o && kind == K ? changed : fm[ST_K * h + c] * 1.01;
+        sum += qc * kc;
+    }
+    return sum * 1.01 <= 0.5 * FLT_MAX; /* false for NaN */
+}
+
 /* A fault in the embeddings or an encoder layer: the candidate sequences
  * rows[0..k) that no bound settles run exactly from the faulty stage (the
  * last layer: its [CLS] path). */
@@ -1977,6 +2144,36 @@ static int bounded_trial(pvf_exec *ex, const pvf_golden *g, int param, int li, i
     if (!moderate)
         nk = drop_poisoned(ex, g, b, f, li, role, eff, kept, nk, r);
     rc = 0;
+    /* A huge query or key fault whose scores provably stay finite in a
+     * sequence runs it over its unmasked tokens alone (qk_scores_finite). */
+    const int qk = role == Q || role == Q_B || role == K || role == K_B;
+    if (!moderate && qk && f->cls_real && li >= 0 && li < b->layers - 1 && nk > 0 &&
+        real_tokens_fit(m, b, f->s) &&
+        (role == Q || role == K ? (eff->hi - 1) / b->hidden == eff->lo / b->hidden
+                                : eff->hi - eff->lo == 1)) {
+        const int64_t o = role == Q || role == K ? eff->lo / b->hidden : eff->lo;
+        const int kind = role == Q || role == Q_B ? Q : K;
+        const float *w = pvf_exec_weights(ex, b->lp[li][kind]) + o * b->hidden;
+        const float bias = pvf_exec_weights(ex, b->lp[li][kind == Q ? Q_B : K_B])[o];
+        int64_t *safe = malloc((size_t)nk * sizeof *safe), ns = 0, rest = 0;
+        if (!safe) {
+            free(kept);
+            return pvf_err_set(err, "out of memory");
+        }
+        for (int64_t j = 0; j < nk; j++) /* both lists stay ascending */
+            if (qk_scores_finite(b, f, li, kept[j], kind, o, w, bias))
+                safe[ns++] = kept[j];
+            else
+                kept[rest++] = kept[j];
+        nk = rest;
+        if (ns)
+            rc = real_tokens_forward(ex, g, stage, role, eff, safe, ns, r, err);
+        free(safe);
+        if (rc) { /* real_tokens_fit held: an error */
+            free(kept);
+            return -1;
+        }
+    }
     if (nk == 0) {
         rc = 0;
     } else if (moderate && li < b->layers - 1 &&
