@@ -571,7 +571,7 @@ int co_campaign_load(pvf_db *db, int64_t id, int64_t epoch, co_campaign **out, p
             while (t < s->next && !co_stratum_is_done(s, t))
                 t++;
             if (lo < t)
-                co_stratum_requeue(s, lo, t, 0);
+                co_stratum_requeue(s, (co_range){lo, t, 0, 0});
         }
         co_stratum_recheck(s, c);
     }

@@ -11,13 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CO_CRASH_FLAG (1u << 8) /* trial record flag: the trial kept killing workers */
-
-/* Trials to issue again: a range whose lease was lost, with how many
- * workers died holding it (to split, then settle, poison trials). */
+/* Trials to issue again: a range whose lease was lost, with the blame its
+ * front trial carries: leases that ended there without a report (workers
+ * that died or hung: the range is split to find the trial), and of those,
+ * the ones that hung past the progress deadline (three make a hang outcome).
+ * A death is never an outcome: it may have come from outside. */
 typedef struct co_range {
     uint64_t lo, hi;
     int kills;
+    int stuck;
 } co_range;
 
 typedef struct co_stratum {
@@ -78,8 +80,8 @@ void co_stratum_free(co_stratum *s);
  * Returns 1 when t was new, 0 for a duplicate. */
 int co_stratum_complete(co_stratum *s, const co_campaign *c, uint64_t t, double value);
 int co_stratum_is_done(const co_stratum *s, uint64_t t);
-/* Puts [lo, hi) back for issuing (skipping trials already done). */
-void co_stratum_requeue(co_stratum *s, uint64_t lo, uint64_t hi, int kills);
+/* Puts r back for issuing (skipping trials already done). */
+void co_stratum_requeue(co_stratum *s, co_range r);
 /* Next range to lease, at most `size` trials: 0 when none. */
 int co_stratum_take(co_stratum *s, uint64_t size, co_range *out);
 /* Whether more trials may be issued now (not stopped, work left, not too

@@ -23,6 +23,7 @@
 #define BACKLOG_LIMIT           400000 /* rows waiting for the database: stop leasing */
 #define JOB_SECONDS             1.0    /* work per job a lease aims at */
 #define MAX_FAILED_JOBS         10     /* job errors before a campaign is given up */
+#define MAX_SILENT_DEATHS       8      /* deaths in one trial before a campaign is given up */
 
 typedef struct worker {
     char name[256];
@@ -40,8 +41,8 @@ typedef struct job {
     co_stratum *s;
     uint64_t lo, hi;
     uint32_t attempt;
-    int kills;
-    worker *w; /* NULL once the lease ended */
+    int kills, stuck; /* the blame its range came with (co_range) */
+    worker *w;        /* NULL once the lease ended */
     uint8_t *got;
     uint64_t ngot;
     int started; /* its worker said the trials started (a RESULT without records) */
@@ -147,20 +148,27 @@ static void queue_job_row(coord *co, const job *j, const char *state) {
     co_writer_push(co->writer, it);
 }
 
-/* Ends a lease: what the job did not report goes back to its stratum.
- * kill: the worker died or the job got stuck holding it. */
-static void end_job(coord *co, job *j, const char *state, int kill) {
+/* How a lease ended, for the blame its unreported trials carry. */
+enum { END_CLEAN, END_DIED, END_STUCK };
+
+/* Ends a lease: what the job did not report goes back to its stratum. */
+static void end_job(coord *co, job *j, const char *state, int how) {
     if (j->w) {
         j->w->leases--;
         j->w = NULL;
     }
     j->s->inflight--;
-    /* A lease that reported nothing before its worker died points at its
-     * first trial; one that made progress died somewhere later, maybe by
-     * chance (a worker killed for other reasons): count it once. One whose
-     * trials never started (the worker died loading the model) points at
-     * none. */
-    int kills = kill && j->started ? (j->ngot ? 1 : j->kills + 1) : j->kills;
+    /* A lease that reported nothing (a worker reports its first trial at
+     * once) died or hung in its first trial; one that made progress did so
+     * somewhere later, maybe by chance (a worker killed for other reasons):
+     * count it once. One whose trials never started (the worker died
+     * loading the model) points at none. */
+    co_range blame = {.kills = j->kills, .stuck = j->stuck};
+    if (how != END_CLEAN && j->started) {
+        blame.kills = j->ngot ? 1 : j->kills + 1;
+        blame.stuck = j->ngot ? 0 : j->stuck;
+        blame.stuck += how == END_STUCK;
+    }
     uint64_t t = j->lo;
     while (t < j->hi) {
         while (t < j->hi && j->got[(t - j->lo) / 8] & (1u << ((t - j->lo) % 8)))
@@ -169,7 +177,7 @@ static void end_job(coord *co, job *j, const char *state, int kill) {
         while (t < j->hi && !(j->got[(t - j->lo) / 8] & (1u << ((t - j->lo) % 8))))
             t++;
         if (lo < t)
-            co_stratum_requeue(j->s, lo, t, kills);
+            co_stratum_requeue(j->s, (co_range){lo, t, blame.kills, blame.stuck});
     }
     queue_job_row(co, j, state);
     for (job **pp = &co->jobs; *pp; pp = &(*pp)->next)
@@ -187,7 +195,7 @@ static void cancel_job(coord *co, job *j) {
         m.u.cancel.job = j->id;
         send_worker(co, j->w, &m);
     }
-    end_job(co, j, "cancelled", 0);
+    end_job(co, j, "cancelled", END_CLEAN);
 }
 
 /* ---- estimates -------------------------------------------------------- */
@@ -303,8 +311,9 @@ static int lease(coord *co, worker *w, co_campaign *c, co_stratum *s) {
     co_range r;
     if (!co_stratum_take(s, job_size(c, s), &r))
         return 0;
-    if (r.kills >= 3 && r.hi - r.lo == 1) {
-        /* This trial killed three workers: settle it as a crash outcome. */
+    if (r.stuck >= 3 && r.hi - r.lo == 1) {
+        /* This trial hung three workers: settle it as a crash outcome. (A
+         * crash the worker sees comes as its own record, guard.h.) */
         co_write *it = calloc(1, sizeof *it);
         if (it && (it->rows = calloc(1, sizeof *it->rows))) {
             it->kind = CO_W_TRIALS;
@@ -313,24 +322,37 @@ static int lease(coord *co, worker *w, co_campaign *c, co_stratum *s) {
                 (pvf_trial_row){.campaign = c->id,
                                 .stratum = s->index,
                                 .tensor = s->targets[0],
-                                .rec = {.trial = r.lo, .value = 1.0, .flags = CO_CRASH_FLAG},
+                                .rec = {.trial = r.lo, .value = 1.0, .flags = PVF_TRIAL_CRASHED},
                                 .attempt = (uint32_t)r.kills};
             co_writer_push(co->writer, it);
         } else {
             free(it);
         }
         clog_(co,
-              "campaign %" PRId64 " stratum %s trial %" PRIu64 " killed %d workers: "
+              "campaign %" PRId64 " stratum %s trial %" PRIu64 " hung %d workers: "
               "recorded as a crash outcome",
-              c->id, s->name, r.lo, r.kills);
+              c->id, s->name, r.lo, r.stuck);
         co_stratum_complete(s, c, r.lo, 1.0);
         check_finished(co, c);
+        return 1;
+    }
+    if (r.kills >= MAX_SILENT_DEATHS && r.hi - r.lo == 1) {
+        /* Workers keep dying in this trial without a word: killed from
+         * outside, or out of memory. No outcome can be told; stop rather
+         * than loop forever. */
+        char why[PVF_ERR_MAX];
+        snprintf(why, sizeof why,
+                 "stratum %s trial %" PRIu64 ": %d workers died running it without reporting a "
+                 "crash (killed from outside? out of memory? see the worker logs)",
+                 s->name, r.lo, r.kills);
+        clog_(co, "campaign %" PRId64 " %s: cancelled", c->id, why);
+        finish_campaign(co, c, "cancelled", why);
         return 1;
     }
     job *j = calloc(1, sizeof *j);
     if (!j || !(j->got = calloc((size_t)((r.hi - r.lo + 7) / 8), 1))) {
         free(j);
-        co_stratum_requeue(s, r.lo, r.hi, r.kills);
+        co_stratum_requeue(s, r);
         return 0;
     }
     j->id = ((uint64_t)co->epoch_tag << 40) | ++co->job_seq;
@@ -339,6 +361,7 @@ static int lease(coord *co, worker *w, co_campaign *c, co_stratum *s) {
     j->lo = r.lo;
     j->hi = r.hi;
     j->kills = r.kills;
+    j->stuck = r.stuck;
     j->attempt = (uint32_t)r.kills;
     j->w = w;
     j->leased_ms = j->progress_ms = now_ms(co);
@@ -424,7 +447,7 @@ static void drop_worker(coord *co, worker *w, int kill) {
     for (job *j = co->jobs, *next; j; j = next) {
         next = j->next;
         if (j->w == w)
-            end_job(co, j, kill ? "lost" : "returned", kill);
+            end_job(co, j, kill ? "lost" : "returned", kill ? END_DIED : END_CLEAN);
     }
     for (worker **pp = &co->workers; *pp; pp = &(*pp)->next)
         if (*pp == w) {
@@ -565,7 +588,7 @@ static void on_result(coord *co, worker *w, const pvf_msg *m) {
             finish_campaign(co, c, "cancelled", m->u.result.error);
     }
     if (m->u.result.final && find_job(co, ack.u.ack.job))
-        end_job(co, j, "done", 0);
+        end_job(co, j, "done", END_CLEAN);
     if (s->stopped)
         for (job *k = co->jobs, *next; k; k = next) {
             next = k->next;
@@ -905,7 +928,7 @@ static void send_heartbeats(coord *co, uint64_t now) {
             pvf_msg m = {.type = PVF_MSG_CANCEL};
             m.u.cancel.job = j->id;
             send_worker(co, j->w, &m);
-            end_job(co, j, "stuck", 1);
+            end_job(co, j, "stuck", END_STUCK);
         }
     }
 }

@@ -142,27 +142,27 @@ int co_stratum_complete(co_stratum *s, const co_campaign *c, uint64_t t, double 
     return 1;
 }
 
-void co_stratum_requeue(co_stratum *s, uint64_t lo, uint64_t hi, int kills) {
-    while (lo < hi && co_stratum_is_done(s, lo))
-        lo++;
-    while (hi > lo && co_stratum_is_done(s, hi - 1))
-        hi--;
-    if (lo >= hi || s->stopped)
+void co_stratum_requeue(co_stratum *s, co_range r) {
+    while (r.lo < r.hi && co_stratum_is_done(s, r.lo))
+        r.lo++;
+    while (r.hi > r.lo && co_stratum_is_done(s, r.hi - 1))
+        r.hi--;
+    if (r.lo >= r.hi || s->stopped)
         return;
     if (s->nretry == s->cap_retry) {
         int cap = s->cap_retry ? 2 * s->cap_retry : 8;
-        co_range *r = realloc(s->retry, (size_t)cap * sizeof *r);
-        if (!r)
+        co_range *grown = realloc(s->retry, (size_t)cap * sizeof *grown);
+        if (!grown)
             return; /* out of memory: those trials are issued again never; the cap ends it */
-        s->retry = r;
+        s->retry = grown;
         s->cap_retry = cap;
     }
     int i = s->nretry;
-    while (i > 0 && s->retry[i - 1].lo > lo) {
+    while (i > 0 && s->retry[i - 1].lo > r.lo) {
         s->retry[i] = s->retry[i - 1];
         i--;
     }
-    s->retry[i] = (co_range){lo, hi, kills};
+    s->retry[i] = r;
     s->nretry++;
 }
 
@@ -195,8 +195,9 @@ int co_stratum_take(co_stratum *s, uint64_t size, co_range *out) {
         /* Only the front half is suspect: deaths without progress point at
          * the first unreported trial. */
         if (r.lo + len < r.hi)
-            co_stratum_requeue(s, r.lo + len, r.hi, r.kills >= 2 ? 0 : r.kills);
-        *out = (co_range){r.lo, r.lo + len, r.kills};
+            co_stratum_requeue(s, r.kills >= 2 ? (co_range){r.lo + len, r.hi, 0, 0}
+                                               : (co_range){r.lo + len, r.hi, r.kills, r.stuck});
+        *out = (co_range){r.lo, r.lo + len, r.kills, r.stuck};
         return 1;
     }
     if (s->next >= s->max_trials)
@@ -204,7 +205,7 @@ int co_stratum_take(co_stratum *s, uint64_t size, co_range *out) {
     uint64_t hi = s->next + size;
     if (hi > s->max_trials)
         hi = s->max_trials;
-    *out = (co_range){s->next, hi, 0};
+    *out = (co_range){s->next, hi, 0, 0};
     s->next = hi;
     return 1;
 }

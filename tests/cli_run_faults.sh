@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Workers that crash, hang or are told to stop, with a real PostgreSQL this
 # test starts and stops:
-#   - a trial that aborts its worker every time is split out of its job and
-#     recorded as a crash outcome; the campaign completes;
+#   - a trial that aborts its worker is recorded as a crash outcome, with
+#     its fault site, by the worker that caught the signal (which then
+#     leaves and is restarted); the campaign completes;
 #   - a trial that hangs is caught by the progress deadline, its worker
 #     leaves (a thread cannot be stopped) and the campaign completes, with no
 #     other trial taken for a crash (restarted workers load the model slowly);
@@ -53,6 +54,10 @@ PVF_TEST_CRASH_TRIAL=9:37 timeout 300 "$PVF" run "${spec[@]}" --workers 2 --db "
 expect "campaign with a crashing trial completes" test "$rc" = 0
 expect "the crashing trial is recorded as a crash outcome (flag 256, value 1)" \
     test "$(psql "$db" -At -c "SELECT flags, value FROM trials WHERE stratum = 9 AND trial = 37")" = "256|1"
+expect "... with its fault site" \
+    test "$(psql "$db" -At -c "SELECT mask <> 0 FROM trials WHERE stratum = 9 AND trial = 37")" = t
+expect "the worker caught the signal and said so" \
+    grep -q "trial 37 of stratum 9 crashed an executor (SIGABRT)" "$T"/home/logs/worker-*.log
 expect "every other trial of the stratum ran" \
     test "$(psql "$db" -At -c "SELECT count(*) FROM trials WHERE stratum = 9 AND flags & 256 = 0")" = $((cap - 1))
 expect "all strata ran to the cap" \

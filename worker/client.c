@@ -1,6 +1,7 @@
 /* client.c - the worker process (see pvf_client.h). */
 #include "pvf_client.h"
 
+#include "guard.h"
 #include "pvf_proto.h"
 #include "runner.h"
 #include "sampler.h"
@@ -109,6 +110,9 @@ typedef struct executor {
     model_ctx *ctx; /* what exec was made for */
     pvf_exec exec;
     float *out;
+    pvf_guard guard;
+    batch *batch; /* records of the running job not yet pushed */
+    uint32_t seq; /* the next batch's sequence number */
 } executor;
 
 struct client {
@@ -143,6 +147,10 @@ struct client {
         uint64_t trial;
     } crash_at, hang_at;
     double drain_started;
+    struct {
+        int sig; /* a trial crashed an executor (guard.h): the worker leaves */
+        uint64_t stratum, trial;
+    } crash; /* under qlock */
 };
 
 /* ---- artifacts -------------------------------------------------------- */
@@ -344,6 +352,83 @@ static int prepare_exec(executor *e, model_ctx *m, pvf_err *err) {
     return 0;
 }
 
+/* The job's trials, recorded into e->batch (sent every BATCH_TRIALS records or
+ * BATCH_SECONDS, and after the first trial, so that a worker that dies
+ * later has said how far it got). Runs armed (guard.h): the loop state
+ * lives in e, where crashed_trial finds it after a jump out of a trial. */
+static int run_trials(executor *e, job *j, const int *targets, const pvf_fault_model *fm,
+                      pvf_err *err) {
+    const __typeof__(j->msg.u.job) *jm = &j->msg.u.job;
+    client *c = e->c;
+    double sent_at = pvf_now();
+    for (uint64_t t = jm->lo; t < jm->hi && !atomic_load(&j->cancel); t++) {
+        batch *b = e->batch;
+        pvf_trial_rec *r = &b->trials[b->n];
+        *r = (pvf_trial_rec){.trial = t};
+        while ((int64_t)jm->stratum == c->hang_at.stratum && t == c->hang_at.trial)
+            sleep(1);
+        if (c->cfg->fake) {
+            fake_trial(j, t, r);
+        } else {
+            const pvf_runner *run = &j->ctx->runner;
+            pvf_fault_site site;
+            pvf_trial_result res;
+            if (pvf_sample_site(&run->model, targets, (int)jm->ntargets, fm, jm->seed, jm->stratum,
+                                t, &site, err))
+                return -1;
+            int k = 0;
+            while (k < (int)jm->ntargets && targets[k] != site.target)
+                k++;
+            r->target = (uint32_t)k;
+            r->element = (uint64_t)site.element;
+            r->mask = site.mask;
+            /* The site must be in memory, not in registers, if the trial
+             * crashes: crashed_trial reads it after the jump. */
+            atomic_signal_fence(memory_order_seq_cst);
+            if ((int64_t)jm->stratum == c->crash_at.stratum && t == c->crash_at.trial)
+                abort();
+            if (pvf_trial_run(&e->exec, &run->golden, fm->kind, &site, e->out, &res, err))
+                return -1;
+            r->old_word = res.effect.old_word;
+            r->new_word = res.effect.new_word;
+            r->old_value = res.effect.old_value;
+            r->new_value = res.effect.new_value;
+            r->value = res.value;
+            r->incorrect = (uint32_t)res.incorrect;
+            r->nonfinite = (uint32_t)res.nonfinite;
+            r->flags = res.flags;
+        }
+        b->n++;
+        if (b->n == BATCH_TRIALS || t == jm->lo || pvf_now() - sent_at >= BATCH_SECONDS) {
+            push_batch(e, b);
+            sent_at = pvf_now();
+            if (!(e->batch = new_batch(j, e->seq++)))
+                return 0;
+        }
+    }
+    return 0;
+}
+
+/* A fatal signal in trial e->batch->trials[n]: that record becomes the
+ * trial's crash outcome (value 1), the job ends with it and the worker
+ * leaves (client_crashed). */
+static void crashed_trial(executor *e, job *j, int sig) {
+    client *c = e->c;
+    batch *b = e->batch;
+    pvf_trial_rec *r = &b->trials[b->n++];
+    r->value = 1.0;
+    r->incorrect = 0;
+    r->nonfinite = 0;
+    r->flags = PVF_TRIAL_CRASHED;
+    pthread_mutex_lock(&c->qlock);
+    if (!c->crash.sig) {
+        c->crash.sig = sig;
+        c->crash.stratum = j->msg.u.job.stratum;
+        c->crash.trial = r->trial;
+    }
+    pthread_mutex_unlock(&c->qlock);
+}
+
 static void run_job(executor *e, job *j) {
     const __typeof__(j->msg.u.job) *jm = &j->msg.u.job;
     client *c = e->c;
@@ -385,50 +470,21 @@ static void run_job(executor *e, job *j) {
             pthread_mutex_unlock(&c->qlock);
         }
     }
-    double sent_at = pvf_now();
-    for (uint64_t t = jm->lo; !failed && t < jm->hi && !atomic_load(&j->cancel); t++) {
-        if ((int64_t)jm->stratum == c->crash_at.stratum && t == c->crash_at.trial)
-            abort();
-        while ((int64_t)jm->stratum == c->hang_at.stratum && t == c->hang_at.trial)
-            sleep(1);
-        pvf_trial_rec *r = &b->trials[b->n];
-        if (c->cfg->fake) {
-            fake_trial(j, t, r);
+    e->batch = b;
+    e->seq = seq;
+    if (!failed) {
+        int sig = sigsetjmp(e->guard.jump, 1);
+        if (sig == 0) {
+            pvf_guard_arm(&e->guard);
+            failed = run_trials(e, j, targets, &fm, &err);
+            pvf_guard_disarm();
         } else {
-            const pvf_runner *run = &j->ctx->runner;
-            pvf_fault_site site;
-            pvf_trial_result res;
-            if (pvf_sample_site(&run->model, targets, (int)jm->ntargets, &fm, jm->seed, jm->stratum,
-                                t, &site, &err) ||
-                pvf_trial_run(&e->exec, &run->golden, fm.kind, &site, e->out, &res, &err)) {
-                failed = 1;
-                break;
-            }
-            int k = 0;
-            while (k < (int)jm->ntargets && targets[k] != site.target)
-                k++;
-            *r = (pvf_trial_rec){.trial = t,
-                                 .target = (uint32_t)k,
-                                 .element = (uint64_t)site.element,
-                                 .mask = site.mask,
-                                 .old_word = res.effect.old_word,
-                                 .new_word = res.effect.new_word,
-                                 .old_value = res.effect.old_value,
-                                 .new_value = res.effect.new_value,
-                                 .value = res.value,
-                                 .incorrect = (uint32_t)res.incorrect,
-                                 .nonfinite = (uint32_t)res.nonfinite,
-                                 .flags = res.flags};
-        }
-        b->n++;
-        if (b->n == BATCH_TRIALS || pvf_now() - sent_at >= BATCH_SECONDS) {
-            push_batch(e, b);
-            sent_at = pvf_now();
-            if (!(b = new_batch(j, seq++)))
-                break;
+            crashed_trial(e, j, sig);
         }
     }
     free(targets);
+    b = e->batch;
+    e->batch = NULL;
     if (!b)
         return;
     b->final = 1;
@@ -440,11 +496,15 @@ static void run_job(executor *e, job *j) {
 static void *executor_main(void *arg) {
     executor *e = arg;
     client *c = e->c;
+    pvf_err err;
+    if (pvf_guard_thread_init(&e->guard, &err))
+        log_line("executor %d: %s: a stack overflow in a trial is not caught", e->index, err.msg);
     for (;;) {
         pthread_mutex_lock(&c->qlock);
-        while (!c->queue && !c->quit)
+        while (!c->queue && !c->quit && !c->crash.sig)
             pthread_cond_wait(&c->qcond, &c->qlock);
-        if (c->quit && !c->queue) {
+        /* After a crash the process may hold broken state: no more trials. */
+        if ((c->quit && !c->queue) || c->crash.sig) {
             pthread_mutex_unlock(&c->qlock);
             break;
         }
@@ -461,6 +521,7 @@ static void *executor_main(void *arg) {
         pvf_msg_free(&j->msg);
         free(j);
     }
+    pvf_guard_thread_free(&e->guard);
     return NULL;
 }
 
@@ -989,6 +1050,10 @@ int pvf_client_run(const pvf_client_config *cfg, pvf_err *err) {
     if (!cfg->fake && mkdir_p(c->cache))
         return pvf_err_set(err, "%s: cannot create the artifact cache: %s", c->cache,
                            strerror(errno));
+    /* Fake trials run no model: nothing to guard (and benchmarks run many
+     * fake workers in one process). */
+    if (!cfg->fake && pvf_guard_install(err))
+        return -1;
     int rc = -1;
     c->zctx = zmq_ctx_new();
     c->pull = c->zctx ? zmq_socket(c->zctx, ZMQ_PULL) : NULL;
@@ -1052,10 +1117,25 @@ int pvf_client_run(const pvf_client_config *cfg, pvf_err *err) {
             send_msg(c, &r);
             log_line("draining: finishing running jobs");
         }
+        pthread_mutex_lock(&c->qlock);
+        const int crash_sig = c->crash.sig;
+        pthread_mutex_unlock(&c->qlock);
+        if (crash_sig && !c->draining) {
+            /* The crash record goes out like any other; the other executors
+             * stop after their trial; then BYE and exit. */
+            log_line("a trial crashed an executor (%s): reporting it, then leaving",
+                     pvf_guard_signal_name(crash_sig));
+            c->draining = 1;
+            c->drain_started = now;
+            drop_queued(c);
+            cancel_running(c);
+            pvf_msg r = {.type = PVF_MSG_READY};
+            send_msg(c, &r);
+        }
         if (c->draining &&
             ((executors_idle(c) && !c->unacked) || now - c->drain_started > DRAIN_SECONDS)) {
             drain_executors(c);
-            say_bye(c, "drained", 2000);
+            say_bye(c, crash_sig ? "crashed" : "drained", 2000);
             break;
         }
         if (stuck_executor(c, now, hb * dead_after)) {
@@ -1098,7 +1178,15 @@ int pvf_client_run(const pvf_client_config *cfg, pvf_err *err) {
         }
     }
     rc = 0;
+    if (c->crash.sig) /* set once, and seen under qlock above */
+        rc = pvf_err_set(err,
+                         "trial %" PRIu64 " of stratum %" PRIu64 " crashed an executor (%s); "
+                         "reported as a crash outcome, leaving so that a supervisor restarts "
+                         "the worker",
+                         c->crash.trial, c->crash.stratum, pvf_guard_signal_name(c->crash.sig));
 out:
     client_free(c);
+    if (!cfg->fake)
+        pvf_guard_uninstall();
     return rc;
 }

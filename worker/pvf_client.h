@@ -8,7 +8,9 @@
  * acknowledges it (stored), resending after a reconnect. Executor threads
  * run the trials, one job at a time each. SIGTERM (the stop flag) drains:
  * no new jobs, running jobs finish and report, unacknowledged results are
- * flushed, then the worker says BYE. */
+ * flushed, then the worker says BYE. A fatal signal in a trial (guard.h)
+ * is reported as that trial's crash outcome; the worker then drains the
+ * same way and returns an error, for a supervisor to restart it. */
 #ifndef PVF_CLIENT_H
 #define PVF_CLIENT_H
 

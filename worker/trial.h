@@ -17,6 +17,9 @@ enum {
     PVF_TRIAL_NONFINITE = 1u << 1, /* some output NaN or Inf */
     PVF_TRIAL_UNCHANGED = 1u << 2, /* the stored word did not change (stuck-at) */
     PVF_TRIAL_SETTLED = 1u << 3,   /* judged without running any stage (fast path) */
+    /* The trial crashed its worker (a fatal signal the worker caught, guard.h)
+     * or hung past the coordinator's deadline three times: value 1. */
+    PVF_TRIAL_CRASHED = 1u << 8,
 };
 
 typedef struct pvf_trial_result {
