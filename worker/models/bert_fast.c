@@ -40,6 +40,12 @@
  *   second feed-forward product and the next layer (settles_at_ffn). A
  *   moderate position-embedding fault considers only the sequences with an
  *   unmasked token at its position.
+ * - A moderate word, position or token-type row fault that changes one
+ *   unmasked token of a sequence is bounded token by token through the
+ *   first layer's attention (one_token_bound, in O(hidden) per sequence:
+ *   the other queries see one key and value move, weighted by their golden
+ *   attention on it), then, in the exact run, with that token's own new
+ *   attention computed (one_token_settles) before every query's.
  * - The last encoder layer feeds the pooler only its [CLS] row, which needs
  *   the keys and values of every token: those are cached from the golden
  *   pass, so a fault in that layer recomputes the [CLS] path alone (a key or
@@ -69,6 +75,9 @@ typedef struct layer_norms {
     double *ff2_col;    /* [intermediate] */
     double *o_col;      /* [hidden] the L2 norm of each column of the attention output */
     double *ff2_row_l1; /* [hidden] the L1 norm of each row of the second feed-forward matrix */
+    /* [heads, hidden] the L2 norm of each column of a head's query rows,
+     * key rows, and of its Wo_hd Wv_hd (see one_token_bound) */
+    double *q_col, *k_col, *ov_col;
 } layer_norms;
 
 /* Per (layer, sequence) golden statistics: the largest query norm and the
@@ -134,6 +143,18 @@ typedef struct bert_fast {
     /* likewise per head: sum_t p_t |Wo_hd (v_t - ctx_hd)| over the unmasked
      * keys t, with the token's golden attention weights p [heads] */
     float *att_spread;
+    /* the first layer's golden log-sum-exp of each unmasked query's scores
+     * over the unmasked keys, per head [R, heads] (see one_token_settles) */
+    float *att_lse;
+    /* the first layer's attention received by each unmasked token t, per
+     * head: max over the unmasked queries u of P_ut and of
+     * P_ut |Wo_hd (v_t - ctx_u)|, golden [R, heads, 2] (see one_token_bound) */
+    float *att_recv;
+    /* the first layer per sequence, head and input feature c: max over the
+     * unmasked queries u of |(Wk_hd^T q_u)_c| and over the unmasked keys t
+     * of |(Wq_hd^T (k_t - kbar))_c|, golden [n, heads, 2, h] (see
+     * one_token_bound) */
+    float *att_cols;
     int64_t layer_width; /* floats per sequence of an encoder layer's input */
 } bert_fast;
 
@@ -159,6 +180,9 @@ void pvf_bert_fast_free(void *state) {
         free(f->norms[l].ff2_col);
         free(f->norms[l].o_col);
         free(f->norms[l].ff2_row_l1);
+        free(f->norms[l].q_col);
+        free(f->norms[l].k_col);
+        free(f->norms[l].ov_col);
     }
     free(f->norms);
     free(f->qkv_max);
@@ -181,6 +205,9 @@ void pvf_bert_fast_free(void *state) {
     free(f->att_k);
     free(f->att_v);
     free(f->att_spread);
+    free(f->att_lse);
+    free(f->att_recv);
+    free(f->att_cols);
     free(f->emb_u_max);
     free(f->pool_row);
     free(f);
@@ -337,6 +364,17 @@ static double ffn_tail_norm(const pvf_model *m, const bert *b, const int *p, dou
     return ((lin + sqrt(fro) * gmax * 1.2e-7) + 0.63 * ff2 * gated) * 1.0001;
 }
 
+/* The L2 norm of each column of rows r0..r0+nr of w[*, cols], inflated for
+ * its rounding, into out[cols]. */
+static void col_norms(const float *w, int64_t cols, int64_t r0, int64_t nr, double *out) {
+    for (int64_t c = 0; c < cols; c++) {
+        double acc = 0;
+        for (int64_t r = r0; r < r0 + nr; r++)
+            acc += (double)w[r * cols + c] * w[r * cols + c];
+        out[c] = sqrt(acc) * 1.0001;
+    }
+}
+
 static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, int li) {
     const int *p = b->lp[li];
     const int64_t h = b->hidden, d = h / b->heads;
@@ -347,8 +385,12 @@ static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, i
     L->ff2_col = malloc((size_t)b->inter * sizeof *L->ff2_col);
     L->o_col = malloc((size_t)h * sizeof *L->o_col);
     L->ff2_row_l1 = malloc((size_t)h * sizeof *L->ff2_row_l1);
+    L->q_col = malloc((size_t)(b->heads * h) * sizeof *L->q_col);
+    L->k_col = malloc((size_t)(b->heads * h) * sizeof *L->k_col);
+    L->ov_col = malloc((size_t)(b->heads * h) * sizeof *L->ov_col);
     float *prod = malloc((size_t)(h * h) * sizeof *prod);
-    if (!L->q || !L->k || !L->v || !L->ov || !L->ff2_col || !L->o_col || !L->ff2_row_l1 || !prod) {
+    if (!L->q || !L->k || !L->v || !L->ov || !L->ff2_col || !L->o_col || !L->ff2_row_l1 ||
+        !L->q_col || !L->k_col || !L->ov_col || !prod) {
         free(prod);
         return -1;
     }
@@ -378,6 +420,10 @@ static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, i
             return -1;
         }
         L->ov[hd] += sqrt(fro) * 1.2e-7;
+        /* its columns (their float rounding: relative 2^-24) */
+        col_norms(prod, h, 0, h, L->ov_col + hd * h);
+        col_norms(m->params[p[Q]].value, h, hd * d, d, L->q_col + hd * h);
+        col_norms(m->params[p[K]].value, h, hd * d, d, L->k_col + hd * h);
     }
     free(prod);
     for (int64_t hd = 0; hd < b->heads; hd++) {
@@ -518,6 +564,9 @@ static void token_spread(const pvf_model *m, const bert *b, bert_fast *f, int li
     const int64_t *tok = f->real_tok + base;
     const float *wo = m->params[b->lp[li][O]].value;
     double *wv = ws, *prob = wv + L * h, *wc = prob + L;
+    float *recv = li == 0 ? f->att_recv + base * heads * 2 : NULL;
+    if (recv)
+        memset(recv, 0, (size_t)(L * heads * 2) * sizeof *recv);
     for (int64_t hd = 0; hd < heads; hd++) {
         const int64_t o0 = hd * d;
         for (int64_t t = 0; t < L; t++) /* Wo_hd v_t */
@@ -553,8 +602,50 @@ static void token_spread(const pvf_model *m, const bert *b, bert_fast *f, int li
                 for (int64_t r = 0; r < h; r++)
                     sq += (wv[t * h + r] - wc[r]) * (wv[t * h + r] - wc[r]);
                 spread += prob[t] * sqrt(sq);
+                if (recv) {
+                    float *rt = recv + (t * heads + hd) * 2;
+                    rt[0] = fmaxf(rt[0], (float)(prob[t] * 1.001));
+                    rt[1] = fmaxf(rt[1], (float)(prob[t] * sqrt(sq) * 1.001));
+                }
             }
             f->att_spread[(li * R + base + u) * heads + hd] = (float)(spread * 1.001);
+            if (li == 0)
+                f->att_lse[(base + u) * heads + hd] = (float)(top + log(sum));
+        }
+    }
+}
+
+/* att_cols of sequence i from its first layer's golden queries and keys
+ * q, k [s, h], in double; ws: h doubles. */
+static void att_columns(const pvf_model *m, const bert *b, bert_fast *f, int64_t i, const float *q,
+                        const float *k, double *ws) {
+    const int64_t h = b->hidden, heads = b->heads, d = h / heads;
+    const int64_t base = f->real_start[i], L = f->real_start[i + 1] - base;
+    const int64_t *tok = f->real_tok + base;
+    const float *wq = m->params[b->lp[0][Q]].value, *wk = m->params[b->lp[0][K]].value;
+    float *out = f->att_cols + i * heads * 2 * h;
+    memset(out, 0, (size_t)(heads * 2 * h) * sizeof *out);
+    for (int64_t hd = 0; hd < heads; hd++) {
+        const int64_t o0 = hd * d;
+        float *qk = out + hd * 2 * h, *kq = qk + h;
+        double *kbar = ws;
+        for (int64_t e = 0; e < d; e++) {
+            double acc = 0;
+            for (int64_t t = 0; t < L; t++)
+                acc += k[tok[t] * h + o0 + e];
+            kbar[e] = acc / (double)L;
+        }
+        for (int64_t t = 0; t < L; t++) {
+            const float *qt = q + tok[t] * h + o0, *kt = k + tok[t] * h + o0;
+            for (int64_t c = 0; c < h; c++) {
+                double a = 0, z = 0;
+                for (int64_t e = 0; e < d; e++) {
+                    a += (double)wk[(o0 + e) * h + c] * qt[e];
+                    z += (double)wq[(o0 + e) * h + c] * (kt[e] - kbar[e]);
+                }
+                qk[c] = fmaxf(qk[c], (float)(fabs(a) * 1.001));
+                kq[c] = fmaxf(kq[c], (float)(fabs(z) * 1.001));
+            }
         }
     }
 }
@@ -696,6 +787,8 @@ static void layer_stats(const pvf_model *m, const bert *b, bert_fast *f, int li,
         const int64_t R = f->real_start[f->n], base = f->real_start[i];
         if (f->cls_real)
             token_spread(m, b, f, li, i, q, k, v, dws);
+        if (f->cls_real && li == 0)
+            att_columns(m, b, f, i, q, k, dws);
         for (int64_t u = base; u < f->real_start[i + 1]; u++) {
             const int64_t t = f->real_tok[u];
             memcpy(f->ffn_a + (li * R + u) * h, a + t * h, (size_t)h * sizeof *a);
@@ -970,6 +1063,10 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     f->att_k = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_k);
     f->att_v = malloc((size_t)(R > 0 ? R * h : 1) * sizeof *f->att_v);
     f->att_spread = malloc((size_t)(R > 0 ? R * b->heads : 1) * sizeof *f->att_spread);
+    f->att_lse = malloc((size_t)(R > 0 ? f->real_start[n] * b->heads : 1) * sizeof *f->att_lse);
+    f->att_recv =
+        malloc((size_t)(R > 0 ? f->real_start[n] * b->heads * 2 : 1) * sizeof *f->att_recv);
+    f->att_cols = malloc((size_t)(n * b->heads * 2 * h) * sizeof *f->att_cols);
     f->layer_width = m->stages[b->first_layer].in_size;
     f->ffn_inter = malloc((size_t)(R > 0 ? R * b->inter : 1) * sizeof *f->ffn_inter);
     f->tokens = calloc((size_t)(2 * n * s), sizeof *f->tokens);
@@ -981,7 +1078,8 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     if (!f->norms || !f->qkv_max || !f->cls_att || !f->settle_dx || !f->head_lin || !f->ln_scale ||
         !f->feat_max || !f->emb_scale || !f->tokens || !f->ffn_a || !f->ffn_r || !f->ffn_scale ||
         !f->ffn_inter || !f->att_ctx || !f->att_z || !f->att_q || !f->att_k || !f->att_v ||
-        !f->att_spread || !f->emb_u_max || !f->pool_row || !ws || !dws)
+        !f->att_spread || !f->att_lse || !f->att_recv || !f->att_cols || !f->emb_u_max ||
+        !f->pool_row || !ws || !dws)
         goto done;
     for (int li = 0; li < L; li++)
         if (layer_norms_init(&f->norms[li], m, b, li))
@@ -1266,10 +1364,125 @@ static int qk_token_inject(const pvf_golden *g, const bert *b, const bert_fast *
     return 0;
 }
 
+/* The index among sequence i's unmasked tokens of the one that reads row
+ * `row` of embedding table `param` (word, position or token type); -1 when
+ * none or several do. */
+static int64_t single_reader(const bert *b, const bert_fast *f, int param, int64_t row, int64_t i) {
+    int64_t found = -1;
+    for (int64_t u = f->real_start[i]; u < f->real_start[i + 1]; u++) {
+        const int64_t t = f->real_tok[u];
+        const int hit = param == b->pos    ? t == row
+                        : param == b->word ? f->tokens[i * f->s + t] == row
+                                           : f->tokens[(f->n + i) * f->s + t] == row;
+        if (hit && found >= 0)
+            return -1;
+        if (hit)
+            found = u - f->real_start[i];
+    }
+    return found;
+}
+
+/* 1 when sequence i settles under a moderate fault in an embedding table
+ * (the faulty weights of ex) that changes its first layer's input at one
+ * unmasked token p alone (index u0 of its unmasked tokens), in O(hidden):
+ * p's new input row is computed as the embeddings stage does (into row[h])
+ * and its change dx taken through the first layer's attention token by
+ * token, per head (exact-arithmetic changes, as for the bounds):
+ * - p's query, key and value (through Wo: Wo_hd Wv_hd) move by at most
+ *   sum_c |dx_c| |column c| of the head's rows, or the largest |dx_c|
+ *   through its column plus the rest through the spectral norm: dq, dk, dvo;
+ * - query p: its scores move by dx.Wq_hd^T k_t + [t = p] (q_p dk + dq dk),
+ *   within eps of a shift common to the keys, eps sqrt(d) = (sum_c |dx_c|
+ *   max_t |(Wq_hd^T (k_t - kbar))_c| (att_cols), or dq |k - kbar|) +
+ *   (sum_c |dx_c| max_u |(Wk_hd^T q_u)_c|, or |q_p| dk) + dq dk; so its
+ *   output moves by at most (e^{2 eps} - 1) att_spread + dvo, its first
+ *   LayerNorm input by that plus |dx|;
+ * - any other query u sees key p's score move by delta, |delta| <= D (as
+ *   the second term of eps, or max|q| dk), and value p alone: with P its
+ *   golden weight on p and Z = 1 + P (e^delta - 1) its context moves by
+ *   w (v_p - ctx_u) + P' dv, w = P (e^delta - 1) / Z, P' = P e^delta / Z,
+ *   |w| <= P (e^D - 1), P' <= P e^D; through Wo by at most
+ *   (e^D - 1) max_u P |Wo_hd (v_p - ctx_u)| + e^D max_u P dvo (att_recv).
+ * The largest of those changes then goes through the rest of the layer as
+ * settles_at_ln1 takes a measured one. */
+static int one_token_bound(const pvf_exec *ex, const pvf_golden *g, const bert *b,
+                           const bert_fast *f, int64_t i, int64_t u0, float *row) {
+    const int64_t h = b->hidden, heads = b->heads, d = h / heads, s = f->s;
+    const int64_t u = f->real_start[i] + u0, t = f->real_tok[u];
+    const layer_norms *N = &f->norms[0];
+    const float *word = pvf_exec_weights(ex, b->word) + f->tokens[i * s + t] * h,
+                *type = pvf_exec_weights(ex, b->type) + f->tokens[(f->n + i) * s + t] * h,
+                *pos = pvf_exec_weights(ex, b->pos) + t * h;
+    const float *x0 = g->stage_in[b->first_layer] + i * f->layer_width + t * h;
+    const double rd = 1.0 / sqrt((double)d);
+    for (int64_t c = 0; c < h; c++) /* as the embeddings stage computes it */
+        row[c] = (word[c] + type[c]) + pos[c];
+    pvf_layernorm(row, 1, h, pvf_exec_weights(ex, b->ln_w), pvf_exec_weights(ex, b->ln_b), b->eps);
+    /* per head: the column bounds of dq, dk, dvo, and sum_c |dx_c| times
+     * att_cols' two maxima (the query's and the key's score terms) */
+    double a = 0, top = 0, dq[64] = {0}, dk[64] = {0}, dvo[64] = {0}, sk[64] = {0}, sq[64] = {0};
+    int64_t jt = 0;
+    if (heads > 64)
+        return 0;
+    const float *cols = f->att_cols + i * heads * 2 * h;
+    for (int64_t c = 0; c < h; c++) {
+        const double dx = fabs((double)row[c] - x0[c]);
+        a += dx * dx;
+        if (dx > top)
+            top = dx, jt = c;
+        for (int64_t hd = 0; hd < heads; hd++) {
+            dq[hd] += dx * N->q_col[hd * h + c];
+            dk[hd] += dx * N->k_col[hd * h + c];
+            dvo[hd] += dx * N->ov_col[hd * h + c];
+            sk[hd] += dx * cols[hd * 2 * h + c];
+            sq[hd] += dx * cols[hd * 2 * h + h + c];
+        }
+    }
+    if (!(a < INFINITY))
+        return 0;
+    if (a == 0)
+        return 1; /* its input is golden's */
+    /* or its largest feature through its column, the rest through the
+     * spectral norm */
+    const double rest = sqrt(fmax(0.0, a - top * top)) * 1.0001 + 1e-300;
+    a = sqrt(a);
+    for (int64_t hd = 0; hd < heads; hd++) {
+        dq[hd] = fmin(dq[hd], top * N->q_col[hd * h + jt] + N->q[hd] * rest);
+        dk[hd] = fmin(dk[hd], top * N->k_col[hd * h + jt] + N->k[hd] * rest);
+        dvo[hd] = fmin(dvo[hd], top * N->ov_col[hd * h + jt] + N->ov[hd] * rest);
+    }
+    const float *qkv = f->qkv_max + i * 3 * heads, *q = f->att_q + u * h;
+    double own = 0, others = 0;
+    for (int64_t hd = 0; hd < heads; hd++) {
+        double qn = 0;
+        for (int64_t e = hd * d; e < (hd + 1) * d; e++)
+            qn += (double)q[e] * q[e];
+        const double qh = dq[hd] * BOUND_INFLATE, kh = dk[hd] * BOUND_INFLATE,
+                     vh = dvo[hd] * BOUND_INFLATE;
+        /* |q_u dk| <= sum_c |dx_c| |(Wk_hd^T q_u)_c|, likewise dq (k_t - kbar) */
+        const double qdk = fmin(sqrt(qn) * 1.0001 * kh, sk[hd] * BOUND_INFLATE),
+                     big = fmin(qkv[hd] * kh, sk[hd] * BOUND_INFLATE) * rd; /* D */
+        const double eps =
+            (fmin(qh * qkv[heads + hd], sq[hd] * BOUND_INFLATE) + qdk + qh * kh) * rd;
+        if (!(eps < 20) || !(big < 20))
+            return 0;
+        const float *rv = f->att_recv + (u * heads + hd) * 2;
+        own += expm1(2 * eps) * f->att_spread[u * heads + hd] + vh;
+        others += expm1(big) * rv[1] + exp(big) * rv[0] * vh;
+    }
+    inject in;
+    memset(&in, 0, sizeof in);
+    in.head = -1;
+    in.attn = fmax(own + a, others) * BOUND_INFLATE;
+    return settles_from_layer(b, f, 0, i, 0, &in);
+}
+
 /* 1 when sequence i provably keeps golden's outcome under a fault in the
- * embeddings (param) or in encoder layer li's parameter of role `role`. */
-static int fault_settles(const pvf_golden *g, const bert *b, const bert_fast *f, int param, int li,
-                         int role, const fault_delta *fd, int moderate, int64_t i) {
+ * embeddings (param) or in encoder layer li's parameter of role `role`;
+ * row: hidden floats of workspace. */
+static int fault_settles(const pvf_exec *ex, const pvf_golden *g, const bert *b, const bert_fast *f,
+                         int param, int li, int role, const fault_delta *fd, int moderate,
+                         int64_t i, float *row) {
     if (li < 0) { /* embeddings */
         double dx;
         if (param == b->ln_w)
@@ -1279,7 +1492,13 @@ static int fault_settles(const pvf_golden *g, const bert *b, const bert_fast *f,
             dx = embedding_bound(b, f, param, 0, i, 0, fd->l2 * BOUND_INFLATE);
         else /* a word, position or token-type row: the sum moves by the row's change */
             dx = embedding_bound(b, f, param, fd->row, i, fd->l2 * BOUND_INFLATE, 0);
-        return settles_from_layer(b, f, 0, i, dx, NULL);
+        if (settles_from_layer(b, f, 0, i, dx, NULL))
+            return 1;
+        /* a moderate row fault read by one unmasked token: token by token */
+        if (!moderate || b->layers < 2 || param == b->ln_w || param == b->ln_b)
+            return 0;
+        const int64_t u0 = single_reader(b, f, param, fd->row, i);
+        return u0 >= 0 && one_token_bound(ex, g, b, f, i, u0, row);
     }
     inject in;
     if (layer_inject(b, f, li, i, role, fd, &in))
@@ -1910,6 +2129,136 @@ static int qkv_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f,
     return layer_tail_settles(ex, b, f, li, i, L, a, inter, x);
 }
 
+/* 1 when sequence i settles under an embedding fault that changed its
+ * first layer's input at one unmasked token p alone (index u0 of its L
+ * unmasked tokens), from x1, the new input row, and q1, k1, v1, its new
+ * query, key and value; wo: the attention output matrix. The first
+ * LayerNorm's input of each unmasked token moves by at most dz (bounded
+ * below), which settles_from_layer then takes through the rest of the layer,
+ * as settles_at_ln1 takes a measured change: without the attention of every
+ * query and the output product. Per head, in double from the cached golden
+ * rows (exact-arithmetic changes, as for the bounds):
+ * - query p: its golden and new softmax and context computed, its change
+ *   through Wo, plus the change of its residual row;
+ * - any other query u sees key p's score move by delta = q_u (k1 - k_p) /
+ *   sqrt(d) and value p move by dv alone, so with P its golden weight on p
+ *   and Z = 1 + P (e^delta - 1) its context moves by
+ *   w (v_p - ctx_u) + P' dv, w = P (e^delta - 1) / Z, P' = P e^delta / Z,
+ *   |w| <= P |e^delta - 1| / min(1, e^delta), P' <= P max(1, e^delta);
+ *   through Wo: |w| |Wo| |v_p - ctx_u| + P' |Wo_hd dv|. P from the cached
+ *   log-sum-exp with 1e-5 of slack in the exponent (its float storage),
+ *   |v_p - ctx_u| plus the cached context's float rounding (at most
+ *   (L + 8) 2^-22 max_t |v_t|).
+ * Skipped when half the change of p's input row alone does not settle. */
+static int one_token_settles(const bert *b, const bert_fast *f, const float *wo, int64_t i,
+                             int64_t L, int64_t u0, const float *x0, const float *x1,
+                             const float *q1, const float *k1, const float *v1) {
+    const int64_t h = b->hidden, heads = b->heads, d = h / heads, base = f->real_start[i];
+    const float *gq = f->att_q + base * h, *gk = f->att_k + base * h, *gv = f->att_v + base * h,
+                *gc = f->att_ctx + base * h, *lse = f->att_lse + base * heads;
+    const double rd = 1.0 / sqrt((double)d), o = f->norms[0].o;
+    inject in;
+    memset(&in, 0, sizeof in);
+    in.head = -1;
+    double a = 0;
+    for (int64_t c = 0; c < h; c++)
+        a += ((double)x1[c] - x0[c]) * ((double)x1[c] - x0[c]);
+    in.attn = 0.5 * sqrt(a);
+    if (!settles_from_layer(b, f, 0, i, 0, &in))
+        return 0; /* hopeless (dz ~ |dx| then): the exact way at once */
+    double *dc = malloc((size_t)(h + 2 * L) * sizeof *dc);
+    if (!dc)
+        return 0; /* the exact way */
+    double *p0 = dc + h, *p1 = p0 + L;
+    int settled = 0;
+    for (int64_t hd = 0; hd < heads; hd++) { /* query p: golden and new context */
+        const int64_t c0 = hd * d;
+        double top0 = -INFINITY, top1 = -INFINITY, sum0 = 0, sum1 = 0;
+        for (int64_t t = 0; t < L; t++) {
+            const float *kt = t == u0 ? k1 : gk + t * h;
+            double s0 = 0, s1 = 0;
+            for (int64_t e = c0; e < c0 + d; e++) {
+                s0 += (double)gq[u0 * h + e] * gk[t * h + e];
+                s1 += (double)q1[e] * kt[e];
+            }
+            p0[t] = s0 * rd;
+            p1[t] = s1 * rd;
+            top0 = fmax(top0, p0[t]);
+            top1 = fmax(top1, p1[t]);
+        }
+        for (int64_t t = 0; t < L; t++) {
+            p0[t] = exp(p0[t] - top0);
+            p1[t] = exp(p1[t] - top1);
+            sum0 += p0[t];
+            sum1 += p1[t];
+        }
+        for (int64_t e = c0; e < c0 + d; e++)
+            dc[e] = 0;
+        for (int64_t t = 0; t < L; t++) {
+            const float *vt = t == u0 ? v1 : gv + t * h;
+            const double w0 = p0[t] / sum0, w1 = p1[t] / sum1;
+            for (int64_t e = c0; e < c0 + d; e++)
+                dc[e] += w1 * vt[e] - w0 * gv[t * h + e];
+        }
+    }
+    double dz = 0, sq = 0; /* query p's row: Wo dc plus its residual change */
+    for (int64_t r = 0; r < h; r++) {
+        double acc = (double)x1[r] - x0[r];
+        for (int64_t c = 0; c < h; c++)
+            acc += (double)wo[r * h + c] * dc[c];
+        sq += acc * acc;
+    }
+    dz = sqrt(sq);
+    in.attn = dz * BOUND_INFLATE;
+    if (!settles_from_layer(b, f, 0, i, 0, &in)) /* false for NaN: no need to go on */
+        goto done;
+    double vmax[64] = {0}, wd[64] = {0}; /* per head: max_t |v_t|, |Wo_hd dv| */
+    if (heads > 64)
+        goto done;
+    for (int64_t r = 0; r < h; r++) { /* Wo_hd dv, every head */
+        for (int64_t hd = 0; hd < heads; hd++) {
+            double acc = 0;
+            for (int64_t e = hd * d; e < (hd + 1) * d; e++)
+                acc += (double)wo[r * h + e] * ((double)v1[e] - gv[u0 * h + e]);
+            wd[hd] += acc * acc;
+        }
+    }
+    for (int64_t hd = 0; hd < heads; hd++)
+        wd[hd] = sqrt(wd[hd]);
+    for (int64_t t = 0; t < L; t++)
+        for (int64_t hd = 0; hd < heads; hd++) {
+            double n2 = 0;
+            for (int64_t e = hd * d; e < (hd + 1) * d; e++)
+                n2 += (double)gv[t * h + e] * gv[t * h + e];
+            vmax[hd] = fmax(vmax[hd], sqrt(n2));
+        }
+    for (int64_t u = 0; u < L; u++) {
+        if (u == u0)
+            continue;
+        double du = 0;
+        for (int64_t hd = 0; hd < heads; hd++) {
+            double delta = 0, score = 0, dist = 0;
+            for (int64_t e = hd * d; e < (hd + 1) * d; e++) {
+                const double qe = gq[u * h + e], gap = (double)gv[u0 * h + e] - gc[u * h + e];
+                delta += qe * ((double)k1[e] - gk[u0 * h + e]);
+                score += qe * gk[u0 * h + e];
+                dist += gap * gap;
+            }
+            delta *= rd;
+            const double P = fmin(1.0, exp(score * rd - lse[u * heads + hd] + 1e-5));
+            const double ed = exp(delta);
+            dist = sqrt(dist) + (double)(L + 8) / 4194304.0 * vmax[hd];
+            du += P * fabs(expm1(delta)) / fmin(1.0, ed) * o * dist + P * fmax(1.0, ed) * wd[hd];
+        }
+        dz = fmax(dz, du); /* NaN fails below */
+    }
+    in.attn = dz * BOUND_INFLATE;
+    settled = settles_from_layer(b, f, 0, i, 0, &in);
+done:
+    free(dc);
+    return settled;
+}
+
 /* A fault in the embeddings, for sequence i: the first encoder layer's
  * output rows at its L unmasked tokens into x, from its new input rows xin
  * there and its cached golden queries, keys and values: those of the
@@ -1946,6 +2295,9 @@ static int embedded_from_cache(const pvf_exec *ex, const pvf_golden *g, const be
                 memcpy(k + u * h, kc + c * h, (size_t)h * sizeof *k);
                 memcpy(v + u * h, vc + c * h, (size_t)h * sizeof *v);
                 c++;
+                if (nc == 1 && one_token_settles(b, f, W(O), i, L, u, gold + tok[u] * h,
+                                                 xin + u * h, q + u * h, k + u * h, v + u * h))
+                    return 1;
             }
     }
     pvf_attention(q, L, k, v, L, b->heads, h / b->heads, zero_mask, ctx, scores);
@@ -2127,9 +2479,11 @@ static int bounded_trial(pvf_exec *ex, const pvf_golden *g, int param, int li, i
     const int stage = m->params[param].stage;
     fault_delta fd;
     int64_t *kept = malloc((size_t)(k > 0 ? k : 1) * sizeof *kept), nk = 0;
-    int rc = kept ? fault_delta_init(ex, param, eff, &fd) : -1;
+    float *row = malloc((size_t)b->hidden * sizeof *row);
+    int rc = kept && row ? fault_delta_init(ex, param, eff, &fd) : -1;
     if (rc < 0) {
         free(kept);
+        free(row);
         return pvf_err_set(err, "out of memory");
     }
     /* the faulty values are moderate: padded tokens cannot matter */
@@ -2138,9 +2492,10 @@ static int bounded_trial(pvf_exec *ex, const pvf_golden *g, int param, int li, i
     for (int64_t e = eff->lo; e < eff->hi; e++)
         moderate &= fabsf(faulty[e]) <= PADDED_SAFE; /* false for NaN */
     for (int64_t j = 0; j < k; j++)
-        if (rc == 1 || !fault_settles(g, b, f, param, li, role, &fd, moderate, rows[j]))
+        if (rc == 1 || !fault_settles(ex, g, b, f, param, li, role, &fd, moderate, rows[j], row))
             kept[nk++] = rows[j];
     free(fd.deltas);
+    free(row);
     if (!moderate)
         nk = drop_poisoned(ex, g, b, f, li, role, eff, kept, nk, r);
     rc = 0;
