@@ -60,7 +60,7 @@ typedef struct co_campaign {
     uint64_t seed;
     int naive;
     double threshold; /* outcome rule parameter, 0: the rule's default */
-    int value_any; /* trial value 0/1 (any output incorrect): Beta-mixture CS */
+    int value_any;    /* trial value 0/1 (any output incorrect): Beta-mixture CS */
     double confidence, margin, rel_margin;
     uint64_t max_trials;
     co_stratum *strata;
