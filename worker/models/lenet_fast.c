@@ -122,6 +122,7 @@ typedef struct lenet_fast {
      * per eval input the largest |x| over all its input channels [n]. */
     float *pre_pool[LENET_STAGES], *xmax_all[LENET_STAGES];
     double *filter_l1[LENET_STAGES]; /* [cout]: sum of |w| of each filter */
+    double *kernel_l1[LENET_STAGES]; /* [cout x cin]: sum of |w| over each kernel */
     /* The linearized tail (linear_tail_prepare). gin[s][row * in + f], for
      * s >= lin_first: bound on |d(z_top1 - z_c)/dx_f| over c, the gradient
      * of the logit margins w.r.t. stage s's input under golden's ReLU and
@@ -139,7 +140,6 @@ typedef struct lenet_fast {
     float *absw[LENET_STAGES];      /* fc stage after the first: |w| */
     float *wt[LENET_STAGES];        /* fc stage: w transposed [in x out], a column per feature */
     double *in_r, *in_cost;         /* input_radii: [n x RADII] */
-    double *conv_l1;                /* last conv stage: [cout x cin] sum of |w| over each kernel */
     /* Last stage, [(t * classes + c) * in + k]: w[t][k] - w[c][k] in double
      * (exact: two floats' difference) and its magnitude, the margin rows
      * signed_fc reads for top-1 t. */
@@ -154,7 +154,6 @@ void lenet_fast_free(void *state) {
         return;
     free(f->slack);
     free(f->chan_l1);
-    free(f->conv_l1);
     free(f->margin_w);
     free(f->margin_abs);
     free(f->in_r);
@@ -170,6 +169,7 @@ void lenet_fast_free(void *state) {
         free(f->pre_pool[s]);
         free(f->xmax_all[s]);
         free(f->filter_l1[s]);
+        free(f->kernel_l1[s]);
         free(f->gin[s]);
         free(f->radius[s]);
         free(f->radius_cost[s]);
@@ -631,12 +631,6 @@ static int linear_tail_prepare(const pvf_model *m, const pvf_golden *g, lenet_fa
             f->chan_l1[j * cout + k / chan] += a;
             f->row_l1[fc0][j] += a;
         }
-    const pvf_conv2d *cl = &l->conv[fc0 - 1];
-    const int64_t kk = cl->k * cl->k;
-    if (!(f->conv_l1 = calloc((size_t)(cl->cout * cl->cin), sizeof(double))))
-        return -1;
-    for (int64_t e = 0; e < cl->cout * cl->cin * kk; e++)
-        f->conv_l1[e / kk] += fabs((double)m->params[l->w[fc0 - 1]].value[e]);
     f->lin_first = l->nconv >= 2 ? l->nconv - 1 : l->nconv;
     if (margin_gradients(m, g, f) || unit_rounding(m, g, f))
         return -1;
@@ -729,8 +723,9 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
         f->pre_pool[s] = malloc((size_t)(n * maps) * sizeof(float));
         f->xmax_all[s] = calloc((size_t)n, sizeof(float));
         f->filter_l1[s] = calloc((size_t)cv->cout, sizeof(double));
+        f->kernel_l1[s] = calloc((size_t)(cv->cout * cv->cin), sizeof(double));
         float *col = malloc((size_t)pvf_conv2d_scratch(cv) * sizeof(float));
-        if (!f->pre_pool[s] || !f->xmax_all[s] || !f->filter_l1[s] || !col) {
+        if (!f->pre_pool[s] || !f->xmax_all[s] || !f->filter_l1[s] || !f->kernel_l1[s] || !col) {
             free(col);
             goto oom;
         }
@@ -738,9 +733,13 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
         pvf_conv2d_run(cv, g->stage_in[s], n, m->params[l->w[s]].value, m->params[l->b[s]].value,
                        f->pre_pool[s], col);
         free(col);
+        const int64_t kk = cv->k * cv->k;
         for (int64_t co = 0; co < cv->cout; co++)
-            for (int64_t e = 0; e < cols; e++)
-                f->filter_l1[s][co] += fabs((double)m->params[l->w[s]].value[co * cols + e]);
+            for (int64_t e = 0; e < cols; e++) {
+                const double a = fabs((double)m->params[l->w[s]].value[co * cols + e]);
+                f->filter_l1[s][co] += a;
+                f->kernel_l1[s][co * cv->cin + e / kk] += a;
+            }
         for (int64_t i = 0; i < n; i++)
             for (int64_t ci = 0; ci < cv->cin; ci++) {
                 const float *x = g->stage_in[s] + i * m->stages[s].in_size + ci * plane;
@@ -1124,18 +1123,13 @@ static int fc_sparse(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, cons
 static double conv_rounding(const pvf_model *m, const lenet *l, const lenet_fast *f, int s,
                             int64_t row, int64_t co, double dw) {
     const pvf_conv2d *cv = &l->conv[s];
-    const int64_t kk = cv->k * cv->k;
-    const float *w = m->params[l->w[s]].value + co * cv->cin * kk;
+    const double *l1 = f->kernel_l1[s] + co * cv->cin;
     const float *xm = f->xmax_row[s] + row * cv->cin;
     double sum =
         fabs(dw) * (double)f->xmax_all[s][row] + fabs((double)m->params[l->b[s]].value[co]);
-    for (int64_t ci = 0; ci < cv->cin; ci++) {
-        double l1 = 0;
-        for (int64_t e = 0; e < kk; e++)
-            l1 += fabs((double)w[ci * kk + e]);
-        sum += l1 * (double)xm[ci];
-    }
-    return sum_gamma(cv->cin * kk + 1) * sum;
+    for (int64_t ci = 0; ci < cv->cin; ci++)
+        sum += l1[ci] * (double)xm[ci];
+    return sum_gamma(cv->cin * cv->k * cv->k + 1) * sum;
 }
 
 /* One pooled cell of k pre-pool values v[] changing by dv[]: the largest
@@ -1498,7 +1492,7 @@ static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int
                              double *cheap) {
     const lenet *l = m->arch_state;
     const int fc0 = l->nconv;
-    if (s != fc0 - 2 || fc0 >= m->nstages || !f->conv_l1)
+    if (s != fc0 - 2 || fc0 >= m->nstages || !f->kernel_l1[fc0 - 1])
         return 0;
     const pvf_conv2d *cl = &l->conv[fc0 - 1];
     const int64_t kk = cl->k * cl->k, plane = cl->h * cl->w, maps = cl->oh * cl->ow;
@@ -1546,9 +1540,9 @@ static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int
     for (int64_t c2 = 0; c2 < cl->cout; c2++) {
         double sum = fabs((double)bias[c2]);
         for (int64_t ci = 0; ci < cl->cin; ci++)
-            sum += f->conv_l1[c2 * cl->cin + ci] * (double)xm[ci];
+            sum += f->kernel_l1[fc0 - 1][c2 * cl->cin + ci] * (double)xm[ci];
         const double e = sum_gamma(cl->cin * kk + 1) * sum; /* golden's rounding */
-        const double u = f->conv_l1[c2 * cl->cin + co] * slop * BOUND_SCALE;
+        const double u = f->kernel_l1[fc0 - 1][c2 * cl->cin + co] * slop * BOUND_SCALE;
         if (pool2 == 4 && maps <= 1024) { /* the plane's cells side by side, branch free */
             for (int64_t py = 0; py < ph; py++)
                 for (int64_t px = 0; px < pw; px++)
@@ -1664,7 +1658,7 @@ static int conv_channel_huge(const lenet *l, const lenet_fast *f, const pvf_conv
     const int64_t positions = cv->oh * cv->ow;
     double others = fabs((double)bias);
     for (int64_t ci = 0; ci < cv->cin; ci++)
-        others += f->conv_l1[co * cv->cin + ci] * (double)f->xmax_row[s][row * cv->cin + ci];
+        others += f->kernel_l1[s][co * cv->cin + ci] * (double)f->xmax_row[s][row * cv->cin + ci];
     const double floor = ldexp(others * (1 + 1e-3), 27);
     if (!(floor < INFINITY))
         return 0;
