@@ -1,7 +1,7 @@
 /* bench_fast - the fast trial path against the plain one, on one core.
  *
  *   bench_fast [MODEL_DIR] [--formats a,b] [--time SECONDS] [--repeats R]
- *              [--per-tensor | --per-bit [--target NAME]] [--faults FILE]
+ *              [--per-tensor | --per-bit [--target NAME] [--bits LO-HI]] [--faults FILE]
  *              [--inputs N] [--seed S]
  *
  * Per storage format (default: every format the model supports, the
@@ -26,7 +26,8 @@
  * that target alone (default format fp32), one line per target.
  * --per-bit: the same figures per flipped bit position (default format fp32),
  * single bit flips of that bit, uniform over the model's targets (or over
- * --target NAME alone), one line per bit: where a format's cost lies.
+ * --target NAME alone), one line per bit: where a format's cost lies;
+ * --bits LO-HI (or one bit) runs only those positions.
  * --faults FILE: writes the fp32 faults the naive side ran (the bf16 ones to
  * FILE.bf16), one per line as "target element bit incorrect": C target names
  * (a Llama 4 expert's "<fused>[e]" element r*in + c is the checkpoint's
@@ -59,6 +60,7 @@ typedef struct bench_opts {
     int repeats;
     int per_tensor;
     int per_bit;
+    int bit_lo, bit_hi; /* --bits: the bit positions --per-bit runs */
     const char *target; /* --per-bit on this target alone */
     const char *faults;
     int64_t inputs;
@@ -266,7 +268,7 @@ static int per_bit(pvf_runner *r, const bench_opts *o, int *idx, FILE *faults, p
             widest = m->targets[t].bits;
     printf("flips of one bit position over %s\n", only < 0 ? "all targets" : o->target);
     print_header(6, "bit", "  targets");
-    for (int bit = 0; bit < widest; bit++) {
+    for (int bit = o->bit_lo; bit < widest && bit <= o->bit_hi; bit++) {
         int n = 0;
         for (int t = 0; t < m->ntargets; t++)
             if ((only < 0 || t == only) && m->targets[t].bits > bit)
@@ -391,13 +393,15 @@ static int parse_formats(bench_opts *o, const char *list) {
 
 static int usage(void) {
     fprintf(stderr, "usage: bench_fast [MODEL_DIR] [--formats a,b] [--time SECONDS] "
-                    "[--repeats 1..99] [--per-tensor | --per-bit [--target NAME]] [--faults FILE] "
-                    "[--inputs N] [--seed S]\n");
+                    "[--repeats 1..99] [--per-tensor | --per-bit [--target NAME] [--bits LO-HI]] "
+                    "[--faults FILE] [--inputs N] [--seed S]\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
-    bench_opts o = {.dir = "models/fmnist-lenet", .seconds = 1.0, .repeats = 3, .seed = 1};
+    bench_opts o = {
+        .dir = "models/fmnist-lenet", .seconds = 1.0, .repeats = 3, .seed = 1, .bit_hi = 63};
+    int bits = 0;
     const char *formats = NULL;
     for (int a = 1; a < argc; a++) {
         const char *v = a + 1 < argc ? argv[a + 1] : NULL;
@@ -421,6 +425,17 @@ int main(int argc, char **argv) {
             o.inputs = atoll(v), a++;
         } else if (strcmp(argv[a], "--target") == 0) {
             o.target = v, a++;
+        } else if (strcmp(argv[a], "--bits") == 0) {
+            char end;
+            const int range = sscanf(v, "%d-%d%c", &o.bit_lo, &o.bit_hi, &end) == 2;
+            const int one = !range && sscanf(v, "%d%c", &o.bit_lo, &end) == 1;
+            if (one)
+                o.bit_hi = o.bit_lo;
+            if (!(range || one) || o.bit_lo < 0 || o.bit_hi < o.bit_lo || o.bit_hi > 63) {
+                fprintf(stderr, "bench_fast: --bits %s: expected LO-HI or one bit, 0-63\n", v);
+                return 2;
+            }
+            bits = 1, a++;
         } else if (strcmp(argv[a], "--seed") == 0) {
             o.seed = strtoull(v, NULL, 10), a++;
         } else {
@@ -428,7 +443,7 @@ int main(int argc, char **argv) {
         }
     }
     if (!(o.seconds > 0) || o.repeats < 1 || o.repeats > MAX_REPEATS || o.inputs < 0 ||
-        (o.per_tensor && o.per_bit) || (o.target && !o.per_bit))
+        (o.per_tensor && o.per_bit) || ((o.target || bits) && !o.per_bit))
         return usage();
     pvf_err err;
     if (formats                     ? parse_formats(&o, formats)

@@ -1736,13 +1736,27 @@ static int conv_exact(pvf_exec *ex, const pvf_golden *g, conv_exact_ctx *c, int6
     return 0;
 }
 
+/* The first bound of a fault in output channel co of conv stage s for eval
+ * input i: the summed |Δw| per input channel dch[] (and bias dbias) times the
+ * channel's largest |x|, through the channel's summed sensitivity; 0 when
+ * the changed weights meet only zeros. */
+static inline double coarse_bound(const lenet_fast *f, const pvf_golden *g, int s, int64_t cin,
+                                  int64_t co, const double *dch, double dbias, int64_t i) {
+    double delta = dbias;
+    for (int64_t ci = 0; ci < cin; ci++)
+        delta += dch[ci] * f->xmax_row[s][i * cin + ci];
+    if (delta == 0)
+        return 0;
+    return delta * pair_factor(f->chan[s] + co * f->classes, f->chan_max[s][co], g->top1[i]);
+}
+
 static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_trial_result *r,
                       pvf_err *err) {
     const pvf_model *m = ex->m;
     const lenet *l = m->arch_state;
     const lenet_fast *f = g->fast;
     const pvf_conv2d *cv = &l->conv[m->stages[s].layer];
-    const int64_t kk = cv->k * cv->k, cols = cv->cin * kk, classes = f->classes;
+    const int64_t kk = cv->k * cv->k, cols = cv->cin * kk;
     const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size, chan = out / cv->cout;
     const int is_bias = param == l->b[s];
     const int64_t span = ex->fault_hi - ex->fault_lo;
@@ -1848,11 +1862,19 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
         sb.yr = sb.y + SIGNED_BATCH * sb.out;
     }
     const int64_t maps = cv->oh * cv->ow, plane_size = cv->h * cv->w;
+    double next = nonfinite ? 0 : coarse_bound(f, g, s, cv->cin, co, dch, dbias, 0);
     for (int64_t i = 0; i < f->n; i++) {
         const float *x = g->stage_in[s] + i * in;
+        const double coarse = next;
         if (need)
             need[i] = 0;
-        if (single && i + 1 < f->n) { /* the next input's data for the bounds, ahead */
+        if (!nonfinite && i + 1 < f->n)
+            next = coarse_bound(f, g, s, cv->cin, co, dch, dbias, i + 1);
+        /* the next input's data for the finer bounds, ahead, unless the
+         * first bound clears it (fetching it for every input was most of a
+         * low-bit conv1 trial's time) */
+        if (single && i + 1 < f->n &&
+            (nonfinite || !(f->slack[i + 1] > 0 && next * BOUND_SCALE <= f->slack[i + 1]))) {
             const char *nx = (const char *)(x + in + ci0 * plane_size);
             const char *np = (const char *)(f->pre_pool[s] + ((i + 1) * cv->cout + co) * maps);
             for (int64_t b = 0; b < plane_size * (int64_t)sizeof(float); b += 64)
@@ -1870,13 +1892,9 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                 prefetch_span(f->gin[s + 1] + (i + 1) * out + co * chan, chan * sizeof(float));
         }
         if (!nonfinite && f->slack[i] > 0) {
-            double delta = dbias;
-            for (int64_t ci = 0; ci < cv->cin; ci++)
-                delta += dch[ci] * f->xmax_row[s][i * cv->cin + ci];
-            if (delta == 0)
+            if (coarse == 0)
                 continue; /* the changed weights meet only zeros */
-            const double *ch = f->chan[s] + co * classes;
-            double bound = delta * pair_factor(ch, f->chan_max[s][co], g->top1[i]);
+            double bound = coarse;
             if (single && bound * BOUND_SCALE > f->slack[i] &&
                 bound < ASTRONOMIC * f->slack[i]) { /* finer: cell by cell */
                 const double dw = (double)ex->patch[0] - (double)w_old;
