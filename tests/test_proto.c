@@ -95,7 +95,10 @@ static int rejects(const uint8_t *buf, size_t len, const char *prefix, const cha
     pvf_err err = {{0}};
     memset(&m, 0xa5, sizeof m);
     if (pvf_msg_decode(buf, len, &m, &err) == 0) {
-        fprintf(stderr, "  accepted, expected an error with \"%s\"\n", want ? want : prefix);
+        fprintf(stderr, "  accepted, expected an error with \"%s\"\n",
+                want     ? want
+                : prefix ? prefix
+                         : "any error");
         pvf_msg_free(&m);
         return 0;
     }

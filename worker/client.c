@@ -429,6 +429,22 @@ static void crashed_trial(executor *e, job *j, int sig) {
     pthread_mutex_unlock(&c->qlock);
 }
 
+/* run_trials, armed; a fatal signal in a trial ends the job with that
+ * trial's crash outcome. A frame of its own: nothing of the caller's is
+ * live across the jump. */
+static int run_guarded(executor *e, job *j, const int *targets, const pvf_fault_model *fm,
+                       pvf_err *err) {
+    const int sig = sigsetjmp(e->guard.jump, 1);
+    if (sig) {
+        crashed_trial(e, j, sig);
+        return 0;
+    }
+    pvf_guard_arm(&e->guard);
+    const int rc = run_trials(e, j, targets, fm, err);
+    pvf_guard_disarm();
+    return rc;
+}
+
 static void run_job(executor *e, job *j) {
     const __typeof__(j->msg.u.job) *jm = &j->msg.u.job;
     client *c = e->c;
@@ -472,16 +488,8 @@ static void run_job(executor *e, job *j) {
     }
     e->batch = b;
     e->seq = seq;
-    if (!failed) {
-        int sig = sigsetjmp(e->guard.jump, 1);
-        if (sig == 0) {
-            pvf_guard_arm(&e->guard);
-            failed = run_trials(e, j, targets, &fm, &err);
-            pvf_guard_disarm();
-        } else {
-            crashed_trial(e, j, sig);
-        }
-    }
+    if (!failed)
+        failed = run_guarded(e, j, targets, &fm, &err);
     free(targets);
     b = e->batch;
     e->batch = NULL;
