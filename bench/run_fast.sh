@@ -24,6 +24,10 @@ TORCH_TIME=${TORCH_TIME:-30}
 MODELS=${MODELS:-fmnist-lenet dlrm-synth fortunes-tinybert fortunes-llama4}
 BENCH=$BUILD/bench/bench_fast
 [ -x "$BENCH" ] || { echo "run_fast.sh: $BENCH not built" >&2; exit 2; }
+/usr/bin/python3 -c 'import torch' 2>/dev/null || {
+    echo "run_fast.sh: the PyTorch loop needs Debian's python3-torch (apt-get install python3-torch)" >&2
+    exit 2
+}
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
