@@ -1117,18 +1117,25 @@ static int fc_sparse(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, cons
     return fc_tail(ex, g, s + 1, row, y, p, r, err);
 }
 
+/* sum + Σ_ci kernel_l1[s][co][ci] xm[ci]: a bound on Σ |w x| over filter co
+ * of conv stage s for an input whose channel ci stays within ±xm[ci]. */
+static double kernel_abs_sum(const lenet_fast *f, int s, int64_t cin, int64_t co, const float *xm,
+                             double sum) {
+    const double *l1 = f->kernel_l1[s] + co * cin;
+    for (int64_t ci = 0; ci < cin; ci++)
+        sum += l1[ci] * (double)xm[ci];
+    return sum;
+}
+
 /* Rounding of output channel co's pre-pool sums of eval input row, golden's
  * and one recomputed with a weight changed by dw: 2 K u sum |w x|, with
  * each input channel's largest |x|. */
 static double conv_rounding(const pvf_model *m, const lenet *l, const lenet_fast *f, int s,
                             int64_t row, int64_t co, double dw) {
     const pvf_conv2d *cv = &l->conv[s];
-    const double *l1 = f->kernel_l1[s] + co * cv->cin;
-    const float *xm = f->xmax_row[s] + row * cv->cin;
-    double sum =
-        fabs(dw) * (double)f->xmax_all[s][row] + fabs((double)m->params[l->b[s]].value[co]);
-    for (int64_t ci = 0; ci < cv->cin; ci++)
-        sum += l1[ci] * (double)xm[ci];
+    const double sum = kernel_abs_sum(f, s, cv->cin, co, f->xmax_row[s] + row * cv->cin,
+                                      fabs(dw) * (double)f->xmax_all[s][row] +
+                                          fabs((double)m->params[l->b[s]].value[co]));
     return sum_gamma(cv->cin * cv->k * cv->k + 1) * sum;
 }
 
@@ -1492,7 +1499,7 @@ static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int
                              double *cheap) {
     const lenet *l = m->arch_state;
     const int fc0 = l->nconv;
-    if (s != fc0 - 2 || fc0 >= m->nstages || !f->kernel_l1[fc0 - 1])
+    if (s != fc0 - 2 || fc0 >= m->nstages)
         return 0;
     const pvf_conv2d *cl = &l->conv[fc0 - 1];
     const int64_t kk = cl->k * cl->k, plane = cl->h * cl->w, maps = cl->oh * cl->ow;
@@ -1538,9 +1545,7 @@ static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int
     const float *xm = f->xmax_row[fc0 - 1] + row * cl->cin;
     const float *bias = m->params[l->b[fc0 - 1]].value;
     for (int64_t c2 = 0; c2 < cl->cout; c2++) {
-        double sum = fabs((double)bias[c2]);
-        for (int64_t ci = 0; ci < cl->cin; ci++)
-            sum += f->kernel_l1[fc0 - 1][c2 * cl->cin + ci] * (double)xm[ci];
+        const double sum = kernel_abs_sum(f, fc0 - 1, cl->cin, c2, xm, fabs((double)bias[c2]));
         const double e = sum_gamma(cl->cin * kk + 1) * sum; /* golden's rounding */
         const double u = f->kernel_l1[fc0 - 1][c2 * cl->cin + co] * slop * BOUND_SCALE;
         if (pool2 == 4 && maps <= 1024) { /* the plane's cells side by side, branch free */
@@ -1656,9 +1661,8 @@ static int conv_channel_huge(const lenet *l, const lenet_fast *f, const pvf_conv
                              int64_t kx0, float w, float bias, float *plane, float *pooled,
                              double *tap) {
     const int64_t positions = cv->oh * cv->ow;
-    double others = fabs((double)bias);
-    for (int64_t ci = 0; ci < cv->cin; ci++)
-        others += f->kernel_l1[s][co * cv->cin + ci] * (double)f->xmax_row[s][row * cv->cin + ci];
+    const double others =
+        kernel_abs_sum(f, s, cv->cin, co, f->xmax_row[s] + row * cv->cin, fabs((double)bias));
     const double floor = ldexp(others * (1 + 1e-3), 27);
     if (!(floor < INFINITY))
         return 0;
@@ -1875,12 +1879,9 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
          * low-bit conv1 trial's time) */
         if (single && i + 1 < f->n &&
             (nonfinite || !(f->slack[i + 1] > 0 && next * BOUND_SCALE <= f->slack[i + 1]))) {
-            const char *nx = (const char *)(x + in + ci0 * plane_size);
-            const char *np = (const char *)(f->pre_pool[s] + ((i + 1) * cv->cout + co) * maps);
-            for (int64_t b = 0; b < plane_size * (int64_t)sizeof(float); b += 64)
-                PREFETCH(nx + b);
-            for (int64_t b = 0; b < maps * (int64_t)sizeof(float); b += 64)
-                PREFETCH(np + b);
+            prefetch_span(x + in + ci0 * plane_size, (size_t)plane_size * sizeof(float));
+            prefetch_span(f->pre_pool[s] + ((i + 1) * cv->cout + co) * maps,
+                          (size_t)maps * sizeof(float));
             /* the tail bounds' per-input data: a page apart from one input
              * to the next, beyond the hardware prefetcher's reach */
             const int64_t at = ((i + 1) * cv->cout + co) * RADII;
