@@ -14,6 +14,12 @@
  *   weights, the head also linearized at the golden [CLS] row; a query, key
  *   or value fault changes one feature, bounded token by token with the
  *   golden attention spread (qk_token_inject) or through one column of Wo.
+ * - A change that reaches the last layer's input is bounded there row by
+ *   row where each token's change is known (row_changes): the [CLS] row's
+ *   own change drives its query and residual, each key's its score, and the
+ *   values count with their golden [CLS] attention; a fault in the layer
+ *   before, in its attention output or feed-forward part, is bounded from
+ *   each token's own cached activations (token_rows_settle).
  * - A huge fault in a layer's value projection, attention output or
  *   feed-forward part settles a sequence as non-finite as soon as one
  *   unmasked token's LayerNorm input provably overflows (drop_poisoned,
@@ -102,7 +108,11 @@ typedef struct bert_fast {
     /* The last layer's [CLS] attention per sequence and head (see layer_bound):
      * max over unmasked keys of |Wq_hd^T (k_t - kbar)|, |Wk_hd^T q_hd|, and
      * sum_t p_t |Wo_hd (v_t - ctx_hd)| with the golden attention weights p. */
-    float *cls_att;    /* [n, heads, 3] */
+    float *cls_att; /* [n, heads, 3] */
+    /* likewise per unmasked key t and head, each a little above itself: the
+     * golden attention weight p_t of the [CLS] query, |Wo_hd (v_t - ctx_hd)|
+     * and |Wq_hd^T (k_t - kbar)| [R, heads, 3] (see row_changes) */
+    float *cls_tok;
     double *settle_dx; /* [layers + 1, n]: see settle_thresholds */
     double *head_lin;  /* [n, labels, 2]: see head_linear */
     float *ln_scale;   /* [layers, n, 2] */
@@ -187,6 +197,7 @@ void pvf_bert_fast_free(void *state) {
     free(f->norms);
     free(f->qkv_max);
     free(f->cls_att);
+    free(f->cls_tok);
     free(f->settle_dx);
     free(f->head_lin);
     free(f->ln_scale);
@@ -692,6 +703,9 @@ static void cls_attention_stats(const pvf_model *m, const bert *b, bert_fast *f,
             prob[t] /= sum;
             if (madd[t] != 0)
                 continue;
+            /* the unmasked keys in order, as real_tok lists them */
+            f->cls_tok[((f->real_start[i] + used) * heads + hd) * 3] =
+                (float)(prob[t] * 1.001 + 1e-9);
             used++;
             for (int64_t e = 0; e < d; e++) {
                 mean[e] += k[t * h + o0 + e];
@@ -709,6 +723,7 @@ static void cls_attention_stats(const pvf_model *m, const bert *b, bert_fast *f,
             bq += acc * acc;
         }
         double aq = 0, spread = 0;
+        float *tok = f->cls_tok + (f->real_start[i] * heads + hd) * 3;
         for (int64_t t = 0; t < s; t++) {
             if (madd[t] != 0)
                 continue; /* a padded key: weight 0 */
@@ -727,6 +742,9 @@ static void cls_attention_stats(const pvf_model *m, const bert *b, bert_fast *f,
             }
             aq = fmax(aq, sqrt(sq));
             spread += prob[t] * sqrt(so);
+            tok[1] = (float)(sqrt(so) * 1.001);
+            tok[2] = (float)(sqrt(sq) * 1.001);
+            tok += heads * 3; /* the next unmasked key */
         }
         out[0] = (float)(aq * 1.001);
         out[1] = (float)(sqrt(bq) * 1.001);
@@ -814,11 +832,37 @@ typedef struct inject {
     double attn, ln1, ff, ln2; /* attention output, LayerNorm 1 output, FFN output, layer output */
 } inject;
 
+/* Bounds on the changes of the last encoder layer's input rows of a
+ * sequence as its [CLS] path reads them, row by row. A fault before the
+ * last layer often moves a few tokens far more than the [CLS] row or the
+ * tokens [CLS] attends to.
+ *
+ * With golden weights p_t of the [CLS] query on key t (one head), row t
+ * moving by at most dx_t and [CLS]'s own row by dx_0, the score of key t
+ * moves, beyond a shift common to all keys, by at most
+ * a_t = (|Wq^T (k_t - kbar)| dx_0 + |Wk^T q| dx_t + |Wq| dx_0 |Wk| dx_t) / sqrt(d).
+ * The new weights are p_t e^{delta_t} / Z with |delta_t| <= a_t and
+ * |ln Z| <= lz = ln sum_t p_t e^{a_t} (Jensen below, the largest term
+ * above), so p'_t / p_t - 1 lies within e^{a_t + lz} - 1: the head's output
+ * moves by at most
+ *   sum_t p_t (e^{a_t + lz} - 1) |Wo (v_t - ctx)|      (the weights)
+ *   + |Wo Wv| sum_t p_t e^{a_t + lz} dx_t              (the values),
+ * sums accumulated here per head (p_t stored a little above itself, which
+ * only raises them). */
+#define SPLIT_HEADS 16
+typedef struct row_changes {
+    int split;       /* the last layer, with [CLS] unmasked and at most SPLIT_HEADS heads */
+    double cls, max; /* dx_0, max dx_t */
+    /* per head: sum p e^a, sum p |w| (e^a - 1), sum p |w|, sum p e^a dx */
+    double z[SPLIT_HEADS], wm[SPLIT_HEADS], w0[SPLIT_HEADS], v[SPLIT_HEADS];
+} row_changes;
+
 /* Bound on the change of layer li's output rows of sequence i (the [CLS] row
- * for the last layer) when every input row moves by at most dx and `in`
- * is injected; INFINITY when none holds. */
-static double layer_bound(const bert *b, const bert_fast *f, int li, int64_t i, double dx,
-                          const inject *in) {
+ * for the last layer) when every input row moves by at most dx (rc, for the
+ * last layer: row by row, dx its largest) and `in` is injected; INFINITY
+ * when none holds. */
+static double layer_bound_rows(const bert *b, const bert_fast *f, int li, int64_t i, double dx,
+                               const row_changes *rc, const inject *in) {
     const layer_norms *L = &f->norms[li];
     const int64_t heads = b->heads, h = b->hidden;
     const float *qkv = f->qkv_max + (li * f->n + i) * 3 * heads;
@@ -828,6 +872,8 @@ static double layer_bound(const bert *b, const bert_fast *f, int li, int64_t i, 
         return INFINITY;
     double ctx2 = 0, dz_cls = 0;
     const int cls = li == b->layers - 1 && f->cls_real;
+    const int split = cls && rc && rc->split;
+    const double dx_cls = split ? rc->cls : dx; /* the [CLS] row's own change */
     for (int64_t hd = 0; hd < heads; hd++) {
         const int here = in && in->head == hd;
         double dq = L->q[hd] * dx + (here ? in->q : 0), dk = L->k[hd] * dx + (here ? in->k : 0),
@@ -845,18 +891,27 @@ static double layer_bound(const bert *b, const bert_fast *f, int li, int64_t i, 
              * (e^{2 eps} - 1) sum_t p_t |Wo_hd (v_t - ctx_hd)| plus the
              * weighted value changes through Wo_hd Wv_hd. */
             const float *ca = f->cls_att + (i * heads + hd) * 3;
-            double e2 = (ca[0] * dx + (here ? in->q * qkv[heads + hd] : 0) + ca[1] * dx +
-                         (here ? qkv[hd] * in->k : 0) + dq * dk) *
+            const double dq_cls = split ? L->q[hd] * dx_cls + (here ? in->q : 0) : dq;
+            double e2 = (ca[0] * dx_cls + (here ? in->q * qkv[heads + hd] : 0) + ca[1] * dx +
+                         (here ? qkv[hd] * in->k : 0) + dq_cls * dk) *
                         rd;
             if (!(e2 < 20))
                 return INFINITY;
-            dz_cls += expm1(2 * e2) * ca[2] + L->ov[hd] * dx + (here ? L->o * in->v : 0);
+            double weights = expm1(2 * e2) * ca[2], values = dx;
+            if (split && !in) { /* row by row (row_changes) */
+                const double lz = log(rc->z[hd]);
+                if (lz < 20) {
+                    weights = fmin(weights, exp(lz) * rc->wm[hd] + expm1(lz) * rc->w0[hd]);
+                    values = fmin(values, exp(lz) * rc->v[hd]);
+                }
+            }
+            dz_cls += weights + L->ov[hd] * values + (here ? L->o * in->v : 0);
         }
     }
     double dz = L->o * sqrt(ctx2);
     if (cls)
         dz = fmin(dz, dz_cls * BOUND_INFLATE);
-    dz += dx + (in ? in->attn : 0);
+    dz += dx_cls + (in ? in->attn : 0);
     double s1 = scale[0] - dz * rh;
     if (!(s1 > 0))
         return INFINITY;
@@ -869,6 +924,11 @@ static double layer_bound(const bert *b, const bert_fast *f, int li, int64_t i, 
         return INFINITY;
     double dy = (L->ln2 * dr / s2 + (in ? in->ln2 : 0)) * BOUND_INFLATE;
     return dy < INFINITY ? dy : INFINITY;
+}
+
+static double layer_bound(const bert *b, const bert_fast *f, int li, int64_t i, double dx,
+                          const inject *in) {
+    return layer_bound_rows(b, f, li, i, dx, NULL, in);
 }
 
 /* 1 when a change of at most dy in sequence i's [CLS] output of the last
@@ -1016,6 +1076,55 @@ static int settles_from_layer(const bert *b, const bert_fast *f, int64_t li, int
     return limit >= 0 && dx <= limit; /* false for NaN */
 }
 
+/* Row by row changes of encoder layer li's input rows: split for the last
+ * layer (row_changes). */
+static void row_changes_init(row_changes *rc, const bert *b, const bert_fast *f, int64_t li) {
+    memset(rc, 0, sizeof *rc);
+    rc->split = li == b->layers - 1 && f->cls_real && b->heads <= SPLIT_HEADS;
+}
+
+/* Adds the bound d on the change of unmasked token u of sequence i (a
+ * little above itself), in order of u: [CLS] first. */
+static void row_changes_add(row_changes *rc, const bert *b, const bert_fast *f, int64_t i,
+                            int64_t u, double d) {
+    d *= BOUND_INFLATE;
+    rc->max = fmax(rc->max, d); /* NaN: infinite */
+    if (!(d < INFINITY))
+        rc->max = INFINITY;
+    if (!rc->split)
+        return;
+    if (u == 0) /* [CLS], unmasked: real_tok's first */
+        rc->cls = d;
+    const int64_t heads = b->heads;
+    const layer_norms *L = &f->norms[b->layers - 1];
+    const double rd = 1.0 / sqrt((double)(b->hidden / heads));
+    const float *ca = f->cls_att + i * heads * 3,
+                *tok = f->cls_tok + (f->real_start[i] + u) * heads * 3;
+    for (int64_t hd = 0; hd < heads; hd++) {
+        const double a =
+            (tok[3 * hd + 2] * rc->cls + ca[3 * hd + 1] * d + L->q[hd] * rc->cls * L->k[hd] * d) *
+            rd * BOUND_INFLATE;
+        const double p = tok[3 * hd], w = tok[3 * hd + 1], e = exp(a);
+        rc->z[hd] += p * e;
+        rc->wm[hd] += p * w * expm1(a);
+        rc->w0[hd] += p * w;
+        rc->v[hd] += p * e * d;
+    }
+}
+
+/* 1 when sequence i settles with the rows of encoder layer li's input
+ * changed as rc says: through the threshold with the largest change, then,
+ * for the last layer, row by row. */
+static int rows_settle(const bert *b, const bert_fast *f, int64_t li, int64_t i,
+                       const row_changes *rc) {
+    if (settles_from_layer(b, f, li, i, rc->max, NULL))
+        return 1;
+    if (!rc->split || !(rc->max < INFINITY))
+        return 0;
+    const double dy = layer_bound_rows(b, f, (int)li, i, rc->max, rc, NULL);
+    return settles_from_layer(b, f, b->layers, i, dy, NULL);
+}
+
 /* Bound on the change of every row of sequence i's embedding output when
  * the embedding sum moves by at most de at the tokens that read row `row` of
  * embedding table `param` (word, position or token type), or LayerNorm's
@@ -1048,6 +1157,7 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     f->norms = calloc((size_t)L, sizeof *f->norms);
     f->qkv_max = malloc((size_t)(L * n * 3 * b->heads) * sizeof *f->qkv_max);
     f->cls_att = calloc((size_t)(n * 3 * b->heads), sizeof *f->cls_att);
+    f->cls_tok = calloc((size_t)(f->real_start[n] * b->heads * 3 + 1), sizeof *f->cls_tok);
     f->settle_dx = malloc((size_t)((L + 1) * n) * sizeof *f->settle_dx);
     f->head_lin = malloc((size_t)(n * b->labels * 2) * sizeof *f->head_lin);
     f->ln_scale = malloc((size_t)(L * n * 2) * sizeof *f->ln_scale);
@@ -1075,11 +1185,11 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     float *ws = malloc((size_t)(s * (7 * h + b->inter) + s * s) * sizeof *ws);
     double *dws = malloc((size_t)(s * h + 2 * s + 4 * h) * sizeof *dws);
     int rc = -1;
-    if (!f->norms || !f->qkv_max || !f->cls_att || !f->settle_dx || !f->head_lin || !f->ln_scale ||
-        !f->feat_max || !f->emb_scale || !f->tokens || !f->ffn_a || !f->ffn_r || !f->ffn_scale ||
-        !f->ffn_inter || !f->att_ctx || !f->att_z || !f->att_q || !f->att_k || !f->att_v ||
-        !f->att_spread || !f->att_lse || !f->att_recv || !f->att_cols || !f->emb_u_max ||
-        !f->pool_row || !ws || !dws)
+    if (!f->norms || !f->qkv_max || !f->cls_att || !f->cls_tok || !f->settle_dx || !f->head_lin ||
+        !f->ln_scale || !f->feat_max || !f->emb_scale || !f->tokens || !f->ffn_a || !f->ffn_r ||
+        !f->ffn_scale || !f->ffn_inter || !f->att_ctx || !f->att_z || !f->att_q || !f->att_k ||
+        !f->att_v || !f->att_spread || !f->att_lse || !f->att_recv || !f->att_cols ||
+        !f->emb_u_max || !f->pool_row || !ws || !dws)
         goto done;
     for (int li = 0; li < L; li++)
         if (layer_norms_init(&f->norms[li], m, b, li))
@@ -1216,7 +1326,7 @@ static double delta_dot(const fault_delta *fd, const float *feat) {
         return INFINITY;
     double acc = 0;
     for (int64_t k = 0; k < fd->n; k++)
-        acc += fabs(fd->deltas[k]) * feat[(fd->lo + k) % fd->cols];
+        acc += fabs(fd->deltas[k] * feat[(fd->lo + k) % fd->cols]);
     return acc * BOUND_INFLATE;
 }
 
@@ -1315,9 +1425,11 @@ static int layer_inject(const bert *b, const bert_fast *f, int li, int64_t i, in
  * a shift common to the keys; so its weights change by a factor e^{+-2
  * eps_u} and its attention output (through Wo) by at most
  * (e^{2 eps_u} - 1) att_spread. Sets in->attn to the largest over the
- * tokens; 1 when the scores may move far (no bound). */
+ * tokens and adds each token's bound on its layer output to rc (if not
+ * NULL) when it is split; 1 when the scores may move far (no bound). */
 static int qk_token_inject(const pvf_golden *g, const bert *b, const bert_fast *f, int li,
-                           int64_t i, int role, const fault_delta *fd, inject *in) {
+                           int64_t i, int role, const fault_delta *fd, inject *in,
+                           row_changes *rc) {
     const int64_t h = b->hidden, heads = b->heads, d = h / heads, R = f->real_start[f->n];
     const int64_t base = f->real_start[i], L = f->real_start[i + 1] - base;
     const int64_t *tok = f->real_tok + base;
@@ -1327,6 +1439,9 @@ static int qk_token_inject(const pvf_golden *g, const bert *b, const bert_fast *
     const float *fm = f->feat_max + (li * f->n + i) * FEAT_FLOATS(b);
     const double rd = 1.0 / sqrt((double)d);
     double worst = 0, lo = INFINITY, hi = -INFINITY, big = 0;
+    inject one; /* a token's attention output change alone */
+    memset(&one, 0, sizeof one);
+    one.head = -1;
     if (!(fd->l2 < INFINITY))
         return 1;
     for (int64_t u = 0; u < L; u++) { /* each token's change of feature o */
@@ -1343,7 +1458,12 @@ static int qk_token_inject(const pvf_golden *g, const bert *b, const bert_fast *
             const double eps = fabs(c) * fm[ST_KR * h + o] * rd * BOUND_INFLATE;
             if (!(shift < 20) || !(eps < 20))
                 return 1;
-            worst = fmax(worst, expm1(2 * eps) * f->att_spread[(li * R + base + u) * heads + hd]);
+            one.attn = expm1(2 * eps) * f->att_spread[(li * R + base + u) * heads + hd];
+            worst = fmax(worst, one.attn);
+            if (rc && rc->split) {
+                one.attn *= BOUND_INFLATE;
+                row_changes_add(rc, b, f, i, u, layer_bound(b, f, li, i, 0, &one));
+            }
         } else {
             lo = fmin(lo, c);
             hi = fmax(hi, c);
@@ -1356,7 +1476,12 @@ static int qk_token_inject(const pvf_golden *g, const bert *b, const bert_fast *
             const double eps = qo * (hi - lo) * 0.5 * rd * BOUND_INFLATE;
             if (!(qo * big * rd < 20) || !(eps < 20))
                 return 1;
-            worst = fmax(worst, expm1(2 * eps) * f->att_spread[(li * R + base + u) * heads + hd]);
+            one.attn = expm1(2 * eps) * f->att_spread[(li * R + base + u) * heads + hd];
+            worst = fmax(worst, one.attn);
+            if (rc && rc->split) {
+                one.attn *= BOUND_INFLATE;
+                row_changes_add(rc, b, f, i, u, layer_bound(b, f, li, i, 0, &one));
+            }
         }
     memset(in, 0, sizeof *in);
     in->head = -1;
@@ -1480,6 +1605,56 @@ static int one_token_bound(const pvf_exec *ex, const pvf_golden *g, const bert *
 /* 1 when sequence i provably keeps golden's outcome under a fault in the
  * embeddings (param) or in encoder layer li's parameter of role `role`;
  * row: hidden floats of workspace. */
+/* The second LayerNorm of cached token `tok` whose input moves by at most
+ * dr: the bound on its output's change (with the token's own golden scale,
+ * rh = 1 / sqrt(hidden)); INFINITY when there is none (NaN, Inf, or a
+ * change that may reach the scale). */
+static double ln2_output_change(const bert_fast *f, const layer_norms *N, int64_t tok, double dr,
+                                double rh) {
+    const double s2 = f->ffn_scale[tok] - dr * rh;
+    if (!(dr < INFINITY) || !(s2 > 0))
+        return INFINITY;
+    return N->ln2 * dr / s2;
+}
+
+/* A fault in the attention output or a feed-forward matrix (role) of encoder
+ * layer li, the one before the last, for sequence i: each unmasked token's
+ * own change, from its cached golden context, first LayerNorm output or
+ * GELU output, through the rest of the layer; then the last layer row by
+ * row (rows_settle). Tighter than layer_inject's largest feature over the
+ * tokens. */
+static int token_rows_settle(const bert *b, const bert_fast *f, int li, int64_t i, int role,
+                             const fault_delta *fd) {
+    const int64_t h = b->hidden, R = f->real_start[f->n], base = li * R + f->real_start[i];
+    const int64_t L = f->real_start[i + 1] - f->real_start[i];
+    const layer_norms *N = &f->norms[li];
+    const double rh = 1.0 / sqrt((double)h);
+    row_changes rc;
+    row_changes_init(&rc, b, f, li + 1);
+    if (!rc.split || !(fd->l2 < INFINITY))
+        return 0;
+    for (int64_t u = 0; u < L; u++) {
+        double dy;
+        if (role == O) {
+            inject in;
+            memset(&in, 0, sizeof in);
+            in.head = -1;
+            in.attn = delta_dot(fd, f->att_ctx + (base + u) * h);
+            dy = layer_bound(b, f, li, i, 0, &in);
+        } else { /* the second LayerNorm's input moves by dr */
+            const double dr = role == FF1
+                                  ? GELU_LIPSCHITZ * delta_dot(fd, f->ffn_a + (base + u) * h) *
+                                        N->ff2_col[fd->row]
+                                  : delta_dot(fd, f->ffn_inter + (base + u) * b->inter);
+            dy = ln2_output_change(f, N, base + u, dr * BOUND_INFLATE, rh);
+        }
+        if (!(dy < INFINITY))
+            return 0;
+        row_changes_add(&rc, b, f, i, u, dy);
+    }
+    return rows_settle(b, f, li + 1, i, &rc);
+}
+
 static int fault_settles(const pvf_exec *ex, const pvf_golden *g, const bert *b, const bert_fast *f,
                          int param, int li, int role, const fault_delta *fd, int moderate,
                          int64_t i, float *row) {
@@ -1508,8 +1683,16 @@ static int fault_settles(const pvf_exec *ex, const pvf_golden *g, const bert *b,
     /* queries and keys of layers before the last: token by token (padded
      * tokens stay finite, so their keys keep weight 0) */
     if (moderate && li < b->layers - 1 && (role == Q || role == Q_B || role == K || role == K_B) &&
-        !qk_token_inject(g, b, f, li, i, role, fd, &in))
-        return settles_from_layer(b, f, li, i, 0, &in);
+        !qk_token_inject(g, b, f, li, i, role, fd, &in, NULL)) {
+        if (settles_from_layer(b, f, li, i, 0, &in))
+            return 1;
+        row_changes rc; /* the next layer the last: again, row by row */
+        row_changes_init(&rc, b, f, li + 1);
+        return rc.split && !qk_token_inject(g, b, f, li, i, role, fd, &in, &rc) &&
+               rows_settle(b, f, li + 1, i, &rc);
+    }
+    if (li == b->layers - 2 && (role == O || role == FF1 || role == FF2))
+        return token_rows_settle(b, f, li, i, role, fd);
     return 0;
 }
 
@@ -1883,6 +2066,14 @@ static int last_layer_trial(pvf_exec *ex, const pvf_golden *g, int role,
  * keep their softmax weight of exactly 0 and only unmasked tokens matter. */
 #define PADDED_SAFE 1e4
 
+/* Squared L2 distance of x from golden g in double (NaN and Inf carry). */
+static double sq_change(const float *x, const float *g, int64_t n) {
+    double d = 0;
+    for (int64_t c = 0; c < n; c++)
+        d += ((double)x[c] - g[c]) * ((double)x[c] - g[c]);
+    return d;
+}
+
 /* 1 when sequence i settles with its first LayerNorm inputs in encoder layer
  * li (before the last) at its L unmasked tokens computed exactly as a[L, h]
  * and everything before them golden: the largest change of a row, against
@@ -1908,28 +2099,17 @@ static int settles_at_ln1(const bert *b, const bert_fast *f, int li, int64_t i, 
     memset(&in, 0, sizeof in);
     in.head = -1;
     in.attn = dz * BOUND_INFLATE;
-    return settles_from_layer(b, f, li, i, 0, &in);
-}
-
-/* Squared L2 distance of x from golden g in double (NaN and Inf carry). */
-static double sq_change(const float *x, const float *g, int64_t n) {
-    double d = 0;
-    for (int64_t c = 0; c < n; c++)
-        d += ((double)x[c] - g[c]) * ((double)x[c] - g[c]);
-    return d;
-}
-
-/* The second LayerNorm of cached token `tok` whose input moves by at most
- * dr: raises *dx to the bound on its output's change (with the token's own
- * golden scale, rh = 1 / sqrt(hidden)); 0 when there is none (NaN, Inf, or
- * a change that may reach the scale). */
-static int ln2_output_change(const bert_fast *f, const layer_norms *N, int64_t tok, double dr,
-                             double rh, double *dx) {
-    const double s2 = f->ffn_scale[tok] - dr * rh;
-    if (!(dr < INFINITY) || !(s2 > 0))
+    if (settles_from_layer(b, f, li, i, 0, &in))
+        return 1;
+    row_changes rc; /* the next layer the last: row by row */
+    row_changes_init(&rc, b, f, li + 1);
+    if (!rc.split)
         return 0;
-    *dx = fmax(*dx, N->ln2 * dr / s2);
-    return 1;
+    for (int64_t u = 0; u < L; u++) {
+        in.attn = sqrt(sq_change(a + u * h, gold + u * h, h)) * BOUND_INFLATE;
+        row_changes_add(&rc, b, f, i, u, layer_bound(b, f, li, i, 0, &in));
+    }
+    return rows_settle(b, f, li + 1, i, &rc);
 }
 
 /* 1 when sequence i settles with its first LayerNorm's outputs a[L, h] (NULL:
@@ -1950,7 +2130,8 @@ static int settles_at_ffn(const bert *b, const bert_fast *f, int li, int64_t i, 
     const int64_t h = b->hidden, ni = b->inter, R = f->real_start[f->n];
     const int64_t base = li * R + f->real_start[i];
     const double rh = 1.0 / sqrt((double)h);
-    double dx = 0;
+    row_changes rc;
+    row_changes_init(&rc, b, f, li + 1);
     for (int64_t u = 0; u < L; u++) {
         const float *ga = f->ffn_a + (base + u) * h, *gi = f->ffn_inter + (base + u) * ni;
         const float *iu = inter + u * ni;
@@ -1971,10 +2152,12 @@ static int settles_at_ffn(const bert *b, const bert_fast *f, int li, int64_t i, 
         if (!(dg < INFINITY) || !(cols == cols))
             return 0; /* NaN or Inf: the exact way */
         const double dr = (sqrt(da) + fmin(N->ff2 * sqrt(dg), cols)) * BOUND_INFLATE;
-        if (!ln2_output_change(f, N, base + u, dr, rh, &dx))
+        const double dy = ln2_output_change(f, N, base + u, dr, rh);
+        if (!(dy < INFINITY))
             return 0; /* NaN, Inf or no bound: the exact way */
+        row_changes_add(&rc, b, f, i, u, dy);
     }
-    return settles_from_layer(b, f, li + 1, i, dx * BOUND_INFLATE, NULL);
+    return rows_settle(b, f, li + 1, i, &rc);
 }
 
 /* 1 when sequence i settles with its first LayerNorm's outputs a[L, h] in
@@ -1990,14 +2173,17 @@ static int settles_at_ln1_out(const bert *b, const bert_fast *f, int li, int64_t
                               const float *a) {
     const int64_t h = b->hidden, R = f->real_start[f->n], base = li * R + f->real_start[i];
     const double rh = 1.0 / sqrt((double)h), tail = f->norms[li].ffn_plain;
-    double dx = 0;
+    row_changes rc;
+    row_changes_init(&rc, b, f, li + 1);
     for (int64_t u = 0; u < L; u++) {
         const double da = sq_change(a + u * h, f->ffn_a + (base + u) * h, h);
-        if (!ln2_output_change(f, &f->norms[li], base + u, tail * sqrt(da) * BOUND_INFLATE, rh,
-                               &dx))
+        const double dy =
+            ln2_output_change(f, &f->norms[li], base + u, tail * sqrt(da) * BOUND_INFLATE, rh);
+        if (!(dy < INFINITY))
             return 0; /* NaN, Inf or no bound: the exact way */
+        row_changes_add(&rc, b, f, i, u, dy);
     }
-    return settles_from_layer(b, f, li + 1, i, dx * BOUND_INFLATE, NULL);
+    return rows_settle(b, f, li + 1, i, &rc);
 }
 
 /* layer_tail for a fault before encoder layer li's feed-forward part (li
@@ -2394,16 +2580,13 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
             const int last = li == b->layers - 1;
             if (!fresh) { /* golden again, or bounded: its outcome is golden's */
                 const float *gold = g->stage_in[st] + i * m->stages[st].in_size;
-                double dx = 0;
+                row_changes rc;
+                row_changes_init(&rc, b, f, li);
                 for (int64_t u = 0; u < L; u++) {
-                    double sq = 0;
-                    for (int64_t c = 0; c < h; c++) {
-                        double dv = (double)x[u * h + c] - gold[tok[u] * h + c];
-                        sq += dv * dv;
-                    }
-                    dx = sq < INFINITY ? fmax(dx, sqrt(sq)) : INFINITY;
+                    const double sq = sq_change(x + u * h, gold + tok[u] * h, h);
+                    row_changes_add(&rc, b, f, i, u, sq < INFINITY ? sqrt(sq) : INFINITY);
                 }
-                if (dx == 0 || settles_from_layer(b, f, li, i, dx * BOUND_INFLATE, NULL)) {
+                if (rc.max == 0 || rows_settle(b, f, li, i, &rc)) {
                     dropped = 1;
                     break;
                 }
@@ -2567,18 +2750,19 @@ int pvf_bert_fast_bound(const pvf_exec *ex, const pvf_golden *g, int stage, int6
         return 0; /* the bounds assume golden weights from this stage on */
     const int64_t h = b->hidden, rows = stage == pooler ? 1 : f->s;
     const float *gold = g->stage_in[stage] + row * m->stages[stage].in_size;
-    double dx = 0;
-    for (int64_t t = 0; t < rows; t++) {
-        double sq = 0;
-        for (int64_t j = 0; j < h; j++) {
-            double d = (double)in[t * h + j] - gold[t * h + j];
-            sq += d * d;
-        }
+    row_changes rc;
+    row_changes_init(&rc, b, f, li);
+    for (int64_t t = 0, u = 0; t < rows; t++) {
+        const double sq = sq_change(in + t * h, gold + t * h, h);
         if (!(sq < INFINITY))
             return 0;
-        dx = fmax(dx, sqrt(sq));
+        if (rc.split && (u >= f->real_start[row + 1] - f->real_start[row] ||
+                         f->real_tok[f->real_start[row] + u] != t))
+            rc.max = fmax(rc.max, sqrt(sq) * BOUND_INFLATE); /* padded: a key of weight 0 */
+        else
+            row_changes_add(&rc, b, f, row, u++, sqrt(sq));
     }
-    return settles_from_layer(b, f, li, row, dx * BOUND_INFLATE, NULL);
+    return rows_settle(b, f, li, row, &rc);
 }
 
 int pvf_bert_fast_trial(pvf_exec *ex, const pvf_golden *g, int param, const pvf_fault_effect *eff,
