@@ -431,6 +431,57 @@ static void test_fast_poisoned(void) {
     pvf_runner_close(&r);
 }
 
+/* A huge embedding row value (bit 30: x 2^128) makes the embedding
+ * LayerNorm of every token that reads the row NaN, padded ones included,
+ * hence every logit of those inputs: the fast path judges them non-finite
+ * from the row's faulty sum alone. A value of about 1e10 (several exponent
+ * bits) is huge too, but its LayerNorm stays finite: no input may be judged
+ * non-finite then. Both ways agree input by input. */
+static void test_fast_poisoned_embeddings(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (open_runner_limit(&r, TINY, PVF_FMT_FP32, 60, &err))
+        return;
+    const int64_t n = r.golden.n, k = r.model.out_size;
+    float *naive = malloc((size_t)(n * k) * sizeof *naive);
+    static const char *const names[] = {"bert.embeddings.position_embeddings.weight",
+                                        "bert.embeddings.word_embeddings.weight",
+                                        "bert.embeddings.token_type_embeddings.weight"};
+    /* row 3 of each table: position 3, word 3 ([CLS] or another common
+     * token in the eval set's vocabulary), token type 0 at element 5 */
+    static const int64_t elements[] = {3 * 128 + 5, 101 * 128 + 7, 5};
+    for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
+        const int target = pvf_model_find_target(&r.model, names[t]);
+        CHECK(target >= 0);
+        pvf_fault_site site = {.target = target, .element = elements[t], .mask = 1u << 30};
+        pvf_trial_result fast, plain;
+        both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
+        CHECK(fast.incorrect == plain.incorrect && fast.nonfinite == plain.nonfinite);
+        CHECK(same_outcomes(&r, r.out, naive));
+        if (!(fabsf(fast.effect.new_value) > 1e30f))
+            continue; /* a weight of magnitude >= 2: bit 30 made it small */
+        CHECK(fast.nonfinite == plain.nonfinite && plain.nonfinite > 0);
+        if (t != 1) /* every input reads a position or type row: none computed */
+            CHECK(fast.stage_rows * 4 < plain.stage_rows);
+        fprintf(stderr,
+                "  %s[%" PRId64 "] = %.3g: %" PRId64 " of %" PRId64
+                " inputs non-finite; fast ran %" PRId64 " (input, stage) pairs, naive %" PRId64
+                "\n",
+                names[t], elements[t], (double)fast.effect.new_value, fast.nonfinite, n,
+                fast.stage_rows, plain.stage_rows);
+        /* the same element to about 2^33: its exponent bits set to 160 */
+        const uint32_t exp_bits = 0x7F800000u, want = 160u << 23;
+        site.mask = (fast.effect.old_word ^ want) & exp_bits;
+        both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &plain, naive);
+        CHECK(fabsf(fast.effect.new_value) > 1e9f && fabsf(fast.effect.new_value) < 1e11f);
+        CHECK(plain.nonfinite == 0 && fast.nonfinite == 0);
+        CHECK(fast.incorrect == plain.incorrect);
+        CHECK(same_outcomes(&r, r.out, naive));
+    }
+    free(naive);
+    pvf_runner_close(&r);
+}
+
 /* Counts the eval inputs whose logits the full pass (naive) moved from
  * golden, and of those the ones the fast pass (r->out) left golden: settled
  * by a bound. */
@@ -639,6 +690,7 @@ int main(void) {
     RUN(test_fast_word_rows);
     RUN(test_fast_encoder_bounds);
     RUN(test_fast_poisoned);
+    RUN(test_fast_poisoned_embeddings);
     RUN(test_fast_attention_bounds);
     RUN(test_fast_position_rows);
     RUN(test_fast_ffn_settle);

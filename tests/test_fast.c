@@ -5,11 +5,13 @@
  * For every trial (single bit flips uniform over every stored bit of the
  * model) the fast path (with its outputs materialized) and the naive full
  * forward pass must reach the same outcome on every eval input (every scored
- * position of a language model). An input whose golden decision margin is
- * below 1e-5 relative may differ by rounding alone: such differences are
- * counted and reported, not failed. Uses the first INPUTS eval inputs, so
- * that the naive side stays affordable. PVF_TEST_SANITIZED divides the
- * trials by 10; PVF_TEST_TARGET=NAME samples that fault target only. */
+ * position of a language model), a non-finite output included. An input
+ * whose golden decision margin is below 1e-5 relative may differ by rounding
+ * alone: such differences are counted and reported, not failed. Uses the
+ * first INPUTS eval inputs, so that the naive side stays affordable.
+ * PVF_TEST_SANITIZED divides the trials by 10; PVF_TEST_TARGET=NAME samples
+ * that fault target only.
+ */
 #include "fast.h"
 #include "kernels.h"
 #include "runner.h"
@@ -144,6 +146,19 @@ static void compare_model(const char *dir, int64_t inputs, pvf_format fmt, int64
         /* A settled trial's outputs are golden's, so this also tests the bounds. */
         int bad = 0, tie = 0;
         for (int64_t i = 0; i < n; i++) {
+            /* a non-finite output is a detectable error: its own outcome */
+            if (pvf_all_finite(r.out + i * m->out_size, m->out_size) !=
+                pvf_all_finite(naive + i * m->out_size, m->out_size)) {
+                if (!bad++)
+                    fprintf(stderr,
+                            "%s %s trial %" PRId64 ": %s[%" PRId64 "] mask 0x%x: input %" PRId64
+                            " finite %d fast, %d naive\n",
+                            dir, pvf_format_name(fmt), t, m->targets[site.target].name,
+                            site.element, site.mask, i,
+                            pvf_all_finite(r.out + i * m->out_size, m->out_size),
+                            pvf_all_finite(naive + i * m->out_size, m->out_size));
+                continue;
+            }
             if (row_incorrect(m, &r.golden, i, r.out) == row_incorrect(m, &r.golden, i, naive))
                 continue;
             differ++;
@@ -162,7 +177,8 @@ static void compare_model(const char *dir, int64_t inputs, pvf_format fmt, int64
             }
         }
         failed += bad != 0;
-        if (!bad && fast.incorrect != plain.incorrect && !excused && !tie)
+        if (!bad && (fast.nonfinite != plain.nonfinite ||
+                     (fast.incorrect != plain.incorrect && !excused && !tie)))
             failed++;
     }
     CHECK(failed == 0);

@@ -91,19 +91,24 @@ float pvf_attention_mask_add(int64_t m) {
     return (1.0f - (float)m) * -FLT_MAX;
 }
 
-void pvf_attention(const float *q, int64_t sq, const float *k, const float *v, int64_t s,
-                   int64_t heads, int64_t d, const float *mask_add, float *ctx, float *scratch) {
+void pvf_attention_head(const float *q, int64_t sq, const float *k, const float *v, int64_t s,
+                        int64_t heads, int64_t d, int64_t hd, const float *mask_add, float *ctx,
+                        float *scratch) {
     const int64_t h = heads * d;
     const float scale = sqrtf((float)d);
-    for (int64_t hd = 0; hd < heads; hd++) {
-        float *p = scratch; /* [sq, s] scores, then probabilities */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)sq, (blasint)s, (blasint)d,
-                    1.0f, q + hd * d, (blasint)h, k + hd * d, (blasint)h, 0.0f, p, (blasint)s);
-        for (int64_t i = 0; i < sq; i++)
-            for (int64_t j = 0; j < s; j++)
-                p[i * s + j] = p[i * s + j] / scale + mask_add[j];
-        pvf_softmax(p, sq, s);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)sq, (blasint)d, (blasint)s,
-                    1.0f, p, (blasint)s, v + hd * d, (blasint)h, 0.0f, ctx + hd * d, (blasint)h);
-    }
+    float *p = scratch; /* [sq, s] scores, then probabilities */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)sq, (blasint)s, (blasint)d, 1.0f,
+                q + hd * d, (blasint)h, k + hd * d, (blasint)h, 0.0f, p, (blasint)s);
+    for (int64_t i = 0; i < sq; i++)
+        for (int64_t j = 0; j < s; j++)
+            p[i * s + j] = p[i * s + j] / scale + mask_add[j];
+    pvf_softmax(p, sq, s);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)sq, (blasint)d, (blasint)s,
+                1.0f, p, (blasint)s, v + hd * d, (blasint)h, 0.0f, ctx + hd * d, (blasint)h);
+}
+
+void pvf_attention(const float *q, int64_t sq, const float *k, const float *v, int64_t s,
+                   int64_t heads, int64_t d, const float *mask_add, float *ctx, float *scratch) {
+    for (int64_t hd = 0; hd < heads; hd++)
+        pvf_attention_head(q, sq, k, v, s, heads, d, hd, mask_add, ctx, scratch);
 }

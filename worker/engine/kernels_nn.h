@@ -42,6 +42,12 @@ void pvf_sigmoid(float *x, int64_t n);
 void pvf_attention(const float *q, int64_t sq, const float *k, const float *v, int64_t s,
                    int64_t heads, int64_t d, const float *mask_add, float *ctx, float *scratch);
 
+/* pvf_attention's head hd alone: columns hd*d .. hd*d+d-1 of ctx, the others
+ * untouched. */
+void pvf_attention_head(const float *q, int64_t sq, const float *k, const float *v, int64_t s,
+                        int64_t heads, int64_t d, int64_t hd, const float *mask_add, float *ctx,
+                        float *scratch);
+
 /* The additive attention mask of one key from its mask value, as Hugging
  * Face computes it: (1 - m) * finfo(float32).min. */
 float pvf_attention_mask_add(int64_t m);

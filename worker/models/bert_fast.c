@@ -1599,7 +1599,19 @@ static int one_token_bound(const pvf_exec *ex, const pvf_golden *g, const bert *
     memset(&in, 0, sizeof in);
     in.head = -1;
     in.attn = fmax(own + a, others) * BOUND_INFLATE;
-    return settles_from_layer(b, f, 0, i, 0, &in);
+    if (settles_from_layer(b, f, 0, i, 0, &in))
+        return 1;
+    row_changes rc; /* the next layer the last: token u0 apart from the others */
+    row_changes_init(&rc, b, f, 1);
+    if (!rc.split)
+        return 0;
+    in.attn = (own + a) * BOUND_INFLATE;
+    const double dy_own = layer_bound(b, f, 0, i, 0, &in);
+    in.attn = others * BOUND_INFLATE;
+    const double dy_others = layer_bound(b, f, 0, i, 0, &in);
+    for (int64_t v = 0; v < f->real_start[i + 1] - f->real_start[i]; v++)
+        row_changes_add(&rc, b, f, i, v, v == u0 ? dy_own : dy_others);
+    return rows_settle(b, f, 1, i, &rc);
 }
 
 /* 1 when sequence i provably keeps golden's outcome under a fault in the
@@ -1909,29 +1921,78 @@ static int value_poisoned(const pvf_exec *ex, const pvf_golden *g, const bert *b
     return 0;
 }
 
+/* Judges sequence i's outputs non-finite (all NaN): a stage's worth of work
+ * was done for it. */
+static void judge_nan(pvf_exec *ex, const pvf_golden *g, const bert *b, int64_t i,
+                      pvf_trial_result *r) {
+    float nan_out[64];
+    for (int64_t c = 0; c < b->labels && c < 64; c++)
+        nan_out[c] = NAN;
+    r->stage_rows++;
+    pvf_fast_judge_row(ex, g, i, nan_out, r);
+}
+
+/* 1 when a fault in row `row` of embedding table `param` (word, position or
+ * token type) makes the embedding LayerNorm of some token of sequence i, a
+ * padded one included, NaN: its faulty sum, as the embeddings stage adds
+ * it, has a variance above FLT_MAX by pvf_layernorm's own arithmetic (the
+ * same sums in the same order). The NaN row reaches every logit (see
+ * above). */
+static int embedding_poisoned(const pvf_exec *ex, const bert *b, const bert_fast *f, int param,
+                              int64_t row, int64_t i) {
+    const int64_t h = b->hidden, s = f->s;
+    const float *word = pvf_exec_weights(ex, b->word), *pos = pvf_exec_weights(ex, b->pos),
+                *type = pvf_exec_weights(ex, b->type);
+    for (int64_t t = 0; t < s; t++) {
+        const int64_t w = f->tokens[i * s + t], ty = f->tokens[(f->n + i) * s + t];
+        if (param == b->word ? w != row : param == b->type ? ty != row : t != row)
+            continue;
+        double sum = 0, sq = 0;
+        for (int64_t c = 0; c < h; c++)
+            sum += (word[w * h + c] + type[ty * h + c]) + pos[t * h + c];
+        const double mean = sum / (double)h;
+        for (int64_t c = 0; c < h; c++) {
+            const double e = (double)((word[w * h + c] + type[ty * h + c]) + pos[t * h + c]) - mean;
+            sq += e * e;
+        }
+        if (!(sq / (double)h <= FLT_MAX))
+            return 1;
+    }
+    return 0;
+}
+
 /* Moves the sequences of rows[0..k) that a huge fault in layer li (role,
- * compute elements lo..hi) certainly poisons to r, judged non-finite; returns
- * how many remain in rows. */
+ * compute elements lo..hi; li < 0: a row of embedding table `param`)
+ * certainly poisons to r, judged non-finite; returns how many remain in
+ * rows. */
 static int64_t drop_poisoned(pvf_exec *ex, const pvf_golden *g, const bert *b, const bert_fast *f,
-                             int li, int role, const pvf_fault_effect *eff, int64_t *rows,
-                             int64_t k, pvf_trial_result *r) {
+                             int param, int li, int role, const pvf_fault_effect *eff,
+                             int64_t *rows, int64_t k, pvf_trial_result *r) {
     const int bias = role == O_B || role == FF1_B || role == FF2_B || role == V_B;
     const int value = role == V || role == V_B;
     const int64_t cols = role == FF2 ? b->inter : b->hidden;
     const int64_t o = bias ? eff->lo : eff->lo / cols;
+    if (b->labels > 64 || k == 0)
+        return k; /* not settled here: the exact way */
+    const int table = li < 0 && (param == b->word || param == b->pos || param == b->type) &&
+                      (eff->hi - 1) / b->hidden == eff->lo / b->hidden;
+    if (table) { /* an embedding row */
+        int64_t kept = 0;
+        for (int64_t j = 0; j < k; j++)
+            if (embedding_poisoned(ex, b, f, param, eff->lo / b->hidden, rows[j]))
+                judge_nan(ex, g, b, rows[j], r);
+            else
+                rows[kept++] = rows[j];
+        return kept;
+    }
     if (li < 0 || li >= b->layers - 1 || k == 0 ||
         !(role == O || role == O_B || role == FF1 || role == FF1_B || role == FF2 ||
           role == FF2_B || (value && f->cls_real)) ||
         (bias ? eff->hi - eff->lo != 1 : (eff->hi - 1) / cols != o))
         return k;
-    float nan_out[64];
-    if (b->labels > 64)
-        return k;
     double *ws = value ? malloc((size_t)(2 * f->s + 2 * b->hidden) * sizeof *ws) : NULL;
     if (value && !ws)
         return k; /* not settled here: the exact way */
-    for (int64_t c = 0; c < b->labels; c++)
-        nan_out[c] = NAN;
     int64_t kept = 0;
     for (int64_t j = 0; j < k; j++) {
         const int64_t i = rows[j];
@@ -1939,8 +2000,7 @@ static int64_t drop_poisoned(pvf_exec *ex, const pvf_golden *g, const bert *b, c
         for (int64_t u = f->real_start[i]; !value && u < f->real_start[i + 1] && !poisoned; u++)
             poisoned = token_poisoned(ex, g, b, f, li, role, o, i, u);
         if (poisoned) {
-            r->stage_rows++; /* a stage's worth of work was done for it */
-            pvf_fast_judge_row(ex, g, i, nan_out, r);
+            judge_nan(ex, g, b, i, r);
         } else {
             rows[kept++] = i;
         }
@@ -2305,7 +2365,11 @@ static int qkv_from_cache(const pvf_exec *ex, const bert *b, const bert_fast *f,
     memcpy(v, f->att_v + base * h, (size_t)(L * h) * sizeof *v);
     const float *w = W(kind), *bias = W(kind == Q ? Q_B : kind == K ? K_B : V_B);
     faulty_features(xin, L, h, w, bias, f0, f1, changed);
-    pvf_attention(q, L, k, v, L, b->heads, h / b->heads, zero_mask, ctx, scores);
+    /* the heads of features f0..f1 change; the others keep golden's context */
+    const int64_t d = h / b->heads;
+    memcpy(ctx, f->att_ctx + base * h, (size_t)(L * h) * sizeof *ctx);
+    for (int64_t hd = f0 / d; hd <= f1 / d; hd++)
+        pvf_attention_head(q, L, k, v, L, b->heads, d, hd, zero_mask, ctx, scores);
     pvf_linear(ctx, L, h, W(O), W(O_B), h, a);
     for (int64_t j = 0; j < L * h; j++)
         a[j] += xin[j];
@@ -2680,7 +2744,7 @@ static int bounded_trial(pvf_exec *ex, const pvf_golden *g, int param, int li, i
     free(fd.deltas);
     free(row);
     if (!moderate)
-        nk = drop_poisoned(ex, g, b, f, li, role, eff, kept, nk, r);
+        nk = drop_poisoned(ex, g, b, f, param, li, role, eff, kept, nk, r);
     rc = 0;
     /* A huge query or key fault whose scores provably stay finite in a
      * sequence runs it over its unmasked tokens alone (qk_scores_finite). */
