@@ -482,6 +482,47 @@ static void test_fast_poisoned_embeddings(void) {
     pvf_runner_close(&r);
 }
 
+/* The last layer's row-by-row bound (bert_fast.c, row_changes) against the
+ * exact change: higher mantissa and exponent flips in layer 0's attention
+ * and feed-forward weights move texts past every settle limit; each text
+ * the fast path then runs exactly through the last layer is audited (the
+ * [CLS] output's exact change must lie within the bound that did not settle
+ * it). Reports the tightest bound / change ratio seen. */
+static void test_fast_row_bound_audit(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (open_runner_limit(&r, TINY, PVF_FMT_FP32, 60, &err))
+        return;
+    static const char *const names[] = {"bert.encoder.layer.0.attention.self.query.weight",
+                                        "bert.encoder.layer.0.attention.self.key.weight",
+                                        "bert.encoder.layer.0.attention.self.value.weight",
+                                        "bert.encoder.layer.0.attention.output.dense.weight",
+                                        "bert.encoder.layer.0.intermediate.dense.weight",
+                                        "bert.encoder.layer.0.output.dense.weight"};
+    r.exec.audit_bounds = 1;
+    r.exec.audit_min_ratio = INFINITY;
+    for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
+        const int target = pvf_model_find_target(&r.model, names[t]);
+        CHECK(target >= 0);
+        for (int bit = 19; bit <= 31; bit++)
+            for (int64_t e = 0; e < 2; e++) {
+                pvf_fault_site site = {.target = target,
+                                       .element = 1009 * (int64_t)(t + 1) + 4099 * e + 61 * bit,
+                                       .mask = 1u << bit};
+                pvf_trial_result res;
+                CHECK(pvf_trial_run(&r.exec, &r.golden, PVF_FAULT_BITFLIP, &site, r.out, &res,
+                                    &err) == 0);
+            }
+    }
+    CHECK(r.exec.audit_checked > 100);
+    CHECK(r.exec.audit_violations == 0);
+    fprintf(stderr,
+            "  %" PRId64 " texts run exactly past the row-by-row bound, %" PRId64
+            " outside it; tightest bound / exact change %.3g\n",
+            r.exec.audit_checked, r.exec.audit_violations, r.exec.audit_min_ratio);
+    pvf_runner_close(&r);
+}
+
 /* Counts the eval inputs whose logits the full pass (naive) moved from
  * golden, and of those the ones the fast pass (r->out) left golden: settled
  * by a bound. */
@@ -691,6 +732,7 @@ int main(void) {
     RUN(test_fast_encoder_bounds);
     RUN(test_fast_poisoned);
     RUN(test_fast_poisoned_embeddings);
+    RUN(test_fast_row_bound_audit);
     RUN(test_fast_attention_bounds);
     RUN(test_fast_position_rows);
     RUN(test_fast_ffn_settle);

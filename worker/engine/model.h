@@ -212,6 +212,12 @@ struct pvf_exec {
     int64_t *fast_rows;  /* [chunk] row indices of the rows in flight */
     float *trial_out;    /* during a fast trial with want_outputs: where outputs go */
     float *fast_scratch; /* the arch's fast_trial workspace (fast_scratch_floats) */
+    /* Bound audit (tests): where a fast path computes exactly what a bound
+     * could not settle, it also compares that bound with the exact change
+     * (bert_fast.c: the last layer's row-by-row bound). */
+    int audit_bounds;
+    int64_t audit_checked, audit_violations;
+    double audit_min_ratio; /* smallest bound / exact change seen (set it to INFINITY) */
 };
 
 /* Also sets OpenBLAS to one thread (a process-wide setting): parallelism

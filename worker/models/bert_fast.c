@@ -2560,6 +2560,29 @@ static int embedded_from_cache(const pvf_exec *ex, const pvf_golden *g, const be
     return layer_tail_settles(ex, b, f, 0, i, L, a, inter, x);
 }
 
+/* Bound audit (pvf_exec.audit_bounds): the last layer's [CLS] output x of
+ * sequence i, computed exactly, against dy, the row-by-row bound of its
+ * change (layer_bound_rows) that did not settle it. Allows golden's and the
+ * recompute's rounding (1e-4 of the row). */
+static void audit_cls(pvf_exec *ex, const pvf_golden *g, int64_t i, const float *x, double dy) {
+    const bert *b = ex->m->arch_state;
+    const int pooler = b->first_layer + (int)b->layers;
+    const float *gold = g->stage_in[pooler] + i * b->hidden;
+    double change = 0, norm = 0;
+    for (int64_t c = 0; c < b->hidden; c++) {
+        change += ((double)x[c] - gold[c]) * ((double)x[c] - gold[c]);
+        norm += (double)gold[c] * gold[c];
+    }
+    change = sqrt(change);
+    const double slack = 1e-4 * sqrt(norm);
+    if (!(dy < INFINITY))
+        return; /* no bound: nothing claimed */
+    ex->audit_checked++;
+    ex->audit_violations += !(change <= dy + slack); /* NaN and Inf too */
+    if (change > 10 * slack)
+        ex->audit_min_ratio = fmin(ex->audit_min_ratio, dy / change);
+}
+
 /* 1 when the executor scratch holds real_tokens_forward's buffers. */
 static int real_tokens_fit(const pvf_model *m, const bert *b, int64_t s) {
     const int64_t h = b->hidden;
@@ -2639,6 +2662,7 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
                        (size_t)h * sizeof *x);
         }
         int dropped = 0;
+        double audit_dy = NAN; /* the row-by-row bound of the last layer's [CLS] output */
         for (; li < b->layers && !dropped; li++, fresh = 0) {
             const int st = b->first_layer + li;
             const int last = li == b->layers - 1;
@@ -2654,6 +2678,8 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
                     dropped = 1;
                     break;
                 }
+                if (ex->audit_bounds && last && rc.split)
+                    audit_dy = layer_bound_rows(b, f, li, i, rc.max, &rc, NULL);
             }
             if (stage == 0 && li == 0 && !last && b->inter >= 4 * h) { /* from its caches */
                 r->stage_rows++;
@@ -2671,6 +2697,8 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
         }
         if (dropped)
             continue;
+        if (audit_dy == audit_dy)
+            audit_cls(ex, g, i, x, audit_dy);
         memcpy(out + nout * h, x, (size_t)h * sizeof *out); /* the [CLS] row */
         carried[nout++] = i;
         if (nout == PVF_CHUNK || j == k - 1) {
