@@ -43,20 +43,31 @@ void pvf_interaction_dot(const float *t, int64_t n, int64_t f, int64_t d, int it
     }
 }
 
+/* A row's mean and variance, in double sums: exact enough that golden
+ * matches PyTorch's float kernel. */
+static double row_variance(const float *row, int64_t cols, double *mean) {
+    double sum = 0.0, sq = 0.0;
+    for (int64_t j = 0; j < cols; j++)
+        sum += row[j];
+    *mean = sum / (double)cols;
+    for (int64_t j = 0; j < cols; j++) {
+        double c = row[j] - *mean;
+        sq += c * c;
+    }
+    return sq / (double)cols;
+}
+
+int pvf_layernorm_overflows(const float *row, int64_t cols) {
+    double mean;
+    return !(row_variance(row, cols, &mean) <= FLT_MAX);
+}
+
 void pvf_layernorm(float *x, int64_t rows, int64_t cols, const float *w, const float *b,
                    float eps) {
     for (int64_t r = 0; r < rows; r++) {
         float *row = x + r * cols;
-        /* double sums: exact enough that golden matches PyTorch's float kernel */
-        double sum = 0.0, sq = 0.0;
-        for (int64_t j = 0; j < cols; j++)
-            sum += row[j];
-        double mean = sum / (double)cols;
-        for (int64_t j = 0; j < cols; j++) {
-            double c = row[j] - mean;
-            sq += c * c;
-        }
-        double var = sq / (double)cols;
+        double mean;
+        double var = row_variance(row, cols, &mean);
         if (!(var <= FLT_MAX)) {
             /* PyTorch's float kernel overflows here (a faulty value above ~1e20,
              * or Inf/NaN) and returns NaN: so does pvf, so the fault is seen

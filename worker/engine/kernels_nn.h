@@ -27,6 +27,9 @@ void pvf_interaction_dot(const float *t, int64_t n, int64_t f, int64_t d, int it
  * it for values from ~1e21 (between ~2e19 and ~1e20 PyTorch returns the bias,
  * depending on the row length and the CPU's vector width; pvf normalizes). */
 void pvf_layernorm(float *x, int64_t rows, int64_t cols, const float *w, const float *b, float eps);
+/* 1 when pvf_layernorm turns this row into NaN (its variance above FLT_MAX,
+ * or a NaN or Inf in it), by the same arithmetic. */
+int pvf_layernorm_overflows(const float *row, int64_t cols);
 
 /* GELU, erf form (torch.nn.functional.gelu, approximate="none"). */
 void pvf_gelu_erf(float *x, int64_t n);

@@ -1645,12 +1645,12 @@ static int token_rows_settle(const bert *b, const bert_fast *f, int li, int64_t 
     row_changes_init(&rc, b, f, li + 1);
     if (!rc.split || !(fd->l2 < INFINITY))
         return 0;
+    inject in; /* an attention output fault: the token's change there */
+    memset(&in, 0, sizeof in);
+    in.head = -1;
     for (int64_t u = 0; u < L; u++) {
         double dy;
         if (role == O) {
-            inject in;
-            memset(&in, 0, sizeof in);
-            in.head = -1;
             in.attn = delta_dot(fd, f->att_ctx + (base + u) * h);
             dy = layer_bound(b, f, li, i, 0, &in);
         } else { /* the second LayerNorm's input moves by dr */
@@ -1934,12 +1934,11 @@ static void judge_nan(pvf_exec *ex, const pvf_golden *g, const bert *b, int64_t 
 
 /* 1 when a fault in row `row` of embedding table `param` (word, position or
  * token type) makes the embedding LayerNorm of some token of sequence i, a
- * padded one included, NaN: its faulty sum, as the embeddings stage adds
- * it, has a variance above FLT_MAX by pvf_layernorm's own arithmetic (the
- * same sums in the same order). The NaN row reaches every logit (see
- * above). */
+ * padded one included, NaN: its faulty sum, as the embeddings stage adds it
+ * (into sum[hidden]), overflows pvf_layernorm. The NaN row reaches every
+ * logit (see above). */
 static int embedding_poisoned(const pvf_exec *ex, const bert *b, const bert_fast *f, int param,
-                              int64_t row, int64_t i) {
+                              int64_t row, int64_t i, float *sum) {
     const int64_t h = b->hidden, s = f->s;
     const float *word = pvf_exec_weights(ex, b->word), *pos = pvf_exec_weights(ex, b->pos),
                 *type = pvf_exec_weights(ex, b->type);
@@ -1947,15 +1946,9 @@ static int embedding_poisoned(const pvf_exec *ex, const bert *b, const bert_fast
         const int64_t w = f->tokens[i * s + t], ty = f->tokens[(f->n + i) * s + t];
         if (param == b->word ? w != row : param == b->type ? ty != row : t != row)
             continue;
-        double sum = 0, sq = 0;
         for (int64_t c = 0; c < h; c++)
-            sum += (word[w * h + c] + type[ty * h + c]) + pos[t * h + c];
-        const double mean = sum / (double)h;
-        for (int64_t c = 0; c < h; c++) {
-            const double e = (double)((word[w * h + c] + type[ty * h + c]) + pos[t * h + c]) - mean;
-            sq += e * e;
-        }
-        if (!(sq / (double)h <= FLT_MAX))
+            sum[c] = (word[w * h + c] + type[ty * h + c]) + pos[t * h + c];
+        if (pvf_layernorm_overflows(sum, h))
             return 1;
     }
     return 0;
@@ -1975,29 +1968,26 @@ static int64_t drop_poisoned(pvf_exec *ex, const pvf_golden *g, const bert *b, c
     if (b->labels > 64 || k == 0)
         return k; /* not settled here: the exact way */
     const int table = li < 0 && (param == b->word || param == b->pos || param == b->type) &&
-                      (eff->hi - 1) / b->hidden == eff->lo / b->hidden;
-    if (table) { /* an embedding row */
-        int64_t kept = 0;
-        for (int64_t j = 0; j < k; j++)
-            if (embedding_poisoned(ex, b, f, param, eff->lo / b->hidden, rows[j]))
-                judge_nan(ex, g, b, rows[j], r);
-            else
-                rows[kept++] = rows[j];
-        return kept;
-    }
-    if (li < 0 || li >= b->layers - 1 || k == 0 ||
-        !(role == O || role == O_B || role == FF1 || role == FF1_B || role == FF2 ||
-          role == FF2_B || (value && f->cls_real)) ||
-        (bias ? eff->hi - eff->lo != 1 : (eff->hi - 1) / cols != o))
+                      (eff->hi - 1) / b->hidden == eff->lo / b->hidden; /* one row */
+    if (!table && (li < 0 || li >= b->layers - 1 ||
+                   !(role == O || role == O_B || role == FF1 || role == FF1_B || role == FF2 ||
+                     role == FF2_B || (value && f->cls_real)) ||
+                   (bias ? eff->hi - eff->lo != 1 : (eff->hi - 1) / cols != o)))
         return k;
-    double *ws = value ? malloc((size_t)(2 * f->s + 2 * b->hidden) * sizeof *ws) : NULL;
-    if (value && !ws)
+    /* scratch: value_poisoned's, or an embedding sum */
+    const size_t wsn = table   ? (size_t)b->hidden * sizeof(float)
+                       : value ? (size_t)(2 * f->s + 2 * b->hidden) * sizeof(double)
+                               : 0;
+    void *ws = wsn ? malloc(wsn) : NULL;
+    if (wsn && !ws)
         return k; /* not settled here: the exact way */
     int64_t kept = 0;
     for (int64_t j = 0; j < k; j++) {
         const int64_t i = rows[j];
-        int poisoned = value && value_poisoned(ex, g, b, f, li, o, i, ws);
-        for (int64_t u = f->real_start[i]; !value && u < f->real_start[i + 1] && !poisoned; u++)
+        int poisoned = table ? embedding_poisoned(ex, b, f, param, eff->lo / b->hidden, i, ws)
+                             : value && value_poisoned(ex, g, b, f, li, o, i, ws);
+        for (int64_t u = f->real_start[i];
+             !table && !value && u < f->real_start[i + 1] && !poisoned; u++)
             poisoned = token_poisoned(ex, g, b, f, li, role, o, i, u);
         if (poisoned) {
             judge_nan(ex, g, b, i, r);
@@ -2568,13 +2558,10 @@ static void audit_cls(pvf_exec *ex, const pvf_golden *g, int64_t i, const float 
     const bert *b = ex->m->arch_state;
     const int pooler = b->first_layer + (int)b->layers;
     const float *gold = g->stage_in[pooler] + i * b->hidden;
-    double change = 0, norm = 0;
-    for (int64_t c = 0; c < b->hidden; c++) {
-        change += ((double)x[c] - gold[c]) * ((double)x[c] - gold[c]);
+    double norm = 0;
+    for (int64_t c = 0; c < b->hidden; c++)
         norm += (double)gold[c] * gold[c];
-    }
-    change = sqrt(change);
-    const double slack = 1e-4 * sqrt(norm);
+    const double change = sqrt(sq_change(x, gold, b->hidden)), slack = 1e-4 * sqrt(norm);
     if (!(dy < INFINITY))
         return; /* no bound: nothing claimed */
     ex->audit_checked++;
