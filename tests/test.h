@@ -3,6 +3,8 @@
  *   static void test_something(void) { CHECK(x == 1); CHECK_EQ_U64(a, b); }
  *   int main(void) { RUN(test_something); return test_summary(); }
  *
+ * PVF_TEST_ONLY=part runs only the tests whose name contains part.
+ *
  * A failed CHECK prints file:line and the expression and marks the test
  * failed; the test goes on so one run shows every failure. */
 #ifndef PVF_TEST_H
@@ -11,6 +13,8 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static int test_failures_;
 static int test_checks_;
@@ -49,6 +53,9 @@ static int test_ran_;
 
 #define RUN(fn)                                                                                    \
     do {                                                                                           \
+        const char *only_ = getenv("PVF_TEST_ONLY"); /* a name part: run just those tests */       \
+        if (only_ && !strstr(#fn, only_))                                                          \
+            break;                                                                                 \
         int before_ = test_failures_;                                                              \
         fn();                                                                                      \
         test_ran_++;                                                                               \

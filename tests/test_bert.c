@@ -3,6 +3,7 @@
  * sequences shorter than max_position_embeddings, two token types) and the
  * bundled models/fortunes-tinybert against PyTorch in every storage format,
  * starting at any stage, components and layers. */
+#include "bert_internal.h"
 #include "kernels.h"
 #include "runner.h"
 #include "test.h"
@@ -487,7 +488,9 @@ static void test_fast_poisoned_embeddings(void) {
  * and feed-forward weights move texts past every settle limit; each text
  * the fast path then runs exactly through the last layer is audited (the
  * [CLS] output's exact change must lie within the bound that did not settle
- * it). Reports the tightest bound / change ratio seen. */
+ * it, and each margin's change within its linearized bound, cls_moved, from
+ * the bound on the [CLS] first LayerNorm input). Reports the tightest bound /
+ * change ratios seen. */
 static void test_fast_row_bound_audit(void) {
     pvf_runner r;
     pvf_err err;
@@ -501,6 +504,7 @@ static void test_fast_row_bound_audit(void) {
                                         "bert.encoder.layer.0.output.dense.weight"};
     r.exec.audit_bounds = 1;
     r.exec.audit_min_ratio = INFINITY;
+    r.exec.audit_margin_min_ratio = INFINITY;
     for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
         const int target = pvf_model_find_target(&r.model, names[t]);
         CHECK(target >= 0);
@@ -516,10 +520,216 @@ static void test_fast_row_bound_audit(void) {
     }
     CHECK(r.exec.audit_checked > 100);
     CHECK(r.exec.audit_violations == 0);
+    CHECK(r.exec.audit_margin_checked > 100);
+    CHECK(r.exec.audit_margin_violations == 0);
     fprintf(stderr,
             "  %" PRId64 " texts run exactly past the row-by-row bound, %" PRId64
-            " outside it; tightest bound / exact change %.3g\n",
-            r.exec.audit_checked, r.exec.audit_violations, r.exec.audit_min_ratio);
+            " outside it; tightest bound / exact change %.3g; %" PRId64 " margins, %" PRId64
+            " outside their bound, tightest %.3g\n",
+            r.exec.audit_checked, r.exec.audit_violations, r.exec.audit_min_ratio,
+            r.exec.audit_margin_checked, r.exec.audit_margin_violations,
+            r.exec.audit_margin_min_ratio);
+    pvf_runner_close(&r);
+}
+
+/* A parameter's values by Hugging Face name. */
+static const float *param_values(const pvf_model *m, const char *name) {
+    const int t = pvf_model_find_target(m, name);
+    CHECK(t >= 0);
+    return t >= 0 ? m->params[m->targets[t].param].value : NULL;
+}
+
+/* LayerNorm of x[h] in double, in place. */
+static void ln_double(double *x, int64_t h, const float *w, const float *bias) {
+    double mean = 0, var = 0;
+    for (int64_t c = 0; c < h; c++)
+        mean += x[c];
+    mean /= (double)h;
+    for (int64_t c = 0; c < h; c++)
+        var += (x[c] - mean) * (x[c] - mean);
+    const double sc = sqrt(var / (double)h + 1e-12);
+    for (int64_t c = 0; c < h; c++)
+        x[c] = (x[c] - mean) / sc * w[c] + bias[c];
+}
+
+/* The tiny model's last layer [CLS] path from its first LayerNorm input:
+ * LayerNorm, feed-forward (erf GELU), residual, LayerNorm, tanh pooler,
+ * classifier. */
+typedef struct cls_path {
+    const float *g1, *b1, *w1, *c1, *w2, *c2, *g2, *b2, *wp, *bp, *wc, *bc;
+} cls_path;
+
+static void cls_path_init(cls_path *p, const pvf_model *m) {
+#define P(name) param_values(m, "bert.encoder.layer.1." name)
+    p->g1 = P("attention.output.LayerNorm.weight");
+    p->b1 = P("attention.output.LayerNorm.bias");
+    p->w1 = P("intermediate.dense.weight");
+    p->c1 = P("intermediate.dense.bias");
+    p->w2 = P("output.dense.weight");
+    p->c2 = P("output.dense.bias");
+    p->g2 = P("output.LayerNorm.weight");
+    p->b2 = P("output.LayerNorm.bias");
+#undef P
+    p->wp = param_values(m, "bert.pooler.dense.weight");
+    p->bp = param_values(m, "bert.pooler.dense.bias");
+    p->wc = param_values(m, "classifier.weight");
+    p->bc = param_values(m, "classifier.bias");
+}
+
+/* Margin top - k from first LayerNorm input z[128], in double (the tiny
+ * model's sizes). */
+static double cls_margin(const cls_path *p, const double *z, int64_t top, int64_t k) {
+    enum { H = 128, I = 512, LABELS = 6 };
+    double a[H], u[H], inter[I], pooled[H], logit[LABELS];
+    memcpy(a, z, sizeof a);
+    ln_double(a, H, p->g1, p->b1);
+    for (int j = 0; j < I; j++) {
+        double pre = p->c1[j];
+        for (int c = 0; c < H; c++)
+            pre += (double)p->w1[j * H + c] * a[c];
+        inter[j] = pre * 0.5 * erfc(-pre * M_SQRT1_2);
+    }
+    for (int c = 0; c < H; c++) {
+        double acc = p->c2[c] + a[c];
+        for (int j = 0; j < I; j++)
+            acc += (double)p->w2[c * I + j] * inter[j];
+        u[c] = acc;
+    }
+    ln_double(u, H, p->g2, p->b2);
+    for (int j = 0; j < H; j++) {
+        double acc = p->bp[j];
+        for (int c = 0; c < H; c++)
+            acc += (double)p->wp[j * H + c] * u[c];
+        pooled[j] = tanh(acc);
+    }
+    for (int l = 0; l < LABELS; l++) {
+        double acc = p->bc[l];
+        for (int c = 0; c < H; c++)
+            acc += (double)p->wc[l * H + c] * pooled[c];
+        logit[l] = acc;
+    }
+    return logit[top] - logit[k];
+}
+
+/* The gradient of cls_margin at x by central differences; returns its norm. */
+static double cls_margin_grad(const cls_path *p, const double *x, int64_t top, int64_t k,
+                              double *grad) {
+    enum { H = 128 };
+    double e[H], norm = 0;
+    const double step = 1e-5;
+    memcpy(e, x, sizeof e);
+    for (int c = 0; c < H; c++) {
+        e[c] = x[c] + step;
+        const double up = cls_margin(p, e, top, k);
+        e[c] = x[c] - step;
+        grad[c] = (up - cls_margin(p, e, top, k)) / (2 * step);
+        e[c] = x[c];
+        norm += grad[c] * grad[c];
+    }
+    return sqrt(norm);
+}
+
+/* The fast path's linearized bound of the last layer's [CLS] path
+ * (cls_moved) against that path computed in double: the gradient norm it
+ * keeps equals a central-difference gradient's (its 1.001 inflation
+ * aside), its bound is tight along the gradient for small changes (the
+ * linear term is the gradient's), and it holds along the gradient and
+ * random directions for changes up to where it reaches the margin, and in
+ * the worst direction a gradient ascent of the change on the sphere finds
+ * at the largest of those (first two texts). */
+static void test_fast_cls_linearization(void) {
+    pvf_runner r;
+    pvf_err err;
+    if (open_runner_limit(&r, TINY, PVF_FMT_FP32, 8, &err))
+        return;
+    enum { H = 128 };
+    const bert *b = r.model.arch_state;
+    CHECK(b->hidden == H && b->inter == 512 && b->labels == 6 && b->layers == 2);
+    cls_path path;
+    cls_path_init(&path, &r.model);
+    uint64_t rng = 12345;
+    int64_t pairs = 0, checks = 0, violations = 0;
+    double worst_grad = 0, worst_tight = 0, tightest = INFINITY;
+    for (int64_t i = 0; i < r.golden.n; i++)
+        for (int64_t k = 0; k < 6; k++) {
+            const float *zf;
+            double gnorm, moved;
+            if (pvf_bert_fast_cls_probe(&r.model, &r.golden, i, k, 0, &zf, &gnorm, &moved))
+                continue;
+            const int64_t top = r.golden.top1[i];
+            double z[H], e[H], grad[H];
+            for (int c = 0; c < H; c++)
+                z[c] = zf[c];
+            const double m0 = cls_margin(&path, z, top, k);
+            const double norm = cls_margin_grad(&path, z, top, k, grad);
+            pairs++;
+            worst_grad = fmax(worst_grad, fabs(gnorm / 1.001 / norm - 1));
+            /* along the gradient, a tiny change: the bound is its linear term */
+            const double tiny = 1e-4;
+            for (int c = 0; c < H; c++)
+                e[c] = z[c] + grad[c] / norm * tiny;
+            pvf_bert_fast_cls_probe(&r.model, &r.golden, i, k, tiny, &zf, &gnorm, &moved);
+            worst_tight = fmax(worst_tight, moved / fabs(cls_margin(&path, e, top, k) - m0));
+            /* soundness up to where the bound reaches the margin */
+            double rad = 1e-3, last = 0;
+            for (; rad < 10; rad *= 2) {
+                pvf_bert_fast_cls_probe(&r.model, &r.golden, i, k, rad, &zf, &gnorm, &moved);
+                if (!(moved < fabs(m0)))
+                    break;
+                last = rad;
+                for (int dir = 0; dir < 4; dir++) {
+                    double len = 0;
+                    for (int c = 0; c < H; c++) {
+                        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                        e[c] = dir == 0 ? grad[c]
+                                        : (double)(int64_t)(rng >> 11) / 4503599627370496.0 - 1;
+                        len += e[c] * e[c];
+                    }
+                    for (int c = 0; c < H; c++)
+                        e[c] = z[c] + e[c] / sqrt(len) * rad;
+                    const double change = fabs(cls_margin(&path, e, top, k) - m0);
+                    checks++;
+                    violations += !(change <= moved);
+                    if (change > 0)
+                        tightest = fmin(tightest, moved / change);
+                }
+            }
+            if (i >= 2 || last == 0)
+                continue;
+            /* the worst direction at that radius: gradient ascent of the
+             * change on the sphere, from the gradient's direction */
+            pvf_bert_fast_cls_probe(&r.model, &r.golden, i, k, last, &zf, &gnorm, &moved);
+            double dir[H], g[H], worst = 0;
+            for (int c = 0; c < H; c++)
+                dir[c] = grad[c] / norm;
+            for (int it = 0; it < 6; it++) {
+                for (int c = 0; c < H; c++)
+                    e[c] = z[c] + dir[c] * last;
+                const double d = cls_margin(&path, e, top, k) - m0,
+                             gn = cls_margin_grad(&path, e, top, k, g);
+                worst = fmax(worst, fabs(d));
+                double len = 0;
+                for (int c = 0; c < H; c++) {
+                    dir[c] += (d < 0 ? -1 : 1) * g[c] / gn;
+                    len += dir[c] * dir[c];
+                }
+                for (int c = 0; c < H; c++)
+                    dir[c] /= sqrt(len);
+            }
+            checks++;
+            violations += !(worst <= moved);
+            tightest = fmin(tightest, moved / worst);
+        }
+    CHECK(pairs >= 20);
+    CHECK(worst_grad < 1e-4);
+    CHECK(worst_tight < 1.05); /* its inflation for rounding, and the rounding term */
+    CHECK(checks > 100);
+    CHECK(violations == 0);
+    fprintf(stderr,
+            "  %" PRId64 " margins: gradient norm within %.2g of central differences, bound / "
+            "change along it %.4f; %" PRId64 " changes, %" PRId64
+            " outside the bound, tightest bound / change %.4f\n",
+            pairs, worst_grad, worst_tight, checks, violations, tightest);
     pvf_runner_close(&r);
 }
 
@@ -733,6 +943,7 @@ int main(void) {
     RUN(test_fast_poisoned);
     RUN(test_fast_poisoned_embeddings);
     RUN(test_fast_row_bound_audit);
+    RUN(test_fast_cls_linearization);
     RUN(test_fast_attention_bounds);
     RUN(test_fast_position_rows);
     RUN(test_fast_ffn_settle);

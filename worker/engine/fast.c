@@ -1,5 +1,6 @@
 #include "fast.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,31 +194,12 @@ void pvf_fast_finish(const pvf_golden *g, pvf_trial_result *r) {
         r->flags |= PVF_TRIAL_SETTLED;
 }
 
-double pvf_fast_spectral_bound(const float *w, int64_t cols, int64_t r0, int64_t nr,
-                               const float *colscale) {
-    const int64_t dim = nr < cols ? nr : cols;
-    double *a = malloc((size_t)(nr * cols) * sizeof *a);
-    double *g = malloc((size_t)(dim * dim) * sizeof *g);
-    double *t = malloc((size_t)(dim * dim) * sizeof *t);
-    double result = -1;
-    if (!a || !g || !t)
-        goto out;
-    for (int64_t i = 0; i < nr; i++)
-        for (int64_t j = 0; j < cols; j++)
-            a[i * cols + j] = (double)w[(r0 + i) * cols + j] * (colscale ? colscale[j] : 1.0);
-    for (int64_t p = 0; p < dim; p++) /* G = A A^T (dim = nr) or A^T A */
-        for (int64_t q = 0; q <= p; q++) {
-            double acc = 0;
-            if (dim == nr)
-                for (int64_t j = 0; j < cols; j++)
-                    acc += a[p * cols + j] * a[q * cols + j];
-            else
-                for (int64_t i = 0; i < nr; i++)
-                    acc += a[i * cols + p] * a[i * cols + q];
-            g[p * dim + q] = g[q * dim + p] = acc;
-        }
+/* sqrt(lambda_max(G)) bound of a symmetric positive semidefinite G[dim,
+ * dim] (overwritten; t: as much scratch): lambda_max(G) <=
+ * ||G^(2^k)||_F^(2^-k), normalized squarings in double. */
+static double gram_bound(double *g, double *t, int64_t dim, int squarings) {
     double log_lambda = 0, weight = 1; /* log lambda_max(G) <= sum weight_k log F_k */
-    for (int k = 0; k <= GRAM_SQUARINGS; k++) {
+    for (int k = 0; k <= squarings; k++) {
         double fro = 0;
         for (int64_t i = 0; i < dim * dim; i++)
             fro += g[i] * g[i];
@@ -230,22 +212,40 @@ double pvf_fast_spectral_bound(const float *w, int64_t cols, int64_t r0, int64_t
         log_lambda += weight * log(fro);
         for (int64_t i = 0; i < dim * dim; i++)
             g[i] /= fro;
-        if (k == GRAM_SQUARINGS)
+        if (k == squarings)
             break; /* lambda_max of the normalized power <= its Frobenius norm, 1 */
-        for (int64_t p = 0; p < dim; p++) /* G symmetric: row q is column q, half the work */
-            for (int64_t q = 0; q <= p; q++) {
-                double acc = 0;
-                for (int64_t i = 0; i < dim; i++)
-                    acc += g[p * dim + i] * g[q * dim + i];
-                t[p * dim + q] = t[q * dim + p] = acc;
-            }
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)dim, (blasint)dim,
+                    (blasint)dim, 1.0, g, (blasint)dim, g, (blasint)dim, 0.0, t, (blasint)dim);
         memcpy(g, t, (size_t)(dim * dim) * sizeof *g);
         weight *= 0.5;
     }
-    result = exp(0.5 * log_lambda) * 1.0001; /* sqrt(lambda_max), double rounding */
-out:
-    free(a);
+    return exp(0.5 * log_lambda) * 1.0001; /* double rounding */
+}
+
+double pvf_fast_spectral_bound_d(const double *a, int64_t rows, int64_t cols, int squarings) {
+    const int64_t dim = rows < cols ? rows : cols;
+    double *g = malloc((size_t)(2 * dim * dim) * sizeof *g);
+    if (!g)
+        return -1;
+    /* G = A A^T (dim = rows) or A^T A */
+    cblas_dgemm(CblasRowMajor, dim == rows ? CblasNoTrans : CblasTrans,
+                dim == rows ? CblasTrans : CblasNoTrans, (blasint)dim, (blasint)dim,
+                (blasint)(dim == rows ? cols : rows), 1.0, a, (blasint)cols, a, (blasint)cols, 0.0,
+                g, (blasint)dim);
+    const double result = gram_bound(g, g + dim * dim, dim, squarings);
     free(g);
-    free(t);
+    return result;
+}
+
+double pvf_fast_spectral_bound(const float *w, int64_t cols, int64_t r0, int64_t nr,
+                               const float *colscale) {
+    double *a = malloc((size_t)(nr * cols) * sizeof *a);
+    if (!a)
+        return -1;
+    for (int64_t i = 0; i < nr; i++)
+        for (int64_t j = 0; j < cols; j++)
+            a[i * cols + j] = (double)w[(r0 + i) * cols + j] * (colscale ? colscale[j] : 1.0);
+    const double result = pvf_fast_spectral_bound_d(a, nr, cols, GRAM_SQUARINGS);
+    free(a);
     return result;
 }

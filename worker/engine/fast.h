@@ -49,6 +49,10 @@ int pvf_fast_overflow_prone(const float *v, int64_t n);
 double pvf_fast_spectral_bound(const float *w, int64_t cols, int64_t r0, int64_t nr,
                                const float *colscale);
 
+/* Likewise for a[rows, cols] in double, with `squarings` squarings: within
+ * dim^(2^-(squarings+1)) of the norm. -1 when out of memory. */
+double pvf_fast_spectral_bound_d(const double *a, int64_t rows, int64_t cols, int squarings);
+
 /* Judges one row's final outputs into r (for a fast_trial that computed
  * them itself). */
 void pvf_fast_judge_row(pvf_exec *ex, const pvf_golden *g, int64_t row, const float *out,

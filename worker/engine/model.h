@@ -218,6 +218,9 @@ struct pvf_exec {
     int audit_bounds;
     int64_t audit_checked, audit_violations;
     double audit_min_ratio; /* smallest bound / exact change seen (set it to INFINITY) */
+    /* likewise for bounds on the margins (logit k less the top one) */
+    int64_t audit_margin_checked, audit_margin_violations;
+    double audit_margin_min_ratio;
 };
 
 /* Also sets OpenBLAS to one thread (a process-wide setting): parallelism

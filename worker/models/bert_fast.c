@@ -14,6 +14,11 @@
  *   weights, the head also linearized at the golden [CLS] row; a query, key
  *   or value fault changes one feature, bounded token by token with the
  *   golden attention spread (qk_token_inject) or through one column of Wo.
+ * - From the last layer's [CLS] first LayerNorm input on, the path to the
+ *   margins is also bounded linearized at golden (cls_moved): each margin's
+ *   gradient there, bounds on the path's Jacobians, and second-order
+ *   remainders; the largest change there it settles is found once
+ *   (settle_dz), and every bound that reaches the last layer checks it.
  * - A change that reaches the last layer's input is bounded there row by
  *   row where each token's change is known (row_changes): the [CLS] row's
  *   own change drives its query and residual, each key's its score, and the
@@ -63,6 +68,7 @@
 #include "kernels.h"
 #include "kernels_nn.h"
 
+#include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -81,6 +87,7 @@ typedef struct layer_norms {
     double *ff2_col;    /* [intermediate] */
     double *o_col;      /* [hidden] the L2 norm of each column of the attention output */
     double *ff2_row_l1; /* [hidden] the L1 norm of each row of the second feed-forward matrix */
+    double ff1_row, ff2_col_max; /* the largest L2 norm of a row of W1, of a column of W2 */
     /* [heads, hidden] the L2 norm of each column of a head's query rows,
      * key rows, and of its Wo_hd Wv_hd (see one_token_bound) */
     double *q_col, *k_col, *ov_col;
@@ -100,6 +107,15 @@ typedef struct layer_norms {
 enum { ST_X, ST_CTX, ST_U1, ST_A, ST_U2, ST_Q, ST_K, ST_KC, ST_KR, ST_INTER };
 #define FEAT_FLOATS(b) (ST_INTER * (b)->hidden + (b)->inter)
 
+/* cls_grad per sequence and label k: the L2 norms of the gradient of the
+ * margin (logit k less the top one) with respect to the last layer's
+ * [CLS] first LayerNorm input, its output, the layer's output; the largest
+ * magnitude of the second feed-forward matrix's transpose times the
+ * gradient at its output; head_linear's rounding term and the two factors
+ * of its quadratic term. */
+enum { CG_Z, CG_A, CG_Y, CG_W2, CG_E0, CG_QR, CG_QC, CLS_GRAD };
+#define CLS_SQUARINGS 3 /* cls_jacobians' bounds: within h^(1/16) of the norms */
+
 typedef struct bert_fast {
     int64_t n, s; /* sequences, tokens per sequence */
     /* Bound data (see above): per layer and sequence */
@@ -115,13 +131,22 @@ typedef struct bert_fast {
     float *cls_tok;
     double *settle_dx; /* [layers + 1, n]: see settle_thresholds */
     double *head_lin;  /* [n, labels, 2]: see head_linear */
-    float *ln_scale;   /* [layers, n, 2] */
-    float *feat_max;   /* [layers, n, 5 h + inter] */
-    float *emb_scale;  /* [n, s] embedding LayerNorm scale of each token */
-    int64_t *tokens;   /* [n, s] input_ids, then token_type_ids (all 0 without them) */
-    float *emb_u_max;  /* [n, h] largest |normalized embedding| per feature */
-    double emb_ln;     /* max |embedding LayerNorm weight| */
-    double *pool_row;  /* [h] L2 norm of each pooler row */
+    /* The last layer's [CLS] path linearized at its golden first LayerNorm
+     * input cls_z [n, h]: per sequence and label the norms of the margin's
+     * gradients (cls_gradient) [n, labels, CLS_GRAD], and the largest
+     * change of that input the linearized bound settles (settle_dz [n],
+     * -1: none; see cls_settles). */
+    float *cls_z;
+    double *cls_grad, *settle_dz;
+    /* per sequence: cls_jacobians' bounds [n, 3]; the pooler's spectral norm */
+    double *cls_jac, pool_norm;
+    float *ln_scale;  /* [layers, n, 2] */
+    float *feat_max;  /* [layers, n, 5 h + inter] */
+    float *emb_scale; /* [n, s] embedding LayerNorm scale of each token */
+    int64_t *tokens;  /* [n, s] input_ids, then token_type_ids (all 0 without them) */
+    float *emb_u_max; /* [n, h] largest |normalized embedding| per feature */
+    double emb_ln;    /* max |embedding LayerNorm weight| */
+    double *pool_row; /* [h] L2 norm of each pooler row */
     /* Readers of each word-embedding row: sequences word_rows[word_start[w]
      * .. word_start[w + 1]), ascending; likewise for token-type rows. */
     int64_t *word_start, *word_rows;
@@ -200,6 +225,10 @@ void pvf_bert_fast_free(void *state) {
     free(f->cls_tok);
     free(f->settle_dx);
     free(f->head_lin);
+    free(f->cls_z);
+    free(f->cls_grad);
+    free(f->cls_jac);
+    free(f->settle_dz);
     free(f->ln_scale);
     free(f->feat_max);
     free(f->emb_scale);
@@ -459,11 +488,17 @@ static int layer_norms_init(layer_norms *L, const pvf_model *m, const bert *b, i
     L->ffn_ln1 = fmin(L->ffn_ln1, L->ln1 * (1 + L->ff2 * GELU_LIPSCHITZ * L->ff1));
     L->ffn_plain = fmin(L->ffn_plain, 1 + L->ff2 * GELU_LIPSCHITZ * L->ff1);
     const float *w2 = m->params[p[FF2]].value;
+    const float *w1 = m->params[p[FF1]].value;
+    L->ff1_row = L->ff2_col_max = 0;
     for (int64_t j = 0; j < b->inter; j++) {
-        double acc = 0;
-        for (int64_t i = 0; i < h; i++)
+        double acc = 0, row = 0;
+        for (int64_t i = 0; i < h; i++) {
             acc += (double)w2[i * b->inter + j] * w2[i * b->inter + j];
+            row += (double)w1[j * h + i] * w1[j * h + i];
+        }
         L->ff2_col[j] = sqrt(acc) * 1.0001;
+        L->ff2_col_max = fmax(L->ff2_col_max, L->ff2_col[j]);
+        L->ff1_row = fmax(L->ff1_row, sqrt(row) * 1.0001);
     }
     for (int64_t i = 0; i < h; i++) {
         double acc = 0;
@@ -782,6 +817,8 @@ static void layer_stats(const pvf_model *m, const bert *b, bert_fast *f, int li,
     pvf_linear(ctx, s, h, GW(O), GW(O_B), h, z);
     for (int64_t j = 0; j < s * h; j++)
         z[j] += x[j];
+    if (last) /* [CLS] is row 0 */
+        memcpy(f->cls_z + i * h, z, (size_t)h * sizeof *z);
     float *fm = f->feat_max + (li * f->n + i) * FEAT_FLOATS(b);
     memset(fm, 0, (size_t)FEAT_FLOATS(b) * sizeof *fm);
     col_max(x, s, h, fm + ST_X * h);
@@ -862,12 +899,14 @@ typedef struct row_changes {
  * last layer: row by row, dx its largest) and `in` is injected; INFINITY
  * when none holds. */
 static double layer_bound_rows(const bert *b, const bert_fast *f, int li, int64_t i, double dx,
-                               const row_changes *rc, const inject *in) {
+                               const row_changes *rc, const inject *in, double *dz_cls_out) {
     const layer_norms *L = &f->norms[li];
     const int64_t heads = b->heads, h = b->hidden;
     const float *qkv = f->qkv_max + (li * f->n + i) * 3 * heads;
     const float *scale = f->ln_scale + (li * f->n + i) * 2;
     const double rd = 1.0 / sqrt((double)(h / heads)), rh = 1.0 / sqrt((double)h);
+    if (dz_cls_out)
+        *dz_cls_out = INFINITY;
     if (!(dx < INFINITY))
         return INFINITY;
     double ctx2 = 0, dz_cls = 0;
@@ -912,6 +951,8 @@ static double layer_bound_rows(const bert *b, const bert_fast *f, int li, int64_
     if (cls)
         dz = fmin(dz, dz_cls * BOUND_INFLATE);
     dz += dx_cls + (in ? in->attn : 0);
+    if (dz_cls_out && li == b->layers - 1 && !(in && (in->ln1 || in->ff || in->ln2)))
+        *dz_cls_out = dz; /* the [CLS] row's first LayerNorm input */
     double s1 = scale[0] - dz * rh;
     if (!(s1 > 0))
         return INFINITY;
@@ -928,7 +969,296 @@ static double layer_bound_rows(const bert *b, const bert_fast *f, int li, int64_
 
 static double layer_bound(const bert *b, const bert_fast *f, int li, int64_t i, double dx,
                           const inject *in) {
-    return layer_bound_rows(b, f, li, i, dx, NULL, in);
+    return layer_bound_rows(b, f, li, i, dx, NULL, in, NULL);
+}
+
+/* The last layer's [CLS] path at a golden first LayerNorm input, in
+ * double: both LayerNorms' normalized inputs n1, n2 and scales
+ * sqrt(var + eps), GELU's slope at each feed-forward pre-activation; gy,
+ * gu, w2g, ga, gz: cls_gradient's scratch. */
+typedef struct cls_point {
+    double s1, s2;
+    double *n1, *n2, *slope, *gy, *gu, *w2g, *ga, *gz; /* [h] or [inter] */
+    /* for cls_jacobians: the first feed-forward matrix times the first
+     * LayerNorm's weight wg [inter, h] and its row sums [inter], the second
+     * feed-forward matrix [h, inter] and the pooler [h, h], in double;
+     * scratch */
+    double *wg, *wg_sum, *w2, *wp, *dw1, *m1, *m3, *cs;
+} cls_point;
+
+static void cls_point_free(cls_point *cp) {
+    free(cp->n1);
+    free(cp->wg);
+    memset(cp, 0, sizeof *cp);
+}
+
+/* cp's buffers and the weights it reads in double; -1 when out of memory
+ * (cp can be freed either way). */
+static int cls_point_init(cls_point *cp, const pvf_model *m, const bert *b) {
+    const int *p = b->lp[b->layers - 1];
+    const int64_t h = b->hidden, ni = b->inter;
+    memset(cp, 0, sizeof *cp);
+    cp->n1 = malloc((size_t)(6 * h + 2 * ni) * sizeof *cp->n1);
+    cp->wg = malloc((size_t)(3 * ni * h + ni + 3 * h * h + 2 * h) * sizeof *cp->wg);
+    if (!cp->n1 || !cp->wg)
+        return -1;
+    cp->n2 = cp->n1 + h;
+    cp->gy = cp->n2 + h;
+    cp->gu = cp->gy + h;
+    cp->ga = cp->gu + h;
+    cp->gz = cp->ga + h;
+    cp->slope = cp->gz + h;
+    cp->w2g = cp->slope + ni;
+    cp->wg_sum = cp->wg + ni * h;
+    cp->w2 = cp->wg_sum + ni;
+    cp->dw1 = cp->w2 + h * ni;
+    cp->wp = cp->dw1 + ni * h;
+    cp->m1 = cp->wp + h * h;
+    cp->m3 = cp->m1 + h * h;
+    cp->cs = cp->m3 + h * h; /* [2 h] */
+    const float *w1 = m->params[p[FF1]].value, *g1 = m->params[p[LN1_W]].value;
+    for (int64_t j = 0; j < ni; j++) {
+        cp->wg_sum[j] = 0;
+        for (int64_t c = 0; c < h; c++) {
+            cp->wg[j * h + c] = (double)w1[j * h + c] * g1[c];
+            cp->wg_sum[j] += cp->wg[j * h + c];
+        }
+    }
+    const float *w2 = m->params[p[FF2]].value, *wp = m->params[b->pool_w].value;
+    for (int64_t e = 0; e < h * ni; e++)
+        cp->w2[e] = w2[e];
+    for (int64_t e = 0; e < h * h; e++)
+        cp->wp[e] = wp[e];
+    return 0;
+}
+
+/* n = (x - mean) / s, s = sqrt(var + eps): LayerNorm before its weight */
+static double ln_normalize(const double *x, int64_t h, double eps, double *n) {
+    double mean = 0, var = 0;
+    for (int64_t c = 0; c < h; c++)
+        mean += x[c];
+    mean /= (double)h;
+    for (int64_t c = 0; c < h; c++)
+        var += (x[c] - mean) * (x[c] - mean);
+    const double sc = sqrt(var / (double)h + eps);
+    for (int64_t c = 0; c < h; c++)
+        n[c] = (x[c] - mean) / sc;
+    return sc;
+}
+
+/* out = J^T gin for LayerNorm y = w (x - mean) / s + bias at normalized
+ * input n, scale sc: J^T = (P - n n^T / h) diag(w) / sc, P the centering
+ * (symmetric, and n is centered). */
+static void ln_backward(const double *n, double sc, const float *w, const double *gin, int64_t h,
+                        double *out) {
+    double mean = 0, dot = 0;
+    for (int64_t c = 0; c < h; c++) {
+        out[c] = w[c] * gin[c];
+        mean += out[c];
+        dot += n[c] * out[c];
+    }
+    mean /= (double)h;
+    dot /= (double)h;
+    for (int64_t c = 0; c < h; c++)
+        out[c] = (out[c] - mean - n[c] * dot) / sc;
+}
+
+/* cp at a golden first LayerNorm input z[h] of the last layer: the path
+ * forward in double. */
+static void cls_point_at(const pvf_model *m, const bert *b, const float *z, cls_point *cp) {
+    const int *p = b->lp[b->layers - 1];
+    const int64_t h = b->hidden, ni = b->inter;
+    const float *w1 = m->params[p[FF1]].value, *b1 = m->params[p[FF1_B]].value,
+                *w2 = m->params[p[FF2]].value, *b2 = m->params[p[FF2_B]].value,
+                *g1 = m->params[p[LN1_W]].value, *be1 = m->params[p[LN1_B]].value;
+    double *x = cp->gz, *a = cp->ga, *gelu = cp->w2g; /* scratch here */
+    for (int64_t c = 0; c < h; c++)
+        x[c] = z[c];
+    cp->s1 = ln_normalize(x, h, b->eps, cp->n1);
+    for (int64_t c = 0; c < h; c++)
+        a[c] = g1[c] * cp->n1[c] + be1[c];
+    for (int64_t j = 0; j < ni; j++) {
+        double pre = b1[j];
+        for (int64_t c = 0; c < h; c++)
+            pre += (double)w1[j * h + c] * a[c];
+        const double cdf = 0.5 * erfc(-pre * M_SQRT1_2);
+        cp->slope[j] = cdf + pre * exp(-0.5 * pre * pre) * 0.3989422804014327;
+        gelu[j] = pre * cdf;
+    }
+    for (int64_t c = 0; c < h; c++) {
+        double acc = a[c] + b2[c];
+        for (int64_t j = 0; j < ni; j++)
+            acc += (double)w2[c * ni + j] * gelu[j];
+        x[c] = acc;
+    }
+    cp->s2 = ln_normalize(x, h, b->eps, cp->n2);
+}
+
+/* Upper bounds on the spectral norms of the last layer's [CLS] path
+ * Jacobians at cp from its first LayerNorm input z: to the second
+ * LayerNorm's input, M1 = JF J1, and to the pooler's pre-activation,
+ * M3 = Wp J2 M1, with JF = I + W2 D W1 the feed-forward part's (D GELU's
+ * slopes) and J1, J2 the LayerNorms' diag(w) (P - n n^T / h) / s (P the
+ * centering); and of JF itself. Formed in double: out = {M1, M3, JF}. */
+static int cls_jacobians(const pvf_model *m, const bert *b, cls_point *cp, double *out) {
+    const int *p = b->lp[b->layers - 1];
+    const int64_t h = b->hidden, ni = b->inter;
+    const float *g1 = m->params[p[LN1_W]].value, *g2 = m->params[p[LN2_W]].value;
+    const double rh = 1.0 / (double)h, *n1 = cp->n1, *n2 = cp->n2;
+    const float *w1 = m->params[p[FF1]].value;
+    for (int64_t j = 0; j < ni; j++) /* D W1 */
+        for (int64_t c = 0; c < h; c++)
+            cp->dw1[j * h + c] = cp->slope[j] * w1[j * h + c];
+    for (int64_t r = 0; r < h; r++)
+        for (int64_t c = 0; c < h; c++)
+            cp->m3[r * h + c] = r == c;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)h, (blasint)h, (blasint)ni, 1.0,
+                cp->w2, (blasint)ni, cp->dw1, (blasint)h, 1.0, cp->m3, (blasint)h);
+    out[2] = pvf_fast_spectral_bound_d(cp->m3, h, h, CLS_SQUARINGS);
+    for (int64_t j = 0; j < ni; j++) { /* D W1 J1 = D Wg (P - n1 n1^T / h) / s1 */
+        double dot = 0;
+        for (int64_t c = 0; c < h; c++)
+            dot += cp->wg[j * h + c] * n1[c];
+        const double mean = cp->wg_sum[j] * rh, d = cp->slope[j] / cp->s1;
+        for (int64_t c = 0; c < h; c++)
+            cp->dw1[j * h + c] = d * (cp->wg[j * h + c] - mean - dot * n1[c] * rh);
+    }
+    for (int64_t r = 0; r < h; r++)
+        for (int64_t c = 0; c < h; c++)
+            cp->m1[r * h + c] = g1[r] * ((r == c) - rh - n1[r] * n1[c] * rh) / cp->s1;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)h, (blasint)h, (blasint)ni, 1.0,
+                cp->w2, (blasint)ni, cp->dw1, (blasint)h, 1.0, cp->m1, (blasint)h);
+    out[0] = pvf_fast_spectral_bound_d(cp->m1, h, h, CLS_SQUARINGS);
+    double *sum = cp->cs, *dot = cp->cs + h; /* J2 M1, into dw1 */
+    for (int64_t c = 0; c < h; c++)
+        sum[c] = dot[c] = 0;
+    for (int64_t r = 0; r < h; r++)
+        for (int64_t c = 0; c < h; c++) {
+            sum[c] += cp->m1[r * h + c];
+            dot[c] += n2[r] * cp->m1[r * h + c];
+        }
+    for (int64_t r = 0; r < h; r++)
+        for (int64_t c = 0; c < h; c++)
+            cp->dw1[r * h + c] =
+                g2[r] * (cp->m1[r * h + c] - sum[c] * rh - n2[r] * dot[c] * rh) / cp->s2;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)h, (blasint)h, (blasint)h, 1.0,
+                cp->wp, (blasint)h, cp->dw1, (blasint)h, 0.0, cp->m3, (blasint)h);
+    out[1] = pvf_fast_spectral_bound_d(cp->m3, h, h, CLS_SQUARINGS);
+    return out[0] < 0 || out[1] < 0 || out[2] < 0 ? -1 : 0;
+}
+
+/* The gradients of one margin back through the last layer's [CLS] path
+ * from its gradient at the layer's output (cp->gy), linearized at cp:
+ * LayerNorm 2, the feed-forward part I + W2 D W1 (D: GELU's slopes),
+ * LayerNorm 1; their norms into cg (CLS_GRAD). */
+static void cls_gradient(const pvf_model *m, const bert *b, cls_point *cp, double *cg) {
+    const int *p = b->lp[b->layers - 1];
+    const int64_t h = b->hidden, ni = b->inter;
+    const float *w1 = m->params[p[FF1]].value, *w2 = m->params[p[FF2]].value;
+    ln_backward(cp->n2, cp->s2, m->params[p[LN2_W]].value, cp->gy, h, cp->gu);
+    for (int64_t j = 0; j < ni; j++)
+        cp->w2g[j] = 0;
+    for (int64_t c = 0; c < h; c++)
+        for (int64_t j = 0; j < ni; j++)
+            cp->w2g[j] += (double)w2[c * ni + j] * cp->gu[c];
+    double w2max = 0;
+    for (int64_t c = 0; c < h; c++)
+        cp->ga[c] = cp->gu[c];
+    for (int64_t j = 0; j < ni; j++) {
+        w2max = fmax(w2max, fabs(cp->w2g[j]));
+        const double t = cp->slope[j] * cp->w2g[j];
+        for (int64_t c = 0; c < h; c++)
+            cp->ga[c] += (double)w1[j * h + c] * t;
+    }
+    ln_backward(cp->n1, cp->s1, m->params[p[LN1_W]].value, cp->ga, h, cp->gz);
+    double nz = 0, na = 0, ny = 0;
+    for (int64_t c = 0; c < h; c++) {
+        nz += cp->gz[c] * cp->gz[c];
+        na += cp->ga[c] * cp->ga[c];
+        ny += cp->gy[c] * cp->gy[c];
+    }
+    cg[CG_Z] = sqrt(nz) * 1.001;
+    cg[CG_A] = sqrt(na) * 1.001;
+    cg[CG_Y] = sqrt(ny) * 1.001;
+    cg[CG_W2] = w2max * 1.001;
+}
+
+/* Bound on the change of margin k (logit k less the top one) of sequence
+ * i under a change of at most r in its last layer's [CLS] first LayerNorm
+ * input z (golden: cls_z); INFINITY when none holds. Each stage of the
+ * path moves as its Jacobian at golden plus a remainder, so the margin
+ * moves by
+ *   gz^T dz + ga^T rho1 + (W2^T gu)^T rho_gelu + gy^T rho2 + rho_head
+ * with g* the margin's gradients (cls_gradient): by at most
+ *   |gz| r + |ga| |rho1| + 0.399 |W2^T gu|_inf |dp|^2 + |gy| |rho2|
+ *   + head_linear's rounding term |dy| and quadratic term,
+ * dp = W1 da the feed-forward pre-activations' change. A LayerNorm's
+ * remainder is at most max|w| (0.578 + 1.5 eps / s^2) |dx|^2 / (sqrt(h)
+ * s^2), s its smallest scale on the way: along a centered step u = a v^ +
+ * b w (v^ the centered row's direction, w across it, |u| = 1) the second
+ * derivative of x / s is (|v| / (h s^3)) (-(b^2 + 3 a^2 eps / s^2) v^ -
+ * 2 a b w), at most (2 / sqrt(3) + 3 eps / s^2) / (sqrt(h) s^2) (at
+ * b^2 = 2/3);
+ * GELU's per feature 0.399 dp_j^2 (|gelu''| <= 2 phi(0) < 0.798), which W2
+ * carries by at most 0.399 min(|W2| max_j |W1_j| |da|, max_j |W2_j|
+ * |dp|) |dp|. The changes on the way: da, dp through the norms; du (the
+ * second LayerNorm's input) and dq (the pooler's pre-activation) also as
+ * the Jacobians' norms (cls_jacobians) times r plus the remainders (the
+ * first LayerNorm's through the feed-forward Jacobian at golden, as the
+ * feed-forward part is expanded at golden around its whole input change);
+ * the head's quadratic term with |W e| <= dq. */
+static double ln_remainder(double wmax, double dx, double s, double eps, double rh) {
+    return wmax * (0.578 + 1.5 * eps / (s * s)) * dx * dx * rh / (s * s);
+}
+
+static double cls_moved(const bert *b, const bert_fast *f, int64_t i, double r, int64_t k) {
+    const int64_t h = b->hidden, last = b->layers - 1;
+    const layer_norms *N = &f->norms[last];
+    const float *scale = f->ln_scale + (last * f->n + i) * 2;
+    const double *jac = f->cls_jac + i * 3, rh = 1.0 / sqrt((double)h);
+    const double s1 = scale[0] - r * rh;
+    if (!(s1 > 0) || !(r < INFINITY))
+        return INFINITY;
+    const double rho1 = ln_remainder(N->ln1, r, s1, b->eps, rh);
+    const double da = N->ln1 * r / s1, dp = N->ff1 * da;
+    /* W2 times GELU's remainder, |.| <= 0.399 dp_j^2 per feature */
+    const double rho_ffn = fmin(N->ffn_plain, jac[2]) * rho1 +
+                           0.399 * fmin(N->ff2 * N->ff1_row * da, N->ff2_col_max * dp) * dp;
+    const double du = fmin(N->ffn_plain * da, jac[0] * r + rho_ffn);
+    const double s2 = scale[1] - du * rh;
+    if (!(s2 > 0))
+        return INFINITY;
+    const double rho2 = ln_remainder(N->ln2, du, s2, b->eps, rh);
+    const double dy = N->ln2 * du / s2;
+    const double dq =
+        fmin(f->pool_norm * dy, jac[1] * r + f->pool_norm * (N->ln2 / scale[1] * rho_ffn + rho2));
+    const double *cg = f->cls_grad + (i * b->labels + k) * CLS_GRAD;
+    const double quad = fmin(cg[CG_QR] * dy * dy, cg[CG_QC] * dq * dq);
+    return (cg[CG_Z] * r + cg[CG_A] * rho1 + 0.399 * cg[CG_W2] * dp * dp + cg[CG_Y] * rho2 +
+            cg[CG_E0] * dy + quad) *
+           BOUND_INFLATE;
+}
+
+/* The rounding slack of margin k: the golden logits and the faulty ones
+ * each within it of their real values. */
+static double margin_slack(const float *logit, int64_t top, int64_t k) {
+    return 1e-4 * (1.0 + fabs((double)logit[top]) + fabs((double)logit[k]));
+}
+
+/* 1 when every margin of sequence i provably stays positive under a change
+ * of at most r in its last layer's [CLS] first LayerNorm input (cls_moved). */
+static int cls_settles(const pvf_model *m, const pvf_golden *g, const bert *b, const bert_fast *f,
+                       int64_t i, double r) {
+    const float *logit = g->out + i * m->out_size;
+    const int64_t top = g->top1[i];
+    for (int64_t k = 0; k < b->labels; k++) {
+        if (k == top)
+            continue;
+        if (!((double)logit[top] - logit[k] >
+              cls_moved(b, f, i, r, k) + margin_slack(logit, top, k)))
+            return 0;
+    }
+    return 1;
 }
 
 /* 1 when a change of at most dy in sequence i's [CLS] output of the last
@@ -962,9 +1292,8 @@ static int head_settles(const pvf_model *m, const pvf_golden *g, const bert *b, 
     for (int64_t k = 0; k < labels; k++) {
         if (k == top)
             continue;
-        double slack = 1e-4 * (1.0 + fabs((double)logit[top]) + fabs((double)logit[k]));
         double moved = fmin(dlogit[top] + dlogit[k], (lin[2 * k] + lin[2 * k + 1] * dy) * dy);
-        if (!((double)logit[top] - logit[k] > moved + slack))
+        if (!((double)logit[top] - logit[k] > moved + margin_slack(logit, top, k)))
             return 0;
     }
     return 1;
@@ -973,23 +1302,34 @@ static int head_settles(const pvf_model *m, const pvf_golden *g, const bert *b, 
 /* The pooler and classifier linearized at sequence i's golden [CLS] row:
  * with c = C_k - C_top, D = tanh'(z) at the golden pooler input z, W the
  * pooler, a [CLS] change e moves logit k less the top one by
- * c^T (D + E) W e, |E_j| <= 0.77 |(W e)_j| + e0_j (sech^2 is
- * 0.77-Lipschitz; e0_j: D's own rounding), so by at most
- * |W^T D c| |e| + sum_j |c_j| (0.77 r_j^2 |e| + e0_j r_j) |e| with r_j the
- * L2 norm of pooler row j. head_lin[k] = {|W^T D c| + sum_j |c_j| e0_j r_j,
- * 0.77 sum_j |c_j| r_j^2}, inflated for their rounding. */
+ * c^T (D + E) W e, |E_j| <= 0.385 |(W e)_j| + e0_j (a secant slope of tanh
+ * is within half its largest |tanh''| < 0.7698 times the step of its
+ * slope at either end; e0_j: D's own rounding), so by at most
+ * |W^T D c| |e| + sum_j |c_j| e0_j r_j |e|
+ * + 0.385 min(sum_j |c_j| r_j^2, max_j |c_j| |W|^2) |e|^2 with r_j the L2
+ * norm of pooler row j. head_lin[k] = {the first two, the third's factor of
+ * |e|^2}, inflated for their rounding. W^T D c, the
+ * margin's gradient at the [CLS] row, goes on back through the last layer
+ * (cls_gradient). */
 static int head_linear(const pvf_model *m, const pvf_golden *g, const bert *b, bert_fast *f) {
     const int64_t h = b->hidden, labels = b->labels;
     const float *w = m->params[b->pool_w].value, *bias = m->params[b->pool_b].value,
                 *cw = m->params[b->cls_w].value;
     const int pooler = b->first_layer + (int)b->layers;
     double *dc = malloc((size_t)(2 * h) * sizeof *dc);
-    if (!dc)
-        return -1;
+    f->pool_norm = pvf_fast_spectral_bound(w, h, 0, h, NULL);
+    const double pool = f->pool_norm;
+    cls_point cp;
+    int rc = -1;
+    if (cls_point_init(&cp, m, b) || !dc || pool < 0)
+        goto out;
     double *e0 = dc + h;
     for (int64_t i = 0; i < f->n; i++) {
         const float *y = g->stage_in[pooler] + i * h, *pooled = g->stage_in[pooler + 1] + i * h;
         const int64_t top = g->top1[i];
+        cls_point_at(m, b, f->cls_z + i * h, &cp);
+        if (cls_jacobians(m, b, &cp, f->cls_jac + i * 3))
+            goto out;
         for (int64_t j = 0; j < h; j++) {
             double sum = fabs((double)bias[j]);
             for (int64_t c = 0; c < h; c++)
@@ -1002,25 +1342,49 @@ static int head_linear(const pvf_model *m, const pvf_golden *g, const bert *b, b
             out[0] = out[1] = 0;
             if (k == top)
                 continue;
-            double lin = 0, quad = 0, first = 0;
+            double lin = 0, quad = 0, first = 0, cmax = 0;
             for (int64_t j = 0; j < h; j++) {
                 const double c = (double)cw[k * h + j] - cw[top * h + j];
                 dc[j] = (1.0 - (double)pooled[j] * pooled[j]) * c;
                 lin += fabs(c) * e0[j] * f->pool_row[j];
                 quad += fabs(c) * f->pool_row[j] * f->pool_row[j];
+                cmax = fmax(cmax, fabs(c));
             }
             for (int64_t c = 0; c < h; c++) {
                 double acc = 0;
                 for (int64_t j = 0; j < h; j++)
                     acc += (double)w[j * h + c] * dc[j];
+                cp.gy[c] = acc;
                 first += acc * acc;
             }
             out[0] = (sqrt(first) + lin) * 1.001;
-            out[1] = 0.7699 * quad * 1.001;
+            out[1] = 0.385 * fmin(quad, cmax * pool * pool) * 1.001;
+            double *cg = f->cls_grad + (i * labels + k) * CLS_GRAD;
+            cls_gradient(m, b, &cp, cg);
+            cg[CG_E0] = lin * 1.001;
+            cg[CG_QR] = 0.385 * quad * 1.001;
+            cg[CG_QC] = 0.385 * cmax * 1.001;
         }
     }
+    rc = 0;
+out:
+    cls_point_free(&cp);
     free(dc);
-    return 0;
+    return rc;
+}
+
+/* 1 when sequence i settles with every input row of the last encoder layer
+ * moving by at most dx (rc: row by row), `in` injected there: by the bound
+ * on the [CLS] row's first LayerNorm input, linearized from there on
+ * (settle_dz), or by the layer's output (settle_dx). */
+static int last_layer_settles(const bert *b, const bert_fast *f, int64_t i, double dx,
+                              const row_changes *rc, const inject *in) {
+    double dz;
+    const double dy = layer_bound_rows(b, f, (int)b->layers - 1, i, dx, rc, in, &dz);
+    if (dz <= f->settle_dz[i]) /* false for NaN */
+        return 1;
+    const double limit = f->settle_dx[b->layers * f->n + i];
+    return limit >= 0 && dy <= limit;
 }
 
 /* The chain of bounds from layer li (li == layers: the [CLS] output of the
@@ -1028,39 +1392,46 @@ static int head_linear(const pvf_model *m, const pvf_golden *g, const bert *b, b
  * settles sequence i. */
 static int chain_settles(const pvf_model *m, const pvf_golden *g, const bert *b, const bert_fast *f,
                          int64_t li, int64_t i, double dx) {
-    for (int64_t l = li; l < b->layers && dx < INFINITY; l++)
+    if (li == b->layers)
+        return head_settles(m, g, b, f, i, dx);
+    for (int64_t l = li; l < b->layers - 1 && dx < INFINITY; l++)
         dx = layer_bound(b, f, (int)l, i, dx, NULL);
-    return head_settles(m, g, b, f, i, dx);
+    return last_layer_settles(b, f, i, dx, NULL, NULL);
 }
 
 /* Every bound of the chain grows with the change it is given, so the chain
  * settles sequence i from layer li exactly for changes up to a threshold:
  * settle_dx[li * n + i], found once by bisection (a value the chain was seen
- * to settle, less a margin; -1 when even no change settles). */
+ * to settle, less a margin; -1 when even no change settles); li -1:
+ * settle_dz by cls_settles. */
+static double largest_settling(const pvf_model *m, const pvf_golden *g, const bert *b,
+                               const bert_fast *f, int64_t li, int64_t i) {
+#define SETTLES(dx) (li < 0 ? cls_settles(m, g, b, f, i, dx) : chain_settles(m, g, b, f, li, i, dx))
+    if (!SETTLES(0))
+        return -1;
+    double lo = 0, hi = 1e6; /* SETTLES(lo) holds */
+    if (SETTLES(hi))
+        return hi;
+    for (int it = 0; it < 80 && hi > lo * (1 + 1e-9); it++) {
+        double mid = lo > 0 ? sqrt(lo * hi) : (hi > 1e-30 ? hi * 1e-6 : 0);
+        if (mid <= lo)
+            break;
+        if (SETTLES(mid))
+            lo = mid;
+        else
+            hi = mid;
+    }
+#undef SETTLES
+    return lo * (1 - 1e-6);
+}
+
 static void settle_thresholds(const pvf_model *m, const pvf_golden *g, const bert *b,
                               bert_fast *f) {
+    for (int64_t i = 0; i < f->n; i++) /* chain_settles reads them */
+        f->settle_dz[i] = largest_settling(m, g, b, f, -1, i);
     for (int64_t li = b->layers; li >= 0; li--)
-        for (int64_t i = 0; i < f->n; i++) {
-            double *out = f->settle_dx + li * f->n + i;
-            *out = -1;
-            if (!chain_settles(m, g, b, f, li, i, 0))
-                continue;
-            double lo = 0, hi = 1e6; /* chain_settles(lo) holds */
-            if (chain_settles(m, g, b, f, li, i, hi)) {
-                *out = hi;
-                continue;
-            }
-            for (int it = 0; it < 80 && hi > lo * (1 + 1e-9); it++) {
-                double mid = lo > 0 ? sqrt(lo * hi) : (hi > 1e-30 ? hi * 1e-6 : 0);
-                if (mid <= lo)
-                    break;
-                if (chain_settles(m, g, b, f, li, i, mid))
-                    lo = mid;
-                else
-                    hi = mid;
-            }
-            *out = lo * (1 - 1e-6);
-        }
+        for (int64_t i = 0; i < f->n; i++)
+            f->settle_dx[li * f->n + i] = largest_settling(m, g, b, f, li, i);
 }
 
 /* 1 when sequence i settles with a change of at most dx in every input row
@@ -1068,6 +1439,8 @@ static void settle_thresholds(const pvf_model *m, const pvf_golden *g, const ber
  * `in` injected in layer li. */
 static int settles_from_layer(const bert *b, const bert_fast *f, int64_t li, int64_t i, double dx,
                               const inject *in) {
+    if (in && li == b->layers - 1)
+        return last_layer_settles(b, f, i, dx, NULL, in);
     if (in && li < b->layers) {
         dx = layer_bound(b, f, (int)li, i, dx, in);
         li++;
@@ -1121,8 +1494,7 @@ static int rows_settle(const bert *b, const bert_fast *f, int64_t li, int64_t i,
         return 1;
     if (!rc->split || !(rc->max < INFINITY))
         return 0;
-    const double dy = layer_bound_rows(b, f, (int)li, i, rc->max, rc, NULL);
-    return settles_from_layer(b, f, b->layers, i, dy, NULL);
+    return last_layer_settles(b, f, i, rc->max, rc, NULL);
 }
 
 /* Bound on the change of every row of sequence i's embedding output when
@@ -1160,6 +1532,10 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     f->cls_tok = calloc((size_t)(f->real_start[n] * b->heads * 3 + 1), sizeof *f->cls_tok);
     f->settle_dx = malloc((size_t)((L + 1) * n) * sizeof *f->settle_dx);
     f->head_lin = malloc((size_t)(n * b->labels * 2) * sizeof *f->head_lin);
+    f->cls_z = malloc((size_t)(n * h) * sizeof *f->cls_z);
+    f->cls_grad = calloc((size_t)(n * b->labels * CLS_GRAD), sizeof *f->cls_grad);
+    f->settle_dz = malloc((size_t)n * sizeof *f->settle_dz);
+    f->cls_jac = malloc((size_t)(3 * n) * sizeof *f->cls_jac);
     f->ln_scale = malloc((size_t)(L * n * 2) * sizeof *f->ln_scale);
     f->feat_max = malloc((size_t)(L * n * FEAT_FLOATS(b)) * sizeof *f->feat_max);
     f->emb_scale = malloc((size_t)(n * s) * sizeof *f->emb_scale);
@@ -1186,10 +1562,10 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     double *dws = malloc((size_t)(s * h + 2 * s + 4 * h) * sizeof *dws);
     int rc = -1;
     if (!f->norms || !f->qkv_max || !f->cls_att || !f->cls_tok || !f->settle_dx || !f->head_lin ||
-        !f->ln_scale || !f->feat_max || !f->emb_scale || !f->tokens || !f->ffn_a || !f->ffn_r ||
-        !f->ffn_scale || !f->ffn_inter || !f->att_ctx || !f->att_z || !f->att_q || !f->att_k ||
-        !f->att_v || !f->att_spread || !f->att_lse || !f->att_recv || !f->att_cols ||
-        !f->emb_u_max || !f->pool_row || !ws || !dws)
+        !f->cls_z || !f->cls_grad || !f->settle_dz || !f->cls_jac || !f->ln_scale || !f->feat_max ||
+        !f->emb_scale || !f->tokens || !f->ffn_a || !f->ffn_r || !f->ffn_scale || !f->ffn_inter ||
+        !f->att_ctx || !f->att_z || !f->att_q || !f->att_k || !f->att_v || !f->att_spread ||
+        !f->att_lse || !f->att_recv || !f->att_cols || !f->emb_u_max || !f->pool_row || !ws || !dws)
         goto done;
     for (int li = 0; li < L; li++)
         if (layer_norms_init(&f->norms[li], m, b, li))
@@ -2554,8 +2930,42 @@ static int embedded_from_cache(const pvf_exec *ex, const pvf_golden *g, const be
  * sequence i, computed exactly, against dy, the row-by-row bound of its
  * change (layer_bound_rows) that did not settle it. Allows golden's and the
  * recompute's rounding (1e-4 of the row). */
-static void audit_cls(pvf_exec *ex, const pvf_golden *g, int64_t i, const float *x, double dy) {
+/* The bound audit of cls_moved: sequence i's exact logits from its last
+ * layer's [CLS] output x, each margin's change against its bound for a
+ * change of at most dz in that layer's [CLS] first LayerNorm input. */
+static void audit_margins(pvf_exec *ex, const pvf_golden *g, int64_t i, const float *x, double dz) {
+    const pvf_model *m = ex->m;
+    const bert *b = m->arch_state;
+    const int64_t h = b->hidden, labels = b->labels, top = g->top1[i];
+    float *pooled = malloc((size_t)(h + labels) * sizeof *pooled), *logit = pooled + h;
+    if (!pooled || !(dz < INFINITY)) {
+        free(pooled);
+        return;
+    }
+    pvf_linear(x, 1, h, m->params[b->pool_w].value, m->params[b->pool_b].value, h, pooled);
+    pvf_tanh(pooled, h);
+    pvf_linear(pooled, 1, h, m->params[b->cls_w].value, m->params[b->cls_b].value, labels, logit);
+    const float *gold = g->out + i * m->out_size;
+    for (int64_t k = 0; k < labels; k++) {
+        if (k == top)
+            continue;
+        const double moved = cls_moved(b, g->fast, i, dz, k);
+        if (!(moved < INFINITY))
+            continue;
+        const double change = fabs(((double)logit[top] - logit[k]) - ((double)gold[top] - gold[k]));
+        const double slack = margin_slack(gold, top, k);
+        ex->audit_margin_checked++;
+        ex->audit_margin_violations += !(change <= moved + slack);
+        if (change > 10 * slack)
+            ex->audit_margin_min_ratio = fmin(ex->audit_margin_min_ratio, moved / change);
+    }
+    free(pooled);
+}
+
+static void audit_cls(pvf_exec *ex, const pvf_golden *g, int64_t i, const float *x, double dy,
+                      double dz) {
     const bert *b = ex->m->arch_state;
+    audit_margins(ex, g, i, x, dz);
     const int pooler = b->first_layer + (int)b->layers;
     const float *gold = g->stage_in[pooler] + i * b->hidden;
     double norm = 0;
@@ -2649,7 +3059,9 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
                        (size_t)h * sizeof *x);
         }
         int dropped = 0;
-        double audit_dy = NAN; /* the row-by-row bound of the last layer's [CLS] output */
+        /* the row-by-row bounds of the last layer's [CLS] output and its
+         * first LayerNorm input */
+        double audit_dy = NAN, audit_dz = NAN;
         for (; li < b->layers && !dropped; li++, fresh = 0) {
             const int st = b->first_layer + li;
             const int last = li == b->layers - 1;
@@ -2666,7 +3078,7 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
                     break;
                 }
                 if (ex->audit_bounds && last && rc.split)
-                    audit_dy = layer_bound_rows(b, f, li, i, rc.max, &rc, NULL);
+                    audit_dy = layer_bound_rows(b, f, li, i, rc.max, &rc, NULL, &audit_dz);
             }
             if (stage == 0 && li == 0 && !last && b->inter >= 4 * h) { /* from its caches */
                 r->stage_rows++;
@@ -2685,7 +3097,7 @@ static int real_tokens_forward(pvf_exec *ex, const pvf_golden *g, int stage, int
         if (dropped)
             continue;
         if (audit_dy == audit_dy)
-            audit_cls(ex, g, i, x, audit_dy);
+            audit_cls(ex, g, i, x, audit_dy, audit_dz);
         memcpy(out + nout * h, x, (size_t)h * sizeof *out); /* the [CLS] row */
         carried[nout++] = i;
         if (nout == PVF_CHUNK || j == k - 1) {
@@ -2885,4 +3297,16 @@ int pvf_bert_fast_trial(pvf_exec *ex, const pvf_golden *g, int param, const pvf_
             if (b->lp[li][role] == param)
                 return bounded_trial(ex, g, param, li, role, eff, f->all_rows, f->n, r, err);
     return 1;
+}
+
+int pvf_bert_fast_cls_probe(const pvf_model *m, const pvf_golden *g, int64_t i, int64_t k, double r,
+                            const float **z, double *grad_norm, double *moved) {
+    const bert *b = m->arch_state;
+    const bert_fast *f = g->fast;
+    if (!f || i < 0 || i >= f->n || k < 0 || k >= b->labels || k == g->top1[i])
+        return -1;
+    *z = f->cls_z + i * b->hidden;
+    *grad_norm = f->cls_grad[(i * b->labels + k) * CLS_GRAD + CG_Z];
+    *moved = cls_moved(b, f, i, r, k);
+    return 0;
 }

@@ -43,4 +43,12 @@ int pvf_bert_fast_trial(pvf_exec *ex, const pvf_golden *g, int param,
 int pvf_bert_fast_bound(const pvf_exec *ex, const pvf_golden *g, int stage, int64_t row,
                         const float *in);
 
+/* Test probe of bert_fast.c's linearized bound of the last layer's [CLS]
+ * path: sequence i's golden [CLS] first LayerNorm input z [hidden] in the
+ * last layer, the norm it keeps of the gradient there of margin k (logit k
+ * less the top one), and its bound on that margin's change under a change
+ * of at most r in z. -1 when k is the top class or out of range. */
+int pvf_bert_fast_cls_probe(const pvf_model *m, const pvf_golden *g, int64_t i, int64_t k, double r,
+                            const float **z, double *grad_norm, double *moved);
+
 #endif
