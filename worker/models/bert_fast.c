@@ -979,16 +979,14 @@ static double layer_bound(const bert *b, const bert_fast *f, int li, int64_t i, 
 typedef struct cls_point {
     double s1, s2;
     double *n1, *n2, *slope, *gy, *gu, *w2g, *ga, *gz; /* [h] or [inter] */
-    /* for cls_jacobians: the first feed-forward matrix times the first
-     * LayerNorm's weight wg [inter, h] and its row sums [inter], the second
-     * feed-forward matrix [h, inter] and the pooler [h, h], in double;
-     * scratch */
-    double *wg, *wg_sum, *w2, *wp, *dw1, *m1, *m3, *cs;
+    /* for cls_jacobians: the second feed-forward matrix [h, inter] and the
+     * pooler [h, h] in double; scratch */
+    double *w2, *wp, *dw1, *m1, *m3, *cs;
 } cls_point;
 
 static void cls_point_free(cls_point *cp) {
     free(cp->n1);
-    free(cp->wg);
+    free(cp->w2);
     memset(cp, 0, sizeof *cp);
 }
 
@@ -999,8 +997,8 @@ static int cls_point_init(cls_point *cp, const pvf_model *m, const bert *b) {
     const int64_t h = b->hidden, ni = b->inter;
     memset(cp, 0, sizeof *cp);
     cp->n1 = malloc((size_t)(6 * h + 2 * ni) * sizeof *cp->n1);
-    cp->wg = malloc((size_t)(3 * ni * h + ni + 3 * h * h + 2 * h) * sizeof *cp->wg);
-    if (!cp->n1 || !cp->wg)
+    cp->w2 = malloc((size_t)(2 * ni * h + 3 * h * h + 2 * h) * sizeof *cp->w2);
+    if (!cp->n1 || !cp->w2)
         return -1;
     cp->n2 = cp->n1 + h;
     cp->gy = cp->n2 + h;
@@ -1009,21 +1007,11 @@ static int cls_point_init(cls_point *cp, const pvf_model *m, const bert *b) {
     cp->gz = cp->ga + h;
     cp->slope = cp->gz + h;
     cp->w2g = cp->slope + ni;
-    cp->wg_sum = cp->wg + ni * h;
-    cp->w2 = cp->wg_sum + ni;
     cp->dw1 = cp->w2 + h * ni;
     cp->wp = cp->dw1 + ni * h;
     cp->m1 = cp->wp + h * h;
     cp->m3 = cp->m1 + h * h;
     cp->cs = cp->m3 + h * h; /* [2 h] */
-    const float *w1 = m->params[p[FF1]].value, *g1 = m->params[p[LN1_W]].value;
-    for (int64_t j = 0; j < ni; j++) {
-        cp->wg_sum[j] = 0;
-        for (int64_t c = 0; c < h; c++) {
-            cp->wg[j * h + c] = (double)w1[j * h + c] * g1[c];
-            cp->wg_sum[j] += cp->wg[j * h + c];
-        }
-    }
     const float *w2 = m->params[p[FF2]].value, *wp = m->params[b->pool_w].value;
     for (int64_t e = 0; e < h * ni; e++)
         cp->w2[e] = w2[e];
@@ -1115,19 +1103,16 @@ static int cls_jacobians(const pvf_model *m, const bert *b, cls_point *cp, doubl
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)h, (blasint)h, (blasint)ni, 1.0,
                 cp->w2, (blasint)ni, cp->dw1, (blasint)h, 1.0, cp->m3, (blasint)h);
     out[2] = pvf_fast_spectral_bound_d(cp->m3, h, h, CLS_SQUARINGS);
-    for (int64_t j = 0; j < ni; j++) { /* D W1 J1 = D Wg (P - n1 n1^T / h) / s1 */
-        double dot = 0;
+    for (int64_t r = 0; r < h; r++) { /* M1 = JF diag(w1) (P - n1 n1^T / h) / s1 */
+        double *row = cp->m1 + r * h, mean = 0, dot = 0;
+        for (int64_t c = 0; c < h; c++) {
+            row[c] = cp->m3[r * h + c] * g1[c];
+            mean += row[c];
+            dot += row[c] * n1[c];
+        }
         for (int64_t c = 0; c < h; c++)
-            dot += cp->wg[j * h + c] * n1[c];
-        const double mean = cp->wg_sum[j] * rh, d = cp->slope[j] / cp->s1;
-        for (int64_t c = 0; c < h; c++)
-            cp->dw1[j * h + c] = d * (cp->wg[j * h + c] - mean - dot * n1[c] * rh);
+            row[c] = (row[c] - mean * rh - dot * rh * n1[c]) / cp->s1;
     }
-    for (int64_t r = 0; r < h; r++)
-        for (int64_t c = 0; c < h; c++)
-            cp->m1[r * h + c] = g1[r] * ((r == c) - rh - n1[r] * n1[c] * rh) / cp->s1;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)h, (blasint)h, (blasint)ni, 1.0,
-                cp->w2, (blasint)ni, cp->dw1, (blasint)h, 1.0, cp->m1, (blasint)h);
     out[0] = pvf_fast_spectral_bound_d(cp->m1, h, h, CLS_SQUARINGS);
     double *sum = cp->cs, *dot = cp->cs + h; /* J2 M1, into dw1 */
     for (int64_t c = 0; c < h; c++)
