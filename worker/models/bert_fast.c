@@ -112,7 +112,7 @@ enum { ST_X, ST_CTX, ST_U1, ST_A, ST_U2, ST_Q, ST_K, ST_KC, ST_KR, ST_INTER };
  * [CLS] first LayerNorm input, its output, the layer's output; the largest
  * magnitude of the second feed-forward matrix's transpose times the
  * gradient at its output; head_linear's rounding term and the two factors
- * of its quadratic term. */
+ * of its quadratic term (head_settles and cls_moved read them). */
 enum { CG_Z, CG_A, CG_Y, CG_W2, CG_E0, CG_QR, CG_QC, CLS_GRAD };
 #define CLS_SQUARINGS 3 /* cls_jacobians' bounds: within h^(1/16) of the norms */
 
@@ -130,7 +130,6 @@ typedef struct bert_fast {
      * and |Wq_hd^T (k_t - kbar)| [R, heads, 3] (see row_changes) */
     float *cls_tok;
     double *settle_dx; /* [layers + 1, n]: see settle_thresholds */
-    double *head_lin;  /* [n, labels, 2]: see head_linear */
     /* The last layer's [CLS] path linearized at its golden first LayerNorm
      * input cls_z [n, h]: per sequence and label the norms of the margin's
      * gradients (cls_gradient) [n, labels, CLS_GRAD], and the largest
@@ -224,7 +223,6 @@ void pvf_bert_fast_free(void *state) {
     free(f->cls_att);
     free(f->cls_tok);
     free(f->settle_dx);
-    free(f->head_lin);
     free(f->cls_z);
     free(f->cls_grad);
     free(f->cls_jac);
@@ -981,7 +979,7 @@ typedef struct cls_point {
     double *n1, *n2, *slope, *gy, *gu, *w2g, *ga, *gz; /* [h] or [inter] */
     /* for cls_jacobians: the second feed-forward matrix [h, inter] and the
      * pooler [h, h] in double; scratch */
-    double *w2, *wp, *dw1, *m1, *m3, *cs;
+    double *w2, *wp, *dw1, *m1, *m3;
 } cls_point;
 
 static void cls_point_free(cls_point *cp) {
@@ -997,7 +995,7 @@ static int cls_point_init(cls_point *cp, const pvf_model *m, const bert *b) {
     const int64_t h = b->hidden, ni = b->inter;
     memset(cp, 0, sizeof *cp);
     cp->n1 = malloc((size_t)(6 * h + 2 * ni) * sizeof *cp->n1);
-    cp->w2 = malloc((size_t)(2 * ni * h + 3 * h * h + 2 * h) * sizeof *cp->w2);
+    cp->w2 = malloc((size_t)(2 * ni * h + 3 * h * h) * sizeof *cp->w2);
     if (!cp->n1 || !cp->w2)
         return -1;
     cp->n2 = cp->n1 + h;
@@ -1011,7 +1009,6 @@ static int cls_point_init(cls_point *cp, const pvf_model *m, const bert *b) {
     cp->wp = cp->dw1 + ni * h;
     cp->m1 = cp->wp + h * h;
     cp->m3 = cp->m1 + h * h;
-    cp->cs = cp->m3 + h * h; /* [2 h] */
     const float *w2 = m->params[p[FF2]].value, *wp = m->params[b->pool_w].value;
     for (int64_t e = 0; e < h * ni; e++)
         cp->w2[e] = w2[e];
@@ -1092,7 +1089,6 @@ static int cls_jacobians(const pvf_model *m, const bert *b, cls_point *cp, doubl
     const int *p = b->lp[b->layers - 1];
     const int64_t h = b->hidden, ni = b->inter;
     const float *g1 = m->params[p[LN1_W]].value, *g2 = m->params[p[LN2_W]].value;
-    const double rh = 1.0 / (double)h, *n1 = cp->n1, *n2 = cp->n2;
     const float *w1 = m->params[p[FF1]].value;
     for (int64_t j = 0; j < ni; j++) /* D W1 */
         for (int64_t c = 0; c < h; c++)
@@ -1103,31 +1099,14 @@ static int cls_jacobians(const pvf_model *m, const bert *b, cls_point *cp, doubl
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)h, (blasint)h, (blasint)ni, 1.0,
                 cp->w2, (blasint)ni, cp->dw1, (blasint)h, 1.0, cp->m3, (blasint)h);
     out[2] = pvf_fast_spectral_bound_d(cp->m3, h, h, CLS_SQUARINGS);
-    for (int64_t r = 0; r < h; r++) { /* M1 = JF diag(w1) (P - n1 n1^T / h) / s1 */
-        double *row = cp->m1 + r * h, mean = 0, dot = 0;
-        for (int64_t c = 0; c < h; c++) {
-            row[c] = cp->m3[r * h + c] * g1[c];
-            mean += row[c];
-            dot += row[c] * n1[c];
-        }
-        for (int64_t c = 0; c < h; c++)
-            row[c] = (row[c] - mean * rh - dot * rh * n1[c]) / cp->s1;
-    }
+    /* a row of A J is J^T times A's row: ln_backward, row by row */
+    for (int64_t r = 0; r < h; r++) /* M1 = JF J1 */
+        ln_backward(cp->n1, cp->s1, g1, cp->m3 + r * h, h, cp->m1 + r * h);
     out[0] = pvf_fast_spectral_bound_d(cp->m1, h, h, CLS_SQUARINGS);
-    double *sum = cp->cs, *dot = cp->cs + h; /* J2 M1, into dw1 */
-    for (int64_t c = 0; c < h; c++)
-        sum[c] = dot[c] = 0;
-    for (int64_t r = 0; r < h; r++)
-        for (int64_t c = 0; c < h; c++) {
-            sum[c] += cp->m1[r * h + c];
-            dot[c] += n2[r] * cp->m1[r * h + c];
-        }
-    for (int64_t r = 0; r < h; r++)
-        for (int64_t c = 0; c < h; c++)
-            cp->dw1[r * h + c] =
-                g2[r] * (cp->m1[r * h + c] - sum[c] * rh - n2[r] * dot[c] * rh) / cp->s2;
+    for (int64_t r = 0; r < h; r++) /* Wp J2, into dw1 */
+        ln_backward(cp->n2, cp->s2, g2, cp->wp + r * h, h, cp->dw1 + r * h);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)h, (blasint)h, (blasint)h, 1.0,
-                cp->wp, (blasint)h, cp->dw1, (blasint)h, 0.0, cp->m3, (blasint)h);
+                cp->dw1, (blasint)h, cp->m1, (blasint)h, 0.0, cp->m3, (blasint)h);
     out[1] = pvf_fast_spectral_bound_d(cp->m3, h, h, CLS_SQUARINGS);
     return out[0] < 0 || out[1] < 0 || out[2] < 0 ? -1 : 0;
 }
@@ -1273,11 +1252,13 @@ static int head_settles(const pvf_model *m, const pvf_golden *g, const bert *b, 
     }
     const float *logit = g->out + i * m->out_size;
     const int64_t top = g->top1[i];
-    const double *lin = f->head_lin + i * labels * 2;
     for (int64_t k = 0; k < labels; k++) {
         if (k == top)
             continue;
-        double moved = fmin(dlogit[top] + dlogit[k], (lin[2 * k] + lin[2 * k + 1] * dy) * dy);
+        const double *cg = f->cls_grad + (i * labels + k) * CLS_GRAD;
+        const double lin = cg[CG_Y] + cg[CG_E0],
+                     quad = fmin(cg[CG_QR], cg[CG_QC] * f->pool_norm * f->pool_norm);
+        double moved = fmin(dlogit[top] + dlogit[k], (lin + quad * dy) * dy);
         if (!((double)logit[top] - logit[k] > moved + margin_slack(logit, top, k)))
             return 0;
     }
@@ -1292,10 +1273,9 @@ static int head_settles(const pvf_model *m, const pvf_golden *g, const bert *b, 
  * slope at either end; e0_j: D's own rounding), so by at most
  * |W^T D c| |e| + sum_j |c_j| e0_j r_j |e|
  * + 0.385 min(sum_j |c_j| r_j^2, max_j |c_j| |W|^2) |e|^2 with r_j the L2
- * norm of pooler row j. head_lin[k] = {the first two, the third's factor of
- * |e|^2}, inflated for their rounding. W^T D c, the
- * margin's gradient at the [CLS] row, goes on back through the last layer
- * (cls_gradient). */
+ * norm of pooler row j: cls_grad's CG_Y (|W^T D c|, the margin's gradient
+ * at the [CLS] row, which goes on back through the last layer:
+ * cls_gradient), CG_E0, CG_QR and CG_QC, inflated for their rounding. */
 static int head_linear(const pvf_model *m, const pvf_golden *g, const bert *b, bert_fast *f) {
     const int64_t h = b->hidden, labels = b->labels;
     const float *w = m->params[b->pool_w].value, *bias = m->params[b->pool_b].value,
@@ -1303,10 +1283,9 @@ static int head_linear(const pvf_model *m, const pvf_golden *g, const bert *b, b
     const int pooler = b->first_layer + (int)b->layers;
     double *dc = malloc((size_t)(2 * h) * sizeof *dc);
     f->pool_norm = pvf_fast_spectral_bound(w, h, 0, h, NULL);
-    const double pool = f->pool_norm;
     cls_point cp;
     int rc = -1;
-    if (cls_point_init(&cp, m, b) || !dc || pool < 0)
+    if (cls_point_init(&cp, m, b) || !dc || f->pool_norm < 0)
         goto out;
     double *e0 = dc + h;
     for (int64_t i = 0; i < f->n; i++) {
@@ -1323,11 +1302,9 @@ static int head_linear(const pvf_model *m, const pvf_golden *g, const bert *b, b
             e0[j] = 2.0 * (3e-7 + 1.01 * (double)(h + 2) / 16777216.0 * sum);
         }
         for (int64_t k = 0; k < labels; k++) {
-            double *out = f->head_lin + (i * labels + k) * 2;
-            out[0] = out[1] = 0;
             if (k == top)
                 continue;
-            double lin = 0, quad = 0, first = 0, cmax = 0;
+            double lin = 0, quad = 0, cmax = 0;
             for (int64_t j = 0; j < h; j++) {
                 const double c = (double)cw[k * h + j] - cw[top * h + j];
                 dc[j] = (1.0 - (double)pooled[j] * pooled[j]) * c;
@@ -1340,10 +1317,7 @@ static int head_linear(const pvf_model *m, const pvf_golden *g, const bert *b, b
                 for (int64_t j = 0; j < h; j++)
                     acc += (double)w[j * h + c] * dc[j];
                 cp.gy[c] = acc;
-                first += acc * acc;
             }
-            out[0] = (sqrt(first) + lin) * 1.001;
-            out[1] = 0.385 * fmin(quad, cmax * pool * pool) * 1.001;
             double *cg = f->cls_grad + (i * labels + k) * CLS_GRAD;
             cls_gradient(m, b, &cp, cg);
             cg[CG_E0] = lin * 1.001;
@@ -1516,7 +1490,6 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     f->cls_att = calloc((size_t)(n * 3 * b->heads), sizeof *f->cls_att);
     f->cls_tok = calloc((size_t)(f->real_start[n] * b->heads * 3 + 1), sizeof *f->cls_tok);
     f->settle_dx = malloc((size_t)((L + 1) * n) * sizeof *f->settle_dx);
-    f->head_lin = malloc((size_t)(n * b->labels * 2) * sizeof *f->head_lin);
     f->cls_z = malloc((size_t)(n * h) * sizeof *f->cls_z);
     f->cls_grad = calloc((size_t)(n * b->labels * CLS_GRAD), sizeof *f->cls_grad);
     f->settle_dz = malloc((size_t)n * sizeof *f->settle_dz);
@@ -1546,8 +1519,8 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
     float *ws = malloc((size_t)(s * (7 * h + b->inter) + s * s) * sizeof *ws);
     double *dws = malloc((size_t)(s * h + 2 * s + 4 * h) * sizeof *dws);
     int rc = -1;
-    if (!f->norms || !f->qkv_max || !f->cls_att || !f->cls_tok || !f->settle_dx || !f->head_lin ||
-        !f->cls_z || !f->cls_grad || !f->settle_dz || !f->cls_jac || !f->ln_scale || !f->feat_max ||
+    if (!f->norms || !f->qkv_max || !f->cls_att || !f->cls_tok || !f->settle_dx || !f->cls_z ||
+        !f->cls_grad || !f->settle_dz || !f->cls_jac || !f->ln_scale || !f->feat_max ||
         !f->emb_scale || !f->tokens || !f->ffn_a || !f->ffn_r || !f->ffn_scale || !f->ffn_inter ||
         !f->att_ctx || !f->att_z || !f->att_q || !f->att_k || !f->att_v || !f->att_spread ||
         !f->att_lse || !f->att_recv || !f->att_cols || !f->emb_u_max || !f->pool_row || !ws || !dws)
@@ -2951,14 +2924,14 @@ static void audit_cls(pvf_exec *ex, const pvf_golden *g, int64_t i, const float 
                       double dz) {
     const bert *b = ex->m->arch_state;
     audit_margins(ex, g, i, x, dz);
+    if (!(dy < INFINITY))
+        return; /* no bound: nothing claimed */
     const int pooler = b->first_layer + (int)b->layers;
     const float *gold = g->stage_in[pooler] + i * b->hidden;
     double norm = 0;
     for (int64_t c = 0; c < b->hidden; c++)
         norm += (double)gold[c] * gold[c];
     const double change = sqrt(sq_change(x, gold, b->hidden)), slack = 1e-4 * sqrt(norm);
-    if (!(dy < INFINITY))
-        return; /* no bound: nothing claimed */
     ex->audit_checked++;
     ex->audit_violations += !(change <= dy + slack); /* NaN and Inf too */
     if (change > 10 * slack)
