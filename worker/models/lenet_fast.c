@@ -16,21 +16,23 @@
  * connected stage (its cached pre-activations plus the changed columns),
  * dense from there, for the inputs whose activations still differ.
  *
- * Finer bounds for a single conv weight, per eval input, before computing
- * it: the linearized tail (margin gradients under golden's ReLU / max-pool
- * pattern, plus the worst case of every unit that a change of that size may
- * flip, from per-input pattern radii), then the change with its signs as
- * intervals: for the last conv stage from its pooled cells through the fc
- * stages; for the one before through the last conv's filters (sgemm of the
- * change) and its pooled cells first. Every interval carries golden's and
+ * Finer bounds for a single conv weight or bias, per eval input, before
+ * computing it: the linearized tail (margin gradients under golden's ReLU /
+ * max-pool pattern, plus the worst case of every unit that a change of that
+ * size may flip, from per-input pattern radii), then the change with its
+ * signs as intervals: for the last conv stage from its pooled cells through
+ * the fc stages; for the one before through the last conv's filters (sgemm
+ * of the change) and its pooled cells first. A bias counts as a weight
+ * whose every tap is 1. Every interval carries golden's and
  * the recompute's rounding; a cell or unit within rounding of changing its
  * winner or sign takes the ReLU / max of its bounds. A fc row with huge
  * values runs as the full pass only when some sum can actually overflow
- * (|w| |x| against FLT_MAX / 2). For a weight of the conv stage before the
- * last, the first fc stage's interval products of the inputs that need them
- * run as one sgemm per batch of inputs (signed_batch), for one of the last
- * conv stage the second fc stage's; the inputs none of the bounds clear are
- * computed after that, in order (the faulty channel by a direct
+ * (|w| |x| against FLT_MAX / 2). The fc stages' interval products of the
+ * inputs that need them run as one sgemm per stage and batch of inputs
+ * (signed_batch), and after each hidden fc stage the linearized tail from
+ * there (the next stage's margin gradients and pattern radii) clears the
+ * inputs it can before the next product; the inputs none of the bounds
+ * clear are computed after that, in order (the faulty channel by a direct
  * convolution over a zero-padded copy of the input, conv_channel; for one
  * huge weight of the last conv stage, an exponent flip, its products alone
  * where they provably are the whole sum, conv_channel_huge). */
@@ -139,7 +141,7 @@ typedef struct lenet_fast {
     double *row_l1[LENET_STAGES];   /* fc stage: [out] sum of |w| of each row */
     float *absw[LENET_STAGES];      /* fc stage after the first: |w| */
     float *wt[LENET_STAGES];        /* fc stage: w transposed [in x out], a column per feature */
-    double *in_r, *in_cost;         /* input_radii: [n x RADII] */
+    double *in_r[LENET_STAGES], *in_cost[LENET_STAGES]; /* input_radii: [n x RADII] */
     /* Last stage, [(t * classes + c) * in + k]: w[t][k] - w[c][k] in double
      * (exact: two floats' difference) and its magnitude, the margin rows
      * signed_fc reads for top-1 t. */
@@ -156,8 +158,6 @@ void lenet_fast_free(void *state) {
     free(f->chan_l1);
     free(f->margin_w);
     free(f->margin_abs);
-    free(f->in_r);
-    free(f->in_cost);
     for (int s = 0; s < LENET_STAGES; s++) {
         free(f->sens[s]);
         free(f->sens_max[s]);
@@ -178,6 +178,8 @@ void lenet_fast_free(void *state) {
         free(f->row_l1[s]);
         free(f->absw[s]);
         free(f->wt[s]);
+        free(f->in_r[s]);
+        free(f->in_cost[s]);
     }
 
     free(f);
@@ -539,49 +541,47 @@ static int pattern_radii(const pvf_model *m, lenet_fast *f, int s) {
     return 0;
 }
 
-/* Per eval input, the radii over rho = max |change| of the first fc
- * stage's input at which a hidden fc unit may leave golden's pattern, with
- * their cumulative costs (as pattern_radii). */
-static int input_radii(const pvf_model *m, lenet_fast *f) {
-    const int fc0 = ((const lenet *)m->arch_state)->nconv;
-    const int64_t in = m->stages[fc0].in_size, n = f->n;
+/* Per eval input, the radii over rho = max |change| of hidden fc stage
+ * t's input at which a hidden fc unit from t on may leave golden's
+ * pattern, with their cumulative costs (as pattern_radii). */
+static int input_radii(const pvf_model *m, lenet_fast *f, int t) {
+    const int64_t in = m->stages[t].in_size, n = f->n;
     int64_t total = 0;
-    for (int t = fc0; t < m->nstages - 1; t++)
-        total += m->stages[t].out_size;
+    for (int u = t; u < m->nstages - 1; u++)
+        total += m->stages[u].out_size;
     double *a = malloc((size_t)(in + total) * sizeof *a);
-    f->in_r = malloc((size_t)(n * RADII) * sizeof(double));
-    f->in_cost = malloc((size_t)(n * RADII) * sizeof(double));
-    if (!a || !f->in_r || !f->in_cost) {
+    double *r = f->in_r[t] = malloc((size_t)(n * RADII) * sizeof(double));
+    double *cost = f->in_cost[t] = malloc((size_t)(n * RADII) * sizeof(double));
+    if (!a || !r || !cost) {
         free(a);
         return -1;
     }
     for (int64_t k = 0; k < in; k++)
         a[k] = 1;
-    fc_coefficients(m, fc0, a, a + in);
+    fc_coefficients(m, t, a, a + in);
     for (int64_t i = 0; i < n; i++) {
-        radii_init(f->in_r + i * RADII, f->in_cost + i * RADII);
-        insert_fc_units(m, f, fc0, a + in, i, f->in_r + i * RADII, f->in_cost + i * RADII);
-        radii_cumulate(f->in_cost + i * RADII);
+        radii_init(r + i * RADII, cost + i * RADII);
+        insert_fc_units(m, f, t, a + in, i, r + i * RADII, cost + i * RADII);
+        radii_cumulate(cost + i * RADII);
     }
     free(a);
     return 0;
 }
 
-/* The linearized tail from the first fc stage's input changing by at most
+/* The linearized tail from hidden fc stage t's input changing by at most
  * |mid| + rad per feature: its margin gradient times that, plus the units
  * that may leave golden's pattern; INFINITY when too many may. */
-static double input_linear_bound(const pvf_model *m, const lenet_fast *f, int64_t row,
+static double input_linear_bound(const pvf_model *m, const lenet_fast *f, int t, int64_t row,
                                  const double *mid, const double *rad) {
-    const int fc0 = ((const lenet *)m->arch_state)->nconv;
-    const int64_t in = m->stages[fc0].in_size;
-    const float *gq = f->gin[fc0] + row * in;
+    const int64_t in = m->stages[t].in_size;
+    const float *gq = f->gin[t] + row * in;
     double lin = 0, rho = 0;
     for (int64_t q = 0; q < in; q++) {
         const double c = fabs(mid[q]) + rad[q];
         lin += (double)gq[q] * c;
         rho = max2(rho, c);
     }
-    const double *r = f->in_r + row * RADII, *cost = f->in_cost + row * RADII;
+    const double *r = f->in_r[t] + row * RADII, *cost = f->in_cost[t] + row * RADII;
     int k = 0;
     while (k < RADII && r[k] <= rho)
         k++;
@@ -637,8 +637,9 @@ static int linear_tail_prepare(const pvf_model *m, const pvf_golden *g, lenet_fa
     for (int s = f->lin_first - 1; s < l->nconv; s++)
         if (s >= 0 && pattern_radii(m, f, s))
             return -1;
-    if (fc0 < m->nstages - 1 && input_radii(m, f))
-        return -1;
+    for (int t = fc0; t < m->nstages - 1; t++)
+        if (input_radii(m, f, t))
+            return -1;
     return 0;
 }
 
@@ -1128,14 +1129,15 @@ static double kernel_abs_sum(const lenet_fast *f, int s, int64_t cin, int64_t co
 }
 
 /* Rounding of output channel co's pre-pool sums of eval input row, golden's
- * and one recomputed with a weight changed by dw: 2 K u sum |w x|, with
- * each input channel's largest |x|. */
+ * and one recomputed with a weight (or the bias) changed by dw, whose taps
+ * are at most tapmax (1 for the bias): 2 K u sum |w x|, with each input
+ * channel's largest |x|. */
 static double conv_rounding(const pvf_model *m, const lenet *l, const lenet_fast *f, int s,
-                            int64_t row, int64_t co, double dw) {
+                            int64_t row, int64_t co, double dw, double tapmax) {
     const pvf_conv2d *cv = &l->conv[s];
-    const double sum = kernel_abs_sum(f, s, cv->cin, co, f->xmax_row[s] + row * cv->cin,
-                                      fabs(dw) * (double)f->xmax_all[s][row] +
-                                          fabs((double)m->params[l->b[s]].value[co]));
+    const double sum =
+        kernel_abs_sum(f, s, cv->cin, co, f->xmax_row[s] + row * cv->cin,
+                       fabs(dw) * tapmax + fabs((double)m->params[l->b[s]].value[co]));
     return sum_gamma(cv->cin * cv->k * cv->k + 1) * sum;
 }
 
@@ -1403,8 +1405,36 @@ static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, in
  * as intervals mid +- rad of the change of every unit (the exact change of
  * each linear map up to rounding, each ReLU decided where golden's
  * pre-activation keeps its sign), to the change of the logit margins.
- * signed_tail_first: the first fc stage's part, the change of its outputs
- * as mid +- rad [its out_size]; 0 when it does not apply. */
+ * tail_cells: channel co's chan cell changes d (within dmax) in float for
+ * the first fc stage's product, dq, and the slop every product of them
+ * carries (d's conversion and the sums' rounding); 0 when not finite. */
+static int tail_cells(int64_t chan, const double *d, double dmax, float *dq, double *slop) {
+    double dfmax = 0, dconv = 0;
+    for (int64_t q = 0; q < chan; q++) {
+        dq[q] = (float)d[q];
+        dconv = max2(dconv, fabs(d[q] - (double)dq[q]));
+        dfmax = max2(dfmax, fabs((double)dq[q]));
+    }
+    *slop = dmax + dconv + sum_gamma(chan) * dfmax;
+    return isfinite(*slop);
+}
+
+/* The first fc stage's output change of eval input row, as mid +- rad, from
+ * y = W dq over channel co's columns (tail_cells). */
+static void tail_first_units(const pvf_model *m, const lenet_fast *f, int64_t row, int64_t co,
+                             const float *y, double slop, double *mid, double *rad) {
+    const lenet *l = m->arch_state;
+    const int fc0 = l->nconv;
+    const int64_t out = m->stages[fc0].out_size, cout = l->conv[fc0 - 1].cout;
+    for (int64_t j = 0; j < out; j++) {
+        mid[j] = (double)y[j];
+        rad[j] = f->chan_l1[(j * cout + co)] * slop * BOUND_SCALE;
+    }
+    relu_changes(out, f->pre[fc0] + row * out, f->unit_eps[fc0] + row * out, mid, rad);
+}
+
+/* The first fc stage's part of the bound for eval input row: the change
+ * of its outputs as mid +- rad [its out_size]; 0 when it does not apply. */
 static int signed_tail_first(const pvf_model *m, const lenet_fast *f, const pvf_conv2d *cv, int s,
                              int64_t row, int64_t co, const double *d, double dmax, double *mid,
                              double *rad) {
@@ -1416,25 +1446,14 @@ static int signed_tail_first(const pvf_model *m, const lenet_fast *f, const pvf_
     for (int t = fc0; t <= last; t++)
         if (m->stages[t].out_size > SIGNED_WIDEST || (t == fc0 && chan > SIGNED_WIDEST))
             return 0;
-    float midf[SIGNED_WIDEST], y[SIGNED_WIDEST];
-    /* the first fc stage: only channel co's columns, in float (d's
-     * conversion and the sums' rounding go into rad) */
+    float dq[SIGNED_WIDEST], y[SIGNED_WIDEST];
     const int64_t in = m->stages[fc0].in_size, out = m->stages[fc0].out_size;
-    const float *w = m->params[l->w[fc0]].value;
-    double dfmax = 0, dconv = 0;
-    for (int64_t q = 0; q < chan; q++) {
-        midf[q] = (float)d[q];
-        dconv = max2(dconv, fabs(d[q] - (double)midf[q]));
-        dfmax = max2(dfmax, fabs((double)midf[q]));
-    }
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)chan, 1.0f, w + co * chan, (int)in,
-                midf, 1, 0.0f, y, 1);
-    const double slop = dmax + dconv + sum_gamma(chan) * dfmax;
-    for (int64_t j = 0; j < out; j++) {
-        mid[j] = (double)y[j];
-        rad[j] = f->chan_l1[(j * cv->cout + co)] * slop * BOUND_SCALE;
-    }
-    relu_changes(out, f->pre[fc0] + row * out, f->unit_eps[fc0] + row * out, mid, rad);
+    double slop;
+    if (!tail_cells(chan, d, dmax, dq, &slop))
+        return 0;
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)chan, 1.0f,
+                m->params[l->w[fc0]].value + co * chan, (int)in, dq, 1, 0.0f, y, 1);
+    tail_first_units(m, f, row, co, y, slop, mid, rad);
     return 1;
 }
 
@@ -1587,57 +1606,89 @@ static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int
                 }
             }
     }
-    *cheap = f->in_r ? input_linear_bound(m, f, row, mid, rad) : INFINITY;
+    *cheap = f->in_r[fc0] ? input_linear_bound(m, f, fc0, row, mid, rad) : INFINITY;
     return 1;
 }
 
-/* Eval inputs whose input change to hidden fc stage t (the first fc
- * stage's from conv_signed_cells, the second's from signed_tail_first)
- * goes through signed_fc together: that stage's two products, W and |W|
- * times every input's change, as one sgemm each instead of a
- * matrix-vector product per input (the rounding bound of signed_units
- * holds in any order). need[row] is set once decided: 1 when the bound
- * cannot clear it. */
+/* Eval inputs whose signed bound goes through the fc stages together
+ * (signed_fc's steps, batched): from fc stage t on, each stage's two
+ * products, W and |W| times every input's change, as one sgemm each
+ * instead of a matrix-vector product per input (the rounding bound of
+ * signed_units holds in any order), then the margins per input. The
+ * inputs' changes are stage t's input (conv_signed_cells: t the first fc
+ * stage), or with co >= 0 the pooled cells of the last conv stage's channel
+ * co (tail_cells: t the first fc stage, the product over co's columns
+ * only). need[row] is set once decided: 1 when the bound cannot clear it. */
 #define SIGNED_BATCH 32
 
 typedef struct signed_batch {
-    int t; /* the hidden fc stage whose products are batched */
-    int64_t n, in, out;
+    int t;            /* the first fc stage of the batched products */
+    int64_t co, chan; /* co >= 0: the inputs are channel co's chan pooled cells */
+    int64_t n, wide;  /* inputs in the batch; the widest stage from t on */
     int64_t rows[SIGNED_BATCH];
-    double cheap[SIGNED_BATCH], mmax[SIGNED_BATCH], rmax[SIGNED_BATCH];
-    float *midf, *radf, *y, *yr; /* [SIGNED_BATCH x in], [SIGNED_BATCH x out] */
+    double cheap[SIGNED_BATCH], mmax[SIGNED_BATCH], rmax[SIGNED_BATCH], slop[SIGNED_BATCH];
+    float *midf, *radf, *y, *yr; /* [SIGNED_BATCH x wide] each */
 } signed_batch;
 
 static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_batch *b,
                                unsigned char *need) {
     const lenet *l = m->arch_state;
-    const int t = b->t;
-    if (b->n == 0)
-        return;
-    const int in = (int)b->in, out = (int)b->out, n = (int)b->n;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, b->midf, in,
-                m->params[l->w[t]].value, in, 0.0f, b->y, out);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, b->radf, in, f->absw[t],
-                in, 0.0f, b->yr, out);
+    const int last = m->nstages - 1, wide = (int)b->wide;
     double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
-    for (int j = 0; j < n; j++) {
-        const int64_t row = b->rows[j];
-        signed_units(m, f, row, t, b->y + j * b->out, b->yr + j * b->out, b->mmax[j], b->rmax[j],
-                     mid, rad);
-        const double bound = min2(b->cheap[j], signed_fc(m, f, row, t + 1, mid, rad));
-        need[row] = !(bound * BOUND_SCALE <= f->slack[row]);
-    }
+    int n = (int)b->n;
     b->n = 0;
+    for (int t = b->t; t < last && n > 0; t++) {
+        const int in = (int)m->stages[t].in_size, out = (int)m->stages[t].out_size;
+        const float *w = m->params[l->w[t]].value;
+        const int cells = t == b->t && b->co >= 0;
+        if (cells)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, (int)b->chan, 1.0f,
+                        b->midf, wide, w + b->co * b->chan, in, 0.0f, b->y, wide);
+        else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, b->midf, wide, w,
+                        in, 0.0f, b->y, wide);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, b->radf, wide,
+                        f->absw[t], in, 0.0f, b->yr, wide);
+        }
+        int kept = 0;
+        for (int j = 0; j < n; j++) {
+            const int64_t row = b->rows[j];
+            if (cells)
+                tail_first_units(m, f, row, b->co, b->y + j * wide, b->slop[j], mid, rad);
+            else
+                signed_units(m, f, row, t, b->y + j * wide, b->yr + j * wide, b->mmax[j],
+                             b->rmax[j], mid, rad);
+            if (t + 1 == last) { /* the margins */
+                const double bound = min2(b->cheap[j], signed_fc(m, f, row, last, mid, rad));
+                need[row] = !(bound * BOUND_SCALE <= f->slack[row]);
+            } else if (f->in_r[t + 1] &&
+                       input_linear_bound(m, f, t + 1, row, mid, rad) * BOUND_SCALE <=
+                           f->slack[row])
+                need[row] = 0; /* cleared by the linearized tail from here */
+            else if (!signed_inputs(out, mid, rad, b->midf + kept * wide, b->radf + kept * wide,
+                                    &b->mmax[kept], &b->rmax[kept]))
+                need[row] = 1; /* not finite: signed_fc would not clear it */
+            else {
+                b->rows[kept] = row;
+                b->cheap[kept++] = b->cheap[j];
+            }
+        }
+        n = kept;
+    }
 }
 
-/* Adds eval input row (its change mid +- rad, conv_signed_cells) to the
- * batch; 0 when its change is not finite (signed_fc would not clear it). */
+/* Adds eval input row to the batch: its change mid +- rad of stage b->t's
+ * input (conv_signed_cells), or with b->co >= 0 its pooled cell changes
+ * mid of channel co, within dmax (tail_cells; rad unused). 0 when they are
+ * not finite (signed_fc would not clear it). */
 static int signed_batch_add(const pvf_model *m, const lenet_fast *f, signed_batch *b, int64_t row,
-                            const double *mid, const double *rad, double cheap,
+                            const double *mid, const double *rad, double dmax, double cheap,
                             unsigned char *need) {
     const int64_t j = b->n;
-    if (!signed_inputs(b->in, mid, rad, b->midf + j * b->in, b->radf + j * b->in, &b->mmax[j],
-                       &b->rmax[j]))
+    float *midf = b->midf + j * b->wide;
+    if (b->co >= 0 ? !tail_cells(b->chan, mid, dmax, midf, &b->slop[j])
+                   : !signed_inputs(m->stages[b->t].in_size, mid, rad, midf, b->radf + j * b->wide,
+                                    &b->mmax[j], &b->rmax[j]))
         return 0;
     b->rows[j] = row;
     b->cheap[j] = cheap;
@@ -1805,6 +1856,7 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
     else
         memcpy(w + (ex->fault_lo - co * cols), ex->patch, (size_t)span * sizeof *w);
     const int single = !is_bias && span == 1;
+    const int fine = span == 1; /* a single weight or bias: the finer bounds apply */
     const float w_old = m->params[param].value[ex->fault_lo];
     const int64_t e0 = ex->fault_lo % cols, ci0 = e0 / kk, ky0 = e0 % kk / cv->k, kx0 = e0 % cv->k;
     double cell[4096], dcell[4096], tap[4096];
@@ -1830,42 +1882,47 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                          .tap = tap};
     /* a single weight of one of the last two conv stages: the inputs whose
      * signed bound goes through the fc stages are batched (signed_batch)
-     * from the first fc stage (the conv stage before the last) or the
-     * second (the last conv stage), and every input not cleared is
-     * computed afterwards, in order */
+     * from the first fc stage (its input's change for the conv stage before
+     * the last, the last's pooled cells of channel co for the last), and
+     * every input not cleared is computed afterwards, in order */
     const int fc0 = l->nconv, last = m->nstages - 1;
-    const int cells = single && s + 2 == fc0 && fc0 < m->nstages &&
+    const int cells = fine && s + 2 == fc0 && fc0 < m->nstages &&
                       m->stages[fc0].in_size <= SIGNED_WIDEST; /* conv_signed_cells applies */
-    const int tail = single && s + 1 == fc0 && fc0 + 1 < last; /* signed_tail_first applies */
-    const int bt = cells ? fc0 : tail ? fc0 + 1 : -1;          /* the batched stage */
-    const int batched = bt >= 0 && bt < last && f->absw[bt] &&
-                        m->stages[bt].in_size <= SIGNED_WIDEST &&
-                        m->stages[bt].out_size <= SIGNED_WIDEST;
-    signed_batch sb = {.t = bt, .n = 0};
+    const int tail = fine && s + 1 == fc0 && fc0 + 1 < last;   /* signed_tail_first applies */
+    signed_batch sb = {.t = fc0, .co = tail ? co : -1, .chan = chan};
+    int batched = (cells || tail) && fc0 < last;
+    for (int t = fc0; batched && t <= last; t++) {
+        const int64_t tin = m->stages[t].in_size, tout = m->stages[t].out_size;
+        sb.wide = tin > sb.wide ? tin : sb.wide;
+        sb.wide = tout > sb.wide ? tout : sb.wide;
+        batched = f->absw[t] && sb.wide <= SIGNED_WIDEST;
+    }
     unsigned char *need = NULL;
     double *mid = NULL, *rad = NULL;
     int rc = -1;
-    if (cells || batched) {
-        sb.in = m->stages[bt].in_size;
-        if (!(mid = malloc((size_t)(2 * sb.in) * sizeof *mid))) {
+    if (cells) {
+        const int64_t in0 = m->stages[fc0].in_size;
+        if (!(mid = malloc((size_t)(2 * in0) * sizeof *mid))) {
             pvf_err_set(err, "fast path: out of memory");
             goto out;
         }
-        rad = mid + sb.in;
+        rad = mid + in0;
     }
     if (batched) {
-        sb.out = m->stages[bt].out_size;
         need = malloc((size_t)f->n);
-        sb.midf = malloc((size_t)(SIGNED_BATCH * (2 * sb.in + 2 * sb.out)) * sizeof(float));
+        sb.midf = malloc((size_t)(4 * SIGNED_BATCH * sb.wide) * sizeof(float));
         if (!need || !sb.midf) {
             pvf_err_set(err, "fast path: out of memory");
             goto out;
         }
-        sb.radf = sb.midf + SIGNED_BATCH * sb.in;
-        sb.y = sb.radf + SIGNED_BATCH * sb.in;
-        sb.yr = sb.y + SIGNED_BATCH * sb.out;
+        sb.radf = sb.midf + SIGNED_BATCH * sb.wide;
+        sb.y = sb.radf + SIGNED_BATCH * sb.wide;
+        sb.yr = sb.y + SIGNED_BATCH * sb.wide;
     }
     const int64_t maps = cv->oh * cv->ow, plane_size = cv->h * cv->w;
+    if (fine && is_bias) /* the bias is every pre-pool sum's tap of 1 */
+        for (int64_t p = 0; p < maps; p++)
+            tap[p] = 1.0;
     double next = nonfinite ? 0 : coarse_bound(f, g, s, cv->cin, co, dch, dbias, 0);
     for (int64_t i = 0; i < f->n; i++) {
         const float *x = g->stage_in[s] + i * in;
@@ -1877,9 +1934,10 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
         /* the next input's data for the finer bounds, ahead, unless the
          * first bound clears it (fetching it for every input was most of a
          * low-bit conv1 trial's time) */
-        if (single && i + 1 < f->n &&
+        if (fine && i + 1 < f->n &&
             (nonfinite || !(f->slack[i + 1] > 0 && next * BOUND_SCALE <= f->slack[i + 1]))) {
-            prefetch_span(x + in + ci0 * plane_size, (size_t)plane_size * sizeof(float));
+            if (single)
+                prefetch_span(x + in + ci0 * plane_size, (size_t)plane_size * sizeof(float));
             prefetch_span(f->pre_pool[s] + ((i + 1) * cv->cout + co) * maps,
                           (size_t)maps * sizeof(float));
             /* the tail bounds' per-input data: a page apart from one input
@@ -1896,11 +1954,13 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
             if (coarse == 0)
                 continue; /* the changed weights meet only zeros */
             double bound = coarse;
-            if (single && bound * BOUND_SCALE > f->slack[i] &&
+            if (fine && bound * BOUND_SCALE > f->slack[i] &&
                 bound < ASTRONOMIC * f->slack[i]) { /* finer: cell by cell */
                 const double dw = (double)ex->patch[0] - (double)w_old;
-                const double eps = conv_rounding(m, l, f, s, i, co, dw);
-                conv_taps(cv, x, ci0, ky0, kx0, tap);
+                const double eps =
+                    conv_rounding(m, l, f, s, i, co, dw, is_bias ? 1.0 : (double)f->xmax_all[s][i]);
+                if (!is_bias)
+                    conv_taps(cv, x, ci0, ky0, kx0, tap);
                 const double dmax =
                     cell_changes(l, cv, f->pre_pool[s] + (i * cv->cout + co) * cv->oh * cv->ow, tap,
                                  dw, eps, dcell, cell);
@@ -1912,15 +1972,14 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                 if (bound * BOUND_SCALE > f->slack[i] && bound < HOPELESS * f->slack[i]) {
                     double cheap;
                     if (s + 1 == l->nconv && batched) {
-                        if (signed_tail_first(m, f, cv, s, i, co, dcell, dmax, mid, rad) &&
-                            signed_batch_add(m, f, &sb, i, mid, rad, bound, need))
+                        if (signed_batch_add(m, f, &sb, i, dcell, NULL, dmax, bound, need))
                             continue; /* decided when its batch goes */
                     } else if (s + 1 == l->nconv)
                         bound = fmin(bound, signed_tail_bound(m, f, cv, s, i, co, dcell, dmax));
                     else if (cells &&
                              conv_signed_cells(m, f, s, i, co, dcell, dmax, mid, rad, &cheap)) {
                         if (cheap * BOUND_SCALE > f->slack[i] && batched &&
-                            signed_batch_add(m, f, &sb, i, mid, rad, cheap, need))
+                            signed_batch_add(m, f, &sb, i, mid, rad, 0, cheap, need))
                             continue; /* decided when its batch goes */
                         if (cheap * BOUND_SCALE > f->slack[i] && !batched)
                             cheap = min2(cheap, signed_fc(m, f, i, fc0, mid, rad));
