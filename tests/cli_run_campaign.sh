@@ -154,21 +154,28 @@ wait_done() { # DSN; the coordinator exits when the campaign is done
     wait "$copid"
 }
 
-# Kill -9 one of 3 workers every 2 s (and start a new one in its place).
+# Kill -9 one of 3 workers (and start a new one in its place) each time 100
+# more trials are stored, at most once a second and 5 times: kills spread over
+# the run however fast it goes (the whole campaign takes a few seconds).
 dbk=$(newdb killed)
 id=$(campaign "$dbk")
 start_coordinator "$dbk" "$id"
 pids+=("$copid")
 for i in 0 1 2; do start_worker $i; done
 kills=0
-while kill -0 "$copid" 2>/dev/null; do
-    sleep 2
+stored=0
+while kill -0 "$copid" 2>/dev/null && [ "$kills" -lt 5 ]; do
+    sleep 0.2
+    n=$(psql "$dbk" -At -c "SELECT count(*) FROM trials" 2>/dev/null || echo 0)
+    [ "$n" -ge $((stored + 100)) ] || continue
     kill -0 "$copid" 2>/dev/null || break
     v=$((kills % 3))
     kill -9 "${wpid[$v]}" 2>/dev/null || true
     wait "${wpid[$v]}" 2>/dev/null || true
     start_worker $v
     kills=$((kills + 1))
+    stored=$n
+    sleep 0.8
 done
 wait "$copid" || true
 stop_workers
@@ -183,7 +190,8 @@ id=$(campaign "$dbc")
 start_coordinator "$dbc" "$id"
 pids+=("$copid")
 for i in 0 1 2; do start_worker $i; done
-sleep 3
+# once trials are stored: the campaign takes a few seconds, fixed sleeps outlast it
+written "$dbc"
 expect "coordinator still running when killed" kill -0 "$copid"
 kill -9 "$copid"
 wait "$copid" 2>/dev/null || true

@@ -9,8 +9,8 @@
  * whose golden decision margin is below 1e-5 relative may differ by rounding
  * alone: such differences are counted and reported, not failed. Uses the
  * first INPUTS eval inputs, so that the naive side stays affordable.
- * PVF_TEST_SANITIZED divides the trials by 10; PVF_TEST_TARGET=NAME samples
- * that fault target only.
+ * PVF_TEST_SANITIZED divides the trials by 10; PVF_TEST_TARGET=NAME[,NAME...]
+ * samples those fault targets only.
  */
 #include "fast.h"
 #include "kernels.h"
@@ -107,11 +107,20 @@ static void compare_model(const char *dir, int64_t inputs, pvf_format fmt, int64
     int ntargets = m->ntargets;
     for (int t = 0; t < m->ntargets; t++)
         all[t] = t;
-    const char *only = getenv("PVF_TEST_TARGET"); /* one target's bits only, e.g. conv1.weight */
+    /* these targets' bits only, e.g. conv1.weight or conv1.weight,conv2.bias */
+    const char *only = getenv("PVF_TEST_TARGET");
     if (only && *only) {
-        all[0] = pvf_model_find_target(m, only);
-        CHECK(all[0] >= 0);
-        ntargets = 1;
+        ntargets = 0;
+        for (const char *at = only; *at && ntargets < m->ntargets;) {
+            const size_t len = strcspn(at, ",");
+            char name[256];
+            snprintf(name, sizeof name, "%.*s", (int)len, at);
+            all[ntargets] = pvf_model_find_target(m, name);
+            CHECK(all[ntargets] >= 0);
+            ntargets += all[ntargets] >= 0;
+            at += len + (at[len] == ',');
+        }
+        CHECK(ntargets > 0);
     }
     int64_t tiny_rows = 0;
     for (int64_t i = 0; i < n; i++) {

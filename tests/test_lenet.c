@@ -423,6 +423,79 @@ static void test_fast_huge_conv2_weight(void) {
     pvf_runner_close(&r);
 }
 
+/* The bounds that clear a conv fault's eval inputs, held against the full
+ * pass (pvf_exec.audit_claim): every input a bound cleared moved its top-1
+ * margins (the top logit less each other) by no more than the bound it
+ * claimed, in the full pass's outputs. Weights and biases of both conv
+ * layers, from the middle mantissa bits up, where the finer bounds work: cell
+ * by cell, the linearized tail, the signed bound batched through the fc
+ * stages and the linearized tail after each of its fc products. */
+static void test_fast_conv_bound_audit(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open_limit(&r, LENET, NULL, PVF_FMT_FP32, 256, &err) == 0);
+    const pvf_model *m = &r.model;
+    const int64_t n = r.golden.n, k = m->out_size;
+    double *claim = malloc((size_t)n * sizeof *claim);
+    float *fast_out = malloc((size_t)(n * k) * sizeof *fast_out);
+    CHECK(claim && fast_out);
+    const char *const audited[] = {"conv1.weight", "conv2.weight", "conv1.bias", "conv2.bias"};
+    const int64_t elements[][3] = {{3, 77, 140}, {5, 800, 2000}, {1, 4, 4}, {2, 11, 11}};
+    int64_t checked = 0, violations = 0, moved = 0;
+    double min_ratio = INFINITY;
+    for (int c = 0; c < 4 && claim && fast_out; c++) {
+        const int t = pvf_model_find_target(m, audited[c]);
+        CHECK(t >= 0);
+        for (int e = 0; e < 3; e++) {
+            if (e && elements[c][e] == elements[c][e - 1])
+                continue;
+            for (int bit = 8; bit < 32; bit++) {
+                pvf_fault_site site = {t, elements[c][e], 1u << bit};
+                pvf_trial_result fast, naive;
+                for (int64_t i = 0; i < n; i++)
+                    claim[i] = -1;
+                r.exec.want_outputs = 1;
+                r.exec.audit_claim = claim;
+                CHECK(pvf_trial_run(&r.exec, &r.golden, PVF_FAULT_BITFLIP, &site, fast_out, &fast,
+                                    &err) == 0);
+                r.exec.audit_claim = NULL;
+                r.exec.naive = 1;
+                CHECK(pvf_trial_run(&r.exec, &r.golden, PVF_FAULT_BITFLIP, &site, r.out, &naive,
+                                    &err) == 0);
+                r.exec.naive = 0;
+                for (int64_t i = 0; i < n; i++) {
+                    if (claim[i] < 0)
+                        continue;
+                    const float *o = r.out + i * k, *g = r.golden.out + i * k;
+                    const int64_t top = r.golden.top1[i];
+                    double change = 0;
+                    for (int64_t j = 0; j < k; j++) {
+                        const double d = ((double)o[top] - o[j]) - ((double)g[top] - g[j]);
+                        change = isfinite(d) ? fmax(change, fabs(d)) : INFINITY;
+                    }
+                    checked++;
+                    moved += change > 0;
+                    if (change > 0)
+                        min_ratio = fmin(min_ratio, claim[i] / change);
+                    if (!(change <= claim[i]) && !violations++)
+                        fprintf(stderr, "%s[%lld] bit %d input %lld: margins moved %g, bound %g\n",
+                                audited[c], (long long)elements[c][e], bit, (long long)i, change,
+                                claim[i]);
+                }
+            }
+        }
+    }
+    fprintf(stderr,
+            "conv bound audit: %lld inputs cleared by a bound (%lld moved), %lld outside it, "
+            "tightest bound / change %.9g\n",
+            (long long)checked, (long long)moved, (long long)violations, min_ratio);
+    CHECK(violations == 0);
+    CHECK(moved > 10000);
+    free(claim);
+    free(fast_out);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/pvf-test-lenet-XXXXXX");
     if (!mkdtemp(tmp))
@@ -437,6 +510,7 @@ int main(void) {
     RUN(test_fast_conv_bounds);
     RUN(test_fast_conv_exponent_flips);
     RUN(test_fast_huge_conv2_weight);
+    RUN(test_fast_conv_bound_audit);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0)

@@ -221,6 +221,11 @@ struct pvf_exec {
     /* likewise for bounds on the margins (logit k less the top one) */
     int64_t audit_margin_checked, audit_margin_violations;
     double audit_margin_min_ratio;
+    /* When set (tests, [eval inputs]): where a fast path clears an eval
+     * input by a bound on how far its top-1 margins (the top logit less
+     * each other) can move, it writes that bound here, for the test to
+     * hold against the full pass's (lenet_fast.c). */
+    double *audit_claim;
 };
 
 /* Also sets OpenBLAS to one thread (a process-wide setting): parallelism

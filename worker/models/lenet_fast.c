@@ -1628,6 +1628,7 @@ typedef struct signed_batch {
     int64_t rows[SIGNED_BATCH];
     double cheap[SIGNED_BATCH], mmax[SIGNED_BATCH], rmax[SIGNED_BATCH], slop[SIGNED_BATCH];
     float *midf, *radf, *y, *yr; /* [SIGNED_BATCH x wide] each */
+    double *claim;               /* pvf_exec.audit_claim */
 } signed_batch;
 
 static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_batch *b,
@@ -1658,15 +1659,21 @@ static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_b
             else
                 signed_units(m, f, row, t, b->y + j * wide, b->yr + j * wide, b->mmax[j],
                              b->rmax[j], mid, rad);
+            /* the linearized tail from the next stage, a hidden one */
+            const double tail = t + 1 < last && f->in_r[t + 1]
+                                    ? input_linear_bound(m, f, t + 1, row, mid, rad) * BOUND_SCALE
+                                    : INFINITY;
             if (t + 1 == last) { /* the margins */
                 const double bound = min2(b->cheap[j], signed_fc(m, f, row, last, mid, rad));
                 need[row] = !(bound * BOUND_SCALE <= f->slack[row]);
-            } else if (f->in_r[t + 1] &&
-                       input_linear_bound(m, f, t + 1, row, mid, rad) * BOUND_SCALE <=
-                           f->slack[row])
+                if (b->claim && !need[row])
+                    b->claim[row] = bound * BOUND_SCALE;
+            } else if (tail <= f->slack[row]) {
                 need[row] = 0; /* cleared by the linearized tail from here */
-            else if (!signed_inputs(out, mid, rad, b->midf + kept * wide, b->radf + kept * wide,
-                                    &b->mmax[kept], &b->rmax[kept]))
+                if (b->claim)
+                    b->claim[row] = tail;
+            } else if (!signed_inputs(out, mid, rad, b->midf + kept * wide, b->radf + kept * wide,
+                                      &b->mmax[kept], &b->rmax[kept]))
                 need[row] = 1; /* not finite: signed_fc would not clear it */
             else {
                 b->rows[kept] = row;
@@ -1889,7 +1896,7 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
     const int cells = fine && s + 2 == fc0 && fc0 < m->nstages &&
                       m->stages[fc0].in_size <= SIGNED_WIDEST; /* conv_signed_cells applies */
     const int tail = fine && s + 1 == fc0 && fc0 + 1 < last;   /* signed_tail_first applies */
-    signed_batch sb = {.t = fc0, .co = tail ? co : -1, .chan = chan};
+    signed_batch sb = {.t = fc0, .co = tail ? co : -1, .chan = chan, .claim = ex->audit_claim};
     int batched = (cells || tail) && fc0 < last;
     for (int t = fc0; batched && t <= last; t++) {
         const int64_t tin = m->stages[t].in_size, tout = m->stages[t].out_size;
@@ -1951,8 +1958,11 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                 prefetch_span(f->gin[s + 1] + (i + 1) * out + co * chan, chan * sizeof(float));
         }
         if (!nonfinite && f->slack[i] > 0) {
-            if (coarse == 0)
-                continue; /* the changed weights meet only zeros */
+            if (coarse == 0) { /* the changed weights meet only zeros */
+                if (ex->audit_claim)
+                    ex->audit_claim[i] = 0;
+                continue;
+            }
             double bound = coarse;
             if (fine && bound * BOUND_SCALE > f->slack[i] &&
                 bound < ASTRONOMIC * f->slack[i]) { /* finer: cell by cell */
@@ -1987,8 +1997,11 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                     }
                 }
             }
-            if (bound * BOUND_SCALE <= f->slack[i])
+            if (bound * BOUND_SCALE <= f->slack[i]) {
+                if (ex->audit_claim)
+                    ex->audit_claim[i] = bound * BOUND_SCALE;
                 continue;
+            }
         }
         if (need)
             need[i] = 1; /* computed below, once the batches are decided */
