@@ -123,6 +123,8 @@ static void compare_model(const char *dir, int64_t inputs, pvf_format fmt, int64
         CHECK(ntargets > 0);
     }
     int64_t tiny_rows = 0;
+    if (ntargets == 0) /* no such target: failed above */
+        trials = 0;
     for (int64_t i = 0; i < n; i++) {
         for (int64_t p = 0; p < positions; p++)
             if (golden_margin(m, &r.golden, i, p) < 1e-5)
