@@ -23,8 +23,8 @@
  * signs as intervals: for the last conv stage from its pooled cells through
  * the fc stages; for the one before through the last conv's filters (sgemm
  * of the change) and its pooled cells first. A bias counts as a weight
- * whose every tap is 1. Every interval carries golden's and
- * the recompute's rounding; a cell or unit within rounding of changing its
+ * whose every tap is 1. Every interval carries golden's and the
+ * recompute's rounding; a cell or unit within rounding of changing its
  * winner or sign takes the ReLU / max of its bounds. A fc row with huge
  * values runs as the full pass only when some sum can actually overflow
  * (|w| |x| against FLT_MAX / 2). The fc stages' interval products of the
@@ -139,7 +139,7 @@ typedef struct lenet_fast {
     double *unit_eps[LENET_STAGES]; /* hidden fc stage: [n x out] golden rounding bound */
     double *abs_sum[LENET_STAGES];  /* hidden fc stage: [n x out] golden sum |w x| + |b| */
     double *row_l1[LENET_STAGES];   /* fc stage: [out] sum of |w| of each row */
-    float *absw[LENET_STAGES];      /* fc stage after the first: |w| */
+    float *absw[LENET_STAGES];      /* fc stage: |w| */
     float *wt[LENET_STAGES];        /* fc stage: w transposed [in x out], a column per feature */
     double *in_r[LENET_STAGES], *in_cost[LENET_STAGES]; /* input_radii: [n x RADII] */
     /* Last stage, [(t * classes + c) * in + k]: w[t][k] - w[c][k] in double
