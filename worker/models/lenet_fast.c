@@ -1359,11 +1359,31 @@ static void signed_units(const pvf_model *m, const lenet_fast *f, int64_t row, i
     relu_changes(out, f->pre[t] + row * out, f->unit_eps[t] + row * out, mid, rad);
 }
 
+/* The logit margins' change of eval input row when the last stage's input
+ * (in features) changes by mid +- rad: through the margin rows, in double. */
+static double margin_bound(const lenet_fast *f, int64_t row, int64_t in, const double *mid,
+                           const double *rad) {
+    const int64_t classes = f->classes, top1 = f->top1[row];
+    double bound = 0;
+    for (int64_t c = 0; c < classes; c++) {
+        if (c == top1)
+            continue;
+        const double *gk = f->margin_w + (top1 * classes + c) * in;
+        const double *ak = f->margin_abs + (top1 * classes + c) * in;
+        double v = 0, spread = 0;
+        for (int64_t k = 0; k < in; k++) {
+            v += gk[k] * mid[k];
+            spread += ak[k] * rad[k];
+        }
+        bound = max2(bound, fabs(v) + spread);
+    }
+    return bound * BOUND_SCALE;
+}
+
 static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, int t0, double *mid,
                         double *rad) {
     const lenet *l = m->arch_state;
     const int last = m->nstages - 1;
-    const int64_t classes = f->classes, top1 = f->top1[row];
     float midf[SIGNED_WIDEST], radf[SIGNED_WIDEST], y[SIGNED_WIDEST], yr[SIGNED_WIDEST];
     for (int t = t0; t <= last; t++)
         if (m->stages[t].in_size > SIGNED_WIDEST || m->stages[t].out_size > SIGNED_WIDEST)
@@ -1374,22 +1394,8 @@ static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, in
         double mmax, rmax;
         if (!signed_inputs(in, mid, rad, midf, radf, &mmax, &rmax))
             return INFINITY;
-        if (t == last) { /* the margins, in double from mid and rad */
-            double bound = 0;
-            for (int64_t c = 0; c < classes; c++) {
-                if (c == top1)
-                    continue;
-                const double *gk = f->margin_w + (top1 * classes + c) * in;
-                const double *ak = f->margin_abs + (top1 * classes + c) * in;
-                double v = 0, spread = 0;
-                for (int64_t k = 0; k < in; k++) {
-                    v += gk[k] * mid[k];
-                    spread += ak[k] * rad[k];
-                }
-                bound = max2(bound, fabs(v) + spread);
-            }
-            return bound * BOUND_SCALE;
-        }
+        if (t == last)
+            return margin_bound(f, row, in, mid, rad);
         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)in, 1.0f, w, (int)in, midf, 1, 0.0f,
                     y, 1);
         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)in, 1.0f, f->absw[t], (int)in, radf,
@@ -1631,6 +1637,40 @@ typedef struct signed_batch {
     double *claim;               /* pvf_exec.audit_claim */
 } signed_batch;
 
+/* Decides batch input j from its logits' changes y +- yr (the last
+ * stage's products of its input change midf +- radf): each logit k is within
+ * e_k = yr_k + gamma |w_k| (mmax + rmax) of its exact change (the rounding
+ * of both products), so a margin within |y_t - y_c| + e_t + e_c; where that
+ * does not clear the input, the margin rows from midf +- radf
+ * (margin_bound, |w_t - w_c| instead of |w_t| + |w_c|). */
+static void batch_margins(const pvf_model *m, const lenet_fast *f, const signed_batch *b, int j,
+                          unsigned char *need) {
+    const int last = m->nstages - 1;
+    const int64_t in = m->stages[last].in_size, classes = f->classes, row = b->rows[j];
+    const int64_t top1 = f->top1[row];
+    const float *y = b->y + j * b->wide, *yr = b->yr + j * b->wide;
+    const double *l1 = f->row_l1[last];
+    const double slop = sum_gamma(in) * (b->mmax[j] + b->rmax[j]);
+    const double et = (double)yr[top1] + l1[top1] * slop;
+    double loose = 0;
+    for (int64_t c = 0; c < classes; c++)
+        if (c != top1)
+            loose = max2(loose,
+                         fabs((double)y[top1] - (double)y[c]) + et + (double)yr[c] + l1[c] * slop);
+    double bound = min2(b->cheap[j], loose * BOUND_SCALE);
+    if (!(bound * BOUND_SCALE <= f->slack[row])) {
+        double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
+        for (int64_t k = 0; k < in; k++) {
+            mid[k] = b->midf[j * b->wide + k];
+            rad[k] = b->radf[j * b->wide + k];
+        }
+        bound = min2(bound, margin_bound(f, row, in, mid, rad));
+    }
+    need[row] = !(bound * BOUND_SCALE <= f->slack[row]);
+    if (b->claim && !need[row])
+        b->claim[row] = bound * BOUND_SCALE;
+}
+
 static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_batch *b,
                                unsigned char *need) {
     const lenet *l = m->arch_state;
@@ -1638,7 +1678,7 @@ static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_b
     double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
     int n = (int)b->n;
     b->n = 0;
-    for (int t = b->t; t < last && n > 0; t++) {
+    for (int t = b->t; t <= last && n > 0; t++) {
         const int in = (int)m->stages[t].in_size, out = (int)m->stages[t].out_size;
         const float *w = m->params[l->w[t]].value;
         const int cells = t == b->t && b->co >= 0;
@@ -1650,6 +1690,11 @@ static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_b
                         in, 0.0f, b->y, wide);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, b->radf, wide,
                         f->absw[t], in, 0.0f, b->yr, wide);
+        }
+        if (t == last) { /* the margins */
+            for (int j = 0; j < n; j++)
+                batch_margins(m, f, b, j, need);
+            return;
         }
         int kept = 0;
         for (int j = 0; j < n; j++) {
@@ -1663,12 +1708,7 @@ static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_b
             const double tail = t + 1 < last && f->in_r[t + 1]
                                     ? input_linear_bound(m, f, t + 1, row, mid, rad) * BOUND_SCALE
                                     : INFINITY;
-            if (t + 1 == last) { /* the margins */
-                const double bound = min2(b->cheap[j], signed_fc(m, f, row, last, mid, rad));
-                need[row] = !(bound * BOUND_SCALE <= f->slack[row]);
-                if (b->claim && !need[row])
-                    b->claim[row] = bound * BOUND_SCALE;
-            } else if (tail <= f->slack[row]) {
+            if (tail <= f->slack[row]) {
                 need[row] = 0; /* cleared by the linearized tail from here */
                 if (b->claim)
                     b->claim[row] = tail;
