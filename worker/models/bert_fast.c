@@ -111,7 +111,7 @@ enum { ST_X, ST_CTX, ST_U1, ST_A, ST_U2, ST_Q, ST_K, ST_KC, ST_KR, ST_INTER };
  * margin (logit k less the top one) with respect to the last layer's
  * [CLS] first LayerNorm input, its output, the layer's output; the largest
  * magnitude of the second feed-forward matrix's transpose times the
- * gradient at its output; head_linear's rounding term and the two factors
+ * gradient at its output; cls_linearize's rounding term and the two factors
  * of its quadratic term (head_settles and cls_moved read them). */
 enum { CG_Z, CG_A, CG_Y, CG_W2, CG_E0, CG_QR, CG_QC, CLS_GRAD };
 #define CLS_SQUARINGS 3 /* cls_jacobians' bounds: within h^(1/16) of the norms */
@@ -1155,7 +1155,7 @@ static void cls_gradient(const pvf_model *m, const bert *b, cls_point *cp, doubl
  *   gz^T dz + ga^T rho1 + (W2^T gu)^T rho_gelu + gy^T rho2 + rho_head
  * with g* the margin's gradients (cls_gradient): by at most
  *   |gz| r + |ga| |rho1| + 0.399 |W2^T gu|_inf |dp|^2 + |gy| |rho2|
- *   + head_linear's rounding term |dy| and quadratic term,
+ *   + cls_linearize's rounding term |dy| and quadratic term,
  * dp = W1 da the feed-forward pre-activations' change. A LayerNorm's
  * remainder is at most max|w| (0.578 + 1.5 eps / s^2) |dx|^2 / (sqrt(h)
  * s^2), s its smallest scale on the way: along a centered step u = a v^ +
@@ -1265,9 +1265,11 @@ static int head_settles(const pvf_model *m, const pvf_golden *g, const bert *b, 
     return 1;
 }
 
-/* The pooler and classifier linearized at sequence i's golden [CLS] row:
- * with c = C_k - C_top, D = tanh'(z) at the golden pooler input z, W the
- * pooler, a [CLS] change e moves logit k less the top one by
+/* The last layer's [CLS] path linearized at every sequence's golden point
+ * (cls_point_at): its Jacobian bounds into cls_jac (cls_jacobians), and
+ * each margin's gradients back from the head (cls_gradient) into cls_grad.
+ * The pooler and classifier, at sequence i's golden [CLS] row: with c = C_k - C_top, D = tanh'(z)
+ * at the golden pooler input z, W the pooler, a [CLS] change e moves logit k less the top one by
  * c^T (D + E) W e, |E_j| <= 0.385 |(W e)_j| + e0_j (a secant slope of tanh
  * is within half its largest |tanh''| < 0.7698 times the step of its
  * slope at either end; e0_j: D's own rounding), so by at most
@@ -1276,7 +1278,7 @@ static int head_settles(const pvf_model *m, const pvf_golden *g, const bert *b, 
  * norm of pooler row j: cls_grad's CG_Y (|W^T D c|, the margin's gradient
  * at the [CLS] row, which goes on back through the last layer:
  * cls_gradient), CG_E0, CG_QR and CG_QC, inflated for their rounding. */
-static int head_linear(const pvf_model *m, const pvf_golden *g, const bert *b, bert_fast *f) {
+static int cls_linearize(const pvf_model *m, const pvf_golden *g, const bert *b, bert_fast *f) {
     const int64_t h = b->hidden, labels = b->labels;
     const float *w = m->params[b->pool_w].value, *bias = m->params[b->pool_b].value,
                 *cw = m->params[b->cls_w].value;
@@ -1555,7 +1557,7 @@ static int bound_data_init(const pvf_model *m, const pvf_golden *g, const bert *
                             i * m->stages[b->first_layer + li].in_size,
                         ws, dws);
     }
-    if (head_linear(m, g, b, f))
+    if (cls_linearize(m, g, b, f))
         goto done;
     settle_thresholds(m, g, b, f);
     rc = 0;
@@ -2884,10 +2886,6 @@ static int embedded_from_cache(const pvf_exec *ex, const pvf_golden *g, const be
     return layer_tail_settles(ex, b, f, 0, i, L, a, inter, x);
 }
 
-/* Bound audit (pvf_exec.audit_bounds): the last layer's [CLS] output x of
- * sequence i, computed exactly, against dy, the row-by-row bound of its
- * change (layer_bound_rows) that did not settle it. Allows golden's and the
- * recompute's rounding (1e-4 of the row). */
 /* The bound audit of cls_moved: sequence i's exact logits from its last
  * layer's [CLS] output x, each margin's change against its bound for a
  * change of at most dz in that layer's [CLS] first LayerNorm input. */
@@ -2900,9 +2898,12 @@ static void audit_margins(pvf_exec *ex, const pvf_golden *g, int64_t i, const fl
         free(pooled);
         return;
     }
-    pvf_linear(x, 1, h, m->params[b->pool_w].value, m->params[b->pool_b].value, h, pooled);
-    pvf_tanh(pooled, h);
-    pvf_linear(pooled, 1, h, m->params[b->cls_w].value, m->params[b->cls_b].value, labels, logit);
+    const int pooler = b->first_layer + (int)b->layers; /* then the classifier */
+    if (m->stages[pooler].run(m, pooler, ex, i, 1, x, pooled) ||
+        m->stages[pooler + 1].run(m, pooler + 1, ex, i, 1, pooled, logit)) {
+        free(pooled);
+        return;
+    }
     const float *gold = g->out + i * m->out_size;
     for (int64_t k = 0; k < labels; k++) {
         if (k == top)
@@ -2920,6 +2921,11 @@ static void audit_margins(pvf_exec *ex, const pvf_golden *g, int64_t i, const fl
     free(pooled);
 }
 
+/* Bound audit (pvf_exec.audit_bounds): the last layer's [CLS] output x of
+ * sequence i, computed exactly, against dy, the row-by-row bound of its
+ * change (layer_bound_rows) that did not settle it. Allows golden's and the
+ * recompute's rounding (1e-4 of the row); then its margins (audit_margins)
+ * against dz, the bound on its first LayerNorm input's change. */
 static void audit_cls(pvf_exec *ex, const pvf_golden *g, int64_t i, const float *x, double dy,
                       double dz) {
     const bert *b = ex->m->arch_state;

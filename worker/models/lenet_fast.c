@@ -144,7 +144,7 @@ typedef struct lenet_fast {
     double *in_r[LENET_STAGES], *in_cost[LENET_STAGES]; /* input_radii: [n x RADII] */
     /* Last stage, [(t * classes + c) * in + k]: w[t][k] - w[c][k] in double
      * (exact: two floats' difference) and its magnitude, the margin rows
-     * signed_fc reads for top-1 t. */
+     * margin_bound reads for top-1 t. */
     double *margin_w, *margin_abs;
     double *chan_l1; /* first fc stage: [out x last conv's cout] sum of |w|
                         over each row's columns of one channel */
@@ -1321,13 +1321,6 @@ SELECTS_VECTORIZE static void relu_changes(int64_t n, const float *restrict z,
     }
 }
 
-#define SIGNED_WIDEST 1024
-
-/* The change of the logit margins of eval input row when stage t0's input
- * (t0 an fc stage) changes by mid +- rad (both overwritten): through each
- * stage as intervals, mid and rad through W and |W| in float with the
- * rounding of both, each ReLU decided where golden's pre-activation keeps
- * its sign (relu_change); the last stage linear, in double. */
 /* A stage's input change mid +- rad in float for its products: midf, and
  * radf covering rad and midf's conversion; their largest magnitudes. 0 when
  * some are not finite. */
@@ -1380,31 +1373,6 @@ static double margin_bound(const lenet_fast *f, int64_t row, int64_t in, const d
     return bound * BOUND_SCALE;
 }
 
-static double signed_fc(const pvf_model *m, const lenet_fast *f, int64_t row, int t0, double *mid,
-                        double *rad) {
-    const lenet *l = m->arch_state;
-    const int last = m->nstages - 1;
-    float midf[SIGNED_WIDEST], radf[SIGNED_WIDEST], y[SIGNED_WIDEST], yr[SIGNED_WIDEST];
-    for (int t = t0; t <= last; t++)
-        if (m->stages[t].in_size > SIGNED_WIDEST || m->stages[t].out_size > SIGNED_WIDEST)
-            return INFINITY;
-    for (int t = t0; t <= last; t++) {
-        const int64_t in = m->stages[t].in_size, out = m->stages[t].out_size;
-        const float *w = m->params[l->w[t]].value;
-        double mmax, rmax;
-        if (!signed_inputs(in, mid, rad, midf, radf, &mmax, &rmax))
-            return INFINITY;
-        if (t == last)
-            return margin_bound(f, row, in, mid, rad);
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)in, 1.0f, w, (int)in, midf, 1, 0.0f,
-                    y, 1);
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)in, 1.0f, f->absw[t], (int)in, radf,
-                    1, 0.0f, yr, 1);
-        signed_units(m, f, row, t, y, yr, mmax, rmax, mid, rad);
-    }
-    return INFINITY;
-}
-
 /* A bound for a single weight (co, ci, ky, kx) of the last conv stage s
  * changing by dw, with signs: each pooled cell's change d_q (from golden's
  * pre-pool maps, within 2 eps of the exact one), then through the fc stages
@@ -1437,39 +1405,6 @@ static void tail_first_units(const pvf_model *m, const lenet_fast *f, int64_t ro
         rad[j] = f->chan_l1[(j * cout + co)] * slop * BOUND_SCALE;
     }
     relu_changes(out, f->pre[fc0] + row * out, f->unit_eps[fc0] + row * out, mid, rad);
-}
-
-/* The first fc stage's part of the bound for eval input row: the change
- * of its outputs as mid +- rad [its out_size]; 0 when it does not apply. */
-static int signed_tail_first(const pvf_model *m, const lenet_fast *f, const pvf_conv2d *cv, int s,
-                             int64_t row, int64_t co, const double *d, double dmax, double *mid,
-                             double *rad) {
-    const lenet *l = m->arch_state;
-    const int fc0 = l->nconv, last = m->nstages - 1;
-    if (s != fc0 - 1 || fc0 >= last)
-        return 0;
-    const int64_t ph = cv->oh / l->pool, pw = cv->ow / l->pool, chan = ph * pw;
-    for (int t = fc0; t <= last; t++)
-        if (m->stages[t].out_size > SIGNED_WIDEST || (t == fc0 && chan > SIGNED_WIDEST))
-            return 0;
-    float dq[SIGNED_WIDEST], y[SIGNED_WIDEST];
-    const int64_t in = m->stages[fc0].in_size, out = m->stages[fc0].out_size;
-    double slop;
-    if (!tail_cells(chan, d, dmax, dq, &slop))
-        return 0;
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)chan, 1.0f,
-                m->params[l->w[fc0]].value + co * chan, (int)in, dq, 1, 0.0f, y, 1);
-    tail_first_units(m, f, row, co, y, slop, mid, rad);
-    return 1;
-}
-
-/* signed_tail_first, then signed_fc from the second fc stage. */
-static double signed_tail_bound(const pvf_model *m, const lenet_fast *f, const pvf_conv2d *cv,
-                                int s, int64_t row, int64_t co, const double *d, double dmax) {
-    double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
-    if (!signed_tail_first(m, f, cv, s, row, co, d, dmax, mid, rad))
-        return INFINITY;
-    return signed_fc(m, f, row, ((const lenet *)m->arch_state)->nconv + 1, mid, rad);
 }
 
 /* The pooled cells of one plane of the last conv stage for 2x2 pooling
@@ -1517,8 +1452,8 @@ SELECTS_VECTORIZE static void pooled_changes4(int64_t cells, const double *restr
  * golden's pre-pool maps (winner and sign kept beyond rounding: the
  * winner's change; else the ReLU of the max moved by its bounds), into
  * mid +- rad (the first fc stage's input change), and *cheap the
- * linearized tail's bound for it. 0 when it does not apply. signed_fc from
- * the first fc stage bounds the rest (conv_signed_finish). */
+ * linearized tail's bound for it. 0 when it does not apply. signed_batch
+ * bounds the rest from the first fc stage. */
 static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int64_t row,
                              int64_t co, const double *d, double dmax, double *mid, double *rad,
                              double *cheap) {
@@ -1529,8 +1464,7 @@ static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int
     const pvf_conv2d *cl = &l->conv[fc0 - 1];
     const int64_t kk = cl->k * cl->k, plane = cl->h * cl->w, maps = cl->oh * cl->ow;
     const int64_t ph = cl->oh / l->pool, pw = cl->ow / l->pool;
-    if (plane > 4096 || kk * maps > 8192 || cl->cout * maps > 4096 ||
-        m->stages[fc0].in_size > SIGNED_WIDEST)
+    if (plane > 4096 || kk * maps > 8192 || cl->cout * maps > 4096)
         return 0;
     float df[4096], col[8192], dpre[4096];
     double v0[64], v1[64], cv0[1024], cv1[1024];
@@ -1616,11 +1550,12 @@ static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int
     return 1;
 }
 
-/* Eval inputs whose signed bound goes through the fc stages together
- * (signed_fc's steps, batched): from fc stage t on, each stage's two
- * products, W and |W| times every input's change, as one sgemm each
- * instead of a matrix-vector product per input (the rounding bound of
- * signed_units holds in any order), then the margins per input. The
+/* Eval inputs whose signed bound goes through the fc stages together: the
+ * change of every unit as an interval mid +- rad, through each stage's two
+ * products, W and |W| times every input's change, in float, one sgemm each
+ * for the batch (the rounding bound of signed_units holds in any order),
+ * each ReLU decided where golden's pre-activation keeps its sign
+ * (relu_changes), then the margins (batch_margins). The
  * inputs' changes are stage t's input (conv_signed_cells: t the first fc
  * stage), or with co >= 0 the pooled cells of the last conv stage's channel
  * co (tail_cells: t the first fc stage, the product over co's columns
@@ -1634,6 +1569,7 @@ typedef struct signed_batch {
     int64_t rows[SIGNED_BATCH];
     double cheap[SIGNED_BATCH], mmax[SIGNED_BATCH], rmax[SIGNED_BATCH], slop[SIGNED_BATCH];
     float *midf, *radf, *y, *yr; /* [SIGNED_BATCH x wide] each */
+    double *mid, *rad;           /* [wide] each: one input's change in double */
     double *claim;               /* pvf_exec.audit_claim */
 } signed_batch;
 
@@ -1643,7 +1579,7 @@ typedef struct signed_batch {
  * of both products), so a margin within |y_t - y_c| + e_t + e_c; where that
  * does not clear the input, the margin rows from midf +- radf
  * (margin_bound, |w_t - w_c| instead of |w_t| + |w_c|). */
-static void batch_margins(const pvf_model *m, const lenet_fast *f, const signed_batch *b, int j,
+static void batch_margins(const pvf_model *m, const lenet_fast *f, signed_batch *b, int j,
                           unsigned char *need) {
     const int last = m->nstages - 1;
     const int64_t in = m->stages[last].in_size, classes = f->classes, row = b->rows[j];
@@ -1659,12 +1595,11 @@ static void batch_margins(const pvf_model *m, const lenet_fast *f, const signed_
                          fabs((double)y[top1] - (double)y[c]) + et + (double)yr[c] + l1[c] * slop);
     double bound = min2(b->cheap[j], loose * BOUND_SCALE);
     if (!(bound * BOUND_SCALE <= f->slack[row])) {
-        double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
         for (int64_t k = 0; k < in; k++) {
-            mid[k] = b->midf[j * b->wide + k];
-            rad[k] = b->radf[j * b->wide + k];
+            b->mid[k] = b->midf[j * b->wide + k];
+            b->rad[k] = b->radf[j * b->wide + k];
         }
-        bound = min2(bound, margin_bound(f, row, in, mid, rad));
+        bound = min2(bound, margin_bound(f, row, in, b->mid, b->rad));
     }
     need[row] = !(bound * BOUND_SCALE <= f->slack[row]);
     if (b->claim && !need[row])
@@ -1675,7 +1610,7 @@ static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_b
                                unsigned char *need) {
     const lenet *l = m->arch_state;
     const int last = m->nstages - 1, wide = (int)b->wide;
-    double mid[SIGNED_WIDEST], rad[SIGNED_WIDEST];
+    double *mid = b->mid, *rad = b->rad;
     int n = (int)b->n;
     b->n = 0;
     for (int t = b->t; t <= last && n > 0; t++) {
@@ -1714,7 +1649,7 @@ static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_b
                     b->claim[row] = tail;
             } else if (!signed_inputs(out, mid, rad, b->midf + kept * wide, b->radf + kept * wide,
                                       &b->mmax[kept], &b->rmax[kept]))
-                need[row] = 1; /* not finite: signed_fc would not clear it */
+                need[row] = 1; /* not finite: no bound clears it */
             else {
                 b->rows[kept] = row;
                 b->cheap[kept++] = b->cheap[j];
@@ -1727,7 +1662,7 @@ static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_b
 /* Adds eval input row to the batch: its change mid +- rad of stage b->t's
  * input (conv_signed_cells), or with b->co >= 0 its pooled cell changes
  * mid of channel co, within dmax (tail_cells; rad unused). 0 when they are
- * not finite (signed_fc would not clear it). */
+ * not finite (no bound would clear it). */
 static int signed_batch_add(const pvf_model *m, const lenet_fast *f, signed_batch *b, int64_t row,
                             const double *mid, const double *rad, double dmax, double cheap,
                             unsigned char *need) {
@@ -1933,16 +1868,15 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
      * the last, the last's pooled cells of channel co for the last), and
      * every input not cleared is computed afterwards, in order */
     const int fc0 = l->nconv, last = m->nstages - 1;
-    const int cells = fine && s + 2 == fc0 && fc0 < m->nstages &&
-                      m->stages[fc0].in_size <= SIGNED_WIDEST; /* conv_signed_cells applies */
-    const int tail = fine && s + 1 == fc0 && fc0 + 1 < last;   /* signed_tail_first applies */
+    const int cells = fine && s + 2 == fc0 && fc0 < m->nstages; /* conv_signed_cells applies */
+    const int tail = fine && s + 1 == fc0 && fc0 < m->nstages;  /* from the pooled cells */
     signed_batch sb = {.t = fc0, .co = tail ? co : -1, .chan = chan, .claim = ex->audit_claim};
-    int batched = (cells || tail) && fc0 < last;
+    int batched = cells || tail;
     for (int t = fc0; batched && t <= last; t++) {
         const int64_t tin = m->stages[t].in_size, tout = m->stages[t].out_size;
         sb.wide = tin > sb.wide ? tin : sb.wide;
         sb.wide = tout > sb.wide ? tout : sb.wide;
-        batched = f->absw[t] && sb.wide <= SIGNED_WIDEST;
+        batched = f->absw[t] != NULL;
     }
     unsigned char *need = NULL;
     double *mid = NULL, *rad = NULL;
@@ -1958,13 +1892,15 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
     if (batched) {
         need = malloc((size_t)f->n);
         sb.midf = malloc((size_t)(4 * SIGNED_BATCH * sb.wide) * sizeof(float));
-        if (!need || !sb.midf) {
+        sb.mid = malloc((size_t)(2 * sb.wide) * sizeof *sb.mid);
+        if (!need || !sb.midf || !sb.mid) {
             pvf_err_set(err, "fast path: out of memory");
             goto out;
         }
         sb.radf = sb.midf + SIGNED_BATCH * sb.wide;
         sb.y = sb.radf + SIGNED_BATCH * sb.wide;
         sb.yr = sb.y + SIGNED_BATCH * sb.wide;
+        sb.rad = sb.mid + sb.wide;
     }
     const int64_t maps = cv->oh * cv->ow, plane_size = cv->h * cv->w;
     if (fine && is_bias) /* the bias is every pre-pool sum's tap of 1 */
@@ -2019,20 +1955,16 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                     bound = fmin(bound, linear_tail_bound(m, f, s, i, co, chan, cell));
                 /* finer still, with signs; not worth it for a change far beyond
                  * the margin even through |W| */
-                if (bound * BOUND_SCALE > f->slack[i] && bound < HOPELESS * f->slack[i]) {
+                if (batched && bound * BOUND_SCALE > f->slack[i] &&
+                    bound < HOPELESS * f->slack[i]) {
                     double cheap;
-                    if (s + 1 == l->nconv && batched) {
+                    if (tail) {
                         if (signed_batch_add(m, f, &sb, i, dcell, NULL, dmax, bound, need))
                             continue; /* decided when its batch goes */
-                    } else if (s + 1 == l->nconv)
-                        bound = fmin(bound, signed_tail_bound(m, f, cv, s, i, co, dcell, dmax));
-                    else if (cells &&
-                             conv_signed_cells(m, f, s, i, co, dcell, dmax, mid, rad, &cheap)) {
-                        if (cheap * BOUND_SCALE > f->slack[i] && batched &&
+                    } else if (conv_signed_cells(m, f, s, i, co, dcell, dmax, mid, rad, &cheap)) {
+                        if (cheap * BOUND_SCALE > f->slack[i] &&
                             signed_batch_add(m, f, &sb, i, mid, rad, 0, cheap, need))
                             continue; /* decided when its batch goes */
-                        if (cheap * BOUND_SCALE > f->slack[i] && !batched)
-                            cheap = min2(cheap, signed_fc(m, f, i, fc0, mid, rad));
                         bound = fmin(bound, cheap);
                     }
                 }
@@ -2061,6 +1993,7 @@ out:
     free(need);
     free(mid);
     free(sb.midf);
+    free(sb.mid);
     return rc;
 }
 
