@@ -68,51 +68,73 @@ static int embed_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t firs
     return 0;
 }
 
+/* The query and key transforms of layer L at position pos (q or k NULL:
+ * not that one), as attend applies them to its rows: RoPE then QK-norm, or
+ * the NoPE temperature on the query. */
+static void qk_transform(const llama4 *l, int64_t L, int64_t pos, float *q, float *k) {
+    const l4_config *c = &l->c;
+    const int64_t hd = c->head_dim;
+    if (c->rope[L]) {
+        if (q)
+            pvf_rope_apply_from(q, pos, 1, c->heads, hd, l->inv_freq);
+        if (k)
+            pvf_rope_apply_from(k, pos, 1, c->kv_heads, hd, l->inv_freq);
+        if (c->qk_norm && q)
+            pvf_rms_norm(q, c->heads, hd, NULL, (float)c->eps, q);
+        if (c->qk_norm && k)
+            pvf_rms_norm(k, c->kv_heads, hd, NULL, (float)c->eps, k);
+    } else if (c->temp_tuning && q) {
+        const float t = pvf_attn_temperature(pos, c->floor_scale, (float)c->attn_scale);
+        for (int64_t j = 0; j < c->heads * hd; j++)
+            q[j] *= t;
+    }
+}
+
 /* Layer L's attention of one sequence for query positions first..T-1
- * (T <= the sequence length: causal, they read no later position): RoPE
- * (or NoPE temperature) and QK-norm on the queries first..T-1 (q rows) and
- * keys kv_lo..T-1 (k rows by position), then attention; o rows first..T-1. */
+ * (T <= the sequence length: causal, they read no later position): the
+ * transforms on the queries first..T-1 (q rows) and keys kv_lo..T-1 (k rows
+ * by position), then attention; o rows first..T-1. */
 static void attend(const llama4 *l, int64_t L, int64_t first, int64_t kv_lo, int64_t T, float *q,
                    float *k, const float *v, float *o, float *scores) {
     const l4_config *c = &l->c;
     const int64_t qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
-    const int64_t nq = T - first, nk = T - kv_lo;
-    float *kl = k + kv_lo * kd;
-    if (c->rope[L]) {
-        pvf_rope_apply_from(q, first, nq, c->heads, c->head_dim, l->inv_freq);
-        pvf_rope_apply_from(kl, kv_lo, nk, c->kv_heads, c->head_dim, l->inv_freq);
-        if (c->qk_norm) { /* weightless RMS norm per head, after RoPE */
-            pvf_rms_norm(q, nq * c->heads, c->head_dim, NULL, (float)c->eps, q);
-            pvf_rms_norm(kl, nk * c->kv_heads, c->head_dim, NULL, (float)c->eps, kl);
-        }
-    } else if (c->temp_tuning) { /* NoPE: q only, by position */
-        for (int64_t t = first; t < T; t++) {
-            float s = pvf_attn_temperature(t, c->floor_scale, (float)c->attn_scale);
-            for (int64_t j = 0; j < qd; j++)
-                q[(t - first) * qd + j] *= s;
-        }
-    }
+    for (int64_t t = first; t < T; t++)
+        qk_transform(l, L, t, q + (t - first) * qd, NULL);
+    for (int64_t t = kv_lo; t < T; t++)
+        qk_transform(l, L, t, NULL, k + t * kd);
     pvf_causal_attention_from(q, k, v, T, first, c->heads, c->kv_heads, c->head_dim,
                               c->rope[L] ? c->chunk : 0, o, scores);
+}
+
+void l4_attn_heads(const llama4 *l, int64_t L, int64_t n, const float *in, const float *w_in,
+                   const float *wq, const float *wk, const float *wv, float *work, float *o) {
+    const l4_config *c = &l->c;
+    const int64_t T = l->T, R = n * T, H = c->hidden;
+    const int64_t qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
+    float *a = work, *q = a + R * H, *k = q + R * qd, *v = k + R * kd, *scores = v + R * kd;
+    pvf_rms_norm(in, R, H, w_in, (float)c->eps, a);
+    pvf_linear(a, R, H, wq, NULL, qd, q);
+    pvf_linear(a, R, H, wk, NULL, kd, k);
+    pvf_linear(a, R, H, wv, NULL, kd, v);
+    for (int64_t i = 0; i < n; i++)
+        attend(l, L, 0, 0, T, q + i * T * qd, k + i * T * kd, v + i * T * kd, o + i * T * qd,
+               scores);
+}
+
+int64_t l4_attn_heads_floats(const l4_config *c, int64_t rows, int64_t T) {
+    return rows * (c->hidden + c->heads * c->head_dim + 2 * c->kv_heads * c->head_dim) + T;
 }
 
 static int attn_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first, int64_t n,
                       const float *in, float *out) {
     (void)first;
     const llama4 *l = m->arch_state;
-    const l4_config *c = &l->c;
-    const int64_t L = m->stages[stage].layer, T = l->T, R = n * T, H = c->hidden;
-    const int64_t qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
+    const int64_t L = m->stages[stage].layer, R = n * l->T, H = l->c.hidden;
+    const int64_t qd = l->c.heads * l->c.head_dim;
     const l4_layer *y = &l->layer[L];
-    float *a = ex->scratch, *q = a + R * H, *k = q + R * qd, *v = k + R * kd, *o = v + R * kd;
-    float *scores = o + R * qd;
-    pvf_rms_norm(in, R, H, pvf_exec_weights(ex, y->in_norm), (float)c->eps, a);
-    pvf_linear(a, R, H, pvf_exec_weights(ex, y->q), NULL, qd, q);
-    pvf_linear(a, R, H, pvf_exec_weights(ex, y->k), NULL, kd, k);
-    pvf_linear(a, R, H, pvf_exec_weights(ex, y->v), NULL, kd, v);
-    for (int64_t i = 0; i < n; i++)
-        attend(l, L, 0, 0, T, q + i * T * qd, k + i * T * kd, v + i * T * kd, o + i * T * qd,
-               scores);
+    float *o = ex->scratch;
+    l4_attn_heads(l, L, n, in, pvf_exec_weights(ex, y->in_norm), pvf_exec_weights(ex, y->q),
+                  pvf_exec_weights(ex, y->k), pvf_exec_weights(ex, y->v), o + R * qd, o);
     pvf_linear(o, R, qd, pvf_exec_weights(ex, y->o), NULL, H, out);
     for (int64_t j = 0; j < R * H; j++)
         out[j] = in[j] + out[j];
@@ -120,7 +142,7 @@ static int attn_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first
 }
 
 void l4_attn_span(pvf_exec *ex, int64_t L, const float *in, int64_t first, int64_t end,
-                  float *out) {
+                  const l4_qkv *gold, float *out) {
     const pvf_model *m = ex->m;
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
@@ -132,14 +154,56 @@ void l4_attn_span(pvf_exec *ex, int64_t L, const float *in, int64_t first, int64
     const int64_t nk = T - kv_lo, nq = T - first;
     float *a = ex->scratch, *q = a + T * H, *k = q + T * qd, *v = k + T * kd, *o = v + T * kd;
     float *scores = o + T * qd;
-    pvf_rms_norm(in + kv_lo * H, nk, H, pvf_exec_weights(ex, y->in_norm), (float)c->eps, a);
-    pvf_linear(a + (first - kv_lo) * H, nq, H, pvf_exec_weights(ex, y->q), NULL, qd, q);
-    pvf_linear(a, nk, H, pvf_exec_weights(ex, y->k), NULL, kd, k + kv_lo * kd);
-    pvf_linear(a, nk, H, pvf_exec_weights(ex, y->v), NULL, kd, v + kv_lo * kd);
-    attend(l, L, first, kv_lo, T, q, k, v, o, scores);
+    const float *w_in = pvf_exec_weights(ex, y->in_norm);
+    if (!gold) {
+        pvf_rms_norm(in + kv_lo * H, nk, H, w_in, (float)c->eps, a);
+        pvf_linear(a + (first - kv_lo) * H, nq, H, pvf_exec_weights(ex, y->q), NULL, qd, q);
+        pvf_linear(a, nk, H, pvf_exec_weights(ex, y->k), NULL, kd, k + kv_lo * kd);
+        pvf_linear(a, nk, H, pvf_exec_weights(ex, y->v), NULL, kd, v + kv_lo * kd);
+        attend(l, L, first, kv_lo, T, q, k, v, o, scores);
+    } else {
+        /* the rows equal to golden's keep golden's projections; the others
+         * are projected (one product each; pq in o, pk and pv past the
+         * row list: l4_attn_span_floats) and transformed */
+        int32_t *rows = (int32_t *)(void *)(scores + T); /* malloc'd: any 4-byte type */
+        float *pq = o, *pk = scores + 2 * T, *pv = pk + T * kd;
+        int64_t nr = 0;
+        for (int64_t r = kv_lo; r < T; r++) {
+            if (memcmp(in + r * H, gold->in + r * H, (size_t)H * sizeof *in)) {
+                pvf_rms_norm(in + r * H, 1, H, w_in, (float)c->eps, a + nr * H);
+                rows[nr++] = (int32_t)r;
+                continue;
+            }
+            if (r >= first)
+                memcpy(q + (r - first) * qd, gold->q + r * qd, (size_t)qd * sizeof *q);
+            memcpy(k + r * kd, gold->k + r * kd, (size_t)kd * sizeof *k);
+            memcpy(v + r * kd, gold->v + r * kd, (size_t)kd * sizeof *v);
+        }
+        pvf_linear(a, nr, H, pvf_exec_weights(ex, y->q), NULL, qd, pq);
+        pvf_linear(a, nr, H, pvf_exec_weights(ex, y->k), NULL, kd, pk);
+        pvf_linear(a, nr, H, pvf_exec_weights(ex, y->v), NULL, kd, pv);
+        for (int64_t i = 0; i < nr; i++) {
+            const int64_t r = rows[i];
+            float *qr = r >= first ? q + (r - first) * qd : NULL;
+            if (qr)
+                memcpy(qr, pq + i * qd, (size_t)qd * sizeof *qr);
+            memcpy(k + r * kd, pk + i * kd, (size_t)kd * sizeof *k);
+            memcpy(v + r * kd, pv + i * kd, (size_t)kd * sizeof *v);
+            qk_transform(l, L, r, qr, k + r * kd);
+        }
+        pvf_causal_attention_from(q, k, v, T, first, c->heads, c->kv_heads, c->head_dim,
+                                  c->rope[L] ? c->chunk : 0, o, scores);
+    }
     pvf_linear(o, nq, qd, pvf_exec_weights(ex, y->o), NULL, H, out + first * H);
     for (int64_t j = first * H; j < T * H; j++)
         out[j] = in[j] + out[j];
+}
+
+int64_t l4_attn_span_floats(const pvf_model *m) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const int64_t T = l->T, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
+    return T * (c->hidden + 2 * qd + 4 * kd + 3);
 }
 
 int64_t l4_attn_queries_floats(const pvf_model *m, int64_t nq) {
@@ -176,15 +240,7 @@ void l4_attn_queries(pvf_exec *ex, int64_t L, const float *in, const int64_t *po
     }
     for (int64_t i = 0; i < nq; i++) { /* each query as attend treats its row */
         float *qi = q + i * qd;
-        if (c->rope[L]) {
-            pvf_rope_apply_from(qi, pos[i], 1, nh, hd, l->inv_freq);
-            if (c->qk_norm)
-                pvf_rms_norm(qi, nh, hd, NULL, (float)c->eps, qi);
-        } else if (c->temp_tuning) {
-            const float t = pvf_attn_temperature(pos[i], c->floor_scale, (float)c->attn_scale);
-            for (int64_t j = 0; j < qd; j++)
-                qi[j] *= t;
-        }
+        qk_transform(l, L, pos[i], qi, NULL);
         pvf_causal_attention_from(qi, k, v, pos[i] + 1, pos[i], nh, nkv, hd,
                                   c->rope[L] ? c->chunk : 0, o + i * qd, scores);
     }
@@ -192,6 +248,14 @@ void l4_attn_queries(pvf_exec *ex, int64_t L, const float *in, const int64_t *po
     for (int64_t i = 0; i < nq; i++)
         for (int64_t j = 0; j < H; j++)
             out[i * H + j] = in[pos[i] * H + j] + out[i * H + j];
+}
+
+void l4_swiglu_rows(int64_t R, int64_t H, int64_t I, const float *f, const float *wg,
+                    const float *wu, const float *wd, float *g, float *u, float *out) {
+    pvf_linear(f, R, H, wg, NULL, I, g);
+    pvf_linear(f, R, H, wu, NULL, I, u);
+    pvf_silu_mul(g, u, R * I, g);
+    pvf_linear(g, R, I, wd, NULL, H, out);
 }
 
 void l4_ffn_rows(pvf_exec *ex, int64_t L, int64_t R, const float *in, float *out) {
@@ -205,10 +269,8 @@ void l4_ffn_rows(pvf_exec *ex, int64_t L, int64_t R, const float *in, float *out
     if (!c->moe[L]) {
         const int64_t I = c->inter_mlp;
         float *g = f + R * H, *u = g + R * I;
-        pvf_linear(f, R, H, pvf_exec_weights(ex, y->gate), NULL, I, g);
-        pvf_linear(f, R, H, pvf_exec_weights(ex, y->up), NULL, I, u);
-        pvf_silu_mul(g, u, R * I, g);
-        pvf_linear(g, R, I, pvf_exec_weights(ex, y->mlp_down), NULL, H, out);
+        l4_swiglu_rows(R, H, I, f, pvf_exec_weights(ex, y->gate), pvf_exec_weights(ex, y->up),
+                       pvf_exec_weights(ex, y->mlp_down), g, u, out);
         for (int64_t j = 0; j < R * H; j++)
             out[j] = in[j] + out[j];
         return;
@@ -223,10 +285,8 @@ void l4_ffn_rows(pvf_exec *ex, int64_t L, int64_t R, const float *in, float *out
     pvf_linear(f, R, H, pvf_exec_weights(ex, y->router), NULL, E, logits);
     pvf_router_topk(logits, R, E, k, idx, score);
     /* shared expert on the unscaled input */
-    pvf_linear(f, R, H, pvf_exec_weights(ex, y->sh_gate), NULL, I, g);
-    pvf_linear(f, R, H, pvf_exec_weights(ex, y->sh_up), NULL, I, u);
-    pvf_silu_mul(g, u, R * I, g);
-    pvf_linear(g, R, I, pvf_exec_weights(ex, y->sh_down), NULL, H, out);
+    l4_swiglu_rows(R, H, I, f, pvf_exec_weights(ex, y->sh_gate), pvf_exec_weights(ex, y->sh_up),
+                   pvf_exec_weights(ex, y->sh_down), g, u, out);
     const float *gate_up[L4_MAX_EXPERTS], *down[L4_MAX_EXPERTS];
     for (int64_t e = 0; e < E; e++) {
         gate_up[e] = pvf_exec_weights(ex, y->gate_up[e]);

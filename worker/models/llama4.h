@@ -53,13 +53,37 @@ typedef struct llama4 {
  * stages, workspace ex->scratch. Layer L's FFN (post-attention norm, MLP or
  * MoE, residual) of R token rows: */
 void l4_ffn_rows(pvf_exec *ex, int64_t L, int64_t R, const float *in, float *out);
+/* A SwiGLU MLP of R rows f [R, H]: down (silu(f gate^T) * (f up^T)), out
+ * [R, H]; g and u [R, I] workspace. */
+void l4_swiglu_rows(int64_t R, int64_t H, int64_t I, const float *f, const float *wg,
+                    const float *wu, const float *wd, float *g, float *u, float *out);
+/* Layer L's attention heads of n sequences (in [n T, hidden]) with the
+ * given weights, as its stage computes them: o [n T, heads * head_dim],
+ * before the output projection. Workspace work, l4_attn_heads_floats(c,
+ * n T, T) of it; on return it holds the normed input [n T, hidden], then
+ * the queries [n T, heads * head_dim] and keys [n T, kv_heads * head_dim]
+ * as the attention read them (see l4_qkv) and the values. */
+void l4_attn_heads(const llama4 *l, int64_t L, int64_t n, const float *in, const float *w_in,
+                   const float *wq, const float *wk, const float *wv, float *work, float *o);
+int64_t l4_attn_heads_floats(const l4_config *c, int64_t rows, int64_t T);
 /* Final norm and lm_head of R token rows: */
 void l4_head_rows(pvf_exec *ex, int64_t R, const float *in, float *out);
+/* One sequence's golden input rows of an attention stage [T, hidden] and
+ * their projections: queries [T, heads * head_dim] and keys [T, kv_heads *
+ * head_dim] as the attention reads them (RoPE and QK-norm, or the NoPE
+ * temperature, applied), values [T, kv_heads * head_dim]. */
+typedef struct l4_qkv {
+    const float *in, *q, *k, *v;
+} l4_qkv;
 /* Layer L's attention block of one sequence (in, out [T, hidden]) for the
  * positions first..end-1 only: out rows first..end-1 (rows before are not
  * written; they do not change when in's rows before first did not; causal
- * attention reads no row from end on). */
-void l4_attn_span(pvf_exec *ex, int64_t L, const float *in, int64_t first, int64_t end, float *out);
+ * attention reads no row from end on). With gold (not NULL), the rows of in
+ * equal to gold->in take their golden projections and only the others are
+ * projected (workspace l4_attn_span_floats). */
+void l4_attn_span(pvf_exec *ex, int64_t L, const float *in, int64_t first, int64_t end,
+                  const l4_qkv *gold, float *out);
+int64_t l4_attn_span_floats(const pvf_model *m); /* its workspace, of ex->scratch */
 
 /* Layer L's attention block of one sequence (in [T, hidden]) for the query
  * positions pos[0] < ... < pos[nq-1] only, the same arithmetic per query

@@ -1090,9 +1090,20 @@ int64_t l4_bound_needed(const l4_bound *b, const pvf_model *m, int s, int64_t se
     for (int64_t t = 0; t < n; t++)
         if (!(d[t] >= 0.0 && d[t] < 1e30)) /* NaN, Inf or overflow: not bounded */
             d[t] = INFINITY;
-    for (int st = s; st < m->nstages - 1; st++)
+    for (int st = s; st < m->nstages - 1; st++) {
         if (l4_bound_stage(b, m, st, seq, n, d, work))
             return n;
+        /* A stage only adds to d: once the last position cannot clear, the
+         * answer is n whatever the later stages add. Not taken before the
+         * token by token stages, whose per-position bounds the caller uses
+         * (l4_bound_head_clears on d). */
+        if (n > 0 && !l4_bound_tokenwise(m, st + 1) &&
+            !l4_bound_head_clears(b, m, seq * T + n - 1, d[n - 1])) {
+            for (int64_t t = 0; t < n; t++)
+                d[t] = INFINITY;
+            return n;
+        }
+    }
     int64_t needed = 0; /* one past the last position not cleared */
     for (int64_t t = 0; t < n; t++)
         if (d[t] == INFINITY || !l4_bound_head_clears(b, m, seq * T + t, d[t]))

@@ -17,10 +17,18 @@
  * - An embedding row's fault changes the sequences holding that token only.
  * - An lm_head row's fault changes that one logit at every position: one
  *   dot product per position, judged against golden's top-1.
+ * - A fault in a SwiGLU MLP (a dense layer's, or a MoE layer's shared
+ *   expert) or in an attention output projection changes a few hidden
+ *   units or output features of every token: only those are computed, per
+ *   token, from golden values cached once (the MLP and attention outputs,
+ *   the attention head outputs), and the stage's output sums as the stage
+ *   does (linear_trial).
  * - Any other fault runs its stage over every sequence once.
  * A sequence changed before the last stages is carried from its first
  * changed position only (causal attention leaves earlier positions golden)
- * and judged position by position. Before each carried stage the sound
+ * and judged position by position; a carried attention stage projects only
+ * the rows that changed (the others keep their cached golden queries, keys
+ * and values). Before each carried stage the sound
  * bound of llama4_bound.c is asked, position by position, whether the
  * change can still flip a scored prediction: the carry stops at one past
  * the last position it cannot clear (causal attention: the positions
@@ -56,9 +64,17 @@ typedef struct l4_moe_gold {
 typedef struct l4_fast {
     int64_t n, T, layers;
     l4_moe_gold *moe;  /* [layers]; zeroed for dense layers */
+    float **mlp_out;   /* [layers]: a dense layer's MLP output [tokens, H], NULL for MoE */
+    float **attn_o;    /* [layers]: attention head outputs [tokens, heads * head_dim] */
+    float **attn_qkv;  /* [layers]: the attention's queries [tokens, heads * head_dim], then
+                          keys and values [tokens, kv_heads * head_dim] (see l4_qkv) */
+    float **attn_y;    /* [layers]: their output projection [tokens, H] */
     float *head_in;    /* [tokens, H] final norm output */
     int *param_layer;  /* [nparams] routed expert parameter -> layer, or -1 */
     int *param_expert; /* [nparams] -> expert */
+    int *param_proj;   /* [nparams] a matrix linear_trial takes, of layer L: 4 L + 0 gate,
+                          1 up, 2 down (dense MLP or shared expert), 3 the attention's
+                          output projection; -1 for any other parameter */
     l4_bound *bound;   /* the sound bound's golden statistics */
 } l4_fast;
 
@@ -75,9 +91,20 @@ void l4_fast_free(void *state) {
         free(f->moe[L].served);
     }
     free(f->moe);
+    for (int64_t L = 0; L < f->layers; L++) {
+        free(f->mlp_out ? f->mlp_out[L] : NULL);
+        free(f->attn_o ? f->attn_o[L] : NULL);
+        free(f->attn_y ? f->attn_y[L] : NULL);
+        free(f->attn_qkv ? f->attn_qkv[L] : NULL);
+    }
+    free(f->mlp_out);
+    free(f->attn_o);
+    free(f->attn_y);
+    free(f->attn_qkv);
     free(f->head_in);
     free(f->param_layer);
     free(f->param_expert);
+    free(f->param_proj);
     l4_bound_free(f->bound);
     free(f);
 }
@@ -143,10 +170,8 @@ static int moe_prepare(const pvf_model *m, const pvf_golden *g, int64_t L, l4_mo
         pvf_rms_norm(in, R, H, m->params[y->post_norm].value, (float)c->eps, w->f);
         pvf_linear(w->f, R, H, m->params[y->router].value, NULL, E, w->logits);
         pvf_router_topk(w->logits, R, E, (int)k, mg->idx + t0 * k, mg->score + t0 * k);
-        pvf_linear(w->f, R, H, m->params[y->sh_gate].value, NULL, I, w->g);
-        pvf_linear(w->f, R, H, m->params[y->sh_up].value, NULL, I, w->u);
-        pvf_silu_mul(w->g, w->u, R * I, w->g);
-        pvf_linear(w->g, R, I, m->params[y->sh_down].value, NULL, H, mg->shared + t0 * H);
+        l4_swiglu_rows(R, H, I, w->f, m->params[y->sh_gate].value, m->params[y->sh_up].value,
+                       m->params[y->sh_down].value, w->g, w->u, mg->shared + t0 * H);
         /* each expert over its gather, as pvf_experts_run */
         for (int32_t e = 0; e < (int32_t)E; e++) {
             int64_t cnt = 0;
@@ -186,6 +211,60 @@ static int moe_prepare(const pvf_model *m, const pvf_golden *g, int64_t L, l4_mo
     return 0;
 }
 
+/* Replays the golden pass of dense layer L's MLP (before the residual),
+ * chunk by chunk as the stage ran; f, g, u: workspace of a chunk. */
+static int mlp_prepare(const pvf_model *m, const pvf_golden *g, int64_t L, float **out, float *f,
+                       float *gw, float *uw) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const l4_layer *y = &l->layer[L];
+    const int64_t H = c->hidden, I = c->inter_mlp, T = l->T;
+    const int s = m->params[y->post_norm].stage;
+    if (!(*out = malloc((size_t)(g->n * T * H) * sizeof **out)))
+        return -1;
+    for (int64_t first = 0; first < g->n; first += PVF_CHUNK) {
+        const int64_t R = (g->n - first < PVF_CHUNK ? g->n - first : PVF_CHUNK) * T;
+        pvf_rms_norm(g->stage_in[s] + first * T * H, R, H, m->params[y->post_norm].value,
+                     (float)c->eps, f);
+        l4_swiglu_rows(R, H, I, f, m->params[y->gate].value, m->params[y->up].value,
+                       m->params[y->mlp_down].value, gw, uw, *out + first * T * H);
+    }
+    return 0;
+}
+
+/* Replays the golden pass of layer L's attention, chunk by chunk as the
+ * stage ran: its queries, keys and values qkv (see l4_fast), head outputs o
+ * and their output projection y (before the residual); work:
+ * l4_attn_heads_floats of a chunk. */
+static int attn_prepare(const pvf_model *m, const pvf_golden *g, int64_t L, float **qkv, float **o,
+                        float **y, float *work) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const l4_layer *ly = &l->layer[L];
+    const int64_t H = c->hidden, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
+    const int64_t T = l->T, tokens = g->n * T;
+    const int s = m->params[ly->q].stage;
+    *qkv = malloc((size_t)(tokens * (qd + 2 * kd)) * sizeof **qkv);
+    *o = malloc((size_t)(tokens * qd) * sizeof **o);
+    *y = malloc((size_t)(tokens * H) * sizeof **y);
+    if (!*qkv || !*o || !*y)
+        return -1;
+    for (int64_t first = 0; first < g->n; first += PVF_CHUNK) {
+        const int64_t nc = g->n - first < PVF_CHUNK ? g->n - first : PVF_CHUNK, R = nc * T;
+        const int64_t t0 = first * T;
+        float *oc = *o + t0 * qd;
+        l4_attn_heads(l, L, nc, g->stage_in[s] + t0 * H, m->params[ly->in_norm].value,
+                      m->params[ly->q].value, m->params[ly->k].value, m->params[ly->v].value, work,
+                      oc);
+        const float *wq = work + R * H, *wk = wq + R * qd, *wv = wk + R * kd;
+        memcpy(*qkv + t0 * qd, wq, (size_t)(R * qd) * sizeof **qkv);
+        memcpy(*qkv + tokens * qd + t0 * kd, wk, (size_t)(R * kd) * sizeof **qkv);
+        memcpy(*qkv + tokens * (qd + kd) + t0 * kd, wv, (size_t)(R * kd) * sizeof **qkv);
+        pvf_linear(oc, R, qd, m->params[ly->o].value, NULL, H, *y + t0 * H);
+    }
+    return 0;
+}
+
 int l4_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_err *err) {
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
@@ -199,19 +278,40 @@ int l4_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_e
     f->layers = c->layers;
     f->moe = calloc((size_t)c->layers, sizeof *f->moe);
     f->head_in = malloc((size_t)(tokens * H) * sizeof *f->head_in);
+    f->mlp_out = calloc((size_t)c->layers, sizeof *f->mlp_out);
     f->param_layer = malloc((size_t)m->nparams * sizeof *f->param_layer);
     f->param_expert = malloc((size_t)m->nparams * sizeof *f->param_expert);
+    f->attn_o = calloc((size_t)c->layers, sizeof *f->attn_o);
+    f->attn_y = calloc((size_t)c->layers, sizeof *f->attn_y);
+    f->attn_qkv = calloc((size_t)c->layers, sizeof *f->attn_qkv);
+    f->param_proj = malloc((size_t)m->nparams * sizeof *f->param_proj);
+    const int64_t rows = (g->n < PVF_CHUNK ? g->n : PVF_CHUNK) * T;
+    const int64_t mlp_floats = rows * (H + 2 * c->inter_mlp);
+    const int64_t attn_floats = l4_attn_heads_floats(c, rows, T);
+    float *mw = malloc((size_t)(mlp_floats > attn_floats ? mlp_floats : attn_floats) * sizeof *mw);
     moe_work w;
-    int rc = moe_work_alloc(&w, c, (g->n < PVF_CHUNK ? g->n : PVF_CHUNK) * T);
-    if (rc || !f->moe || !f->head_in || !f->param_layer || !f->param_expert)
+    int rc = moe_work_alloc(&w, c, rows);
+    if (rc || !f->moe || !f->mlp_out || !f->attn_o || !f->attn_y || !f->attn_qkv || !f->head_in ||
+        !f->param_layer || !f->param_expert || !f->param_proj || !mw)
         goto oom;
     for (int p = 0; p < m->nparams; p++)
-        f->param_layer[p] = f->param_expert[p] = -1;
+        f->param_layer[p] = f->param_expert[p] = f->param_proj[p] = -1;
     for (int64_t L = 0; L < c->layers; L++) {
-        if (!c->moe[L])
+        const l4_layer *y = &l->layer[L];
+        const int dense = !c->moe[L];
+        f->param_proj[dense ? y->gate : y->sh_gate] = (int)(4 * L);
+        f->param_proj[dense ? y->up : y->sh_up] = (int)(4 * L + 1);
+        f->param_proj[dense ? y->mlp_down : y->sh_down] = (int)(4 * L + 2);
+        f->param_proj[y->o] = (int)(4 * L + 3);
+        if (attn_prepare(m, g, L, &f->attn_qkv[L], &f->attn_o[L], &f->attn_y[L], mw))
+            goto oom;
+        if (dense) {
+            if (mlp_prepare(m, g, L, &f->mlp_out[L], mw, mw + rows * H,
+                            mw + rows * (H + c->inter_mlp)))
+                goto oom;
             continue;
+        }
         for (int64_t e = 0; e < c->experts; e++) {
-            const l4_layer *y = &l->layer[L];
             f->param_layer[y->gate_up[e]] = f->param_layer[y->down[e]] = (int)L;
             f->param_expert[y->gate_up[e]] = f->param_expert[y->down[e]] = (int)e;
         }
@@ -223,10 +323,12 @@ int l4_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_e
     if (l4_bound_prepare(m, g, &f->bound))
         goto oom;
     moe_work_free(&w);
+    free(mw);
     *state = f;
     return 0;
 oom:
     moe_work_free(&w);
+    free(mw);
     l4_fast_free(f);
     return pvf_err_set(err, "%s: fast path state: out of memory", m->dir);
 }
@@ -434,7 +536,9 @@ static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int
                       const float *x, pvf_trial_result *r) {
     const pvf_model *m = ex->m;
     const llama4 *l = m->arch_state;
-    const int64_t T = l->T, H = l->c.hidden;
+    const l4_fast *f = g->fast;
+    const int64_t T = l->T, H = l->c.hidden, tokens = f->n * T;
+    const int64_t qd = l->c.heads * l->c.head_dim, kd = l->c.kv_heads * l->c.head_dim;
     float *cur = ex->fast_io[0], *next = ex->fast_io[1];
     int64_t end = T;
     memcpy(cur, x, (size_t)(T * H) * sizeof *cur);
@@ -457,10 +561,15 @@ static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int
             last_attn_queries(ex, g, st, seq, p0, end, cur, next, r))
             return;
         r->stage_rows += end - p0;
-        if (attn)
-            l4_attn_span(ex, L, cur, p0, end, next);
-        else
+        if (attn) { /* its rows still golden keep their golden projections */
+            const float *qkv = f->attn_qkv[L];
+            const l4_qkv gq = {gold, qkv + seq * T * qd, qkv + tokens * qd + seq * T * kd,
+                               qkv + tokens * (qd + kd) + seq * T * kd};
+            const int fits = l4_attn_span_floats(m) <= m->scratch_floats;
+            l4_attn_span(ex, L, cur, p0, end, fits ? &gq : NULL, next);
+        } else {
             l4_ffn_rows(ex, L, end - p0, cur + p0 * H, next + p0 * H);
+        }
         memcpy(next, g->stage_in[st + 1] + seq * T * H, (size_t)(p0 * H) * sizeof *next);
         float *t = cur;
         cur = next;
@@ -498,6 +607,78 @@ static int embed_trial(pvf_exec *ex, const pvf_golden *g, const pvf_fault_effect
     return 0;
 }
 
+/* Token t's output of MoE stage (golden replay mg) as the stage sums it:
+ * the routed slots in expert order from zero (expert e's slot replaced by
+ * ye when ye is not NULL), plus the shared expert's output sh, plus the
+ * input in: o[H]. */
+static void moe_sum(const l4_moe_gold *mg, int64_t k, int64_t H, int64_t t, int32_t e,
+                    const float *ye, const float *sh, const float *in, float *o) {
+    for (int64_t j = 0; j < H; j++)
+        o[j] = 0.0f;
+    for (int32_t ex_id = 0, done = 0; done < k; ex_id++)
+        for (int64_t sl = 0; sl < k; sl++) {
+            if (mg->idx[t * k + sl] != ex_id)
+                continue;
+            const float *add = ye && ex_id == e ? ye : mg->slot_out + (t * k + sl) * H;
+            for (int64_t j = 0; j < H; j++)
+                o[j] += add[j];
+            done++;
+        }
+    for (int64_t j = 0; j < H; j++)
+        o[j] = in[j] + (sh[j] + o[j]);
+}
+
+/* Stage s changed its output rows of tokens tok[0..changed-1] (ascending,
+ * one golden chunk of sequences) to next[changed, H]: when the next stage
+ * is the head, each changed token changes only its own logits, and those
+ * the bound cannot clear are computed (hn[changed, H] workspace);
+ * otherwise the sequences holding a changed token are carried from their
+ * first changed position (carry_seq; their inputs are copied out first, as
+ * carrying uses the scratch that tok, next and hn may live in). */
+static void changed_rows_on(pvf_exec *ex, const pvf_golden *g, int s, int64_t *tok, float *next,
+                            int64_t changed, float *hn, pvf_trial_result *r) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const l4_fast *f = g->fast;
+    const int64_t H = l->c.hidden, T = l->T, V = l->c.vocab;
+    const float *gold_out = g->stage_in[s + 1];
+    if (s + 1 == m->nstages - 1) {
+        int64_t kept = 0;
+        for (int64_t i = 0; i < changed; i++) {
+            const double d = row_distance(next + i * H, gold_out + tok[i] * H, H);
+            if (isfinite(d) && l4_bound_head_clears(f->bound, m, tok[i], d))
+                continue;
+            if (kept != i) {
+                tok[kept] = tok[i];
+                memcpy(next + kept * H, next + i * H, (size_t)H * sizeof *next);
+            }
+            kept++;
+        }
+        if (kept == 0)
+            return;
+        pvf_rms_norm(next, kept, H, pvf_exec_weights(ex, l->norm), (float)l->c.eps, hn);
+        float *logits = ex->act[1];
+        pvf_linear(hn, kept, H, pvf_exec_weights(ex, l->lm_head), NULL, V, logits);
+        r->stage_rows += kept;
+        for (int64_t i = 0; i < kept; i++)
+            judge_position(l, ex, g, tok[i], logits + i * V, r);
+        return;
+    }
+    float *seq_in = ex->act[0];
+    int64_t *firsts = ex->fast_rows; /* first changed token of each sequence to carry */
+    int64_t nseq = 0;
+    for (int64_t i = 0; i < changed;) {
+        const int64_t seq = tok[i] / T;
+        float *dst = seq_in + nseq * T * H;
+        memcpy(dst, gold_out + seq * T * H, (size_t)(T * H) * sizeof *dst);
+        firsts[nseq++] = tok[i];
+        for (; i < changed && tok[i] / T == seq; i++)
+            memcpy(dst + (tok[i] % T) * H, next + i * H, (size_t)H * sizeof *dst);
+    }
+    for (int64_t j = 0; j < nseq; j++)
+        carry_seq(ex, g, s + 1, firsts[j] / T, firsts[j] % T, seq_in + j * T * H, r);
+}
+
 /* Workspace floats of expert_trial for `rows` gathered tokens. */
 static int64_t expert_scratch(const l4_config *c, int64_t rows) {
     return rows * (2 + 4 * c->hidden + 3 * c->inter);
@@ -512,9 +693,8 @@ static int expert_trial(pvf_exec *ex, const pvf_golden *g, int64_t L, int32_t e,
     const l4_fast *f = g->fast;
     const l4_moe_gold *mg = &f->moe[L];
     const l4_layer *y = &l->layer[L];
-    const int64_t H = c->hidden, I = c->inter, k = c->top_k, T = l->T, V = c->vocab;
+    const int64_t H = c->hidden, I = c->inter, k = c->top_k, T = l->T;
     const int s = m->params[y->router].stage;
-    const int last = s + 1 == m->nstages - 1; /* the next stage is the head */
     const int64_t *served = mg->served + mg->served_start[e];
     const int64_t nserved = mg->served_start[e + 1] - mg->served_start[e];
     if (nserved == 0)
@@ -525,12 +705,10 @@ static int expert_trial(pvf_exec *ex, const pvf_golden *g, int64_t L, int32_t e,
     int64_t *tok = (int64_t *)(void *)ex->scratch; /* malloc'd: any type; changed tokens */
     float *xg = ex->scratch + 2 * per, *gu = xg + per * H, *h = gu + per * 2 * I;
     float *yg = h + per * I, *next = yg + per * H, *hn = next + per * H;
-    int64_t *firsts = ex->fast_rows; /* first changed token of each sequence to carry */
     const float *gate_up = pvf_exec_weights(ex, y->gate_up[e]);
     const float *down = pvf_exec_weights(ex, y->down[e]);
     const float *post = pvf_exec_weights(ex, y->post_norm);
     const float *in = g->stage_in[s], *gold_out = g->stage_in[s + 1];
-    float *seq_in = ex->act[0];
     int64_t a = 0;
     for (int64_t first = 0; first < g->n; first += PVF_CHUNK) {
         /* the tokens of this golden chunk: the stage's gather for expert e */
@@ -555,70 +733,160 @@ static int expert_trial(pvf_exec *ex, const pvf_golden *g, int64_t L, int32_t e,
         pvf_swiglu(gu, cnt, I, h);
         pvf_linear(h, cnt, I, down, NULL, H, yg);
         r->stage_rows += cnt;
-        /* each token's FFN output as the stage sums it: routed slots in
-         * expert order from zero, plus the shared output, plus the input */
+        /* each token's FFN output as the stage sums it */
         int64_t changed = 0;
         for (int64_t i = 0; i < cnt; i++) {
             const int64_t t = served[a + i];
             float *o = next + changed * H;
-            for (int64_t j = 0; j < H; j++)
-                o[j] = 0.0f;
-            for (int32_t ex_id = 0, done = 0; done < k; ex_id++)
-                for (int64_t sl = 0; sl < k; sl++) {
-                    if (mg->idx[t * k + sl] != ex_id)
-                        continue;
-                    const float *add = ex_id == e ? yg + i * H : mg->slot_out + (t * k + sl) * H;
-                    for (int64_t j = 0; j < H; j++)
-                        o[j] += add[j];
-                    done++;
-                }
-            for (int64_t j = 0; j < H; j++)
-                o[j] = in[t * H + j] + (mg->shared[t * H + j] + o[j]);
+            moe_sum(mg, k, H, t, e, yg + i * H, mg->shared + t * H, in + t * H, o);
             if (memcmp(o, gold_out + t * H, (size_t)H * sizeof *o) == 0)
                 continue; /* the change vanished */
             tok[changed++] = t;
         }
         a = b;
-        if (changed == 0)
-            continue;
-        if (last) {
-            /* a changed token changes only its own logits: those the bound
-             * cannot clear are computed */
-            int64_t kept = 0;
-            for (int64_t i = 0; i < changed; i++) {
-                const double d = row_distance(next + i * H, gold_out + tok[i] * H, H);
-                if (isfinite(d) && l4_bound_head_clears(f->bound, m, tok[i], d))
-                    continue;
-                if (kept != i) {
-                    tok[kept] = tok[i];
-                    memcpy(next + kept * H, next + i * H, (size_t)H * sizeof *next);
-                }
-                kept++;
-            }
-            changed = kept;
-            if (changed == 0)
+        if (changed)
+            changed_rows_on(ex, g, s, tok, next, changed, hn, r);
+    }
+    return 0;
+}
+
+/* Rows of a matrix a fault may change for linear_trial to take it (a wider
+ * one runs its stage whole). */
+#define LINEAR_ROWS 16
+
+/* a . b in float, one order for the golden and the faulty weights alike */
+static float dot_f(const float *a, const float *b, int64_t n) {
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n; j++)
+        sum += a[j] * b[j];
+    return sum;
+}
+
+/* Adds to dy[H] the change of layer L's sublayer output (MLP or attention,
+ * before the residual) at token t for a fault in matrix `role` (see
+ * linear_trial); xn: the post-attention norm of t's stage input (role < 3).
+ * 1 when something changed. */
+static int linear_change(const pvf_exec *ex, const l4_fast *f, int64_t L, int role, const int *mats,
+                         int64_t I, int64_t t, const float *xn, double *dy) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const int64_t H = l->c.hidden, qd = l->c.heads * l->c.head_dim;
+    const int64_t lo = ex->fault_lo, hi = ex->fault_hi;
+    const float *w = m->params[mats[role]].value;
+    int any = 0;
+    if (role == 3 || role == 2) { /* output features e / cols by (w' - w) times their input */
+        const int64_t cols = role == 3 ? qd : I;
+        const float *wg = m->params[mats[0]].value, *wu = m->params[mats[1]].value;
+        for (int64_t e = lo; e < hi; e++) {
+            const double dw = (double)ex->patch[e - lo] - (double)w[e];
+            if (dw == 0.0)
                 continue;
-            pvf_rms_norm(next, changed, H, pvf_exec_weights(ex, l->norm), (float)c->eps, hn);
-            float *logits = ex->act[1];
-            pvf_linear(hn, changed, H, pvf_exec_weights(ex, l->lm_head), NULL, V, logits);
-            r->stage_rows += changed;
-            for (int64_t i = 0; i < changed; i++)
-                judge_position(l, ex, g, tok[i], logits + i * V, r);
+            const int64_t j = e % cols;
+            float xj;
+            if (role == 3) {
+                xj = f->attn_o[L][t * qd + j];
+            } else {
+                float gv = dot_f(wg + j * H, xn, H), uv = dot_f(wu + j * H, xn, H);
+                pvf_silu_mul(&gv, &uv, 1, &xj);
+            }
+            dy[e / cols] += dw * xj;
+            any = 1;
+        }
+        return any;
+    }
+    /* gate or up rows i: h_i = silu(g_i) u_i, through the down columns i */
+    const float *wg = m->params[mats[0]].value, *wu = m->params[mats[1]].value;
+    const float *wd = m->params[mats[2]].value, *wf = ex->patch - lo;
+    for (int64_t i = lo / H; i <= (hi - 1) / H; i++) {
+        float gu[2] = {dot_f(wg + i * H, xn, H), dot_f(wu + i * H, xn, H)},
+              gu_f[2] = {gu[0], gu[1]};
+        /* the faulty row: golden outside the fault's span */
+        float row[4096];
+        memcpy(row, w + i * H, (size_t)H * sizeof *row);
+        for (int64_t e = (lo > i * H ? lo : i * H); e < hi && e < (i + 1) * H; e++)
+            row[e - i * H] = wf[e];
+        gu_f[role] = dot_f(row, xn, H);
+        float h, h_f;
+        pvf_silu_mul(&gu[0], &gu[1], 1, &h);
+        pvf_silu_mul(&gu_f[0], &gu_f[1], 1, &h_f);
+        if (memcmp(&h, &h_f, sizeof h) == 0)
             continue;
+        const double dh = (double)h_f - (double)h;
+        for (int64_t j = 0; j < H; j++)
+            dy[j] += dh * wd[j * I + i];
+        any = 1;
+    }
+    return any;
+}
+
+/* A fault in one of layer L's linear matrices `role`: 0 gate, 1 up, 2 down
+ * of its SwiGLU MLP (the dense MLP, or the MoE layer's shared expert), 3
+ * the attention's output projection; elements ex->fault_lo..hi-1 changed.
+ * Only what changed is computed, token by token from cached golden values
+ * (linear_change): a gate or up fault changes hidden units i (the faulty
+ * rows): g_i and u_i are the rows' dot products (golden and faulty alike),
+ * and the change of h_i = silu(g_i) u_i goes through the down projection's
+ * columns i onto the golden MLP output; a down or output-projection fault
+ * changes output features k by (w' - w) x_m for its elements (k, m), x_m
+ * the golden hidden unit (from its rows) or head output. The stage's output
+ * sums as the stage does (the MoE layer's routed outputs are cached) and
+ * goes on as a routed expert's does (changed_rows_on). 1 when this does
+ * not apply: a fault over more than LINEAR_ROWS rows, or a faulty value so
+ * large (beyond 1e30, or not finite) that a sum's overflow depends on its
+ * order. */
+static int linear_trial(pvf_exec *ex, const pvf_golden *g, int64_t L, int role,
+                        pvf_trial_result *r) {
+    const pvf_model *m = ex->m;
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const l4_fast *f = g->fast;
+    const l4_layer *y = &l->layer[L];
+    const int moe = c->moe[L] && role < 3;
+    const int64_t H = c->hidden, I = c->moe[L] ? c->inter : c->inter_mlp, k = c->top_k, T = l->T;
+    const int mats[4] = {c->moe[L] ? y->sh_gate : y->gate, c->moe[L] ? y->sh_up : y->up,
+                         c->moe[L] ? y->sh_down : y->mlp_down, y->o};
+    const int s = m->params[mats[role]].stage;
+    const int64_t cols = role == 3 ? c->heads * c->head_dim : role == 2 ? I : H;
+    if ((ex->fault_hi - 1) / cols - ex->fault_lo / cols + 1 > LINEAR_ROWS || H > 4096)
+        return 1;
+    for (int64_t e = 0; e < ex->fault_hi - ex->fault_lo; e++)
+        if (!(fabsf(ex->patch[e]) <= 1e30f))
+            return 1;
+    const int64_t per = PVF_CHUNK * T;
+    if (per * (2 + 2 * H) + 2 * H > m->scratch_floats)
+        return 1;
+    int64_t *tok = (int64_t *)(void *)ex->scratch; /* malloc'd: any type; changed tokens */
+    float *next = ex->scratch + 2 * per, *hn = next + per * H, *xn = hn + per * H, *yn = xn + H;
+    double dy[4096];
+    const float *in = g->stage_in[s], *gold_out = g->stage_in[s + 1];
+    const float *post = m->params[y->post_norm].value;
+    /* the golden sublayer output the change adds to */
+    const float *base = role == 3 ? f->attn_y[L] : moe ? f->moe[L].shared : f->mlp_out[L];
+    for (int64_t first = 0; first < g->n; first += PVF_CHUNK) {
+        const int64_t t_end = (first + PVF_CHUNK < g->n ? first + PVF_CHUNK : g->n) * T;
+        int64_t changed = 0;
+        for (int64_t t = first * T; t < t_end; t++) {
+            if (role < 3)
+                pvf_rms_norm(in + t * H, 1, H, post, (float)c->eps, xn);
+            for (int64_t j = 0; j < H; j++)
+                dy[j] = 0.0;
+            if (!linear_change(ex, f, L, role, mats, I, t, xn, dy))
+                continue; /* nothing changed at this token */
+            for (int64_t j = 0; j < H; j++)
+                yn[j] = (float)((double)base[t * H + j] + dy[j]);
+            float *o = next + changed * H;
+            if (moe)
+                moe_sum(&f->moe[L], k, H, t, -1, NULL, yn, in + t * H, o);
+            else
+                for (int64_t j = 0; j < H; j++)
+                    o[j] = in[t * H + j] + yn[j];
+            if (memcmp(o, gold_out + t * H, (size_t)H * sizeof *o) == 0)
+                continue; /* the change vanished */
+            tok[changed++] = t;
         }
-        /* earlier layers: the sequences holding a changed token, from its
-         * first changed position (their inputs first: carrying uses scratch) */
-        int64_t nseq = 0;
-        for (int64_t i = 0; i < changed;) {
-            const int64_t seq = tok[i] / T;
-            float *dst = seq_in + nseq * T * H;
-            memcpy(dst, gold_out + seq * T * H, (size_t)(T * H) * sizeof *dst);
-            firsts[nseq++] = tok[i];
-            for (; i < changed && tok[i] / T == seq; i++)
-                memcpy(dst + (tok[i] % T) * H, next + i * H, (size_t)H * sizeof *dst);
-        }
-        for (int64_t j = 0; j < nseq; j++)
-            carry_seq(ex, g, s + 1, firsts[j] / T, firsts[j] % T, seq_in + j * T * H, r);
+        r->stage_rows += t_end - first * T;
+        if (changed)
+            changed_rows_on(ex, g, s, tok, next, changed, hn, r);
     }
     return 0;
 }
@@ -669,6 +937,9 @@ int l4_fast_trial(pvf_exec *ex, const pvf_golden *g, int param, const pvf_fault_
     if (param == l->lm_head)
         return lm_head_trial(ex, g, eff, r);
     const int s = m->params[param].stage;
+    if (f->param_proj[param] >= 0 &&
+        !linear_trial(ex, g, f->param_proj[param] / 4, f->param_proj[param] % 4, r))
+        return 0;
     if (s == 0 || !g->stage_in[s])
         return 1;
     return stage_trial(ex, g, s, r) ? pvf_err_set(err, "stage '%s' failed", m->stages[s].name) : 0;
