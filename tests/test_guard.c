@@ -1,9 +1,11 @@
 /* test_guard.c - fatal signals raised while a guard is armed come back as
  * the signal number (guard.h): SIGSEGV from a store to a page that forbids
  * it, SIGABRT from abort(), SIGFPE, SIGBUS and SIGILL raised, and a stack
- * overflow on a thread with its own signal stack. Uninstalling puts the
- * previous dispositions back. (No division by zero or null pointer: the
- * sanitizer build would report the undefined behaviour first.) */
+ * overflow on a thread with its own signal stack; a process that hangs
+ * after a caught signal ends when its guard says so (exit_after).
+ * Uninstalling puts the previous dispositions back. (No division by zero
+ * or null pointer: the sanitizer build would report the undefined
+ * behaviour first.) */
 #include "guard.h"
 #include "test.h"
 
@@ -13,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static volatile int *read_only_page;
 
@@ -108,6 +112,38 @@ static void test_stack_overflow(void) {
     CHECK(depth_reached > 10);
 }
 
+/* A child that catches a signal with exit_after seconds set and then
+ * hangs (as a report stuck on a lock the crash left held would): how it
+ * ended within `wait_s` seconds, 0 when it was still running (then killed). */
+static int hung_child_end(unsigned exit_after, double wait_s) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        pvf_guard g;
+        memset(&g, 0, sizeof g);
+        g.exit_after = exit_after;
+        if (guarded_call(&g, raise_fpe) != SIGFPE)
+            _exit(3);
+        for (;;)
+            pause();
+    }
+    if (pid < 0)
+        return -1;
+    int status = 0;
+    for (int i = 0; i < (int)(wait_s * 20); i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFSIGNALED(status) ? WTERMSIG(status) : 1000 + WEXITSTATUS(status);
+        usleep(50000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return 0;
+}
+
+static void test_exit_after_a_crash(void) {
+    CHECK(hung_child_end(1, 10.0) == SIGALRM); /* ends about a second after the signal */
+    CHECK(hung_child_end(0, 2.0) == 0);        /* without it, hangs */
+}
+
 static void test_install_uninstall(void) {
     pvf_guard_uninstall(); /* main's */
     struct sigaction before, during, after;
@@ -138,6 +174,7 @@ int main(void) {
         return 1;
     }
     RUN(test_signals_come_back);
+    RUN(test_exit_after_a_crash);
     RUN(test_stack_overflow);
     RUN(test_install_uninstall);
     pvf_guard_uninstall();

@@ -507,6 +507,9 @@ static void *executor_main(void *arg) {
     pvf_err err;
     if (pvf_guard_thread_init(&e->guard, &err))
         log_line("executor %d: %s: a stack overflow in a trial is not caught", e->index, err.msg);
+    /* after a crash the worker reports it and leaves within DRAIN_SECONDS
+     * and a BYE; past this, whatever holds it up, it ends */
+    e->guard.exit_after = (unsigned)DRAIN_SECONDS + 30;
     for (;;) {
         pthread_mutex_lock(&c->qlock);
         while (!c->queue && !c->quit && !c->crash.sig)

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const int guarded[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
 #define NGUARDED (sizeof guarded / sizeof guarded[0])
@@ -18,6 +19,8 @@ static void on_fatal_signal(int sig) {
     pvf_guard *g = armed;
     if (g) {
         armed = NULL;
+        if (g->exit_after)
+            alarm(g->exit_after); /* async-signal-safe */
         siglongjmp(g->jump, sig);
     }
     /* Not in a trial: what the signal did before us (usually: die). */

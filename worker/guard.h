@@ -25,6 +25,12 @@ typedef struct pvf_guard {
     sigjmp_buf jump;
     void *altstack; /* the handler runs here: a stack overflow is caught too */
     size_t altstack_size;
+    /* Seconds after a caught signal at which the process ends (SIGALRM's
+     * default action), 0: never. What follows a crash may never finish: a
+     * crash inside malloc leaves its lock held, and the report then waits
+     * on it forever; a worker that ends is restarted, one that hangs is
+     * not. */
+    unsigned exit_after;
 } pvf_guard;
 
 /* Process-wide handlers for SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT;
