@@ -107,11 +107,12 @@ static void attend(const llama4 *l, int64_t L, int64_t first, int64_t kv_lo, int
 }
 
 void l4_attn_heads(const llama4 *l, int64_t L, int64_t n, const float *in, const float *w_in,
-                   const float *wq, const float *wk, const float *wv, float *work, float *o) {
+                   const float *wq, const float *wk, const float *wv, float *work, float *q,
+                   float *k, float *v, float *o) {
     const l4_config *c = &l->c;
     const int64_t T = l->T, R = n * T, H = c->hidden;
     const int64_t qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
-    float *a = work, *q = a + R * H, *k = q + R * qd, *v = k + R * kd, *scores = v + R * kd;
+    float *a = work, *scores = a + R * H;
     pvf_rms_norm(in, R, H, w_in, (float)c->eps, a);
     pvf_linear(a, R, H, wq, NULL, qd, q);
     pvf_linear(a, R, H, wk, NULL, kd, k);
@@ -122,7 +123,7 @@ void l4_attn_heads(const llama4 *l, int64_t L, int64_t n, const float *in, const
 }
 
 int64_t l4_attn_heads_floats(const l4_config *c, int64_t rows, int64_t T) {
-    return rows * (c->hidden + c->heads * c->head_dim + 2 * c->kv_heads * c->head_dim) + T;
+    return rows * c->hidden + T;
 }
 
 static int attn_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first, int64_t n,
@@ -130,11 +131,11 @@ static int attn_stage(const pvf_model *m, int stage, pvf_exec *ex, int64_t first
     (void)first;
     const llama4 *l = m->arch_state;
     const int64_t L = m->stages[stage].layer, R = n * l->T, H = l->c.hidden;
-    const int64_t qd = l->c.heads * l->c.head_dim;
+    const int64_t qd = l->c.heads * l->c.head_dim, kd = l->c.kv_heads * l->c.head_dim;
     const l4_layer *y = &l->layer[L];
-    float *o = ex->scratch;
+    float *o = ex->scratch, *q = o + R * qd, *k = q + R * qd, *v = k + R * kd;
     l4_attn_heads(l, L, n, in, pvf_exec_weights(ex, y->in_norm), pvf_exec_weights(ex, y->q),
-                  pvf_exec_weights(ex, y->k), pvf_exec_weights(ex, y->v), o + R * qd, o);
+                  pvf_exec_weights(ex, y->k), pvf_exec_weights(ex, y->v), v + R * kd, q, k, v, o);
     pvf_linear(o, R, qd, pvf_exec_weights(ex, y->o), NULL, H, out);
     for (int64_t j = 0; j < R * H; j++)
         out[j] = in[j] + out[j];
@@ -155,6 +156,8 @@ void l4_attn_span(pvf_exec *ex, int64_t L, const float *in, int64_t first, int64
     float *a = ex->scratch, *q = a + T * H, *k = q + T * qd, *v = k + T * kd, *o = v + T * kd;
     float *scores = o + T * qd;
     const float *w_in = pvf_exec_weights(ex, y->in_norm);
+    if (gold && l4_attn_span_floats(m) > m->scratch_floats)
+        gold = NULL; /* no room for the rows' own products: all of them, as before */
     if (!gold) {
         pvf_rms_norm(in + kv_lo * H, nk, H, w_in, (float)c->eps, a);
         pvf_linear(a + (first - kv_lo) * H, nq, H, pvf_exec_weights(ex, y->q), NULL, qd, q);

@@ -58,13 +58,14 @@ void l4_ffn_rows(pvf_exec *ex, int64_t L, int64_t R, const float *in, float *out
 void l4_swiglu_rows(int64_t R, int64_t H, int64_t I, const float *f, const float *wg,
                     const float *wu, const float *wd, float *g, float *u, float *out);
 /* Layer L's attention heads of n sequences (in [n T, hidden]) with the
- * given weights, as its stage computes them: o [n T, heads * head_dim],
- * before the output projection. Workspace work, l4_attn_heads_floats(c,
- * n T, T) of it; on return it holds the normed input [n T, hidden], then
- * the queries [n T, heads * head_dim] and keys [n T, kv_heads * head_dim]
- * as the attention read them (see l4_qkv) and the values. */
+ * given weights, as its stage computes them: the queries q [n T, heads *
+ * head_dim] and keys k [n T, kv_heads * head_dim] as the attention reads
+ * them (see l4_qkv), the values v [n T, kv_heads * head_dim] and the head
+ * outputs o [n T, heads * head_dim], before the output projection.
+ * Workspace work, l4_attn_heads_floats(c, n T, T) of it. */
 void l4_attn_heads(const llama4 *l, int64_t L, int64_t n, const float *in, const float *w_in,
-                   const float *wq, const float *wk, const float *wv, float *work, float *o);
+                   const float *wq, const float *wk, const float *wv, float *work, float *q,
+                   float *k, float *v, float *o);
 int64_t l4_attn_heads_floats(const l4_config *c, int64_t rows, int64_t T);
 /* Final norm and lm_head of R token rows: */
 void l4_head_rows(pvf_exec *ex, int64_t R, const float *in, float *out);
@@ -80,7 +81,7 @@ typedef struct l4_qkv {
  * written; they do not change when in's rows before first did not; causal
  * attention reads no row from end on). With gold (not NULL), the rows of in
  * equal to gold->in take their golden projections and only the others are
- * projected (workspace l4_attn_span_floats). */
+ * projected (when ex->scratch holds l4_attn_span_floats; else all are). */
 void l4_attn_span(pvf_exec *ex, int64_t L, const float *in, int64_t first, int64_t end,
                   const l4_qkv *gold, float *out);
 int64_t l4_attn_span_floats(const pvf_model *m); /* its workspace, of ex->scratch */

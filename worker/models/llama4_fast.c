@@ -61,21 +61,25 @@ typedef struct l4_moe_gold {
     int64_t *served;       /* tokens (sequence * T + position) per expert, ascending */
 } l4_moe_gold;
 
+/* Golden replay of one attention stage over all n x T tokens. */
+typedef struct l4_attn_gold {
+    float *q, *k, *v; /* [tokens, heads or kv_heads * head_dim], as l4_qkv */
+    float *o;         /* [tokens, heads * head_dim] head outputs */
+    float *y;         /* [tokens, H] their output projection (before the residual) */
+} l4_attn_gold;
+
 typedef struct l4_fast {
     int64_t n, T, layers;
-    l4_moe_gold *moe;  /* [layers]; zeroed for dense layers */
-    float **mlp_out;   /* [layers]: a dense layer's MLP output [tokens, H], NULL for MoE */
-    float **attn_o;    /* [layers]: attention head outputs [tokens, heads * head_dim] */
-    float **attn_qkv;  /* [layers]: the attention's queries [tokens, heads * head_dim], then
-                          keys and values [tokens, kv_heads * head_dim] (see l4_qkv) */
-    float **attn_y;    /* [layers]: their output projection [tokens, H] */
-    float *head_in;    /* [tokens, H] final norm output */
-    int *param_layer;  /* [nparams] routed expert parameter -> layer, or -1 */
-    int *param_expert; /* [nparams] -> expert */
-    int *param_proj;   /* [nparams] a matrix linear_trial takes, of layer L: 4 L + 0 gate,
-                          1 up, 2 down (dense MLP or shared expert), 3 the attention's
-                          output projection; -1 for any other parameter */
-    l4_bound *bound;   /* the sound bound's golden statistics */
+    l4_moe_gold *moe;   /* [layers]; zeroed for dense layers */
+    float **mlp_out;    /* [layers]: a dense layer's MLP output [tokens, H], NULL for MoE */
+    l4_attn_gold *attn; /* [layers] */
+    float *head_in;     /* [tokens, H] final norm output */
+    int *param_layer;   /* [nparams] routed expert parameter -> layer, or -1 */
+    int *param_expert;  /* [nparams] -> expert */
+    int *param_proj;    /* [nparams] a matrix linear_trial takes, of layer L: 4 L + 0 gate,
+                           1 up, 2 down (dense MLP or shared expert), 3 the attention's
+                           output projection; -1 for any other parameter */
+    l4_bound *bound;    /* the sound bound's golden statistics */
 } l4_fast;
 
 void l4_fast_free(void *state) {
@@ -93,14 +97,16 @@ void l4_fast_free(void *state) {
     free(f->moe);
     for (int64_t L = 0; L < f->layers; L++) {
         free(f->mlp_out ? f->mlp_out[L] : NULL);
-        free(f->attn_o ? f->attn_o[L] : NULL);
-        free(f->attn_y ? f->attn_y[L] : NULL);
-        free(f->attn_qkv ? f->attn_qkv[L] : NULL);
+        if (f->attn) {
+            free(f->attn[L].q);
+            free(f->attn[L].k);
+            free(f->attn[L].v);
+            free(f->attn[L].o);
+            free(f->attn[L].y);
+        }
     }
     free(f->mlp_out);
-    free(f->attn_o);
-    free(f->attn_y);
-    free(f->attn_qkv);
+    free(f->attn);
     free(f->head_in);
     free(f->param_layer);
     free(f->param_expert);
@@ -233,34 +239,28 @@ static int mlp_prepare(const pvf_model *m, const pvf_golden *g, int64_t L, float
 }
 
 /* Replays the golden pass of layer L's attention, chunk by chunk as the
- * stage ran: its queries, keys and values qkv (see l4_fast), head outputs o
- * and their output projection y (before the residual); work:
- * l4_attn_heads_floats of a chunk. */
-static int attn_prepare(const pvf_model *m, const pvf_golden *g, int64_t L, float **qkv, float **o,
-                        float **y, float *work) {
+ * stage ran, into ag; work: l4_attn_heads_floats of a chunk. */
+static int attn_prepare(const pvf_model *m, const pvf_golden *g, int64_t L, l4_attn_gold *ag,
+                        float *work) {
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
     const l4_layer *ly = &l->layer[L];
     const int64_t H = c->hidden, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim;
     const int64_t T = l->T, tokens = g->n * T;
     const int s = m->params[ly->q].stage;
-    *qkv = malloc((size_t)(tokens * (qd + 2 * kd)) * sizeof **qkv);
-    *o = malloc((size_t)(tokens * qd) * sizeof **o);
-    *y = malloc((size_t)(tokens * H) * sizeof **y);
-    if (!*qkv || !*o || !*y)
+    ag->q = malloc((size_t)(tokens * qd) * sizeof *ag->q);
+    ag->k = malloc((size_t)(tokens * kd) * sizeof *ag->k);
+    ag->v = malloc((size_t)(tokens * kd) * sizeof *ag->v);
+    ag->o = malloc((size_t)(tokens * qd) * sizeof *ag->o);
+    ag->y = malloc((size_t)(tokens * H) * sizeof *ag->y);
+    if (!ag->q || !ag->k || !ag->v || !ag->o || !ag->y)
         return -1;
     for (int64_t first = 0; first < g->n; first += PVF_CHUNK) {
-        const int64_t nc = g->n - first < PVF_CHUNK ? g->n - first : PVF_CHUNK, R = nc * T;
-        const int64_t t0 = first * T;
-        float *oc = *o + t0 * qd;
+        const int64_t nc = g->n - first < PVF_CHUNK ? g->n - first : PVF_CHUNK, t0 = first * T;
         l4_attn_heads(l, L, nc, g->stage_in[s] + t0 * H, m->params[ly->in_norm].value,
                       m->params[ly->q].value, m->params[ly->k].value, m->params[ly->v].value, work,
-                      oc);
-        const float *wq = work + R * H, *wk = wq + R * qd, *wv = wk + R * kd;
-        memcpy(*qkv + t0 * qd, wq, (size_t)(R * qd) * sizeof **qkv);
-        memcpy(*qkv + tokens * qd + t0 * kd, wk, (size_t)(R * kd) * sizeof **qkv);
-        memcpy(*qkv + tokens * (qd + kd) + t0 * kd, wv, (size_t)(R * kd) * sizeof **qkv);
-        pvf_linear(oc, R, qd, m->params[ly->o].value, NULL, H, *y + t0 * H);
+                      ag->q + t0 * qd, ag->k + t0 * kd, ag->v + t0 * kd, ag->o + t0 * qd);
+        pvf_linear(ag->o + t0 * qd, nc * T, qd, m->params[ly->o].value, NULL, H, ag->y + t0 * H);
     }
     return 0;
 }
@@ -281,9 +281,7 @@ int l4_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_e
     f->mlp_out = calloc((size_t)c->layers, sizeof *f->mlp_out);
     f->param_layer = malloc((size_t)m->nparams * sizeof *f->param_layer);
     f->param_expert = malloc((size_t)m->nparams * sizeof *f->param_expert);
-    f->attn_o = calloc((size_t)c->layers, sizeof *f->attn_o);
-    f->attn_y = calloc((size_t)c->layers, sizeof *f->attn_y);
-    f->attn_qkv = calloc((size_t)c->layers, sizeof *f->attn_qkv);
+    f->attn = calloc((size_t)c->layers, sizeof *f->attn);
     f->param_proj = malloc((size_t)m->nparams * sizeof *f->param_proj);
     const int64_t rows = (g->n < PVF_CHUNK ? g->n : PVF_CHUNK) * T;
     const int64_t mlp_floats = rows * (H + 2 * c->inter_mlp);
@@ -291,8 +289,8 @@ int l4_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_e
     float *mw = malloc((size_t)(mlp_floats > attn_floats ? mlp_floats : attn_floats) * sizeof *mw);
     moe_work w;
     int rc = moe_work_alloc(&w, c, rows);
-    if (rc || !f->moe || !f->mlp_out || !f->attn_o || !f->attn_y || !f->attn_qkv || !f->head_in ||
-        !f->param_layer || !f->param_expert || !f->param_proj || !mw)
+    if (rc || !f->moe || !f->mlp_out || !f->attn || !f->head_in || !f->param_layer ||
+        !f->param_expert || !f->param_proj || !mw)
         goto oom;
     for (int p = 0; p < m->nparams; p++)
         f->param_layer[p] = f->param_expert[p] = f->param_proj[p] = -1;
@@ -303,7 +301,7 @@ int l4_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_e
         f->param_proj[dense ? y->up : y->sh_up] = (int)(4 * L + 1);
         f->param_proj[dense ? y->mlp_down : y->sh_down] = (int)(4 * L + 2);
         f->param_proj[y->o] = (int)(4 * L + 3);
-        if (attn_prepare(m, g, L, &f->attn_qkv[L], &f->attn_o[L], &f->attn_y[L], mw))
+        if (attn_prepare(m, g, L, &f->attn[L], mw))
             goto oom;
         if (dense) {
             if (mlp_prepare(m, g, L, &f->mlp_out[L], mw, mw + rows * H,
@@ -537,7 +535,7 @@ static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int
     const pvf_model *m = ex->m;
     const llama4 *l = m->arch_state;
     const l4_fast *f = g->fast;
-    const int64_t T = l->T, H = l->c.hidden, tokens = f->n * T;
+    const int64_t T = l->T, H = l->c.hidden;
     const int64_t qd = l->c.heads * l->c.head_dim, kd = l->c.kv_heads * l->c.head_dim;
     float *cur = ex->fast_io[0], *next = ex->fast_io[1];
     int64_t end = T;
@@ -562,11 +560,10 @@ static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int
             return;
         r->stage_rows += end - p0;
         if (attn) { /* its rows still golden keep their golden projections */
-            const float *qkv = f->attn_qkv[L];
-            const l4_qkv gq = {gold, qkv + seq * T * qd, qkv + tokens * qd + seq * T * kd,
-                               qkv + tokens * (qd + kd) + seq * T * kd};
-            const int fits = l4_attn_span_floats(m) <= m->scratch_floats;
-            l4_attn_span(ex, L, cur, p0, end, fits ? &gq : NULL, next);
+            const l4_attn_gold *ag = &f->attn[L];
+            const l4_qkv gq = {gold, ag->q + seq * T * qd, ag->k + seq * T * kd,
+                               ag->v + seq * T * kd};
+            l4_attn_span(ex, L, cur, p0, end, &gq, next);
         } else {
             l4_ffn_rows(ex, L, end - p0, cur + p0 * H, next + p0 * H);
         }
@@ -773,10 +770,10 @@ static int linear_change(const pvf_exec *ex, const l4_fast *f, int64_t L, int ro
     const int64_t H = l->c.hidden, qd = l->c.heads * l->c.head_dim;
     const int64_t lo = ex->fault_lo, hi = ex->fault_hi;
     const float *w = m->params[mats[role]].value;
+    const float *wg = m->params[mats[0]].value, *wu = m->params[mats[1]].value;
     int any = 0;
     if (role == 3 || role == 2) { /* output features e / cols by (w' - w) times their input */
         const int64_t cols = role == 3 ? qd : I;
-        const float *wg = m->params[mats[0]].value, *wu = m->params[mats[1]].value;
         for (int64_t e = lo; e < hi; e++) {
             const double dw = (double)ex->patch[e - lo] - (double)w[e];
             if (dw == 0.0)
@@ -784,7 +781,7 @@ static int linear_change(const pvf_exec *ex, const l4_fast *f, int64_t L, int ro
             const int64_t j = e % cols;
             float xj;
             if (role == 3) {
-                xj = f->attn_o[L][t * qd + j];
+                xj = f->attn[L].o[t * qd + j];
             } else {
                 float gv = dot_f(wg + j * H, xn, H), uv = dot_f(wu + j * H, xn, H);
                 pvf_silu_mul(&gv, &uv, 1, &xj);
@@ -795,8 +792,7 @@ static int linear_change(const pvf_exec *ex, const l4_fast *f, int64_t L, int ro
         return any;
     }
     /* gate or up rows i: h_i = silu(g_i) u_i, through the down columns i */
-    const float *wg = m->params[mats[0]].value, *wu = m->params[mats[1]].value;
-    const float *wd = m->params[mats[2]].value, *wf = ex->patch - lo;
+    const float *wd = m->params[mats[2]].value;
     for (int64_t i = lo / H; i <= (hi - 1) / H; i++) {
         float gu[2] = {dot_f(wg + i * H, xn, H), dot_f(wu + i * H, xn, H)},
               gu_f[2] = {gu[0], gu[1]};
@@ -804,7 +800,7 @@ static int linear_change(const pvf_exec *ex, const l4_fast *f, int64_t L, int ro
         float row[4096];
         memcpy(row, w + i * H, (size_t)H * sizeof *row);
         for (int64_t e = (lo > i * H ? lo : i * H); e < hi && e < (i + 1) * H; e++)
-            row[e - i * H] = wf[e];
+            row[e - i * H] = ex->patch[e - lo];
         gu_f[role] = dot_f(row, xn, H);
         float h, h_f;
         pvf_silu_mul(&gu[0], &gu[1], 1, &h);
@@ -861,7 +857,7 @@ static int linear_trial(pvf_exec *ex, const pvf_golden *g, int64_t L, int role,
     const float *in = g->stage_in[s], *gold_out = g->stage_in[s + 1];
     const float *post = m->params[y->post_norm].value;
     /* the golden sublayer output the change adds to */
-    const float *base = role == 3 ? f->attn_y[L] : moe ? f->moe[L].shared : f->mlp_out[L];
+    const float *base = role == 3 ? f->attn[L].y : moe ? f->moe[L].shared : f->mlp_out[L];
     for (int64_t first = 0; first < g->n; first += PVF_CHUNK) {
         const int64_t t_end = (first + PVF_CHUNK < g->n ? first + PVF_CHUNK : g->n) * T;
         int64_t changed = 0;
