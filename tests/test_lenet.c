@@ -319,7 +319,7 @@ static void test_fast_path_settles_and_computes(void) {
  * batched for both conv layers, the exact recompute where they cannot clear
  * an input, rows with huge sums) agrees with the full pass; a middle
  * mantissa bit of either conv layer is cleared by the bounds for most
- * inputs, and bit 20 of conv1 and bit 29 of conv2 (the batched signed
+ * inputs, and bit 18 of conv1 and bit 29 of conv2 (the batched signed
  * bounds) too; non-finite and huge conv weights, huge conv2 and fc1 weights
  * (bit 30) agree too. */
 static void test_fast_conv_bounds(void) {
@@ -339,7 +339,9 @@ static void test_fast_conv_bounds(void) {
                 both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &naive);
                 if (bit == 16) /* bounded, not recomputed, for most inputs */
                     CHECK(fast.stage_rows * 4 < naive.stage_rows);
-                if (c == 0 && bit == 20) /* most cleared by the batched signed bound */
+                /* most cleared by the batched signed bound (from bit 19 on,
+                 * the inputs it is not tried for, CELLS_WORTH, outnumber them) */
+                if (c == 0 && bit == 18)
                     CHECK(fast.stage_rows * 4 < naive.stage_rows);
                 /* a weight shrunk to almost nothing: conv2's signed tail,
                  * batched from fc2, clears most inputs */
