@@ -45,14 +45,12 @@ int64_t pvf_conv2d_scratch(const pvf_conv2d *c) {
     return c->cin * c->k * c->k * c->oh * c->ow;
 }
 
-/* col[(ci*k + ky)*k + kx][oy*ow + ox] = x[ci][oy*s + ky - pad][ox*s + kx - pad] (0 outside). */
-static void im2col(const pvf_conv2d *c, const float *x, float *col) {
-    const int64_t p = c->oh * c->ow;
+void pvf_im2col(const pvf_conv2d *c, const float *x, float *col, int64_t ld) {
     for (int64_t ci = 0; ci < c->cin; ci++) {
         const float *plane = x + ci * c->h * c->w;
         for (int64_t ky = 0; ky < c->k; ky++) {
             for (int64_t kx = 0; kx < c->k; kx++) {
-                float *row = col + ((ci * c->k + ky) * c->k + kx) * p;
+                float *row = col + ((ci * c->k + ky) * c->k + kx) * ld;
                 /* output columns whose input column kx - pad + ox*stride is inside */
                 int64_t ox_lo = 0, ox_hi = c->ow;
                 while (ox_lo < ox_hi && ox_lo * c->stride + kx - c->pad < 0)
@@ -88,7 +86,7 @@ void pvf_conv2d_run(const pvf_conv2d *c, const float *x, int64_t n, const float 
     for (int64_t i = 0; i < n; i++) {
         const float *xi = x + i * c->cin * c->h * c->w;
         float *yi = y + i * c->cout * p;
-        im2col(c, xi, scratch);
+        pvf_im2col(c, xi, scratch, p);
         float beta = 0.0f;
         if (bias) {
             for (int64_t o = 0; o < c->cout; o++)

@@ -26,6 +26,10 @@ int pvf_conv2d_init(pvf_conv2d *c, int64_t cin, int64_t h, int64_t w, int64_t co
                     int64_t stride, int64_t pad);
 /* Floats of scratch pvf_conv2d_run needs (one image's im2col matrix). */
 int64_t pvf_conv2d_scratch(const pvf_conv2d *c);
+/* The im2col matrix of one image x[cin, h, w]: row (ci k + ky) k + kx, at
+ * col + row * ld, holds x[ci][oy s + ky - pad][ox s + kx - pad] at oy ow + ox
+ * (0 outside the image); ld >= oh ow. */
+void pvf_im2col(const pvf_conv2d *c, const float *x, float *col, int64_t ld);
 /* y[n, cout, oh, ow] = conv(x[n, cin, h, w], w) + b, as im2col + sgemm per image. */
 void pvf_conv2d_run(const pvf_conv2d *c, const float *x, int64_t n, const float *weight,
                     const float *bias, float *y, float *scratch);

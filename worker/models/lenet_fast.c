@@ -937,35 +937,7 @@ static void conv_channel(const lenet *l, const pvf_conv2d *cv, const float *rest
         return;
     }
     /* this input's im2col rows, then one matrix-vector product */
-    for (int64_t ci = 0; ci < cv->cin; ci++)
-        for (int64_t kx = 0; kx < k; kx++) {
-            int64_t lo = 0, hi = ow; /* ox whose input column is inside */
-            while (lo < ow && lo * cv->stride - cv->pad + kx < 0)
-                lo++;
-            while (hi > lo && (hi - 1) * cv->stride - cv->pad + kx >= cv->w)
-                hi--;
-            for (int64_t ky = 0; ky < k; ky++) {
-                float *c = col + ((ci * k + ky) * k + kx) * positions;
-                for (int64_t oy = 0; oy < oh; oy++) {
-                    const int64_t y = oy * cv->stride - cv->pad + ky;
-                    float *cr = c + oy * ow;
-                    if (y < 0 || y >= cv->h) {
-                        memset(cr, 0, (size_t)ow * sizeof *cr);
-                        continue;
-                    }
-                    const float *xr = x + (ci * cv->h + y) * cv->w - cv->pad + kx;
-                    for (int64_t ox = 0; ox < lo; ox++)
-                        cr[ox] = 0.0f;
-                    if (cv->stride == 1)
-                        memcpy(cr + lo, xr + lo, (size_t)(hi - lo) * sizeof *cr);
-                    else
-                        for (int64_t ox = lo; ox < hi; ox++)
-                            cr[ox] = xr[ox * cv->stride];
-                    for (int64_t ox = hi; ox < ow; ox++)
-                        cr[ox] = 0.0f;
-                }
-            }
-        }
+    pvf_im2col(cv, x, col, positions);
     cblas_sgemv(CblasRowMajor, CblasTrans, (int)cols, (int)positions, 1.0f, col, (int)positions, w,
                 1, 0.0f, plane, 1);
     for (int64_t p = 0; p < positions; p++)
@@ -1736,11 +1708,12 @@ static int conv_channel_huge(const lenet *l, const lenet_fast *f, const pvf_conv
 
 typedef struct conv_delta {
     const pvf_conv2d *cv; /* the last conv stage, s + 1 */
+    pvf_conv2d one;       /* its geometry over one input channel */
     int64_t n, batch, rows[DELTA_BATCH];
     double l1max; /* max over its filters of sum |w| over channel co's kernel */
     float *d;     /* [DELTA_BATCH x h w]: the rows' changes of channel co */
-    float *col;   /* [DELTA_BATCH x oh ow x k k]: their im2col rows */
-    float *dy;    /* [cout x DELTA_BATCH x oh ow]: the pre-pool sums' changes */
+    float *col;   /* [k k x DELTA_BATCH oh ow]: their im2col rows side by side */
+    float *dy;    /* [cout x DELTA_BATCH oh ow]: the pre-pool sums' changes */
     float *plane; /* [cout x oh ow] */
     float *next;  /* [DELTA_BATCH x the first fc stage's in_size]: their inputs */
 } conv_delta;
@@ -1762,6 +1735,8 @@ static conv_delta *conv_delta_new(const pvf_exec *ex, const lenet_fast *f, int s
     if (!c)
         return NULL;
     c->cv = cv;
+    c->one = *cv;
+    c->one.cin = 1;
     c->batch = ex->chunk < DELTA_BATCH ? ex->chunk : DELTA_BATCH;
     for (int64_t o = 0; o < cv->cout; o++)
         c->l1max = max2(c->l1max, f->kernel_l1[s + 1][o * cv->cin + co]);
@@ -1777,24 +1752,6 @@ static conv_delta *conv_delta_new(const pvf_exec *ex, const lenet_fast *f, int s
     c->next = c->dy + DELTA_BATCH * maps * cv->cout;
     c->plane = c->next + DELTA_BATCH * m->stages[s + 2].in_size;
     return c;
-}
-
-/* The im2col rows [oh ow x k k] of one changed channel d[h x w]. */
-static void conv_delta_im2col(const pvf_conv2d *cv, const float *restrict d, float *restrict col) {
-    const int64_t k = cv->k;
-    for (int64_t oy = 0; oy < cv->oh; oy++)
-        for (int64_t ox = 0; ox < cv->ow; ox++)
-            for (int64_t ky = 0; ky < k; ky++, col += k) {
-                const int64_t y = oy * cv->stride - cv->pad + ky, x0 = ox * cv->stride - cv->pad;
-                if (y >= 0 && y < cv->h && x0 >= 0 && x0 + k <= cv->w) {
-                    memcpy(col, d + y * cv->w + x0, (size_t)k * sizeof *col);
-                    continue;
-                }
-                for (int64_t kx = 0; kx < k; kx++)
-                    col[kx] = y < 0 || y >= cv->h || x0 + kx < 0 || x0 + kx >= cv->w
-                                  ? 0.0f
-                                  : d[y * cv->w + x0 + kx];
-            }
 }
 
 /* What the exact recompute of one eval input for a conv fault needs: the
@@ -1833,11 +1790,12 @@ static int conv_delta_flush(pvf_exec *ex, const pvf_golden *g, conv_exact_ctx *c
     dl->n = 0;
     if (n == 0)
         return 0;
+    const int ld = (int)(dl->batch * maps);
     for (int j = 0; j < n; j++)
-        conv_delta_im2col(cv, dl->d + j * cv->h * cv->w, dl->col + j * maps * kk);
+        pvf_im2col(&dl->one, dl->d + j * cv->h * cv->w, dl->col + j * maps, ld);
     /* dy[o][j maps + p]: filter o's kernel of channel co over row j's cells */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)cout, n * (int)maps, (int)kk, 1.0f,
-                m->params[l->w[s]].value + c->co * kk, (int)(cv->cin * kk), dl->col, (int)kk, 0.0f,
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cout, n * (int)maps, (int)kk, 1.0f,
+                m->params[l->w[s]].value + c->co * kk, (int)(cv->cin * kk), dl->col, ld, 0.0f,
                 dl->dy, n * (int)maps);
     for (int j = 0; j < n; j++) {
         const float *gold = f->pre_pool[s] + dl->rows[j] * cout * maps;
