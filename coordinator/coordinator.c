@@ -30,6 +30,7 @@ typedef struct worker {
     uint8_t rid[256];
     size_t rid_len;
     uint32_t executors;
+    uint64_t session; /* its HELLO's (0: not given) */
     int leases;
     uint64_t last_seen, last_sent; /* ms, uv_now */
     struct worker *next;
@@ -471,13 +472,20 @@ static void on_hello(coord *co, const uint8_t *rid, size_t rid_len, const pvf_ms
         snprintf(name, sizeof name, "%s/%s", user, m->u.hello.name);
     else
         snprintf(name, sizeof name, "%s", m->u.hello.name);
+    const uint64_t session = m->u.hello.session;
+    int reconnected = 0;
     for (worker *w = co->workers; w; w = w->next)
         if (strcmp(w->name, name) == 0 ||
             (w->rid_len == rid_len && !memcmp(w->rid, rid, rid_len))) {
-            /* The same worker again: restarted (its leases died with it) or
-             * reconnected (it keeps running them; their records are still
-             * taken). Count a kill either way: it only splits ranges sooner. */
-            drop_worker(co, w, 1);
+            /* The same worker again. From the same process (its session), a
+             * reconnect: it dropped the jobs it had not started and its
+             * running ones' records are not needed, so its leases are
+             * returned, not counted as deaths (a coordinator stalled past
+             * the workers' patience, again and again, would otherwise give
+             * up a campaign over a healthy trial). Else restarted: its
+             * leases died with it. */
+            reconnected = session != 0 && w->session == session;
+            drop_worker(co, w, !reconnected);
             break;
         }
     worker *w = calloc(1, sizeof *w);
@@ -487,6 +495,7 @@ static void on_hello(coord *co, const uint8_t *rid, size_t rid_len, const pvf_ms
     memcpy(w->rid, rid, rid_len);
     w->rid_len = rid_len;
     w->executors = m->u.hello.executors ? m->u.hello.executors : 1;
+    w->session = session;
     w->last_seen = now_ms(co);
     w->next = co->workers;
     co->workers = w;
@@ -497,7 +506,8 @@ static void on_hello(coord *co, const uint8_t *rid, size_t rid_len, const pvf_ms
         it->attempt = w->executors;
         co_writer_push(co->writer, it);
     }
-    clog_(co, "worker %s joined with %u executors", name, w->executors);
+    clog_(co, "worker %s %s with %u executors", name, reconnected ? "reconnected" : "joined",
+          w->executors);
 }
 
 static co_campaign *find_campaign(coord *co, int64_t id) {

@@ -16,6 +16,10 @@
  *
  *   worker -> coordinator
  *     HELLO      v:uint name:str executors:uint
+ *                session:uint (optional: random per worker process, so that
+ *                a HELLO again from the same process, a reconnect, is told
+ *                from a restart: a reconnect's leases are returned, not
+ *                counted as deaths)
  *     READY      slots:uint                      (free executor slots = credit)
  *     RESULT     job:uint attempt:uint epoch:uint seq:uint final:bool
  *                trials:[[trial, target, element, mask, old_word, new_word,
@@ -108,6 +112,7 @@ typedef struct pvf_msg {
             uint32_t version;
             char *name;
             uint32_t executors;
+            uint64_t session; /* 0: not given */
         } hello;
         struct {
             uint32_t slots;

@@ -17,6 +17,7 @@ static const pvf_field hello_fields[] = {
     F("v", PVF_FK_U32, u.hello.version),
     F("name", PVF_FK_STR, u.hello.name),
     F("executors", PVF_FK_U32, u.hello.executors),
+    FOPT("session", PVF_FK_U64, u.hello.session),
 };
 static const pvf_field ready_fields[] = {
     F("slots", PVF_FK_U32, u.ready.slots),

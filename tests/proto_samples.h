@@ -53,6 +53,7 @@ static inline pvf_msg sample_msg(pvf_msg_type t, int variant, sample_store *st) 
         m.u.hello.version = variant == SAMPLE_TYPICAL ? PVF_PROTO_VERSION : U32;
         m.u.hello.name = str;
         m.u.hello.executors = variant == SAMPLE_TYPICAL ? 8 : U32;
+        m.u.hello.session = U64; /* optional: in the extreme sample only */
         break;
     case PVF_MSG_READY:
         m.u.ready.slots = variant == SAMPLE_TYPICAL ? 3 : U32;
@@ -217,6 +218,7 @@ static inline int msg_eq(const pvf_msg *a, const pvf_msg *b, const char **why) {
         SAME(a->u.hello.version == b->u.hello.version, "v");
         SAME(str_eq(a->u.hello.name, b->u.hello.name), "name");
         SAME(a->u.hello.executors == b->u.hello.executors, "executors");
+        SAME(a->u.hello.session == b->u.hello.session, "session");
         break;
     case PVF_MSG_READY:
         SAME(a->u.ready.slots == b->u.ready.slots, "slots");

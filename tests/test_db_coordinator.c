@@ -126,11 +126,12 @@ static int receive(void *s, int ms) {
     return receive_msg(s, ms, NULL);
 }
 
-static void hello(void *s, const char *name) {
+static void hello(void *s, const char *name, uint64_t session) {
     pvf_msg m = {.type = PVF_MSG_HELLO};
     m.u.hello.version = PVF_PROTO_VERSION;
     m.u.hello.name = (char *)name;
     m.u.hello.executors = 1;
+    m.u.hello.session = session;
     send_msg(s, &m);
 }
 
@@ -272,7 +273,7 @@ static void test_progress_deadline(void) {
     start(&r);
     void *ctx = zmq_ctx_new();
     void *s = dealer(ctx, endpoint);
-    hello(s, "slow");
+    hello(s, "slow", 0);
     pvf_msg ready = {.type = PVF_MSG_READY};
     ready.u.ready.slots = 1;
     send_msg(s, &ready);
@@ -307,6 +308,103 @@ static void test_progress_deadline(void) {
         pvf_msg_free(&job);
     }
     zmq_close(s);
+    zmq_ctx_term(ctx);
+    stop(&r);
+    unlink(endpoint + strlen("ipc://"));
+}
+
+/* Says HELLO (and READY for one job) on a new socket, as a worker does
+ * when it connects again; returns the job it is leased, or 0. */
+static uint64_t lease_one(void *s, const char *name, uint64_t session) {
+    hello(s, name, session);
+    pvf_msg ready = {.type = PVF_MSG_READY}, job;
+    ready.u.ready.slots = 1;
+    send_msg(s, &ready);
+    for (int i = 0; i < 50; i++) {
+        pvf_msg hb = {.type = PVF_MSG_HEARTBEAT};
+        send_msg(s, &hb);
+        int t = receive_msg(s, 100, &job);
+        if (t == PVF_MSG_JOB) {
+            uint64_t id = job.u.job.job;
+            pvf_msg_free(&job);
+            return id;
+        }
+        if (t)
+            pvf_msg_free(&job);
+    }
+    return 0;
+}
+
+/* The state the coordinator wrote for a job, waiting up to 5 s for its
+ * writer: "" when there is none yet. */
+static void job_state(int64_t campaign, uint64_t job, const char *want, char *state, size_t len) {
+    pvf_db *db;
+    pvf_err err;
+    snprintf(state, len, "%s", "");
+    if (pvf_db_open(&db, dsn, &err))
+        return;
+    char c[32], j[32];
+    snprintf(c, sizeof c, "%lld", (long long)campaign);
+    snprintf(j, sizeof j, "%llu", (unsigned long long)job);
+    const char *params[] = {c, j};
+    for (double end = now_s() + 5; now_s() < end && strcmp(state, want) != 0;) {
+        pvf_table t;
+        if (pvf_db_query(db, "SELECT state FROM jobs WHERE campaign_id = $1 AND job_id = $2", 2,
+                         params, &t, &err) == 0) {
+            const char *v = pvf_table_get(&t, 0, 0);
+            snprintf(state, len, "%s", v ? v : "");
+            pvf_table_free(&t);
+        }
+        if (strcmp(state, want) != 0)
+            usleep(100000);
+    }
+    pvf_db_close(db);
+}
+
+/* A worker that says HELLO again from the same process (the same session)
+ * reconnected: its lease is returned, not counted as a death; one with a new
+ * session restarted: its lease was lost with it. */
+static void test_reconnect_is_not_a_death(void) {
+    pvf_db *db;
+    pvf_err err;
+    int64_t id = 0;
+    int existing;
+    pvf_campaign_spec spec = {.model_dir = PVF_SOURCE_DIR "/models/fmnist-lenet",
+                              .format = "fp32",
+                              .fault = "bit",
+                              .strata = "tensor",
+                              .seed = 78,
+                              .confidence = 0.95,
+                              .margin = 1e-6,
+                              .max_trials = 1000};
+    CHECK(pvf_db_open(&db, dsn, &err) == 0);
+    CHECK(pvf_campaign_create(db, &spec, &id, &existing, &err) == 0);
+    pvf_db_close(db);
+    char endpoint[128];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/pvf-test-reconnect-%d", (int)getpid());
+    running r = {.cfg = {.bind = endpoint, .only_campaign = id, .quiet = 1}};
+    start(&r);
+    void *ctx = zmq_ctx_new();
+    void *first = dealer(ctx, endpoint);
+    const uint64_t job1 = lease_one(first, "w", 42);
+    CHECK(job1 != 0);
+    void *again = dealer(ctx, endpoint); /* a new socket, as reconnect() makes */
+    const uint64_t job2 = lease_one(again, "w", 42);
+    CHECK(job2 != 0 && job2 != job1);
+    void *restarted = dealer(ctx, endpoint);
+    CHECK(lease_one(restarted, "w", 43) != 0);
+    char state[32];
+    job_state(id, job1, "returned", state, sizeof state);
+    CHECK(strcmp(state, "returned") == 0);
+    if (strcmp(state, "returned") != 0)
+        fprintf(stderr, "  reconnected worker's job: state '%s'\n", state);
+    job_state(id, job2, "lost", state, sizeof state);
+    CHECK(strcmp(state, "lost") == 0);
+    if (strcmp(state, "lost") != 0)
+        fprintf(stderr, "  restarted worker's job: state '%s'\n", state);
+    zmq_close(first);
+    zmq_close(again);
+    zmq_close(restarted);
     zmq_ctx_term(ctx);
     stop(&r);
     unlink(endpoint + strlen("ipc://"));
@@ -351,8 +449,8 @@ static void test_curve_allow_list(void) {
     zmq_connect(mon, "inproc://bad-monitor");
     zmq_connect(good, endpoint);
     zmq_connect(bad, endpoint);
-    hello(good, "good");
-    hello(bad, "bad");
+    hello(good, "good", 0);
+    hello(bad, "bad", 0);
     CHECK(served(good));
     CHECK(receive(bad, 1500) == 0); /* nothing for the unknown key */
     /* The handshake itself failed on authentication. */
@@ -399,5 +497,6 @@ int main(void) {
     RUN(test_bad_messages);
     RUN(test_curve_allow_list);
     RUN(test_progress_deadline);
+    RUN(test_reconnect_is_not_a_death);
     return test_summary();
 }

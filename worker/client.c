@@ -118,6 +118,7 @@ typedef struct executor {
 struct client {
     const pvf_client_config *cfg;
     char name[256];
+    uint64_t session; /* HELLO's session: random, never 0 */
     char cache[PATH_MAX - 128];
     void *zctx, *sock, *pull;
     pthread_mutex_t qlock;
@@ -593,6 +594,7 @@ static void say_hello(client *c) {
     m.u.hello.version = PVF_PROTO_VERSION;
     m.u.hello.name = c->name;
     m.u.hello.executors = (uint32_t)c->nex;
+    m.u.hello.session = c->session;
     send_msg(c, &m);
     pvf_msg r = {.type = PVF_MSG_READY};
     r.u.ready.slots = c->draining ? 0 : (uint32_t)c->nex;
@@ -1047,6 +1049,9 @@ int pvf_client_run(const pvf_client_config *cfg, pvf_err *err) {
         gethostname(host, sizeof host - 1);
         snprintf(c->name, sizeof c->name, "%s:%d", host, (int)getpid());
     }
+    do
+        randombytes_buf(&c->session, sizeof c->session);
+    while (c->session == 0);
     c->crash_at.stratum = c->hang_at.stratum = -1;
     const char *hook = getenv("PVF_TEST_CRASH_TRIAL");
     if (hook && sscanf(hook, "%" SCNd64 ":%" SCNu64, &c->crash_at.stratum, &c->crash_at.trial) != 2)
