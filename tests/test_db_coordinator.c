@@ -247,7 +247,8 @@ static double await_type(void *s, int want, double seconds) {
     return -1;
 }
 
-static void test_progress_deadline(void) {
+/* A CNN campaign (seed: one of its own) for one test's coordinator. */
+static int64_t create_campaign(uint64_t seed) {
     pvf_db *db;
     pvf_err err;
     int64_t id = 0;
@@ -256,13 +257,44 @@ static void test_progress_deadline(void) {
                               .format = "fp32",
                               .fault = "bit",
                               .strata = "tensor",
-                              .seed = 77,
+                              .seed = seed,
                               .confidence = 0.95,
                               .margin = 1e-6,
                               .max_trials = 1000};
     CHECK(pvf_db_open(&db, dsn, &err) == 0);
     CHECK(pvf_campaign_create(db, &spec, &id, &existing, &err) == 0);
     pvf_db_close(db);
+    return id;
+}
+
+/* Says HELLO and READY for one job on socket s, as a worker does when it
+ * connects; returns the job leased, or 0. The JOB message goes to *job
+ * (the caller frees it) when job is not NULL. */
+static uint64_t lease_one(void *s, const char *name, uint64_t session, pvf_msg *job) {
+    hello(s, name, session);
+    pvf_msg ready = {.type = PVF_MSG_READY}, m;
+    ready.u.ready.slots = 1;
+    send_msg(s, &ready);
+    for (int i = 0; i < 50; i++) {
+        pvf_msg hb = {.type = PVF_MSG_HEARTBEAT};
+        send_msg(s, &hb);
+        int t = receive_msg(s, 100, &m);
+        if (t == PVF_MSG_JOB) {
+            const uint64_t id = m.u.job.job;
+            if (job)
+                *job = m;
+            else
+                pvf_msg_free(&m);
+            return id;
+        }
+        if (t)
+            pvf_msg_free(&m);
+    }
+    return 0;
+}
+
+static void test_progress_deadline(void) {
+    const int64_t id = create_campaign(77);
     char endpoint[128];
     snprintf(endpoint, sizeof endpoint, "ipc:///tmp/pvf-test-deadline-%d", (int)getpid());
     const double deadline = 1.5;
@@ -273,21 +305,8 @@ static void test_progress_deadline(void) {
     start(&r);
     void *ctx = zmq_ctx_new();
     void *s = dealer(ctx, endpoint);
-    hello(s, "slow", 0);
-    pvf_msg ready = {.type = PVF_MSG_READY};
-    ready.u.ready.slots = 1;
-    send_msg(s, &ready);
     pvf_msg job = {0};
-    double leased = -1;
-    for (int i = 0; i < 50 && leased < 0; i++) {
-        pvf_msg hb = {.type = PVF_MSG_HEARTBEAT};
-        send_msg(s, &hb);
-        int t = receive_msg(s, 100, &job);
-        if (t == PVF_MSG_JOB)
-            leased = now_s();
-        else if (t)
-            pvf_msg_free(&job);
-    }
+    const double leased = lease_one(s, "slow", 0, &job) ? now_s() : -1;
     CHECK(leased > 0);
     if (leased > 0) {
         /* "Loading the model" for longer than the deadline: no stuck trial. */
@@ -311,28 +330,6 @@ static void test_progress_deadline(void) {
     zmq_ctx_term(ctx);
     stop(&r);
     unlink(endpoint + strlen("ipc://"));
-}
-
-/* Says HELLO (and READY for one job) on a new socket, as a worker does
- * when it connects again; returns the job it is leased, or 0. */
-static uint64_t lease_one(void *s, const char *name, uint64_t session) {
-    hello(s, name, session);
-    pvf_msg ready = {.type = PVF_MSG_READY}, job;
-    ready.u.ready.slots = 1;
-    send_msg(s, &ready);
-    for (int i = 0; i < 50; i++) {
-        pvf_msg hb = {.type = PVF_MSG_HEARTBEAT};
-        send_msg(s, &hb);
-        int t = receive_msg(s, 100, &job);
-        if (t == PVF_MSG_JOB) {
-            uint64_t id = job.u.job.job;
-            pvf_msg_free(&job);
-            return id;
-        }
-        if (t)
-            pvf_msg_free(&job);
-    }
-    return 0;
 }
 
 /* The state the coordinator wrote for a job, waiting up to 5 s for its
@@ -365,34 +362,20 @@ static void job_state(int64_t campaign, uint64_t job, const char *want, char *st
  * reconnected: its lease is returned, not counted as a death; one with a new
  * session restarted: its lease was lost with it. */
 static void test_reconnect_is_not_a_death(void) {
-    pvf_db *db;
-    pvf_err err;
-    int64_t id = 0;
-    int existing;
-    pvf_campaign_spec spec = {.model_dir = PVF_SOURCE_DIR "/models/fmnist-lenet",
-                              .format = "fp32",
-                              .fault = "bit",
-                              .strata = "tensor",
-                              .seed = 78,
-                              .confidence = 0.95,
-                              .margin = 1e-6,
-                              .max_trials = 1000};
-    CHECK(pvf_db_open(&db, dsn, &err) == 0);
-    CHECK(pvf_campaign_create(db, &spec, &id, &existing, &err) == 0);
-    pvf_db_close(db);
+    const int64_t id = create_campaign(78);
     char endpoint[128];
     snprintf(endpoint, sizeof endpoint, "ipc:///tmp/pvf-test-reconnect-%d", (int)getpid());
     running r = {.cfg = {.bind = endpoint, .only_campaign = id, .quiet = 1}};
     start(&r);
     void *ctx = zmq_ctx_new();
     void *first = dealer(ctx, endpoint);
-    const uint64_t job1 = lease_one(first, "w", 42);
+    const uint64_t job1 = lease_one(first, "w", 42, NULL);
     CHECK(job1 != 0);
     void *again = dealer(ctx, endpoint); /* a new socket, as reconnect() makes */
-    const uint64_t job2 = lease_one(again, "w", 42);
+    const uint64_t job2 = lease_one(again, "w", 42, NULL);
     CHECK(job2 != 0 && job2 != job1);
     void *restarted = dealer(ctx, endpoint);
-    CHECK(lease_one(restarted, "w", 43) != 0);
+    CHECK(lease_one(restarted, "w", 43, NULL) != 0);
     char state[32];
     job_state(id, job1, "returned", state, sizeof state);
     CHECK(strcmp(state, "returned") == 0);
