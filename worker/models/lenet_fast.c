@@ -81,6 +81,13 @@ static inline void prefetch_span(const void *p, size_t bytes) {
  * than with HOPELESS, bits below within noise). */
 #define CELLS_WORTH 100.0
 
+/* Nor, for such a fault, are the cell-by-cell bound and the linearized
+ * tail tried for an input whose first bound exceeds its slack this many
+ * times: measured per flipped bit of conv1.weight (bits 18-27), they
+ * cleared none, and CELLS_WORTH then left out the signed bound for all but
+ * a few percent; computing the input costs less than bounding it. */
+#define COARSE_WORTH 1e3
+
 /* WIDER_VECTORS: a loop of single operations (no fused multiply-add, the
  * same values) also built for AVX2, chosen at load time where the CPU has
  * it. SELECTS_VECTORIZE: lets gcc turn the selects of a loop into blends
@@ -117,6 +124,10 @@ typedef struct lenet_fast {
     /* sens[s][f * classes + c]: bound on |Δ logit c| per unit |Δ x_f| of stage
      * s's input feature f (s >= 1); sens_max[s][f] its max over c. */
     double *sens[LENET_STAGES], *sens_max[LENET_STAGES];
+    /* pair[s][t * in + f]: sens[s][f * classes + t] + sens_max[s][f], a
+     * bound on |Δ (logit t - any other)| per unit |Δ x_f| (pair_factor),
+     * laid out per top-1 class t for the bounds' loops over features. */
+    double *pair[LENET_STAGES];
     /* Conv stage s: chan[s][co * classes + c] sums the sensitivity of the
      * pooled output channel co over its positions; chan_max its max over c. */
     double *chan[LENET_STAGES], *chan_max[LENET_STAGES];
@@ -168,6 +179,7 @@ void lenet_fast_free(void *state) {
     for (int s = 0; s < LENET_STAGES; s++) {
         free(f->sens[s]);
         free(f->sens_max[s]);
+        free(f->pair[s]);
         free(f->chan[s]);
         free(f->chan_max[s]);
         free(f->xmax_row[s]);
@@ -708,9 +720,13 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
         const double *next = s == last ? NULL : f->sens[s + 1];
         f->sens[s] = s < l->nconv ? conv_sensitivity(m, l, s, next, classes)
                                   : fc_sensitivity(m, l, s, next, classes);
-        if (!f->sens[s] ||
-            !(f->sens_max[s] = max_over_classes(f->sens[s], m->stages[s].in_size, classes)))
+        const int64_t in = m->stages[s].in_size;
+        if (!f->sens[s] || !(f->sens_max[s] = max_over_classes(f->sens[s], in, classes)) ||
+            !(f->pair[s] = malloc((size_t)(classes * in) * sizeof(double))))
             goto oom;
+        for (int64_t t = 0; t < classes; t++)
+            for (int64_t k = 0; k < in; k++)
+                f->pair[s][t * in + k] = f->sens[s][k * classes + t] + f->sens_max[s][k];
     }
     for (int s = 0; s < l->nconv; s++) {
         const pvf_conv2d *cv = &l->conv[s];
@@ -801,19 +817,13 @@ int lenet_fast_bound(const pvf_exec *ex, const pvf_golden *g, int s, int64_t row
     const lenet_fast *f = g->fast;
     if (s < 1 || f->slack[row] <= 0)
         return 0;
-    const int64_t width = ex->m->stages[s].in_size, classes = f->classes, t = g->top1[row];
+    const int64_t width = ex->m->stages[s].in_size;
     const float *gold = g->stage_in[s] + row * width;
-    const double limit = f->slack[row] / BOUND_SCALE;
-    double bound = 0;
-    for (int64_t k = 0; k < width; k++) {
-        double d = fabs((double)in[k] - (double)gold[k]);
-        if (d != 0) {
-            bound += d * pair_factor(f->sens[s] + k * classes, f->sens_max[s][k], t);
-            if (bound > limit) /* terms are >= 0: it only grows (NaN goes on, fails below) */
-                return 0;
-        }
-    }
-    return isfinite(bound) && bound * BOUND_SCALE <= f->slack[row];
+    const double *pf = f->pair[s] + g->top1[row] * width;
+    double bound = 0; /* every term, no branch per term */
+    for (int64_t k = 0; k < width; k++)
+        bound += fabs((double)in[k] - (double)gold[k]) * pf[k];
+    return isfinite(bound) && bound * BOUND_SCALE <= f->slack[row]; /* NaN fails */
 }
 
 /* Changed weights of a fault: |Δw| per element (double), non-finite flag. */
@@ -1262,15 +1272,12 @@ static double cell_changes(const lenet *l, const pvf_conv2d *cv, const float *pr
 /* Bound on the top-1 margin of eval input row for a change of at most
  * cell[q] of feature co * chan + q of stage s's input, through its
  * sensitivity. */
-static double sens_bound(const lenet_fast *f, int s, int64_t row, int64_t co, int64_t chan,
-                         const double *cell) {
-    const int64_t classes = f->classes, top1 = f->top1[row];
+static double sens_bound(const pvf_model *m, const lenet_fast *f, int s, int64_t row, int64_t co,
+                         int64_t chan, const double *cell) {
+    const double *pf = f->pair[s] + f->top1[row] * m->stages[s].in_size + co * chan;
     double bound = 0;
     for (int64_t q = 0; q < chan; q++)
-        if (cell[q] > 0) {
-            const int64_t feat = co * chan + q;
-            bound += cell[q] * pair_factor(f->sens[s] + feat * classes, f->sens_max[s][feat], top1);
-        }
+        bound += cell[q] * pf[q];
     return bound;
 }
 
@@ -2039,7 +2046,8 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
             }
             double bound = coarse;
             if (fine && bound * BOUND_SCALE > f->slack[i] &&
-                bound < ASTRONOMIC * f->slack[i]) { /* finer: cell by cell */
+                bound <
+                    (cells ? COARSE_WORTH : ASTRONOMIC) * f->slack[i]) { /* finer: cell by cell */
                 const double dw = (double)ex->patch[0] - (double)w_old;
                 const double eps =
                     conv_rounding(m, l, f, s, i, co, dw, is_bias ? 1.0 : (double)f->xmax_all[s][i]);
@@ -2048,7 +2056,7 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                 const double dmax =
                     cell_changes(l, cv, f->pre_pool[s] + (i * cv->cout + co) * cv->oh * cv->ow, tap,
                                  dw, eps, dcell, cell);
-                bound = sens_bound(f, s + 1, i, co, chan, cell);
+                bound = sens_bound(m, f, s + 1, i, co, chan, cell);
                 if (bound * BOUND_SCALE > f->slack[i]) /* finer: the linearized tail */
                     bound = fmin(bound, linear_tail_bound(m, f, s, i, co, chan, cell));
                 /* finer still, with signs; not worth it for a change far beyond
