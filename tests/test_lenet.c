@@ -314,6 +314,91 @@ static void test_fast_path_settles_and_computes(void) {
     pvf_runner_close(&r);
 }
 
+/* The fast path's bound for a row whose input to a fc stage differs from
+ * golden (pvf_arch.fast_bound): one feature k changed by d clears the row
+ * while d times the feature's factor fits in the row's slack, the factor
+ * being the sensitivity of the golden top-1 logit plus the largest over the
+ * classes, through |W| of the stages after it. Found by bisection per
+ * feature, d_k * factor_k is the same for every k of a row (the slack): the
+ * factors as this test computes them, feature by feature and class by
+ * class, are the bound's. */
+static void test_fast_bound_per_feature(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open_limit(&r, LENET, NULL, PVF_FMT_FP32, 8, &err) == 0);
+    const pvf_model *m = &r.model;
+    const int last = m->nstages - 1;
+    const int64_t classes = m->out_size;
+    float *row_in = malloc(4096 * sizeof *row_in);
+    double *sens = calloc(4096 * 16, sizeof *sens), *next = calloc(4096 * 16, sizeof *next);
+    CHECK(row_in && sens && next && classes <= 16);
+    for (int64_t k = 0; k < classes; k++) /* the logits' own: identity */
+        next[k * classes + k] = 1;
+    int checked = 0;
+    for (int s = last; s >= last - 1 && row_in && sens && next; s--) {
+        const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size;
+        const float *w = NULL; /* the stage's weight: its 2-d parameter */
+        for (int p = 0; p < m->nparams; p++)
+            if (m->params[p].stage == s && m->params[p].ndim == 2)
+                w = m->params[p].value;
+        CHECK(w && in <= 4096 && in * classes <= 4096 * 16);
+        if (!w)
+            break;
+        memset(sens, 0, (size_t)(in * classes) * sizeof *sens);
+        for (int64_t i = 0; i < out; i++)
+            for (int64_t k = 0; k < in; k++)
+                for (int64_t c = 0; c < classes; c++)
+                    sens[k * classes + c] += fabs((double)w[i * in + k]) * next[i * classes + c];
+        for (int64_t row = 0; row < r.golden.n; row++) {
+            const int64_t t = r.golden.top1[row];
+            const float *gold = r.golden.stage_in[s] + row * in;
+            double first = 0, spread = 0;
+            for (int64_t k = 0; k < in; k++) {
+                double mx = 0;
+                for (int64_t c = 0; c < classes; c++)
+                    mx = fmax(mx, sens[k * classes + c]);
+                const double factor = sens[k * classes + t] + mx;
+                if (factor == 0)
+                    continue;
+                double lo = 0, hi = 1e-3;
+                memcpy(row_in, gold, (size_t)in * sizeof *row_in);
+                for (int up = 0; up < 60; up++, hi *= 2) {
+                    row_in[k] = (float)((double)gold[k] + hi);
+                    if (!m->arch->fast_bound(&r.exec, &r.golden, s, row, row_in))
+                        break;
+                }
+                for (int it = 0; it < 40; it++) {
+                    const double mid = (lo + hi) / 2;
+                    row_in[k] = (float)((double)gold[k] + mid);
+                    if (m->arch->fast_bound(&r.exec, &r.golden, s, row, row_in))
+                        lo = mid;
+                    else
+                        hi = mid;
+                }
+                if (lo == 0) /* no slack: never cleared */
+                    break;
+                /* the change as the bound sees it: the float input's */
+                const double slack = ((double)(float)((double)gold[k] + lo) - gold[k]) * factor;
+                if (first == 0)
+                    first = slack;
+                spread = fmax(spread, fabs(slack / first - 1));
+                checked++;
+            }
+            CHECK(spread < 1e-4);
+            if (spread >= 1e-4)
+                fprintf(stderr, "stage %d row %lld: d * factor spread %g\n", s, (long long)row,
+                        spread);
+        }
+        /* this stage's sensitivity is the next one's "next" */
+        memcpy(next, sens, (size_t)(in * classes) * sizeof *next);
+    }
+    CHECK(checked > 500);
+    free(row_in);
+    free(sens);
+    free(next);
+    pvf_runner_close(&r);
+}
+
 /* Conv faults of every bit from the mantissa's middle up, on all eval
  * inputs, input by input: the fast path (its linearized and signed bounds,
  * batched for both conv layers, the exact recompute where they cannot clear
@@ -509,6 +594,7 @@ int main(void) {
     RUN(test_forward_from_any_stage);
     RUN(test_parameters_and_targets);
     RUN(test_fast_path_settles_and_computes);
+    RUN(test_fast_bound_per_feature);
     RUN(test_fast_conv_bounds);
     RUN(test_fast_conv_exponent_flips);
     RUN(test_fast_huge_conv2_weight);
