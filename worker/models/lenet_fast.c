@@ -823,8 +823,9 @@ int lenet_fast_bound(const pvf_exec *ex, const pvf_golden *g, int s, int64_t row
     const double limit = f->slack[row] / BOUND_SCALE;
     double bound = 0;
     /* 16 terms at a time, then whether it is past the limit already (terms
-     * are >= 0: it only grows; a NaN goes on and fails below): a branch per
-     * term mispredicts, none costs a large change the whole row */
+     * are >= 0: it only grows; a NaN goes on and fails below). Measured: a
+     * branch per term was slower on conv faults' rows, none on fc1 faults'
+     * large changes. */
     for (int64_t k0 = 0; k0 < width; k0 += 16) {
         const int64_t k1 = k0 + 16 < width ? k0 + 16 : width;
         for (int64_t k = k0; k < k1; k++)
