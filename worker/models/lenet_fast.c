@@ -2123,7 +2123,7 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
     const lenet *l = m->arch_state;
     const lenet_fast *f = g->fast;
     const int j = m->stages[s].layer, last = s == m->nstages - 1;
-    const int64_t in = l->fc_in[j], out = l->fc_out[j], classes = f->classes;
+    const int64_t in = l->fc_in[j], out = l->fc_out[j];
     const int is_bias = param == l->b[s];
     const int64_t span = ex->fault_hi - ex->fault_lo;
     const int64_t i = is_bias ? ex->fault_lo : ex->fault_lo / in; /* the changed feature */
@@ -2136,8 +2136,8 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
         return rerun_readers(ex, g, s, k0, span, r, err);
     /* How a change of feature i moves top-1 against the rest: next stage's
      * sensitivity, or for the logits themselves only that logit moves. */
-    const double *sens = last ? NULL : f->sens[s + 1] + i * classes;
     const double smax = last ? 1 : f->sens_max[s + 1][i];
+    const double *pair = last ? NULL : f->pair[s + 1] + i; /* top-1 t: pair[t * out] */
     if (!nonfinite) {
         double global = 0;
         for (int64_t e = 0; e < span; e++)
@@ -2171,7 +2171,7 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
             double delta = 0;
             for (int64_t e = 0; e < span; e++)
                 delta += d[e] * (is_bias ? 1.0 : fabs((double)x[k0 + e]));
-            const double pf = last ? 1 : pair_factor(sens, smax, g->top1[row]);
+            const double pf = last ? 1 : pair[g->top1[row] * out];
             todo[ntodo] = (int32_t)row;
             ntodo += (delta != 0) & !((slack > 0) & (delta * BOUND_SCALE * pf <= slack));
         }
@@ -2198,7 +2198,7 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
         }
         double change = fabs((double)z - (double)gold[i]);
         if (isfinite(change) && slack > 0 &&
-            change * BOUND_SCALE * pair_factor(sens, smax, g->top1[row]) <= slack)
+            change * BOUND_SCALE * pair[g->top1[row] * out] <= slack)
             continue;
         /* One changed feature into the next stage. */
         const float delta = z - gold[i];
