@@ -19,12 +19,12 @@
  * Finer bounds for a single conv weight or bias, per eval input, before
  * computing it: the linearized tail (margin gradients under golden's ReLU /
  * max-pool pattern, plus the worst case of every unit that a change of that
- * size may flip, from per-input pattern radii), then the change with its
- * signs as intervals: for the last conv stage from its pooled cells through
- * the fc stages; for the one before through the last conv's filters (sgemm
- * of the change) and its pooled cells first. A bias counts as a weight
- * whose every tap is 1. Every interval carries golden's and the
- * recompute's rounding; a cell or unit within rounding of changing its
+ * size may flip, from per-input pattern radii), then, for the last conv
+ * stage, the change with its signs as intervals from its pooled cells
+ * through the fc stages (for the one before, computing the input costs
+ * less than that bound through the last conv: COARSE_WORTH). A bias counts
+ * as a weight whose every tap is 1. Every interval carries golden's and
+ * the recompute's rounding; a cell or unit within rounding of changing its
  * winner or sign takes the ReLU / max of its bounds. A fc row with huge
  * values runs as the full pass only when some sum can actually overflow
  * (|w| |x| against FLT_MAX / 2). The fc stages' interval products of the
@@ -33,7 +33,8 @@
  * there (the next stage's margin gradients and pattern radii) clears the
  * inputs it can before the next product; the inputs none of the bounds
  * clear are computed after that, in order (the faulty channel by a direct
- * convolution over a zero-padded copy of the input, conv_channel; for one
+ * convolution over a zero-padded copy of the input, conv_channel, its
+ * change carried through the last conv stage by conv_delta; for one
  * huge weight of the last conv stage, an exponent flip, its products alone
  * where they provably are the whole sum, conv_channel_huge). */
 #include "lenet.h"
@@ -74,18 +75,14 @@ static inline void prefetch_span(const void *p, size_t bytes) {
  * to ~1e38): the exact recompute follows anyway. */
 #define ASTRONOMIC 1e12
 
-/* A fault of the conv stage before the last: an input whose finer bound
- * exceeds its slack this many times is computed (conv_delta) without trying
- * conv_signed_cells, which seldom clears it then and costs about as much
- * (measured per flipped bit of conv1.weight: bits 23-31 10-25 % faster
- * than with HOPELESS, bits below within noise). */
-#define CELLS_WORTH 100.0
-
-/* Nor, for such a fault, are the cell-by-cell bound and the linearized
- * tail tried for an input whose first bound exceeds its slack this many
- * times: measured per flipped bit of conv1.weight (bits 18-27), they
- * cleared none, and CELLS_WORTH then left out the signed bound for all but
- * a few percent; computing the input costs less than bounding it. */
+/* A fault of the conv stage before the last: the cell-by-cell bound and
+ * the linearized tail are not tried for an input whose first bound exceeds
+ * its slack this many times: measured per flipped bit of conv1.weight (bits
+ * 18-27), they cleared none; computing the input (conv_delta) costs less
+ * than bounding it. Such a fault's inputs have no signed bound: through
+ * the last conv's filters it cleared most of those it was tried for, but
+ * cost more than computing them once the faulty channel's convolution
+ * kept its sums in registers (conv_block). */
 #define COARSE_WORTH 1e3
 
 /* WIDER_VECTORS: a loop of single operations (no fused multiply-add, the
@@ -656,7 +653,9 @@ static int linear_tail_prepare(const pvf_model *m, const pvf_golden *g, lenet_fa
     for (int s = f->lin_first - 1; s < l->nconv; s++)
         if (s >= 0 && pattern_radii(m, f, s))
             return -1;
-    for (int t = fc0; t < m->nstages - 1; t++)
+    /* from the hidden fc stages after the first: signed_batch_flush's
+     * linearized tail after each of its products */
+    for (int t = fc0 + 1; t < m->nstages - 1; t++)
         if (input_radii(m, f, t))
             return -1;
     return 0;
@@ -885,30 +884,58 @@ static int64_t conv_direct_scratch(const pvf_conv2d *cv) {
     return cv->cin * (cv->h + 2 * cv->pad) * conv_padded_width(cv);
 }
 
-/* One block of `width` outputs of row oy from column x0 of
- * conv_channel_direct, accumulated over the whole filter; width is a
- * constant at each call, so the inner loop is one or two registers. */
+/* Eight floats, operated on element by element (vectors of two halves
+ * where the CPU has no AVX): conv_block keeps its sums in these, in
+ * registers, where float arrays were kept in memory. */
+typedef float conv_vec __attribute__((vector_size(32)));
+
+/* acc[0..nv) += the k taps of weight row wr times input row xr. */
+static inline __attribute__((always_inline)) void conv_block_row(int64_t k,
+                                                                 const float *restrict xr,
+                                                                 const float *restrict wr, int nv,
+                                                                 conv_vec *acc) {
+    for (int64_t kx = 0; kx < k; kx++) {
+        const float wv = wr[kx];
+        for (int v = 0; v < nv; v++) {
+            conv_vec x; /* unaligned */
+            memcpy(&x, xr + kx + 8 * v, sizeof x);
+            acc[v] += wv * x;
+        }
+    }
+}
+
+/* One block of 8 nv outputs of rows oy and oy + 1 (two, a constant at
+ * each call; a last odd row alone) from column x0 of conv_channel_direct,
+ * accumulated over the whole filter in registers (nv is a constant at each
+ * call). The two rows read k + 1 input rows between them, each once for
+ * both: two independent sums per load, and each output still the plain sum
+ * of its terms in filter order. */
 static inline __attribute__((always_inline)) void
 conv_block(const pvf_conv2d *cv, const float *restrict xp, const float *restrict w, int64_t oy,
-           int64_t x0, int width, float *restrict acc) {
+           int64_t x0, int nv, int two, float *restrict out0, float *restrict out1) {
     const int64_t k = cv->k, ph = cv->h + 2 * cv->pad, pw = conv_padded_width(cv);
-    for (int64_t ci = 0; ci < cv->cin; ci++)
-        for (int64_t ky = 0; ky < k; ky++) {
-            const float *xr = xp + (ci * ph + oy + ky) * pw + x0;
-            const float *wr = w + (ci * k + ky) * k;
-            for (int64_t kx = 0; kx < k; kx++) {
-                const float wv = wr[kx];
-                for (int j = 0; j < width; j++)
-                    acc[j] += wv * xr[kx + j];
-            }
+    conv_vec acc0[CONV_BLOCK / 8] = {0}, acc1[CONV_BLOCK / 8] = {0};
+    for (int64_t ci = 0; ci < cv->cin; ci++) {
+        const float *xr = xp + (ci * ph + oy) * pw + x0, *wr = w + ci * k * k;
+        conv_block_row(k, xr, wr, nv, acc0);
+        for (int64_t r = 1; r < k; r++) {
+            conv_block_row(k, xr + r * pw, wr + r * k, nv, acc0);
+            if (two)
+                conv_block_row(k, xr + r * pw, wr + (r - 1) * k, nv, acc1);
         }
+        if (two)
+            conv_block_row(k, xr + k * pw, wr + (k - 1) * k, nv, acc1);
+    }
+    memcpy(out0, acc0, (size_t)nv * sizeof *acc0);
+    if (two)
+        memcpy(out1, acc1, (size_t)nv * sizeof *acc1);
 }
 
 /* The convolution of input x with one filter w[cin x k x k] (stride 1),
  * plane[oh x ow]: each output the plain sum of its terms in filter order,
  * the taps outside the image adding w * 0 from a zero-padded copy of x in
  * xp[conv_direct_scratch] (w finite: conv_channel). A block of CONV_BLOCK
- * outputs of a row accumulates in registers over the whole filter: an
+ * outputs of two rows accumulates in registers over the whole filter: an
  * im2col matrix for one matrix-vector product costs more to build than the
  * product itself. */
 WIDER_VECTORS static void conv_channel_direct(const pvf_conv2d *cv, const float *restrict x,
@@ -922,18 +949,25 @@ WIDER_VECTORS static void conv_channel_direct(const pvf_conv2d *cv, const float 
         for (int64_t y = 0; y < cv->h; y++)
             memcpy(xp + (ci * ph + y + pad) * pw + pad, x + (ci * cv->h + y) * cv->w,
                    (size_t)cv->w * sizeof *xp);
-    for (int64_t oy = 0; oy < oh; oy++)
+    for (int64_t oy = 0; oy < oh; oy += 2) {
+        const int two = oy + 1 < oh;
         for (int64_t b = 0; b < blocks; b++) {
-            const int64_t n = ow - b * CONV_BLOCK < CONV_BLOCK ? ow - b * CONV_BLOCK : CONV_BLOCK;
-            float acc[CONV_BLOCK] = {0};
-            if (n <= CONV_BLOCK / 4) /* a short last block: fewer registers */
-                conv_block(cv, xp, w, oy, b * CONV_BLOCK, CONV_BLOCK / 4, acc);
-            else if (n <= CONV_BLOCK / 2)
-                conv_block(cv, xp, w, oy, b * CONV_BLOCK, CONV_BLOCK / 2, acc);
+            const int64_t x0 = b * CONV_BLOCK;
+            const int64_t n = ow - x0 < CONV_BLOCK ? ow - x0 : CONV_BLOCK;
+            float out0[CONV_BLOCK], out1[CONV_BLOCK];
+            if (!two) /* the last row of an odd count */
+                conv_block(cv, xp, w, oy, x0, CONV_BLOCK / 8, 0, out0, out1);
+            else if (n <= 8) /* a short last block: fewer registers */
+                conv_block(cv, xp, w, oy, x0, 1, 1, out0, out1);
+            else if (n <= 16)
+                conv_block(cv, xp, w, oy, x0, 2, 1, out0, out1);
             else
-                conv_block(cv, xp, w, oy, b * CONV_BLOCK, CONV_BLOCK, acc);
-            memcpy(plane + oy * ow + b * CONV_BLOCK, acc, (size_t)n * sizeof *plane);
+                conv_block(cv, xp, w, oy, x0, CONV_BLOCK / 8, 1, out0, out1);
+            memcpy(plane + oy * ow + x0, out0, (size_t)n * sizeof *plane);
+            if (two)
+                memcpy(plane + (oy + 1) * ow + x0, out1, (size_t)n * sizeof *plane);
         }
+    }
 }
 
 /* Output channel co of conv stage s for one eval input x, exactly as the
@@ -1093,11 +1127,13 @@ static int fc_sparse(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, cons
     const int last = s == m->nstages - 1;
     float *y = ex->fast_scratch + l->fast_tail + 2 * l->widest;
     if (pvf_fast_overflow_prone(delta, nf) && sparse_may_overflow(m, f, s, row, feat, delta, nf)) {
-        /* the dense way, as the full pass */
+        /* as the full pass, dense; fc_may_overflow's bound of the dense
+         * input, tighter by the triangle inequality only, agreed on every
+         * such row measured (exponent flips of conv2.weight) */
         memcpy(y, g->stage_in[s] + row * in, (size_t)in * sizeof *y);
         for (int64_t j = 0; j < nf; j++)
             y[feat[j]] += delta[j];
-        return fc_tail(ex, g, s, row, y, p, r, err);
+        return pending_add(ex, g, p, s, row, y, r, err);
     }
     memcpy(y, f->pre[s] + row * out, (size_t)out * sizeof *y);
     for (int64_t j = 0; j < nf; j++) {
@@ -1406,166 +1442,22 @@ static void tail_first_units(const pvf_model *m, const lenet_fast *f, int64_t ro
     relu_changes(out, f->pre[fc0] + row * out, f->unit_eps[fc0] + row * out, mid, rad);
 }
 
-/* The pooled cells of one plane of the last conv stage for 2x2 pooling
- * (conv_signed_cells): cell q's golden pre-pool values v0[4q..4q+4) (their
- * rounding e) change by v1[..] (up to u each); its output's change as
- * mid +- rad. Off: stays below zero; on: the winner stays ahead and above
- * zero, its change; else the ReLU of the max moved by its bounds. As
- * pool_stats and the general case, every case computed and one selected
- * (relu_changes). */
-SELECTS_VECTORIZE static void pooled_changes4(int64_t cells, const double *restrict v0,
-                                              const double *restrict v1, double e, double u,
-                                              double *restrict mid, double *restrict rad) {
-    for (int64_t q = 0; q < cells; q++) {
-        const double *v = v0 + 4 * q, *dv = v1 + 4 * q;
-        const double h01 = v[0] > v[1] ? v[0] : v[1], l01 = v[0] < v[1] ? v[0] : v[1];
-        const double h23 = v[2] > v[3] ? v[2] : v[3], l23 = v[2] < v[3] ? v[2] : v[3];
-        const double b1 = h01 > h23 ? h01 : h23;
-        const double hl = h01 < h23 ? h01 : h23, lh = l01 > l23 ? l01 : l23;
-        const double b2 = hl > lh ? hl : lh;
-        const double s0 = v[0] + dv[0], s1 = v[1] + dv[1], s2 = v[2] + dv[2], s3 = v[3] + dv[3];
-        const double s01 = s0 > s1 ? s0 : s1, s23 = s2 > s3 ? s2 : s3;
-        const double a1 = s01 > s23 ? s01 : s23;
-        const double dh01 = dv[0] > dv[1] ? dv[0] : dv[1], dh23 = dv[2] > dv[3] ? dv[2] : dv[3];
-        const double dl01 = dv[0] < dv[1] ? dv[0] : dv[1], dl23 = dv[2] < dv[3] ? dv[2] : dv[3];
-        const double spread = (dh01 > dh23 ? dh01 : dh23) - (dl01 < dl23 ? dl01 : dl23);
-        const double lo0 = a1 - e - u, lo1 = b1 + e, hi0 = a1 + e + u, hi1 = b1 - e;
-        const double lo = (lo0 > 0.0 ? lo0 : 0.0) - (lo1 > 0.0 ? lo1 : 0.0);
-        const double hi = (hi0 > 0.0 ? hi0 : 0.0) - (hi1 > 0.0 ? hi1 : 0.0);
-        const int off = (b1 + e < 0) & (a1 + e + u < 0);
-        const int on = (b1 - e > 0) & (a1 - e - u > 0) & (b1 - b2 > 2 * (e + u) + spread);
-        double mk = (lo + hi) / 2, rk = (hi - lo) / 2 * BOUND_SCALE;
-        mk = on ? a1 - b1 : mk;
-        rk = on ? (u + 1e-15 * fabs(b1)) * BOUND_SCALE : rk;
-        mk = off ? 0.0 : mk;
-        rk = off ? 0.0 : rk;
-        mid[q] = mk;
-        rad[q] = rk;
-    }
-}
-
-/* For a single weight of output channel co of the conv stage before the
- * last (s == nconv - 2) whose pooled cells change by d (within dmax of the
- * exact change), with signs: the last conv's pre-pool changes (d through
- * its filters, in float), each of its pooled cells as an interval from
- * golden's pre-pool maps (winner and sign kept beyond rounding: the
- * winner's change; else the ReLU of the max moved by its bounds), into
- * mid +- rad (the first fc stage's input change), and *cheap the
- * linearized tail's bound for it. 0 when it does not apply. signed_batch
- * bounds the rest from the first fc stage. */
-static int conv_signed_cells(const pvf_model *m, const lenet_fast *f, int s, int64_t row,
-                             int64_t co, const double *d, double dmax, double *mid, double *rad,
-                             double *cheap) {
-    const lenet *l = m->arch_state;
-    const int fc0 = l->nconv;
-    if (s != fc0 - 2 || fc0 >= m->nstages)
-        return 0;
-    const pvf_conv2d *cl = &l->conv[fc0 - 1];
-    const int64_t kk = cl->k * cl->k, plane = cl->h * cl->w, maps = cl->oh * cl->ow;
-    const int64_t ph = cl->oh / l->pool, pw = cl->ow / l->pool;
-    if (plane > 4096 || kk * maps > 8192 || cl->cout * maps > 4096)
-        return 0;
-    float df[4096], col[8192], dpre[4096];
-    double v0[64], v1[64], cv0[1024], cv1[1024];
-    const int pool2 = (int)(l->pool * l->pool);
-    if (pool2 > 64)
-        return 0;
-    double dfmax = 0, dconv = 0;
-    for (int64_t q = 0; q < plane; q++) {
-        df[q] = (float)d[q];
-        dconv = max2(dconv, fabs(d[q] - (double)df[q]));
-        dfmax = max2(dfmax, fabs((double)df[q]));
-    }
-    for (int64_t ky = 0; ky < cl->k; ky++)
-        for (int64_t kx = 0; kx < cl->k; kx++)
-            for (int64_t oy = 0; oy < cl->oh; oy++) {
-                const int64_t y = oy * cl->stride - cl->pad + ky;
-                float *c = col + (ky * cl->k + kx) * maps + oy * cl->ow;
-                if (y < 0 || y >= cl->h) {
-                    memset(c, 0, (size_t)cl->ow * sizeof *c);
-                    continue;
-                }
-                const float *dr = df + y * cl->w;
-                if (cl->stride == 1 && cl->pad == 0) {
-                    memcpy(c, dr + kx, (size_t)cl->ow * sizeof *c);
-                    continue;
-                }
-                for (int64_t ox = 0; ox < cl->ow; ox++) {
-                    const int64_t x = ox * cl->stride - cl->pad + kx;
-                    c[ox] = x >= 0 && x < cl->w ? dr[x] : 0.0f;
-                }
-            }
-    const float *w = m->params[l->w[fc0 - 1]].value;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cl->cout, (int)maps, (int)kk, 1.0f,
-                w + co * kk, (int)(cl->cin * kk), col, (int)maps, 0.0f, dpre, (int)maps);
-    const double slop = dmax + dconv + sum_gamma(kk) * dfmax;
-    const float *pre = f->pre_pool[fc0 - 1] + row * cl->cout * maps;
-    const float *xm = f->xmax_row[fc0 - 1] + row * cl->cin;
-    const float *bias = m->params[l->b[fc0 - 1]].value;
-    for (int64_t c2 = 0; c2 < cl->cout; c2++) {
-        const double sum = kernel_abs_sum(f, fc0 - 1, cl->cin, c2, xm, fabs((double)bias[c2]));
-        const double e = sum_gamma(cl->cin * kk + 1) * sum; /* golden's rounding */
-        const double u = f->kernel_l1[fc0 - 1][c2 * cl->cin + co] * slop * BOUND_SCALE;
-        if (pool2 == 4 && maps <= 1024) { /* the plane's cells side by side, branch free */
-            for (int64_t py = 0; py < ph; py++)
-                for (int64_t px = 0; px < pw; px++)
-                    for (int64_t dy = 0; dy < 2; dy++)
-                        for (int64_t dx = 0; dx < 2; dx++) {
-                            const int64_t at = c2 * maps + (py * 2 + dy) * cl->ow + px * 2 + dx;
-                            const int64_t to = (py * pw + px) * 4 + dy * 2 + dx;
-                            cv0[to] = pre[at];
-                            cv1[to] = (double)dpre[at];
-                        }
-            pooled_changes4(ph * pw, cv0, cv1, e, u, mid + c2 * ph * pw, rad + c2 * ph * pw);
-            continue;
-        }
-        for (int64_t py = 0; py < ph; py++)
-            for (int64_t px = 0; px < pw; px++) {
-                for (int64_t dy = 0; dy < l->pool; dy++)
-                    for (int64_t dx = 0; dx < l->pool; dx++) {
-                        const int64_t at =
-                            c2 * maps + (py * l->pool + dy) * cl->ow + px * l->pool + dx;
-                        v0[dy * l->pool + dx] = pre[at];
-                        v1[dy * l->pool + dx] = (double)dpre[at];
-                    }
-                double b1, b2, a1, spread;
-                pool_stats(v0, v1, pool2, &b1, &b2, &a1, &spread);
-                const int64_t q = (c2 * ph + py) * pw + px;
-                if (b1 + e < 0 && a1 + e + u < 0) { /* stays off */
-                    mid[q] = rad[q] = 0;
-                } else if (b1 - e > 0 && a1 - e - u > 0 && b1 - b2 > 2 * (e + u) + spread) {
-                    /* the winner stays ahead and above zero: its change */
-                    mid[q] = a1 - b1;
-                    rad[q] = (u + 1e-15 * fabs(b1)) * BOUND_SCALE;
-                } else {
-                    const double lo = max2(a1 - e - u, 0.0) - max2(b1 + e, 0.0);
-                    const double hi = max2(a1 + e + u, 0.0) - max2(b1 - e, 0.0);
-                    mid[q] = (lo + hi) / 2;
-                    rad[q] = (hi - lo) / 2 * BOUND_SCALE;
-                }
-            }
-    }
-    *cheap = f->in_r[fc0] ? input_linear_bound(m, f, fc0, row, mid, rad) : INFINITY;
-    return 1;
-}
-
 /* Eval inputs whose signed bound goes through the fc stages together: the
  * change of every unit as an interval mid +- rad, through each stage's two
  * products, W and |W| times every input's change, in float, one sgemm each
  * for the batch (the rounding bound of signed_units holds in any order),
  * each ReLU decided where golden's pre-activation keeps its sign
- * (relu_changes), then the margins (batch_margins). The
- * inputs' changes are stage t's input (conv_signed_cells: t the first fc
- * stage), or with co >= 0 the pooled cells of the last conv stage's channel
- * co (tail_cells: t the first fc stage, the product over co's columns
- * only). need[row] is set once decided: 1 when the bound cannot clear it.
+ * (relu_changes), then the margins (batch_margins). The inputs' changes
+ * are the pooled cells of the last conv stage's channel co (tail_cells: t
+ * the first fc stage, the product over co's columns only). need[row] is
+ * set once decided: 1 when the bound cannot clear it.
  * 128 inputs a batch: each product packs its weights once per batch
  * (measured against 32, conv2.weight bits 17-31: 4-8 % faster). */
 #define SIGNED_BATCH 128
 
 typedef struct signed_batch {
     int t;            /* the first fc stage of the batched products */
-    int64_t co, chan; /* co >= 0: the inputs are channel co's chan pooled cells */
+    int64_t co, chan; /* the inputs are channel co's chan pooled cells */
     int64_t n, wide;  /* inputs in the batch; the widest stage from t on */
     int64_t rows[SIGNED_BATCH];
     double cheap[SIGNED_BATCH], mmax[SIGNED_BATCH], rmax[SIGNED_BATCH], slop[SIGNED_BATCH];
@@ -1617,7 +1509,7 @@ static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_b
     for (int t = b->t; t <= last && n > 0; t++) {
         const int in = (int)m->stages[t].in_size, out = (int)m->stages[t].out_size;
         const float *w = m->params[l->w[t]].value;
-        const int cells = t == b->t && b->co >= 0;
+        const int cells = t == b->t;
         if (cells)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, (int)b->chan, 1.0f,
                         b->midf, wide, w + b->co * b->chan, in, 0.0f, b->y, wide);
@@ -1660,18 +1552,13 @@ static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_b
     }
 }
 
-/* Adds eval input row to the batch: its change mid +- rad of stage b->t's
- * input (conv_signed_cells), or with b->co >= 0 its pooled cell changes
- * mid of channel co, within dmax (tail_cells; rad unused). 0 when they are
- * not finite (no bound would clear it). */
+/* Adds eval input row to the batch: its pooled cell changes d of channel
+ * co, within dmax (tail_cells). 0 when they are not finite (no bound would
+ * clear it). */
 static int signed_batch_add(const pvf_model *m, const lenet_fast *f, signed_batch *b, int64_t row,
-                            const double *mid, const double *rad, double dmax, double cheap,
-                            unsigned char *need) {
+                            const double *d, double dmax, double cheap, unsigned char *need) {
     const int64_t j = b->n;
-    float *midf = b->midf + j * b->wide;
-    if (b->co >= 0 ? !tail_cells(b->chan, mid, dmax, midf, &b->slop[j])
-                   : !signed_inputs(m->stages[b->t].in_size, mid, rad, midf, b->radf + j * b->wide,
-                                    &b->mmax[j], &b->rmax[j]))
+    if (!tail_cells(b->chan, d, dmax, b->midf + j * b->wide, &b->slop[j]))
         return 0;
     b->rows[j] = row;
     b->cheap[j] = cheap;
@@ -1971,16 +1858,15 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                          .ky0 = ky0,
                          .kx0 = kx0,
                          .tap = tap};
-    /* a single weight of one of the last two conv stages: the inputs whose
-     * signed bound goes through the fc stages are batched (signed_batch)
-     * from the first fc stage (its input's change for the conv stage before
-     * the last, the last's pooled cells of channel co for the last), and
-     * every input not cleared is computed afterwards, in order */
+    /* a single weight of the last conv stage: the inputs whose signed bound
+     * goes through the fc stages are batched (signed_batch) from its pooled
+     * cells of channel co, and every input not cleared is computed
+     * afterwards, in order */
     const int fc0 = l->nconv, last = m->nstages - 1;
-    const int cells = fine && s + 2 == fc0 && fc0 < m->nstages; /* conv_signed_cells applies */
-    const int tail = fine && s + 1 == fc0 && fc0 < m->nstages;  /* from the pooled cells */
-    signed_batch sb = {.t = fc0, .co = tail ? co : -1, .chan = chan, .claim = ex->audit_claim};
-    int batched = cells || tail;
+    const int before_last = s + 2 == fc0 && fc0 < m->nstages;  /* carried by conv_delta */
+    const int tail = fine && s + 1 == fc0 && fc0 < m->nstages; /* from the pooled cells */
+    signed_batch sb = {.t = fc0, .co = co, .chan = chan, .claim = ex->audit_claim};
+    int batched = tail;
     for (int t = fc0; batched && t <= last; t++) {
         const int64_t tin = m->stages[t].in_size, tout = m->stages[t].out_size;
         sb.wide = tin > sb.wide ? tin : sb.wide;
@@ -1988,21 +1874,10 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
         batched = f->absw[t] != NULL;
     }
     unsigned char *need = NULL;
-    double *mid = NULL, *rad = NULL;
     int rc = -1;
-    if (s + 2 == fc0 && fc0 < m->nstages) {
-        if (!(cx.delta = conv_delta_new(ex, f, s, co))) {
-            pvf_err_set(err, "fast path: out of memory");
-            goto out;
-        }
-    }
-    if (cells) {
-        const int64_t in0 = m->stages[fc0].in_size;
-        if (!(mid = malloc((size_t)(2 * in0) * sizeof *mid))) {
-            pvf_err_set(err, "fast path: out of memory");
-            goto out;
-        }
-        rad = mid + in0;
+    if (before_last && !(cx.delta = conv_delta_new(ex, f, s, co))) {
+        pvf_err_set(err, "fast path: out of memory");
+        goto out;
     }
     if (batched) {
         need = malloc((size_t)f->n);
@@ -2056,8 +1931,8 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
             }
             double bound = coarse;
             if (fine && bound * BOUND_SCALE > f->slack[i] &&
-                bound <
-                    (cells ? COARSE_WORTH : ASTRONOMIC) * f->slack[i]) { /* finer: cell by cell */
+                bound < (before_last ? COARSE_WORTH : ASTRONOMIC) *
+                            f->slack[i]) { /* finer: cell by cell */
                 const double dw = (double)ex->patch[0] - (double)w_old;
                 const double eps =
                     conv_rounding(m, l, f, s, i, co, dw, is_bias ? 1.0 : (double)f->xmax_all[s][i]);
@@ -2072,19 +1947,9 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                 /* finer still, with signs; not worth it for a change far beyond
                  * the margin even through |W| */
                 if (batched && bound * BOUND_SCALE > f->slack[i] &&
-                    bound < HOPELESS * f->slack[i]) {
-                    double cheap;
-                    if (tail) {
-                        if (signed_batch_add(m, f, &sb, i, dcell, NULL, dmax, bound, need))
-                            continue; /* decided when its batch goes */
-                    } else if (bound < CELLS_WORTH * f->slack[i] &&
-                               conv_signed_cells(m, f, s, i, co, dcell, dmax, mid, rad, &cheap)) {
-                        if (cheap * BOUND_SCALE > f->slack[i] &&
-                            signed_batch_add(m, f, &sb, i, mid, rad, 0, cheap, need))
-                            continue; /* decided when its batch goes */
-                        bound = fmin(bound, cheap);
-                    }
-                }
+                    bound < HOPELESS * f->slack[i] &&
+                    signed_batch_add(m, f, &sb, i, dcell, dmax, bound, need))
+                    continue; /* decided when its batch goes */
             }
             if (bound * BOUND_SCALE <= f->slack[i]) {
                 if (ex->audit_claim)
@@ -2111,7 +1976,6 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
 out:
     conv_delta_free(cx.delta);
     free(need);
-    free(mid);
     free(sb.midf);
     free(sb.mid);
     return rc;
