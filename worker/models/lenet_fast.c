@@ -77,13 +77,16 @@ static inline void prefetch_span(const void *p, size_t bytes) {
 
 /* A fault of the conv stage before the last: the cell-by-cell bound and
  * the linearized tail are not tried for an input whose first bound exceeds
- * its slack this many times: measured per flipped bit of conv1.weight (bits
- * 18-27), they cleared none; computing the input (conv_delta) costs less
- * than bounding it. Such a fault's inputs have no signed bound: through
- * the last conv's filters it cleared most of those it was tried for, but
- * cost more than computing them once the faulty channel's convolution
- * kept its sums in registers (conv_block). */
-#define COARSE_WORTH 1e3
+ * its slack this many times; computing the input (conv_delta) costs less
+ * than what they clear saves. From 1,000-fold up they cleared no input of
+ * conv1.weight bits 18-27; per flipped bit of conv1.weight (bits 16-31,
+ * the sum of the mean trials), 100 and 30 were 3-9 % faster than 1,000
+ * (30 by 1-2 % the faster), 10 and 3 slower (bits 12-17 up to 2x). Such a
+ * fault's inputs have no signed bound: through the last conv's filters it
+ * cleared most of those it was tried for, but cost more than computing
+ * them once the faulty channel's convolution kept its sums in registers
+ * (conv_block). */
+#define COARSE_WORTH 30.0
 
 /* WIDER_VECTORS: a loop of single operations (no fused multiply-add, the
  * same values) also built for AVX2, chosen at load time where the CPU has
