@@ -1682,38 +1682,6 @@ typedef struct conv_exact_ctx {
     conv_delta *delta; /* the conv stage before the last: its rows go on batched */
 } conv_exact_ctx;
 
-/* n floats from src to dst in fixed-size pieces, which the compiler
- * inlines: a memcpy call per row of ten floats cost more than the copy. */
-static inline void copy_floats(float *restrict dst, const float *restrict src, int64_t n) {
-    int64_t x = 0;
-    for (; x + 8 <= n; x += 8)
-        memcpy(dst + x, src + x, 8 * sizeof *dst);
-    if (n - x >= 4) {
-        memcpy(dst + x, src + x, 4 * sizeof *dst);
-        x += 4;
-    }
-    if (n - x >= 2) {
-        memcpy(dst + x, src + x, 2 * sizeof *dst);
-        x += 2;
-    }
-    if (n - x >= 1)
-        dst[x] = src[x];
-}
-
-/* pvf_im2col of conv_delta's one input channel (ld apart), its rows copied
- * by copy_floats where the stage has stride 1 and no padding. */
-static void delta_im2col(const pvf_conv2d *one, const float *d, float *col, int64_t ld) {
-    if (one->stride != 1 || one->pad != 0) {
-        pvf_im2col(one, d, col, ld);
-        return;
-    }
-    for (int64_t ky = 0; ky < one->k; ky++)
-        for (int64_t kx = 0; kx < one->k; kx++)
-            for (int64_t oy = 0; oy < one->oh; oy++)
-                copy_floats(col + (ky * one->k + kx) * ld + oy * one->ow,
-                            d + (oy + ky) * one->w + kx, one->ow);
-}
-
 /* The batch's rows through the last conv stage, then on from the first fc
  * stage. */
 static int conv_delta_flush(pvf_exec *ex, const pvf_golden *g, conv_exact_ctx *c,
@@ -1731,7 +1699,7 @@ static int conv_delta_flush(pvf_exec *ex, const pvf_golden *g, conv_exact_ctx *c
         return 0;
     const int ld = (int)(dl->batch * maps);
     for (int j = 0; j < n; j++)
-        delta_im2col(&dl->one, dl->d + j * cv->h * cv->w, dl->col + j * maps, ld);
+        pvf_im2col(&dl->one, dl->d + j * cv->h * cv->w, dl->col + j * maps, ld);
     /* dy[o][j maps + p]: filter o's kernel of channel co over row j's cells */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cout, n * (int)maps, (int)kk, 1.0f,
                 m->params[l->w[s]].value + c->co * kk, (int)(cv->cin * kk), dl->col, ld, 0.0f,
