@@ -509,6 +509,37 @@ static void test_fast_huge_conv2_weight(void) {
     pvf_runner_close(&r);
 }
 
+/* Huge fc1 weights (bit 30: the exponent + 128) on 256 eval inputs: where
+ * the change of the faulty unit is so far beyond golden's activity that
+ * the top-1 is that of its direction (dominant_top), the fast path judges
+ * the input without the later stages, when it need not write the outputs;
+ * its outcomes agree with the full pass's, trial by trial. */
+static void test_fast_huge_fc1_weight(void) {
+    pvf_runner r;
+    pvf_err err;
+    CHECK(pvf_runner_open_limit(&r, LENET, NULL, PVF_FMT_FP32, 256, &err) == 0);
+    const int t = pvf_model_find_target(&r.model, "fc1.weight");
+    CHECK(t >= 0);
+    pvf_trial_result fast, with_outputs, naive;
+    int64_t incorrect = 0, judged = 0, rows_saved = 0, trials = 0;
+    for (int64_t element = 11; element < r.model.targets[t].numel; element += 239) {
+        pvf_fault_site site = {t, element, 1u << 30};
+        both_ways(&r, PVF_FAULT_BITFLIP, &site, &with_outputs, &naive);
+        r.exec.want_outputs = 0;
+        CHECK(pvf_trial_run(&r.exec, &r.golden, PVF_FAULT_BITFLIP, &site, NULL, &fast, &err) == 0);
+        CHECK(fast.incorrect == naive.incorrect && fast.nonfinite == naive.nonfinite);
+        CHECK(fast.stage_rows <= with_outputs.stage_rows);
+        rows_saved += with_outputs.stage_rows - fast.stage_rows;
+        incorrect += fast.incorrect;
+        judged += fast.judged;
+        trials++;
+    }
+    CHECK(trials == 201);
+    CHECK(rows_saved > 1000);                   /* the later stages skipped for many inputs */
+    CHECK(incorrect > 0 && incorrect < judged); /* outcomes of both kinds were compared */
+    pvf_runner_close(&r);
+}
+
 /* The bounds that clear a conv fault's eval inputs, held against the full
  * pass (pvf_exec.audit_claim): every input a bound cleared moved its top-1
  * margins (the top logit less each other) by no more than the bound it
@@ -597,6 +628,7 @@ int main(void) {
     RUN(test_fast_conv_bounds);
     RUN(test_fast_conv_exponent_flips);
     RUN(test_fast_huge_conv2_weight);
+    RUN(test_fast_huge_fc1_weight);
     RUN(test_fast_conv_bound_audit);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

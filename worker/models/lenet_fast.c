@@ -36,7 +36,10 @@
  * convolution over a zero-padded copy of the input, conv_channel, its
  * change carried through the last conv stage by conv_delta; for one
  * huge weight of the last conv stage, an exponent flip, its products alone
- * where they provably are the whole sum, conv_channel_huge). */
+ * where they provably are the whole sum, conv_channel_huge). A fc unit
+ * whose change is so large that the logits follow its direction through
+ * the later stages (an exponent flip of its weight) takes that direction's
+ * top-1 without computing them (dominant_top). */
 #include "lenet.h"
 
 #include <cblas.h>
@@ -138,8 +141,8 @@ typedef struct lenet_fast {
     /* Fc stage s: golden pre-activations [n x out], the base a sparse change
      * of its input is added to. */
     float *pre[LENET_STAGES];
-    /* Conv stage s: golden outputs before pooling [n x cout x oh x ow], and
-     * per eval input the largest |x| over all its input channels [n]. */
+    /* Conv stage s: golden outputs before pooling [n x cout x oh x ow].
+     * Any stage: per eval input the largest |x| over all its input [n]. */
     float *pre_pool[LENET_STAGES], *xmax_all[LENET_STAGES];
     double *filter_l1[LENET_STAGES]; /* [cout]: sum of |w| of each filter */
     double *kernel_l1[LENET_STAGES]; /* [cout x cin]: sum of |w| over each kernel */
@@ -159,6 +162,10 @@ typedef struct lenet_fast {
     double *row_l1[LENET_STAGES];   /* fc stage: [out] sum of |w| of each row */
     float *absw[LENET_STAGES];      /* fc stage: |w| */
     float *wt[LENET_STAGES];        /* fc stage: w transposed [in x out], a column per feature */
+    /* fc stage: golden's inputs by feature [in x n], what one weight of
+     * the stage reads over all eval inputs, in one run (row by row that is
+     * a cache line per input: a fc fault's first bound waited on memory) */
+    float *xcol[LENET_STAGES];
     double *in_r[LENET_STAGES], *in_cost[LENET_STAGES]; /* input_radii: [n x RADII] */
     /* Last stage, [(t * classes + c) * in + k]: w[t][k] - w[c][k] in double
      * (exact: two floats' difference) and its magnitude, the margin rows
@@ -166,6 +173,17 @@ typedef struct lenet_fast {
     double *margin_w, *margin_abs;
     double *chan_l1; /* first fc stage: [out x last conv's cout] sum of |w|
                         over each row's columns of one channel */
+    /* Hidden fc stage s with hidden stages after it (dominant_prepare), per
+     * unit i: the top-1 dom_top[s][i] of the logits' direction when unit i
+     * grows without bound (-1: a near tie), that direction's least lead
+     * over another class less the rounding allowance, dom_gap[s][i], and
+     * the largest |W| product from unit i to any later unit, dom_path[s][i]
+     * (how large the later sums get). dom_rest[s][row]: how far eval input
+     * row's logits can be from delta times the direction (golden's own
+     * activity, through |W|). */
+    int64_t *dom_top[LENET_STAGES];
+    double *dom_gap[LENET_STAGES], *dom_path[LENET_STAGES], *dom_rest[LENET_STAGES];
+    double dom_golden[LENET_STAGES]; /* golden's part of any later sum, over all inputs */
 } lenet_fast;
 
 void lenet_fast_free(void *state) {
@@ -197,6 +215,11 @@ void lenet_fast_free(void *state) {
         free(f->row_l1[s]);
         free(f->absw[s]);
         free(f->wt[s]);
+        free(f->xcol[s]);
+        free(f->dom_top[s]);
+        free(f->dom_gap[s]);
+        free(f->dom_path[s]);
+        free(f->dom_rest[s]);
         free(f->in_r[s]);
         free(f->in_cost[s]);
     }
@@ -691,6 +714,133 @@ static double linear_tail_bound(const pvf_model *m, const lenet_fast *f, int s, 
     return lin + rho * (k ? cost[k - 1] : 0.0);
 }
 
+/* Rounding allowance of dominant_prepare's directions, relative to delta
+ * times the |W| path to a logit: a full pass's float sums are within about
+ * 1e-5 of it (gamma of the widest stage, through three stages). */
+#define DOMINANT_ROUNDING 1e-3
+
+/* Unit i of hidden fc stage s whose output grows by delta > 0: every later
+ * unit is delta times its value for a unit input of i (ReLU and the linear
+ * maps are positively homogeneous; the biases left out), plus at most what
+ * golden's own pre-activations and the biases add through |W| (ReLU is
+ * 1-Lipschitz). So once delta times the direction's lead exceeds twice
+ * that, the top-1 is the direction's, whatever the eval input: an exponent
+ * flip of a fc1 weight to ~1e37 is settled per input by one comparison
+ * instead of the next stages' products (dominant_top). */
+static int dominant_prepare(const pvf_model *m, lenet_fast *f, int s) {
+    const lenet *l = m->arch_state;
+    const int last = m->nstages - 1;
+    const int64_t out = m->stages[s].out_size, o1 = m->stages[s + 1].out_size, n = f->n;
+    int64_t wide = 0;
+    for (int t = s + 1; t <= last; t++)
+        wide = m->stages[t].out_size > wide ? m->stages[t].out_size : wide;
+    double *buf = malloc((size_t)(4 * wide) * sizeof *buf);
+    f->dom_top[s] = malloc((size_t)out * sizeof(int64_t));
+    f->dom_gap[s] = malloc((size_t)out * sizeof(double));
+    f->dom_path[s] = malloc((size_t)out * sizeof(double));
+    f->dom_rest[s] = malloc((size_t)n * sizeof(double));
+    if (!buf || !f->dom_top[s] || !f->dom_gap[s] || !f->dom_path[s] || !f->dom_rest[s]) {
+        free(buf);
+        return -1;
+    }
+    double *h = buf, *a = buf + wide, *hn = buf + 2 * wide, *an = buf + 3 * wide;
+    const float *w1 = m->params[l->w[s + 1]].value;
+    for (int64_t i = 0; i < out; i++) {
+        double path = 0;
+        for (int64_t k = 0; k < o1; k++) {
+            h[k] = max2((double)w1[k * out + i], 0.0);
+            a[k] = fabs((double)w1[k * out + i]);
+            path = max2(path, a[k]);
+        }
+        int64_t width = o1;
+        for (int t = s + 2; t <= last; t++) {
+            const int64_t tout = m->stages[t].out_size;
+            const float *w = m->params[l->w[t]].value;
+            for (int64_t j = 0; j < tout; j++) {
+                double z = 0, za = 0;
+                for (int64_t k = 0; k < width; k++) {
+                    z += (double)w[j * width + k] * h[k];
+                    za += fabs((double)w[j * width + k]) * a[k];
+                }
+                hn[j] = t < last ? max2(z, 0.0) : z;
+                an[j] = za;
+                path = max2(path, za);
+            }
+            double *tmp = h;
+            h = hn, hn = tmp;
+            tmp = a, a = an, an = tmp;
+            width = tout;
+        }
+        int64_t top = 0;
+        double amax = 0;
+        for (int64_t c = 0; c < width; c++) {
+            top = h[c] > h[top] ? c : top;
+            amax = max2(amax, a[c]);
+        }
+        double gap = INFINITY;
+        for (int64_t c = 0; c < width; c++)
+            if (c != top)
+                gap = min2(gap, h[top] - h[c]);
+        gap -= 2 * DOMINANT_ROUNDING * amax;
+        f->dom_top[s][i] = gap > 0 && isfinite(gap) ? top : -1;
+        f->dom_gap[s][i] = gap;
+        f->dom_path[s][i] = path;
+        h = buf, a = buf + wide, hn = buf + 2 * wide, an = buf + 3 * wide;
+    }
+    /* golden's part per eval input: |pre-activation| plus its rounding at
+     * stage s + 1, then through |W| and |b|; and the largest golden part of
+     * any later sum (dom_golden) */
+    for (int64_t row = 0; row < n; row++) {
+        for (int64_t k = 0; k < o1; k++)
+            a[k] = fabs((double)f->pre[s + 1][row * o1 + k]) + f->unit_eps[s + 1][row * o1 + k];
+        int64_t width = o1;
+        double rest = 0;
+        for (int64_t k = 0; k < o1; k++) /* stage s + 1's own sums: sum |w x| + |b| */
+            f->dom_golden[s] = max2(f->dom_golden[s], f->abs_sum[s + 1][row * o1 + k]);
+        for (int t = s + 2; t <= last; t++) {
+            const int64_t tout = m->stages[t].out_size;
+            const float *w = m->params[l->w[t]].value, *b = m->params[l->b[t]].value;
+            for (int64_t j = 0; j < tout; j++) {
+                double za = fabs((double)b[j]);
+                for (int64_t k = 0; k < width; k++)
+                    za += fabs((double)w[j * width + k]) * a[k];
+                an[j] = za;
+                f->dom_golden[s] = max2(f->dom_golden[s], za);
+            }
+            double *tmp = a;
+            a = an, an = tmp;
+            width = tout;
+        }
+        for (int64_t c = 0; c < width; c++)
+            rest = max2(rest, a[c]);
+        /* with room for the rounding of these sums themselves */
+        f->dom_rest[s][row] = rest * (1 + DOMINANT_ROUNDING);
+        a = buf + wide, an = buf + 3 * wide;
+    }
+    f->dom_golden[s] *= 1 + DOMINANT_ROUNDING;
+    free(buf);
+    return 0;
+}
+
+/* The top-1 of eval input row when unit i of hidden fc stage s, whose
+ * faulty pre-activation is z (the exact recompute), grows by delta over
+ * golden: dominant_prepare's direction's, when delta is that far beyond
+ * golden's activity and every sum of a full pass provably stays finite
+ * (its terms bounded by delta times the path plus golden's rest; the
+ * faulty unit's own by |z| plus twice `others`, a bound on golden's sum
+ * |w x| + |b| of the unit); -1 when not shown. */
+static int64_t dominant_top(const lenet_fast *f, int s, int64_t i, int64_t row, float z,
+                            double delta, double others) {
+    if (!f->dom_top[s] || f->dom_top[s][i] < 0 || !(delta > 0))
+        return -1;
+    const double rest = f->dom_rest[s][row], limit = FLT_MAX / 2;
+    if (!(delta * f->dom_gap[s][i] > 2 * rest) ||
+        !(delta * f->dom_path[s][i] * (1 + DOMINANT_ROUNDING) + f->dom_golden[s] < limit) ||
+        !((fabs((double)z) + 2 * others) * (1 + DOMINANT_ROUNDING) < limit))
+        return -1;
+    return f->dom_top[s][i];
+}
+
 int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_err *err) {
     const lenet *l = m->arch_state;
     const int64_t n = g->n, classes = m->out_size, last = m->nstages - 1;
@@ -780,25 +930,34 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
     for (int s = l->nconv; s <= last; s++) {
         const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size;
         f->xmax[s] = calloc((size_t)in, sizeof(float));
+        f->xmax_all[s] = calloc((size_t)n, sizeof(float));
         f->pre[s] = malloc((size_t)(n * out) * sizeof(float));
-        if (!f->xmax[s] || !f->pre[s])
+        if (!f->xmax[s] || !f->xmax_all[s] || !f->pre[s])
             goto oom;
         /* in the golden pass's chunks, so that the sums are the pass's own */
         for (int64_t i = 0; i < n; i += PVF_CHUNK)
             pvf_linear(g->stage_in[s] + i * in, n - i < PVF_CHUNK ? n - i : PVF_CHUNK, in,
                        m->params[l->w[s]].value, m->params[l->b[s]].value, out,
                        f->pre[s] + i * out);
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t k = 0; k < in; k++)
-                f->xmax[s][k] = fmaxf(f->xmax[s][k], fabsf(g->stage_in[s][i * in + k]));
-        if (!(f->wt[s] = malloc((size_t)(in * out) * sizeof(float))))
+        if (!(f->wt[s] = malloc((size_t)(in * out) * sizeof(float))) ||
+            !(f->xcol[s] = malloc((size_t)(in * n) * sizeof(float))))
             goto oom;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t k = 0; k < in; k++) {
+                const float x = g->stage_in[s][i * in + k];
+                f->xmax[s][k] = fmaxf(f->xmax[s][k], fabsf(x));
+                f->xmax_all[s][i] = fmaxf(f->xmax_all[s][i], fabsf(x));
+                f->xcol[s][k * n + i] = x;
+            }
         for (int64_t j = 0; j < out; j++)
             for (int64_t k = 0; k < in; k++)
                 f->wt[s][k * out + j] = m->params[l->w[s]].value[j * in + k];
     }
     if (margin_rows(m, f) || linear_tail_prepare(m, g, f))
         goto oom;
+    for (int s = l->nconv; s + 1 < last; s++)
+        if (f->unit_eps[s + 1] && f->abs_sum[s + 1] && dominant_prepare(m, f, s))
+            goto oom;
     *state = f;
     return 0;
 oom:
@@ -2033,26 +2192,43 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
         todo = NULL; /* every input, in the loop below */
     else
         for (int64_t row = 0; row < f->n; row++) {
-            const float *x = g->stage_in[s] + row * in;
+            const float *x = f->xcol[s] + k0 * f->n + row; /* x[e * n]: column k0 + e */
             const double slack = f->slack[row];
             double delta = 0;
             for (int64_t e = 0; e < span; e++)
-                delta += d[e] * (is_bias ? 1.0 : fabs((double)x[k0 + e]));
+                delta += d[e] * (is_bias ? 1.0 : fabs((double)x[e * f->n]));
             const double pf = last ? 1 : pair[g->top1[row] * out];
             todo[ntodo] = (int32_t)row;
             ntodo += (delta != 0) & !((slack > 0) & (delta * BOUND_SCALE * pf <= slack));
         }
+    /* A single weight so large (an exponent flip) that its product alone
+     * can be the whole sum: when it exceeds 2^27 (1 + 1e-3) times a bound
+     * on golden's sum |w x| + |b| of unit i (|w| of the row times the
+     * input's largest |x|, plus |b|), every other term and partial sum, in
+     * whatever order, stays below an eighth of its ulp, and the sum is that
+     * product, as any recompute would round it. */
+    const float w_new = ex->patch[0];
+    const int alone = !is_bias && span == 1 && isfinite(w_new) && fabsf(w_new) > 0x1p60f;
+    const double row_others = f->row_l1[s][i] * BOUND_SCALE + fabs((double)bias);
     for (int64_t at = 0; at < (todo ? ntodo : f->n); at++) {
         const int64_t row = todo ? todo[at] : at;
-        const float *x = g->stage_in[s] + row * in;
         const double slack = f->slack[row];
-        /* Exactly: the faulty row's dot product. */
-        float z = cblas_sdot((int)in, x, 1, w, 1) + bias;
+        float z;
+        double others = row_others * (double)f->xmax_all[s][row];
+        const float xk = f->xcol[s][k0 * f->n + row];
+        if (alone && fabs((double)(w_new * xk)) > 0x1p27 * (1 + 1e-3) * others)
+            z = w_new * xk;
+        else { /* exactly: the faulty row's dot product */
+            z = cblas_sdot((int)in, g->stage_in[s] + row * in, 1, w, 1) + bias;
+            others = last ? 0 : f->abs_sum[s][row * out + i];
+        }
         if (!last)
             z = z < 0.0f ? 0.0f : z; /* pvf_relu: NaN passes */
         r->stage_rows++;
         const float *gold = gold_out + row * out;
-        if (memcmp(&z, gold + i, sizeof z) == 0)
+        /* golden's value of unit i, by feature: in one run over the inputs */
+        const float gold_i = last ? gold[i] : f->xcol[s + 1][i * f->n + row];
+        if (memcmp(&z, &gold_i, sizeof z) == 0)
             continue;
         if (last) {
             float logits[256];
@@ -2063,12 +2239,20 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
             pvf_fast_judge_row(ex, g, row, logits, r);
             continue;
         }
-        double change = fabs((double)z - (double)gold[i]);
+        double change = fabs((double)z - (double)gold_i);
         if (isfinite(change) && slack > 0 &&
             change * BOUND_SCALE * pair[g->top1[row] * out] <= slack)
             continue;
+        /* a change so large that the top-1 is its direction's (with every
+         * output written, the outputs are computed instead) */
+        const int64_t top =
+            ex->trial_out ? -1 : dominant_top(f, s, i, row, z, (double)z - (double)gold_i, others);
+        if (top >= 0) {
+            r->incorrect += top != g->top1[row];
+            continue;
+        }
         /* One changed feature into the next stage. */
-        const float delta = z - gold[i];
+        const float delta = z - gold_i;
         if (fc_sparse(ex, g, s + 1, row, &i, &delta, 1, &wait, r, err))
             return -1;
     }
