@@ -485,59 +485,58 @@ static void test_fast_conv_exponent_flips(void) {
     pvf_runner_close(&r);
 }
 
-/* A huge conv2 weight (bit 30: the exponent + 128), on 256 eval inputs
- * (four pass chunks), input by input: the faulty channel as fl(w x) where the huge term
- * dwarfs the rest and golden's own sums where its tap meets 0
- * (conv_channel_huge) agrees with the full pass, non-finite outcomes too;
- * such a fault is never settled. */
-static void test_fast_huge_conv2_weight(void) {
+/* Bit 30 (the exponent + 128) of every step-th element of target from
+ * first, on 256 eval inputs (four pass chunks): both ways input by input
+ * (both_ways, outputs materialized), and the fast path once more without
+ * its outputs, where an input whose faulty values are so large that the
+ * top-1 is their direction's is judged from that direction
+ * (dominant_top): the same outcomes in total, with fewer stage rows in
+ * all. Such a fault is never settled. Returns the trials run. */
+static int64_t huge_flips(const char *target, int64_t first, int64_t step, int64_t *incorrect,
+                          int64_t *nonfinite, int64_t *judged, int64_t *rows_saved) {
     pvf_runner r;
     pvf_err err;
     CHECK(pvf_runner_open_limit(&r, LENET, NULL, PVF_FMT_FP32, 256, &err) == 0);
-    const int t = pvf_model_find_target(&r.model, "conv2.weight");
-    CHECK(t >= 0);
-    pvf_trial_result fast, naive;
-    int64_t incorrect = 0, nonfinite = 0;
-    for (int64_t element = 7; element < r.model.targets[t].numel; element += 397) {
-        pvf_fault_site site = {t, element, 1u << 30};
-        both_ways(&r, PVF_FAULT_BITFLIP, &site, &fast, &naive);
-        CHECK(fast.stage_rows > 0 && !(fast.flags & PVF_TRIAL_SETTLED));
-        incorrect += fast.incorrect;
-        nonfinite += fast.nonfinite;
-    }
-    CHECK(incorrect > 0 && nonfinite > 0); /* outcomes of both kinds were compared */
-    pvf_runner_close(&r);
-}
-
-/* Huge fc1 weights (bit 30: the exponent + 128) on 256 eval inputs: where
- * the change of the faulty unit is so far beyond golden's activity that
- * the top-1 is that of its direction (dominant_top), the fast path judges
- * the input without the later stages, when it need not write the outputs;
- * its outcomes agree with the full pass's, trial by trial. */
-static void test_fast_huge_fc1_weight(void) {
-    pvf_runner r;
-    pvf_err err;
-    CHECK(pvf_runner_open_limit(&r, LENET, NULL, PVF_FMT_FP32, 256, &err) == 0);
-    const int t = pvf_model_find_target(&r.model, "fc1.weight");
+    const int t = pvf_model_find_target(&r.model, target);
     CHECK(t >= 0);
     pvf_trial_result fast, with_outputs, naive;
-    int64_t incorrect = 0, judged = 0, rows_saved = 0, trials = 0;
-    for (int64_t element = 11; element < r.model.targets[t].numel; element += 239) {
+    int64_t trials = 0;
+    *incorrect = *nonfinite = *judged = *rows_saved = 0;
+    for (int64_t element = first; t >= 0 && element < r.model.targets[t].numel; element += step) {
         pvf_fault_site site = {t, element, 1u << 30};
         both_ways(&r, PVF_FAULT_BITFLIP, &site, &with_outputs, &naive);
+        CHECK(with_outputs.stage_rows > 0 && !(with_outputs.flags & PVF_TRIAL_SETTLED));
         r.exec.want_outputs = 0;
         CHECK(pvf_trial_run(&r.exec, &r.golden, PVF_FAULT_BITFLIP, &site, NULL, &fast, &err) == 0);
         CHECK(fast.incorrect == naive.incorrect && fast.nonfinite == naive.nonfinite);
         CHECK(fast.stage_rows <= with_outputs.stage_rows);
-        rows_saved += with_outputs.stage_rows - fast.stage_rows;
-        incorrect += fast.incorrect;
-        judged += fast.judged;
+        *rows_saved += with_outputs.stage_rows - fast.stage_rows;
+        *incorrect += fast.incorrect;
+        *nonfinite += fast.nonfinite;
+        *judged += fast.judged;
         trials++;
     }
-    CHECK(trials == 201);
-    CHECK(rows_saved > 1000);                   /* the later stages skipped for many inputs */
-    CHECK(incorrect > 0 && incorrect < judged); /* outcomes of both kinds were compared */
     pvf_runner_close(&r);
+    return trials;
+}
+
+/* A huge conv2 weight: the faulty channel as fl(w x) where the huge term
+ * dwarfs the rest and golden's own sums where its tap meets 0
+ * (conv_channel_huge) agrees with the full pass, non-finite outcomes too. */
+static void test_fast_huge_conv2_weight(void) {
+    int64_t incorrect, nonfinite, judged, saved;
+    CHECK(huge_flips("conv2.weight", 7, 97, &incorrect, &nonfinite, &judged, &saved) == 25);
+    CHECK(incorrect > 0 && incorrect < judged && nonfinite > 0); /* all kinds compared */
+    CHECK(saved > 1000); /* the later stages skipped for many inputs */
+}
+
+/* Huge fc1 weights: the faulty unit's product alone, and the later
+ * stages skipped where its direction decides. */
+static void test_fast_huge_fc1_weight(void) {
+    int64_t incorrect, nonfinite, judged, saved;
+    CHECK(huge_flips("fc1.weight", 11, 239, &incorrect, &nonfinite, &judged, &saved) == 201);
+    CHECK(incorrect > 0 && incorrect < judged);
+    CHECK(saved > 1000);
 }
 
 /* The bounds that clear a conv fault's eval inputs, held against the full

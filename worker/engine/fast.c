@@ -93,31 +93,63 @@ static int run_rows(pvf_exec *ex, int s, const int64_t *rows, int64_t k, const f
 }
 
 /* The same, bit for bit as a full forward pass computes these rows: each
- * row in its pass's chunk of eval inputs, at its place (the other places
- * hold golden inputs; rows are independent, only the batch shape matters). */
+ * row in a batch of its pass chunk's size, at its place in that chunk (the
+ * other places hold golden inputs; rows are independent, only the batch
+ * shape matters). A row_free stage takes rows of different chunks in one
+ * batch, each at its own place: a few overflow-prone rows spread over the
+ * eval set cost a few batches, not one per chunk they touch. */
 static int run_rows_as_pass(pvf_exec *ex, const pvf_golden *g, int s, const int64_t *rows,
                             int64_t k, const float *in, float *out) {
     const pvf_stage *st = &ex->m->stages[s];
-    for (int64_t a = 0; a < k;) {
-        const int64_t first = rows[a] / ex->chunk * ex->chunk;
-        const int64_t n = g->n - first < ex->chunk ? g->n - first : ex->chunk;
-        int64_t b = a;
+    const int64_t chunk = ex->chunk;
+    const int pack = st->row_free && in && g->stage_in[s] && k <= PVF_CHUNK && chunk <= PVF_CHUNK;
+    unsigned char placed[PVF_CHUNK] = {0};
+    int64_t slot[PVF_CHUNK];
+    for (int64_t a = 0, left = k; left > 0;) {
+        while (pack && placed[a])
+            a++;
+        const int64_t first = rows[a] / chunk * chunk;
+        const int64_t n = g->n - first < chunk ? g->n - first : chunk;
         float *cin = NULL;
         if (g->stage_in[s]) {
             cin = ex->act[0];
             memcpy(cin, g->stage_in[s] + first * st->in_size,
                    (size_t)(n * st->in_size) * sizeof *cin);
         }
-        for (; b < k && rows[b] < first + n; b++)
-            if (cin && in)
-                memcpy(cin + (rows[b] - first) * st->in_size, in + b * st->in_size,
+        int64_t b = a;
+        if (pack) { /* every row not yet run whose chunk is as large and place free */
+            for (int64_t p = 0; p < n; p++)
+                slot[p] = -1;
+            for (int64_t j = a; j < k; j++) {
+                const int64_t f = rows[j] / chunk * chunk, p = rows[j] - f;
+                if (placed[j] || (g->n - f < chunk ? g->n - f : chunk) != n || slot[p] >= 0)
+                    continue;
+                slot[p] = j;
+                placed[j] = 1;
+                left--;
+                memcpy(cin + p * st->in_size, in + j * st->in_size,
                        (size_t)st->in_size * sizeof *cin);
+            }
+        } else { /* the rows of this chunk, in order */
+            for (; b < k && rows[b] < first + n; b++)
+                if (cin && in)
+                    memcpy(cin + (rows[b] - first) * st->in_size, in + b * st->in_size,
+                           (size_t)st->in_size * sizeof *cin);
+            left -= b - a;
+        }
         if (st->run(ex->m, s, ex, first, n, cin, ex->act[1]))
             return -1;
-        for (int64_t j = a; j < b; j++)
-            memcpy(out + j * st->out_size, ex->act[1] + (rows[j] - first) * st->out_size,
-                   (size_t)st->out_size * sizeof *out);
-        a = b;
+        if (pack) {
+            for (int64_t p = 0; p < n; p++)
+                if (slot[p] >= 0)
+                    memcpy(out + slot[p] * st->out_size, ex->act[1] + p * st->out_size,
+                           (size_t)st->out_size * sizeof *out);
+        } else {
+            for (int64_t j = a; j < b; j++)
+                memcpy(out + j * st->out_size, ex->act[1] + (rows[j] - first) * st->out_size,
+                       (size_t)st->out_size * sizeof *out);
+            a = b;
+        }
     }
     return 0;
 }

@@ -115,7 +115,8 @@ static int lenet_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *we
     }
     m->scratch_floats = scratch;
     /* lenet_fast.c: a chunk of carried rows, a faulty filter or row and one
-     * output channel before and after pooling, then three single rows */
+     * output channel before and after pooling, then three single rows and
+     * a dominant direction's four */
     int64_t widest = 1, extra = 1;
     for (int s = 0; s < m->nstages; s++) {
         widest = m->stages[s].out_size > widest ? m->stages[s].out_size : widest;
@@ -129,7 +130,7 @@ static int lenet_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *we
     }
     l->widest = widest;
     l->fast_tail = PVF_CHUNK * widest + extra;
-    m->fast_scratch_floats = l->fast_tail + 3 * widest;
+    m->fast_scratch_floats = l->fast_tail + 7 * widest;
     return 0;
 }
 

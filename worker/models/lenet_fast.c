@@ -173,17 +173,11 @@ typedef struct lenet_fast {
     double *margin_w, *margin_abs;
     double *chan_l1; /* first fc stage: [out x last conv's cout] sum of |w|
                         over each row's columns of one channel */
-    /* Hidden fc stage s with hidden stages after it (dominant_prepare), per
-     * unit i: the top-1 dom_top[s][i] of the logits' direction when unit i
-     * grows without bound (-1: a near tie), that direction's least lead
-     * over another class less the rounding allowance, dom_gap[s][i], and
-     * the largest |W| product from unit i to any later unit, dom_path[s][i]
-     * (how large the later sums get). dom_rest[s][row]: how far eval input
-     * row's logits can be from delta times the direction (golden's own
-     * activity, through |W|). */
-    int64_t *dom_top[LENET_STAGES];
-    double *dom_gap[LENET_STAGES], *dom_path[LENET_STAGES], *dom_rest[LENET_STAGES];
-    double dom_golden[LENET_STAGES]; /* golden's part of any later sum, over all inputs */
+    /* Hidden fc stage t's input grown without bound (dominant_prepare):
+     * per input feature dom_reach[t] and dom_dir[t] [in], per eval input
+     * dom_rest[t] [n], and dom_golden[t]. */
+    double *dom_reach[LENET_STAGES], *dom_rest[LENET_STAGES], dom_golden[LENET_STAGES];
+    struct dominant *dom_dir[LENET_STAGES];
 } lenet_fast;
 
 void lenet_fast_free(void *state) {
@@ -216,10 +210,9 @@ void lenet_fast_free(void *state) {
         free(f->absw[s]);
         free(f->wt[s]);
         free(f->xcol[s]);
-        free(f->dom_top[s]);
-        free(f->dom_gap[s]);
-        free(f->dom_path[s]);
+        free(f->dom_reach[s]);
         free(f->dom_rest[s]);
+        free(f->dom_dir[s]);
         free(f->in_r[s]);
         free(f->in_cost[s]);
     }
@@ -714,131 +707,218 @@ static double linear_tail_bound(const pvf_model *m, const lenet_fast *f, int s, 
     return lin + rho * (k ? cost[k - 1] : 0.0);
 }
 
-/* Rounding allowance of dominant_prepare's directions, relative to delta
- * times the |W| path to a logit: a full pass's float sums are within about
- * 1e-5 of it (gamma of the widest stage, through three stages). */
-#define DOMINANT_ROUNDING 1e-3
+/* Rounding allowance of the dominant directions, relative to the |W| path
+ * to a logit: a full pass's float sums are within gamma(600) ~ 3.6e-5 of
+ * it through the fc stages, the direction's own within 1.4e-5. */
+#define DOMINANT_ROUNDING 1e-4
 
-/* Unit i of hidden fc stage s whose output grows by delta > 0: every later
- * unit is delta times its value for a unit input of i (ReLU and the linear
- * maps are positively homogeneous; the biases left out), plus at most what
- * golden's own pre-activations and the biases add through |W| (ReLU is
- * 1-Lipschitz). So once delta times the direction's lead exceeds twice
- * that, the top-1 is the direction's, whatever the eval input: an exponent
- * flip of a fc1 weight to ~1e37 is settled per input by one comparison
- * instead of the next stages' products (dominant_top). */
-static int dominant_prepare(const pvf_model *m, lenet_fast *f, int s) {
+/* When the input of hidden fc stage t is golden's except features feat[]
+ * now worth xnew[], of largest magnitude H: every unit from t on is H
+ * times its value for the input xnew / H alone (ReLU and the linear maps
+ * are positively homogeneous; the biases left out), plus at most what
+ * golden's other terms and the biases add through |W| (ReLU is
+ * 1-Lipschitz). So once H times the direction's lead over every other
+ * class exceeds twice that, the top-1 is the direction's; and once a
+ * logit is provably beyond FLT_MAX while no earlier sum can overflow, the
+ * outputs are not finite in any order of the sums. An exponent flip to
+ * ~1e37 is so judged per eval input from its direction, not by the
+ * stages' products of its own values with every overflow check. */
+typedef struct dominant {
+    int64_t top;   /* the direction's top-1; -1: a near tie */
+    double gap;    /* its least lead over another class, less the allowance */
+    double vmax;   /* its largest |logit|, less the allowance */
+    double hidden; /* sum |w x| of any hidden unit from t on, per unit H */
+    double last;   /* the same for the logits */
+} dominant;
+
+/* The direction of input xhat[] at features feat[] of hidden fc stage t
+ * (|xhat| <= 1), in float. h: scratch, 4 x the widest stage from t on. */
+static void dominant_direction(const pvf_model *m, const lenet_fast *f, int t, const int64_t *feat,
+                               const float *xhat, int64_t nf, float *h, dominant *d) {
     const lenet *l = m->arch_state;
     const int last = m->nstages - 1;
-    const int64_t out = m->stages[s].out_size, o1 = m->stages[s + 1].out_size, n = f->n;
-    int64_t wide = 0;
-    for (int t = s + 1; t <= last; t++)
-        wide = m->stages[t].out_size > wide ? m->stages[t].out_size : wide;
-    double *buf = malloc((size_t)(4 * wide) * sizeof *buf);
-    f->dom_top[s] = malloc((size_t)out * sizeof(int64_t));
-    f->dom_gap[s] = malloc((size_t)out * sizeof(double));
-    f->dom_path[s] = malloc((size_t)out * sizeof(double));
-    f->dom_rest[s] = malloc((size_t)n * sizeof(double));
-    if (!buf || !f->dom_top[s] || !f->dom_gap[s] || !f->dom_path[s] || !f->dom_rest[s]) {
-        free(buf);
-        return -1;
+    int64_t width = m->stages[t].out_size, wide = width;
+    for (int u = t; u <= last; u++)
+        wide = m->stages[u].out_size > wide ? m->stages[u].out_size : wide;
+    float *ha = h + wide, *y = h + 2 * wide, *ya = h + 3 * wide;
+    double reach = 0;
+    for (int64_t j = 0; j < width; j++)
+        h[j] = ha[j] = 0;
+    for (int64_t k = 0; k < nf; k++) {
+        const float *col = f->wt[t] + feat[k] * width, xk = xhat[k];
+        for (int64_t j = 0; j < width; j++) {
+            h[j] += col[j] * xk;
+            ha[j] += fabsf(col[j] * xk);
+        }
+        reach += fabs((double)xk) * f->dom_reach[t][feat[k]];
     }
-    double *h = buf, *a = buf + wide, *hn = buf + 2 * wide, *an = buf + 3 * wide;
-    const float *w1 = m->params[l->w[s + 1]].value;
-    for (int64_t i = 0; i < out; i++) {
-        double path = 0;
-        for (int64_t k = 0; k < o1; k++) {
-            h[k] = max2((double)w1[k * out + i], 0.0);
-            a[k] = fabs((double)w1[k * out + i]);
-            path = max2(path, a[k]);
-        }
-        int64_t width = o1;
-        for (int t = s + 2; t <= last; t++) {
-            const int64_t tout = m->stages[t].out_size;
-            const float *w = m->params[l->w[t]].value;
-            for (int64_t j = 0; j < tout; j++) {
-                double z = 0, za = 0;
-                for (int64_t k = 0; k < width; k++) {
-                    z += (double)w[j * width + k] * h[k];
-                    za += fabs((double)w[j * width + k]) * a[k];
-                }
-                hn[j] = t < last ? max2(z, 0.0) : z;
-                an[j] = za;
-                path = max2(path, za);
-            }
-            double *tmp = h;
-            h = hn, hn = tmp;
-            tmp = a, a = an, an = tmp;
-            width = tout;
-        }
-        int64_t top = 0;
-        double amax = 0;
-        for (int64_t c = 0; c < width; c++) {
-            top = h[c] > h[top] ? c : top;
-            amax = max2(amax, a[c]);
-        }
-        double gap = INFINITY;
-        for (int64_t c = 0; c < width; c++)
-            if (c != top)
-                gap = min2(gap, h[top] - h[c]);
-        gap -= 2 * DOMINANT_ROUNDING * amax;
-        f->dom_top[s][i] = gap > 0 && isfinite(gap) ? top : -1;
-        f->dom_gap[s][i] = gap;
-        f->dom_path[s][i] = path;
-        h = buf, a = buf + wide, hn = buf + 2 * wide, an = buf + 3 * wide;
+    d->hidden = d->last = 0;
+    for (int64_t j = 0; j < width; j++)
+        d->hidden = max2(d->hidden, (double)ha[j]);
+    for (int u = t + 1; u <= last; u++) {
+        const int64_t out = m->stages[u].out_size;
+        pvf_relu(h, width); /* >= 0: its own magnitudes */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)width, 1.0f,
+                    m->params[l->w[u]].value, (int)width, h, 1, 0.0f, y, 1);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)width, 1.0f, f->absw[u], (int)width,
+                    h, 1, 0.0f, ya, 1);
+        double most = 0;
+        for (int64_t j = 0; j < out; j++)
+            most = max2(most, (double)ya[j]);
+        if (u < last)
+            d->hidden = max2(d->hidden, most);
+        else
+            d->last = most;
+        float *tmp = h;
+        h = y, y = tmp;
+        width = out;
     }
-    /* golden's part per eval input: |pre-activation| plus its rounding at
-     * stage s + 1, then through |W| and |b|; and the largest golden part of
-     * any later sum (dom_golden) */
-    for (int64_t row = 0; row < n; row++) {
-        for (int64_t k = 0; k < o1; k++)
-            a[k] = fabs((double)f->pre[s + 1][row * o1 + k]) + f->unit_eps[s + 1][row * o1 + k];
-        int64_t width = o1;
-        double rest = 0;
-        for (int64_t k = 0; k < o1; k++) /* stage s + 1's own sums: sum |w x| + |b| */
-            f->dom_golden[s] = max2(f->dom_golden[s], f->abs_sum[s + 1][row * o1 + k]);
-        for (int t = s + 2; t <= last; t++) {
-            const int64_t tout = m->stages[t].out_size;
-            const float *w = m->params[l->w[t]].value, *b = m->params[l->b[t]].value;
-            for (int64_t j = 0; j < tout; j++) {
-                double za = fabs((double)b[j]);
-                for (int64_t k = 0; k < width; k++)
-                    za += fabs((double)w[j * width + k]) * a[k];
-                an[j] = za;
-                f->dom_golden[s] = max2(f->dom_golden[s], za);
-            }
-            double *tmp = a;
-            a = an, an = tmp;
-            width = tout;
-        }
-        for (int64_t c = 0; c < width; c++)
-            rest = max2(rest, a[c]);
-        /* with room for the rounding of these sums themselves */
-        f->dom_rest[s][row] = rest * (1 + DOMINANT_ROUNDING);
-        a = buf + wide, an = buf + 3 * wide;
+    int64_t best = 0;
+    double vmax = 0, gap = INFINITY;
+    for (int64_t c = 1; c < width; c++)
+        best = h[c] > h[best] ? c : best;
+    for (int64_t c = 0; c < width; c++) {
+        vmax = max2(vmax, fabs((double)h[c]));
+        if (c != best)
+            gap = min2(gap, (double)h[best] - (double)h[c]);
     }
-    f->dom_golden[s] *= 1 + DOMINANT_ROUNDING;
-    free(buf);
-    return 0;
+    /* the sums' bounds with room for their own rounding (the allowance) */
+    d->hidden *= 1 + DOMINANT_ROUNDING;
+    d->last *= 1 + DOMINANT_ROUNDING;
+    d->gap = gap - 2 * DOMINANT_ROUNDING * reach;
+    d->vmax = vmax - DOMINANT_ROUNDING * reach;
+    d->top = d->gap > 0 && isfinite(d->gap) ? best : -1;
 }
 
-/* The top-1 of eval input row when unit i of hidden fc stage s, whose
- * faulty pre-activation is z (the exact recompute), grows by delta over
- * golden: dominant_prepare's direction's, when delta is that far beyond
- * golden's activity and every sum of a full pass provably stays finite
- * (its terms bounded by delta times the path plus golden's rest; the
- * faulty unit's own by |z| plus twice `others`, a bound on golden's sum
- * |w x| + |b| of the unit); -1 when not shown. */
-static int64_t dominant_top(const lenet_fast *f, int s, int64_t i, int64_t row, float z,
-                            double delta, double others) {
-    if (!f->dom_top[s] || f->dom_top[s][i] < 0 || !(delta > 0))
+/* |W| from stage t's units holding a[] (width of stage t's output) through
+ * the later stages, with |b| when bias: the largest value at any unit (a[]
+ * included), *end the largest logit. a, an: scratch as wide. */
+static double abs_through(const pvf_model *m, int t, double *a, double *an, int bias, double *end) {
+    const lenet *l = m->arch_state;
+    int64_t width = m->stages[t].out_size;
+    double most = 0;
+    for (int64_t j = 0; j < width; j++)
+        most = max2(most, a[j]);
+    for (int u = t + 1; u < m->nstages; u++) {
+        const int64_t out = m->stages[u].out_size;
+        const float *w = m->params[l->w[u]].value, *b = m->params[l->b[u]].value;
+        for (int64_t j = 0; j < out; j++) {
+            double za = bias ? fabs((double)b[j]) : 0;
+            for (int64_t q = 0; q < width; q++)
+                za += fabs((double)w[j * width + q]) * a[q];
+            an[j] = za;
+            most = max2(most, za);
+        }
+        double *tmp = a;
+        a = an, an = tmp;
+        width = out;
+    }
+    *end = 0;
+    for (int64_t c = 0; c < width; c++)
+        *end = max2(*end, a[c]);
+    return most;
+}
+
+/* Hidden fc stage t's dominant state: per input feature k the largest |W|
+ * product to a logit (dom_reach: the allowance's scale) and the direction
+ * of k alone (dom_dir); per eval input golden's part (dom_rest: its other
+ * terms, within sum |w x| + |b| of each unit of t, through |W| and |b|),
+ * and its largest over every sum and input (dom_golden). */
+static int dominant_prepare(const pvf_model *m, lenet_fast *f, int t) {
+    const int64_t in = m->stages[t].in_size, out = m->stages[t].out_size, n = f->n;
+    int64_t wide = in;
+    for (int u = t; u < m->nstages; u++)
+        wide = m->stages[u].out_size > wide ? m->stages[u].out_size : wide;
+    double *a = malloc((size_t)(2 * wide) * sizeof *a);
+    float *h = malloc((size_t)(4 * wide) * sizeof *h);
+    f->dom_reach[t] = malloc((size_t)in * sizeof(double));
+    f->dom_dir[t] = malloc((size_t)in * sizeof(dominant));
+    f->dom_rest[t] = malloc((size_t)n * sizeof(double));
+    int rc = -1;
+    if (!a || !h || !f->dom_reach[t] || !f->dom_dir[t] || !f->dom_rest[t])
+        goto out;
+    for (int64_t k = 0; k < in; k++) {
+        for (int64_t j = 0; j < out; j++)
+            a[j] = fabs((double)f->wt[t][k * out + j]);
+        abs_through(m, t, a, a + wide, 0, &f->dom_reach[t][k]);
+    }
+    for (int64_t k = 0; k < in; k++) { /* after dom_reach: the allowance reads it */
+        const float one = 1;
+        dominant_direction(m, f, t, &k, &one, 1, h, &f->dom_dir[t][k]);
+    }
+    f->dom_golden[t] = 0;
+    for (int64_t row = 0; row < n; row++) {
+        for (int64_t j = 0; j < out; j++)
+            a[j] = f->abs_sum[t][row * out + j];
+        double end;
+        const double most = abs_through(m, t, a, a + wide, 1, &end);
+        /* with room for the rounding of these sums themselves */
+        f->dom_rest[t][row] = end * (1 + DOMINANT_ROUNDING);
+        f->dom_golden[t] = max2(f->dom_golden[t], most * (1 + DOMINANT_ROUNDING));
+    }
+    rc = 0;
+out:
+    free(a);
+    free(h);
+    return rc;
+}
+
+#define DOMINANT_NONFINITE (-2)
+
+/* Eval input row's outcome when the input of hidden fc stage t is golden's
+ * except features feat[] now worth xnew[] (see dominant), each the sum of
+ * a changed term and others of at most `others` in all: its direction's
+ * top-1 when the largest |xnew|, H, times the direction's lead exceeds
+ * twice golden's part and every sum stays below FLT_MAX / 2;
+ * DOMINANT_NONFINITE when every hidden sum does and a logit is provably
+ * beyond FLT_MAX; else -1. One feature takes dominant_prepare's direction
+ * (for xnew > 0); more take theirs here (xhat: scratch [nf]; h: scratch as
+ * dominant_direction's). */
+static int64_t dominant_top(const pvf_model *m, const lenet_fast *f, int t, int64_t row,
+                            const int64_t *feat, const float *xnew, int64_t nf, double others,
+                            float *xhat, float *h) {
+    if (!f->dom_rest[t] || nf < 1)
         return -1;
-    const double rest = f->dom_rest[s][row], limit = FLT_MAX / 2;
-    if (!(delta * f->dom_gap[s][i] > 2 * rest) ||
-        !(delta * f->dom_path[s][i] * (1 + DOMINANT_ROUNDING) + f->dom_golden[s] < limit) ||
-        !((fabs((double)z) + 2 * others) * (1 + DOMINANT_ROUNDING) < limit))
+    double H = 0;
+    for (int64_t k = 0; k < nf; k++)
+        H = max2(H, fabs((double)xnew[k])); /* NaN: not > 0 below */
+    /* the sums xnew came from: their terms within |xnew| + 2 others */
+    if (!(H > 0) || !((H + 2 * others) * (1 + DOMINANT_ROUNDING) < FLT_MAX / 2))
         return -1;
-    return f->dom_top[s][i];
+    const double rest = f->dom_rest[t][row], golden = f->dom_golden[t];
+    dominant one;
+    const dominant *d = &one;
+    if (nf == 1 && xnew[0] > 0)
+        d = &f->dom_dir[t][feat[0]];
+    else {
+        double reach = 0;
+        for (int64_t k = 0; k < nf; k++) {
+            xhat[k] = (float)((double)xnew[k] / H);
+            reach += fabs((double)xhat[k]) * f->dom_reach[t][feat[k]];
+        }
+        /* a lead or logit is at most the reach: no direction would settle */
+        if (!(H * reach > rest))
+            return -1;
+        dominant_direction(m, f, t, feat, xhat, nf, h, &one);
+    }
+    if (!(H * d->hidden + golden < FLT_MAX / 2))
+        return -1;
+    if (H * d->last + golden < FLT_MAX / 2)
+        return d->top >= 0 && H * d->gap > 2 * rest ? d->top : -1;
+    return H * d->vmax - rest > FLT_MAX * (1 + DOMINANT_ROUNDING) ? DOMINANT_NONFINITE : -1;
+}
+
+/* Counts eval input row's outcome from dominant_top; 0 when it gave none. */
+static int dominant_judge(const pvf_golden *g, int64_t row, int64_t top, pvf_trial_result *r) {
+    if (top == DOMINANT_NONFINITE) {
+        r->incorrect++;
+        r->nonfinite++;
+        return 1;
+    }
+    if (top < 0)
+        return 0;
+    r->incorrect += top != g->top1[row];
+    return 1;
 }
 
 int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_err *err) {
@@ -955,8 +1035,8 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
     }
     if (margin_rows(m, f) || linear_tail_prepare(m, g, f))
         goto oom;
-    for (int s = l->nconv; s + 1 < last; s++)
-        if (f->unit_eps[s + 1] && f->abs_sum[s + 1] && dominant_prepare(m, f, s))
+    for (int t = l->nconv; t < last; t++)
+        if (f->abs_sum[t] && dominant_prepare(m, f, t))
             goto oom;
     *state = f;
     return 0;
@@ -1163,33 +1243,51 @@ static void conv_channel(const lenet *l, const pvf_conv2d *cv, const float *rest
 }
 
 /* Rows whose sums can overflow, waiting to run as the full pass runs them
- * (pvf_fast_rows batches them by the pass's chunks). */
+ * (pvf_fast_rows: in batches of the pass's shape, rows of any chunks), a
+ * queue per stage they start from: rows of different stages in turn would
+ * otherwise make a batch each. */
 typedef struct pending {
-    int stage;
-    int64_t n;
-    int64_t rows[PVF_CHUNK];
-    float *inputs; /* [PVF_CHUNK x the stage's in_size] */
+    int64_t n[LENET_STAGES];
+    int64_t rows[LENET_STAGES][PVF_CHUNK];
+    float *inputs[LENET_STAGES]; /* [PVF_CHUNK x the stage's in_size], on first use */
 } pending;
 
+static int pending_run(pvf_exec *ex, const pvf_golden *g, pending *p, int stage,
+                       pvf_trial_result *r, pvf_err *err) {
+    int rc = p->n[stage] ? pvf_fast_rows(ex, g, stage, p->rows[stage], p->n[stage],
+                                         p->inputs[stage], r, err)
+                         : 0;
+    p->n[stage] = 0;
+    return rc;
+}
+
+static void pending_free(pending *p) {
+    for (int s = 0; s < LENET_STAGES; s++) {
+        free(p->inputs[s]);
+        p->inputs[s] = NULL;
+    }
+}
+
+/* Runs every waiting row, stage by stage, and frees the queues. */
 static int pending_flush(pvf_exec *ex, const pvf_golden *g, pending *p, pvf_trial_result *r,
                          pvf_err *err) {
-    int rc = p->n ? pvf_fast_rows(ex, g, p->stage, p->rows, p->n, p->inputs, r, err) : 0;
-    p->n = 0;
+    int rc = 0;
+    for (int s = 0; s < LENET_STAGES && rc == 0; s++)
+        rc = pending_run(ex, g, p, s, r, err);
+    pending_free(p);
     return rc;
 }
 
 static int pending_add(pvf_exec *ex, const pvf_golden *g, pending *p, int stage, int64_t row,
                        const float *x, pvf_trial_result *r, pvf_err *err) {
-    /* one pass chunk per flush: the full pass's chunk runs once for all of
-     * its waiting rows, not once per flush that holds some of them */
-    const int other_chunk = p->n && row / ex->chunk != p->rows[0] / ex->chunk;
-    if (p->n && (p->stage != stage || p->n == ex->chunk || other_chunk) &&
-        pending_flush(ex, g, p, r, err))
-        return -1;
     const int64_t in = ex->m->stages[stage].in_size;
-    p->stage = stage;
-    memcpy(p->inputs + p->n * in, x, (size_t)in * sizeof *x);
-    p->rows[p->n++] = row;
+    if (!p->inputs[stage] &&
+        !(p->inputs[stage] = malloc((size_t)(PVF_CHUNK * in) * sizeof *p->inputs[stage])))
+        return pvf_err_set(err, "fast path: out of memory");
+    if (p->n[stage] == PVF_CHUNK && pending_run(ex, g, p, stage, r, err))
+        return -1;
+    memcpy(p->inputs[stage] + p->n[stage] * in, x, (size_t)in * sizeof *x);
+    p->rows[stage][p->n[stage]++] = row;
     return 0;
 }
 
@@ -1278,9 +1376,10 @@ static int sparse_may_overflow(const pvf_model *m, const lenet_fast *f, int s, i
 
 /* Fc stage s for one eval input whose input differs from golden only in
  * features feat[0..nf) by delta[]: the golden pre-activations plus those
- * columns, then on (dense) from there. */
+ * columns, then on (dense) from there; first dominant_top, when others >=
+ * 0 bounds the other terms of the sums those inputs came from. */
 static int fc_sparse(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, const int64_t *feat,
-                     const float *delta, int64_t nf, pending *p, pvf_trial_result *r,
+                     const float *delta, int64_t nf, double others, pending *p, pvf_trial_result *r,
                      pvf_err *err) {
     const pvf_model *m = ex->m;
     const lenet *l = m->arch_state;
@@ -1288,6 +1387,17 @@ static int fc_sparse(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, cons
     const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size;
     const int last = s == m->nstages - 1;
     float *y = ex->fast_scratch + l->fast_tail + 2 * l->widest;
+    if (!last && others >= 0 && !ex->trial_out) {
+        /* so large that the top-1 is its direction's (with every output
+         * written, the outputs are computed instead) */
+        const float *gold = g->stage_in[s] + row * in;
+        float *xnew = y, *scratch = ex->fast_scratch + l->fast_tail + 3 * l->widest;
+        for (int64_t k = 0; k < nf; k++)
+            xnew[k] = gold[feat[k]] + delta[k];
+        if (dominant_judge(
+                g, row, dominant_top(m, f, s, row, feat, xnew, nf, others, xnew + nf, scratch), r))
+            return 0;
+    }
     if (pvf_fast_overflow_prone(delta, nf) && sparse_may_overflow(m, f, s, row, feat, delta, nf)) {
         /* as the full pass, dense; fc_may_overflow's bound of the dense
          * input, tighter by the triangle inequality only, agreed on every
@@ -1742,9 +1852,9 @@ static int signed_batch_add(const pvf_model *m, const lenet_fast *f, signed_batc
 static int conv_channel_huge(const lenet *l, const lenet_fast *f, const pvf_conv2d *cv, int s,
                              const float *x, int64_t row, int64_t co, int64_t ci0, int64_t ky0,
                              int64_t kx0, float w, float bias, float *plane, float *pooled,
-                             double *tap) {
+                             double *tap, double *others_out) {
     const int64_t positions = cv->oh * cv->ow;
-    const double others =
+    const double others = *others_out =
         kernel_abs_sum(f, s, cv->cin, co, f->xmax_row[s] + row * cv->cin, fabs((double)bias));
     const double floor = ldexp(others * (1 + 1e-3), 27);
     if (!(floor < INFINITY))
@@ -1887,10 +1997,15 @@ static int conv_exact(pvf_exec *ex, const pvf_golden *g, conv_exact_ctx *c, int6
     const int64_t chan = out / c->cv->cout, co = c->co;
     float *plane = c->plane, *pooled = c->pooled;
     const float *x = g->stage_in[s] + i * in;
+    /* the other terms of the huge sums (dominant_top): only where they are
+     * the huge products alone */
+    double others = -1;
     if (!c->huge || !conv_channel_huge(l, g->fast, c->cv, s, x, i, co, c->ci0, c->ky0, c->kx0,
                                        c->w[(c->ci0 * c->cv->k + c->ky0) * c->cv->k + c->kx0],
-                                       c->bias, plane, pooled, c->tap))
+                                       c->bias, plane, pooled, c->tap, &others)) {
         conv_channel(l, c->cv, x, c->w, c->bias, plane, pooled, pooled + chan);
+        others = -1;
+    }
     r->stage_rows++;
     const float *gold = g->stage_in[s + 1] + i * out;
     if (memcmp(pooled, gold + co * chan, (size_t)chan * sizeof *pooled) == 0)
@@ -1904,7 +2019,7 @@ static int conv_exact(pvf_exec *ex, const pvf_golden *g, conv_exact_ctx *c, int6
                 feat[nf] = co * chan + q;
                 plane[nf++] = pooled[q] - gold[co * chan + q];
             }
-        return fc_sparse(ex, g, s + 1, i, feat, plane, nf, &c->wait, r, err);
+        return fc_sparse(ex, g, s + 1, i, feat, plane, nf, others, &c->wait, r, err);
     }
     if (c->delta) { /* batched, unless its sums through the next stage may overflow */
         conv_delta *dl = c->delta;
@@ -2010,7 +2125,6 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
                          .plane = plane,
                          .pooled = pooled,
                          .carry = carry,
-                         .wait = {.inputs = carry},
                          /* far beyond any sum of the other terms, where conv_channel
                           * takes the direct convolution: see conv_channel_huge */
                          .huge = single && s + 1 == l->nconv && isfinite(ex->patch[0]) &&
@@ -2136,6 +2250,7 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
         goto out;
     rc = pending_flush(ex, g, &cx.wait, r, err);
 out:
+    pending_free(&cx.wait); /* freed by the flush, unless it was not reached */
     conv_delta_free(cx.delta);
     free(need);
     free(sb.midf);
@@ -2174,7 +2289,9 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
     /* The faulty row i of the weight and its bias, as the stage would read
      * them (built from the patch: the overlay's full copy is not needed). */
     float *w = ex->fast_scratch + ex->chunk * l->widest;
-    pending wait = {.inputs = ex->fast_scratch};
+    if (last && out > 256)
+        return pvf_err_set(err, "fast path: %lld classes", (long long)out);
+    pending wait = {0};
     memcpy(w, m->params[l->w[s]].value + i * in, (size_t)in * sizeof *w);
     float bias = m->params[l->b[s]].value[i];
     if (is_bias)
@@ -2232,8 +2349,6 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
             continue;
         if (last) {
             float logits[256];
-            if (out > 256)
-                return pvf_err_set(err, "fast path: %lld classes", (long long)out);
             memcpy(logits, gold, (size_t)out * sizeof *logits);
             logits[i] = z;
             pvf_fast_judge_row(ex, g, row, logits, r);
@@ -2243,18 +2358,13 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
         if (isfinite(change) && slack > 0 &&
             change * BOUND_SCALE * pair[g->top1[row] * out] <= slack)
             continue;
-        /* a change so large that the top-1 is its direction's (with every
-         * output written, the outputs are computed instead) */
-        const int64_t top =
-            ex->trial_out ? -1 : dominant_top(f, s, i, row, z, (double)z - (double)gold_i, others);
-        if (top >= 0) {
-            r->incorrect += top != g->top1[row];
-            continue;
-        }
-        /* One changed feature into the next stage. */
+        /* One changed feature into the next stage (others: the faulty
+         * sum's other terms, for dominant_top). */
         const float delta = z - gold_i;
-        if (fc_sparse(ex, g, s + 1, row, &i, &delta, 1, &wait, r, err))
+        if (fc_sparse(ex, g, s + 1, row, &i, &delta, 1, others, &wait, r, err)) {
+            pending_free(&wait);
             return -1;
+        }
     }
     return pending_flush(ex, g, &wait, r, err);
 }
