@@ -37,6 +37,7 @@
 #include "config.h"
 #include "runner.h"
 #include "sampler.h"
+#include "trial.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -106,10 +107,15 @@ static int bit_of(uint32_t mask) {
 }
 
 /* Runs trials on one side until it has used `seconds` of CPU; appends the
- * sites to `faults` when given. */
+ * sites to `faults` when given. Trials go as a worker runs a job's: a
+ * block at a time, in the order of their fault sites (pvf_trial_order),
+ * each block up to MAX_JOB trials and about a tenth of a second (the
+ * clock read once a block). */
+#define MAX_JOB 4096 /* the coordinator's largest job (PVF_PROTO_MAX_JOB_TRIALS) */
+
 static int run_side(pvf_runner *r, const int *targets, int ntargets, uint64_t stratum, int bit,
                     int naive, const bench_opts *o, int rep, side_stats *st, FILE *faults,
-                    pvf_err *err) {
+                    pvf_trial_site *job, pvf_err *err) {
     const pvf_fault_model fm = {PVF_FAULT_BITFLIP, bit, 1};
     r->exec.naive = naive;
     int64_t done = 0, step = 1;
@@ -117,24 +123,28 @@ static int run_side(pvf_runner *r, const int *targets, int ntargets, uint64_t st
     double used = 0;
     do {
         for (int64_t i = 0; i < step; i++) {
-            pvf_fault_site site;
+            job[i].trial = st->next_index++;
+            if (pvf_sample_site(&r->model, targets, ntargets, &fm, o->seed, stratum, job[i].trial,
+                                &job[i].site, err))
+                return -1;
+        }
+        pvf_trial_order(job, (size_t)step);
+        for (int64_t i = 0; i < step; i++) {
             pvf_trial_result res;
-            if (pvf_sample_site(&r->model, targets, ntargets, &fm, o->seed, stratum,
-                                st->next_index++, &site, err) ||
-                pvf_trial_run(&r->exec, &r->golden, fm.kind, &site, r->out, &res, err))
+            if (pvf_trial_run(&r->exec, &r->golden, fm.kind, &job[i].site, r->out, &res, err))
                 return -1;
             st->settled += (res.flags & PVF_TRIAL_SETTLED) != 0;
             st->masked += (res.flags & PVF_TRIAL_MASKED) != 0;
             st->stage_rows += res.stage_rows;
             if (faults)
                 fprintf(faults, "%s %" PRId64 " %d %" PRId64 "\n",
-                        r->model.targets[site.target].name, site.element, bit_of(site.mask),
-                        res.incorrect);
+                        r->model.targets[job[i].site.target].name, job[i].site.element,
+                        bit_of(job[i].site.mask), res.incorrect);
         }
         done += step;
         double now = cpu_now() - c0;
-        if (now - used < 1e-3 && step < (1 << 20)) /* read the clock about once a millisecond */
-            step *= 2;
+        if (now - used < 0.1 && step < MAX_JOB)
+            step = 2 * step < MAX_JOB ? 2 * step : MAX_JOB;
         used = now;
     } while (used < o->seconds);
     st->rate[rep] = (double)done / used;
@@ -150,14 +160,18 @@ static int run_pair(pvf_runner *r, const int *targets, int ntargets, uint64_t st
     memset(naive, 0, sizeof *naive);
     memset(fast, 0, sizeof *fast);
     double ratios[MAX_REPEATS];
-    for (int rep = 0; rep < o->repeats; rep++) {
-        if (run_side(r, targets, ntargets, stratum, bit, 1, o, rep, naive, faults, err) ||
-            run_side(r, targets, ntargets, stratum, bit, 0, o, rep, fast, NULL, err))
-            return -1;
-        ratios[rep] = fast->rate[rep] / naive->rate[rep];
+    pvf_trial_site *job = malloc(MAX_JOB * sizeof *job);
+    if (!job)
+        return pvf_err_set(err, "out of memory");
+    int rc = 0;
+    for (int rep = 0; rep < o->repeats && rc == 0; rep++) {
+        rc = run_side(r, targets, ntargets, stratum, bit, 1, o, rep, naive, faults, job, err) ||
+             run_side(r, targets, ntargets, stratum, bit, 0, o, rep, fast, NULL, job, err);
+        ratios[rep] = rc ? 0 : fast->rate[rep] / naive->rate[rep];
     }
+    free(job);
     *ratio = median(ratios, o->repeats);
-    return 0;
+    return rc ? -1 : 0;
 }
 
 static double pct(int64_t a, int64_t b) {

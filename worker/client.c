@@ -355,14 +355,26 @@ static int prepare_exec(executor *e, model_ctx *m, pvf_err *err) {
 
 /* The job's trials, recorded into e->batch (sent every BATCH_TRIALS records or
  * BATCH_SECONDS, and after the first trial, so that a worker that dies
- * later has said how far it got). Runs armed (guard.h): the loop state
- * lives in e, where crashed_trial finds it after a jump out of a trial. */
+ * later has said how far it got), in the order of their fault sites
+ * (pvf_trial_order; order: the job's [lo, hi) sites, sampled here). Runs
+ * armed (guard.h): the loop state lives in e, where crashed_trial finds it
+ * after a jump out of a trial. */
 static int run_trials(executor *e, job *j, const int *targets, const pvf_fault_model *fm,
-                      pvf_err *err) {
+                      pvf_trial_site *order, pvf_err *err) {
     const __typeof__(j->msg.u.job) *jm = &j->msg.u.job;
     client *c = e->c;
+    const uint64_t n = jm->hi - jm->lo;
+    for (uint64_t k = 0; order && k < n; k++) {
+        order[k].trial = jm->lo + k;
+        if (pvf_sample_site(&j->ctx->runner.model, targets, (int)jm->ntargets, fm, jm->seed,
+                            jm->stratum, order[k].trial, &order[k].site, err))
+            return -1;
+    }
+    if (order)
+        pvf_trial_order(order, n);
     double sent_at = pvf_now();
-    for (uint64_t t = jm->lo; t < jm->hi && !atomic_load(&j->cancel); t++) {
+    for (uint64_t k = 0; k < n && !atomic_load(&j->cancel); k++) {
+        const uint64_t t = order ? order[k].trial : jm->lo + k;
         batch *b = e->batch;
         pvf_trial_rec *r = &b->trials[b->n];
         *r = (pvf_trial_rec){.trial = t};
@@ -372,15 +384,12 @@ static int run_trials(executor *e, job *j, const int *targets, const pvf_fault_m
             fake_trial(j, t, r);
         } else {
             const pvf_runner *run = &j->ctx->runner;
-            pvf_fault_site site;
+            const pvf_fault_site site = order[k].site;
             pvf_trial_result res;
-            if (pvf_sample_site(&run->model, targets, (int)jm->ntargets, fm, jm->seed, jm->stratum,
-                                t, &site, err))
-                return -1;
-            int k = 0;
-            while (k < (int)jm->ntargets && targets[k] != site.target)
-                k++;
-            r->target = (uint32_t)k;
+            int i = 0;
+            while (i < (int)jm->ntargets && targets[i] != site.target)
+                i++;
+            r->target = (uint32_t)i;
             r->element = (uint64_t)site.element;
             r->mask = site.mask;
             /* The site must be in memory, not in registers, if the trial
@@ -400,7 +409,7 @@ static int run_trials(executor *e, job *j, const int *targets, const pvf_fault_m
             r->flags = res.flags;
         }
         b->n++;
-        if (b->n == BATCH_TRIALS || t == jm->lo || pvf_now() - sent_at >= BATCH_SECONDS) {
+        if (b->n == BATCH_TRIALS || k == 0 || pvf_now() - sent_at >= BATCH_SECONDS) {
             push_batch(e, b);
             sent_at = pvf_now();
             if (!(e->batch = new_batch(j, e->seq++)))
@@ -434,14 +443,14 @@ static void crashed_trial(executor *e, job *j, int sig) {
  * trial's crash outcome. A frame of its own: nothing of the caller's is
  * live across the jump. */
 static int run_guarded(executor *e, job *j, const int *targets, const pvf_fault_model *fm,
-                       pvf_err *err) {
+                       pvf_trial_site *order, pvf_err *err) {
     const int sig = sigsetjmp(e->guard.jump, 1);
     if (sig) {
         crashed_trial(e, j, sig);
         return 0;
     }
     pvf_guard_arm(&e->guard);
-    const int rc = run_trials(e, j, targets, fm, err);
+    const int rc = run_trials(e, j, targets, fm, order, err);
     pvf_guard_disarm();
     return rc;
 }
@@ -455,13 +464,15 @@ static void run_job(executor *e, job *j) {
         return; /* out of memory: the lease runs out and the job moves on */
     pvf_err err = {{0}};
     int *targets = NULL;
+    pvf_trial_site *order = NULL;
     pvf_fault_model fm;
     int failed = 0;
     if (!c->cfg->fake) {
         failed = ctx_acquire(j->ctx, &err) || prepare_exec(e, j->ctx, &err) ||
                  pvf_fault_model_parse(jm->fault, &fm, &err);
         targets = calloc(jm->ntargets ? jm->ntargets : 1, sizeof *targets);
-        if (!failed && !targets)
+        order = calloc(jm->hi > jm->lo ? jm->hi - jm->lo : 1, sizeof *order);
+        if (!failed && (!targets || !order))
             failed = pvf_err_set(&err, "out of memory");
         for (uint32_t i = 0; !failed && i < jm->ntargets; i++) {
             targets[i] = pvf_model_find_target(&j->ctx->runner.model, jm->targets[i]);
@@ -490,8 +501,9 @@ static void run_job(executor *e, job *j) {
     e->batch = b;
     e->seq = seq;
     if (!failed)
-        failed = run_guarded(e, j, targets, &fm, &err);
+        failed = run_guarded(e, j, targets, &fm, order, &err);
     free(targets);
+    free(order);
     b = e->batch;
     e->batch = NULL;
     if (!b)

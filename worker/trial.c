@@ -3,6 +3,7 @@
 #include "fast.h"
 #include "kernels.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 void pvf_judge(const pvf_model *m, const pvf_golden *g, const float *out, pvf_trial_result *r) {
@@ -70,4 +71,19 @@ int pvf_trial_run(pvf_exec *ex, const pvf_golden *g, pvf_fault_kind kind,
     }
     pvf_exec_fault_undo(ex);
     return rc;
+}
+
+static int cmp_trial_site(const void *pa, const void *pb) {
+    const pvf_trial_site *a = pa, *b = pb;
+    if (a->site.target != b->site.target)
+        return a->site.target < b->site.target ? -1 : 1;
+    if (a->site.element != b->site.element)
+        return a->site.element < b->site.element ? -1 : 1;
+    if (a->site.mask != b->site.mask)
+        return a->site.mask < b->site.mask ? -1 : 1;
+    return (a->trial > b->trial) - (a->trial < b->trial);
+}
+
+void pvf_trial_order(pvf_trial_site *t, size_t n) {
+    qsort(t, n, sizeof *t, cmp_trial_site);
 }

@@ -43,4 +43,17 @@ void pvf_judge(const pvf_model *m, const pvf_golden *g, const float *out, pvf_tr
 int pvf_trial_run(pvf_exec *ex, const pvf_golden *g, pvf_fault_kind kind,
                   const pvf_fault_site *site, float *out, pvf_trial_result *r, pvf_err *err);
 
+/* One trial of a job and its fault site. */
+typedef struct pvf_trial_site {
+    uint64_t trial;
+    pvf_fault_site site;
+} pvf_trial_site;
+
+/* Orders a job's trials by fault site: target, then element, bit mask and
+ * trial index. A trial's outcome does not depend on the order; its speed
+ * does: trials on one tensor, run together, find its fast-path state (the
+ * per-input data a fault of that tensor reads) in cache, where trials in
+ * index order would evict it between one another. */
+void pvf_trial_order(pvf_trial_site *t, size_t n);
+
 #endif

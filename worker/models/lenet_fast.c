@@ -166,6 +166,10 @@ typedef struct lenet_fast {
      * the stage reads over all eval inputs, in one run (row by row that is
      * a cache line per input: a fc fault's first bound waited on memory) */
     float *xcol[LENET_STAGES];
+    /* hidden fc stage s: [out x n] the largest change of unit i that eval
+     * input row's slack clears (slack over the next stage's pair factor and
+     * BOUND_SCALE, rounded down; -1: none), a run per unit for fc_trial */
+    float *fc_limit[LENET_STAGES];
     double *in_r[LENET_STAGES], *in_cost[LENET_STAGES]; /* input_radii: [n x RADII] */
     /* Last stage, [(t * classes + c) * in + k]: w[t][k] - w[c][k] in double
      * (exact: two floats' difference) and its magnitude, the margin rows
@@ -210,6 +214,7 @@ void lenet_fast_free(void *state) {
         free(f->absw[s]);
         free(f->wt[s]);
         free(f->xcol[s]);
+        free(f->fc_limit[s]);
         free(f->dom_reach[s]);
         free(f->dom_rest[s]);
         free(f->dom_dir[s]);
@@ -1038,6 +1043,20 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
     for (int t = l->nconv; t < last; t++)
         if (f->abs_sum[t] && dominant_prepare(m, f, t))
             goto oom;
+    for (int s = l->nconv; s < last; s++) {
+        const int64_t out = m->stages[s].out_size;
+        if (!(f->fc_limit[s] = malloc((size_t)(out * n) * sizeof(float))))
+            goto oom;
+        for (int64_t i = 0; i < out; i++)
+            for (int64_t row = 0; row < n; row++) {
+                const double pf = f->pair[s + 1][g->top1[row] * out + i] * BOUND_SCALE;
+                const double v = f->slack[row] > 0 ? f->slack[row] / pf : -1;
+                float lim = (float)v;
+                if ((double)lim > v)
+                    lim = nextafterf(lim, -INFINITY);
+                f->fc_limit[s][i * n + row] = lim;
+            }
+    }
     *state = f;
     return 0;
 oom:
@@ -2306,8 +2325,15 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
     int32_t todo_rows[4096], *todo = todo_rows;
     int64_t ntodo = 0;
     if (nonfinite || f->n > 4096)
-        todo = NULL; /* every input, in the loop below */
-    else
+        todo = NULL;                                    /* every input, in the loop below */
+    else if (span == 1 && !is_bias && f->fc_limit[s]) { /* one weight: one run of each */
+        const float *x = f->xcol[s] + k0 * f->n, *limit = f->fc_limit[s] + i * f->n;
+        for (int64_t row = 0; row < f->n; row++) {
+            const double delta = d[0] * fabs((double)x[row]);
+            todo[ntodo] = (int32_t)row;
+            ntodo += (delta != 0) & !(delta <= (double)limit[row]);
+        }
+    } else
         for (int64_t row = 0; row < f->n; row++) {
             const float *x = f->xcol[s] + k0 * f->n + row; /* x[e * n]: column k0 + e */
             const double slack = f->slack[row];
@@ -2359,9 +2385,10 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
             change * BOUND_SCALE * pair[g->top1[row] * out] <= slack)
             continue;
         /* One changed feature into the next stage (others: the faulty
-         * sum's other terms, for dominant_top). */
+         * sum's other terms, for dominant_top; with more than one changed
+         * term, they may cancel in z: not known) */
         const float delta = z - gold_i;
-        if (fc_sparse(ex, g, s + 1, row, &i, &delta, 1, others, &wait, r, err)) {
+        if (fc_sparse(ex, g, s + 1, row, &i, &delta, 1, span == 1 ? others : -1, &wait, r, err)) {
             pending_free(&wait);
             return -1;
         }
