@@ -119,6 +119,43 @@ static inline double min2(double a, double b) {
     return a < b ? a : b;
 }
 
+/* Sums of products for the bounds, in four chains side by side (in one,
+ * each add waits on the one before): their rounding, whatever the order,
+ * is far inside BOUND_SCALE's slack. a float or double, b double. */
+static inline double dot_fd(const float *a, const double *b, int64_t n) {
+    double s[4] = {0, 0, 0, 0};
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4)
+        for (int i = 0; i < 4; i++)
+            s[i] += (double)a[k + i] * b[k + i];
+    for (; k < n; k++)
+        s[0] += (double)a[k] * b[k];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+static inline double dot_dd(const double *a, const double *b, int64_t n) {
+    double s[4] = {0, 0, 0, 0};
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4)
+        for (int i = 0; i < 4; i++)
+            s[i] += a[k + i] * b[k + i];
+    for (; k < n; k++)
+        s[0] += a[k] * b[k];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* The largest of a[0..n) (>= 0), likewise; a NaN may or may not pass. */
+static inline double max_of(const double *a, int64_t n) {
+    double s[4] = {0, 0, 0, 0};
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4)
+        for (int i = 0; i < 4; i++)
+            s[i] = max2(s[i], a[k + i]);
+    for (; k < n; k++)
+        s[0] = max2(s[0], a[k]);
+    return max2(max2(s[0], s[1]), max2(s[2], s[3]));
+}
+
 typedef struct lenet_fast {
     int64_t n, classes;
     double *slack;       /* [n] golden top-1 margin minus the tolerance; < 0 never settles */
@@ -171,6 +208,18 @@ typedef struct lenet_fast {
      * BOUND_SCALE, rounded down; -1: none), a run per unit for fc_trial */
     float *fc_limit[LENET_STAGES];
     double *in_r[LENET_STAGES], *in_cost[LENET_STAGES]; /* input_radii: [n x RADII] */
+    /* near_bound, at the input of the hidden fc stage before the last,
+     * near_t (0: none): per eval input the NEAR runner-up classes of least
+     * margin [n x NEAR], their margins less the tolerance and then the least
+     * of the others' [n x (NEAR + 1)], and their margin gradients under
+     * golden's pattern [n x NEAR x in] (float); per unit of stage near_t
+     * the L2 norm of its weights' row, and per top-1 class t and unit j
+     * max over c of |w_last[t][j] - w_last[c][j]| [classes x out]. */
+    int near_t;
+    int32_t *near_class;
+    double *near_margin;
+    float *near_grad;
+    double *near_norm, *near_dmax;
     /* Last stage, [(t * classes + c) * in + k]: w[t][k] - w[c][k] in double
      * (exact: two floats' difference) and its magnitude, the margin rows
      * margin_bound reads for top-1 t. */
@@ -190,6 +239,11 @@ void lenet_fast_free(void *state) {
         return;
     free(f->slack);
     free(f->chan_l1);
+    free(f->near_class);
+    free(f->near_margin);
+    free(f->near_grad);
+    free(f->near_norm);
+    free(f->near_dmax);
     free(f->margin_w);
     free(f->margin_abs);
     for (int s = 0; s < LENET_STAGES; s++) {
@@ -614,13 +668,12 @@ static int input_radii(const pvf_model *m, lenet_fast *f, int t) {
 static double input_linear_bound(const pvf_model *m, const lenet_fast *f, int t, int64_t row,
                                  const double *mid, const double *rad) {
     const int64_t in = m->stages[t].in_size;
-    const float *gq = f->gin[t] + row * in;
-    double lin = 0, rho = 0;
-    for (int64_t q = 0; q < in; q++) {
-        const double c = fabs(mid[q]) + rad[q];
-        lin += (double)gq[q] * c;
-        rho = max2(rho, c);
-    }
+    double c[4096];
+    if (in > 4096)
+        return INFINITY;
+    for (int64_t q = 0; q < in; q++)
+        c[q] = fabs(mid[q]) + rad[q];
+    const double lin = dot_fd(f->gin[t] + row * in, c, in), rho = max_of(c, in);
     const double *r = f->in_r[t] + row * RADII, *cost = f->in_cost[t] + row * RADII;
     int k = 0;
     while (k < RADII && r[k] <= rho)
@@ -697,11 +750,8 @@ static double linear_tail_bound(const pvf_model *m, const lenet_fast *f, int s, 
     const lenet *l = m->arch_state;
     const int64_t cout = l->conv[s].cout;
     const float *gq = f->gin[s + 1] + row * m->stages[s + 1].in_size + co * chan;
-    double lin = 0, rho = 0;
-    for (int64_t q = 0; q < chan; q++) {
-        lin += (double)gq[q] * cell[q];
-        rho = max2(rho, cell[q]); /* a NaN makes lin NaN: INFINITY below */
-    }
+    /* a NaN makes lin NaN: INFINITY below */
+    const double lin = dot_fd(gq, cell, chan), rho = max_of(cell, chan);
     const double *r = f->radius[s] + (row * cout + co) * RADII;
     const double *cost = f->radius_cost[s] + (row * cout + co) * RADII;
     int k = 0;
@@ -710,6 +760,131 @@ static double linear_tail_bound(const pvf_model *m, const lenet_fast *f, int s, 
     if (k == RADII || !isfinite(lin))
         return INFINITY;
     return lin + rho * (k ? cost[k - 1] : 0.0);
+}
+
+/* near_bound's runner-up classes per eval input. */
+#define NEAR 2
+
+/* Bound at the input of hidden fc stage t = near_t, the last hidden one,
+ * when that input changes by mid +- rad (eval input row): per runner-up
+ * class c of the NEAR of least margin, the margin's change is its gradient
+ * under golden's pattern times the change, signed (within the gradient's
+ * magnitude, gin, times rad and its float rounding), plus what the units
+ * of t that may leave golden's pattern add: unit j's pre-activation moves
+ * by at most |w_j|_2 |change|_2, so by that less its golden margin from 0
+ * beyond the linear change, through max_c |w_last[top][j] - w_last[c][j]|.
+ * The other classes take the gradient's magnitude against the least of
+ * their margins. Cleared (1) when no margin can reach 0; *claim then the
+ * bound on every margin's change. */
+static int near_bound(const pvf_model *m, const lenet_fast *f, int64_t row, const double *mid,
+                      const double *rad, double *claim) {
+    const int t = f->near_t;
+    const int64_t in = m->stages[t].in_size, out = m->stages[t].out_size;
+    const float *gin = f->gin[t] + row * in, *pre = f->pre[t] + row * out;
+    const double *eps = f->unit_eps[t] + row * out;
+    const double *dmax = f->near_dmax + f->top1[row] * out;
+    double am[4096], c[4096], beyond[4096];
+    if (in > 4096 || out > 4096)
+        return 0;
+    for (int64_t k = 0; k < in; k++) {
+        am[k] = fabs(mid[k]);
+        c[k] = am[k] + rad[k];
+    }
+    const double mag = dot_fd(gin, am, in), spread = dot_fd(gin, rad, in);
+    const double rho = sqrt(dot_dd(c, c, in)) * BOUND_SCALE;
+    for (int64_t j = 0; j < out; j++) {
+        const double b = f->near_norm[j] * rho - (fabs((double)pre[j]) - eps[j]);
+        beyond[j] = b > 0 ? b : 0.0;
+    }
+    const double rem = dot_dd(beyond, dmax, out);
+    /* the gradients' float rounding: within 2^-24 of gin each */
+    const double err = (spread + 0x1p-23 * mag + rem) * BOUND_SCALE;
+    const double *margin = f->near_margin + row * (NEAR + 1);
+    double worst = (mag + spread + rem) * BOUND_SCALE;
+    int cleared = worst < margin[NEAR];
+    for (int k = 0; k < NEAR && cleared; k++) {
+        const double lin = dot_fd(f->near_grad + (row * NEAR + k) * in, mid, in);
+        cleared = margin[k] + lin - err > 0; /* the margin's change: lin +- err */
+        worst = max2(worst, fabs(lin) + err);
+    }
+    *claim = worst;
+    return cleared && isfinite(worst);
+}
+
+/* near_bound's state (see lenet_fast), for a model whose last hidden fc
+ * stage takes the first fc stage's outputs; none otherwise. */
+static int near_prepare(const pvf_model *m, const pvf_golden *g, lenet_fast *f) {
+    const lenet *l = m->arch_state;
+    const int last = m->nstages - 1, t = l->nconv + 1;
+    if (t + 1 != last || !f->gin[t] || !f->unit_eps[t] || f->classes < 2)
+        return 0;
+    const int64_t n = f->n, in = m->stages[t].in_size, out = m->stages[t].out_size;
+    const int64_t classes = f->classes;
+    const float *w = m->params[l->w[t]].value, *wl = m->params[l->w[last]].value;
+    f->near_class = malloc((size_t)(n * NEAR) * sizeof *f->near_class);
+    f->near_margin = malloc((size_t)(n * (NEAR + 1)) * sizeof *f->near_margin);
+    f->near_grad = malloc((size_t)(n * NEAR * in) * sizeof *f->near_grad);
+    f->near_norm = malloc((size_t)out * sizeof *f->near_norm);
+    f->near_dmax = malloc((size_t)(classes * out) * sizeof *f->near_dmax);
+    double *gd = malloc((size_t)in * sizeof *gd);
+    if (!f->near_class || !f->near_margin || !f->near_grad || !f->near_norm || !f->near_dmax ||
+        !gd) {
+        free(gd);
+        return -1;
+    }
+    for (int64_t j = 0; j < out; j++) {
+        double sq = 0;
+        for (int64_t k = 0; k < in; k++)
+            sq += (double)w[j * in + k] * (double)w[j * in + k];
+        f->near_norm[j] = sqrt(sq) * BOUND_SCALE;
+    }
+    for (int64_t top = 0; top < classes; top++)
+        for (int64_t j = 0; j < out; j++) {
+            double d = 0;
+            for (int64_t c = 0; c < classes; c++)
+                d = max2(d, fabs((double)wl[top * out + j] - (double)wl[c * out + j]));
+            f->near_dmax[top * out + j] = d;
+        }
+    for (int64_t row = 0; row < n; row++) {
+        const float *z = g->out + row * classes, *pre = f->pre[t] + row * out;
+        const int64_t top = f->top1[row];
+        double scale = 1;
+        for (int64_t c = 0; c < classes; c++)
+            scale = max2(scale, fabs((double)z[c]));
+        /* the NEAR least margins, then the least of the rest */
+        double *margin = f->near_margin + row * (NEAR + 1);
+        int32_t *near = f->near_class + row * NEAR;
+        for (int k = 0; k <= NEAR; k++) {
+            int64_t best = -1;
+            for (int64_t c = 0; c < classes; c++) {
+                int taken = c == top;
+                for (int q = 0; q < k && !taken; q++)
+                    taken = near[q] == c;
+                if (!taken && (best < 0 || z[c] > z[best]))
+                    best = c;
+            }
+            margin[k] = best < 0 ? INFINITY : (double)z[top] - (double)z[best] - MARGIN_TOL * scale;
+            if (k < NEAR)
+                near[k] = (int32_t)(best < 0 ? top : best);
+        }
+        for (int k = 0; k < NEAR; k++) {
+            const int64_t c = near[k];
+            for (int64_t q = 0; q < in; q++)
+                gd[q] = 0;
+            for (int64_t j = 0; j < out && c != top; j++) {
+                if (!(pre[j] > 0))
+                    continue;
+                const double dj = (double)wl[top * out + j] - (double)wl[c * out + j];
+                for (int64_t q = 0; q < in; q++)
+                    gd[q] += dj * (double)w[j * in + q];
+            }
+            for (int64_t q = 0; q < in; q++)
+                f->near_grad[(row * NEAR + k) * in + q] = (float)gd[q];
+        }
+    }
+    free(gd);
+    f->near_t = t;
+    return 0;
 }
 
 /* Rounding allowance of the dominant directions, relative to the |W| path
@@ -1043,6 +1218,8 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
     for (int t = l->nconv; t < last; t++)
         if (f->abs_sum[t] && dominant_prepare(m, f, t))
             goto oom;
+    if (near_prepare(m, g, f))
+        goto oom;
     for (int s = l->nconv; s < last; s++) {
         const int64_t out = m->stages[s].out_size;
         if (!(f->fc_limit[s] = malloc((size_t)(out * n) * sizeof(float))))
@@ -1611,11 +1788,7 @@ static double cell_changes(const lenet *l, const pvf_conv2d *cv, const float *pr
  * sensitivity. */
 static double sens_bound(const pvf_model *m, const lenet_fast *f, int s, int64_t row, int64_t co,
                          int64_t chan, const double *cell) {
-    const double *pf = f->pair[s] + f->top1[row] * m->stages[s].in_size + co * chan;
-    double bound = 0;
-    for (int64_t q = 0; q < chan; q++)
-        bound += cell[q] * pf[q];
-    return bound;
+    return dot_dd(cell, f->pair[s] + f->top1[row] * m->stages[s].in_size + co * chan, chan);
 }
 
 /* Hidden fc units with golden pre-activations z[] (rounding e[]) whose
@@ -1689,12 +1862,7 @@ static double margin_bound(const lenet_fast *f, int64_t row, int64_t in, const d
             continue;
         const double *gk = f->margin_w + (top1 * classes + c) * in;
         const double *ak = f->margin_abs + (top1 * classes + c) * in;
-        double v = 0, spread = 0;
-        for (int64_t k = 0; k < in; k++) {
-            v += gk[k] * mid[k];
-            spread += ak[k] * rad[k];
-        }
-        bound = max2(bound, fabs(v) + spread);
+        bound = max2(bound, fabs(dot_dd(gk, mid, in)) + dot_dd(ak, rad, in));
     }
     return bound * BOUND_SCALE;
 }
@@ -1827,10 +1995,15 @@ static void signed_batch_flush(const pvf_model *m, const lenet_fast *f, signed_b
             const double tail = t + 1 < last && f->in_r[t + 1]
                                     ? input_linear_bound(m, f, t + 1, row, mid, rad) * BOUND_SCALE
                                     : INFINITY;
+            double near = INFINITY;
             if (tail <= f->slack[row]) {
                 need[row] = 0; /* cleared by the linearized tail from here */
                 if (b->claim)
                     b->claim[row] = tail;
+            } else if (t + 1 == f->near_t && near_bound(m, f, row, mid, rad, &near)) {
+                need[row] = 0; /* cleared by the runner-up classes' gradients */
+                if (b->claim)
+                    b->claim[row] = near;
             } else if (!signed_inputs(out, mid, rad, b->midf + kept * wide, b->radf + kept * wide,
                                       &b->mmax[kept], &b->rmax[kept]))
                 need[row] = 1; /* not finite: no bound clears it */
