@@ -1699,33 +1699,35 @@ static void conv_taps(const pvf_conv2d *cv, const float *x, int64_t ci, int64_t 
     }
 }
 
-/* cell_changes for a row of pw cells of 2x2 pooling, whose pre-pool rows
- * are p0 and p1 (golden) and their taps t0 and t1: as pool_stats and the
- * general case, every case computed and one selected (relu_changes). 1 when
- * some cell may change its winner or sign beyond rounding. */
-SELECTS_VECTORIZE static int cell_row4(int64_t pw, const double *restrict p0,
-                                       const double *restrict p1, const double *restrict t0,
-                                       const double *restrict t1, double dw, double eps,
-                                       double *restrict d, double *restrict cell) {
+/* cell_changes for ncell cells of 2x2 pooling, whose four pre-pool values
+ * (golden) are v[0..3][q] and their taps t[0..3][q], each set contiguous:
+ * as pool_stats and the general case, every case computed and one selected
+ * (relu_changes), one loop over all the cells. 1 when some cell may change
+ * its winner or sign beyond rounding. */
+SELECTS_VECTORIZE static int cells4(int64_t ncell, const double *restrict v0,
+                                    const double *restrict v1, const double *restrict v2,
+                                    const double *restrict v3, const double *restrict t0,
+                                    const double *restrict t1, const double *restrict t2,
+                                    const double *restrict t3, double dw, double eps,
+                                    double *restrict d, double *restrict cell) {
     double undecided = 0; /* a double: the loop's vectors hold doubles */
-    for (int64_t px = 0; px < pw; px++) {
-        const double v0 = p0[2 * px], v1 = p0[2 * px + 1], v2 = p1[2 * px], v3 = p1[2 * px + 1];
-        const double d0 = dw * t0[2 * px], d1 = dw * t0[2 * px + 1];
-        const double d2 = dw * t1[2 * px], d3 = dw * t1[2 * px + 1];
-        const double h01 = v0 > v1 ? v0 : v1, l01 = v0 < v1 ? v0 : v1;
-        const double h23 = v2 > v3 ? v2 : v3, l23 = v2 < v3 ? v2 : v3;
+    for (int64_t q = 0; q < ncell; q++) {
+        const double a0 = v0[q], a1_ = v1[q], a2 = v2[q], a3 = v3[q];
+        const double d0 = dw * t0[q], d1 = dw * t1[q], d2 = dw * t2[q], d3 = dw * t3[q];
+        const double h01 = a0 > a1_ ? a0 : a1_, l01 = a0 < a1_ ? a0 : a1_;
+        const double h23 = a2 > a3 ? a2 : a3, l23 = a2 < a3 ? a2 : a3;
         const double b1 = h01 > h23 ? h01 : h23;
         const double hl = h01 < h23 ? h01 : h23, lh = l01 > l23 ? l01 : l23;
         const double b2 = hl > lh ? hl : lh;
-        const double s0 = v0 + d0, s1 = v1 + d1, s2 = v2 + d2, s3 = v3 + d3;
+        const double s0 = a0 + d0, s1 = a1_ + d1, s2 = a2 + d2, s3 = a3 + d3;
         const double s01 = s0 > s1 ? s0 : s1, s23 = s2 > s3 ? s2 : s3;
         const double a1 = s01 > s23 ? s01 : s23;
         const double dh01 = d0 > d1 ? d0 : d1, dh23 = d2 > d3 ? d2 : d3;
         const double dl01 = d0 < d1 ? d0 : d1, dl23 = d2 < d3 ? d2 : d3;
         const double spread = (dh01 > dh23 ? dh01 : dh23) - (dl01 < dl23 ? dl01 : dl23);
         const double dq = (a1 > 0.0 ? a1 : 0.0) - (b1 > 0.0 ? b1 : 0.0);
-        d[px] = dq;
-        cell[px] = fabs(dq) + (((a1 > -eps) | (b1 > -eps)) ? eps : 0.0);
+        d[q] = dq;
+        cell[q] = fabs(dq) + (((a1 > -eps) | (b1 > -eps)) ? eps : 0.0);
         const int off = (b1 < -eps) & (a1 < -eps);
         const int on = (b1 > eps) & (a1 > eps) & (b1 - b2 > 2 * eps + spread);
         undecided = (off | on) ? undecided : 1.0;
@@ -1746,17 +1748,24 @@ static double cell_changes(const lenet *l, const pvf_conv2d *cv, const float *pr
     double dmax = 0;
     const int k = (int)(l->pool * l->pool); /* <= 64: conv_trial */
     double v[64], dv[64];
-    if (k == 4 && cv->ow <= 512) { /* a row of cells at a time, branch free */
-        int undecided = 0;
-        double rows[1024]; /* the two pre-pool rows, in double */
-        for (int64_t py = 0; py < ph; py++) {
-            const int64_t at = 2 * py * cv->ow;
-            for (int64_t x = 0; x < 2 * cv->ow; x++)
-                rows[x] = pre[at + x];
-            undecided |= cell_row4(pw, rows, rows + cv->ow, tap + at, tap + at + cv->ow, dw, eps,
-                                   d + py * pw, cell + py * pw);
-        }
-        return undecided ? 2 * eps : 0.0;
+    if (k == 4 && ph * pw <= 1024) { /* every cell in one loop, branch free */
+        double vals[8][1024];        /* each cell's four pre-pool values (golden), then taps */
+        for (int64_t py = 0; py < ph; py++)
+            for (int64_t px = 0; px < pw; px++) {
+                const int64_t q = py * pw + px, at = 2 * py * cv->ow + 2 * px;
+                vals[0][q] = pre[at];
+                vals[1][q] = pre[at + 1];
+                vals[2][q] = pre[at + cv->ow];
+                vals[3][q] = pre[at + cv->ow + 1];
+                vals[4][q] = tap[at];
+                vals[5][q] = tap[at + 1];
+                vals[6][q] = tap[at + cv->ow];
+                vals[7][q] = tap[at + cv->ow + 1];
+            }
+        return cells4(ph * pw, vals[0], vals[1], vals[2], vals[3], vals[4], vals[5], vals[6],
+                      vals[7], dw, eps, d, cell)
+                   ? 2 * eps
+                   : 0.0;
     }
     for (int64_t py = 0; py < ph; py++)
         for (int64_t px = 0; px < pw; px++) {
