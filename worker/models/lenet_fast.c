@@ -703,65 +703,6 @@ static int margin_rows(const pvf_model *m, lenet_fast *f) {
     return 0;
 }
 
-/* The linearized tail of the last two conv stages (see lenet_fast). */
-static int linear_tail_prepare(const pvf_model *m, const pvf_golden *g, lenet_fast *f) {
-    const lenet *l = m->arch_state;
-    if (l->nconv < 1)
-        return 0;
-    const int fc0 = l->nconv;
-    const int64_t in = m->stages[fc0].in_size, out = m->stages[fc0].out_size;
-    const int64_t cout = l->conv[fc0 - 1].cout, chan = in / cout;
-    if (!(f->chan_l1 = calloc((size_t)(out * cout), sizeof(double))) ||
-        !(f->absw[fc0] = malloc((size_t)(out * in) * sizeof(float))))
-        return -1;
-    for (int64_t e = 0; e < out * in; e++)
-        f->absw[fc0][e] = fabsf(m->params[l->w[fc0]].value[e]);
-    if (!(f->row_l1[fc0] = calloc((size_t)out, sizeof(double))))
-        return -1;
-    for (int64_t j = 0; j < out; j++)
-        for (int64_t k = 0; k < in; k++) {
-            const double a = fabs((double)m->params[l->w[fc0]].value[j * in + k]);
-            f->chan_l1[j * cout + k / chan] += a;
-            f->row_l1[fc0][j] += a;
-        }
-    f->lin_first = l->nconv >= 2 ? l->nconv - 1 : l->nconv;
-    if (margin_gradients(m, g, f) || unit_rounding(m, g, f))
-        return -1;
-    for (int s = f->lin_first - 1; s < l->nconv; s++)
-        if (s >= 0 && pattern_radii(m, f, s))
-            return -1;
-    /* from the hidden fc stages after the first: signed_batch_flush's
-     * linearized tail after each of its products */
-    for (int t = fc0 + 1; t < m->nstages - 1; t++)
-        if (input_radii(m, f, t))
-            return -1;
-    return 0;
-}
-
-/* Bound, through the linearized tail, on the margin change of eval input
- * row when output channel co of conv stage s (features co * chan + q of
- * stage s + 1's input) changes by at most cell[q]: the gradient times the
- * change, plus the units that may leave golden's pattern; INFINITY when
- * more units may do so than were kept. */
-static double linear_tail_bound(const pvf_model *m, const lenet_fast *f, int s, int64_t row,
-                                int64_t co, int64_t chan, const double *cell) {
-    if (!f->radius[s])
-        return INFINITY;
-    const lenet *l = m->arch_state;
-    const int64_t cout = l->conv[s].cout;
-    const float *gq = f->gin[s + 1] + row * m->stages[s + 1].in_size + co * chan;
-    /* a NaN makes lin NaN: INFINITY below */
-    const double lin = dot_fd(gq, cell, chan), rho = max_of(cell, chan);
-    const double *r = f->radius[s] + (row * cout + co) * RADII;
-    const double *cost = f->radius_cost[s] + (row * cout + co) * RADII;
-    int k = 0;
-    while (k < RADII && r[k] <= rho)
-        k++;
-    if (k == RADII || !isfinite(lin))
-        return INFINITY;
-    return lin + rho * (k ? cost[k - 1] : 0.0);
-}
-
 /* near_bound's runner-up classes per eval input. */
 #define NEAR 2
 
@@ -885,6 +826,68 @@ static int near_prepare(const pvf_model *m, const pvf_golden *g, lenet_fast *f) 
     free(gd);
     f->near_t = t;
     return 0;
+}
+
+/* The linearized tail of the last two conv stages (see lenet_fast). */
+static int linear_tail_prepare(const pvf_model *m, const pvf_golden *g, lenet_fast *f) {
+    const lenet *l = m->arch_state;
+    if (l->nconv < 1)
+        return 0;
+    const int fc0 = l->nconv;
+    const int64_t in = m->stages[fc0].in_size, out = m->stages[fc0].out_size;
+    const int64_t cout = l->conv[fc0 - 1].cout, chan = in / cout;
+    if (!(f->chan_l1 = calloc((size_t)(out * cout), sizeof(double))) ||
+        !(f->absw[fc0] = malloc((size_t)(out * in) * sizeof(float))))
+        return -1;
+    for (int64_t e = 0; e < out * in; e++)
+        f->absw[fc0][e] = fabsf(m->params[l->w[fc0]].value[e]);
+    if (!(f->row_l1[fc0] = calloc((size_t)out, sizeof(double))))
+        return -1;
+    for (int64_t j = 0; j < out; j++)
+        for (int64_t k = 0; k < in; k++) {
+            const double a = fabs((double)m->params[l->w[fc0]].value[j * in + k]);
+            f->chan_l1[j * cout + k / chan] += a;
+            f->row_l1[fc0][j] += a;
+        }
+    f->lin_first = l->nconv >= 2 ? l->nconv - 1 : l->nconv;
+    if (margin_gradients(m, g, f) || unit_rounding(m, g, f))
+        return -1;
+    for (int s = f->lin_first - 1; s < l->nconv; s++)
+        if (s >= 0 && pattern_radii(m, f, s))
+            return -1;
+    /* from the hidden fc stages after the first: signed_batch_flush's
+     * linearized tail after each of its products, where near_bound does
+     * not take its place (it clears what the tail would, measured) */
+    if (near_prepare(m, g, f))
+        return -1;
+    for (int t = fc0 + 1; t < m->nstages - 1; t++)
+        if (t != f->near_t && input_radii(m, f, t))
+            return -1;
+    return 0;
+}
+
+/* Bound, through the linearized tail, on the margin change of eval input
+ * row when output channel co of conv stage s (features co * chan + q of
+ * stage s + 1's input) changes by at most cell[q]: the gradient times the
+ * change, plus the units that may leave golden's pattern; INFINITY when
+ * more units may do so than were kept. */
+static double linear_tail_bound(const pvf_model *m, const lenet_fast *f, int s, int64_t row,
+                                int64_t co, int64_t chan, const double *cell) {
+    if (!f->radius[s])
+        return INFINITY;
+    const lenet *l = m->arch_state;
+    const int64_t cout = l->conv[s].cout;
+    const float *gq = f->gin[s + 1] + row * m->stages[s + 1].in_size + co * chan;
+    /* a NaN makes lin NaN: INFINITY below */
+    const double lin = dot_fd(gq, cell, chan), rho = max_of(cell, chan);
+    const double *r = f->radius[s] + (row * cout + co) * RADII;
+    const double *cost = f->radius_cost[s] + (row * cout + co) * RADII;
+    int k = 0;
+    while (k < RADII && r[k] <= rho)
+        k++;
+    if (k == RADII || !isfinite(lin))
+        return INFINITY;
+    return lin + rho * (k ? cost[k - 1] : 0.0);
 }
 
 /* Rounding allowance of the dominant directions, relative to the |W| path
@@ -1218,8 +1221,6 @@ int lenet_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pv
     for (int t = l->nconv; t < last; t++)
         if (f->abs_sum[t] && dominant_prepare(m, f, t))
             goto oom;
-    if (near_prepare(m, g, f))
-        goto oom;
     for (int s = l->nconv; s < last; s++) {
         const int64_t out = m->stages[s].out_size;
         if (!(f->fc_limit[s] = malloc((size_t)(out * n) * sizeof(float))))
