@@ -665,8 +665,8 @@ static int input_radii(const pvf_model *m, lenet_fast *f, int t) {
 /* The linearized tail from hidden fc stage t's input changing by at most
  * |mid| + rad per feature: its margin gradient times that, plus the units
  * that may leave golden's pattern; INFINITY when too many may. */
-static double input_linear_bound(const pvf_model *m, const lenet_fast *f, int t, int64_t row,
-                                 const double *mid, const double *rad) {
+WIDER_VECTORS static double input_linear_bound(const pvf_model *m, const lenet_fast *f, int t,
+                                               int64_t row, const double *mid, const double *rad) {
     const int64_t in = m->stages[t].in_size;
     double c[4096];
     if (in > 4096)
@@ -717,8 +717,8 @@ static int margin_rows(const pvf_model *m, lenet_fast *f) {
  * The other classes take the gradient's magnitude against the least of
  * their margins. Cleared (1) when no margin can reach 0; *claim then the
  * bound on every margin's change. */
-static int near_bound(const pvf_model *m, const lenet_fast *f, int64_t row, const double *mid,
-                      const double *rad, double *claim) {
+WIDER_VECTORS static int near_bound(const pvf_model *m, const lenet_fast *f, int64_t row,
+                                    const double *mid, const double *rad, double *claim) {
     const int t = f->near_t;
     const int64_t in = m->stages[t].in_size, out = m->stages[t].out_size;
     const float *gin = f->gin[t] + row * in, *pre = f->pre[t] + row * out;
@@ -871,8 +871,9 @@ static int linear_tail_prepare(const pvf_model *m, const pvf_golden *g, lenet_fa
  * stage s + 1's input) changes by at most cell[q]: the gradient times the
  * change, plus the units that may leave golden's pattern; INFINITY when
  * more units may do so than were kept. */
-static double linear_tail_bound(const pvf_model *m, const lenet_fast *f, int s, int64_t row,
-                                int64_t co, int64_t chan, const double *cell) {
+WIDER_VECTORS static double linear_tail_bound(const pvf_model *m, const lenet_fast *f, int s,
+                                              int64_t row, int64_t co, int64_t chan,
+                                              const double *cell) {
     if (!f->radius[s])
         return INFINITY;
     const lenet *l = m->arch_state;
