@@ -36,10 +36,13 @@
  * convolution over a zero-padded copy of the input, conv_channel, its
  * change carried through the last conv stage by conv_delta; for one
  * huge weight of the last conv stage, an exponent flip, its products alone
- * where they provably are the whole sum, conv_channel_huge). A fc unit
- * whose change is so large that the logits follow its direction through
- * the later stages (an exponent flip of its weight) takes that direction's
- * top-1 without computing them (dominant_top). */
+ * where they provably are the whole sum, conv_channel_huge). Where a fc
+ * stage's input changes so much that the logits follow the direction of
+ * the changed features through the later stages (an exponent flip of a fc
+ * weight, or of a last-conv weight: its pooled cells), the input takes
+ * that direction's top-1 without computing them (dominant_top; a single
+ * feature's direction kept per feature, a conv fault's computed for a
+ * batch of inputs, dom_flush). */
 #include "lenet.h"
 
 #include <cblas.h>
@@ -906,7 +909,9 @@ WIDER_VECTORS static double linear_tail_bound(const pvf_model *m, const lenet_fa
  * logit is provably beyond FLT_MAX while no earlier sum can overflow, the
  * outputs are not finite in any order of the sums. An exponent flip to
  * ~1e37 is so judged per eval input from its direction, not by the
- * stages' products of its own values with every overflow check. */
+ * stages' products of its own values with every overflow check. The
+ * overflow and rounding arguments hold for the sums a full pass computes
+ * from such inputs, in any order. */
 typedef struct dominant {
     int64_t top;   /* the direction's top-1; -1: a near tie */
     double gap;    /* its least lead over another class, less the allowance */
@@ -915,63 +920,84 @@ typedef struct dominant {
     double last;   /* the same for the logits */
 } dominant;
 
-/* The direction of input xhat[] at features feat[] of hidden fc stage t
- * (|xhat| <= 1), in float. h: scratch, 4 x the widest stage from t on. */
-static void dominant_direction(const pvf_model *m, const lenet_fast *f, int t, const int64_t *feat,
-                               const float *xhat, int64_t nf, float *h, dominant *d) {
+/* The directions of nb inputs of hidden fc stage t, input b being
+ * xhat[b * ncol + k] at feature col0 + k (|xhat| <= 1), as one sgemm per
+ * stage and product for the batch, in float. work: scratch, 4 nb x the
+ * widest stage from t on plus nb ncol. */
+static void dominant_directions(const pvf_model *m, const lenet_fast *f, int t, int64_t col0,
+                                int64_t ncol, const float *xhat, int64_t nb, float *work,
+                                dominant *d) {
     const lenet *l = m->arch_state;
     const int last = m->nstages - 1;
+    const int64_t in = m->stages[t].in_size;
     int64_t width = m->stages[t].out_size, wide = width;
     for (int u = t; u <= last; u++)
         wide = m->stages[u].out_size > wide ? m->stages[u].out_size : wide;
-    float *ha = h + wide, *y = h + 2 * wide, *ya = h + 3 * wide;
-    double reach = 0;
-    for (int64_t j = 0; j < width; j++)
-        h[j] = ha[j] = 0;
-    for (int64_t k = 0; k < nf; k++) {
-        const float *col = f->wt[t] + feat[k] * width, xk = xhat[k];
-        for (int64_t j = 0; j < width; j++) {
-            h[j] += col[j] * xk;
-            ha[j] += fabsf(col[j] * xk);
-        }
-        reach += fabs((double)xk) * f->dom_reach[t][feat[k]];
+    float *h = work, *ha = h + nb * wide, *y = ha + nb * wide, *ya = y + nb * wide;
+    float *xa = ya + nb * wide;
+    for (int64_t e = 0; e < nb * ncol; e++)
+        xa[e] = fabsf(xhat[e]);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)width, (int)ncol, 1.0f, xhat,
+                (int)ncol, m->params[l->w[t]].value + col0, (int)in, 0.0f, h, (int)width);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)width, (int)ncol, 1.0f, xa,
+                (int)ncol, f->absw[t] + col0, (int)in, 0.0f, ha, (int)width);
+    for (int64_t b = 0; b < nb; b++) {
+        double reach = 0, most = 0;
+        for (int64_t k = 0; k < ncol; k++)
+            reach += (double)xa[b * ncol + k] * f->dom_reach[t][col0 + k];
+        for (int64_t j = 0; j < width; j++)
+            most = max2(most, (double)ha[b * width + j]);
+        d[b].gap = reach; /* for now: the allowance's scale */
+        d[b].hidden = most;
+        d[b].last = 0;
     }
-    d->hidden = d->last = 0;
-    for (int64_t j = 0; j < width; j++)
-        d->hidden = max2(d->hidden, (double)ha[j]);
     for (int u = t + 1; u <= last; u++) {
         const int64_t out = m->stages[u].out_size;
-        pvf_relu(h, width); /* >= 0: its own magnitudes */
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)width, 1.0f,
-                    m->params[l->w[u]].value, (int)width, h, 1, 0.0f, y, 1);
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)out, (int)width, 1.0f, f->absw[u], (int)width,
-                    h, 1, 0.0f, ya, 1);
-        double most = 0;
-        for (int64_t j = 0; j < out; j++)
-            most = max2(most, (double)ya[j]);
-        if (u < last)
-            d->hidden = max2(d->hidden, most);
-        else
-            d->last = most;
+        pvf_relu(h, nb * width); /* >= 0: its own magnitudes */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)out, (int)width, 1.0f, h,
+                    (int)width, m->params[l->w[u]].value, (int)width, 0.0f, y, (int)out);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)out, (int)width, 1.0f, h,
+                    (int)width, f->absw[u], (int)width, 0.0f, ya, (int)out);
+        for (int64_t b = 0; b < nb; b++) {
+            double most = 0;
+            for (int64_t j = 0; j < out; j++)
+                most = max2(most, (double)ya[b * out + j]);
+            if (u < last)
+                d[b].hidden = max2(d[b].hidden, most);
+            else
+                d[b].last = most;
+        }
         float *tmp = h;
         h = y, y = tmp;
         width = out;
     }
-    int64_t best = 0;
-    double vmax = 0, gap = INFINITY;
-    for (int64_t c = 1; c < width; c++)
-        best = h[c] > h[best] ? c : best;
-    for (int64_t c = 0; c < width; c++) {
-        vmax = max2(vmax, fabs((double)h[c]));
-        if (c != best)
-            gap = min2(gap, (double)h[best] - (double)h[c]);
+    for (int64_t b = 0; b < nb; b++) {
+        const float *v = h + b * width;
+        const double reach = d[b].gap;
+        int64_t best = 0;
+        double vmax = 0, gap = INFINITY;
+        for (int64_t c = 1; c < width; c++)
+            best = v[c] > v[best] ? c : best;
+        for (int64_t c = 0; c < width; c++) {
+            vmax = max2(vmax, fabs((double)v[c]));
+            if (c != best)
+                gap = min2(gap, (double)v[best] - (double)v[c]);
+        }
+        /* the sums' bounds with room for their own rounding (the allowance) */
+        d[b].hidden *= 1 + DOMINANT_ROUNDING;
+        d[b].last *= 1 + DOMINANT_ROUNDING;
+        d[b].gap = gap - 2 * DOMINANT_ROUNDING * reach;
+        d[b].vmax = vmax - DOMINANT_ROUNDING * reach;
+        d[b].top = d[b].gap > 0 && isfinite(d[b].gap) ? best : -1;
     }
-    /* the sums' bounds with room for their own rounding (the allowance) */
-    d->hidden *= 1 + DOMINANT_ROUNDING;
-    d->last *= 1 + DOMINANT_ROUNDING;
-    d->gap = gap - 2 * DOMINANT_ROUNDING * reach;
-    d->vmax = vmax - DOMINANT_ROUNDING * reach;
-    d->top = d->gap > 0 && isfinite(d->gap) ? best : -1;
+}
+
+/* dominant_directions' work floats for nb inputs of ncol features. */
+static int64_t dominant_work(const pvf_model *m, int t, int64_t nb, int64_t ncol) {
+    int64_t wide = m->stages[t].out_size;
+    for (int u = t; u < m->nstages; u++)
+        wide = m->stages[u].out_size > wide ? m->stages[u].out_size : wide;
+    return 4 * nb * wide + nb * ncol;
 }
 
 /* |W| from stage t's units holding a[] (width of stage t's output) through
@@ -1014,22 +1040,23 @@ static int dominant_prepare(const pvf_model *m, lenet_fast *f, int t) {
     for (int u = t; u < m->nstages; u++)
         wide = m->stages[u].out_size > wide ? m->stages[u].out_size : wide;
     double *a = malloc((size_t)(2 * wide) * sizeof *a);
-    float *h = malloc((size_t)(4 * wide) * sizeof *h);
+    float *one = calloc((size_t)(in * in), sizeof *one); /* every feature alone */
+    float *h = malloc((size_t)dominant_work(m, t, in, in) * sizeof *h);
     f->dom_reach[t] = malloc((size_t)in * sizeof(double));
     f->dom_dir[t] = malloc((size_t)in * sizeof(dominant));
     f->dom_rest[t] = malloc((size_t)n * sizeof(double));
     int rc = -1;
-    if (!a || !h || !f->dom_reach[t] || !f->dom_dir[t] || !f->dom_rest[t])
+    if (!a || !one || !h || !f->dom_reach[t] || !f->dom_dir[t] || !f->dom_rest[t])
         goto out;
     for (int64_t k = 0; k < in; k++) {
         for (int64_t j = 0; j < out; j++)
             a[j] = fabs((double)f->wt[t][k * out + j]);
         abs_through(m, t, a, a + wide, 0, &f->dom_reach[t][k]);
     }
-    for (int64_t k = 0; k < in; k++) { /* after dom_reach: the allowance reads it */
-        const float one = 1;
-        dominant_direction(m, f, t, &k, &one, 1, h, &f->dom_dir[t][k]);
-    }
+    for (int64_t k = 0; k < in; k++)
+        one[k * in + k] = 1;
+    /* after dom_reach: the allowance reads it */
+    dominant_directions(m, f, t, 0, in, one, in, h, f->dom_dir[t]);
     f->dom_golden[t] = 0;
     for (int64_t row = 0; row < n; row++) {
         for (int64_t j = 0; j < out; j++)
@@ -1043,6 +1070,7 @@ static int dominant_prepare(const pvf_model *m, lenet_fast *f, int t) {
     rc = 0;
 out:
     free(a);
+    free(one);
     free(h);
     return rc;
 }
@@ -1050,42 +1078,18 @@ out:
 #define DOMINANT_NONFINITE (-2)
 
 /* Eval input row's outcome when the input of hidden fc stage t is golden's
- * except features feat[] now worth xnew[] (see dominant), each the sum of
- * a changed term and others of at most `others` in all: its direction's
- * top-1 when the largest |xnew|, H, times the direction's lead exceeds
- * twice golden's part and every sum stays below FLT_MAX / 2;
- * DOMINANT_NONFINITE when every hidden sum does and a logit is provably
- * beyond FLT_MAX; else -1. One feature takes dominant_prepare's direction
- * (for xnew > 0); more take theirs here (xhat: scratch [nf]; h: scratch as
- * dominant_direction's). */
-static int64_t dominant_top(const pvf_model *m, const lenet_fast *f, int t, int64_t row,
-                            const int64_t *feat, const float *xnew, int64_t nf, double others,
-                            float *xhat, float *h) {
-    if (!f->dom_rest[t] || nf < 1)
-        return -1;
-    double H = 0;
-    for (int64_t k = 0; k < nf; k++)
-        H = max2(H, fabs((double)xnew[k])); /* NaN: not > 0 below */
-    /* the sums xnew came from: their terms within |xnew| + 2 others */
-    if (!(H > 0) || !((H + 2 * others) * (1 + DOMINANT_ROUNDING) < FLT_MAX / 2))
-        return -1;
+ * except some features, of largest magnitude H, whose direction is d (see
+ * dominant), each the sum of a changed term and others of at most `others`
+ * in all: the direction's top-1 when H times its lead exceeds twice
+ * golden's part and every sum stays below FLT_MAX / 2; DOMINANT_NONFINITE
+ * when every hidden sum does and a logit is provably beyond FLT_MAX; else
+ * -1. */
+static int64_t dominant_top(const lenet_fast *f, int t, int64_t row, const dominant *d, double H,
+                            double others) {
     const double rest = f->dom_rest[t][row], golden = f->dom_golden[t];
-    dominant one;
-    const dominant *d = &one;
-    if (nf == 1 && xnew[0] > 0)
-        d = &f->dom_dir[t][feat[0]];
-    else {
-        double reach = 0;
-        for (int64_t k = 0; k < nf; k++) {
-            xhat[k] = (float)((double)xnew[k] / H);
-            reach += fabs((double)xhat[k]) * f->dom_reach[t][feat[k]];
-        }
-        /* a lead or logit is at most the reach: no direction would settle */
-        if (!(H * reach > rest))
-            return -1;
-        dominant_direction(m, f, t, feat, xhat, nf, h, &one);
-    }
-    if (!(H * d->hidden + golden < FLT_MAX / 2))
+    /* the sums the changed values came from: their terms within H + 2 others */
+    if (!(H > 0) || !((H + 2 * others) * (1 + DOMINANT_ROUNDING) < FLT_MAX / 2) ||
+        !(H * d->hidden + golden < FLT_MAX / 2))
         return -1;
     if (H * d->last + golden < FLT_MAX / 2)
         return d->top >= 0 && H * d->gap > 2 * rest ? d->top : -1;
@@ -1585,15 +1589,13 @@ static int fc_sparse(pvf_exec *ex, const pvf_golden *g, int s, int64_t row, cons
     const int64_t in = m->stages[s].in_size, out = m->stages[s].out_size;
     const int last = s == m->nstages - 1;
     float *y = ex->fast_scratch + l->fast_tail + 2 * l->widest;
-    if (!last && others >= 0 && !ex->trial_out) {
-        /* so large that the top-1 is its direction's (with every output
-         * written, the outputs are computed instead) */
-        const float *gold = g->stage_in[s] + row * in;
-        float *xnew = y, *scratch = ex->fast_scratch + l->fast_tail + 3 * l->widest;
-        for (int64_t k = 0; k < nf; k++)
-            xnew[k] = gold[feat[k]] + delta[k];
-        if (dominant_judge(
-                g, row, dominant_top(m, f, s, row, feat, xnew, nf, others, xnew + nf, scratch), r))
+    if (!last && nf == 1 && others >= 0 && !ex->trial_out && f->dom_dir[s]) {
+        /* so large that the top-1 is its direction's, kept per feature
+         * (with every output written, the outputs are computed instead) */
+        const float xnew = g->stage_in[s][row * in + feat[0]] + delta[0];
+        if (xnew > 0 &&
+            dominant_judge(
+                g, row, dominant_top(f, s, row, &f->dom_dir[s][feat[0]], (double)xnew, others), r))
             return 0;
     }
     if (pvf_fast_overflow_prone(delta, nf) && sparse_may_overflow(m, f, s, row, feat, delta, nf)) {
@@ -2137,6 +2139,23 @@ static conv_delta *conv_delta_new(const pvf_exec *ex, const lenet_fast *f, int s
  * faulty filter and bias of output channel co, scratch, and the rows
  * carried on (dense, for a conv stage before the last) or waiting to run as
  * the full pass (the last conv's rows go on sparsely, never carried). */
+/* Eval inputs of a huge weight of the last conv stage whose changed cells
+ * go into the first fc stage (features col0.. of its input): judged from
+ * their directions a batch at a time (dominant_directions, one sgemm per
+ * stage and product, where one input at a time took four sgemv); those not
+ * judged go on by fc_sparse. */
+#define DOM_BATCH 64
+
+typedef struct dom_batch {
+    int64_t n, chan, col0;
+    int64_t rows[DOM_BATCH];
+    double H[DOM_BATCH], others[DOM_BATCH];
+    float *xhat;  /* [DOM_BATCH x chan]: new values over H, 0 where unchanged */
+    float *delta; /* [DOM_BATCH x chan]: the changes */
+    float *work;  /* dominant_directions' */
+    dominant d[DOM_BATCH];
+} dom_batch;
+
 typedef struct conv_exact_ctx {
     const pvf_conv2d *cv;
     int s;
@@ -2152,6 +2171,7 @@ typedef struct conv_exact_ctx {
     int64_t ci0, ky0, kx0;
     double *tap;
     conv_delta *delta; /* the conv stage before the last: its rows go on batched */
+    dom_batch *dom;    /* a huge weight of the last conv stage: judged by direction */
 } conv_exact_ctx;
 
 /* The batch's rows through the last conv stage, then on from the first fc
@@ -2190,6 +2210,63 @@ static int conv_delta_flush(pvf_exec *ex, const pvf_golden *g, conv_exact_ctx *c
     return pvf_fast_rows(ex, g, s + 1, dl->rows, n, dl->next, r, err);
 }
 
+static int dom_flush(pvf_exec *ex, const pvf_golden *g, conv_exact_ctx *c, pvf_trial_result *r,
+                     pvf_err *err) {
+    dom_batch *db = c->dom;
+    const pvf_model *m = ex->m;
+    const lenet_fast *f = g->fast;
+    const int t = ((const lenet *)m->arch_state)->nconv;
+    const int64_t n = db->n;
+    db->n = 0;
+    if (n == 0)
+        return 0;
+    dominant_directions(m, f, t, db->col0, db->chan, db->xhat, n, db->work, db->d);
+    for (int64_t b = 0; b < n; b++) {
+        const int64_t row = db->rows[b];
+        if (dominant_judge(g, row, dominant_top(f, t, row, &db->d[b], db->H[b], db->others[b]), r))
+            continue;
+        int64_t feat[4096], nf = 0;
+        float delta[4096];
+        for (int64_t q = 0; q < db->chan; q++)
+            if (db->delta[b * db->chan + q] != 0) {
+                feat[nf] = db->col0 + q;
+                delta[nf++] = db->delta[b * db->chan + q];
+            }
+        if (fc_sparse(ex, g, t, row, feat, delta, nf, -1, &c->wait, r, err))
+            return -1;
+    }
+    return 0;
+}
+
+/* Eval input row's pooled channel (chan cells, golden's gold) for the
+ * batch, others the bound of its sums' other terms: 0 when added (or
+ * judged later), 1 when no direction could judge it. */
+static int dom_add(const pvf_model *m, const lenet_fast *f, dom_batch *db, int64_t row,
+                   const float *pooled, const float *gold, double others) {
+    const int t = ((const lenet *)m->arch_state)->nconv;
+    double H = 0, reach = 0;
+    for (int64_t q = 0; q < db->chan; q++)
+        if (pooled[q] != gold[q])
+            H = max2(H, fabs((double)pooled[q])); /* NaN: not > 0 below */
+    if (!(H > 0) || !(H < FLT_MAX))
+        return 1;
+    const int64_t b = db->n;
+    for (int64_t q = 0; q < db->chan; q++) {
+        const int changed = pooled[q] != gold[q];
+        db->delta[b * db->chan + q] = changed ? pooled[q] - gold[q] : 0.0f;
+        db->xhat[b * db->chan + q] = changed ? (float)((double)pooled[q] / H) : 0.0f;
+        reach += fabs((double)db->xhat[b * db->chan + q]) * f->dom_reach[t][db->col0 + q];
+    }
+    /* a lead is at most twice the reach: no direction would judge it */
+    if (!(H * reach > f->dom_rest[t][row]))
+        return 1;
+    db->rows[b] = row;
+    db->H[b] = H;
+    db->others[b] = others;
+    db->n++;
+    return 0;
+}
+
 /* Eval input i exactly: channel co with the faulty filter, then on. */
 static int conv_exact(pvf_exec *ex, const pvf_golden *g, conv_exact_ctx *c, int64_t i,
                       pvf_trial_result *r, pvf_err *err) {
@@ -2222,6 +2299,9 @@ static int conv_exact(pvf_exec *ex, const pvf_golden *g, conv_exact_ctx *c, int6
                 feat[nf] = co * chan + q;
                 plane[nf++] = pooled[q] - gold[co * chan + q];
             }
+        if (c->dom && others >= 0 && nf > 1 && !ex->trial_out &&
+            !dom_add(m, g->fast, c->dom, i, pooled, gold + co * chan, others))
+            return c->dom->n == DOM_BATCH ? dom_flush(ex, g, c, r, err) : 0;
         return fc_sparse(ex, g, s + 1, i, feat, plane, nf, others, &c->wait, r, err);
     }
     if (c->delta) { /* batched, unless its sums through the next stage may overflow */
@@ -2354,6 +2434,17 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
     }
     unsigned char *need = NULL;
     int rc = -1;
+    dom_batch db = {.chan = chan, .col0 = co * chan};
+    if (cx.huge && tail && f->dom_rest[fc0] && chan <= 4096) { /* dom_flush's rows */
+        cx.dom = &db;
+        db.xhat = malloc((size_t)(2 * DOM_BATCH * chan) * sizeof(float));
+        db.work = malloc((size_t)dominant_work(m, fc0, DOM_BATCH, chan) * sizeof(float));
+        if (!db.xhat || !db.work) {
+            pvf_err_set(err, "fast path: out of memory");
+            goto out;
+        }
+        db.delta = db.xhat + DOM_BATCH * chan;
+    }
     if (before_last && !(cx.delta = conv_delta_new(ex, f, s, co))) {
         pvf_err_set(err, "fast path: out of memory");
         goto out;
@@ -2449,11 +2540,17 @@ static int conv_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_t
     }
     if (cx.delta && conv_delta_flush(ex, g, &cx, r, err))
         goto out;
+    if (cx.dom && dom_flush(ex, g, &cx, r, err))
+        goto out;
     if (cx.nc && pvf_fast_rows(ex, g, s + 1, cx.carried, cx.nc, carry, r, err))
         goto out;
     rc = pending_flush(ex, g, &cx.wait, r, err);
 out:
     pending_free(&cx.wait); /* freed by the flush, unless it was not reached */
+    if (cx.dom) {
+        free(cx.dom->xhat);
+        free(cx.dom->work);
+    }
     conv_delta_free(cx.delta);
     free(need);
     free(sb.midf);
