@@ -899,6 +899,9 @@ WIDER_VECTORS static double linear_tail_bound(const pvf_model *m, const lenet_fa
  * it through the fc stages, the direction's own within 1.4e-5. */
 #define DOMINANT_ROUNDING 1e-4
 
+/* Directions computed together (dominant_directions' batch). */
+#define DOM_BATCH 64
+
 /* When the input of hidden fc stage t is golden's except features feat[]
  * now worth xnew[], of largest magnitude H: every unit from t on is H
  * times its value for the input xnew / H alone (ReLU and the linear maps
@@ -1040,8 +1043,9 @@ static int dominant_prepare(const pvf_model *m, lenet_fast *f, int t) {
     for (int u = t; u < m->nstages; u++)
         wide = m->stages[u].out_size > wide ? m->stages[u].out_size : wide;
     double *a = malloc((size_t)(2 * wide) * sizeof *a);
-    float *one = calloc((size_t)(in * in), sizeof *one); /* every feature alone */
-    float *h = malloc((size_t)dominant_work(m, t, in, in) * sizeof *h);
+    /* every feature alone, DOM_BATCH at a time */
+    float *one = malloc((size_t)(DOM_BATCH * DOM_BATCH) * sizeof *one);
+    float *h = malloc((size_t)dominant_work(m, t, DOM_BATCH, DOM_BATCH) * sizeof *h);
     f->dom_reach[t] = malloc((size_t)in * sizeof(double));
     f->dom_dir[t] = malloc((size_t)in * sizeof(dominant));
     f->dom_rest[t] = malloc((size_t)n * sizeof(double));
@@ -1053,10 +1057,12 @@ static int dominant_prepare(const pvf_model *m, lenet_fast *f, int t) {
             a[j] = fabs((double)f->wt[t][k * out + j]);
         abs_through(m, t, a, a + wide, 0, &f->dom_reach[t][k]);
     }
-    for (int64_t k = 0; k < in; k++)
-        one[k * in + k] = 1;
-    /* after dom_reach: the allowance reads it */
-    dominant_directions(m, f, t, 0, in, one, in, h, f->dom_dir[t]);
+    for (int64_t k0 = 0; k0 < in; k0 += DOM_BATCH) { /* after dom_reach: the allowance reads it */
+        const int64_t nb = in - k0 < DOM_BATCH ? in - k0 : DOM_BATCH;
+        for (int64_t e = 0; e < nb * nb; e++)
+            one[e] = e % (nb + 1) == 0; /* the identity over features k0.. */
+        dominant_directions(m, f, t, k0, nb, one, nb, h, f->dom_dir[t] + k0);
+    }
     f->dom_golden[t] = 0;
     for (int64_t row = 0; row < n; row++) {
         for (int64_t j = 0; j < out; j++)
@@ -2144,7 +2150,6 @@ static conv_delta *conv_delta_new(const pvf_exec *ex, const lenet_fast *f, int s
  * their directions a batch at a time (dominant_directions, one sgemm per
  * stage and product, where one input at a time took four sgemv); those not
  * judged go on by fc_sparse. */
-#define DOM_BATCH 64
 
 typedef struct dom_batch {
     int64_t n, chan, col0;
@@ -2245,10 +2250,13 @@ static int dom_add(const pvf_model *m, const lenet_fast *f, dom_batch *db, int64
                    const float *pooled, const float *gold, double others) {
     const int t = ((const lenet *)m->arch_state)->nconv;
     double H = 0, reach = 0;
+    int finite = 1;
     for (int64_t q = 0; q < db->chan; q++)
-        if (pooled[q] != gold[q])
-            H = max2(H, fabs((double)pooled[q])); /* NaN: not > 0 below */
-    if (!(H > 0) || !(H < FLT_MAX))
+        if (pooled[q] != gold[q]) {
+            H = max2(H, fabs((double)pooled[q]));
+            finite &= isfinite(pooled[q]) != 0;
+        }
+    if (!finite || !(H > 0))
         return 1;
     const int64_t b = db->n;
     for (int64_t q = 0; q < db->chan; q++) {
