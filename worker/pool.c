@@ -1,6 +1,7 @@
 #include "pool.h"
 
 #include "sampler.h"
+#include "trial.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -11,8 +12,9 @@
 typedef struct pool {
     pvf_runner *r;
     const pvf_fault_model *fm;
-    uint64_t seed;
-    const pvf_trial_spec *specs;
+    /* every trial's site, in the order they run (pvf_trial_order); .trial:
+     * its slot in out */
+    pvf_trial_site *order;
     size_t n;
     pvf_trial_result *out;
     atomic_size_t next;
@@ -34,12 +36,9 @@ static void *executor_main(void *arg) {
     pvf_err err;
     size_t i;
     while (!atomic_load(&p->failed) && (i = atomic_fetch_add(&p->next, 1)) < p->n) {
-        const pvf_trial_spec *s = &p->specs[i];
-        pvf_fault_site site;
-        if (pvf_sample_site(&p->r->model, s->targets, s->ntargets, p->fm, p->seed, s->stratum,
-                            s->trial, &site, &err) ||
-            pvf_trial_run(e->use, &p->r->golden, p->fm->kind, &site, e->outputs, &p->out[i],
-                          &err)) {
+        const pvf_trial_site *t = &p->order[i];
+        if (pvf_trial_run(e->use, &p->r->golden, p->fm->kind, &t->site, e->outputs,
+                          &p->out[t->trial], &err)) {
             pthread_mutex_lock(&p->lock);
             if (!atomic_exchange(&p->failed, 1))
                 p->err = err;
@@ -56,17 +55,28 @@ int pvf_pool_run(pvf_runner *r, const pvf_fault_model *fm, uint64_t seed,
         executors = 1;
     if ((size_t)executors > n)
         executors = n ? (int)n : 1;
-    pool p = {.r = r, .fm = fm, .seed = seed, .specs = specs, .n = n, .out = out};
+    pool p = {.r = r, .fm = fm, .n = n, .out = out};
     atomic_init(&p.next, 0);
     atomic_init(&p.failed, 0);
     pthread_mutex_init(&p.lock, NULL);
     executor *ex = calloc((size_t)executors, sizeof *ex);
     pthread_t *threads = calloc((size_t)executors, sizeof *threads);
+    p.order = malloc((n ? n : 1) * sizeof *p.order);
     int started = 0, rc = 0;
-    if (!ex || !threads) {
+    if (!ex || !threads || !p.order) {
         rc = pvf_err_set(err, "executors: out of memory");
         goto out;
     }
+    /* every site first, then the trials in their order (pvf_trial_order) */
+    for (size_t i = 0; i < n; i++) {
+        p.order[i].trial = i;
+        if (pvf_sample_site(&r->model, specs[i].targets, specs[i].ntargets, fm, seed,
+                            specs[i].stratum, specs[i].trial, &p.order[i].site, err)) {
+            rc = -1;
+            goto out;
+        }
+    }
+    pvf_trial_order(p.order, n);
     const size_t outputs = (size_t)(r->golden.n * r->model.out_size);
     for (int i = 0; i < executors; i++) {
         ex[i].p = &p;
@@ -103,6 +113,7 @@ out:
         }
     free(ex);
     free(threads);
+    free(p.order);
     pthread_mutex_destroy(&p.lock);
     return rc;
 }

@@ -2,7 +2,8 @@
  *
  * Each trial's site depends only on (seed, stratum, trial index), and each
  * result lands in its own slot, so the results are the same whatever the
- * number of executors or the order in which they finish. */
+ * number of executors or the order in which they finish. The trials run in
+ * the order of their sites (pvf_trial_order), a tensor's together. */
 #ifndef PVF_POOL_H
 #define PVF_POOL_H
 
