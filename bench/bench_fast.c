@@ -111,7 +111,7 @@ static int bit_of(uint32_t mask) {
  * block at a time, in the order of their fault sites (pvf_trial_order),
  * each block up to MAX_JOB trials and about a tenth of a second (the
  * clock read once a block). */
-#define MAX_JOB 4096 /* the coordinator's largest job (PVF_PROTO_MAX_JOB_TRIALS) */
+#define MAX_JOB 4096 /* the largest job the coordinator leases (job_size, coordinator.c) */
 
 static int run_side(pvf_runner *r, const int *targets, int ntargets, uint64_t stratum, int bit,
                     int naive, const bench_opts *o, int rep, side_stats *st, FILE *faults,

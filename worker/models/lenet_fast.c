@@ -945,12 +945,9 @@ static void dominant_directions(const pvf_model *m, const lenet_fast *f, int t, 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)width, (int)ncol, 1.0f, xa,
                 (int)ncol, f->absw[t] + col0, (int)in, 0.0f, ha, (int)width);
     for (int64_t b = 0; b < nb; b++) {
-        double reach = 0, most = 0;
-        for (int64_t k = 0; k < ncol; k++)
-            reach += (double)xa[b * ncol + k] * f->dom_reach[t][col0 + k];
+        double most = 0;
         for (int64_t j = 0; j < width; j++)
             most = max2(most, (double)ha[b * width + j]);
-        d[b].gap = reach; /* for now: the allowance's scale */
         d[b].hidden = most;
         d[b].last = 0;
     }
@@ -976,7 +973,9 @@ static void dominant_directions(const pvf_model *m, const lenet_fast *f, int t, 
     }
     for (int64_t b = 0; b < nb; b++) {
         const float *v = h + b * width;
-        const double reach = d[b].gap;
+        double reach = 0; /* the allowance's scale */
+        for (int64_t k = 0; k < ncol; k++)
+            reach += (double)xa[b * ncol + k] * f->dom_reach[t][col0 + k];
         int64_t best = 0;
         double vmax = 0, gap = INFINITY;
         for (int64_t c = 1; c < width; c++)
@@ -2243,27 +2242,32 @@ static int dom_flush(pvf_exec *ex, const pvf_golden *g, conv_exact_ctx *c, pvf_t
     return 0;
 }
 
-/* Eval input row's pooled channel (chan cells, golden's gold) for the
- * batch, others the bound of its sums' other terms: 0 when added (or
+/* Eval input row for the batch: its changed cells, features feat[0..nf)
+ * (of the batch's channel) now worth pooled[] (indexed by cell), by
+ * delta[]; others the bound of their sums' other terms. 0 when added (or
  * judged later), 1 when no direction could judge it. */
 static int dom_add(const pvf_model *m, const lenet_fast *f, dom_batch *db, int64_t row,
-                   const float *pooled, const float *gold, double others) {
+                   const int64_t *feat, const float *delta, int64_t nf, const float *pooled,
+                   double others) {
     const int t = ((const lenet *)m->arch_state)->nconv;
     double H = 0, reach = 0;
     int finite = 1;
-    for (int64_t q = 0; q < db->chan; q++)
-        if (pooled[q] != gold[q]) {
-            H = max2(H, fabs((double)pooled[q]));
-            finite &= isfinite(pooled[q]) != 0;
-        }
+    for (int64_t k = 0; k < nf; k++) {
+        const float v = pooled[feat[k] - db->col0];
+        H = max2(H, fabs((double)v));
+        finite &= isfinite(v) != 0;
+    }
     if (!finite || !(H > 0))
         return 1;
     const int64_t b = db->n;
-    for (int64_t q = 0; q < db->chan; q++) {
-        const int changed = pooled[q] != gold[q];
-        db->delta[b * db->chan + q] = changed ? pooled[q] - gold[q] : 0.0f;
-        db->xhat[b * db->chan + q] = changed ? (float)((double)pooled[q] / H) : 0.0f;
-        reach += fabs((double)db->xhat[b * db->chan + q]) * f->dom_reach[t][db->col0 + q];
+    float *xhat = db->xhat + b * db->chan, *d = db->delta + b * db->chan;
+    memset(xhat, 0, (size_t)db->chan * sizeof *xhat);
+    memset(d, 0, (size_t)db->chan * sizeof *d);
+    for (int64_t k = 0; k < nf; k++) {
+        const int64_t q = feat[k] - db->col0;
+        d[q] = delta[k];
+        xhat[q] = (float)((double)pooled[q] / H);
+        reach += fabs((double)xhat[q]) * f->dom_reach[t][feat[k]];
     }
     /* a lead is at most twice the reach: no direction would judge it */
     if (!(H * reach > f->dom_rest[t][row]))
@@ -2308,7 +2312,7 @@ static int conv_exact(pvf_exec *ex, const pvf_golden *g, conv_exact_ctx *c, int6
                 plane[nf++] = pooled[q] - gold[co * chan + q];
             }
         if (c->dom && others >= 0 && nf > 1 && !ex->trial_out &&
-            !dom_add(m, g->fast, c->dom, i, pooled, gold + co * chan, others))
+            !dom_add(m, g->fast, c->dom, i, feat, plane, nf, pooled, others))
             return c->dom->n == DOM_BATCH ? dom_flush(ex, g, c, r, err) : 0;
         return fc_sparse(ex, g, s + 1, i, feat, plane, nf, others, &c->wait, r, err);
     }
@@ -2645,12 +2649,16 @@ static int fc_trial(pvf_exec *ex, const pvf_golden *g, int s, int param, pvf_tri
     for (int64_t at = 0; at < (todo ? ntodo : f->n); at++) {
         const int64_t row = todo ? todo[at] : at;
         const double slack = f->slack[row];
-        float z;
-        double others = row_others * (double)f->xmax_all[s][row];
-        const float xk = f->xcol[s][k0 * f->n + row];
-        if (alone && fabs((double)(w_new * xk)) > 0x1p27 * (1 + 1e-3) * others)
+        float z = 0;
+        double others = 0;
+        int product_alone = 0;
+        if (alone) {
+            const float xk = f->xcol[s][k0 * f->n + row];
+            others = row_others * (double)f->xmax_all[s][row];
             z = w_new * xk;
-        else { /* exactly: the faulty row's dot product */
+            product_alone = fabs((double)z) > 0x1p27 * (1 + 1e-3) * others;
+        }
+        if (!product_alone) { /* exactly: the faulty row's dot product */
             z = cblas_sdot((int)in, g->stage_in[s] + row * in, 1, w, 1) + bias;
             others = last ? 0 : f->abs_sum[s][row * out + i];
         }
