@@ -2,11 +2,12 @@
 settling Llama 4 routed-expert faults without carrying their sequences.
 
     /usr/bin/python3 tools/llama4_first_order.py [MODEL_DIR] [--faults N]
-        [--layer L] [--seed S]
+        [--layer L | --tensor NAME] [--seed S]
 
 For N single bit flips of the layer's routed experts (gate_up and down
-alternating, bit = fault index mod 32, element uniform; finite changes
-below 1e6 only), in float64 with the reference model (tools/llama4_ref.py):
+alternating), or of the checkpoint tensor NAME, bit = fault index mod 32,
+element uniform, finite changes below 1e6 only, in float64 with the
+reference model (tools/llama4_ref.py):
 
 - the exact change of every scored position's top-1 margins (the faulty
   forward pass against golden), and whether a position's top-1 flips;
@@ -50,6 +51,7 @@ def main():
     ap.add_argument("model", nargs="?", default=os.path.join(os.path.dirname(__file__), "..", "models", "fortunes-llama4"))
     ap.add_argument("--faults", type=int, default=64)
     ap.add_argument("--layer", type=int, default=1)
+    ap.add_argument("--tensor", help="a checkpoint tensor instead of the layer's routed experts")
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -58,13 +60,15 @@ def main():
             cfg = ref.text_config(json.load(f))
     except (OSError, ValueError) as e:
         sys.exit(f"llama4_first_order: {a.model}: no readable config.json ({e})")
-    if not ref.layer_is_moe(cfg, a.layer):
+    if a.tensor is None and not ref.layer_is_moe(cfg, a.layer):
         sys.exit(f"llama4_first_order: --layer {a.layer}: not a MoE layer of {a.model} (MoE layers: {cfg['moe_layers']})")
     if a.faults < 1:
         sys.exit(f"llama4_first_order: --faults {a.faults}: must be at least 1")
     params, _ = tensors_of(os.path.join(a.model, "model.safetensors"))
     p64 = {k: torch.as_tensor(np.asarray(v)).double() for k, v in params.items()}
     ev, meta = tensors_of(os.path.join(a.model, "eval.safetensors"))
+    if a.tensor is not None and a.tensor not in p64:
+        sys.exit(f"llama4_first_order: --tensor {a.tensor}: no such tensor in {a.model}")
     ids = torch.as_tensor(np.asarray(ev["input_ids"])).long()
     sf = int(meta.get("scored_from", "0"))
 
@@ -80,7 +84,7 @@ def main():
     pre = f"model.layers.{a.layer}.feed_forward.experts."
     bands = {}
     for f in range(a.faults):
-        name = pre + ("gate_up_proj" if f % 2 == 0 else "down_proj")
+        name = a.tensor or pre + ("gate_up_proj" if f % 2 == 0 else "down_proj")
         W = p64[name]
         el = tuple(int(rng.integers(s)) for s in W.shape)
         bit = f % 32
