@@ -48,7 +48,8 @@ def flip(w, bit):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("model", nargs="?", default=os.path.join(os.path.dirname(__file__), "..", "models", "fortunes-llama4"))
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("model", nargs="?", default=os.path.join(here, "..", "models", "fortunes-llama4"))
     ap.add_argument("--faults", type=int, default=64)
     ap.add_argument("--layer", type=int, default=1)
     ap.add_argument("--tensor", help="a checkpoint tensor instead of the layer's routed experts")
@@ -61,7 +62,8 @@ def main():
     except (OSError, ValueError) as e:
         sys.exit(f"llama4_first_order: {a.model}: no readable config.json ({e})")
     if a.tensor is None and not ref.layer_is_moe(cfg, a.layer):
-        sys.exit(f"llama4_first_order: --layer {a.layer}: not a MoE layer of {a.model} (MoE layers: {cfg['moe_layers']})")
+        sys.exit(f"llama4_first_order: --layer {a.layer}: not a MoE layer of {a.model} "
+                 f"(MoE layers: {cfg['moe_layers']})")
     if a.faults < 1:
         sys.exit(f"llama4_first_order: --faults {a.faults}: must be at least 1")
     params, _ = tensors_of(os.path.join(a.model, "model.safetensors"))
