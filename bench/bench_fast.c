@@ -36,7 +36,6 @@
  * --inputs N: the first N eval inputs only. */
 #include "config.h"
 #include "runner.h"
-#include "sampler.h"
 #include "trial.h"
 
 #include <errno.h>
@@ -122,13 +121,10 @@ static int run_side(pvf_runner *r, const int *targets, int ntargets, uint64_t st
     const double c0 = cpu_now();
     double used = 0;
     do {
-        for (int64_t i = 0; i < step; i++) {
-            job[i].trial = st->next_index++;
-            if (pvf_sample_site(&r->model, targets, ntargets, &fm, o->seed, stratum, job[i].trial,
-                                &job[i].site, err))
-                return -1;
-        }
-        pvf_trial_order(job, (size_t)step);
+        if (pvf_trial_sites(&r->model, targets, ntargets, &fm, o->seed, stratum, st->next_index,
+                            (size_t)step, job, err))
+            return -1;
+        st->next_index += step;
         for (int64_t i = 0; i < step; i++) {
             pvf_trial_result res;
             if (pvf_trial_run(&r->exec, &r->golden, fm.kind, &job[i].site, r->out, &res, err))

@@ -364,14 +364,9 @@ static int run_trials(executor *e, job *j, const int *targets, const pvf_fault_m
     const __typeof__(j->msg.u.job) *jm = &j->msg.u.job;
     client *c = e->c;
     const uint64_t n = jm->hi - jm->lo;
-    for (uint64_t k = 0; order && k < n; k++) {
-        order[k].trial = jm->lo + k;
-        if (pvf_sample_site(&j->ctx->runner.model, targets, (int)jm->ntargets, fm, jm->seed,
-                            jm->stratum, order[k].trial, &order[k].site, err))
-            return -1;
-    }
-    if (order)
-        pvf_trial_order(order, n);
+    if (order && pvf_trial_sites(&j->ctx->runner.model, targets, (int)jm->ntargets, fm, jm->seed,
+                                 jm->stratum, jm->lo, n, order, err))
+        return -1;
     double sent_at = pvf_now();
     for (uint64_t k = 0; k < n && !atomic_load(&j->cancel); k++) {
         const uint64_t t = order ? order[k].trial : jm->lo + k;

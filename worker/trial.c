@@ -2,6 +2,7 @@
 
 #include "fast.h"
 #include "kernels.h"
+#include "sampler.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -86,4 +87,16 @@ static int cmp_trial_site(const void *pa, const void *pb) {
 
 void pvf_trial_order(pvf_trial_site *t, size_t n) {
     qsort(t, n, sizeof *t, cmp_trial_site);
+}
+
+int pvf_trial_sites(const pvf_model *m, const int *targets, int ntargets, const pvf_fault_model *fm,
+                    uint64_t seed, uint64_t stratum, uint64_t lo, size_t n, pvf_trial_site *t,
+                    pvf_err *err) {
+    for (size_t k = 0; k < n; k++) {
+        t[k].trial = lo + k;
+        if (pvf_sample_site(m, targets, ntargets, fm, seed, stratum, t[k].trial, &t[k].site, err))
+            return -1;
+    }
+    pvf_trial_order(t, n);
+    return 0;
 }

@@ -56,4 +56,10 @@ typedef struct pvf_trial_site {
  * index order would evict it between one another. */
 void pvf_trial_order(pvf_trial_site *t, size_t n);
 
+/* The sites of trials lo..lo+n-1 of one stratum (pvf_sample_site) into
+ * t[n], in their order (pvf_trial_order): a worker's job, a bench block. */
+int pvf_trial_sites(const pvf_model *m, const int *targets, int ntargets, const pvf_fault_model *fm,
+                    uint64_t seed, uint64_t stratum, uint64_t lo, size_t n, pvf_trial_site *t,
+                    pvf_err *err);
+
 #endif
