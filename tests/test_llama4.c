@@ -543,27 +543,36 @@ static void check_attn_queries(pvf_runner *rn) {
     free(out);
 }
 
-/* Scored positions from `from` on whose top-1 differs from golden when
- * stages s.. run on sequence seq's input x[T, H] (as exact_flips). */
-static int64_t exact_flips_from(pvf_runner *r, int s, int64_t seq, const float *x, int64_t from) {
+/* Output (malloc'd; [T, vocab] logits when `to` is the last stage) of stages
+ * s..to on sequence seq's input x[T, H]. */
+static float *stage_logits(pvf_runner *r, int s, int to, int64_t seq, const float *x) {
     const pvf_model *m = &r->model;
     const llama4 *l = m->arch_state;
     const int64_t T = l->T, V = l->c.vocab, W = V > l->c.hidden ? V : l->c.hidden;
     float *a = malloc((size_t)(T * W) * sizeof *a), *b = malloc((size_t)(T * W) * sizeof *b);
     CHECK(a && b);
     memcpy(a, x, (size_t)(T * l->c.hidden) * sizeof *a);
-    for (int st = s; st < m->nstages; st++) {
+    for (int st = s; st <= to; st++) {
         CHECK(m->stages[st].run(m, st, &r->exec, seq, 1, a, b) == 0);
         float *t = a;
         a = b;
         b = t;
     }
+    free(b);
+    return a;
+}
+
+/* Scored positions from `from` on whose top-1 differs from golden when
+ * stages s.. run on sequence seq's input x[T, H] (as exact_flips). */
+static int64_t exact_flips_from(pvf_runner *r, int s, int64_t seq, const float *x, int64_t from) {
+    const llama4 *l = r->model.arch_state;
+    const int64_t T = l->T, V = l->c.vocab;
+    float *a = stage_logits(r, s, r->model.nstages - 1, seq, x);
     int64_t flips = 0;
     for (int64_t p = from > l->scored_from ? from : l->scored_from; p < T; p++)
         flips += !pvf_all_finite(a + p * V, V) ||
                  pvf_argmax(a + p * V, V) != r->golden.top1[seq * T + p];
     free(a);
-    free(b);
     return flips;
 }
 
@@ -911,6 +920,141 @@ static void check_bound_stage(pvf_runner *r, const l4_bound *b) {
     free(y0);
 }
 
+/* The linearized bound (llama4_linear.c) at the MLP before the last
+ * attention: each functional's golden gradient predicts the exact margin
+ * (or router gap) change of a small change at every position from p0 on;
+ * and for changes from tiny to large, the positions from its answer on
+ * judge as golden when run exactly, some sequences clear whole, some not. */
+static void test_linear_bound(void) {
+    pvf_runner r;
+    const l4_bound *b = open_bound_runner(&r, 3);
+    const pvf_model *m = &r.model;
+    const llama4 *l = m->arch_state;
+    const l4_linear *lin = l4_fast_linear(&r.golden);
+    CHECK(lin != NULL);
+    const int64_t T = l->T, H = l->c.hidden, V = l->c.vocab, nf = l4_linear_functionals(lin);
+    const int s = l4_linear_stage(lin);
+    const l4_layer *last = &l->layer[l->c.layers - 1];
+    CHECK(s == m->params[l->layer[l->c.layers - 2].post_norm].stage);
+    double *work = malloc((size_t)l4_linear_work(m) * sizeof *work);
+    float *x = malloc((size_t)(T * H) * sizeof *x), *dx = malloc((size_t)(T * H) * sizeof *dx);
+    const int64_t E = l->c.experts;
+    float *nrm = malloc((size_t)(2 * H + 2 * E) * sizeof *nrm), *z = nrm + H, *zg = z + E;
+    float *ng = zg + E;
+    CHECK(work && x && dx && nrm);
+    /* first order: a change of 1e-4 of each row's size from p0 on */
+    int64_t checked = 0, gaps = 0, rerouted = 0;
+    for (int64_t seq = 0; seq < r.golden.n; seq++) {
+        const float *gold = r.golden.stage_in[s] + seq * T * H;
+        const int64_t p0 = (seq * 17 + 5) % (T / 2);
+        memset(dx, 0, (size_t)(T * H) * sizeof *dx);
+        for (int64_t t = p0; t < T; t++) {
+            double ss = 0.0;
+            for (int64_t j = 0; j < H; j++)
+                ss += (double)gold[t * H + j] * gold[t * H + j];
+            for (int64_t j = 0; j < H; j++)
+                dx[t * H + j] =
+                    (float)(1e-4 * sqrt(ss / H) * (((t * 7 + j * 13) % 11) - 5.0) / 5.0);
+        }
+        for (int64_t i = 0; i < T * H; i++)
+            x[i] = gold[i] + dx[i];
+        for (int64_t i = 0; i < T * H; i++) /* the change as stored */
+            dx[i] = x[i] - gold[i];
+        float *lg = stage_logits(&r, s, m->nstages - 1, seq, x);
+        float *xf = stage_logits(&r, s, s + 1, seq, x); /* the last FFN's input */
+        const int ffn = s + 2;
+        for (int64_t q = p0 > l->scored_from ? p0 : l->scored_from; q < T; q++) {
+            const int64_t tt = seq * T + q, top = r.golden.top1[tt];
+            /* the last FFN's router logits, changed and golden */
+            const float *wp = m->params[last->post_norm].value;
+            const float *wr = m->params[last->router].value;
+            pvf_rms_norm(xf + q * H, 1, H, wp, (float)l->c.eps, nrm);
+            pvf_linear(nrm, 1, H, wr, NULL, E, z);
+            pvf_rms_norm(r.golden.stage_in[ffn] + tt * H, 1, H, wp, (float)l->c.eps, ng);
+            pvf_linear(ng, 1, H, wr, NULL, E, zg);
+            int64_t e = 0, e1 = -1, enew = 0;
+            for (int64_t j = 1; j < E; j++) {
+                e = zg[j] > zg[e] ? j : e;
+                enew = z[j] > z[enew] ? j : enew;
+            }
+            for (int64_t j = 0; j < E; j++)
+                if (j != e && (e1 < 0 || zg[j] > zg[e1]))
+                    e1 = j;
+            if (enew != e) { /* a near-tie routing flips: not linear there */
+                rerouted++;
+                continue;
+            }
+            for (int64_t f = 0; f < nf; f++) {
+                int32_t cls;
+                const double first = l4_linear_first_order(lin, seq, q, f, p0, dx, &cls);
+                double exact;
+                if (cls >= 0) {
+                    const float *g = r.golden.out + tt * V, *n = lg + q * V;
+                    exact = ((double)n[top] - n[cls]) - ((double)g[top] - g[cls]);
+                } else { /* the router gap: top expert less the runner-up */
+                    exact = ((double)z[e] - z[e1]) - ((double)zg[e] - zg[e1]);
+                    gaps++;
+                }
+                CHECK(fabs(exact - first) <= 0.02 * fabs(first) + 2e-5);
+                checked++;
+            }
+        }
+        free(lg);
+        free(xf);
+    }
+    CHECK(checked > 100 && gaps > 10 && rerouted < 3);
+    /* soundness, from tiny to large */
+    int none = 0, partial = 0, all = 0;
+    for (int64_t seq = 0; seq < r.golden.n; seq++)
+        for (double scale = 1e-7; scale < 1e1; scale *= 10.0) {
+            const float *gold = r.golden.stage_in[s] + seq * T * H;
+            const int64_t p0 = (seq * 23 + 3) % (T / 2);
+            memcpy(x, gold, (size_t)(T * H) * sizeof *x);
+            for (int64_t t = p0; t < T; t++)
+                for (int64_t j = 0; j < H; j++)
+                    x[t * H + j] += (float)(scale * (((t * 5 + j * 3) % 7) - 3.0) / 3.0);
+            const int64_t end = l4_linear_needed(lin, b, m, &r.golden, seq, p0, T, x, work);
+            CHECK(end >= 0 && end <= T);
+            none += end <= p0;
+            partial += end > p0 && end < T;
+            all += end == T;
+            if (end < T)
+                CHECK(exact_flips_from(&r, s, seq, x, end) == 0);
+        }
+    CHECK(none > 0 && all > 0);
+    /* a change along a margin's gradient, 1.5 times what its first order
+     * takes to close it: flips at that position, never cleared */
+    int along = 0;
+    for (int64_t seq = 0; seq < r.golden.n; seq++)
+        for (int64_t q = T / 2; q < T; q += 7) {
+            double clear;
+            const float *G = l4_linear_gradient(lin, seq, q, 0, &clear);
+            if (!(clear > 0.0))
+                continue;
+            double gg = 0.0;
+            for (int64_t i = 0; i < (q + 1) * H; i++)
+                gg += (double)G[i] * G[i];
+            const float *gold = r.golden.stage_in[s] + seq * T * H;
+            memcpy(x, gold, (size_t)(T * H) * sizeof *x);
+            for (int64_t i = 0; i < (q + 1) * H; i++)
+                x[i] += (float)(-1.5 * clear / gg * G[i]);
+            const int64_t end = l4_linear_needed(lin, b, m, &r.golden, seq, 0, T, x, work);
+            CHECK(end > q);
+            along += exact_flips_from(&r, s, seq, x, q) > 0;
+            if (end < T)
+                CHECK(exact_flips_from(&r, s, seq, x, end) == 0);
+        }
+    CHECK(along > 0);
+    printf("  linear bound: %" PRId64 " functionals to first order (%" PRId64
+           " router gaps; %" PRId64 " positions rerouted), %d cleared, %d partial, %d whole\n",
+           checked, gaps, rerouted, none, partial, all);
+    free(work);
+    free(x);
+    free(dx);
+    free(nrm);
+    pvf_runner_close(&r);
+}
+
 int main(void) {
     RUN(test_bundled_parity);
     RUN(test_second_checkpoint_parity);
@@ -926,5 +1070,6 @@ int main(void) {
     RUN(test_fast_bound);
     RUN(test_bound_needed);
     RUN(test_fast_token_bound);
+    RUN(test_linear_bound);
     return test_summary();
 }

@@ -406,6 +406,14 @@ out:
     return rc;
 }
 
+/* The fast path's per-executor workspace (doubles): the bound's, or the
+ * linearized bound's. */
+static int64_t fast_scratch_doubles(const pvf_model *m) {
+    const llama4 *l = m->arch_state;
+    const int64_t plain = l->T + l4_bound_work(m), lin = l4_linear_work(m);
+    return plain > lin ? plain : lin;
+}
+
 static int llama4_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *w, pvf_err *err) {
     llama4 *l = calloc(1, sizeof *l);
     if (!l)
@@ -486,7 +494,7 @@ static int llama4_build(pvf_model *m, const pvf_config *cfg, const pvf_st_set *w
         return -1;
     m->out_positions = 1;
     m->scratch_floats = scratch_floats(c, PVF_CHUNK);
-    m->fast_scratch_floats = 2 * (l->T + l4_bound_work(m)); /* doubles; refitted by fit_eval */
+    m->fast_scratch_floats = 2 * fast_scratch_doubles(m); /* refitted by fit_eval */
     return 0;
 }
 
@@ -528,7 +536,7 @@ static int llama4_fit_eval(pvf_model *m, const pvf_evalset *e, pvf_err *err) {
     }
     l->T = T;
     l->scored_from = from;
-    m->fast_scratch_floats = 2 * (T + l4_bound_work(m)); /* doubles */
+    m->fast_scratch_floats = 2 * fast_scratch_doubles(m);
     const int64_t H = l->c.hidden;
     for (int s = 0; s < m->nstages; s++) {
         m->stages[s].in_size = s == 0 ? T : T * H;

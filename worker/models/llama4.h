@@ -140,6 +140,68 @@ int l4_bound_tokenwise(const pvf_model *m, int s);
 /* For such a stage s: 1 when token (sequence * T + position), whose input to
  * stage s alone differs from golden, by at most d, judges as golden. */
 int l4_bound_token_clears(const l4_bound *b, const pvf_model *m, int s, int64_t token, double d);
+/* Second-order remainders, for the linearized bound (llama4_linear.c). The
+ * unit-weight RMSNorm over dim features, input change <= d, golden rms:
+ * |a(x + dx) - a(x) - J_a dx| (INFINITY when the segment may reach rms 0). */
+double l4_norm_remainder(double d, double rms, int64_t dim);
+/* FFN stage s at token tt, input change <= d, its MoE routing (if any) held
+ * at golden's (the caller shows that it holds): the bound of its output's
+ * change, and in *rem of that change less its golden Jacobian times the
+ * input's (float rounding included, as the other stage bounds). */
+double l4_bound_ffn_held(const l4_bound *b, const pvf_model *m, int s, int64_t tt, double d,
+                         double *rem);
+/* Attention stage s, query position q of sequence seq whose input rows
+ * 0..q change by at most d[0..q]: its output row's change less its golden
+ * Jacobian times the input's (INFINITY when not bounded). */
+double l4_bound_attn_remainder(const l4_bound *b, const pvf_model *m, int s, int64_t seq, int64_t q,
+                               const double *d);
+/* Golden rms of a token's head input; of FFN stage s's input; the largest
+ * router row norm of MoE stage s (norm weight folded) and the rounding
+ * allowance on a router logit gap. */
+double l4_bound_head_rms(const l4_bound *b, int64_t token);
+double l4_bound_ffn_rms(const l4_bound *b, const pvf_model *m, int s, int64_t token);
+double l4_bound_router_rmax(const l4_bound *b, const pvf_model *m, int s);
+double l4_bound_router_slack(const l4_bound *b, const pvf_model *m, int s);
+/* Token's golden top-1 margin over class v less the rounding and near-tie
+ * allowances the head bound keeps, and in *rownorm |(row_top - row_v) w|
+ * (w the final norm's weight). */
+double l4_bound_head_margin(const pvf_model *m, const struct pvf_golden *g, int64_t token,
+                            int64_t v, double *rownorm);
+
+/* The linearized bound (llama4_linear.c): at the input of the dense MLP
+ * stage before the last attention, each scored position's top-1 margins
+ * over its nearest classes, and the last MoE layer's router gap, as their
+ * golden gradients times the change plus bounded remainders. NULL state
+ * when the model's layout is not covered or it would not fit its budget. */
+typedef struct l4_linear l4_linear;
+int l4_linear_prepare(const pvf_model *m, const struct pvf_golden *g, const l4_bound *b,
+                      const int32_t *route, l4_linear **out); /* route: the last layer's golden
+                                                                 top expert per token, or NULL */
+void l4_linear_free(l4_linear *lin);
+/* The stage it answers at. */
+int l4_linear_stage(const l4_linear *lin);
+/* Doubles of workspace l4_linear_needed takes. */
+int64_t l4_linear_work(const pvf_model *m);
+/* Sequence seq whose input to the stage is x[end, H] (golden before
+ * position p0; positions from end on are cleared already): one past the
+ * last position that neither this bound nor l4_bound's can clear (0: all). */
+int64_t l4_linear_needed(const l4_linear *lin, const l4_bound *b, const pvf_model *m,
+                         const struct pvf_golden *g, int64_t seq, int64_t p0, int64_t end,
+                         const float *x, double *work);
+
+/* For tests: the functionals per position; functional f of position q of
+ * sequence seq to first order, sum over rows t = p0..q of its golden
+ * gradient times dx[t] (dx [T, hidden]), and in *cls its class (the top-1
+ * margin over class *cls; -1: the router gap). */
+int64_t l4_linear_functionals(const l4_linear *lin);
+double l4_linear_first_order(const l4_linear *lin, int64_t seq, int64_t q, int64_t f, int64_t p0,
+                             const float *dx, int32_t *cls);
+/* Its golden gradient rows [q + 1, hidden] and in *clear its clearance. */
+const float *l4_linear_gradient(const l4_linear *lin, int64_t seq, int64_t q, int64_t f,
+                                double *clear);
+/* The linearized bound of a golden pass (NULL when it does not apply). */
+const l4_linear *l4_fast_linear(const struct pvf_golden *g);
+
 /* The bound's statistics of a golden pass (NULL without fast-path state). */
 const l4_bound *l4_fast_bound(const struct pvf_golden *g);
 

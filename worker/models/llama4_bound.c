@@ -1160,3 +1160,151 @@ int l4_bound_token_clears(const l4_bound *b, const pvf_model *m, int s, int64_t 
     }
     return l4_bound_head_clears(b, m, token, d);
 }
+
+/* ---- second-order remainders, for the linearized bound (llama4_linear.c) ---- */
+
+double l4_norm_remainder(double d, double rms, int64_t dim) {
+    if (d == 0.0)
+        return 0.0;
+    /* a(x) = x / r(x), r = sqrt(|x|^2 / dim + eps) >= |x| / sqrt(dim):
+     * |D2 a[u, u]| <= (2 + 1 + 3) |u|^2 / (sqrt(dim) r^2) along the segment,
+     * where r >= rms - d / sqrt(dim) (r is 1/sqrt(dim)-Lipschitz) */
+    const double low = rms - d / sqrt((double)dim);
+    if (!(low > 0.0))
+        return INFINITY;
+    return 3.0 * d * d / (sqrt((double)dim) * low * low) * (1.0 + 1e-6);
+}
+
+/* Second-order remainder of a SwiGLU MLP (down projection included) whose
+ * input moves by din, per unit input: |silu''| <= 1/2 and the product
+ * silu(g) u (see swiglu_change). */
+static double swiglu_remainder(double din, double sg, double su, double sd, double up_max) {
+    const double dg = sg * din, du = su * din;
+    return sd * (0.26 * up_max * dg * dg + SILU_LIP * dg * du);
+}
+
+double l4_bound_ffn_held(const l4_bound *b, const pvf_model *m, int s, int64_t tt, double d,
+                         double *rem) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const int64_t L = m->stages[s].layer, H = c->hidden, k = c->top_k;
+    const bound_layer *y = &b->layer[L];
+    const double sqrt_h = sqrt((double)H);
+    *rem = 0.0;
+    if (d == 0.0)
+        return 0.0;
+    const double dn = norm_change(d, y->f_rms[tt], H), ra = l4_norm_remainder(d, y->f_rms[tt], H);
+    const double jm = jac_norm(y->mlp.jac_down[tt], y->mlp.sd, y->mlp.jac_f[tt]);
+    double branch = swiglu_change(dn, jm * dn, y->mlp.sg, y->mlp.su, y->mlp.sd, y->mlp.silu_max[tt],
+                                  y->mlp.up_max[tt]);
+    /* the MLP's own remainder, and its Jacobian on the norm's */
+    double r = swiglu_remainder(dn, y->mlp.sg, y->mlp.su, y->mlp.sd, y->mlp.up_max[tt]) + jm * ra;
+    if (c->moe[L])
+        for (int64_t sl = 0; sl < k; sl++) {
+            const int64_t ts = tt * k + sl;
+            const int32_t e = y->idx[ts];
+            const double dl = y->rmax * dn, dsc = 0.25 * dl, sc = y->score[ts];
+            const double din = (sc + dsc) * dn + dsc * sqrt_h;
+            const double je = jac_norm(y->e_jac_down[ts], y->ed[e], y->e_jac[ts]);
+            const double first = dsc * y->e_along[ts] + (sc + dsc) * je * dn;
+            branch += swiglu_change(din, first < je * din ? first : je * din, y->eg[e], y->eu[e],
+                                    y->ed[e], y->e_silu[ts], y->e_up[ts]);
+            /* the expert's input s(a) a moves by ds a + s da + ds da; its
+             * first order (s'(z) dz) a + s J_a dx leaves the sigmoid's
+             * remainder (|s''| <= 0.0962), ds da, and the norm's remainder
+             * through both (|a| <= sqrt(H), |s'| <= 1/4) */
+            const double lin_err =
+                0.0481 * dl * dl * sqrt_h + dsc * dn + 0.25 * y->rmax * ra * sqrt_h + sc * ra;
+            r += je * lin_err + swiglu_remainder(din, y->eg[e], y->eu[e], y->ed[e], y->e_up[ts]);
+        }
+    *rem = r * STAT_SLACK + slack(b, s, tt);
+    return d + branch * STAT_SLACK + slack(b, s, tt);
+}
+
+double l4_bound_attn_remainder(const l4_bound *b, const pvf_model *m, int s, int64_t seq, int64_t q,
+                               const double *d) {
+    const llama4 *l = m->arch_state;
+    const l4_config *c = &l->c;
+    const int64_t L = m->stages[s].layer, H = c->hidden, T = b->T;
+    const int64_t nh = c->heads, nkv = c->kv_heads, group = nh / nkv, t0 = seq * T;
+    const bound_layer *y = &b->layer[L];
+    if (c->rope[L] && c->qk_norm)
+        return INFINITY; /* QK-norm's own second order is not worked out */
+    const int64_t chunk = c->rope[L] ? c->chunk : 0, lo = chunk > 0 ? q / chunk * chunk : 0;
+    const double scale = 1.0 / sqrt((double)c->head_dim);
+    const double temp = !c->rope[L] && c->temp_tuning
+                            ? (double)pvf_attn_temperature(q, c->floor_scale, (float)c->attn_scale)
+                            : 1.0;
+    for (int64_t j = lo; j <= q; j++)
+        if (!(d[j] < 1e30))
+            return INFINITY;
+    const double daq = norm_change(d[q], y->a_rms[t0 + q], H);
+    const double raq = l4_norm_remainder(d[q], y->a_rms[t0 + q], H);
+    double sum2 = 0.0;
+    for (int64_t h = 0; h < nh; h++) {
+        const int64_t kh = h / group;
+        const double dq = temp * y->sq[h] * daq, rq = temp * y->sq[h] * raq;
+        const double qn = y->qn[(t0 + q) * nh + h];
+        /* o = sum p_j v_j along the straight path in (q, k, v): |o''| <=
+         * (2 E^2 + 2 S2)(max|v_j - o| + max|dv|) + 4 E max|dv|, E >= every
+         * |ds_j/du|, S2 >= every |d2 s_j/du2| = 2 scale |dq.dk_j|; and the
+         * norm's remainders (rq, rk_j, rv_j) through the first order */
+        double e = 0.0, dkmax = 0.0, dvmax = 0.0, erem = 0.0, rvmax = 0.0;
+        for (int64_t j = lo; j <= q; j++) {
+            const double da = d[j] > 0.0 ? norm_change(d[j], y->a_rms[t0 + j], H) : 0.0;
+            const double ra = d[j] > 0.0 ? l4_norm_remainder(d[j], y->a_rms[t0 + j], H) : 0.0;
+            const double dk = y->sk[kh] * da, dv = y->sv[kh] * da;
+            const double kn = y->kn[(t0 + j) * nkv + kh];
+            e = fmax(e, dq * (kn + dk) + (qn + dq) * dk);
+            erem = fmax(erem, rq * kn + qn * y->sk[kh] * ra);
+            dkmax = fmax(dkmax, dk);
+            dvmax = fmax(dvmax, dv);
+            rvmax = fmax(rvmax, y->sv[kh] * ra);
+        }
+        e *= scale;
+        erem *= scale;
+        const double s2 = 2.0 * scale * dq * dkmax, vdev = y->vdev[(t0 + q) * nh + h];
+        const double r =
+            (e * e + s2) * (vdev + dvmax) + 2.0 * e * dvmax + rvmax + 2.0 * erem * vdev;
+        sum2 += r * r;
+    }
+    const double r = y->so * sqrt(sum2) * STAT_SLACK + slack(b, s, t0 + q);
+    return r < 1e30 ? r : INFINITY;
+}
+
+double l4_bound_head_rms(const l4_bound *b, int64_t token) {
+    return b->h_rms[token];
+}
+
+double l4_bound_ffn_rms(const l4_bound *b, const pvf_model *m, int s, int64_t token) {
+    return b->layer[m->stages[s].layer].f_rms[token];
+}
+
+double l4_bound_router_rmax(const l4_bound *b, const pvf_model *m, int s) {
+    return b->layer[m->stages[s].layer].rmax;
+}
+
+double l4_bound_head_margin(const pvf_model *m, const pvf_golden *g, int64_t token, int64_t v,
+                            double *rownorm) {
+    const llama4 *l = m->arch_state;
+    const int64_t H = l->c.hidden, V = l->c.vocab, top = g->top1[token];
+    const float *w = m->params[l->norm].value, *W = m->params[l->lm_head].value;
+    const float *lg = g->out + token * V;
+    double ss = 0.0, tt = 0.0, vv = 0.0;
+    for (int64_t j = 0; j < H; j++) {
+        const double a = (double)W[top * H + j] * w[j], bv = (double)W[v * H + j] * w[j];
+        ss += (a - bv) * (a - bv);
+        tt += a * a;
+        vv += bv * bv;
+    }
+    *rownorm = sqrt(ss) * (1.0 + 1e-9);
+    /* as head_stats: a logit rounds by <= RHO |row w| sqrt(H), and the
+     * near-tie tolerance */
+    return (double)lg[top] - lg[v] - RHO * (sqrt(tt) + sqrt(vv)) * sqrt((double)H) -
+           HEAD_REL * fmax(fabs((double)lg[top]), fabs((double)lg[v]));
+}
+
+double l4_bound_router_slack(const l4_bound *b, const pvf_model *m, int s) {
+    const llama4 *l = m->arch_state;
+    return 2.0 * RHO * b->layer[m->stages[s].layer].rmax * sqrt((double)l->c.hidden);
+}

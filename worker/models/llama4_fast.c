@@ -80,6 +80,7 @@ typedef struct l4_fast {
                            1 up, 2 down (dense MLP or shared expert), 3 the attention's
                            output projection; -1 for any other parameter */
     l4_bound *bound;    /* the sound bound's golden statistics */
+    l4_linear *lin;     /* the linearized bound's (NULL where it does not apply) */
 } l4_fast;
 
 void l4_fast_free(void *state) {
@@ -112,6 +113,7 @@ void l4_fast_free(void *state) {
     free(f->param_expert);
     free(f->param_proj);
     l4_bound_free(f->bound);
+    l4_linear_free(f->lin);
     free(f);
 }
 
@@ -320,6 +322,9 @@ int l4_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_e
     pvf_rms_norm(g->stage_in[head], tokens, H, m->params[l->norm].value, (float)c->eps, f->head_in);
     if (l4_bound_prepare(m, g, &f->bound))
         goto oom;
+    const int64_t last = c->layers - 1;
+    if (l4_linear_prepare(m, g, f->bound, c->moe[last] ? f->moe[last].idx : NULL, &f->lin))
+        goto oom;
     moe_work_free(&w);
     free(mw);
     *state = f;
@@ -334,6 +339,11 @@ oom:
 const l4_bound *l4_fast_bound(const pvf_golden *g) {
     const l4_fast *f = g->fast;
     return f ? f->bound : NULL;
+}
+
+const l4_linear *l4_fast_linear(const pvf_golden *g) {
+    const l4_fast *f = g->fast;
+    return f ? f->lin : NULL;
 }
 
 int64_t pvf_llama4_expert_tokens(const pvf_model *m, const pvf_golden *g, int param) {
@@ -550,7 +560,10 @@ static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int
             carry_tokens(ex, g, st, seq, p0, end, cur, next, r);
             return;
         }
-        end = seq_needed(ex, g, st, seq, p0, end, cur);
+        end = f->lin && st == l4_linear_stage(f->lin)
+                  ? l4_linear_needed(f->lin, f->bound, m, g, seq, p0, end, cur,
+                                     (double *)(void *)ex->fast_scratch) /* malloc'd: any type */
+                  : seq_needed(ex, g, st, seq, p0, end, cur);
         if (end <= p0)
             return; /* no scored prediction can flip */
         const int64_t L = m->stages[st].layer;
