@@ -560,10 +560,11 @@ static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int
             carry_tokens(ex, g, st, seq, p0, end, cur, next, r);
             return;
         }
-        end = f->lin && st == l4_linear_stage(f->lin)
-                  ? l4_linear_needed(f->lin, f->bound, m, g, seq, p0, end, cur,
-                                     (double *)(void *)ex->fast_scratch) /* malloc'd: any type */
-                  : seq_needed(ex, g, st, seq, p0, end, cur);
+        if (f->lin && st == l4_linear_stage(f->lin))
+            end = l4_linear_needed(f->lin, f->bound, m, g, seq, p0, end, cur,
+                                   (double *)(void *)ex->fast_scratch); /* malloc'd: any type */
+        else if (!(f->lin && st == l4_linear_stage(f->lin) - 1))
+            end = seq_needed(ex, g, st, seq, p0, end, cur);
         if (end <= p0)
             return; /* no scored prediction can flip */
         const int64_t L = m->stages[st].layer;
