@@ -36,7 +36,9 @@
  * queries it cannot clear are computed (keys and values up to them). From
  * the last attention on (FFNs, head) stages work token by token, so each
  * changed token is bounded on its own and only those the bound cannot
- * clear run them (carry_tokens). A
+ * clear run them (carry_tokens). At the dense MLP before the last
+ * attention the linearized bound (llama4_linear.c) answers instead, with
+ * the change's direction. A
  * last-layer expert's changed token is bounded the same way at the head, so
  * a small fault there costs only the tokens the expert serves.
  *
@@ -563,8 +565,11 @@ static void carry_seq(pvf_exec *ex, const pvf_golden *g, int s, int64_t seq, int
         if (f->lin && st == l4_linear_stage(f->lin))
             end = l4_linear_needed(f->lin, f->bound, m, g, seq, p0, end, cur,
                                    (double *)(void *)ex->fast_scratch); /* malloc'd: any type */
-        else if (!(f->lin && st == l4_linear_stage(f->lin) - 1))
+        else if (!(f->lin && st == l4_linear_stage(f->lin) - 1))        /* see below */
             end = seq_needed(ex, g, st, seq, p0, end, cur);
+        /* (Just before the linearized bound's stage the norm bound is not
+         * asked: it cleared 15 % of the sequences there, for more than the
+         * stage costs them; bench/README.md.) */
         if (end <= p0)
             return; /* no scored prediction can flip */
         const int64_t L = m->stages[st].layer;

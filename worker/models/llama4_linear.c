@@ -170,7 +170,7 @@ typedef struct lin_work {
     float *ck, *cv, *cq; /* [nf, T, kd], [nf, T, kd], [nf, qd] */
     float *x, *y;        /* [nf T, I_mlp] */
     float *gq;           /* [nf T, H] */
-    float *vec;          /* 4 I + 4 H + E floats */
+    float *vec;          /* 4 max(I) + 4 H + E + heads * d floats */
     double *p, *o;       /* [T], [d] */
 } lin_work;
 
@@ -182,7 +182,7 @@ static void functionals(const pvf_model *m, const pvf_golden *g, const l4_bound 
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
     const l4_layer *y = &l->layer[c->layers - 1];
-    const int64_t H = c->hidden, I = c->inter, E = c->experts, V = c->vocab;
+    const int64_t H = c->hidden, I = c->inter, E = c->experts;
     const float *xF = g->stage_in[lin->F] + tt * H, *xH = g->stage_in[lin->F + 1] + tt * H;
     const float *wf = m->params[l->norm].value, *Wh = m->params[l->lm_head].value;
     const float *wp = m->params[y->post_norm].value;
@@ -190,7 +190,6 @@ static void functionals(const pvf_model *m, const pvf_golden *g, const l4_bound 
     float *nF = w->vec, *row = nF + H, *gn = row + H, *tmp = gn + H, *ga = tmp + H;
     float *ua = ga + Iw, *sw = ua + Iw; /* sw: 2 Iw, then E logits */
     float *z = sw + 2 * Iw;
-    (void)V;
     pvf_rms_norm(xF, 1, H, wp, (float)c->eps, nF);
     int32_t e1 = -1;
     float sc = 1.0f;
@@ -207,6 +206,23 @@ static void functionals(const pvf_model *m, const pvf_golden *g, const l4_bound 
                 far = z[j];
         if (far > -INFINITY)
             lin->gap_far[tt] = (float)((double)z[e] - far - l4_bound_router_slack(b, m, lin->F));
+    }
+    /* F's golden pre-activations: the dense MLP's or shared expert's, the
+     * routed expert's (its input s n) */
+    const int64_t Im = lin->moe ? I : c->inter_mlp;
+    const float *sg = m->params[lin->moe ? y->sh_gate : y->gate].value;
+    const float *su = m->params[lin->moe ? y->sh_up : y->up].value;
+    const float *sd = m->params[lin->moe ? y->sh_down : y->mlp_down].value;
+    float *gpre = w->x, *upre = w->y; /* spare rows */
+    pvf_linear(nF, 1, H, sg, NULL, Im, gpre);
+    pvf_linear(nF, 1, H, su, NULL, Im, upre);
+    const float *gu = lin->moe ? m->params[y->gate_up[e]].value : NULL;
+    const float *dn = lin->moe ? m->params[y->down[e]].value : NULL;
+    if (lin->moe) {
+        for (int64_t j = 0; j < H; j++)
+            tmp[j] = nF[j] * sc;
+        pvf_linear(tmp, 1, H, gu, NULL, I, ga);
+        pvf_linear(tmp, 1, H, gu + I * H, NULL, I, ua);
     }
     for (int64_t f = 0; f < lin->nf; f++) {
         float *c2 = w->c2 + f * H, *c3 = w->c3 + f * H;
@@ -230,20 +246,8 @@ static void functionals(const pvf_model *m, const pvf_golden *g, const l4_bound 
         clear[f] = (float)l4_bound_head_margin(m, g, tt, near[f], &rn);
         wnorm[f] = (float)rn;
         /* through F: c2 = c3 + J_a^T (w (J_shared^T c3 + the expert's)) */
-        const int64_t Im = lin->moe ? I : c->inter_mlp;
-        const float *sg = m->params[lin->moe ? y->sh_gate : y->gate].value;
-        const float *su = m->params[lin->moe ? y->sh_up : y->up].value;
-        const float *sd = m->params[lin->moe ? y->sh_down : y->mlp_down].value;
-        float *gpre = w->x, *upre = w->y; /* spare rows */
-        pvf_linear(nF, 1, H, sg, NULL, Im, gpre);
-        pvf_linear(nF, 1, H, su, NULL, Im, upre);
         swiglu_back(sg, su, sd, gpre, upre, H, Im, c3, gn, sw);
         if (lin->moe) {
-            const float *gu = m->params[y->gate_up[e]].value, *dn = m->params[y->down[e]].value;
-            for (int64_t j = 0; j < H; j++)
-                tmp[j] = nF[j] * sc;
-            pvf_linear(tmp, 1, H, gu, NULL, I, ga);
-            pvf_linear(tmp, 1, H, gu + I * H, NULL, I, ua);
             swiglu_back(gu, gu + I * H, dn, ga, ua, H, I, c3, tmp, sw);
             /* d/dn E(s(n) n) = J_E (s + n grad s^T), grad s = s (1 - s) W_r[e] */
             double nj = 0.0;
