@@ -196,9 +196,9 @@ int64_t l4_linear_needed(const l4_linear *lin, const l4_bound *b, const pvf_mode
 int64_t l4_linear_functionals(const l4_linear *lin);
 double l4_linear_first_order(const l4_linear *lin, int64_t seq, int64_t q, int64_t f, int64_t p0,
                              const float *dx, int32_t *cls);
-/* Its golden gradient rows [q + 1, hidden] and in *clear its clearance. */
-const float *l4_linear_gradient(const l4_linear *lin, int64_t seq, int64_t q, int64_t f,
-                                double *clear);
+/* Its golden gradient rows, into G[q + 1, hidden] (as stored); returns its
+ * clearance. */
+double l4_linear_gradient(const l4_linear *lin, int64_t seq, int64_t q, int64_t f, float *G);
 /* The linearized bound of a golden pass (NULL when it does not apply). */
 const l4_linear *l4_fast_linear(const struct pvf_golden *g);
 

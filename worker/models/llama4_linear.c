@@ -53,7 +53,8 @@ struct l4_linear {
     int S, A, F;
     int moe;                   /* F is a MoE layer: functional NEAR is its router gap */
     int64_t n, T, H, nf, rows; /* rows = T (T + 1) / 2: (q, t <= q) at q (q + 1) / 2 + t */
-    float *grad;               /* [n, nf, rows, H] G */
+    int16_t *grad;             /* [n, nf, rows, H] G, in units of gscale */
+    float *gscale;             /* [n, nf, rows] a row's unit: its largest |G| / 32767 */
     float *gn0, *gn1;          /* [n, nf, rows] |G|, |c1| */
     float *gn2, *gn3;          /* [n, T, nf] |c2|, |c3| */
     float *clear, *wnorm;      /* [n, T, nf] clearance; |row difference| of the last map */
@@ -66,6 +67,7 @@ void l4_linear_free(l4_linear *lin) {
     if (!lin)
         return;
     free(lin->grad);
+    free(lin->gscale);
     free(lin->gn0);
     free(lin->gn1);
     free(lin->gn2);
@@ -447,18 +449,25 @@ static int prepare_seq(const pvf_model *m, const pvf_golden *g, const l4_bound *
                     (int)Im, Wg, (int)H, 0.0f, gq, (int)H);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)H, (int)Im, 1.0f, w->y,
                     (int)Im, Wu, (int)H, 1.0f, gq, (int)H);
+        float *G = w->vec; /* a row of G, then stored in 16 bits */
         for (int64_t f = 0; f < nf; f++)
             for (int64_t j = 0; j <= q; j++) {
                 float *gr = gq + (f * rows + j) * H;
-                float *G = lin->grad + ((seq * nf + f) * lin->rows + base + j) * H;
+                const int64_t row = (seq * nf + f) * lin->rows + base + j;
                 const float *c1 = w->c1 + (f * rows + j) * H;
                 for (int64_t i = 0; i < H; i++)
                     gr[i] *= ws[i];
                 rms_jt(xS + j * H, gr, H, c->eps, G);
-                for (int64_t i = 0; i < H; i++)
+                float most = 0.0f;
+                for (int64_t i = 0; i < H; i++) {
                     G[i] += c1[i];
-                lin->gn0[(seq * nf + f) * lin->rows + base + j] =
-                    (float)(norm2(G, H) * (1.0 + 1e-4));
+                    most = fabsf(G[i]) > most ? fabsf(G[i]) : most;
+                }
+                const float unit = most / 32767.0f;
+                lin->gscale[row] = unit;
+                for (int64_t i = 0; i < H; i++)
+                    lin->grad[row * H + i] = unit > 0.0f ? (int16_t)lrintf(G[i] / unit) : 0;
+                lin->gn0[row] = (float)(norm2(G, H) * (1.0 + 1e-4));
             }
     }
     return 0;
@@ -476,7 +485,8 @@ int l4_linear_prepare(const pvf_model *m, const pvf_golden *g, const l4_bound *b
         return 0;
     const int moe = c->moe[c->layers - 1] && c->experts > 1;
     const int64_t nf = NEAR + (moe ? 1 : 0), rows = T * (T + 1) / 2;
-    if ((double)n * nf * rows * (H + 2) * sizeof(float) > LIN_BUDGET || c->vocab <= NEAR)
+    if ((double)n * nf * rows * (H * sizeof(int16_t) + 3 * sizeof(float)) > LIN_BUDGET ||
+        c->vocab <= NEAR)
         return 0;
     l4_linear *lin = calloc(1, sizeof *lin);
     if (!lin)
@@ -490,7 +500,8 @@ int l4_linear_prepare(const pvf_model *m, const pvf_golden *g, const l4_bound *b
     lin->H = H;
     lin->nf = nf;
     lin->rows = rows;
-    lin->grad = calloc((size_t)(n * nf * rows * H), sizeof(float));
+    lin->grad = calloc((size_t)(n * nf * rows * H), sizeof(int16_t));
+    lin->gscale = calloc((size_t)(n * nf * rows), sizeof(float));
     lin->gn0 = calloc((size_t)(n * nf * rows), sizeof(float));
     lin->gn1 = calloc((size_t)(n * nf * rows), sizeof(float));
     lin->gn2 = calloc((size_t)(n * T * nf), sizeof(float));
@@ -507,8 +518,8 @@ int l4_linear_prepare(const pvf_model *m, const pvf_golden *g, const l4_bound *b
                                 2 * R * kd + nf * qd + 2 * R * (Iw > H ? Iw : H) + vec) *
                        sizeof *fl);
     double *db = malloc((size_t)(T + c->head_dim) * sizeof *db);
-    if (!lin->grad || !lin->gn0 || !lin->gn1 || !lin->gn2 || !lin->gn3 || !lin->clear ||
-        !lin->wnorm || !lin->cls || !lin->mu_far || !lin->gap_far || !fl || !db) {
+    if (!lin->grad || !lin->gscale || !lin->gn0 || !lin->gn1 || !lin->gn2 || !lin->gn3 ||
+        !lin->clear || !lin->wnorm || !lin->cls || !lin->mu_far || !lin->gap_far || !fl || !db) {
         free(fl);
         free(db);
         l4_linear_free(lin);
@@ -543,6 +554,14 @@ int l4_linear_prepare(const pvf_model *m, const pvf_golden *g, const l4_bound *b
     }
     *out = lin;
     return 0;
+}
+
+/* sum g_i x_i of a stored gradient row (16-bit units) and a change row. */
+static float row_dot(const int16_t *g, const float *x, int64_t H) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < H; i++)
+        s += (float)g[i] * x[i];
+    return s;
 }
 
 int64_t l4_linear_needed(const l4_linear *lin, const l4_bound *b, const pvf_model *m,
@@ -605,23 +624,25 @@ int64_t l4_linear_needed(const l4_linear *lin, const l4_bound *b, const pvf_mode
                 break;
             }
         }
-        const int64_t base = q * (q + 1) / 2, n = (q - p0 + 1) * H;
+        const int64_t base = q * (q + 1) / 2;
         int ok = 1;
         for (int64_t f = 0; f < nf && ok; f++) {
             const int64_t off = (seq * nf + f) * lin->rows + base;
-            const float *G = lin->grad + (off + p0) * H;
-            const double first = cblas_sdot((int)n, G, 1, dx + p0 * H, 1);
-            double cs = 0.0, rem = 0.0;
+            double first = 0.0, cs = 0.0, rem = 0.0, unit = 0.0;
             for (int64_t t = p0; t <= q; t++) {
+                first += row_dot(lin->grad + (off + t) * H, dx + t * H, H) * lin->gscale[off + t];
                 cs += (double)lin->gn0[off + t] * D[t];
+                unit += (double)lin->gscale[off + t] * D[t];
                 rem += (double)lin->gn1[off + t] * rS[t];
             }
             const int64_t k = tt * nf + f;
             rem += (double)lin->gn2[k] * rA[q] + (double)lin->gn3[k] * rF[q] +
                    (double)lin->wnorm[k] * (lin->moe && f == NEAR ? rrouter : rhead);
-            /* float dot products: n roundings of |G| |dx| each, and G's own
-             * float errors (1e-4 of it) */
-            const double err = (2.0 * (double)n * FLT_EPSILON + 1e-4) * cs;
+            /* float dot products: H roundings of |G| |dx| each per row, G's own
+             * float errors (1e-4 of it), and half a unit per element stored
+             * (sum |dx_t|_1 / 2 <= sqrt(H) |dx_t| / 2) */
+            const double err =
+                (2.0 * (double)H * FLT_EPSILON + 1e-4) * cs + 0.5 * sqrt((double)H) * unit;
             ok = fabs(first) + err + rem * (1.0 + 1e-4) < (double)lin->clear[k];
         }
         if (!ok)
@@ -641,12 +662,15 @@ double l4_linear_first_order(const l4_linear *lin, int64_t seq, int64_t q, int64
     double s = 0.0;
     for (int64_t t = p0; t <= q; t++)
         for (int64_t j = 0; j < lin->H; j++)
-            s += (double)lin->grad[(off + t) * lin->H + j] * dx[t * lin->H + j];
+            s += (double)lin->grad[(off + t) * lin->H + j] * lin->gscale[off + t] *
+                 dx[t * lin->H + j];
     return s;
 }
 
-const float *l4_linear_gradient(const l4_linear *lin, int64_t seq, int64_t q, int64_t f,
-                                double *clear) {
-    *clear = lin->clear[(seq * lin->T + q) * lin->nf + f];
-    return lin->grad + ((seq * lin->nf + f) * lin->rows + q * (q + 1) / 2) * lin->H;
+double l4_linear_gradient(const l4_linear *lin, int64_t seq, int64_t q, int64_t f, float *G) {
+    const int64_t off = (seq * lin->nf + f) * lin->rows + q * (q + 1) / 2;
+    for (int64_t t = 0; t <= q; t++)
+        for (int64_t j = 0; j < lin->H; j++)
+            G[t * lin->H + j] = lin->grad[(off + t) * lin->H + j] * lin->gscale[off + t];
+    return lin->clear[(seq * lin->T + q) * lin->nf + f];
 }
