@@ -86,7 +86,7 @@ int l4_linear_stage(const l4_linear *lin) {
 
 int64_t l4_linear_work(const pvf_model *m) {
     const llama4 *l = m->arch_state;
-    return 8 * l->T + l4_bound_work(m) + l->T * l->c.hidden / 2 + 1;
+    return 7 * l->T + l4_bound_work(m) + l->T * l->c.hidden / 2 + 1;
 }
 
 static double norm2(const float *x, int64_t n) {
@@ -570,7 +570,7 @@ int64_t l4_linear_needed(const l4_linear *lin, const l4_bound *b, const pvf_mode
     const llama4 *l = m->arch_state;
     const int64_t H = lin->H, T = lin->T, nf = lin->nf, t0 = seq * T;
     double *D = work, *dA = D + T, *dF = dA + T, *dH = dF + T, *rS = dH + T, *rA = rS + T;
-    double *rF = rA + T, *dstd = rF + T, *bw = dstd + T;
+    double *rF = rA + T, *bw = rF + T;
     float *dx = (float *)(void *)(bw + l4_bound_work(m)); /* malloc'd: any type */
     const float *gold = g->stage_in[lin->S] + t0 * H;
     for (int64_t t = 0; t < end; t++) {
