@@ -46,6 +46,24 @@ def flip(w, bit):
     return float(i.view(torch.float32)[0])
 
 
+def open_model(model, tool, layer=None):
+    """The text config, float64 parameters, eval input ids and first scored
+    position of a model directory; one error line and exit 1 when a file is
+    missing or `layer` is not a MoE layer of it."""
+    try:
+        with open(os.path.join(model, "config.json")) as f:
+            cfg = ref.text_config(json.load(f))
+        params, _ = tensors_of(os.path.join(model, "model.safetensors"))
+        ev, meta = tensors_of(os.path.join(model, "eval.safetensors"))
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit(f"{tool}: {model}: not a readable model directory ({e})")
+    if layer is not None and not ref.layer_is_moe(cfg, layer):
+        sys.exit(f"{tool}: --layer {layer}: not a MoE layer of {model} (MoE layers: {cfg['moe_layers']})")
+    p64 = {k: torch.as_tensor(np.asarray(v)).double() for k, v in params.items()}
+    ids = torch.as_tensor(np.asarray(ev["input_ids"])).long()
+    return cfg, p64, ids, int(meta.get("scored_from", "0"))
+
+
 def main():
     ap = argparse.ArgumentParser()
     here = os.path.dirname(os.path.abspath(__file__))
@@ -56,23 +74,11 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    try:
-        with open(os.path.join(a.model, "config.json")) as f:
-            cfg = ref.text_config(json.load(f))
-    except (OSError, ValueError) as e:
-        sys.exit(f"llama4_first_order: {a.model}: no readable config.json ({e})")
-    if a.tensor is None and not ref.layer_is_moe(cfg, a.layer):
-        sys.exit(f"llama4_first_order: --layer {a.layer}: not a MoE layer of {a.model} "
-                 f"(MoE layers: {cfg['moe_layers']})")
     if a.faults < 1:
         sys.exit(f"llama4_first_order: --faults {a.faults}: must be at least 1")
-    params, _ = tensors_of(os.path.join(a.model, "model.safetensors"))
-    p64 = {k: torch.as_tensor(np.asarray(v)).double() for k, v in params.items()}
-    ev, meta = tensors_of(os.path.join(a.model, "eval.safetensors"))
+    cfg, p64, ids, sf = open_model(a.model, "llama4_first_order", a.layer if a.tensor is None else None)
     if a.tensor is not None and a.tensor not in p64:
         sys.exit(f"llama4_first_order: --tensor {a.tensor}: no such tensor in {a.model}")
-    ids = torch.as_tensor(np.asarray(ev["input_ids"])).long()
-    sf = int(meta.get("scored_from", "0"))
 
     def logits(p):
         with torch.no_grad():

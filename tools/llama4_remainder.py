@@ -33,15 +33,15 @@ others), and of the sequences reached, those settled when
 looseness f = 0 (the first order alone: not a bound), 1, 10, 100, 1000.
 "wrong" counts settled sequences where a prediction does flip (at f >= 1
 there must be none). Gradients are taken for the NEAR nearest classes of
-each position (default 3); the others take the largest of their R (noted
-when that decides).
+each position (default 3); the others take the largest of their R. "far
+g" counts the sequences where nothing flips whose other classes a norm
+bound of the head input's change, g times the true one, would clear.
 
 Not a bound: an estimate of what one built this way could clear, to decide
 whether to build it (bench/README.md, 2026-11-30).
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -50,8 +50,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import llama4_ref as ref  # noqa: E402
-from bench_torch_loop import tensors_of  # noqa: E402
-from llama4_first_order import flip  # noqa: E402
+from llama4_first_order import flip, open_model  # noqa: E402
 
 
 class Model:
@@ -154,16 +153,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    try:
-        with open(os.path.join(a.model, "config.json")) as f:
-            cfg = ref.text_config(json.load(f))
-    except (OSError, ValueError) as e:
-        sys.exit(f"llama4_remainder: {a.model}: no readable config.json ({e})")
-    if not ref.layer_is_moe(cfg, a.layer):
-        sys.exit(f"llama4_remainder: --layer {a.layer}: not a MoE layer of {a.model} "
-                 f"(MoE layers: {cfg['moe_layers']})")
     if a.faults < 1 or a.near < 1:
         sys.exit("llama4_remainder: --faults and --near must be at least 1")
+    cfg, p64, ids, sf = open_model(a.model, "llama4_remainder", a.layer)
     K = 2 * cfg["num_hidden_layers"]
     try:
         S_list = [int(s) for s in (a.stages or str(2 * a.layer + 2)).split(",")]
@@ -173,11 +165,6 @@ def main():
         if not 2 * a.layer + 2 <= S < K:
             sys.exit(f"llama4_remainder: --from-stage {S}: must be after the faulty stage "
                      f"({2 * a.layer + 1}) and before the head ({K})")
-    params, _ = tensors_of(os.path.join(a.model, "model.safetensors"))
-    p64 = {k: torch.as_tensor(np.asarray(v)).double() for k, v in params.items()}
-    ev, meta = tensors_of(os.path.join(a.model, "eval.safetensors"))
-    ids = torch.as_tensor(np.asarray(ev["input_ids"])).long()
-    sf = int(meta.get("scored_from", "0"))
     N, T = ids.shape
     gold_m = Model(p64, cfg, T)
     with torch.no_grad():
