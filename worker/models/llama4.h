@@ -174,9 +174,11 @@ double l4_bound_head_margin(const pvf_model *m, const struct pvf_golden *g, int6
  * golden gradients times the change plus bounded remainders. NULL state
  * when the model's layout is not covered or it would not fit its budget. */
 typedef struct l4_linear l4_linear;
+/* route: the last layer's golden top expert per token (NULL for a dense
+ * one); qkv: its attention's golden queries, keys and values, every token's
+ * (as l4_qkv; qkv->in unused). */
 int l4_linear_prepare(const pvf_model *m, const struct pvf_golden *g, const l4_bound *b,
-                      const int32_t *route, l4_linear **out); /* route: the last layer's golden
-                                                                 top expert per token, or NULL */
+                      const int32_t *route, const l4_qkv *qkv, l4_linear **out);
 void l4_linear_free(l4_linear *lin);
 /* The stage it answers at. */
 int l4_linear_stage(const l4_linear *lin);

@@ -703,6 +703,13 @@ static int ffn_stats(const pvf_model *m, const pvf_golden *g, int64_t L, bound_l
     return 0;
 }
 
+/* Logit lt of the top class less lv of class v, less the allowances the
+ * head bound keeps: a logit rounds by <= RHO |row w| sqrt(H) (|n| <=
+ * sqrt(H); nt, nv the rows' |row w|), and the near-tie tolerance. */
+static double head_gap(double lt, double lv, double nt, double nv, int64_t H) {
+    return lt - lv - RHO * (nt + nv) * sqrt((double)H) - HEAD_REL * fmax(fabs(lt), fabs(lv));
+}
+
 /* Head clearance mu_t of every position (see the top). The squared norms
  * |(row_top - row_v) w|^2 come from the Gram matrix of the folded rows,
  * K_tt + K_vv - 2 K_tv, plus an allowance for its cancellation in double. */
@@ -726,7 +733,6 @@ static int head_stats(const pvf_model *m, const pvf_golden *g, l4_bound *b) {
             rows[v * H + j] = (double)W[v * H + j] * w[j];
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)V, (int)V, (int)H, 1.0, rows, (int)H,
                 rows, (int)H, 0.0, gram, (int)V);
-    const double sqrt_h = sqrt((double)H);
     for (int64_t t = 0; t < tokens; t++) {
         b->h_rms[t] = rms_of(x + t * H, H, c->eps);
         const float *lg = g->out + t * V;
@@ -738,9 +744,7 @@ static int head_stats(const pvf_model *m, const pvf_golden *g, l4_bound *b) {
                 continue;
             const double kvv = gram[v * V + v];
             double ss = ktt + kvv - 2.0 * gram[top * V + v] + 1e-12 * (ktt + kvv);
-            /* |n| <= sqrt(H): a logit rounds by <= RHO |row w| sqrt(H) */
-            double num = (double)lg[top] - lg[v] - RHO * (sqrt(ktt) + sqrt(kvv)) * sqrt_h -
-                         HEAD_REL * fmax(fabs((double)lg[top]), fabs((double)lg[v]));
+            double num = head_gap(lg[top], lg[v], sqrt(ktt), sqrt(kvv), H);
             double ratio = ss > 0 && num > 0 ? num / (sqrt(ss) * (1.0 + 1e-9)) : 0.0;
             if (!(ratio < mu))
                 ratio = isnan(ratio) ? 0.0 : mu;
@@ -1022,23 +1026,39 @@ static void bound_attn(const pvf_model *m, const l4_bound *b, int s, int64_t L, 
     }
 }
 
+/* Second-order remainder of a SwiGLU MLP (down projection included) whose
+ * input moves by din, per unit input: |silu''| <= 1/2 and the product
+ * silu(g) u (see swiglu_change). */
+static double swiglu_remainder(double din, double sg, double su, double sd, double up_max) {
+    const double dg = sg * din, du = su * din;
+    return sd * (0.26 * up_max * dg * dg + SILU_LIP * dg * du);
+}
+
 /* FFN stage s of layer L at token tt (sequence * T + position) whose input
- * changed by d > 0: its output change, or -1 when the routing might change. */
+ * changed by d > 0: its output change, or -1 when the routing might change.
+ * With rem (the linearized bound, whose caller shows the routing holds) the
+ * routing is taken as held, and *rem gets the stage's second-order
+ * remainder: its change less its golden Jacobian times the input's. */
 static double ffn_token_bound(const pvf_model *m, const l4_bound *b, int s, int64_t L, int64_t tt,
-                              double d) {
+                              double d, double *rem) {
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
     const bound_layer *y = &b->layer[L];
     const int64_t H = c->hidden, k = c->top_k;
     const double sqrt_h = sqrt((double)H);
     const double dn = norm_change(d, y->f_rms[tt], H);
+    const double ra = rem ? l4_norm_remainder(d, y->f_rms[tt], H) : 0.0;
     const double jm = jac_norm(y->mlp.jac_down[tt], y->mlp.sd, y->mlp.jac_f[tt]);
     double branch = swiglu_change(dn, jm * dn, y->mlp.sg, y->mlp.su, y->mlp.sd, y->mlp.silu_max[tt],
                                   y->mlp.up_max[tt]);
+    /* the MLP's own remainder, and its Jacobian on the norm's */
+    double r =
+        rem ? swiglu_remainder(dn, y->mlp.sg, y->mlp.su, y->mlp.sd, y->mlp.up_max[tt]) + jm * ra
+            : 0.0;
     if (c->moe[L]) {
         const double dl = y->rmax * dn;
         /* the golden top-k survives when no logit pair can cross */
-        if (!(y->gap[tt] > 2.0 * dl + 2.0 * RHO * y->rmax * sqrt_h))
+        if (!rem && !(y->gap[tt] > 2.0 * dl + 2.0 * RHO * y->rmax * sqrt_h))
             return -1.0;
         const double dsc = 0.25 * dl;
         for (int64_t sl = 0; sl < k; sl++) {
@@ -1051,8 +1071,20 @@ static double ffn_token_bound(const pvf_model *m, const l4_bound *b, int s, int6
             const double first = dsc * y->e_along[ts] + (y->score[ts] + dsc) * je * dn;
             branch += swiglu_change(din, first < je * din ? first : je * din, y->eg[e], y->eu[e],
                                     y->ed[e], y->e_silu[ts], y->e_up[ts]);
+            if (rem) {
+                /* the expert's input s(a) a moves by ds a + s da + ds da; its
+                 * first order (s'(z) dz) a + s J_a dx leaves the sigmoid's
+                 * remainder (|s''| <= 0.0962), ds da, and the norm's
+                 * remainder through both (|a| <= sqrt(H), |s'| <= 1/4) */
+                const double lin_err = 0.0481 * dl * dl * sqrt_h + dsc * dn +
+                                       0.25 * y->rmax * ra * sqrt_h + y->score[ts] * ra;
+                r +=
+                    je * lin_err + swiglu_remainder(din, y->eg[e], y->eu[e], y->ed[e], y->e_up[ts]);
+            }
         }
     }
+    if (rem)
+        *rem = r * STAT_SLACK + slack(b, s, tt);
     return d + branch * STAT_SLACK + slack(b, s, tt);
 }
 
@@ -1065,7 +1097,7 @@ static void bound_ffn_stage(const pvf_model *m, const l4_bound *b, int s, int64_
         out[t] = d[t];
         if (d[t] == 0.0 || d[t] == INFINITY)
             continue;
-        if ((out[t] = ffn_token_bound(m, b, s, L, t0 + t, d[t])) < 0.0)
+        if ((out[t] = ffn_token_bound(m, b, s, L, t0 + t, d[t], NULL)) < 0.0)
             out[t] = INFINITY;
     }
 }
@@ -1154,7 +1186,7 @@ int l4_bound_token_clears(const l4_bound *b, const pvf_model *m, int s, int64_t 
     if (!(d >= 0.0 && d < 1e30)) /* NaN, Inf or overflow: the exact way */
         return 0;
     for (int st = s; st < m->nstages - 1 && d > 0.0; st++) {
-        d = ffn_token_bound(m, b, st, m->stages[st].layer, token, d);
+        d = ffn_token_bound(m, b, st, m->stages[st].layer, token, d, NULL);
         if (!(d >= 0.0 && d < 1e30))
             return 0;
     }
@@ -1175,50 +1207,10 @@ double l4_norm_remainder(double d, double rms, int64_t dim) {
     return 3.0 * d * d / (sqrt((double)dim) * low * low) * (1.0 + 1e-6);
 }
 
-/* Second-order remainder of a SwiGLU MLP (down projection included) whose
- * input moves by din, per unit input: |silu''| <= 1/2 and the product
- * silu(g) u (see swiglu_change). */
-static double swiglu_remainder(double din, double sg, double su, double sd, double up_max) {
-    const double dg = sg * din, du = su * din;
-    return sd * (0.26 * up_max * dg * dg + SILU_LIP * dg * du);
-}
-
 double l4_bound_ffn_held(const l4_bound *b, const pvf_model *m, int s, int64_t tt, double d,
                          double *rem) {
-    const llama4 *l = m->arch_state;
-    const l4_config *c = &l->c;
-    const int64_t L = m->stages[s].layer, H = c->hidden, k = c->top_k;
-    const bound_layer *y = &b->layer[L];
-    const double sqrt_h = sqrt((double)H);
     *rem = 0.0;
-    if (d == 0.0)
-        return 0.0;
-    const double dn = norm_change(d, y->f_rms[tt], H), ra = l4_norm_remainder(d, y->f_rms[tt], H);
-    const double jm = jac_norm(y->mlp.jac_down[tt], y->mlp.sd, y->mlp.jac_f[tt]);
-    double branch = swiglu_change(dn, jm * dn, y->mlp.sg, y->mlp.su, y->mlp.sd, y->mlp.silu_max[tt],
-                                  y->mlp.up_max[tt]);
-    /* the MLP's own remainder, and its Jacobian on the norm's */
-    double r = swiglu_remainder(dn, y->mlp.sg, y->mlp.su, y->mlp.sd, y->mlp.up_max[tt]) + jm * ra;
-    if (c->moe[L])
-        for (int64_t sl = 0; sl < k; sl++) {
-            const int64_t ts = tt * k + sl;
-            const int32_t e = y->idx[ts];
-            const double dl = y->rmax * dn, dsc = 0.25 * dl, sc = y->score[ts];
-            const double din = (sc + dsc) * dn + dsc * sqrt_h;
-            const double je = jac_norm(y->e_jac_down[ts], y->ed[e], y->e_jac[ts]);
-            const double first = dsc * y->e_along[ts] + (sc + dsc) * je * dn;
-            branch += swiglu_change(din, first < je * din ? first : je * din, y->eg[e], y->eu[e],
-                                    y->ed[e], y->e_silu[ts], y->e_up[ts]);
-            /* the expert's input s(a) a moves by ds a + s da + ds da; its
-             * first order (s'(z) dz) a + s J_a dx leaves the sigmoid's
-             * remainder (|s''| <= 0.0962), ds da, and the norm's remainder
-             * through both (|a| <= sqrt(H), |s'| <= 1/4) */
-            const double lin_err =
-                0.0481 * dl * dl * sqrt_h + dsc * dn + 0.25 * y->rmax * ra * sqrt_h + sc * ra;
-            r += je * lin_err + swiglu_remainder(din, y->eg[e], y->eu[e], y->ed[e], y->e_up[ts]);
-        }
-    *rem = r * STAT_SLACK + slack(b, s, tt);
-    return d + branch * STAT_SLACK + slack(b, s, tt);
+    return d == 0.0 ? 0.0 : ffn_token_bound(m, b, s, m->stages[s].layer, tt, d, rem);
 }
 
 double l4_bound_attn_remainder(const l4_bound *b, const pvf_model *m, int s, int64_t seq, int64_t q,
@@ -1298,10 +1290,7 @@ double l4_bound_head_margin(const pvf_model *m, const pvf_golden *g, int64_t tok
         vv += bv * bv;
     }
     *rownorm = sqrt(ss) * (1.0 + 1e-9);
-    /* as head_stats: a logit rounds by <= RHO |row w| sqrt(H), and the
-     * near-tie tolerance */
-    return (double)lg[top] - lg[v] - RHO * (sqrt(tt) + sqrt(vv)) * sqrt((double)H) -
-           HEAD_REL * fmax(fabs((double)lg[top]), fabs((double)lg[v]));
+    return head_gap(lg[top], lg[v], sqrt(tt), sqrt(vv), H);
 }
 
 double l4_bound_router_slack(const l4_bound *b, const pvf_model *m, int s) {

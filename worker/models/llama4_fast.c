@@ -325,7 +325,9 @@ int l4_fast_prepare(const pvf_model *m, const pvf_golden *g, void **state, pvf_e
     if (l4_bound_prepare(m, g, &f->bound))
         goto oom;
     const int64_t last = c->layers - 1;
-    if (l4_linear_prepare(m, g, f->bound, c->moe[last] ? f->moe[last].idx : NULL, &f->lin))
+    const l4_qkv last_qkv = {NULL, f->attn[last].q, f->attn[last].k, f->attn[last].v};
+    if (l4_linear_prepare(m, g, f->bound, c->moe[last] ? f->moe[last].idx : NULL, &last_qkv,
+                          &f->lin))
         goto oom;
     moe_work_free(&w);
     free(mw);

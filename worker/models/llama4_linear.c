@@ -165,15 +165,15 @@ static int layout(const pvf_model *m, int *S, int *A, int *F) {
 
 /* Golden rows of one sequence the backward passes read. */
 typedef struct lin_work {
-    float *gS, *uS;      /* [T, I_mlp] stage S's gate and up pre-activations */
-    float *q, *k, *v;    /* [T, heads/kv * d] the last attention's, as it reads them */
-    float *nrm;          /* [T, H] an RMSNorm output */
-    float *c1, *c2, *c3; /* [nf, T, H], [nf, H], [nf, H] cotangents */
-    float *ck, *cv, *cq; /* [nf, T, kd], [nf, T, kd], [nf, qd] */
-    float *x, *y;        /* [nf T, I_mlp] */
-    float *gq;           /* [nf T, H] */
-    float *vec;          /* 4 max(I) + 4 H + E + heads * d floats */
-    double *p, *o;       /* [T], [d] */
+    float *gS, *uS;         /* [T, I_mlp] stage S's gate and up pre-activations */
+    const float *q, *k, *v; /* [T, heads/kv * d] the last attention's, as it reads them */
+    float *nrm;             /* [T, H] an RMSNorm output */
+    float *c1, *c2, *c3;    /* [nf, T, H], [nf, H], [nf, H] cotangents */
+    float *ck, *cv, *cq;    /* [nf, T, kd], [nf, T, kd], [nf, qd] */
+    float *x, *y;           /* [nf T, I_mlp] */
+    float *gq;              /* [nf T, H] */
+    float *vec;             /* 4 max(I) + 4 H + E + heads * d floats */
+    double *p, *o;          /* [T], [d] */
 } lin_work;
 
 /* Cotangents c2 (at F's input) and c3 (at the head input) of position
@@ -272,7 +272,8 @@ static void functionals(const pvf_model *m, const pvf_golden *g, const l4_bound 
 
 /* Sequence seq's golden state. */
 static int prepare_seq(const pvf_model *m, const pvf_golden *g, const l4_bound *b,
-                       const int32_t *route, l4_linear *lin, int64_t seq, lin_work *w) {
+                       const int32_t *route, const l4_qkv *qkv, l4_linear *lin, int64_t seq,
+                       lin_work *w) {
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
     const int64_t LA = c->layers - 1;
@@ -288,24 +289,14 @@ static int prepare_seq(const pvf_model *m, const pvf_golden *g, const l4_bound *
     const float *Wv = m->params[ya->v].value, *Wo = m->params[ya->o].value;
     const int64_t chunk = c->rope[LA] ? c->chunk : 0;
     const double scale = 1.0 / sqrt((double)d);
-    /* stage S's pre-activations; the last attention's q, k, v as it reads them */
+    /* stage S's pre-activations; the last attention's q, k, v as it reads
+     * them (the fast path's golden replay) */
     pvf_rms_norm(xS, T, H, ws, (float)c->eps, w->nrm);
     pvf_linear(w->nrm, T, H, Wg, NULL, Im, w->gS);
     pvf_linear(w->nrm, T, H, Wu, NULL, Im, w->uS);
-    pvf_rms_norm(xA, T, H, wa, (float)c->eps, w->nrm);
-    pvf_linear(w->nrm, T, H, Wq, NULL, qd, w->q);
-    pvf_linear(w->nrm, T, H, Wk, NULL, kd, w->k);
-    pvf_linear(w->nrm, T, H, Wv, NULL, kd, w->v);
-    if (c->rope[LA]) {
-        pvf_rope_apply_from(w->q, 0, T, nh, d, l->inv_freq);
-        pvf_rope_apply_from(w->k, 0, T, nkv, d, l->inv_freq);
-    } else if (c->temp_tuning) {
-        for (int64_t t = 0; t < T; t++) {
-            const float s = pvf_attn_temperature(t, c->floor_scale, (float)c->attn_scale);
-            for (int64_t j = 0; j < qd; j++)
-                w->q[t * qd + j] *= s;
-        }
-    }
+    w->q = qkv->q + t0 * qd;
+    w->k = qkv->k + t0 * kd;
+    w->v = qkv->v + t0 * kd;
     for (int64_t q = l->scored_from; q < T; q++) {
         const int64_t tt = t0 + q, top = g->top1[tt];
         /* the nearest classes, and the others' clearance in |da| */
@@ -474,7 +465,7 @@ static int prepare_seq(const pvf_model *m, const pvf_golden *g, const l4_bound *
 }
 
 int l4_linear_prepare(const pvf_model *m, const pvf_golden *g, const l4_bound *b,
-                      const int32_t *route, l4_linear **out) {
+                      const int32_t *route, const l4_qkv *qkv, l4_linear **out) {
     const llama4 *l = m->arch_state;
     const l4_config *c = &l->c;
     const int64_t H = c->hidden, T = l->T, n = g->n, I = c->inter, Im = c->inter_mlp;
@@ -514,8 +505,8 @@ int l4_linear_prepare(const pvf_model *m, const pvf_golden *g, const l4_bound *b
     const int64_t Iw = Im > I ? Im : I, R = nf * T;
     lin_work w = {0};
     const int64_t vec = 4 * Iw + 4 * H + c->experts + qd;
-    float *fl = malloc((size_t)(2 * T * Im + T * (qd + 2 * kd) + T * H + 2 * R * H + 2 * nf * H +
-                                2 * R * kd + nf * qd + 2 * R * (Iw > H ? Iw : H) + vec) *
+    float *fl = malloc((size_t)(2 * T * Im + T * H + 2 * R * H + 2 * nf * H + 2 * R * kd + nf * qd +
+                                2 * R * (Iw > H ? Iw : H) + vec) *
                        sizeof *fl);
     double *db = malloc((size_t)(T + c->head_dim) * sizeof *db);
     if (!lin->grad || !lin->gscale || !lin->gn0 || !lin->gn1 || !lin->gn2 || !lin->gn3 ||
@@ -527,10 +518,7 @@ int l4_linear_prepare(const pvf_model *m, const pvf_golden *g, const l4_bound *b
     }
     w.gS = fl;
     w.uS = w.gS + T * Im;
-    w.q = w.uS + T * Im;
-    w.k = w.q + T * qd;
-    w.v = w.k + T * kd;
-    w.nrm = w.v + T * kd;
+    w.nrm = w.uS + T * Im;
     w.c1 = w.nrm + T * H;
     w.c2 = w.c1 + R * H;
     w.c3 = w.c2 + nf * H;
@@ -545,7 +533,7 @@ int l4_linear_prepare(const pvf_model *m, const pvf_golden *g, const l4_bound *b
     w.o = db + T;
     int rc = 0;
     for (int64_t seq = 0; seq < n && rc == 0; seq++)
-        rc = prepare_seq(m, g, b, route, lin, seq, &w);
+        rc = prepare_seq(m, g, b, route, qkv, lin, seq, &w);
     free(fl);
     free(db);
     if (rc) {
