@@ -64,6 +64,24 @@ def open_model(model, tool, layer=None):
     return cfg, p64, ids, int(meta.get("scored_from", "0"))
 
 
+def faults(p64, layer, count, seed, tensor=None):
+    """The fault list both tools use: `count` single bit flips of layer
+    `layer`'s routed experts (gate_up and down alternating) or of `tensor`,
+    element uniform, bit = index mod 32, finite changes below 1e6 only:
+    (tensor name, element, bit, value, change)."""
+    rng = np.random.default_rng(seed)
+    pre = f"model.layers.{layer}.feed_forward.experts."
+    for f in range(count):
+        name = tensor or pre + ("gate_up_proj" if f % 2 == 0 else "down_proj")
+        W = p64[name]
+        el = tuple(int(rng.integers(s)) for s in W.shape)
+        bit = f % 32
+        w = float(W[el])
+        dw = flip(w, bit) - w
+        if np.isfinite(dw) and dw != 0.0 and abs(dw) <= 1e6:
+            yield name, el, bit, w, dw
+
+
 def main():
     ap = argparse.ArgumentParser()
     here = os.path.dirname(os.path.abspath(__file__))
@@ -88,18 +106,9 @@ def main():
     top = gold.argmax(-1)
     margin = gold.gather(-1, top[..., None]) - gold  # [N, T, V], 0 at the top class
     N = gold.shape[0]
-    rng = np.random.default_rng(a.seed)
-    pre = f"model.layers.{a.layer}.feed_forward.experts."
     bands = {}
-    for f in range(a.faults):
-        name = a.tensor or pre + ("gate_up_proj" if f % 2 == 0 else "down_proj")
+    for name, el, bit, w, dw in faults(p64, a.layer, a.faults, a.seed, a.tensor):
         W = p64[name]
-        el = tuple(int(rng.integers(s)) for s in W.shape)
-        bit = f % 32
-        w = float(W[el])
-        dw = flip(w, bit) - w
-        if not np.isfinite(dw) or dw == 0.0 or abs(dw) > 1e6:
-            continue
 
         def with_value(v):
             t = W.clone()

@@ -45,12 +45,11 @@ import argparse
 import os
 import sys
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import llama4_ref as ref  # noqa: E402
-from llama4_first_order import flip, open_model  # noqa: E402
+from llama4_first_order import faults, open_model  # noqa: E402
 
 
 class Model:
@@ -210,19 +209,10 @@ def main():
     mu_far = clear_far.amin(-1)  # [N, T]
     a_gold = ref.rms_norm(xs[K], cfg["rms_norm_eps"])
 
-    rng = np.random.default_rng(a.seed)
-    pre = f"model.layers.{a.layer}.feed_forward.experts."
     looseness = (0, 1, 10, 100, 1000)
     bands = {}
-    for fi in range(a.faults):
-        name = pre + ("gate_up_proj" if fi % 2 == 0 else "down_proj")
+    for name, el, bit, w, dw in faults(p64, a.layer, a.faults, a.seed):
         W = p64[name]
-        el = tuple(int(rng.integers(s)) for s in W.shape)
-        bit = fi % 32
-        w = float(W[el])
-        dw = flip(w, bit) - w
-        if not np.isfinite(dw) or dw == 0.0 or abs(dw) > 1e6:
-            continue
         t = W.clone()
         t[el] = w + dw
         fm = Model({**p64, name: t}, cfg, T)
